@@ -1,0 +1,24 @@
+"""User-facing errors.
+
+Every mistake a user can make (a missing cohort, an unknown study, a bad parameter, a record
+that breaks a schema) raises :class:`RegistryLabError` with one sentence naming the file, the
+record or the parameter at fault. The command line prints that sentence without a traceback.
+
+Example:
+    >>> raise RegistryLabError("params/cohort/tiny.yaml: no such cohort config")
+    Traceback (most recent call last):
+    ...
+    registry_lib.errors.RegistryLabError: params/cohort/tiny.yaml: no such cohort config
+"""
+
+
+class RegistryLabError(Exception):
+    """A user-facing error whose message is one clear sentence."""
+
+
+class SchemaError(RegistryLabError):
+    """A table does not match its declared schema."""
+
+
+class ConfigError(RegistryLabError):
+    """A params file is missing, malformed, or names an unknown key."""

@@ -1,0 +1,114 @@
+"""Files: deterministic Parquet with schemas, atomic folders, content hashes.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     with atomic_dir(pathlib.Path(d) / "out") as tmp:
+    ...         _ = (tmp / "a.txt").write_text("x")
+    ...     sorted(p.name for p in (pathlib.Path(d) / "out").iterdir())
+    ['a.txt']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from registry_lib.schema import Table, enforce
+
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "use_dictionary": True}
+
+
+def write_parquet(df: pd.DataFrame | pa.Table, path: Path, table: Table | None = None) -> Path:
+    """Write ``df`` as zstd Parquet, enforcing ``table``'s schema when given.
+
+    The file is byte-identical for identical input (no timestamps, no pandas index).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if table is not None:
+        arrow = enforce(df if isinstance(df, pd.DataFrame) else df.to_pandas(), table)
+    elif isinstance(df, pd.DataFrame):
+        arrow = pa.Table.from_pandas(df, preserve_index=False)
+    else:
+        arrow = df
+    arrow = arrow.replace_schema_metadata(None)
+    pq.write_table(arrow, path, **PARQUET_OPTIONS)
+    return path
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """Read a Parquet file into pandas (dates as ``datetime64``)."""
+    df = pq.read_table(path).to_pandas(date_as_object=False)
+    return df
+
+
+def write_json(obj: Any, path: Path) -> Path:
+    """Write JSON with sorted keys and a trailing newline (stable bytes)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``final`` in one rename.
+
+    On an exception the temporary folder is removed and ``final`` is left as it was, so an
+    interrupted run never leaves a half-written folder that looks complete.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_tree(folder: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` for every file under ``folder``, sorted."""
+    folder = Path(folder)
+    return {
+        str(p.relative_to(folder)): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    }
