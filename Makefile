@@ -22,6 +22,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Registry Lab (.venv)" >/dev/null
 	@touch $(STAMP)
 
 reproduce: $(STAMP)
@@ -32,8 +33,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lab: $(STAMP)
-	$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Registry Lab (.venv)"
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Registry Lab (.venv)" >/dev/null
+	$(BIN)/jupyter lab --notebook-dir=.
 
 clean:
 	rm -rf reports/* synthetic/*/ .pytest_cache

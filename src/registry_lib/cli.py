@@ -1,0 +1,144 @@
+"""The ``registry-lab`` command: thin wrappers over the library.
+
+    registry-lab synth --config params/cohort/small.yaml [--seed N] [--scale F] [--years A B] [--out DIR]
+    registry-lab link --cohort NAME [--evaluate] [--threshold P] [--backend duckdb|spark]
+    registry-lab release --cohort NAME --policy POLICY --requester TEXT
+    registry-lab run STUDY [--cohort NAME] [-p KEY VALUE ...] [-f params.yaml]
+    registry-lab reproduce [--pipeline params/pipeline.yaml] [--cohort NAME] [--force]
+    registry-lab keygen [--overwrite]
+    registry-lab lab
+
+User mistakes (unknown study, missing cohort, bad parameter) print one sentence and exit 2,
+with no traceback. A failing notebook exits 1 after printing the failing cell and the error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from registry_lib.errors import RegistryLabError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="registry-lab", description="Registry Lab: synthetic England, "
+                                "linkage, purpose-bound releases and reproducible registry studies.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="generate a synthetic cohort (feeds, reference, truth)")
+    s.add_argument("--config", required=True, help="params/cohort/<name>.yaml")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--scale", type=float, help="fraction of England's population")
+    s.add_argument("--years", type=int, nargs=2, metavar=("START", "END"), help="diagnosis years")
+    s.add_argument("--out", help="output folder (default synthetic/<name>)")
+
+    s = sub.add_parser("link", help="build the registry from a cohort's feeds")
+    s.add_argument("--cohort", required=True)
+    s.add_argument("--evaluate", action="store_true", help="measure accuracy against truth/")
+    s.add_argument("--threshold", type=float, help="match probability for clustering persons")
+    s.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb")
+
+    s = sub.add_parser("release", help="release registry data under a policy")
+    s.add_argument("--cohort", required=True)
+    s.add_argument("--policy", required=True, help="name of params/release/<policy>.yaml")
+    s.add_argument("--requester", required=True, help="who asked for the release")
+
+    s = sub.add_parser("run", help="run one study with other parameters")
+    s.add_argument("study")
+    s.add_argument("--cohort")
+    s.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="override a study parameter (VALUE is read as YAML)")
+    s.add_argument("-f", "--params-file", help="a YAML file of parameter overrides")
+    s.add_argument("--pipeline")
+
+    s = sub.add_parser("reproduce", help="run the whole pipeline, skipping unchanged steps")
+    s.add_argument("--pipeline")
+    s.add_argument("--cohort")
+    s.add_argument("--force", action="store_true", help="re-run every step")
+
+    s = sub.add_parser("keygen", help="create the project key for pseudonyms")
+    s.add_argument("--overwrite", action="store_true")
+
+    sub.add_parser("lab", help="start JupyterLab on the project kernel")
+    return p
+
+
+def _cohort_path(name: str, stage: str) -> Path:
+    from registry_lib.paths import require_cohort
+
+    return require_cohort(name, stage)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "synth":
+        from registry_lib import synth
+
+        out = synth.run(args.config, seed=args.seed, scale=args.scale,
+                        years=tuple(args.years) if args.years else None, out=args.out)
+        print(f"wrote {out}")
+    elif args.command == "link":
+        from registry_lib import linkage
+
+        cohort = _cohort_path(args.cohort, "feeds")
+        report = linkage.run(cohort, threshold=args.threshold,
+                             evaluate=args.evaluate, backend=args.backend)
+        if args.evaluate:
+            keys = ["precision", "recall", "f1", "false_match_rate", "missed_match_rate",
+                    "persons_split", "persons_merged"]
+            print(json.dumps({k: report.get(k) for k in keys}, indent=2))
+    elif args.command == "release":
+        from registry_lib import release
+
+        cohort = _cohort_path(args.cohort, "registry")
+        out = release.run(cohort, args.policy, args.requester)
+        print(f"wrote {out}")
+    elif args.command == "run":
+        from registry_lib.pipeline import run_study
+
+        overrides = {k: yaml.safe_load(v) for k, v in args.param}
+        out = run_study(args.study, cohort=args.cohort, overrides=overrides,
+                        params_file=args.params_file, pipeline=args.pipeline)
+        print(f"wrote {out}")
+    elif args.command == "reproduce":
+        from registry_lib.pipeline import reproduce
+
+        results = reproduce(args.pipeline, cohort=args.cohort, force=args.force)
+        ran = sum(r.status == "ran" for r in results)
+        print(f"pipeline done: {ran} step(s) ran, {len(results) - ran} unchanged; see reports/index.html")
+    elif args.command == "keygen":
+        from registry_lib.keys import keygen
+
+        print(f"wrote {keygen(overwrite=args.overwrite)} (keep it private; it is git-ignored)")
+    elif args.command == "lab":
+        from registry_lib.paths import project_root
+
+        root = project_root()
+        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix",
+                        "--name", "registry-lab", "--display-name", "Registry Lab (.venv)"], check=True)
+        return subprocess.call([sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={root}"])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``registry-lab`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except RegistryLabError as exc:
+        from registry_lib.pipeline.notebooks import NotebookFailed
+
+        print(f"registry-lab {args.command}: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, NotebookFailed) else 2
+    except KeyboardInterrupt:
+        print("registry-lab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

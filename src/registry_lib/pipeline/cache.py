@@ -1,0 +1,73 @@
+"""Content-hash caching of pipeline steps, like make or an OpenSAFELY project.yaml.
+
+A step is skipped when its key (the hash of its code, its params and its upstream outputs) is
+the one recorded after its last successful run *and* its outputs still have the recorded hashes.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> state = StepState(d / "s.json")
+    >>> state.is_fresh("k1", {})
+    False
+    >>> state.record("k1", {}); state.is_fresh("k1", {})
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from registry_lib.io import sha256_file, sha256_tree
+
+
+def hash_files(paths: list[Path], root: Path) -> dict[str, str]:
+    """``{path relative to root: sha256}`` for files and every file under folders."""
+    out: dict[str, str] = {}
+    for path in paths:
+        if path.is_dir():
+            for rel, digest in sha256_tree(path).items():
+                out[str((path / rel).relative_to(root))] = digest
+        elif path.exists():
+            out[str(path.relative_to(root))] = sha256_file(path)
+    return dict(sorted(out.items()))
+
+
+def code_hash(package_dir: Path) -> str:
+    """One sha256 over every source and data file of the installed library."""
+    h = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*")):
+        if path.is_file() and path.suffix in {".py", ".csv", ".yaml", ".json", ".txt"} and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(package_dir)).encode())
+            h.update(sha256_file(path).encode())
+    return h.hexdigest()
+
+
+def combine(*parts: object) -> str:
+    """A sha256 of JSON-serialised parts."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class StepState:
+    """The record of a step's last successful run: its key and its output hashes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _load(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def is_fresh(self, key: str, outputs_now: dict[str, str]) -> bool:
+        data = self._load()
+        return bool(data) and data.get("key") == key and data.get("outputs") == outputs_now
+
+    def record(self, key: str, outputs: dict[str, str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({"key": key, "outputs": outputs}, sort_keys=True, indent=1))
+
+    def forget(self) -> None:
+        self.path.unlink(missing_ok=True)

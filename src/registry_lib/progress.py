@@ -1,0 +1,36 @@
+"""Progress messages and bars that behave in a terminal, in a notebook and in CI.
+
+With the environment variable ``CI=true`` bars are switched off and only summaries print.
+
+Example:
+    >>> for _ in progress(range(3), "demo", disable=True):
+    ...     pass
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+
+def in_ci() -> bool:
+    """True when running under CI (``CI=true``): print summaries only."""
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def progress(items: Iterable[T], desc: str, *, total: int | None = None, disable: bool | None = None) -> Iterator[T]:
+    """A tqdm bar over ``items``, silent under CI."""
+    yield from tqdm(items, desc=desc, total=total, disable=in_ci() if disable is None else disable,
+                    leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+def say(message: str, *, summary: bool = False) -> None:
+    """Print a step message; under CI only messages marked ``summary`` print."""
+    if summary or not in_ci():
+        print(message, file=sys.stderr, flush=True)

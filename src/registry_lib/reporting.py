@@ -1,0 +1,81 @@
+"""What study notebooks call to read inputs and write their outputs.
+
+A study notebook reads a release (never feeds or truth), and writes into its ``output_dir``:
+``results.json`` (the key estimates), disclosure-controlled tables (through
+``registry_lib.release``) and figures. Output is deterministic: sorted JSON, PNG figures
+without timestamps, no absolute paths.
+
+Example:
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = write_results({"sir": 1.5}, d)
+    ...     p.name
+    'results.json'
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from registry_lib.io import read_parquet, write_json
+from registry_lib.paths import cohort_dir, project_root, require_cohort
+
+
+def study_output_dir(output_dir: str | Path) -> Path:
+    """The study's output folder (relative paths are taken from the project root), created."""
+    path = Path(output_dir)
+    if not path.is_absolute():
+        path = project_root() / path
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_results(results: dict[str, Any], output_dir: str | Path) -> Path:
+    """Write ``results.json`` (sorted keys, floats as given) into the study's output folder."""
+    return write_json(_clean(results), study_output_dir(output_dir) / "results.json")
+
+
+def read_results(output_dir: str | Path) -> dict[str, Any]:
+    """Read a study's ``results.json``."""
+    return json.loads((study_output_dir(output_dir) / "results.json").read_text())
+
+
+def _clean(value: Any) -> Any:
+    """Make numpy scalars, NaN and tuples JSON-friendly (NaN becomes null)."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def save_figure(fig: Any, output_dir: str | Path, name: str, *, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as ``figures/<name>.png`` with no timestamp metadata."""
+    folder = study_output_dir(output_dir) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    return path
+
+
+def read_reference(cohort: str, name: str) -> pd.DataFrame:
+    """A public reference table of a cohort (areas, population, life_table, …)."""
+    return read_parquet(require_cohort(cohort, "reference") / f"{name}.parquet")
+
+
+def read_truth(cohort: str, name: str) -> pd.DataFrame:
+    """Truth, for clearly marked validation ("truth check") cells only: studies never use it."""
+    return read_parquet(require_cohort(cohort, "truth") / f"{name}.parquet")
+
+
+def read_effects(cohort: str) -> dict[str, Any]:
+    """The injected effects of a cohort (``truth/effects.json``), for truth-check cells."""
+    return json.loads((cohort_dir(cohort) / "truth" / "effects.json").read_text())

@@ -1,0 +1,43 @@
+"""Statistical methods shared by the studies.
+
+Pure functions on arrays and DataFrames, returning tidy DataFrames or small result objects;
+this package imports none of the pipeline stages. Public names are loaded lazily so that
+importing one method does not import every module (survival and time-series modules are
+maintained separately).
+
+Example:
+    >>> from registry_lib.stats import sir
+    >>> float(sir([4], [2.0])["sir"].iloc[0])
+    2.0
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    # rates
+    "EXACT_BELOW": "rates",
+    "poisson_ci": "rates",
+    "sir": "rates",
+    "stratum_rates": "rates",
+    "indirect_expected": "rates",
+    "crude_rate": "rates",
+    "direct_standardised_rate": "rates",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'registry_lib.stats' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"registry_lib.stats.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

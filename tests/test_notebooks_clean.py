@@ -1,0 +1,42 @@
+"""Notebooks are committed thin: no outputs, a tagged parameters cell, a pipeline step each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_has_no_outputs_and_a_parameters_cell(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs"
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    source = "".join(tagged[0]["source"])
+    assert "cohort" in source and "output_dir" in source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_a_pipeline_step_with_matching_parameters(path):
+    spec = yaml.safe_load((ROOT / "params" / "pipeline.yaml").read_text())
+    steps = [s for s in spec["steps"] if s.get("notebook") == f"notebooks/{path.name}"]
+    assert len(steps) == 1, f"{path.name} is not (exactly once) in params/pipeline.yaml"
+    params_file = ROOT / steps[0].get("params", f"params/studies/{steps[0]['name']}.yaml")
+    assert params_file.exists(), params_file
+    params = yaml.safe_load(params_file.read_text()) or {}
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    source = "".join(cell["source"])
+    for key in params:
+        assert f"{key} =" in source, f"{path.name}: parameters cell lacks a default for {key!r}"
