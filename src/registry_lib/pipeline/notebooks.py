@@ -71,7 +71,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], r
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     try:
         pm.execute_notebook(
-            str(notebook), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
+            str(notebook), str(output), parameters=parameters, kernel_name=KERNEL_NAME, language="python",
             cwd=str(root), progress_bar=not in_ci(), log_output=False, report_mode=False,
         )
     except pm.PapermillExecutionError as exc:
