@@ -79,3 +79,19 @@ def read_truth(cohort: str, name: str) -> pd.DataFrame:
 def read_effects(cohort: str) -> dict[str, Any]:
     """The injected effects of a cohort (``truth/effects.json``), for truth-check cells."""
     return json.loads((cohort_dir(cohort) / "truth" / "effects.json").read_text())
+
+
+def setup_notebook() -> None:
+    """Quiet, reproducible notebook defaults: no warnings (they print absolute paths),
+    a fixed figure size and resolution, and rounded DataFrame display."""
+    import warnings
+
+    import matplotlib as mpl
+
+    warnings.filterwarnings("ignore")
+    mpl.rcParams.update({"figure.figsize": (8, 4.5), "figure.dpi": 100, "savefig.dpi": 110,
+                         "axes.spines.top": False, "axes.spines.right": False,
+                         "svg.hashsalt": "registry-lab"})
+    pd.set_option("display.precision", 3)
+    pd.set_option("display.max_rows", 60)
+    pd.set_option("display.width", 120)

@@ -25,6 +25,23 @@ _EXPORTS: dict[str, str] = {
     "indirect_expected": "rates",
     "crude_rate": "rates",
     "direct_standardised_rate": "rates",
+    # spatial scan
+    "EARTH_RADIUS_KM": "scan",
+    "ScanResult": "scan",
+    "kulldorff_scan": "scan",
+    # point-source cluster methods
+    "DEFAULT_BANDS_KM": "cluster",
+    "BandResult": "cluster",
+    "StoneResult": "cluster",
+    "ChiSquareResult": "cluster",
+    "area_observed_expected": "cluster",
+    "assign_bands": "cluster",
+    "band_sir": "cluster",
+    "band_sir_from_areas": "cluster",
+    "distance_to_nearest_source": "cluster",
+    "homogeneity_test": "cluster",
+    "stone_test": "cluster",
+    "trend_test": "cluster",
 }
 
 __all__ = sorted(_EXPORTS)

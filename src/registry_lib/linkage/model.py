@@ -1,0 +1,472 @@
+"""The Fellegi–Sunter model: comparisons, blocking rules, EM training and scoring with Splink.
+
+Identifier *roles* (all optional): ``nhs_number`` (any stable person identifier),
+``given_name``, ``family_name``, ``birth_date``, ``sex``, ``postcode``, ``address``.
+:func:`prepare` turns a user frame into the standardised matching frame; :func:`score` trains a
+Splink model on it (u by random sampling, m and the match prior by EM) and returns the scored
+candidate pairs.
+
+Comparisons (levels from most to least specific, each also has a null level):
+
+============  ===========================================================================
+nhs_number    exact · one edit or transposition (Damerau–Levenshtein ≤ 1) · else
+given_name    exact (term-frequency adjusted) · nickname (share a formal name, e.g. Bob and
+              Robert) · Jaro–Winkler ≥ 0.92 · ≥ 0.80 · else
+family_name   exact (term-frequency adjusted) · Jaro–Winkler ≥ 0.92 · ≥ 0.80 · else
+birth_date    exact · day and month swapped · one character different · same year and month
+              · same year · else
+sex           exact · else
+postcode      exact (term-frequency adjusted) · same outward code (district) · else
+address       exact (term-frequency adjusted) · Jaro–Winkler ≥ 0.90 · else
+============  ===========================================================================
+
+``plain=True`` uses Splink's out-of-the-box comparisons instead (NameComparison,
+DateOfBirthComparison, PostcodeComparison, ExactMatch): the bench compares the two.
+
+Example:
+    >>> import pandas as pd
+    >>> people = pd.DataFrame({"first": ["Robert", "Bob"], "last": ["Smith", "Smith"]})
+    >>> prepare(people, {"given_name": "first", "family_name": "last"})[["given_name", "given_block"]].values.tolist()
+    [['robert', 'robert'], ['bob', 'robert']]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from registry_lib.errors import RegistryLabError
+from registry_lib.linkage import standardise as std
+
+ROLES = ("nhs_number", "given_name", "family_name", "birth_date", "sex", "postcode", "address")
+BACKENDS = ("duckdb", "spark")
+
+#: Prior m probabilities (share of true matches in each non-null level, most specific first).
+#: Starting values only: EM re-estimates them from the data. Assumptions, informed by the
+#: identifier error rates in params/epidemiology/feeds.yaml.
+M_PRIORS: dict[str, list[float]] = {
+    "nhs_number": [0.97, 0.005, 0.025],
+    "given_name": [0.905, 0.04, 0.035, 0.015, 0.005],
+    "family_name": [0.93, 0.03, 0.01, 0.03],
+    "birth_date": [0.990, 0.003, 0.003, 0.001, 0.001, 0.002],
+    "sex": [0.995, 0.005],
+    "postcode": [0.85, 0.07, 0.08],
+    "address": [0.80, 0.10, 0.10],
+}
+#: Prior u probabilities (share of non-matching pairs in each level). Used as they are when the
+#: data are too small to estimate u by random sampling. Assumptions for a general population.
+U_PRIORS: dict[str, list[float]] = {
+    "nhs_number": [1e-7, 1e-5, 0.99998990],
+    "given_name": [0.01, 0.002, 0.003, 0.03, 0.955],
+    "family_name": [0.002, 0.002, 0.02, 0.976],
+    "birth_date": [5e-5, 1e-6, 5e-4, 1e-3, 0.012, 0.986449],
+    "sex": [0.5, 0.5],
+    "postcode": [1e-4, 0.005, 0.9949],
+    "address": [1e-4, 1e-3, 0.9989],
+}
+#: Below this many records the model keeps its priors: EM and u sampling need data.
+MIN_TRAIN_ROWS = 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Preparing input
+# ---------------------------------------------------------------------------------------------
+def check_columns(df: pd.DataFrame, columns: Mapping[str, str], where: str = "input") -> dict[str, str]:
+    """Validate a ``{role: column}`` mapping against a frame; return it as a plain dict."""
+    columns = dict(columns)
+    unknown = sorted(set(columns) - set(ROLES))
+    if unknown:
+        raise RegistryLabError(f"{where}: unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)}")
+    missing = sorted(c for c in columns.values() if c not in df.columns)
+    if missing:
+        raise RegistryLabError(f"{where}: column(s) {', '.join(missing)} named in `columns` are not in the frame")
+    if not columns:
+        raise RegistryLabError(f"{where}: `columns` must name at least one role, e.g. {{'family_name': 'surname'}}")
+    return columns
+
+
+def prepare(df: pd.DataFrame, columns: Mapping[str, str], *, nhs_check_digit: bool = False) -> pd.DataFrame:
+    """Standardise the role columns of ``df`` into the matching frame (same row order).
+
+    ``nhs_check_digit=True`` treats NHS numbers failing the modulus-11 check as missing (the
+    registry does; the generic API accepts any identifier).
+    """
+    columns = check_columns(df, columns)
+    n = len(df)
+    out = pd.DataFrame(index=pd.RangeIndex(n))
+    out["unique_id"] = np.arange(n, dtype=np.int64)
+    if "nhs_number" in columns:
+        nhs = df[columns["nhs_number"]].astype("string").str.replace(r"\s", "", regex=True)
+        nhs = nhs.replace("", pd.NA).reset_index(drop=True)
+        if nhs_check_digit:
+            from registry_lib.nhs_number import is_valid_nhs_number
+
+            nhs = nhs.where(is_valid_nhs_number(nhs))
+        out["nhs_number"] = nhs.astype("string")
+    if "given_name" in columns:
+        given = std.clean_name(df[columns["given_name"]]).reset_index(drop=True)
+        sets, key = std.nickname_sets(given)
+        out["given_name"] = given
+        out["given_names"] = sets
+        out["given_block"] = key
+    if "family_name" in columns:
+        out["family_name"] = std.clean_name(df[columns["family_name"]]).reset_index(drop=True)
+    if "birth_date" in columns:
+        raw = df[columns["birth_date"]]
+        if pd.api.types.is_datetime64_any_dtype(raw):
+            raw = raw.dt.strftime("%Y-%m-%d")
+        elif pd.api.types.infer_dtype(raw, skipna=True) in ("date", "datetime", "datetime64"):
+            raw = pd.to_datetime(raw, errors="coerce").dt.strftime("%Y-%m-%d")
+        dob = std.date_pattern(raw.reset_index(drop=True))
+        out["birth_date"] = dob
+        out["dob_swap"] = std.dob_swap_key(dob)
+    if "sex" in columns:
+        out["sex"] = std.clean_sex(df[columns["sex"]].reset_index(drop=True))
+    if "postcode" in columns:
+        pc = std.clean_postcode(df[columns["postcode"]].reset_index(drop=True))
+        out["postcode"] = pc
+        out["postcode_outward"] = std.postcode_outward(pc)
+    if "address" in columns:
+        addr = (df[columns["address"]].astype("string").str.lower()
+                .str.replace(r"[^a-z0-9 ]", "", regex=True).str.replace(r"\s+", " ", regex=True)
+                .str.strip().replace("", pd.NA).reset_index(drop=True))
+        out["address"] = addr
+    return out
+
+
+def roles_of(frame: pd.DataFrame) -> list[str]:
+    """The roles present in a prepared matching frame."""
+    return [r for r in ROLES if r in frame.columns]
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparisons and blocking rules
+# ---------------------------------------------------------------------------------------------
+def build_comparisons(roles: Sequence[str], *, plain: bool = False, tf: bool = True) -> list[Any]:
+    """Splink comparisons for the roles present (see the module table)."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    if plain:
+        return _plain_comparisons(roles)
+
+    def levels(name: str, items: list[Any]) -> Any:
+        null, *rest = items
+        for lvl, m, u in zip(rest, M_PRIORS[name], U_PRIORS[name], strict=True):
+            lvl.configure(m_probability=m, u_probability=u)
+        return cl.CustomComparison(comparison_levels=[null, *rest], output_column_name=name,
+                                   comparison_description=name)
+
+    def exact(col: str, label: str, tf_col: bool = True) -> Any:
+        lvl = cll.ExactMatchLevel(col).configure(label_for_charts=label)
+        if tf and tf_col:
+            lvl.configure(tf_adjustment_column=col, tf_minimum_u_value=0.001)
+        return lvl
+
+    out = []
+    if "nhs_number" in roles:
+        out.append(levels("nhs_number", [
+            cll.NullLevel("nhs_number"), exact("nhs_number", "exact", tf_col=False),
+            cll.DamerauLevenshteinLevel("nhs_number", 1).configure(label_for_charts="one edit or transposition"),
+            cll.ElseLevel()]))
+    if "given_name" in roles:
+        out.append(levels("given_name", [
+            cll.NullLevel("given_name"), exact("given_name", "exact"),
+            cll.ArrayIntersectLevel("given_names", 1).configure(label_for_charts="nickname"),
+            cll.JaroWinklerLevel("given_name", 0.92), cll.JaroWinklerLevel("given_name", 0.80),
+            cll.ElseLevel()]))
+    if "family_name" in roles:
+        out.append(levels("family_name", [
+            cll.NullLevel("family_name"), exact("family_name", "exact"),
+            cll.JaroWinklerLevel("family_name", 0.92), cll.JaroWinklerLevel("family_name", 0.80),
+            cll.ElseLevel()]))
+    if "birth_date" in roles:
+        swap = ("substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4) AND "
+                "substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) AND "
+                "substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)")
+        out.append(levels("birth_date", [
+            cll.NullLevel("birth_date"), exact("birth_date", "exact", tf_col=False),
+            cll.CustomLevel(swap, label_for_charts="day and month swapped"),
+            cll.DamerauLevenshteinLevel("birth_date", 1).configure(label_for_charts="one character different"),
+            cll.CustomLevel("substr(birth_date_l, 1, 7) = substr(birth_date_r, 1, 7)",
+                            label_for_charts="same year and month"),
+            cll.CustomLevel("substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4)",
+                            label_for_charts="same year"),
+            cll.ElseLevel()]))
+    if "sex" in roles:
+        out.append(levels("sex", [cll.NullLevel("sex"), exact("sex", "exact", tf_col=False), cll.ElseLevel()]))
+    if "postcode" in roles:
+        out.append(levels("postcode", [
+            cll.NullLevel("postcode"), exact("postcode", "exact"),
+            cll.ExactMatchLevel("postcode_outward").configure(label_for_charts="same outward code"),
+            cll.ElseLevel()]))
+    if "address" in roles:
+        out.append(levels("address", [
+            cll.NullLevel("address"), exact("address", "exact"),
+            cll.JaroWinklerLevel("address", 0.90), cll.ElseLevel()]))
+    return out
+
+
+def _plain_comparisons(roles: Sequence[str]) -> list[Any]:
+    import splink.comparison_library as cl
+
+    out = []
+    if "nhs_number" in roles:
+        out.append(cl.ExactMatch("nhs_number"))
+    if "given_name" in roles:
+        out.append(cl.NameComparison("given_name"))
+    if "family_name" in roles:
+        out.append(cl.NameComparison("family_name"))
+    if "birth_date" in roles:
+        out.append(cl.DateOfBirthComparison("birth_date", input_is_string=True))
+    if "sex" in roles:
+        out.append(cl.ExactMatch("sex"))
+    if "postcode" in roles:
+        out.append(cl.PostcodeComparison("postcode"))
+    if "address" in roles:
+        out.append(cl.JaroWinklerAtThresholds("address"))
+    return out
+
+
+def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False) -> list[str]:
+    """Blocking rules that generate candidate pairs: each is an equality on a selective key,
+    so comparisons grow about linearly with the data. ``exclude_same_group`` drops pairs already
+    linked by the deterministic pass (column ``det_group``)."""
+    r = set(roles)
+    has_given, has_family = "given_name" in r, "family_name" in r
+    has_dob, has_pc = "birth_date" in r, "postcode" in r
+    rules: list[str] = []
+    if "nhs_number" in r:
+        rules.append("l.nhs_number = r.nhs_number")
+    if has_dob and has_family:
+        rules.append("l.birth_date = r.birth_date AND l.family_name = r.family_name")
+    if has_dob and has_given:
+        rules.append("l.birth_date = r.birth_date AND l.given_block = r.given_block")
+    if has_dob and has_pc:
+        rules.append("l.birth_date = r.birth_date AND l.postcode_outward = r.postcode_outward")
+    if has_dob and has_family:
+        rules.append("l.dob_swap = r.dob_swap AND l.family_name = r.family_name")
+    if has_dob and has_given:
+        rules.append("l.dob_swap = r.dob_swap AND l.given_block = r.given_block")
+    if has_given and has_family and has_pc:
+        rules.append("l.given_block = r.given_block AND l.family_name = r.family_name "
+                     "AND l.postcode_outward = r.postcode_outward")
+    if has_given and has_family and not has_dob:
+        rules.append("l.given_block = r.given_block AND l.family_name = r.family_name")
+    if "address" in r:
+        rules.append("l.address = r.address")
+    if has_dob and not (has_given or has_family or has_pc):
+        rules.append("l.birth_date = r.birth_date")
+    if not rules:
+        for role, col in (("family_name", "family_name"), ("given_name", "given_block"),
+                          ("postcode", "postcode"), ("sex", "sex")):
+            if role in r:
+                rules.append(f"l.{col} = r.{col}")
+                break
+    if exclude_same_group:
+        rules = [f"({rule}) AND l.det_group <> r.det_group" for rule in rules]
+    return rules
+
+
+def training_rules(roles: Sequence[str]) -> list[str]:
+    """Blocking rules for EM sessions: together they leave every comparison estimated once."""
+    r = set(roles)
+    rules: list[str] = []
+    if "nhs_number" in r:
+        rules.append("l.nhs_number = r.nhs_number")
+    if "birth_date" in r and "postcode" in r:
+        rules.append("l.birth_date = r.birth_date AND l.postcode_outward = r.postcode_outward")
+    elif "birth_date" in r:
+        rules.append("l.birth_date = r.birth_date")
+    if "given_name" in r and "family_name" in r:
+        rules.append("l.given_block = r.given_block AND l.family_name = r.family_name")
+    elif "family_name" in r:
+        rules.append("l.family_name = r.family_name")
+    return rules
+
+
+def deterministic_rules(roles: Sequence[str]) -> list[str]:
+    """Near-certain rules for estimating the prior probability that two records match."""
+    r = set(roles)
+    if "nhs_number" in r and "birth_date" in r:
+        return ["l.nhs_number = r.nhs_number AND l.birth_date = r.birth_date"]
+    if {"given_name", "family_name", "birth_date"} <= r:
+        return ["l.given_name = r.given_name AND l.family_name = r.family_name AND l.birth_date = r.birth_date"]
+    if "nhs_number" in r:
+        return ["l.nhs_number = r.nhs_number"]
+    if {"given_name", "family_name", "postcode"} <= r:
+        return ["l.given_name = r.given_name AND l.family_name = r.family_name AND l.postcode = r.postcode"]
+    return []
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends
+# ---------------------------------------------------------------------------------------------
+def java_available() -> bool:
+    """True when a ``java`` executable is on the PATH (needed by the Spark backend)."""
+    return shutil.which("java") is not None
+
+
+_SPARK: dict[str, Any] = {}
+
+
+def spark_session() -> Any:
+    """A local-mode Spark session with Splink's similarity UDF jar (created once)."""
+    if "session" in _SPARK:
+        return _SPARK["session"]
+    if not java_available():
+        raise RegistryLabError("backend 'spark': Java is not installed (no `java` on the PATH); "
+                               "use backend='duckdb' or install a Java 17 runtime")
+    from pyspark.sql import SparkSession
+    from splink.backends.spark import similarity_jar_location
+
+    checkpoints = tempfile.mkdtemp(prefix="registry-lab-spark-")
+    spark = (SparkSession.builder.master("local[2]").appName("registry-lab-linkage")
+             .config("spark.jars", similarity_jar_location())
+             .config("spark.sql.shuffle.partitions", "4")
+             .config("spark.default.parallelism", "4")
+             .config("spark.ui.enabled", "false")
+             .config("spark.driver.memory", "2g")
+             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    spark.sparkContext.setCheckpointDir(checkpoints)
+    _SPARK["session"] = spark
+    return spark
+
+
+def db_api(backend: str) -> Any:
+    """A Splink database API for ``backend`` (``duckdb`` or ``spark``)."""
+    if backend == "duckdb":
+        import duckdb
+        from splink import DuckDBAPI
+
+        return DuckDBAPI(connection=duckdb.connect(":memory:"))
+    if backend == "spark":
+        from splink import SparkAPI
+
+        return SparkAPI(spark_session=spark_session(), num_partitions_on_repartition=4,
+                        break_lineage_method="persist")
+    raise RegistryLabError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+
+
+@contextlib.contextmanager
+def quiet_splink() -> Iterator[None]:
+    """Silence Splink's INFO chatter (training iterations) for the duration."""
+    logger = logging.getLogger("splink")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and scoring
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Scored:
+    """Scored candidate pairs and the trained model.
+
+    ``pairs`` has ``unique_id_l``, ``unique_id_r`` (and ``source_dataset_l/_r`` when linking
+    two tables), ``match_weight``, ``match_probability`` and, when asked for, the comparison
+    level of each identifier (``gamma_<role>``). ``model`` is Splink's settings JSON with the
+    trained m and u probabilities; ``notes`` lists training steps that could not run.
+    """
+
+    pairs: pd.DataFrame
+    model: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe_only",
+          backend: str = "duckdb", plain: bool = False, min_probability: float = 0.01,
+          rules: list[str] | None = None, keep_gammas: bool = False, seed: int = 1,
+          max_u_pairs: float = 2e6, em_max_pairs: int | None = None) -> Scored:
+    """Train a Fellegi–Sunter model on prepared frame(s) and score the candidate pairs.
+
+    Steps: prior match probability from near-deterministic rules; u probabilities by random
+    sampling (seeded); m probabilities by EM over the training blocking rules; prediction over
+    ``rules`` (default :func:`prediction_rules`), keeping pairs with probability ≥
+    ``min_probability``. Training steps that cannot run on the data (e.g. a tiny frame) keep
+    the prior values and are listed in ``Scored.notes``.
+    """
+    from splink import Linker, SettingsCreator
+
+    frames = tables if isinstance(tables, list) else [tables]
+    roles = roles_of(frames[0])
+    total = sum(len(f) for f in frames)
+    comparisons = build_comparisons(roles, plain=plain)
+    rules = rules if rules is not None else prediction_rules(roles)
+    settings = SettingsCreator(
+        link_type=link_type, comparisons=comparisons,
+        blocking_rules_to_generate_predictions=rules,
+        retain_matching_columns=False, retain_intermediate_calculation_columns=keep_gammas,
+        probability_two_random_records_match=max(1.0 / max(total, 2), 1e-7),
+        em_convergence=0.001, max_iterations=25,
+    )
+    notes: list[str] = []
+    with quiet_splink():
+        linker = Linker(frames if len(frames) > 1 else frames[0], settings, db_api=db_api(backend),
+                        set_up_basic_logging=False,
+                        **({"input_table_aliases": ["left_input", "right_input"]} if len(frames) > 1 else {}))
+        if total < MIN_TRAIN_ROWS:
+            notes.append(f"{total} records: fewer than {MIN_TRAIN_ROWS}, so the prior m and u "
+                         "probabilities are used without training")
+        det = deterministic_rules(roles) if total >= MIN_TRAIN_ROWS else []
+        if det:
+            try:
+                linker.training.estimate_probability_two_random_records_match(det, recall=0.9)
+            except Exception as exc:  # noqa: BLE001 - Splink raises plain Exceptions for tiny data
+                notes.append(f"prior match probability kept at its default ({_short(exc)})")
+        n_pairs = total * (total - 1) / 2
+        if total >= MIN_TRAIN_ROWS:
+            try:
+                linker.training.estimate_u_using_random_sampling(max_pairs=min(max_u_pairs, n_pairs), seed=seed)
+            except Exception as exc:  # noqa: BLE001
+                notes.append(f"u probabilities kept at their priors ({_short(exc)})")
+        for rule in (training_rules(roles) if total >= MIN_TRAIN_ROWS else []):
+            try:
+                linker.training.estimate_parameters_using_expectation_maximisation(
+                    rule, estimate_without_term_frequencies=True)
+            except Exception as exc:  # noqa: BLE001
+                notes.append(f"EM on {rule!r} skipped ({_short(exc)})")
+        result = linker.inference.predict(threshold_match_probability=min_probability)
+        pairs = result.as_pandas_dataframe()
+        model = linker.misc.save_model_to_json()
+        with contextlib.suppress(Exception):
+            result.drop_table_from_database_and_remove_from_cache()
+    pairs = _tidy_pairs(pairs, keep_gammas)
+    return Scored(pairs=pairs, model=model, notes=notes)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
+
+
+def _tidy_pairs(pairs: pd.DataFrame, keep_gammas: bool) -> pd.DataFrame:
+    keep = [c for c in ("source_dataset_l", "unique_id_l", "source_dataset_r", "unique_id_r") if c in pairs.columns]
+    keep += ["match_weight", "match_probability"]
+    if keep_gammas:
+        keep += [c for c in pairs.columns if c.startswith("gamma_")]
+    out = pairs[keep].copy()
+    out["unique_id_l"] = out["unique_id_l"].astype(np.int64)
+    out["unique_id_r"] = out["unique_id_r"].astype(np.int64)
+    # Rounded so that floating-point summation order (threads) cannot change the bytes written.
+    out["match_weight"] = out["match_weight"].astype(float).round(6)
+    out["match_probability"] = out["match_probability"].astype(float).round(9)
+    for c in out.columns:
+        if c.startswith("gamma_"):
+            out[c] = out[c].astype(np.int8)
+    sort = [c for c in ("source_dataset_l", "unique_id_l", "source_dataset_r", "unique_id_r") if c in out.columns]
+    return out.sort_values(sort, ignore_index=True)

@@ -1,0 +1,99 @@
+"""Registered persons and their best values.
+
+A registered person is a linked cluster holding at least one usable notification. Patient ids
+are 1, 2, … in order of each person's earliest notification (receipt date, then record id), so
+they are deterministic and carry no meaning.
+
+Best values over all of a person's linked records (notifications, treatments, deaths):
+
+* NHS number, birth date, sex, given name: the value on most records (ties: the latest record);
+  birth dates only where they are real dates;
+* family name and postcode: the value on the latest record (a marriage or a house move
+  replaces the old one); area and deprivation from the postcode directory;
+* ethnicity: the most frequent stated value on notifications.
+
+Example:
+    >>> import pandas as pd
+    >>> recs = pd.DataFrame({"person": [7, 7, 7], "event_date": pd.to_datetime(["2020-01-01", "2020-02-01", "2021-01-01"]),
+    ...                      "record_id": ["a", "b", "c"], "family_name": ["lee", "lee", "stone"]})
+    >>> latest_value(recs, "person", "family_name").tolist()
+    ['stone']
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def most_frequent(df: pd.DataFrame, key: str, col: str) -> pd.Series:
+    """Per ``key``: the most frequent non-missing ``col`` (ties: latest event, then record id)."""
+    d = df[[key, col, "event_date", "record_id"]].dropna(subset=[col])
+    agg = d.groupby([key, col], sort=False).agg(n=("record_id", "size"), last=("event_date", "max"),
+                                                rid=("record_id", "max")).reset_index()
+    agg = agg.sort_values([key, "n", "last", "rid"], ascending=[True, False, False, False], kind="stable")
+    return agg.drop_duplicates(key).set_index(key)[col]
+
+
+def latest_value(df: pd.DataFrame, key: str, col: str) -> pd.Series:
+    """Per ``key``: ``col`` on the latest record that has one (ties: larger record id)."""
+    d = df[[key, col, "event_date", "record_id"]].dropna(subset=[col])
+    d = d.sort_values([key, "event_date", "record_id"], ascending=[True, False, False], kind="stable")
+    return d.drop_duplicates(key).set_index(key)[col]
+
+
+def patient_ids(records: pd.DataFrame, person_col: str = "person") -> pd.Series:
+    """Registry patient id (1, 2, …) for each person with a usable notification."""
+    notes = records[(records["feed"] == "notifications") & records["reason"].isna()]
+    first = (notes.sort_values(["event_date", "record_id"], kind="stable")
+             .drop_duplicates(person_col)[person_col].to_numpy())
+    return pd.Series(np.arange(1, len(first) + 1, dtype=np.int64), index=first, name="patient_id")
+
+
+def best_values(records: pd.DataFrame, notifications: pd.DataFrame, postcodes: pd.DataFrame | None,
+                areas: pd.DataFrame | None, raw_names: pd.DataFrame) -> pd.DataFrame:
+    """The patient table (without death and opt-out columns) from linked records.
+
+    ``records`` are validated person records with ``patient_id``; ``raw_names`` holds the names
+    as sent (``given_name_raw``, ``family_name_raw``) aligned with ``records``.
+    """
+    recs = records.assign(given_name_raw=raw_names["given_name_raw"].to_numpy(),
+                          family_name_raw=raw_names["family_name_raw"].to_numpy())
+    key = "patient_id"
+    ids = np.sort(recs[key].dropna().unique()).astype(np.int64)
+    out = pd.DataFrame(index=pd.Index(ids, name=key))
+    out["nhs_number"] = most_frequent(recs, key, "nhs_number")
+    given = most_frequent(recs, key, "given_name")
+    out["given_name"] = _display(recs, key, "given_name", "given_name_raw", given)
+    family = latest_value(recs, key, "family_name")
+    out["family_name"] = _display(recs, key, "family_name", "family_name_raw", family)
+    dob = most_frequent(recs.assign(_d=recs["birth_date_value"].dt.strftime("%Y-%m-%d")), key, "_d")
+    out["birth_date"] = pd.to_datetime(dob)
+    sex = most_frequent(recs, key, "sex")
+    out["sex"] = pd.to_numeric(sex).astype("Int8")
+    notes = notifications.assign(event_date=notifications["received_value"],
+                                 ethnicity=notifications["ethnicity"].astype("string").str.strip()
+                                 .replace({"": pd.NA, "Unknown": pd.NA, "Not stated": pd.NA}))
+    out["ethnicity"] = most_frequent(notes, key, "ethnicity")
+    out["postcode"] = latest_value(recs, key, "postcode")
+    if postcodes is not None:
+        area = out["postcode"].map(postcodes.set_index("postcode")["area_id"])
+        out["area_id"] = area
+    else:
+        out["area_id"] = pd.NA
+    if areas is not None:
+        out["deprivation_quintile"] = out["area_id"].map(areas.set_index("area_id")["deprivation_quintile"]).astype("Int8")
+    else:
+        out["deprivation_quintile"] = pd.array([pd.NA] * len(out), dtype="Int8")
+    return out.reset_index()
+
+
+def _display(recs: pd.DataFrame, key: str, clean: str, raw: str, chosen: pd.Series) -> pd.Series:
+    """The name as sent (title case when sent in capitals) on a record carrying the chosen value."""
+    d = recs[[key, clean, raw, "event_date", "record_id"]].dropna(subset=[clean])
+    d = d[d[clean].to_numpy() == d[key].map(chosen).to_numpy()]
+    text = d[raw].astype("string").str.strip()
+    shouting = text.str.isupper().fillna(False)
+    d = d.assign(_show=text.where(~shouting, text.str.title()), _upper=shouting.astype(int))
+    d = d.sort_values([key, "_upper", "event_date", "record_id"], ascending=[True, True, False, False], kind="stable")
+    return d.drop_duplicates(key).set_index(key)["_show"]

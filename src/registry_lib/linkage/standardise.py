@@ -1,0 +1,127 @@
+"""Standardising identifiers before matching: names, nicknames, postcodes, dates, sex.
+
+All functions are vectorised over pandas Series and keep missing values missing.
+
+* Names: accents removed, lower case, letters only (``"O'Brien-Smith "`` → ``"obriensmith"``).
+* Nicknames: every given name maps to the set of formal names it can stand for
+  (``"bob"`` → ``["bob", "robert"]``); two names agree on the nickname level when the sets
+  intersect. The table is ``data/nicknames.csv``.
+* Postcodes: upper case, one space before the inward code (``"ls62ab"`` → ``"LS6 2AB"``);
+  the outward code (``"LS6"``) is the partial-match key.
+* Birth dates are kept as sent when they look like ``YYYY-MM-DD`` even if impossible (a
+  day–month swap such as ``1961-23-04`` still matches ``1961-04-23`` on the swap level);
+  :func:`parse_date` gives real dates, missing where impossible.
+
+Example:
+    >>> import pandas as pd
+    >>> clean_name(pd.Series(["  O'Brien-Smith", "JOSÉ", "", None])).tolist()
+    ['obriensmith', 'jose', <NA>, <NA>]
+    >>> clean_postcode(pd.Series(["ls62ab", "SW1A 1AA", "rubbish"])).tolist()
+    ['LS6 2AB', 'SW1A 1AA', <NA>]
+    >>> date_pattern(pd.Series(["1961-23-04", "23/04/1961"])).tolist()
+    ['1961-23-04', <NA>]
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+
+from registry_lib.errors import RegistryLabError
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+NICKNAME_FILES = ("nicknames.csv",)
+POSTCODE_RE = r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$"
+
+
+def clean_name(series: pd.Series) -> pd.Series:
+    """Lower-case ASCII letters only; empty becomes missing."""
+    text = series.astype("string").str.normalize("NFKD")
+    text = text.str.encode("ascii", errors="ignore").str.decode("ascii").astype("string")
+    text = text.str.lower().str.replace(r"[^a-z]", "", regex=True)
+    return text.replace("", pd.NA)
+
+
+def clean_postcode(series: pd.Series) -> pd.Series:
+    """``"OUT IN"`` upper case where the value looks like a UK postcode, else missing."""
+    text = series.astype("string").str.upper().str.replace(r"[^A-Z0-9]", "", regex=True)
+    text = text.str[:-3] + " " + text.str[-3:]
+    return text.where(text.str.fullmatch(POSTCODE_RE).fillna(False)).astype("string")
+
+
+def postcode_outward(postcode: pd.Series) -> pd.Series:
+    """The outward code (district) of cleaned postcodes: ``"LS6 2AB"`` → ``"LS6"``."""
+    return postcode.astype("string").str.split(" ").str[0]
+
+
+def date_pattern(series: pd.Series) -> pd.Series:
+    """The value where it has the shape ``YYYY-MM-DD`` (possibly impossible), else missing."""
+    text = series.astype("string").str.strip()
+    return text.where(text.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False)).astype("string")
+
+
+def parse_date(series: pd.Series) -> pd.Series:
+    """``datetime64`` dates; impossible or malformed values become NaT."""
+    return pd.to_datetime(date_pattern(series), format="%Y-%m-%d", errors="coerce")
+
+
+def dob_swap_key(birth_date: pd.Series) -> pd.Series:
+    """A key equal for a date and its day–month swap: year + smaller + larger of (MM, DD)."""
+    text = birth_date.astype("string")
+    a, b = text.str[5:7], text.str[8:10]
+    lo = a.where(a <= b, b)
+    hi = b.where(a <= b, a)
+    return (text.str[:4] + lo + hi).astype("string")
+
+
+def clean_sex(series: pd.Series) -> pd.Series:
+    """``"1"`` male / ``"2"`` female (also from M/F/male/female); anything else missing."""
+    text = series.astype("string").str.strip().str.upper()
+    mapped = text.replace({"M": "1", "MALE": "1", "F": "2", "FEMALE": "2"})
+    return mapped.where(mapped.isin(["1", "2"])).astype("string")
+
+
+@cache
+def nickname_table() -> pd.DataFrame:
+    """Nickname pairs ``(nickname, name)`` in cleaned form, from ``data/nicknames.csv``."""
+    for name in NICKNAME_FILES:
+        path = DATA / name
+        if path.exists():
+            raw = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False)
+            return _nickname_columns(raw, path)
+    raise RegistryLabError(f"{DATA / NICKNAME_FILES[0]}: nickname table not found")
+
+
+def _nickname_columns(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
+    cols = {c.lower().strip(): c for c in raw.columns}
+    nick = next((cols[c] for c in ("nickname", "nick", "short", "variant") if c in cols), None)
+    formal = next((cols[c] for c in ("name", "formal", "formal_name", "given_name", "canonical", "full_name")
+                   if c in cols), None)
+    if nick is None or formal is None:
+        raise RegistryLabError(f"{path.name}: expected columns 'nickname' and 'name', found {list(raw.columns)}")
+    out = pd.DataFrame({"nickname": clean_name(raw[nick]), "name": clean_name(raw[formal])}).dropna()
+    out = out[out["nickname"] != out["name"]]
+    return out.drop_duplicates().sort_values(["nickname", "name"], ignore_index=True)
+
+
+def nickname_sets(given: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """For cleaned given names: (sorted list of the formal names each can stand for, including
+    itself; a single blocking key = the first formal name it abbreviates, else itself).
+
+    Example:
+        >>> sets, key = nickname_sets(pd.Series(["bob", "robert", None]))
+        >>> sets.tolist()[:2], key.tolist()
+        ([['bob', 'robert'], ['robert']], ['robert', 'robert', <NA>])
+    """
+    table = nickname_table()
+    uniques = pd.Series(given.dropna().unique(), dtype="string")
+    formal = table[table["nickname"].isin(set(uniques))].groupby("nickname")["name"].agg(sorted)
+    first_formal = formal.str[0]
+    sets_u = {u: sorted({u, *formal.get(u, [])}) for u in uniques}
+    sets = given.map(sets_u)
+    sets = sets.where(given.notna(), None)
+    key = given.map(first_formal).astype("string").fillna(given)
+    return sets, key
+

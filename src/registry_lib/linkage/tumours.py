@@ -1,0 +1,200 @@
+"""Tumour consolidation: a person's notifications → primary tumours, with best values.
+
+Simplified IARC/IACR (2004) and ENCR multiple-primary rules, applied per registered person:
+
+1. **Site**: notifications of one IARC topography group (e.g. C19–C20, C33–C34; other
+   3-character codes stand alone) may be one tumour; different groups are different tumours.
+2. **Laterality**: in a paired organ (breast, lung, kidney, ovary, …) left and right are
+   separate primaries; a notification with unknown or bilateral laterality joins the side
+   notified nearest in time.
+3. **Histology**: different specific IARC histology groups are different tumours; an
+   unspecified morphology (groups 17, 5 for carcinomas, 14 for haematopoietic, or missing)
+   joins the nearest-in-time compatible specific group.
+4. **Time**: within one site/side/histology, notifications more than ``window_days`` after the
+   previous one start a new (metachronous) tumour. IARC counts one tumour per organ whatever
+   the interval; the window (default 365 days, after the SEER rule for several sites) keeps a
+   second primary years later apart, and is a parameter of :func:`consolidate`.
+
+Best values: earliest diagnosis date; site = most often notified 3-character code; morphology,
+behaviour and grade from the most specific record (pathology first); stage from the MDT record
+first (then pathology, screening, PAS), ``U`` when no source staged it; laterality L/R/B/M
+over 9; basis of diagnosis the most valid ENCR code (highest, 9 unknown last); route from
+screening/PAS first; performance status from MDT, comorbidity from PAS; diagnosing trust and
+area from the earliest notification.
+
+Example:
+    >>> import pandas as pd
+    >>> n = pd.DataFrame({"record_id": ["a", "b", "c"], "patient_id": [1, 1, 1],
+    ...     "site3": ["C50", "C50", "C50"], "laterality": ["L", "R", None],
+    ...     "morphology_icdo3": ["8500", "8500", None],
+    ...     "diagnosis_value": pd.to_datetime(["2020-01-01", "2020-01-05", "2020-01-02"])})
+    >>> tumour_keys(n).tolist()
+    [0, 1, 0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from registry_lib.linkage import codes
+
+DEFAULT_WINDOW_DAYS = 365
+SOURCE_RANK = {
+    "morphology": {"pathology": 0, "mdt": 1, "screening": 2, "pas": 3},
+    "stage": {"mdt": 0, "pathology": 1, "screening": 2, "pas": 3},
+    "route": {"screening": 0, "pas": 1, "mdt": 2, "pathology": 3},
+    "performance": {"mdt": 0, "pathology": 1, "screening": 2, "pas": 3},
+    "comorbidity": {"pas": 0, "mdt": 1, "pathology": 2, "screening": 3},
+}
+
+
+def _nearest(unknown: pd.DataFrame, known: pd.DataFrame, on: list[str], value: str) -> pd.Series:
+    """For each row of ``unknown``, ``value`` of the ``known`` row with the same ``on`` keys and
+    the nearest diagnosis date (ties: smaller value); missing where there is none."""
+    if unknown.empty or known.empty:
+        return pd.Series(pd.NA, index=unknown.index, dtype=object)
+    u = unknown[on + ["diagnosis_value"]].assign(_row=unknown.index)
+    k = known[on + ["diagnosis_value", value]].drop_duplicates()
+    m = u.merge(k, on=on, suffixes=("", "_k"))
+    m["_gap"] = (m["diagnosis_value"] - m["diagnosis_value_k"]).abs()
+    m = m.sort_values(["_row", "_gap", value], kind="stable").drop_duplicates("_row")
+    return m.set_index("_row")[value].reindex(unknown.index)
+
+
+def _compatible(group: pd.Series, candidate: pd.Series) -> np.ndarray:
+    """Whether an unspecified histology group may join a specific ``candidate`` group."""
+    g = group.fillna(17).astype(int).to_numpy()
+    c = candidate.astype(int).to_numpy()
+    ok = np.zeros(len(g), dtype=bool)
+    for unspec, allowed in codes.UNSPECIFIED_HISTOLOGY.items():
+        ok |= (g == unspec) & np.isin(c, list(allowed))
+    return ok
+
+
+def tumour_keys(notes: pd.DataFrame, window_days: int = DEFAULT_WINDOW_DAYS) -> pd.Series:
+    """Tumour number (0, 1, … over all persons, deterministic) of each notification.
+
+    ``notes`` needs ``patient_id``, ``site3``, ``laterality``, ``morphology_icdo3`` and
+    ``diagnosis_value`` (datetime).
+    """
+    df = notes[["patient_id", "site3", "laterality", "morphology_icdo3", "diagnosis_value"]].copy()
+    df.index = pd.RangeIndex(len(df))
+    df["grp"] = codes.site_group(df["site3"])
+    # 2. laterality: L/R sides of paired organs; unknown joins the nearest known side
+    paired = codes.paired_organ(df["site3"])
+    lat = df["laterality"].astype("string")
+    side = pd.Series(np.where(paired & lat.isin(["L", "R"]).fillna(False).to_numpy(), lat.fillna("*"), "*"),
+                     index=df.index, dtype=object)
+    unknown = paired & (side == "*").to_numpy()
+    known = df.assign(side=side)[side != "*"]
+    side[unknown] = _nearest(df[unknown], known, ["patient_id", "grp"], "side").fillna("*")
+    df["side"] = side
+    # 3. histology: unspecified joins the nearest compatible specific group
+    hist = codes.histology_group(df["morphology_icdo3"])
+    specific = hist.notna() & ~hist.isin(list(codes.UNSPECIFIED_HISTOLOGY))
+    df["hist"] = hist.where(specific).astype("Int64")
+    spec = df[specific.to_numpy()]
+    unspec_idx = df.index[~specific.to_numpy()]
+    if len(unspec_idx) and len(spec):
+        u = df.loc[unspec_idx, ["patient_id", "grp", "side", "diagnosis_value"]].assign(
+            _row=unspec_idx, _hist=hist[unspec_idx].to_numpy())
+        m = u.merge(spec[["patient_id", "grp", "side", "diagnosis_value", "hist"]],
+                    on=["patient_id", "grp", "side"], suffixes=("", "_k"))
+        m = m[_compatible(m["_hist"], m["hist"])]
+        m["_gap"] = (m["diagnosis_value"] - m["diagnosis_value_k"]).abs()
+        m = m.sort_values(["_row", "_gap", "hist"], kind="stable").drop_duplicates("_row")
+        df.loc[m["_row"].to_numpy(), "hist"] = m["hist"].to_numpy()
+    df["hist"] = df["hist"].fillna(-1)
+    # 4. time: a gap longer than the window starts a new tumour
+    df = df.sort_values(["patient_id", "grp", "side", "hist", "diagnosis_value"], kind="stable")
+    same_key = (df[["patient_id", "grp", "side", "hist"]].shift() == df[["patient_id", "grp", "side", "hist"]]).all(axis=1)
+    gap = df["diagnosis_value"].diff().dt.days.fillna(0)
+    new = ~same_key | (gap > window_days)
+    df["seq"] = new.cumsum()
+    # number tumours in order of (person, first diagnosis date, site group, side, histology)
+    first = df.groupby("seq").agg(patient_id=("patient_id", "first"), start=("diagnosis_value", "min"),
+                                  grp=("grp", "first"), side=("side", "first"), hist=("hist", "first"))
+    first = first.sort_values(["patient_id", "start", "grp", "side", "hist"], kind="stable")
+    number = pd.Series(np.arange(len(first)), index=first.index)
+    return df["seq"].map(number).sort_index().rename("tumour_key")
+
+
+def _first_by(df: pd.DataFrame, key: str, cols: list[str], order: list[str]) -> pd.DataFrame:
+    """First non-missing value of each column per ``key`` after sorting by ``order``."""
+    return df.sort_values(order, kind="stable").groupby(key, sort=True)[cols].first()
+
+
+def consolidate(notes: pd.DataFrame, patients: pd.DataFrame, postcode_areas: pd.Series | None = None,
+                window_days: int = DEFAULT_WINDOW_DAYS) -> tuple[pd.DataFrame, pd.Series]:
+    """Tumours of registered persons from their valid notifications.
+
+    Args:
+        notes: validated notifications with ``patient_id`` (see :mod:`~registry_lib.linkage.validate`).
+        patients: the patient table (``patient_id``, ``birth_date``, ``area_id``).
+        postcode_areas: area of each postcode (index postcode), for the area at diagnosis.
+        window_days: see the module docstring.
+
+    Returns:
+        ``(tumour table in the TUMOUR schema, tumour_id of each notification)``.
+    """
+    df = notes.reset_index(drop=True).copy()
+    df["tumour_key"] = tumour_keys(df, window_days).to_numpy()
+    df["tumour_id"] = df["tumour_key"].astype(np.int64) + 1
+    src = df["source"].astype("string")
+    for name, ranks in SOURCE_RANK.items():
+        df[f"_r_{name}"] = src.map(ranks).fillna(9).astype(int)
+    hist = codes.histology_group(df["morphology_icdo3"])
+    df["_unspec"] = (hist.isna() | hist.isin(list(codes.UNSPECIFIED_HISTOLOGY))).astype(int)
+    df["_rid"] = df["record_id"].astype("string")
+    key = "tumour_id"
+    base = df.sort_values([key, "diagnosis_value", "_rid"], kind="stable").groupby(key, sort=True)
+    out = pd.DataFrame({
+        "patient_id": base["patient_id"].first(),
+        "diagnosis_date": base["diagnosis_value"].min(),
+        "diagnosing_trust": base["trust_code"].first(),
+    })
+    site = (df.groupby([key, "site3"]).agg(n=("record_id", "size"), first=("diagnosis_value", "min"))
+            .reset_index().sort_values([key, "n", "first", "site3"], ascending=[True, False, True, True])
+            .drop_duplicates(key).set_index(key)["site3"])
+    out["site_icd10"] = site
+    morph = _first_by(df.dropna(subset=["morphology_icdo3"]), key, ["morphology_icdo3", "behaviour"],
+                      [key, "_unspec", "_r_morphology", "diagnosis_value", "_rid"])
+    out = out.join(morph)
+    beh = _first_by(df, key, ["behaviour"], [key, "_r_morphology", "diagnosis_value", "_rid"])["behaviour"]
+    out["behaviour"] = out["behaviour"].fillna(beh)
+    out["stage"] = _first_by(df, key, ["stage"], [key, "_r_stage", "diagnosis_value", "_rid"])["stage"].fillna("U")
+    g = df.assign(_gx=(df["grade"] == "GX").fillna(True).astype(int))
+    out["grade"] = _first_by(g, key, ["grade"], [key, "_gx", "_r_morphology", "diagnosis_value", "_rid"])["grade"]
+    lat = df.assign(_l9=(df["laterality"] == "9").fillna(True).astype(int))
+    out["laterality"] = _first_by(lat, key, ["laterality"], [key, "_l9", "diagnosis_value", "_rid"])["laterality"]
+    out["route_to_diagnosis"] = _first_by(df, key, ["route_to_diagnosis"], [key, "_r_route", "diagnosis_value", "_rid"])["route_to_diagnosis"]
+    basis = df["basis_of_diagnosis"].astype("string").str.strip()
+    b = df.assign(_basis=basis, _b=pd.to_numeric(basis, errors="coerce").replace(9, -1).fillna(-2))
+    b["_nb"] = -b["_b"]  # most valid (highest) ENCR code first; 9 (unknown) and missing last
+    out["basis_of_diagnosis"] = _first_by(b, key, ["_basis"], [key, "_nb", "diagnosis_value", "_rid"])["_basis"]
+    out["performance_status"] = _first_by(df, key, ["performance_status"], [key, "_r_performance", "diagnosis_value", "_rid"])["performance_status"]
+    out["comorbidity_score"] = _first_by(df, key, ["comorbidity_score"], [key, "_r_comorbidity", "diagnosis_value", "_rid"])["comorbidity_score"]
+    # area at diagnosis: earliest notification whose postcode is in the directory
+    if postcode_areas is not None and "postcode" in df.columns:
+        df["_area"] = df["postcode"].map(postcode_areas)
+        out["area_id"] = _first_by(df, key, ["_area"], [key, "diagnosis_value", "_rid"])["_area"]
+    else:
+        out["area_id"] = pd.NA
+    pat = patients.set_index("patient_id")
+    out["area_id"] = out["area_id"].fillna(out["patient_id"].map(pat["area_id"]))
+    birth = pd.to_datetime(out["patient_id"].map(pat["birth_date"]))
+    out["age_at_diagnosis"] = _age(birth, out["diagnosis_date"])
+    out = out.reset_index()
+    cols = ["tumour_id", "patient_id", "diagnosis_date", "age_at_diagnosis", "site_icd10", "morphology_icdo3",
+            "behaviour", "stage", "grade", "laterality", "route_to_diagnosis", "basis_of_diagnosis",
+            "diagnosing_trust", "area_id", "performance_status", "comorbidity_score"]
+    return out[cols], pd.Series(df["tumour_id"].to_numpy(), index=notes.index)
+
+
+def _age(birth: pd.Series, at: pd.Series) -> pd.Series:
+    """Age in completed years at ``at`` (missing where the birth date is)."""
+    b, a = pd.to_datetime(birth), pd.to_datetime(at)
+    years = a.dt.year - b.dt.year
+    before = (a.dt.month < b.dt.month) | ((a.dt.month == b.dt.month) & (a.dt.day < b.dt.day))
+    return (years - before.astype(int)).astype("Int16")

@@ -1,0 +1,348 @@
+"""Validation of feed records: reason codes, quarantine, and the person records linkage uses.
+
+Every feed record is checked. A problem either makes the record unusable (it goes to
+``quarantine`` with a reason code) or only makes one field unusable (the field is treated as
+missing, the record is kept, and the problem is listed in ``validation_issues``). An invalid
+NHS number never drops a record: it is treated as missing for matching.
+
+Reason codes that quarantine a record (:data:`FATAL`) and those that only flag a field
+(:data:`FLAGS`) are listed with their meaning below; ``detail`` names the field and, for
+clinical fields, the value (identifier values are never copied into the detail).
+
+Example:
+    >>> import pandas as pd
+    >>> feed = pd.DataFrame({"record_id": ["N1", "N2"], "trust_code": ["RA1", "RA1"],
+    ...     "source": ["mdt", "mdt"], "received_date": ["2020-02-01", "2020-02-01"],
+    ...     "nhs_number": ["9434765919", None], "given_name": ["Ann", None], "family_name": ["Lee", None],
+    ...     "birth_date": ["1950-01-02", None], "sex": ["2", None], "postcode": ["LS6 2AB", None],
+    ...     "diagnosis_date": ["2020-01-10", "2020-01-10"], "site_icd10": ["C509", "C50"]})
+    >>> v = validate_feeds({"notifications": feed})
+    >>> v.records[["record_id", "reason"]].values.tolist()
+    [['N1', <NA>], ['N2', 'NO_IDENTIFIERS']]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from registry_lib.errors import RegistryLabError
+from registry_lib.linkage import codes
+from registry_lib.linkage import standardise as std
+from registry_lib.nhs_number import is_valid_nhs_number
+
+#: Reason codes that send a record to quarantine.
+FATAL: dict[str, str] = {
+    "NO_IDENTIFIERS": "no valid NHS number and fewer than two of: a name, a birth date, a postcode",
+    "MISSING_REQUIRED_FIELD": "a field the feed must always carry is empty",
+    "MISSING_SITE": "notification without an ICD-10 site",
+    "INVALID_SITE": "ICD-10 site not in the shipped code list (C00–C97, D00–D48)",
+    "MISSING_DIAGNOSIS_DATE": "notification without a diagnosis date",
+    "INVALID_DIAGNOSIS_DATE": "diagnosis date is not a real date",
+    "DIAGNOSIS_IN_FUTURE": "diagnosis date after the date the registry received the record",
+    "DIAGNOSIS_BEFORE_BIRTH": "diagnosis date before the birth date",
+    "INVALID_TREATMENT_DATE": "treatment start or procedure date is not a real date",
+    "TREATMENT_IN_FUTURE": "treatment date after the extract date (latest receipt in the feeds)",
+    "TREATMENT_BEFORE_BIRTH": "treatment date before the birth date",
+    "INVALID_DEATH_DATE": "death date is not a real date",
+    "DEATH_IN_FUTURE": "death date after the date the death was registered",
+    "DEATH_BEFORE_BIRTH": "death date before the birth date",
+    "NO_REGISTERED_PERSON": "treatment or death record that links to no registered person",
+}
+#: Reason codes that flag a field (treated as missing); the record is kept.
+FLAGS: dict[str, str] = {
+    "INVALID_NHS_NUMBER": "NHS number fails the format or modulus-11 check: treated as missing",
+    "INVALID_BIRTH_DATE": "birth date is not a real date: used for matching as sent, never as a value",
+    "BIRTH_DATE_IN_FUTURE": "birth date after the record's own date: not used as a value",
+    "INVALID_SEX": "sex code not 1, 2 or 9: treated as missing",
+    "INVALID_POSTCODE": "postcode not in UK format: treated as missing",
+    "INVALID_MORPHOLOGY": "ICD-O-3 morphology not in the shipped list: treated as missing",
+    "INVALID_BEHAVIOUR": "ICD-O-3 behaviour not 0, 1, 2, 3, 6 or 9: treated as missing",
+    "INVALID_STAGE": "stage not 1–4: treated as missing",
+    "INVALID_GRADE": "grade not G1–G4 or GX: treated as missing",
+    "INVALID_LATERALITY": "laterality not L, R, B, M or 9: treated as missing",
+    "INVALID_SITE_ON_TREATMENT": "ICD-10 site on a treatment record not in the code list: treated as missing",
+    "INVALID_CAUSE_OF_DEATH": "underlying cause not a listed ICD-10 code: treated as missing",
+    "INVALID_REQUEST_DATE": "opt-out request date is not a real date: the opt-out applies from the start",
+}
+
+PERSON_FEEDS = ("notifications", "sact", "radiotherapy", "surgery", "deaths", "registration_optouts")
+TREATMENT_FEEDS = {"sact": "start_date", "radiotherapy": "start_date", "surgery": "procedure_date"}
+EVENT_DATE = {"notifications": "received_date", "sact": "start_date", "radiotherapy": "start_date",
+              "surgery": "procedure_date", "deaths": "registration_date",
+              "registration_optouts": "request_date"}
+REQUIRED = {
+    "notifications": ("record_id", "received_date"),
+    "sact": ("record_id", "start_date"),
+    "radiotherapy": ("record_id", "start_date"),
+    "surgery": ("record_id", "procedure_date"),
+    "deaths": ("record_id", "death_date", "registration_date"),
+    "registration_optouts": ("record_id",),
+}
+IDENTIFIERS = ("nhs_number", "given_name", "family_name", "birth_date", "sex", "postcode")
+
+
+@dataclass
+class Validated:
+    """Validated feeds.
+
+    Attributes:
+        records: one row per person-bearing feed record (all feeds but ndop): ``feed``,
+            ``record_id``, ``event_date``, cleaned identifiers (``nhs_number`` valid or missing,
+            ``given_name``, ``family_name`` lower-case letters, ``birth_date`` as sent when shaped
+            YYYY-MM-DD, ``birth_date_value`` real date or NaT, ``sex`` "1"/"2", ``postcode``),
+            and ``reason``/``detail`` for quarantined records (missing when usable).
+        feeds: each feed with cleaned clinical fields added (``*_value`` dates, ``site3``,
+            normalised codes with invalid ones set missing), same row order as ``records``.
+        issues: field-level flags: ``feed``, ``record_id``, ``reason``, ``detail``.
+        as_of: the extract date (latest receipt or registration date in the feeds).
+    """
+
+    records: pd.DataFrame
+    feeds: dict[str, pd.DataFrame]
+    issues: pd.DataFrame
+    as_of: pd.Timestamp
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    if name in df.columns:
+        return df[name].reset_index(drop=True)
+    return pd.Series(pd.NA, index=pd.RangeIndex(len(df)), dtype="string")
+
+
+def _blank(series: pd.Series) -> np.ndarray:
+    text = series.astype("string").str.strip()
+    return (text.isna() | (text == "")).to_numpy(dtype=bool)
+
+
+class _Checks:
+    """Collects fatal reasons (first one wins) and field flags for one feed."""
+
+    def __init__(self, feed: str, record_id: pd.Series) -> None:
+        self.feed = feed
+        self.record_id = record_id.astype("string").reset_index(drop=True)
+        self.reason = pd.Series(pd.NA, index=self.record_id.index, dtype="string")
+        self.detail = pd.Series(pd.NA, index=self.record_id.index, dtype="string")
+        self.flags: list[pd.DataFrame] = []
+
+    def fatal(self, mask: np.ndarray, reason: str, detail: pd.Series | str) -> None:
+        mask = np.asarray(mask, dtype=bool) & self.reason.isna().to_numpy()
+        if not mask.any():
+            return
+        self.reason[mask] = reason
+        self.detail[mask] = detail if isinstance(detail, str) else detail[mask].astype("string")
+
+    def flag(self, mask: np.ndarray, reason: str, detail: pd.Series | str) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        d = detail if isinstance(detail, str) else detail[mask].astype("string").to_numpy()
+        self.flags.append(pd.DataFrame({"feed": self.feed, "record_id": self.record_id[mask].to_numpy(),
+                                        "reason": reason, "detail": d}))
+
+
+def _as_text(value: pd.Series) -> pd.Series:
+    return value.astype("string").fillna("(missing)")
+
+
+def _check_columns(feed: str, df: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED.get(feed, ("record_id",)) if c not in df.columns]
+    if missing:
+        raise RegistryLabError(f"feeds/{feed}.parquet: required column(s) {', '.join(missing)} missing")
+
+
+def _identity(feed: str, df: pd.DataFrame, checks: _Checks, event: pd.Series) -> pd.DataFrame:
+    """Cleaned identifiers of one feed, flags for invalid ones, NO_IDENTIFIERS when unusable."""
+    nhs_raw = _col(df, "nhs_number").astype("string").str.replace(r"\s", "", regex=True).replace("", pd.NA)
+    nhs_ok = is_valid_nhs_number(nhs_raw)
+    checks.flag(nhs_raw.notna().to_numpy() & ~nhs_ok, "INVALID_NHS_NUMBER",
+                "nhs_number fails the format or modulus-11 check")
+    given = std.clean_name(_col(df, "given_name"))
+    family = std.clean_name(_col(df, "family_name"))
+    dob_raw = _col(df, "birth_date")
+    dob = std.date_pattern(dob_raw)
+    dob_value = std.parse_date(dob_raw)
+    bad_dob = ~_blank(dob_raw) & dob_value.isna().to_numpy()
+    checks.flag(bad_dob, "INVALID_BIRTH_DATE", "birth_date is not a real date")
+    future_dob = (dob_value > event).fillna(False).to_numpy(dtype=bool)
+    checks.flag(future_dob, "BIRTH_DATE_IN_FUTURE", "birth_date after the record's own date")
+    dob_value = dob_value.where(~future_dob)
+    sex_raw = _col(df, "sex").astype("string").str.strip()
+    sex = std.clean_sex(sex_raw)
+    checks.flag(~_blank(sex_raw) & sex.isna().to_numpy() & (sex_raw != "9").fillna(True).to_numpy(),
+                "INVALID_SEX", "sex code " + _as_text(sex_raw) + " is not 1, 2 or 9")
+    pc_raw = _col(df, "postcode")
+    pc = std.clean_postcode(pc_raw)
+    checks.flag(~_blank(pc_raw) & pc.isna().to_numpy(), "INVALID_POSTCODE", "postcode not in UK format")
+
+    has_name = given.notna() | family.notna()
+    n_ids = has_name.astype(int) + dob.notna().astype(int) + pc.notna().astype(int)
+    unusable = ~nhs_ok & (n_ids < 2).to_numpy()
+    checks.fatal(unusable, "NO_IDENTIFIERS",
+                 "no valid NHS number and fewer than two of name, birth date, postcode")
+    return pd.DataFrame({
+        "nhs_number": nhs_raw.where(nhs_ok).astype("string"),
+        "given_name": given, "family_name": family,
+        "birth_date": dob, "birth_date_value": dob_value,
+        "sex": sex, "postcode": pc,
+    })
+
+
+def _dates(df: pd.DataFrame, name: str) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """(parsed date, missing mask, present-but-invalid mask)."""
+    raw = _col(df, name)
+    value = std.parse_date(raw)
+    missing = _blank(raw)
+    return value, missing, ~missing & value.isna().to_numpy()
+
+
+def _required(checks: _Checks, feed: str, df: pd.DataFrame) -> None:
+    for name in REQUIRED[feed]:
+        checks.fatal(_blank(_col(df, name)), "MISSING_REQUIRED_FIELD", f"{name} is empty")
+
+
+def _notifications(df: pd.DataFrame, checks: _Checks, ident: pd.DataFrame) -> pd.DataFrame:
+    out = df.reset_index(drop=True).copy()
+    received, _, _ = _dates(df, "received_date")
+    diag, diag_missing, diag_bad = _dates(df, "diagnosis_date")
+    site_raw = _col(df, "site_icd10")
+    site_ok = codes.valid_site(site_raw)
+    checks.fatal(_blank(site_raw), "MISSING_SITE", "site_icd10 is empty")
+    checks.fatal(~site_ok, "INVALID_SITE", "site_icd10 " + _as_text(site_raw) + " is not a valid ICD-10 neoplasm code")
+    checks.fatal(diag_missing, "MISSING_DIAGNOSIS_DATE", "diagnosis_date is empty")
+    checks.fatal(diag_bad, "INVALID_DIAGNOSIS_DATE", "diagnosis_date " + _as_text(_col(df, "diagnosis_date")) + " is not a real date")
+    checks.fatal((diag > received).fillna(False).to_numpy(dtype=bool), "DIAGNOSIS_IN_FUTURE",
+                 "diagnosis_date " + _as_text(_col(df, "diagnosis_date")) + " is after received_date "
+                 + _as_text(_col(df, "received_date")))
+    checks.fatal((diag < ident["birth_date_value"]).fillna(False).to_numpy(dtype=bool), "DIAGNOSIS_BEFORE_BIRTH",
+                 "diagnosis_date " + _as_text(_col(df, "diagnosis_date")) + " is before the birth date")
+    out["received_value"] = received
+    out["diagnosis_value"] = diag
+    out["site3"] = codes.site3(site_raw).where(site_ok)
+    morph = _col(df, "morphology_icdo3").astype("string").str.strip().str.split("/").str[0]
+    m_ok = codes.valid_morphology(morph)
+    checks.flag(~_blank(morph) & ~m_ok, "INVALID_MORPHOLOGY",
+                "morphology_icdo3 " + _as_text(morph) + " is not in the ICD-O-3 list")
+    out["morphology_icdo3"] = morph.where(m_ok)
+    _enum(out, checks, df, "behaviour", ["0", "1", "2", "3", "6", "9"], "INVALID_BEHAVIOUR")
+    stage = _col(df, "stage").astype("string").str.strip().str.upper().str.replace("STAGE", "").str.strip()
+    stage = stage.str[0].where(stage.str.len() > 0)
+    _enum(out, checks, df, "stage", ["1", "2", "3", "4"], "INVALID_STAGE", values=stage,
+          ignore=["U", "X", "9", "?"])
+    grade = _col(df, "grade").astype("string").str.strip().str.upper()
+    grade = grade.where(~grade.isin(["1", "2", "3", "4"]), "G" + grade)
+    _enum(out, checks, df, "grade", ["G1", "G2", "G3", "G4", "GX"], "INVALID_GRADE", values=grade)
+    _enum(out, checks, df, "laterality", ["L", "R", "B", "M", "9"], "INVALID_LATERALITY",
+          values=_col(df, "laterality").astype("string").str.strip().str.upper())
+    return out
+
+
+def _enum(out: pd.DataFrame, checks: _Checks, df: pd.DataFrame, name: str, allowed: list[str],
+          reason: str, values: pd.Series | None = None, ignore: list[str] | None = None) -> None:
+    raw = _col(df, name)
+    vals = (values if values is not None else raw.astype("string").str.strip()).astype("string")
+    ok = vals.isin(allowed).fillna(False).to_numpy(dtype=bool)
+    ignored = vals.isin(ignore or []).fillna(False).to_numpy(dtype=bool)
+    checks.flag(~_blank(raw) & ~ok & ~ignored, reason, f"{name} " + _as_text(raw) + " is not allowed")
+    out[name] = vals.where(ok)
+
+
+def _treatment(feed: str, df: pd.DataFrame, checks: _Checks, ident: pd.DataFrame,
+               as_of: pd.Timestamp) -> pd.DataFrame:
+    out = df.reset_index(drop=True).copy()
+    date_col = TREATMENT_FEEDS[feed]
+    start, _, bad = _dates(df, date_col)
+    raw = _as_text(_col(df, date_col))
+    checks.fatal(bad, "INVALID_TREATMENT_DATE", f"{date_col} " + raw + " is not a real date")
+    checks.fatal((start > as_of).fillna(False).to_numpy(dtype=bool), "TREATMENT_IN_FUTURE",
+                 f"{date_col} " + raw + f" is after the extract date {as_of.date()}")
+    checks.fatal((start < ident["birth_date_value"]).fillna(False).to_numpy(dtype=bool),
+                 "TREATMENT_BEFORE_BIRTH", f"{date_col} " + raw + " is before the birth date")
+    out["start_value"] = start
+    site_raw = _col(df, "site_icd10")
+    ok = codes.valid_site(site_raw)
+    checks.flag(~_blank(site_raw) & ~ok, "INVALID_SITE_ON_TREATMENT",
+                "site_icd10 " + _as_text(site_raw) + " is not a valid ICD-10 neoplasm code")
+    out["site3"] = codes.site3(site_raw).where(ok)
+    return out
+
+
+def _deaths(df: pd.DataFrame, checks: _Checks, ident: pd.DataFrame) -> pd.DataFrame:
+    out = df.reset_index(drop=True).copy()
+    death, _, bad = _dates(df, "death_date")
+    registered, _, _ = _dates(df, "registration_date")
+    raw = _as_text(_col(df, "death_date"))
+    checks.fatal(bad, "INVALID_DEATH_DATE", "death_date " + raw + " is not a real date")
+    checks.fatal((death > registered).fillna(False).to_numpy(dtype=bool), "DEATH_IN_FUTURE",
+                 "death_date " + raw + " is after registration_date " + _as_text(_col(df, "registration_date")))
+    checks.fatal((death < ident["birth_date_value"]).fillna(False).to_numpy(dtype=bool),
+                 "DEATH_BEFORE_BIRTH", "death_date " + raw + " is before the birth date")
+    out["death_value"] = death
+    cause_raw = _col(df, "underlying_cause_icd10")
+    ok = codes.valid_cause_of_death(cause_raw)
+    checks.flag(~_blank(cause_raw) & ~ok, "INVALID_CAUSE_OF_DEATH",
+                "underlying_cause_icd10 " + _as_text(cause_raw) + " is not a listed ICD-10 code")
+    out["cause"] = codes.normalise_code(cause_raw).where(ok)
+    return out
+
+
+def _optouts(df: pd.DataFrame, checks: _Checks) -> pd.DataFrame:
+    out = df.reset_index(drop=True).copy()
+    date, _, bad = _dates(df, "request_date")
+    checks.flag(bad | _blank(_col(df, "request_date")), "INVALID_REQUEST_DATE",
+                "request_date is missing or not a real date")
+    out["request_value"] = date
+    return out
+
+
+def extract_date(feeds: dict[str, pd.DataFrame]) -> pd.Timestamp:
+    """The extract date: the latest receipt (notifications) or registration (deaths) date."""
+    dates = []
+    for feed, col in (("notifications", "received_date"), ("deaths", "registration_date")):
+        if feed in feeds and len(feeds[feed]):
+            dates.append(std.parse_date(feeds[feed][col]).max())
+    dates = [d for d in dates if pd.notna(d)]
+    return max(dates) if dates else pd.Timestamp("2100-01-01")
+
+
+def validate_feeds(feeds: dict[str, pd.DataFrame]) -> Validated:
+    """Check every record of every person-bearing feed; see the module docstring."""
+    as_of = extract_date(feeds)
+    records, cleaned, issues = [], {}, []
+    for feed in PERSON_FEEDS:
+        if feed not in feeds:
+            continue
+        df = feeds[feed]
+        _check_columns(feed, df)
+        checks = _Checks(feed, df["record_id"])
+        _required(checks, feed, df)
+        event, _, _ = _dates(df, EVENT_DATE[feed])
+        ident = _identity(feed, df, checks, event.fillna(as_of))
+        if feed == "notifications":
+            cleaned[feed] = _notifications(df, checks, ident)
+        elif feed in TREATMENT_FEEDS:
+            cleaned[feed] = _treatment(feed, df, checks, ident, as_of)
+        elif feed == "deaths":
+            cleaned[feed] = _deaths(df, checks, ident)
+        else:
+            cleaned[feed] = _optouts(df, checks)
+        rec = ident.copy()
+        rec.insert(0, "feed", feed)
+        rec.insert(1, "record_id", checks.record_id)
+        rec.insert(2, "event_date", event)
+        rec["reason"] = checks.reason
+        rec["detail"] = checks.detail
+        records.append(rec)
+        issues.extend(checks.flags)
+    if not records:
+        raise RegistryLabError("feeds/: no person-bearing feed found (expected notifications.parquet at least)")
+    records_df = pd.concat(records, ignore_index=True)
+    dup = records_df.duplicated(["feed", "record_id"])
+    if dup.any():
+        row = records_df.loc[dup.to_numpy()].iloc[0]
+        raise RegistryLabError(f"feeds/{row['feed']}.parquet: record_id {row['record_id']!r} occurs more than once")
+    issues_df = (pd.concat(issues, ignore_index=True) if issues else
+                 pd.DataFrame({"feed": [], "record_id": [], "reason": [], "detail": []}).astype("string"))
+    return Validated(records=records_df, feeds=cleaned, issues=issues_df, as_of=as_of)

@@ -1,0 +1,258 @@
+"""Counts and rates from a release, through DuckDB over its Parquet files.
+
+The cases come from a release: the ``incidence`` cube of an aggregates release (default:
+``aggregate_publication``), or the ``tumour`` (+ ``patient``) tables of a record-level one.
+Denominators come from the cohort's public reference tables: ``reference/population.parquet``
+(residents by area, year, sex and 5-year band), ``reference/areas.parquet`` (region and
+deprivation quintile of each area) and ``reference/standard_populations.parquet`` (ESP 2013).
+
+Dimensions a table can be grouped by: ``year`` (of diagnosis), ``sex``, ``age_band``,
+``site_icd10``, ``stage``, ``area_id``, ``region``, ``deprivation_quintile``. Region and
+deprivation are those of the area of residence at diagnosis.
+
+Rates: for each group, the cases and person-years in every 5-year age band (sites and stages
+with no case in a group count as zero), then the crude rate with exact Poisson limits and the
+directly age-standardised rate (ESP 2013 by default) with Dobson et al. (1991) limits, both per
+100,000 person-years (``registry_lib.stats.rates``). Cases whose stratum has no population
+(unknown age or sex, an area outside the reference) cannot enter a rate: their number is in
+``result.attrs["excluded_cases"]`` and a warning says so.
+
+Example:
+    >>> import os, tempfile
+    >>> from pathlib import Path
+    >>> from registry_lib.release.example import write_example_cohort
+    >>> from registry_lib.release.run import run
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     cohort = write_example_cohort(Path(d) / "toy", n_patients=300)
+    ...     _ = run(cohort, "aggregate_publication", "example")
+    ...     rates = aggregate_rates(cohort, by=["sex"], years=(2015, 2020))
+    >>> list(rates.columns)
+    ['sex', 'count', 'population', 'crude_rate', 'crude_lower', 'crude_upper', 'dsr', 'dsr_lower', 'dsr_upper']
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from registry_lib.errors import RegistryLabError
+from registry_lib.release.run import _resolve_cohort, load_release, release_dir
+
+DIMENSIONS = ("year", "sex", "age_band", "site_icd10", "stage", "area_id", "region", "deprivation_quintile")
+POPULATION_DIMENSIONS = ("year", "sex", "age_band", "area_id", "region", "deprivation_quintile")
+DEFAULT_POLICY = "aggregate_publication"
+
+
+def _sql_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _cases_sql(folder: Path) -> str:
+    """A relation (year, sex, age_band, site_icd10, stage, area_id, n) over the release files."""
+    cube = folder / "incidence.parquet"
+    if cube.exists():
+        return (
+            "SELECT CAST(diagnosis_year AS INTEGER) AS year, CAST(sex AS INTEGER) AS sex, "
+            "CAST(age_band AS INTEGER) AS age_band, site_icd10, stage, area_id, count AS n "
+            f"FROM read_parquet({_sql_path(cube)})"
+        )
+    tumour, patient = folder / "tumour.parquet", folder / "patient.parquet"
+    if not tumour.exists():
+        raise RegistryLabError(f"{folder}: the release has neither an incidence cube nor a tumour table")
+    import json
+
+    key = json.loads((folder / "release.json").read_text()).get("patient_key") or "pseudo_id"
+    return (
+        "SELECT CAST(year(t.diagnosis_date) AS INTEGER) AS year, CAST(p.sex AS INTEGER) AS sex, "
+        "CAST(least(floor(t.age_at_diagnosis / 5) * 5, 90) AS INTEGER) AS age_band, "
+        "t.site_icd10, t.stage, t.area_id, 1 AS n "
+        f"FROM read_parquet({_sql_path(tumour)}) t "
+        f"LEFT JOIN read_parquet({_sql_path(patient)}) p USING ({key})"
+    )
+
+
+def _years_clause(years: int | Sequence[int] | tuple[int, int] | None) -> str:
+    if years is None:
+        return "TRUE"
+    if isinstance(years, int):
+        return f"year = {int(years)}"
+    if isinstance(years, tuple) and len(years) == 2:
+        a, b = (int(y) for y in years)
+        if a > b:
+            raise RegistryLabError(f"years={years!r}: the first year is after the last")
+        return f"year BETWEEN {a} AND {b}"
+    values = [int(y) for y in years]
+    if not values:
+        raise RegistryLabError("years: empty list")
+    return f"year IN ({', '.join(map(str, values))})"
+
+
+def _sites_clause(sites: Sequence[str] | str | None) -> str:
+    if sites is None:
+        return "TRUE"
+    sites = [sites] if isinstance(sites, str) else list(sites)
+    quoted = ", ".join("'" + str(s).replace("'", "''") + "'" for s in sites)
+    return f"site_icd10 IN ({quoted})"
+
+
+def _check_by(by: Sequence[str] | str | None) -> list[str]:
+    by = [] if by is None else [by] if isinstance(by, str) else list(by)
+    bad = [b for b in by if b not in DIMENSIONS]
+    if bad:
+        raise RegistryLabError(f"by={bad}: unknown dimension(s); choose from {', '.join(DIMENSIONS)}")
+    if len(set(by)) != len(by):
+        raise RegistryLabError(f"by={by}: a dimension appears twice")
+    return by
+
+
+def _reference(cohort: Path, name: str) -> Path:
+    path = cohort / "reference" / f"{name}.parquet"
+    if not path.exists():
+        raise RegistryLabError(f"{path}: reference table missing; make it with `registry-lab synth`")
+    return path
+
+
+def _cases_with_areas(cohort: Path, policy: str, years, sites) -> str:
+    folder = release_dir(cohort, policy)
+    if not (folder / "release.json").exists():
+        load_release(cohort, policy)  # raises the "how to make it" error
+    areas = _reference(cohort, "areas")
+    return (
+        f"SELECT c.*, a.region, CAST(a.deprivation_quintile AS INTEGER) AS deprivation_quintile "
+        f"FROM ({_cases_sql(folder)}) c LEFT JOIN read_parquet({_sql_path(areas)}) a USING (area_id) "
+        f"WHERE {_years_clause(years)} AND {_sites_clause(sites)}"
+    )
+
+
+def aggregate_counts(
+    cohort: str | Path,
+    by: Sequence[str] | str | None = None,
+    *,
+    years: int | Sequence[int] | tuple[int, int] | None = None,
+    sites: Sequence[str] | str | None = None,
+    policy: str = DEFAULT_POLICY,
+) -> pd.DataFrame:
+    """Tumour counts by any grouping (unprotected: publish them with ``publish_table``).
+
+    Args:
+        cohort: cohort name or folder.
+        by: dimensions to group by (see the module docstring); none gives the total.
+        years: a year, an inclusive ``(first, last)`` range, or a list of years of diagnosis.
+        sites: restrict to these ICD-10 3-character sites.
+        policy: the release to read (default ``aggregate_publication``).
+
+    Returns:
+        DataFrame ``[*by, count]`` with one row per non-empty group, sorted by ``by``.
+    """
+    import duckdb
+
+    by = _check_by(by)
+    cohort = _resolve_cohort(cohort)
+    cases = _cases_with_areas(cohort, policy, years, sites)
+    cols = ", ".join(by)
+    sql = (f"SELECT {cols + ', ' if by else ''}CAST(sum(n) AS BIGINT) AS count FROM ({cases}) "
+           f"{'GROUP BY ' + cols + ' ORDER BY ' + cols if by else ''}")
+    with duckdb.connect() as con:
+        out = con.execute(sql).df()
+    out["count"] = out["count"].fillna(0).astype("int64")
+    return out
+
+
+def aggregate_rates(
+    cohort: str | Path,
+    by: Sequence[str] | str | None = None,
+    *,
+    years: int | Sequence[int] | tuple[int, int] | None = None,
+    sites: Sequence[str] | str | None = None,
+    policy: str = DEFAULT_POLICY,
+    standard: str = "esp2013",
+    per: float = 100_000,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Counts, crude rates and directly age-standardised rates by any grouping.
+
+    Args:
+        cohort, by, years, sites, policy: as :func:`aggregate_counts` (``by`` must not contain
+            ``age_band``: rates are standardised over it).
+        standard: standard population in ``reference/standard_populations`` (``esp2013``).
+        per: rates per this many person-years.
+        level: confidence level.
+
+    Returns:
+        DataFrame ``[*by, count, population, crude_rate, crude_lower, crude_upper, dsr,
+        dsr_lower, dsr_upper]``; ``population`` is person-years over the years chosen.
+    """
+    import duckdb
+
+    from registry_lib.stats.rates import direct_standardised_rate, poisson_ci
+
+    by = _check_by(by)
+    if "age_band" in by:
+        raise RegistryLabError("aggregate_rates: by must not contain age_band (rates are age-standardised)")
+    cohort = _resolve_cohort(cohort)
+    cases = _cases_with_areas(cohort, policy, years, sites)
+    pop_by = [b for b in by if b in POPULATION_DIMENSIONS]
+    case_only = [b for b in by if b not in POPULATION_DIMENSIONS]
+    population = _reference(cohort, "population")
+    areas = _reference(cohort, "areas")
+    weights = _reference(cohort, "standard_populations")
+    strata = [*pop_by, "age_band"]
+    pop_sql = (
+        "SELECT CAST(p.year AS INTEGER) AS year, CAST(p.sex AS INTEGER) AS sex, "
+        "CAST(p.age_band AS INTEGER) AS age_band, p.area_id, a.region, "
+        "CAST(a.deprivation_quintile AS INTEGER) AS deprivation_quintile, p.population "
+        f"FROM read_parquet({_sql_path(population)}) p "
+        f"JOIN read_parquet({_sql_path(areas)}) a USING (area_id) WHERE {_years_clause(years)}"
+    )
+    s = ", ".join(strata)
+    levels = (f"(SELECT DISTINCT {', '.join(case_only)} FROM cases) lv" if case_only else "(SELECT 1) lv")
+    sql = f"""
+        WITH cases AS ({cases}),
+        pop AS (SELECT {s}, sum(population) AS population FROM ({pop_sql}) GROUP BY {s}
+                HAVING sum(population) > 0),
+        grid AS (SELECT * FROM pop CROSS JOIN {levels}),
+        c AS (SELECT {', '.join([*strata, *case_only])}, sum(n) AS n FROM cases
+              GROUP BY {', '.join([*strata, *case_only])})
+        SELECT {', '.join('g.' + x for x in [*strata, *case_only])}, g.population,
+               coalesce(c.n, 0) AS count
+        FROM grid g LEFT JOIN c USING ({', '.join([*strata, *case_only])})
+    """
+    with duckdb.connect() as con:
+        table = con.execute(sql).df()
+        total_cases = con.execute(f"SELECT coalesce(sum(n), 0) FROM ({cases})").fetchone()[0]
+        std = con.execute(
+            f"SELECT CAST(age_band AS INTEGER) AS age_band, weight FROM read_parquet({_sql_path(weights)}) "
+            f"WHERE standard = '{standard.replace(chr(39), '')}'"
+        ).df()
+    if std.empty:
+        raise RegistryLabError(f"reference/standard_populations: no standard named {standard!r}")
+    if table.empty:
+        raise RegistryLabError(f"{cohort.name}: no population for years={years!r}")
+    table = table.merge(std, on="age_band", how="left")
+    if table["weight"].isna().any():
+        band = int(table.loc[table["weight"].isna(), "age_band"].iloc[0])
+        raise RegistryLabError(f"standard {standard}: no weight for age band {band}")
+    excluded = int(total_cases) - int(table["count"].sum())
+    if excluded:
+        warnings.warn(
+            f"{excluded} case(s) have no population stratum (unknown age or sex, or area outside "
+            "the reference) and are left out of the rates", stacklevel=2)
+    groups = [*pop_by, *case_only]
+    ordered = list(by)
+    out = direct_standardised_rate(table, "count", "population", "weight",
+                                   by=groups or None, per=per, level=level)
+    out = out.rename(columns={"lower": "dsr_lower", "upper": "dsr_upper"})
+    lo, hi = poisson_ci(out["count"].to_numpy(dtype=float), level, "exact")
+    out["crude_lower"] = lo / out["population"].to_numpy(dtype=float) * per
+    out["crude_upper"] = hi / out["population"].to_numpy(dtype=float) * per
+    out["count"] = out["count"].astype("int64")
+    cols = [*ordered, "count", "population", "crude_rate", "crude_lower", "crude_upper",
+            "dsr", "dsr_lower", "dsr_upper"]
+    out = out[cols].sort_values(ordered, kind="stable").reset_index(drop=True) if ordered else out[cols]
+    out.attrs["excluded_cases"] = excluded
+    out.attrs["standard"] = standard
+    out.attrs["per"] = per
+    return out

@@ -1,0 +1,253 @@
+"""``registry-lab release``: write a release folder atomically and append to the audit log.
+
+``run(cohort_dir, policy, requester)`` reads ``registry/`` (and ``reference/areas`` when the
+policy maps areas to regions), applies the policy and writes
+``synthetic/<cohort>/releases/<policy>/``:
+
+- one Parquet file per released table (record level) or per count cube (aggregates);
+- ``release.json``: policy, purpose, description, whether NDOP was applied, row counts,
+  opt-out removals, released fields and their transforms, sha256 of the registry inputs and of
+  the released tables — no key, no time, no requester, so the folder is byte-identical for the
+  same registry and key;
+- ``risk_report.json`` (record level, when the policy declares quasi-identifiers).
+
+Then one JSON line is appended to ``synthetic/<cohort>/releases/audit.jsonl`` (never
+rewritten): time (UTC), cohort, policy, purpose, requester, row counts, opt-out removals and the
+sha256 of every file written. A policy that would release a forbidden field fails before
+anything is read or written; a missing project key fails with the "how to make one" message.
+
+Example:
+    >>> import os, tempfile
+    >>> from registry_lib.release.example import write_example_cohort
+    >>> os.environ["REGISTRY_LAB_KEY"] = "ab" * 32
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     cohort = write_example_cohort(Path(d) / "toy", n_patients=40)
+    ...     out = run(cohort, "research_pseudonymised", "A. Analyst (study 03)")
+    ...     sorted(p.name for p in out.iterdir())
+    ['patient.parquet', 'release.json', 'risk_report.json', 'treatment.parquet', 'tumour.parquet']
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from registry_lib.errors import RegistryLabError
+from registry_lib.io import (
+    atomic_dir,
+    read_parquet,
+    sha256_file,
+    sha256_tree,
+    write_json,
+    write_parquet,
+)
+from registry_lib.keys import project_key
+from registry_lib.paths import cohort_dir as _cohort_dir
+from registry_lib.paths import project_root
+from registry_lib.release.policy import TRANSFORMS, Policy, load_policy
+from registry_lib.release.records import (
+    ReleaseTables,
+    build_aggregate_release,
+    build_record_release,
+    check_no_registration_optouts,
+)
+from registry_lib.release.risk import local_suppression, risk_report
+
+AUDIT_LOG = "audit.jsonl"
+
+
+def _root_of(cohort_dir: Path) -> Path | None:
+    """The project checkout holding a cohort folder, if it lies inside one."""
+    try:
+        return project_root(cohort_dir)
+    except RegistryLabError:
+        return None
+
+
+def _resolve_cohort(cohort: str | Path) -> Path:
+    if isinstance(cohort, Path) or "/" in str(cohort):
+        return Path(cohort)
+    return _cohort_dir(str(cohort))
+
+
+def release_dir(cohort: str | Path, policy: str) -> Path:
+    """``synthetic/<cohort>/releases/<policy>`` (cohort by name, or a cohort folder path)."""
+    return _resolve_cohort(cohort) / "releases" / str(policy)
+
+
+def _read_registry(cohort_dir: Path, tables: list[str]) -> dict[str, pd.DataFrame]:
+    folder = cohort_dir / "registry"
+    if not folder.is_dir():
+        raise RegistryLabError(
+            f"{folder}: not found; make it with `registry-lab link --cohort {cohort_dir.name}`"
+        )
+    out = {}
+    for name in tables:
+        path = folder / f"{name}.parquet"
+        if not path.exists():
+            raise RegistryLabError(f"{path}: registry table missing; re-run `registry-lab link --cohort {cohort_dir.name}`")
+        out[name] = read_parquet(path)
+    return out
+
+
+def _apply_risk(policy: Policy, built: ReleaseTables) -> dict[str, Any] | None:
+    risk = policy.risk
+    if not risk or "tumour" not in built.tables:
+        return None
+    qis = list(risk.get("quasi_identifiers") or [])
+    k = int(risk.get("k", 5))
+    report = {"before_suppression": risk_report(built.tables, policy.patient_key, qis, k)}
+    if risk.get("local_suppression"):
+        new, summary = local_suppression(built.tables, policy.patient_key, qis, k, risk.get("suppression_order"))
+        built.tables.update(new)
+        report["local_suppression"] = summary
+        report["after_suppression"] = risk_report(built.tables, policy.patient_key, qis, k)
+    report["identifiable_by_design"] = policy.purpose in ("direct_care", "research_identifiable")
+    return report
+
+
+def run(cohort_dir: Path, policy: str | Path, requester: str) -> Path:
+    """Release a cohort's registry under ``policy`` for ``requester``; return the release folder.
+
+    Args:
+        cohort_dir: the cohort folder (``synthetic/<name>``) holding ``registry/``.
+        policy: a policy name in ``params/release/`` or a path to a policy YAML.
+        requester: who asked for the release (recorded in the audit log only).
+    """
+    cohort_dir = Path(cohort_dir)
+    if not str(requester or "").strip():
+        raise RegistryLabError("release: --requester must say who asked for the release")
+    root = _root_of(cohort_dir)
+    pol = load_policy(policy, root)  # refuses forbidden fields before anything is read
+    key = project_key(root) if pol.needs_key else None
+    if pol.output == "record_level":
+        registry = _read_registry(cohort_dir, sorted({"patient", *pol.tables}))
+        areas = None
+        if any(f.transform == "region" for fs in pol.tables.values() for f in fs):
+            areas_path = cohort_dir / "reference" / "areas.parquet"
+            if not areas_path.exists():
+                raise RegistryLabError(f"{areas_path}: not found (needed to map areas to regions)")
+            areas = read_parquet(areas_path)
+        built = build_record_release(registry, pol, areas=areas, key=key)
+        optouts_path = cohort_dir / "registry" / "optout_hashes.parquet"
+        if optouts_path.exists() and "patient" in built.tables:
+            leaked = check_no_registration_optouts(
+                registry["patient"], read_parquet(optouts_path), key or project_key(root))
+            if leaked:
+                raise RegistryLabError(
+                    f"{cohort_dir.name}: {leaked} registry patient(s) match registration opt-out "
+                    "hashes; linkage must remove them before any release"
+                )
+        risk = _apply_risk(pol, built)
+    else:
+        registry = _read_registry(cohort_dir, ["patient", "tumour"])
+        built = build_aggregate_release(registry, pol)
+        risk = None
+    inputs = {f"registry/{n}.parquet": sha256_file(cohort_dir / "registry" / f"{n}.parquet") for n in registry}
+    final = cohort_dir / "releases" / pol.name
+    with atomic_dir(final) as tmp:
+        for name, df in built.tables.items():
+            write_parquet(df, tmp / f"{name}.parquet", built.schemas[name])
+        if risk is not None:
+            write_json(risk, tmp / "risk_report.json")
+        write_json(_manifest(pol, built, inputs, tmp), tmp / "release.json")
+    files = sha256_tree(final)
+    _append_audit(cohort_dir / "releases" / AUDIT_LOG, {
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cohort": cohort_dir.name,
+        "policy": pol.name,
+        "purpose": pol.purpose,
+        "requester": str(requester).strip(),
+        "row_counts": {n: len(df) for n, df in built.tables.items()},
+        "opt_out_removals": built.opt_out_removals,
+        "national_data_opt_out_applied": pol.national_data_opt_out,
+        "release": f"releases/{pol.name}",
+        "files_sha256": files,
+    })
+    return final
+
+
+def _manifest(pol: Policy, built: ReleaseTables, inputs: dict[str, str], folder: Path) -> dict[str, Any]:
+    fields = {
+        table: {f.name: (f.transform if f.source == f.name else f"{f.transform} of {f.source}")
+                for f in specs}
+        for table, specs in pol.tables.items()
+    }
+    return {
+        "policy": pol.name,
+        "purpose": pol.purpose,
+        "description": pol.description,
+        "output": pol.output,
+        "national_data_opt_out_applied": pol.national_data_opt_out,
+        "registration_opt_outs": "removed by linkage before registration; none can appear",
+        "row_counts": {n: len(df) for n, df in built.tables.items()},
+        "opt_out_removals": built.opt_out_removals,
+        "fields": fields or {c: list(df.columns) for c, df in built.tables.items()},
+        "transforms": {t: TRANSFORMS[t][0] for t in sorted({f.transform for fs in pol.tables.values() for f in fs})},
+        "patient_key": pol.patient_key,
+        "disclosure": vars(pol.disclosure),
+        "policy_params_sha256": pol.params_hash,
+        "inputs_sha256": inputs,
+        "files_sha256": {p.name: sha256_file(p) for p in sorted(folder.glob("*.parquet"))},
+    }
+
+
+def _append_audit(path: Path, entry: dict[str, Any]) -> None:
+    """Append one line to the audit log (opened for appending only; never rewritten)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(entry, sort_keys=True, default=str) + "\n"
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_audit(cohort: str | Path) -> pd.DataFrame:
+    """The audit log of a cohort's releases, one row per release run.
+
+    Example:
+        >>> read_audit(Path("/nonexistent")).empty
+        True
+    """
+    path = _resolve_cohort(cohort) / "releases" / AUDIT_LOG
+    if not path.exists():
+        return pd.DataFrame(columns=["time", "policy", "purpose", "requester"])
+    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+
+
+def load_release(cohort: str | Path, policy: str) -> dict[str, pd.DataFrame]:
+    """The tables of a release, ``{table name: DataFrame}`` — what a study notebook reads.
+
+    Args:
+        cohort: cohort name (``synthetic/<cohort>``) or a cohort folder.
+        policy: the policy the release was made under, e.g. ``"research_pseudonymised"``.
+
+    Raises a clear error naming the command to run when the release does not exist.
+
+    Example:
+        >>> load_release("no_such_cohort", "research_pseudonymised")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: synthetic/no_such_cohort/releases/research_pseudonymised: not found; make it with `registry-lab release --cohort no_such_cohort --policy research_pseudonymised --requester "<who>"`
+    """
+    folder = release_dir(cohort, policy)
+    name = _resolve_cohort(cohort).name
+    if not (folder / "release.json").exists():
+        raise RegistryLabError(
+            f"synthetic/{name}/releases/{policy}: not found; make it with `registry-lab release "
+            f"--cohort {name} --policy {policy} --requester \"<who>\"`"
+        )
+    return {p.stem: read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
+
+
+def release_info(cohort: str | Path, policy: str) -> dict[str, Any]:
+    """``release.json`` of a release (policy, purpose, row counts, opt-out removals, ...)."""
+    folder = release_dir(cohort, policy)
+    if not (folder / "release.json").exists():
+        load_release(cohort, policy)
+    return json.loads((folder / "release.json").read_text())

@@ -1,0 +1,548 @@
+"""Kulldorff's circular spatial scan statistic (discrete Poisson model, high rates).
+
+:func:`kulldorff_scan` reproduces SaTScan's purely spatial Poisson analysis:
+
+- **Windows.** Every location is a potential centre. Around each centre the other locations
+  enter in order of distance; locations at exactly the same distance enter together (a window
+  never splits a tie). Every such nested window whose population is at most
+  ``max_pop_fraction`` of the total is scanned.
+- **Likelihood ratio.** For a window with ``c`` cases and expected ``E = C·pop_in/pop_total``
+  (``C`` cases in all), ``LLR = c·ln(c/E) + (C−c)·ln((C−c)/(C−E))`` when ``c > E``, else 0;
+  the relative risk is ``(c/E) / ((C−c)/(C−E))``.
+- **Inference.** ``n_sim`` null data sets put the ``C`` cases on the locations multinomially
+  in proportion to population; the Monte Carlo p-value of a cluster is
+  ``(1 + #{simulated maximum LLR ≥ its LLR}) / (n_sim + 1)``. Secondary clusters are judged
+  against the same distribution of maxima (as SaTScan does, which is conservative).
+  ``p_value_gumbel`` is SaTScan's Gumbel approximation (method-of-moments fit to the simulated
+  maxima), useful below ``1/(n_sim + 1)``.
+- **Secondary clusters** (SaTScan's "no geographical overlap"): the best window of each
+  centre, taken in decreasing LLR order, is reported if it shares no location with a cluster
+  already reported.
+- **Distance.** ``metric="euclidean"`` on planar coordinates (radius in coordinate units) or
+  ``metric="haversine"`` on (latitude, longitude) in degrees, great-circle distance on a sphere
+  of radius :data:`EARTH_RADIUS_KM` = 6367 km, SaTScan's value (radius in km).
+
+Covariate adjustment: pass indirectly standardised expected counts as ``population``; the
+expected count of a window is then ``C·Σexpected_in/Σexpected``, SaTScan's adjusted Poisson
+model, and ``max_pop_fraction`` applies to the share of expected cases.
+
+The simulation is vectorised: for every centre the neighbour order and cumulative population
+are computed once; all replications are a matrix of multinomial counts; per centre the window
+case counts of all replications are one cumulative sum, and the LLR of every window uses a
+precomputed table of ``c·ln c + (C−c)·ln(C−c)``. Centres are shared between threads.
+
+Reference:
+    Kulldorff M (1997). A spatial scan statistic. Communications in Statistics: Theory and
+    Methods 26:1481-1496. Kulldorff M, SaTScan User Guide v9.x (secondary clusters, Gumbel).
+
+Example:
+    >>> import numpy as np, pandas as pd
+    >>> xy = pd.DataFrame({"x": np.repeat(np.arange(5.0), 5), "y": np.tile(np.arange(5.0), 5)})
+    >>> pop = pd.Series(1000, index=xy.index)
+    >>> cases = pd.Series(2, index=xy.index); cases[[0, 1, 5]] = 12
+    >>> res = kulldorff_scan(cases, pop, xy, n_sim=99, seed=1)
+    >>> sorted(res.clusters.loc[0, "members"]), int(res.clusters.loc[0, "observed"])
+    ([0, 1, 5], 36)
+    >>> float(res.clusters.loc[0, "p_value"])
+    0.01
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from registry_lib.errors import RegistryLabError
+
+#: Earth radius used by SaTScan for great-circle distances (km).
+EARTH_RADIUS_KM = 6367.0
+_METRICS = ("euclidean", "haversine")
+_EULER_GAMMA = 0.5772156649015329
+_CACHE_BYTES = 1_000_000  # working-set target per thread for the simulation loop
+_CLUSTER_COLUMNS = [
+    "members",
+    "center",
+    "radius",
+    "n_locations",
+    "population",
+    "observed",
+    "expected",
+    "relative_risk",
+    "llr",
+    "p_value",
+    "p_value_gumbel",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------------------------
+
+
+def _as_labelled(values, name: str) -> pd.Series | pd.DataFrame:
+    if isinstance(values, pd.Series | pd.DataFrame):
+        return values
+    arr = np.asarray(values)
+    if arr.ndim == 1:
+        return pd.Series(arr)
+    if arr.ndim == 2:
+        return pd.DataFrame(arr)
+    raise RegistryLabError(f"{name}: expected a 1-D (or, for coords, 2-D) array")
+
+
+def _coords_matrix(coords: pd.DataFrame, metric: str) -> np.ndarray:
+    if coords.shape[1] != 2:
+        raise RegistryLabError(
+            f"coords: expected 2 columns ({'lat, lon' if metric == 'haversine' else 'x, y'}),"
+            f" got {coords.shape[1]}"
+        )
+    cols = [str(c).lower() for c in coords.columns]
+    if metric == "haversine":
+        for lat_name, lon_name in (("lat", "lon"), ("latitude", "longitude"), ("lat", "lng")):
+            if lat_name in cols and lon_name in cols:
+                coords = coords.iloc[:, [cols.index(lat_name), cols.index(lon_name)]]
+                break
+    xy = coords.to_numpy(dtype=float)
+    if not np.all(np.isfinite(xy)):
+        row = coords.index[int(np.flatnonzero(~np.isfinite(xy).all(axis=1))[0])]
+        raise RegistryLabError(f"coords: location {row!r} has a missing or infinite coordinate")
+    if metric == "haversine" and (np.any(np.abs(xy[:, 0]) > 90) or np.any(np.abs(xy[:, 1]) > 180)):
+        bad = np.flatnonzero((np.abs(xy[:, 0]) > 90) | (np.abs(xy[:, 1]) > 180))[0]
+        raise RegistryLabError(
+            f"coords: location {coords.index[bad]!r} is not a (latitude, longitude) in degrees"
+        )
+    return xy
+
+
+def _prepare(cases, population, coords, metric):
+    cases = _as_labelled(cases, "cases")
+    population = _as_labelled(population, "population")
+    coords = _as_labelled(coords, "coords")
+    if isinstance(cases, pd.DataFrame):
+        if cases.shape[1] != 1:
+            raise RegistryLabError("cases: expected one count per location (a Series)")
+        cases = cases.iloc[:, 0]
+    if isinstance(population, pd.DataFrame):
+        if population.shape[1] != 1:
+            raise RegistryLabError("population: expected one value per location (a Series)")
+        population = population.iloc[:, 0]
+    labels = cases.index
+    if labels.has_duplicates:
+        raise RegistryLabError(f"cases: location {labels[labels.duplicated()][0]!r} appears twice")
+    for name, other in (("population", population), ("coords", coords)):
+        if other.index.has_duplicates:
+            dup = other.index[other.index.duplicated()][0]
+            raise RegistryLabError(f"{name}: location {dup!r} appears twice")
+        missing = labels.difference(other.index)
+        if len(missing):
+            raise RegistryLabError(f"{name}: no value for location {missing[0]!r}")
+        extra = other.index.difference(labels)
+        if len(extra):
+            raise RegistryLabError(f"{name}: location {extra[0]!r} has no case count")
+    c = cases.to_numpy(dtype=float)
+    if not np.all(np.isfinite(c)) or np.any(c < 0) or np.any(c != np.round(c)):
+        bad = labels[int(np.flatnonzero(~np.isfinite(c) | (c < 0) | (c != np.round(c)))[0])]
+        raise RegistryLabError(f"cases: location {bad!r} has a count that is not a whole number >= 0")
+    p = population.reindex(labels).to_numpy(dtype=float)
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        bad = labels[int(np.flatnonzero(~np.isfinite(p) | (p < 0))[0])]
+        raise RegistryLabError(f"population: location {bad!r} has a missing or negative value")
+    if p.sum() <= 0:
+        raise RegistryLabError("population: total population is zero")
+    xy = _coords_matrix(coords.reindex(labels), metric)
+    return labels, c.astype(np.int64), p, xy
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry: neighbour lists
+# --------------------------------------------------------------------------------------------
+
+
+def _distances(xy: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:
+    """Distances from locations ``rows`` to every location (block of the distance matrix)."""
+    if metric == "euclidean":
+        return np.hypot(xy[rows, 0, None] - xy[None, :, 0], xy[rows, 1, None] - xy[None, :, 1])
+    lat = np.radians(xy[:, 0])
+    lon = np.radians(xy[:, 1])
+    dlat = lat[rows, None] - lat[None, :]
+    dlon = lon[rows, None] - lon[None, :]
+    a = np.sin(dlat / 2) ** 2 + np.cos(lat[rows, None]) * np.cos(lat[None, :]) * np.sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+@dataclass
+class _Windows:
+    """Ragged neighbour lists: centre i's windows are rows ``start[i]:start[i+1]``."""
+
+    start: np.ndarray  # (n+1,) offsets
+    neighbour: np.ndarray  # (W,) location index entering at each step
+    distance: np.ndarray  # (W,) its distance from the centre
+    cum_pop: np.ndarray  # (W,) population of the window ending at this step
+    closed: np.ndarray  # (W,) bool: the next neighbour is strictly farther (a real window)
+
+
+def _sorted_neighbours(dist: np.ndarray, pop: np.ndarray, limit: float):
+    """Neighbours of each row sorted by (distance, index), truncated where the population
+    passes ``limit`` (one extra neighbour is kept to decide ties)."""
+    n = dist.shape[1]
+    m = n
+    if n > 64:
+        # a partial sort is enough when the m+1 nearest already pass the population limit
+        m = int(min(n, 2 * math.ceil(limit / max(np.mean(pop), 1e-300)) + 32))
+    if m < n:
+        part = np.argpartition(dist, m, axis=1)[:, : m + 1]
+        pd_ = np.take_along_axis(dist, part, axis=1)
+        order_in = np.lexsort((part, pd_), axis=1)
+        order = np.take_along_axis(part, order_in, axis=1)
+        dsort = np.take_along_axis(pd_, order_in, axis=1)
+        full = pop[order].sum(axis=1) > limit
+        if full.all():
+            return order, dsort
+        # rows whose m+1 nearest are still within the limit: sort them fully
+        order_f = np.argsort(dist[~full], axis=1, kind="stable")
+        dsort_f = np.take_along_axis(dist[~full], order_f, axis=1)
+        width = n
+        order_all = np.full((dist.shape[0], width), -1, dtype=np.intp)
+        dsort_all = np.full((dist.shape[0], width), np.inf)
+        order_all[full, : m + 1] = order[full]
+        dsort_all[full, : m + 1] = dsort[full]
+        order_all[~full] = order_f
+        dsort_all[~full] = dsort_f
+        return order_all, dsort_all
+    order = np.argsort(dist, axis=1, kind="stable")
+    return order, np.take_along_axis(dist, order, axis=1)
+
+
+def _build_windows(xy: np.ndarray, pop: np.ndarray, limit: float, metric: str) -> _Windows:
+    n = len(pop)
+    block = max(1, min(n, 4_000_000 // max(n, 1)))
+    starts = np.zeros(n + 1, dtype=np.int64)
+    parts_nb, parts_d, parts_cp, parts_closed = [], [], [], []
+    for a in range(0, n, block):
+        rows = np.arange(a, min(n, a + block))
+        order, dsort = _sorted_neighbours(_distances(xy, rows, metric), pop, limit)
+        pad = order < 0
+        cp = np.cumsum(np.where(pad, 0.0, pop[np.where(pad, 0, order)]), axis=1)
+        cp[pad] = np.inf
+        closed = np.ones_like(dsort, dtype=bool)
+        closed[:, :-1] = dsort[:, 1:] > dsort[:, :-1]
+        # keep steps up to the largest closed window within the population limit
+        ok = closed & (cp <= limit)
+        has = ok.any(axis=1)
+        last = np.where(has, dsort.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), -1)
+        k = last + 1
+        starts[rows + 1] = k
+        mask = np.arange(dsort.shape[1])[None, :] < k[:, None]
+        parts_nb.append(order[mask])
+        parts_d.append(dsort[mask])
+        parts_cp.append(cp[mask])
+        parts_closed.append(closed[mask])
+    return _Windows(
+        start=np.cumsum(starts),
+        neighbour=np.concatenate(parts_nb).astype(np.intp),
+        distance=np.concatenate(parts_d),
+        cum_pop=np.concatenate(parts_cp),
+        closed=np.concatenate(parts_closed),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Likelihood ratio
+# --------------------------------------------------------------------------------------------
+
+
+def _xlogx(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    out = np.zeros_like(x)
+    pos = x > 0
+    out[pos] = x[pos] * np.log(x[pos])
+    return out
+
+
+class _LLR:
+    """LLR(c, E) = T[c] - c·d(E) - g(E), with T[c] = xlogx(c) + xlogx(C-c) - C ln C."""
+
+    def __init__(self, total_cases: int):
+        self.C = int(total_cases)
+        c = np.arange(self.C + 1, dtype=float)
+        self.table = _xlogx(c) + _xlogx(self.C - c) - _xlogx(np.array([self.C]))[0]
+
+    def window_terms(self, expected: np.ndarray, closed: np.ndarray):
+        """Per-window slope d, offset g and integer threshold (c must reach it to count)."""
+        C = self.C
+        if C == 0:  # no cases: no window can have more than expected
+            zeros = np.zeros(len(expected))
+            return zeros, zeros, np.ones(len(expected), dtype=np.int32)
+        e = np.clip(expected, 1e-300, None)
+        rest = np.clip(C - expected, 1e-300, None)
+        d = np.log(e) - np.log(rest)
+        g = C * np.log(rest / C)
+        # a window counts when c > E; windows with E >= C or not closed never count
+        thresh = np.floor(expected).astype(np.int64) + 1
+        thresh = np.where(closed & (expected < C), thresh, C + 1).astype(np.int32)
+        return d, g, thresh
+
+    def values(self, c: np.ndarray, d, g, thresh) -> np.ndarray:
+        v = self.table[c] - c * d - g
+        return np.where(c >= thresh, np.maximum(v, 0.0), 0.0)
+
+
+def _simulated_maxima(
+    sims: np.ndarray,
+    win: _Windows,
+    llr: _LLR,
+    d: np.ndarray,
+    g: np.ndarray,
+    thresh: np.ndarray,
+    n_jobs: int,
+) -> np.ndarray:
+    """Maximum LLR over all windows for each simulated data set (rows of ``sims``)."""
+    n_rep = sims.shape[0]
+    n = len(win.start) - 1
+    sizes = np.diff(win.start)
+    centres = np.flatnonzero(sizes > 0)
+    # balance work: deal centres (largest first) round-robin to the workers
+    centres = centres[np.argsort(-sizes[centres], kind="stable")]
+    groups = [centres[j::n_jobs] for j in range(n_jobs)] if n_jobs > 1 else [centres]
+    table = llr.table
+
+    kmax = int(sizes.max()) if n else 0
+    # replications are processed in chunks small enough for the working arrays to stay in cache
+    rc = int(np.clip(_CACHE_BYTES // max(1, 21 * kmax), 8, max(8, n_rep)))
+
+    def work(group: np.ndarray) -> np.ndarray:
+        best = np.zeros(n_rep)
+        cnt_buf = np.empty(rc * kmax, dtype=np.int32)
+        val_buf = np.empty(rc * kmax, dtype=np.float64)
+        tmp_buf = np.empty(rc * kmax, dtype=np.float64)
+        msk_buf = np.empty(rc * kmax, dtype=bool)
+        for r0 in range(0, n_rep, rc):
+            r1 = min(n_rep, r0 + rc)
+            m = r1 - r0
+            chunk = sims[r0:r1]
+            chunk_best = best[r0:r1]
+            for i in group:
+                a, b = win.start[i], win.start[i + 1]
+                k = b - a
+                cnt = cnt_buf[: m * k].reshape(m, k)
+                val = val_buf[: m * k].reshape(m, k)
+                tmp = tmp_buf[: m * k].reshape(m, k)
+                msk = msk_buf[: m * k].reshape(m, k)
+                np.take(chunk, win.neighbour[a:b], axis=1, out=cnt)
+                np.cumsum(cnt, axis=1, out=cnt)
+                np.take(table, cnt, out=val)
+                np.multiply(cnt, d[a:b], out=tmp)
+                val -= tmp
+                val -= g[a:b]
+                np.less(cnt, thresh[a:b], out=msk)
+                np.putmask(val, msk, 0.0)
+                np.maximum(chunk_best, val.max(axis=1), out=chunk_best)
+        return best
+
+    if len(groups) == 1:
+        return work(groups[0])
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        results = list(pool.map(work, groups))
+    return np.maximum.reduce(results)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScanResult:
+    """Result of :func:`kulldorff_scan`.
+
+    Attributes:
+        clusters: one row per reported cluster, most likely first: ``members`` (list of
+            location labels, nearest the centre first), ``center`` (label), ``radius``,
+            ``n_locations``, ``population``, ``observed``, ``expected``, ``relative_risk``,
+            ``llr``, ``p_value`` (Monte Carlo), ``p_value_gumbel``.
+        simulated_llr: maximum LLR of each null replication.
+        total_cases, total_population, n_sim, max_pop_fraction, metric, seed: the settings.
+    """
+
+    clusters: pd.DataFrame
+    simulated_llr: np.ndarray
+    total_cases: int
+    total_population: float
+    n_sim: int
+    max_pop_fraction: float
+    metric: str
+    seed: int | None
+    n_windows: int = field(default=0)
+
+    @property
+    def most_likely(self) -> pd.Series:
+        """The most likely cluster (first row of ``clusters``)."""
+        if self.clusters.empty:
+            raise RegistryLabError("the scan found no window with more cases than expected")
+        return self.clusters.iloc[0]
+
+    def summary(self, alpha: float = 0.05) -> pd.DataFrame:
+        """The clusters table without member lists, with a ``significant`` column."""
+        out = self.clusters.drop(columns=["members"]).copy()
+        out["significant"] = out["p_value"] <= alpha
+        return out
+
+
+def _gumbel_p(x: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    if len(sims) < 2 or np.std(sims) == 0:
+        return np.full(len(x), np.nan)
+    beta = np.std(sims, ddof=1) * math.sqrt(6) / math.pi
+    mu = np.mean(sims) - _EULER_GAMMA * beta
+    return -np.expm1(-np.exp(-(np.asarray(x) - mu) / beta))
+
+
+def kulldorff_scan(
+    cases,
+    population,
+    coords,
+    *,
+    max_pop_fraction: float = 0.5,
+    n_sim: int = 999,
+    metric: str = "euclidean",
+    seed: int | None = None,
+    max_clusters: int | None = None,
+    n_jobs: int | None = None,
+) -> ScanResult:
+    """Kulldorff's circular spatial scan for high rates (Poisson model), as in SaTScan.
+
+    Args:
+        cases: case count per location; a Series indexed by location label (or an array,
+            labelled 0..n-1).
+        population: population (or expected count, for an adjusted scan) per location, same
+            labels.
+        coords: per-location coordinates, a DataFrame (or n×2 array) with the same labels:
+            (x, y) for ``metric="euclidean"``; (latitude, longitude) in degrees for
+            ``metric="haversine"`` (columns named lat/lon or latitude/longitude are picked up
+            whatever their order, otherwise the first column is the latitude).
+        max_pop_fraction: largest window, as a fraction of the total population (0 < f ≤ 0.5
+            is usual; at most 1).
+        n_sim: number of Monte Carlo replications (0 for no inference).
+        metric: ``"euclidean"`` or ``"haversine"``.
+        seed: seed of the ``numpy.random.Generator`` that draws the null data sets.
+        max_clusters: report at most this many clusters (``None``: every non-overlapping
+            cluster with more cases than expected).
+        n_jobs: threads for the simulation (default: up to 2, the CPUs available).
+
+    Returns:
+        :class:`ScanResult`; its ``.clusters`` DataFrame has one row per cluster, most likely
+        first.
+
+    Raises:
+        RegistryLabError: labels that do not match, negative or non-integer counts, bad
+            coordinates or settings.
+
+    Example:
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> xy = pd.DataFrame(rng.random((60, 2)), columns=["x", "y"])
+        >>> pop = pd.Series(rng.integers(500, 2000, 60), index=xy.index)
+        >>> cases = pd.Series(rng.poisson(pop / 100), index=xy.index)
+        >>> res = kulldorff_scan(cases, pop, xy, n_sim=99, seed=1)
+        >>> list(res.clusters.columns[:4])
+        ['members', 'center', 'radius', 'n_locations']
+    """
+    if metric not in _METRICS:
+        raise RegistryLabError(f"metric={metric!r}: must be one of {_METRICS}")
+    if not 0 < float(max_pop_fraction) <= 1:
+        raise RegistryLabError(
+            f"max_pop_fraction={max_pop_fraction!r}: must be in (0, 1] (SaTScan's default 0.5)"
+        )
+    if int(n_sim) != n_sim or n_sim < 0:
+        raise RegistryLabError(f"n_sim={n_sim!r}: must be a whole number >= 0")
+    n_sim = int(n_sim)
+    if n_jobs is None:
+        n_jobs = max(1, min(2, os.cpu_count() or 1))
+    labels, c, pop, xy = _prepare(cases, population, coords, metric)
+    total_c = int(c.sum())
+    total_p = float(pop.sum())
+    limit = max_pop_fraction * total_p * (1 + 1e-12)
+    win = _build_windows(xy, pop, limit, metric)
+    llr = _LLR(total_c)
+    expected = total_c * win.cum_pop / total_p
+    d, g, thresh = llr.window_terms(expected, win.closed)
+    sizes = np.diff(win.start)
+    centre_of = np.repeat(np.arange(len(labels)), sizes)
+
+    # observed data: window counts and LLRs
+    cs = np.cumsum(c[win.neighbour])
+    seg_base = np.concatenate([[0], cs])[win.start[:-1]]
+    obs_c = cs - np.repeat(seg_base, sizes)
+    obs_llr = llr.values(obs_c, d, g, thresh) if total_c > 0 else np.zeros(len(obs_c))
+
+    # best window per centre, then non-overlapping clusters in decreasing LLR
+    rows = []
+    if len(obs_llr) and obs_llr.max() > 0:
+        order = np.lexsort((np.arange(len(obs_llr)), -obs_llr, centre_of))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = centre_of[order[1:]] != centre_of[order[:-1]]
+        best_w = order[first]
+        best_w = best_w[obs_llr[best_w] > 0]
+        best_w = best_w[np.lexsort((centre_of[best_w], -obs_llr[best_w]))]
+        used = np.zeros(len(labels), dtype=bool)
+        for w in best_w:
+            i = centre_of[w]
+            members = win.neighbour[win.start[i] : w + 1]
+            if used[members].any():
+                continue
+            used[members] = True
+            rows.append((i, w, members))
+            if max_clusters is not None and len(rows) >= max_clusters:
+                break
+
+    # Monte Carlo null: multinomial given the total
+    sim_max = np.zeros(0)
+    if n_sim > 0 and rows:
+        rng = np.random.default_rng(seed)
+        probs = pop / total_p
+        chunk = max(1, min(n_sim, 20_000_000 // max(len(labels), 1)))
+        parts = []
+        for a in range(0, n_sim, chunk):
+            r = min(chunk, n_sim - a)
+            sims = rng.multinomial(total_c, probs, size=r).astype(np.int32)
+            parts.append(_simulated_maxima(sims, win, llr, d, g, thresh, n_jobs))
+        sim_max = np.concatenate(parts)
+
+    records = []
+    for i, w, members in rows:
+        o = int(obs_c[w])
+        e = float(expected[w])
+        rr = (o / e) / ((total_c - o) / (total_c - e)) if o < total_c else np.inf
+        lam = float(obs_llr[w])
+        p = (1 + int(np.sum(sim_max >= lam - 1e-9 * max(1.0, lam)))) / (n_sim + 1) if n_sim else np.nan
+        records.append(
+            {
+                "members": labels[members].tolist(),
+                "center": labels[[i]].tolist()[0],
+                "radius": float(win.distance[w]),
+                "n_locations": len(members),
+                "population": float(win.cum_pop[w]),
+                "observed": o,
+                "expected": e,
+                "relative_risk": rr,
+                "llr": lam,
+                "p_value": p,
+            }
+        )
+    clusters = pd.DataFrame.from_records(records, columns=_CLUSTER_COLUMNS[:-1])
+    clusters["p_value_gumbel"] = _gumbel_p(clusters["llr"].to_numpy(float), sim_max)
+    return ScanResult(
+        clusters=clusters,
+        simulated_llr=sim_max,
+        total_cases=total_c,
+        total_population=total_p,
+        n_sim=n_sim,
+        max_pop_fraction=float(max_pop_fraction),
+        metric=metric,
+        seed=seed,
+        n_windows=int(np.sum(win.closed)),
+    )

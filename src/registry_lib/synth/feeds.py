@@ -1,0 +1,649 @@
+"""Raw feeds as hospitals and ONS send them, with identifier errors, plus the truth of every record.
+
+:func:`make_feeds` turns the true patients, tumours and treatments into the seven feeds of
+``feeds/`` (notifications, sact, radiotherapy, surgery, deaths, registration_optouts, ndop)
+and ``truth/record_truth``. Each record carries the identifiers of its true patient as of the
+record's date (the married surname after ``name_change_date``, the new postcode after
+``move_date``), then identifier errors at the rates of ``params/epidemiology/feeds.yaml``
+(``errors``): missing or transposed NHS numbers, nicknames and typos, day-month swaps, sex
+miscoding, missing postcodes and a few unusable records; notifications also carry the tumour
+fields the sending source knows. ``record_truth.errors`` lists what was injected into each
+record (kinds: :data:`~registry_lib.synth.feeds_errors.ERROR_KINDS`).
+
+The record's date is: received_date (notifications), start_date (sact, radiotherapy),
+procedure_date (surgery), death_date (deaths), request_date (registration opt-outs). Dates the
+registry could not yet have (after ``config["end_of_follow_up"]``) are capped at that date.
+Record ids are sequential in date order within a feed (``N000000001`` …, ties in random
+order), so they reveal nothing about the true person.
+
+Example:
+    >>> from registry_lib.synth.feeds import FEED_NAMES
+    >>> FEED_NAMES[0], FEED_NAMES[-1]
+    ('notifications', 'ndop')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from registry_lib.errors import ConfigError, RegistryLabError
+from registry_lib.synth.feed_params import SourceIndex, feed_params
+from registry_lib.synth.feeds_errors import (
+    ERROR_KINDS,
+    dates_to_strings,
+    nickname_choices,
+    swap_day_month,
+    transpose_adjacent_digits,
+    typo,
+    zero_padded,
+)
+from registry_lib.synth.identities import DAY, _end_of_follow_up, _to_days
+from registry_lib.synth.optouts import ndop_dates
+from registry_lib.synth.tables import FEEDS, RECORD_TRUTH
+
+FEED_NAMES = ("notifications", "sact", "radiotherapy", "surgery", "deaths", "registration_optouts", "ndop")
+RECORD_PREFIX = {"notifications": "N", "sact": "S", "radiotherapy": "R", "surgery": "H",
+                 "deaths": "D", "registration_optouts": "O"}
+_KIND = {k: i for i, k in enumerate(ERROR_KINDS)}
+_NAT = np.datetime64("NaT", "D")
+
+
+# --------------------------------------------------------------------------------------------
+# The true people, as arrays indexed by patient row
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _People:
+    ids: pd.Index
+    nhs: np.ndarray
+    given: np.ndarray
+    family: np.ndarray
+    family_later: np.ndarray
+    change: np.ndarray
+    birth: np.ndarray
+    birth_text: np.ndarray
+    sex: np.ndarray
+    postcode: np.ndarray
+    postcode_later: np.ndarray
+    move: np.ndarray
+    ethnicity: np.ndarray
+    performance_status: np.ndarray
+    comorbidity: np.ndarray
+    death: np.ndarray
+
+    def rows(self, patient_ids: np.ndarray, what: str) -> np.ndarray:
+        """Row of each patient id; a clear error if one is not a true patient."""
+        rows = self.ids.get_indexer(patient_ids)
+        if (rows < 0).any():
+            bad = patient_ids[rows < 0][0]
+            raise RegistryLabError(f"make_feeds: {what} refers to patient {bad}, who is not in truth/patients")
+        return rows
+
+
+def _people(patients: pd.DataFrame) -> _People:
+    ids = pd.Index(patients["patient_id"].to_numpy())
+    if not ids.is_unique:
+        raise RegistryLabError(f"make_feeds: truth/patients has patient_id {ids[ids.duplicated()][0]} twice")
+    n = len(patients)
+
+    def text(col: str) -> np.ndarray:
+        return patients[col].fillna("").astype(str).to_numpy(dtype=str) if col in patients else np.full(n, "")
+
+    def small_int(col: str) -> np.ndarray:
+        if col not in patients:
+            return np.full(n, -1, dtype=np.int64)
+        return patients[col].fillna(-1).to_numpy(dtype=np.int64)
+
+    return _People(
+        ids=ids, nhs=text("nhs_number").astype("U10"), given=text("given_name"),
+        family=text("family_name"), family_later=text("family_name_later"),
+        change=_to_days(patients["name_change_date"]), birth=_to_days(patients["birth_date"]),
+        birth_text=dates_to_strings(_to_days(patients["birth_date"])),
+        sex=patients["sex"].to_numpy(dtype=np.int64), postcode=text("postcode"),
+        postcode_later=text("postcode_later"), move=_to_days(patients["move_date"]),
+        ethnicity=text("ethnicity"), performance_status=small_int("performance_status"),
+        comorbidity=small_int("comorbidity_score"), death=_to_days(patients["death_date"]),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Identifiers as sent, with errors
+# --------------------------------------------------------------------------------------------
+def _obj(values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
+    """Strings as an object array with None where ``missing`` (or where empty)."""
+    out = values.astype(object)
+    gone = (values == "") if missing is None else (missing | (values == ""))
+    out[gone] = None
+    return out
+
+
+def identifiers_as_sent(people: _People, rows: np.ndarray, dates: np.ndarray, sources: SourceIndex,
+                        params: dict[str, Any], rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The six identifier columns of each record and an (n × kinds) matrix of injected errors.
+
+    ``rows`` are patient rows of ``people``, ``dates`` the records' dates (``datetime64[D]``),
+    ``sources`` their source labels (for per-source error rates).
+    """
+    n = len(rows)
+    err = params["errors"]
+    kinds = np.zeros((n, len(ERROR_KINDS)), dtype=bool)
+
+    def rate(kind: str) -> np.ndarray:
+        return sources.rates(err[kind])
+
+    # Surname and postcode as of the record's date.
+    later = ~np.isnat(people.change[rows]) & (dates >= people.change[rows])
+    family = np.where(later, people.family_later[rows], people.family[rows])
+    kinds[:, _KIND["surname_change"]] = later
+    moved = ~np.isnat(people.move[rows]) & (dates >= people.move[rows])
+    postcode = np.where(moved, people.postcode_later[rows], people.postcode[rows])
+    kinds[:, _KIND["house_move"]] = moved
+
+    # NHS number: missing, or two adjacent digits transposed.
+    nhs = people.nhs[rows].copy()
+    nhs_missing = rng.random(n) < rate("nhs_missing")
+    kinds[:, _KIND["nhs_missing"]] = nhs_missing
+    pick = np.flatnonzero((rng.random(n) < rate("nhs_transposed")) & ~nhs_missing)
+    new, changed = transpose_adjacent_digits(nhs[pick], rng)
+    nhs[pick] = new
+    kinds[pick[changed], _KIND["nhs_transposed"]] = True
+
+    # Given name: nickname (where the name has one), then typos; family name typos.
+    given = people.given[rows].astype(object)
+    pick = np.flatnonzero(rng.random(n) < rate("given_nickname"))
+    nick, has = nickname_choices(given[pick].astype(str), rng)
+    given[pick[has]] = nick[has]
+    kinds[pick[has], _KIND["given_nickname"]] = True
+    ops = err["typo_operations"]
+    pick = np.flatnonzero(rng.random(n) < rate("given_typo"))
+    given[pick] = typo(given[pick].astype(str), rng, ops)
+    kinds[pick, _KIND["given_typo"]] = True
+    family = family.astype(object)
+    pick = np.flatnonzero(rng.random(n) < rate("family_typo"))
+    family[pick] = typo(family[pick].astype(str), rng, ops)
+    kinds[pick, _KIND["family_typo"]] = True
+    upper = np.flatnonzero(rng.random(n) < rate("uppercase_names"))
+    given[upper] = np.strings.upper(given[upper].astype(str))
+    family[upper] = np.strings.upper(family[upper].astype(str))
+
+    # Birth date: day-month swap (only where day != month), or another day of the same month.
+    birth_days = people.birth[rows]
+    birth = people.birth_text[rows]
+    day_ne_month = np.strings.slice(birth, 5, 7) != np.strings.slice(birth, 8, 10)
+    swap = np.flatnonzero((rng.random(n) < rate("dob_swap")) & day_ne_month & (birth != ""))
+    birth[swap] = swap_day_month(birth[swap])
+    kinds[swap, _KIND["dob_swap"]] = True
+    u = rng.random(n)
+    shift = rng.integers(1, 28, size=n)
+    dob_typo = (u < rate("dob_typo")) & ~kinds[:, _KIND["dob_swap"]] & (birth != "")
+    pick = np.flatnonzero(dob_typo)
+    if len(pick):
+        d = birth_days[pick]
+        day = (d - d.astype("datetime64[M]").astype("datetime64[D]")) / DAY  # 0-based day of month
+        new_day = (day.astype(np.int64) + shift[pick]) % 28
+        birth[pick] = dates_to_strings(d.astype("datetime64[M]").astype("datetime64[D]") + new_day * DAY)
+        kinds[pick, _KIND["dob_typo"]] = True
+
+    # Sex: 1 <-> 2 miscoded, or 9 not specified.
+    sex = np.where(people.sex[rows] == 1, "1", "2")
+    mis = rng.random(n) < rate("sex_miscoded")
+    sex = np.where(mis, np.where(sex == "1", "2", "1"), sex)
+    unknown = (rng.random(n) < rate("sex_unknown")) & ~mis
+    sex = np.where(unknown, "9", sex)
+    kinds[:, _KIND["sex_miscoded"]] = mis
+    kinds[:, _KIND["sex_unknown"]] = unknown
+
+    pc_missing = rng.random(n) < rate("postcode_missing")
+    kinds[:, _KIND["postcode_missing"]] = pc_missing
+
+    # Unusable: no name, no birth date, no NHS number.
+    unusable = rng.random(n) < rate("unusable")
+    kinds[:, _KIND["unusable"]] = unusable
+
+    given[unusable] = None
+    family[unusable] = None
+    cols = {
+        "nhs_number": _obj(nhs, nhs_missing | unusable),
+        "given_name": given,
+        "family_name": family,
+        "birth_date": _obj(birth, unusable),
+        "sex": sex.astype(object),
+        "postcode": _obj(postcode, pc_missing),
+    }
+    return cols, kinds
+
+
+def errors_text(kinds: np.ndarray) -> np.ndarray:
+    """';'-joined error kinds of each row of a boolean (n × kinds) matrix ('' for none).
+
+    Example:
+        >>> m = np.zeros((2, len(ERROR_KINDS)), dtype=bool); m[1, [2, 7]] = True
+        >>> errors_text(m).tolist()
+        ['', 'nhs_missing;dob_swap']
+    """
+    names = np.array(list(ERROR_KINDS))
+    if len(kinds) == 0:
+        return np.array([], dtype=object)
+    code = kinds.astype(np.int64) @ (1 << np.arange(kinds.shape[1], dtype=np.int64))
+    uniq, inverse = np.unique(code, return_inverse=True)
+    text = np.array([";".join(names[(c >> np.arange(len(names))) & 1 == 1]) for c in uniq], dtype=object)
+    return text[inverse.reshape(-1)]
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers for codes, trusts and dates
+# --------------------------------------------------------------------------------------------
+def _lookup(keys: np.ndarray, table: dict[str, str], default: str) -> np.ndarray:
+    """Vectorised dict lookup of strings over the distinct keys (hash-factorised, no sort)."""
+    codes, uniq = pd.factorize(np.asarray(keys, dtype=object))
+    values = np.array([str(table.get(str(k), default)) for k in uniq] or [default])
+    return values[codes]
+
+
+def _site_codes(sites: np.ndarray, four_char: np.ndarray, subsites: dict[str, str],
+                rng: np.random.Generator) -> np.ndarray:
+    """ICD-10 code as sent: the 3-character code, or 4 characters (e.g. C509) where one is valid."""
+    sites = np.asarray(sites).astype(str)
+    valid = _lookup(sites, {k: str(v or "") for k, v in subsites.items()}, "")
+    count = np.strings.str_len(valid)
+    idx = np.floor(rng.random(len(sites)) * np.maximum(count, 1)).astype(np.int64)
+    char = np.strings.slice(valid, idx, idx + 1)
+    return np.where(four_char & (count > 0), np.strings.add(sites, char), sites)
+
+
+def alternative_trusts(trusts: pd.DataFrame) -> dict[str, str]:
+    """Second trust for each trust: its region's tertiary centre, or for the centre itself, its
+    nearest other trust in the region (itself if alone).
+
+    The tertiary centre of a region is the trust nearest the mean position of its trusts.
+
+    Example:
+        >>> t = pd.DataFrame({"trust_code": ["A", "B", "C"], "region": "X",
+        ...                   "x": [0.0, 10.0, 30.0], "y": [0.0, 0.0, 0.0]})
+        >>> alternative_trusts(t)
+        {'A': 'B', 'B': 'A', 'C': 'B'}
+    """
+    out: dict[str, str] = {}
+    for _, group in trusts.groupby("region", sort=True):  # loop over regions
+        codes = group["trust_code"].astype(str).to_numpy()
+        xy = group[["x", "y"]].to_numpy(dtype=float)
+        centre = int(np.argmin(((xy - xy.mean(axis=0)) ** 2).sum(axis=1)))
+        for code in codes:
+            out[code] = codes[centre]
+        dist = ((xy - xy[centre]) ** 2).sum(axis=1)
+        dist[centre] = np.inf
+        out[codes[centre]] = codes[int(np.argmin(dist))] if len(codes) > 1 else codes[centre]
+    return out
+
+
+def _cap(dates: np.ndarray, floor: np.ndarray, eof: np.datetime64 | None) -> np.ndarray:
+    """Dates after the end of follow-up are capped at it (but never before ``floor``)."""
+    if eof is None:
+        return dates
+    return np.where(dates > eof, np.maximum(floor, eof), dates)
+
+
+def _date_order(dates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Records in date order, ties in random order."""
+    key = dates.astype("datetime64[D]").astype(np.int64) * (1 << 24) + rng.integers(0, 1 << 24, size=len(dates))
+    return np.argsort(key, kind="stable")
+
+
+def record_ids(prefix: str, n: int) -> np.ndarray:
+    """``n`` record ids ``<prefix>000000001`` … as an object array.
+
+    Example:
+        >>> record_ids("N", 2).tolist()
+        ['N000000001', 'N000000002']
+    """
+    if n == 0:
+        return np.array([], dtype=object)
+    return np.strings.add(prefix, zero_padded(np.arange(1, n + 1), 9)).astype(object)
+
+
+def _truth_frame(feed: str, ids: np.ndarray, patient_id: np.ndarray, tumour_id: np.ndarray | None,
+                 treatment_id: np.ndarray | None, kinds: np.ndarray) -> pd.DataFrame:
+    n = len(patient_id)
+    none = pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
+    return pd.DataFrame({
+        "feed": np.full(n, feed, dtype=object),
+        "record_id": ids,
+        "patient_id": patient_id.astype(np.int64),
+        "tumour_id": none if tumour_id is None else pd.array(tumour_id, dtype="Int64"),
+        "treatment_id": none if treatment_id is None else pd.array(treatment_id, dtype="Int64"),
+        "errors": errors_text(kinds),
+    })
+
+
+def _known(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(values as an object array, mask of values that are present and not empty)."""
+    values = series.to_numpy(dtype=object)
+    known = series.notna().to_numpy() & (series != "").to_numpy()
+    return values, known
+
+
+def _field(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Object array with None where not kept."""
+    out = np.asarray(values, dtype=object).copy()
+    out[~keep] = None
+    return out
+
+
+def _int8(values: np.ndarray, present: np.ndarray) -> pd.arrays.IntegerArray:
+    ok = present & (values >= 0)
+    return pd.arrays.IntegerArray(np.where(ok, values, 0).astype(np.int8), ~ok)
+
+
+def _int16(series: pd.Series, order: np.ndarray) -> pd.arrays.IntegerArray:
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)[order]
+    ok = ~np.isnan(values)
+    return pd.arrays.IntegerArray(np.where(ok, values, 0).astype(np.int16), ~ok)
+
+
+def _invalid_codes(values: np.ndarray, kind: str, codes_key: str, sources: SourceIndex,
+                   params: dict[str, Any], kinds: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Replace a share of present codes by invalid ones, recording the error kind."""
+    err = params["errors"]
+    present = ~pd.isna(values)
+    hit = (rng.random(len(values)) < sources.rates(err[kind])) & present
+    bad = np.array(err[codes_key], dtype=object)
+    out = values.copy()
+    out[hit] = bad[rng.integers(0, len(bad), size=int(hit.sum()))]
+    kinds[hit, _KIND[kind]] = True
+    return out
+
+
+def _check_trusts(tumours: pd.DataFrame, alt_trust: dict[str, str]) -> np.ndarray:
+    diag_trust = tumours["diagnosing_trust"].astype(str).to_numpy()
+    unknown = ~np.isin(diag_trust, list(alt_trust))
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        raise RegistryLabError(f"make_feeds: tumour {tumours['tumour_id'].iloc[i]} has diagnosing_trust "
+                               f"{diag_trust[i]!r}, which is not in reference/trusts")
+    return diag_trust
+
+
+# --------------------------------------------------------------------------------------------
+# The feeds
+# --------------------------------------------------------------------------------------------
+_TUMOUR_FIELDS = ("morphology_icdo3", "behaviour", "grade", "laterality", "route_to_diagnosis",
+                  "basis_of_diagnosis")
+
+
+def _notifications(tumours: pd.DataFrame, people: _People, alt_trust: dict[str, str],
+                   params: dict[str, Any], eof: np.datetime64 | None,
+                   rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    p = params["notifications"]
+    nt = len(tumours)
+    kmax = int(p["per_tumour_max"])
+    mean = float(p["per_tumour_mean"])
+    if kmax < 1 or not 1.0 <= mean <= kmax:
+        raise ConfigError(f"feeds.notifications: per_tumour_mean {mean} must lie between 1 and per_tumour_max {kmax}")
+    k = 1 + (rng.binomial(kmax - 1, (mean - 1) / (kmax - 1), size=nt) if kmax > 1 else np.zeros(nt, np.int64))
+    t = np.repeat(np.arange(nt), k)
+    n = len(t)
+    first = np.ones(n, dtype=bool)
+    first[1:] = t[1:] != t[:-1]
+
+    mix = p["source_mix"]
+    names = np.array(sorted(mix), dtype=object)
+    probs = np.array([float(mix[s]) for s in names])
+    source = names[rng.choice(len(names), size=n, p=probs / probs.sum())]
+    codes, routes = pd.factorize(tumours["route_to_diagnosis"].fillna("").astype(str))
+    screen = np.array(["screen" in r.lower() for r in routes] or [False])[codes]
+    source[first & screen[t]] = "screening"
+    for s in pd.unique(source):
+        if s not in p["fields"]:
+            raise ConfigError(f"feeds.notifications.fields: no field list for source {s!r}")
+    src = SourceIndex(source)
+
+    trust = _check_trusts(tumours, alt_trust)[t]
+    second = rng.random(n) < float(p["second_trust"])
+    trust = np.where(second, _lookup(trust, alt_trust, ""), trust)
+    diag = _to_days(tumours["diagnosis_date"])
+    if np.isnat(diag).any():
+        raise RegistryLabError(f"make_feeds: tumour {tumours['tumour_id'].to_numpy()[np.isnat(diag)][0]} has no diagnosis_date")
+    diag = diag[t]
+    lag = 1 + np.floor(rng.exponential(1.0, size=n) * src.rates(p["received_lag_days"]))
+    received = _cap(diag + lag.astype(np.int64) * DAY, diag, eof)
+    shifted = rng.random(n) < src.rates(p["diagnosis_date_shift"])
+    shift = 1 + np.floor(rng.random(n) * int(p["diagnosis_date_shift_max_days"])).astype(np.int64)
+    diag_sent = np.where(shifted, _cap(diag + shift * DAY, diag, eof), diag)
+
+    # From here on, records are in the order they were received.
+    order = _date_order(received, rng)
+    t, source, trust, received, diag_sent = t[order], source[order], trust[order], received[order], diag_sent[order]
+    src = SourceIndex(source)
+    pid = tumours["patient_id"].to_numpy()
+    rows = people.rows(pid, "truth/tumours")[t]
+    ident, kinds = identifiers_as_sent(people, rows, received, src, params, rng)
+
+    def present(field: str) -> np.ndarray:
+        spec = {s: float(p["fields"][s].get(field, 0.0)) for s in p["fields"]}
+        return rng.random(n) < src.rates(spec)
+
+    site_values, site_known = _known(tumours["site_icd10"])
+    four = rng.random(n) < src.rates(p["icd10_four_char"])
+    site = _site_codes(site_values.astype(str)[t], four, p["icd10_subsites"], rng)
+    site = _invalid_codes(_field(site, site_known[t] & present("site_icd10")), "icd10_invalid",
+                          "invalid_icd10_codes", src, params, kinds, rng)
+    fields = {}
+    for col in _TUMOUR_FIELDS:
+        values, known = _known(tumours[col])
+        fields[col] = _field(values[t], known[t] & present(col))
+    fields["morphology_icdo3"] = _invalid_codes(fields["morphology_icdo3"], "morphology_invalid",
+                                                "invalid_morphology_codes", src, params, kinds, rng)
+    stage, stage_known = _known(tumours["stage_recorded"])
+    codes, stages = pd.factorize(pd.Series(stage).astype(str))
+    stage_known &= ~np.array([s.upper() in ("U", "X", "9") for s in stages] or [False])[codes]
+    ethnicity = people.ethnicity[rows]
+    ids = record_ids(RECORD_PREFIX["notifications"], n)
+    df = pd.DataFrame({
+        "record_id": ids,
+        "trust_code": trust.astype(object),
+        "source": source,
+        "received_date": dates_to_strings(received).astype(object),
+        **ident,
+        "ethnicity": _field(ethnicity, (ethnicity != "") & present("ethnicity")),
+        "diagnosis_date": _field(dates_to_strings(diag_sent), present("diagnosis_date")),
+        "site_icd10": site,
+        "morphology_icdo3": fields["morphology_icdo3"],
+        "behaviour": fields["behaviour"],
+        "stage": _field(stage[t], stage_known[t] & present("stage")),
+        "grade": fields["grade"],
+        "laterality": fields["laterality"],
+        "route_to_diagnosis": fields["route_to_diagnosis"],
+        "basis_of_diagnosis": fields["basis_of_diagnosis"],
+        "performance_status": _int8(people.performance_status[rows], present("performance_status")),
+        "comorbidity_score": _int8(people.comorbidity[rows], present("comorbidity_score")),
+    })
+    truth = _truth_frame("notifications", ids, pid[t], tumours["tumour_id"].to_numpy()[t], None, kinds)
+    return df, truth
+
+
+def _treatment_feed(feed: str, treatments: pd.DataFrame, tumours: pd.DataFrame, people: _People,
+                    alt_trust: dict[str, str], params: dict[str, Any],
+                    rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    tp = params["treatments"]
+    n = len(treatments)
+    start = _to_days(treatments["start_date"])
+    if np.isnat(start).any():
+        bad = treatments["treatment_id"].to_numpy()[np.isnat(start)][0]
+        raise RegistryLabError(f"make_feeds: treatment {bad} has no start_date")
+    order = _date_order(start, rng)
+    start = start[order]
+    treatment_id = treatments["treatment_id"].to_numpy()[order]
+    tumour_id = treatments["tumour_id"].to_numpy()[order]
+    trow = pd.Index(tumours["tumour_id"].to_numpy()).get_indexer(tumour_id)
+    if (trow < 0).any():
+        raise RegistryLabError(f"make_feeds: treatment {treatment_id[trow < 0][0]} refers to a tumour not in truth/tumours")
+    pid = treatments["patient_id"].to_numpy()[order]
+    rows = people.rows(pid, f"truth/treatments ({feed})")
+    ident, kinds = identifiers_as_sent(people, rows, start, SourceIndex(np.full(n, feed, dtype=object)),
+                                       params, rng)
+    trust = _check_trusts(tumours, alt_trust)[trow]
+    second = rng.random(n) < float(tp["second_trust"][feed])
+    trust = np.where(second, _lookup(trust, alt_trust, ""), trust)
+    four = rng.random(n) < float(tp["icd10_four_char"])
+    site = _site_codes(tumours["site_icd10"].astype(str).to_numpy()[trow], four,
+                       params["notifications"]["icd10_subsites"], rng).astype(object)
+    ids = record_ids(RECORD_PREFIX[feed], n)
+    start_s = dates_to_strings(start).astype(object)
+    base = {"record_id": ids, "trust_code": trust.astype(object), **ident, "site_icd10": site}
+
+    def required(col: str) -> np.ndarray:
+        values = treatments[col].to_numpy(dtype=object)[order]
+        missing = pd.isna(values)
+        if missing.any():
+            raise RegistryLabError(f"make_feeds: {feed} treatment {treatment_id[missing][0]} has no {col}")
+        return values
+
+    intent = treatments["intent"].to_numpy(dtype=object)[order]
+    if feed == "sact":
+        df = pd.DataFrame({
+            **base,
+            "regimen": required("regimen"),
+            "intent": _field(intent, ~pd.isna(intent) & (rng.random(n) >= float(tp["sact_intent_missing"]))),
+            "cycles": _int16(treatments["cycles"], order),
+            "start_date": start_s,
+            "performance_status": _int8(people.performance_status[rows],
+                                        rng.random(n) < float(tp["sact_performance_status"])),
+        })
+    elif feed == "radiotherapy":
+        rt_intent = np.where(intent == "neoadjuvant", "curative", intent)
+        df = pd.DataFrame({
+            **base,
+            "rt_region": required("rt_region"),
+            "dose_gy": pd.to_numeric(treatments["dose_gy"], errors="coerce").to_numpy(dtype=float)[order],
+            "fractions": _int16(treatments["fractions"], order),
+            "intent": _field(rt_intent, ~pd.isna(intent) & (rng.random(n) >= float(tp["rt_intent_missing"]))),
+            "start_date": start_s,
+        })
+    else:
+        df = pd.DataFrame({**base, "procedure_code": required("procedure_code"), "procedure_date": start_s})
+    truth = _truth_frame(feed, ids, pid, tumour_id, treatment_id, kinds)
+    return df, truth
+
+
+def _deaths(patients: pd.DataFrame, people: _People, params: dict[str, Any], eof: np.datetime64 | None,
+            rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    dp = params["deaths"]
+    dead = np.flatnonzero(~np.isnat(people.death))
+    dead = dead[_date_order(people.death[dead], rng)]
+    n = len(dead)
+    death = people.death[dead]
+    lag_p = dp["registration_lag_days"]
+    prompt = rng.random(n) < float(lag_p["prompt_share"])
+    u = rng.random(n)
+    lo, hi = int(lag_p["delayed_min"]), int(lag_p["delayed_max"])
+    lag = np.where(prompt, 1 + np.floor(u * int(lag_p["prompt_max"])), lo + np.floor(u * (hi - lo + 1)))
+    registered = _cap(death + lag.astype(np.int64) * DAY, death, eof)
+    ident, kinds = identifiers_as_sent(people, dead, death, SourceIndex(np.full(n, "deaths", dtype=object)),
+                                       params, rng)
+    if "death_cause_icd10" in patients:
+        cause = patients["death_cause_icd10"].to_numpy(dtype=object)[dead]
+    else:
+        cause = np.full(n, None, dtype=object)
+    known = ~pd.isna(cause)
+    cause_s = np.strings.replace(np.where(known, cause, "").astype(str), ".", "")
+    four = (rng.random(n) < float(dp["icd10_four_char"])) & (np.strings.str_len(cause_s) == 3)
+    cause_s = _site_codes(cause_s, four, params["notifications"]["icd10_subsites"], rng)
+    ids = record_ids(RECORD_PREFIX["deaths"], n)
+    df = pd.DataFrame({
+        "record_id": ids,
+        **ident,
+        "death_date": dates_to_strings(death).astype(object),
+        "underlying_cause_icd10": _field(cause_s, known & (cause_s != "")),
+        "registration_date": dates_to_strings(registered).astype(object),
+    })
+    truth = _truth_frame("deaths", ids, people.ids.to_numpy()[dead], None, None, kinds)
+    return df, truth
+
+
+def _registration_optouts(patients: pd.DataFrame, people: _People, params: dict[str, Any],
+                          rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    opted = np.flatnonzero(patients["registration_opted_out"].fillna(False).to_numpy(dtype=bool))
+    date = _to_days(patients["registration_optout_date"])[opted]
+    if np.isnat(date).any():
+        bad = patients["patient_id"].to_numpy()[opted][np.isnat(date)][0]
+        raise RegistryLabError(f"make_feeds: patient {bad} opted out of registration but has no registration_optout_date")
+    order = _date_order(date, rng)
+    opted, date = opted[order], date[order]
+    n = len(opted)
+    ident, kinds = identifiers_as_sent(people, opted, date,
+                                       SourceIndex(np.full(n, "registration_optouts", dtype=object)), params, rng)
+    ids = record_ids(RECORD_PREFIX["registration_optouts"], n)
+    df = pd.DataFrame({
+        "record_id": ids,
+        "nhs_number": ident["nhs_number"], "given_name": ident["given_name"],
+        "family_name": ident["family_name"], "birth_date": ident["birth_date"],
+        "request_date": dates_to_strings(date).astype(object),
+    })
+    # Only the identifiers this feed carries count as errors in it.
+    drop = [_KIND[k] for k in ("house_move", "sex_miscoded", "sex_unknown", "postcode_missing")]
+    kinds[:, drop] = False
+    truth = _truth_frame("registration_optouts", ids, people.ids.to_numpy()[opted], None, None, kinds)
+    return df, truth
+
+
+def _ndop(patients: pd.DataFrame, config: dict[str, Any], rng: np.random.Generator) -> pd.DataFrame:
+    opted = patients[patients["ndop_opted_out"].fillna(False).to_numpy(dtype=bool)]
+    dates = ndop_dates(opted, config, rng)
+    df = pd.DataFrame({"nhs_number": opted["nhs_number"].astype(str).to_numpy(dtype=object),
+                       "optout_date": dates_to_strings(dates).astype(object)})
+    return df.sort_values("nhs_number", kind="stable").reset_index(drop=True)
+
+
+def make_feeds(reference: dict[str, pd.DataFrame], truth: dict[str, pd.DataFrame], config: dict[str, Any],
+               rng: np.random.Generator) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """All raw feeds and ``truth/record_truth`` from the true patients, tumours and treatments.
+
+    ``reference`` needs ``trusts``; ``truth`` needs ``patients`` (TRUE_PATIENTS columns),
+    ``tumours`` (TRUE_TUMOURS) and ``treatments`` (TRUE_TREATMENTS). ``config["feeds"]``
+    overrides ``params/epidemiology/feeds.yaml``; ``config["end_of_follow_up"]`` caps dates.
+    Returns ``(feeds, record_truth)``; feed columns follow ``synth/tables.py``.
+
+    Example:
+        >>> from registry_lib.synth.feeds_demo import demo_truth
+        >>> reference, truth = demo_truth(n_patients=50, seed=1)
+        >>> feeds, record_truth = make_feeds(reference, truth, {}, np.random.default_rng(1))
+        >>> sorted(feeds) == sorted(FEED_NAMES), len(record_truth) == sum(len(feeds[f]) for f in FEED_NAMES[:-1])
+        (True, True)
+    """
+    for key in ("patients", "tumours", "treatments"):
+        if key not in truth:
+            raise RegistryLabError(f"make_feeds: truth has no {key!r} table")
+    if "trusts" not in reference:
+        raise RegistryLabError("make_feeds: reference has no 'trusts' table")
+    params = feed_params(config)
+    eof = _end_of_follow_up(config)
+    patients, tumours, treatments = truth["patients"], truth["tumours"], truth["treatments"]
+    people = _people(patients)
+    alt_trust = alternative_trusts(reference["trusts"])
+    streams = dict(zip(FEED_NAMES, rng.spawn(len(FEED_NAMES)), strict=True))
+
+    feeds: dict[str, pd.DataFrame] = {}
+    truths: list[pd.DataFrame] = []
+    feeds["notifications"], tr = _notifications(tumours, people, alt_trust, params, eof, streams["notifications"])
+    truths.append(tr)
+    modality = treatments["modality"].astype(str).to_numpy()
+    unknown = ~np.isin(modality, ["sact", "radiotherapy", "surgery"])
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        raise RegistryLabError(f"make_feeds: treatment {treatments['treatment_id'].iloc[i]} has modality "
+                               f"{modality[i]!r}; expected surgery, sact or radiotherapy")
+    for feed in ("sact", "radiotherapy", "surgery"):
+        subset = treatments[modality == feed].reset_index(drop=True)
+        feeds[feed], tr = _treatment_feed(feed, subset, tumours, people, alt_trust, params, streams[feed])
+        truths.append(tr)
+    feeds["deaths"], tr = _deaths(patients, people, params, eof, streams["deaths"])
+    truths.append(tr)
+    feeds["registration_optouts"], tr = _registration_optouts(patients, people, params, streams["registration_optouts"])
+    truths.append(tr)
+    feeds["ndop"] = _ndop(patients, config, streams["ndop"])
+    feeds = {name: feeds[name][FEEDS[name].column_names] for name in FEED_NAMES}
+    record_truth = pd.concat(truths, ignore_index=True)[RECORD_TRUTH.column_names]
+    return feeds, record_truth

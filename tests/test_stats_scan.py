@@ -1,0 +1,274 @@
+"""Tests for registry_lib.stats.kulldorff_scan.
+
+- reproduces SaTScan v9.3.1 on the New York leukaemia data (tests/data/ny_leukaemia, copied
+  from the project's shared reference);
+- agrees with a brute-force scan written independently (observed data and simulated maxima);
+- is calibrated under the null and finds an injected cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from registry_lib.errors import RegistryLabError
+from registry_lib.stats import kulldorff_scan
+
+NY = Path(__file__).parent / "data" / "ny_leukaemia"
+
+# SaTScan v9.3.1 output (tests/data/ny_leukaemia/README.md)
+SATSCAN = [
+    {
+        "members": [52, 50, 53, 38, 49, 48, 15, 39, 37, 1, 16, 44, 47, 40, 14, 2, 51, 13, 43, 45,
+                    17, 55, 11, 3, 12, 46, 36, 35, 54, 10, 5],
+        "center": 52, "radius": 7.70, "population": 119_050, "observed": 106,
+        "expected": 62.13, "relative_risk": 1.87, "llr": 14.780276, "p_value": 0.000087,
+    },
+    {
+        "members": [88, 87, 92, 86, 89, 91, 93, 85, 90],
+        "center": 88, "radius": 13.01, "population": 40_696, "observed": 42,
+        "expected": 21.24, "relative_risk": 2.06, "llr": 8.287056, "p_value": 0.033,
+    },
+    {
+        "n_locations": 16, "center_coords": (43.076454, -76.137613), "observed": 44,
+        "expected": 23.83, "llr": 7.199672, "p_value": 0.105,
+    },
+]
+
+
+def load_ny():
+    cases = pd.read_csv(NY / "cases.txt", sep=r"\s+", header=None, names=["id", "cases", "year"])
+    pop = pd.read_csv(NY / "pop.txt", sep=r"\s+", header=None, names=["id", "year", "pop"])
+    xy = pd.read_csv(NY / "coords.txt", sep=r"\s+", header=None, names=["id", "lat", "lon"])
+    return (
+        cases.set_index("id")["cases"],
+        pop.set_index("id")["pop"],
+        xy.set_index("id")[["lat", "lon"]],
+    )
+
+
+@pytest.fixture(scope="module")
+def ny_result():
+    cases, pop, coords = load_ny()
+    assert cases.sum() == 552 and pop.sum() == 1_057_673 and len(coords) == 281
+    return kulldorff_scan(
+        cases, pop, coords, max_pop_fraction=0.5, n_sim=999, metric="haversine", seed=20240601
+    ), coords
+
+
+def test_ny_reproduces_satscan_clusters(ny_result):
+    res, coords = ny_result
+    cl = res.clusters
+    for j, ref in enumerate(SATSCAN[:2]):
+        row = cl.iloc[j]
+        assert set(row["members"]) == set(ref["members"])
+        assert row["members"] == ref["members"]  # same order (by distance) as SaTScan prints
+        assert row["center"] == ref["center"]
+        assert round(row["radius"], 2) == ref["radius"]
+        assert row["population"] == ref["population"]
+        assert row["observed"] == ref["observed"]
+        assert round(row["expected"], 2) == ref["expected"]
+        assert round(row["relative_risk"], 2) == ref["relative_risk"]
+        assert round(row["llr"], 6) == ref["llr"]
+    third = cl.iloc[2]
+    ref = SATSCAN[2]
+    assert third["n_locations"] == ref["n_locations"]
+    lat, lon = coords.loc[third["center"]]
+    assert (round(lat, 6), round(lon, 6)) == ref["center_coords"]
+    assert third["observed"] == ref["observed"]
+    assert round(third["expected"], 2) == ref["expected"]
+    assert round(third["llr"], 6) == ref["llr"]
+    # clusters are in decreasing LLR and share no location
+    assert cl["llr"].is_monotonic_decreasing
+    seen: set = set()
+    for members in cl["members"]:
+        assert not seen & set(members)
+        seen |= set(members)
+
+
+def test_ny_p_values_within_monte_carlo_error(ny_result):
+    res, _ = ny_result
+    cl = res.clusters
+    r = res.n_sim
+    assert len(res.simulated_llr) == r == 999
+    # most likely: SaTScan's 0.000087 is a Gumbel value below 1/(R+1)
+    assert cl.loc[0, "p_value"] == pytest.approx(1 / (r + 1))
+    assert cl.loc[0, "p_value_gumbel"] < 0.001
+    for j in (1, 2):
+        p_ref = SATSCAN[j]["p_value"]
+        # two independent Monte Carlo estimates of the same p: difference sd sqrt(2p(1-p)/R)
+        tol = 3.5 * math.sqrt(2 * p_ref * (1 - p_ref) / r)
+        assert abs(cl.loc[j, "p_value"] - p_ref) <= tol
+
+
+# --------------------------------------------------------------------------------------------
+# An independent brute-force scan
+# --------------------------------------------------------------------------------------------
+
+
+def brute_force_windows(c, p, xy, frac):
+    """Every circular window (centre, radius at a location distance) within the limit."""
+    n = len(c)
+    big_c, big_p = c.sum(), p.sum()
+    out = []
+    for i in range(n):
+        dist = [math.dist(xy[i], xy[j]) for j in range(n)]
+        for r in sorted(set(dist)):
+            inside = [j for j in range(n) if dist[j] <= r]
+            pop_in = sum(p[j] for j in inside)
+            if pop_in > frac * big_p:
+                break
+            cc = sum(c[j] for j in inside)
+            e = big_c * pop_in / big_p
+            if cc > e:
+                llr = cc * math.log(cc / e)
+                if big_c - cc > 0:
+                    llr += (big_c - cc) * math.log((big_c - cc) / (big_c - e))
+            else:
+                llr = 0.0
+            out.append((llr, i, frozenset(inside), cc, e))
+    return out
+
+
+def brute_force_max(c, p, xy, frac):
+    return max((w[0] for w in brute_force_windows(c, p, xy, frac)), default=0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(3, 14),
+    data=st.data(),
+    frac=st.sampled_from([0.2, 0.5, 1.0]),
+)
+def test_observed_scan_matches_brute_force(n, data, frac):
+    # integer grid coordinates create many distance ties
+    xy = np.array(data.draw(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)),
+                                     min_size=n, max_size=n, unique=True)), dtype=float)
+    c = np.array(data.draw(st.lists(st.integers(0, 15), min_size=n, max_size=n)))
+    p = np.array(data.draw(st.lists(st.integers(1, 500), min_size=n, max_size=n)), dtype=float)
+    windows = brute_force_windows(c, p, xy, frac)
+    best = max((w[0] for w in windows), default=0.0)
+    res = kulldorff_scan(pd.Series(c), pd.Series(p), pd.DataFrame(xy), max_pop_fraction=frac,
+                         n_sim=0)
+    if best <= 1e-12:
+        assert res.clusters.empty
+        return
+    top = res.clusters.iloc[0]
+    assert top["llr"] == pytest.approx(best, rel=1e-9, abs=1e-9)
+    # the reported window is one of the brute-force windows with that LLR
+    winners = {w[2] for w in windows if abs(w[0] - best) <= 1e-9 * max(1, best)}
+    assert frozenset(top["members"]) in winners
+    assert top["observed"] == sum(c[j] for j in top["members"])
+    assert top["expected"] == pytest.approx(c.sum() * p[top["members"]].sum() / p.sum())
+    assert top["population"] <= frac * p.sum() + 1e-9
+
+
+def test_simulated_maxima_match_brute_force():
+    rng = np.random.default_rng(7)
+    n = 12
+    xy = rng.integers(0, 6, size=(n, 2)).astype(float) + rng.random((n, 2)) * 0.01
+    p = rng.integers(50, 300, n).astype(float)
+    c = rng.poisson(p / 40)
+    res = kulldorff_scan(pd.Series(c), pd.Series(p), pd.DataFrame(xy), n_sim=25, seed=11,
+                         max_pop_fraction=0.5)
+    # the documented null: one multinomial draw per replication from Generator(seed)
+    draws = np.random.default_rng(11).multinomial(int(c.sum()), p / p.sum(), size=25)
+    expected = [brute_force_max(d, p, xy, 0.5) for d in draws]
+    np.testing.assert_allclose(res.simulated_llr, expected, rtol=1e-9, atol=1e-9)
+    lam = res.clusters.loc[0, "llr"]
+    assert res.clusters.loc[0, "p_value"] == (1 + sum(e >= lam for e in expected)) / 26
+
+
+def test_deterministic_and_thread_count_invariant():
+    rng = np.random.default_rng(3)
+    xy = pd.DataFrame(rng.random((150, 2)), columns=["x", "y"])
+    pop = pd.Series(rng.integers(100, 1000, 150))
+    cases = pd.Series(rng.poisson(pop / 100))
+    a = kulldorff_scan(cases, pop, xy, n_sim=99, seed=5, n_jobs=1)
+    b = kulldorff_scan(cases, pop, xy, n_sim=99, seed=5, n_jobs=2)
+    c = kulldorff_scan(cases, pop, xy, n_sim=99, seed=6, n_jobs=2)
+    np.testing.assert_array_equal(a.simulated_llr, b.simulated_llr)
+    pd.testing.assert_frame_equal(a.clusters, b.clusters)
+    assert not np.array_equal(a.simulated_llr, c.simulated_llr)
+
+
+def test_labels_kept_and_inputs_aligned_by_label():
+    xy = pd.DataFrame({"x": [0.0, 1.0, 5.0, 6.0], "y": [0.0, 0.0, 0.0, 0.0]},
+                      index=["E1", "E2", "E3", "E4"])
+    pop = pd.Series([100, 100, 100, 100], index=["E4", "E3", "E2", "E1"])  # another order
+    cases = pd.Series([9, 8, 1, 1], index=["E1", "E2", "E3", "E4"])
+    res = kulldorff_scan(cases, pop, xy, n_sim=0)
+    top = res.clusters.iloc[0]
+    assert sorted(top["members"]) == ["E1", "E2"]
+    assert top["center"] in ("E1", "E2")
+    assert top["radius"] == pytest.approx(1.0)
+    assert np.isnan(top["p_value"])
+
+
+def test_haversine_radius_in_km():
+    # two locations 0.1 degree of latitude apart: 6367 * pi / 180 * 0.1 km
+    coords = pd.DataFrame({"lon": [0.0, 0.0, 1.0], "lat": [50.0, 50.1, 52.0]})
+    res = kulldorff_scan(pd.Series([10, 10, 1]), pd.Series([100, 100, 200]), coords,
+                         metric="haversine", n_sim=0)
+    top = res.clusters.iloc[0]
+    assert sorted(top["members"]) == [0, 1]
+    assert top["radius"] == pytest.approx(6367 * math.pi / 180 * 0.1, rel=1e-9)
+
+
+def test_bad_inputs_raise_clear_errors():
+    xy = pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 0.0]}, index=["a", "b"])
+    pop = pd.Series([10, 10], index=["a", "b"])
+    with pytest.raises(RegistryLabError, match="population: no value for location 'b'"):
+        kulldorff_scan(pd.Series([1, 2], index=["a", "b"]), pop.iloc[:1], xy)
+    with pytest.raises(RegistryLabError, match="location 'b'.*whole number"):
+        kulldorff_scan(pd.Series([1, -2], index=["a", "b"]), pop, xy)
+    with pytest.raises(RegistryLabError, match="metric"):
+        kulldorff_scan(pd.Series([1, 2], index=["a", "b"]), pop, xy, metric="manhattan")
+    with pytest.raises(RegistryLabError, match="max_pop_fraction"):
+        kulldorff_scan(pd.Series([1, 2], index=["a", "b"]), pop, xy, max_pop_fraction=0)
+    with pytest.raises(RegistryLabError, match="latitude"):
+        kulldorff_scan(pd.Series([1, 2], index=["a", "b"]), pop, xy * 100, metric="haversine")
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration and power
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_null_false_positive_rate():
+    """300 null data sets (200 areas, 99 replications each): P(p <= 0.05) in [0.02, 0.08]."""
+    rng = np.random.default_rng(2024)
+    n_areas, n_rep = 200, 300
+    xy = pd.DataFrame(rng.random((n_areas, 2)) * 50, columns=["x", "y"])
+    pop = pd.Series(rng.integers(800, 3000, n_areas))
+    rate = 0.004
+    hits = 0
+    for r in range(n_rep):
+        cases = pd.Series(rng.poisson(pop * rate))
+        res = kulldorff_scan(cases, pop, xy, n_sim=99, seed=r, max_clusters=1, n_jobs=1)
+        hits += bool(res.clusters.loc[0, "p_value"] <= 0.05)
+    assert 0.02 <= hits / n_rep <= 0.08
+
+
+def test_injected_cluster_is_found():
+    rng = np.random.default_rng(99)
+    g = np.arange(15.0)
+    xy = pd.DataFrame({"x": np.repeat(g, 15), "y": np.tile(g, 15)})
+    pop = pd.Series(rng.integers(800, 1500, len(xy)))
+    truth = ((xy["x"] - 4) ** 2 + (xy["y"] - 9) ** 2) <= 2.0**2
+    risk = np.where(truth, 2.5, 1.0)
+    cases = pd.Series(rng.poisson(pop * 0.003 * risk))
+    res = kulldorff_scan(cases, pop, xy, n_sim=199, seed=1)
+    top = res.most_likely
+    assert top["p_value"] <= 0.01
+    found = set(top["members"])
+    true_set = set(np.flatnonzero(truth))
+    assert len(found & true_set) / len(found | true_set) >= 0.6
+    assert top["relative_risk"] == pytest.approx(2.5, rel=0.35)
