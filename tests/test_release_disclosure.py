@@ -272,7 +272,7 @@ def test_protect_km_is_safe_and_faithful():
     out = protect_km(km)
     counts = out[["n_at_risk", "n_events", "n_censored"]].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
     assert not ((counts >= 1) & (counts <= 7)).any()
-    assert ((out["n_events"].iloc[1:] >= 9)).all()                 # every step holds >= 8 events
+    assert (out["n_events"].iloc[1:] >= 9).all()                 # every step holds >= 8 events
     assert ((out["n_at_risk"] % 6 == 3) | (out["n_at_risk"] == 0)).all()  # midpoint-6 values
     assert out["time"].is_monotonic_increasing and out["survival"].is_monotonic_decreasing
     # survival at each published step is the exact KM estimate at that time

@@ -244,3 +244,12 @@ def test_stone_bad_inputs():
         stone_test([1], [1.0], [0.0], null="binomial")
     with pytest.raises(RegistryLabError, match="whole numbers"):
         stone_test([1.5], [1.0], [0.0])
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import registry_lib.stats.cluster as module
+
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

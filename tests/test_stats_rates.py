@@ -16,6 +16,7 @@ from registry_lib.stats import (
     indirect_expected,
     poisson_ci,
     sir,
+    smoothed_sir,
     stratum_rates,
 )
 
@@ -126,6 +127,28 @@ def test_sir_keeps_series_index_and_forced_method():
     assert list(out.columns) == ["observed", "expected", "sir", "lower", "upper", "method"]
 
 
+def test_smoothed_sir_by_hand():
+    o, e = np.array([0, 2, 10, 30]), np.array([2.0, 2.0, 10.0, 10.0])
+    m = 42 / 24  # overall SIR
+    s2 = (2 * m**2 + 2 * (1 - m) ** 2 + 10 * (1 - m) ** 2 + 10 * (3 - m) ** 2) / 24
+    a = s2 - m / 6
+    want = m + (o / e - m) * a / (a + m / e)
+    np.testing.assert_allclose(smoothed_sir(o, e), want, rtol=1e-12)
+    # no extra-Poisson variation: everything shrinks to the overall SIR
+    np.testing.assert_allclose(smoothed_sir([5, 5, 5], [5.0, 5.0, 5.0]), 1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 80), st.floats(0.2, 50.0)), min_size=2, max_size=30))
+def test_smoothed_sir_lies_between_raw_and_overall(pairs):
+    o = np.array([p[0] for p in pairs], dtype=float)
+    e = np.array([p[1] for p in pairs])
+    sm = smoothed_sir(o, e)
+    m = o.sum() / e.sum()
+    r = o / e
+    assert np.all(sm >= np.minimum(r, m) - 1e-9) and np.all(sm <= np.maximum(r, m) + 1e-9)
+
+
 def test_stratum_rates_and_indirect_expected_by_hand():
     ref = pd.DataFrame(
         {
@@ -234,3 +257,12 @@ def test_dsr_rejects_zero_population():
     d = pd.DataFrame({"age": [1, 2], "n": [1, 2], "pop": [10, 0], "w": [1, 1]})
     with pytest.raises(RegistryLabError, match="population must be > 0"):
         direct_standardised_rate(d, "n", "pop", "w")
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import registry_lib.stats.rates as module
+
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

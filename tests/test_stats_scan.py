@@ -185,6 +185,24 @@ def test_simulated_maxima_match_brute_force():
     assert res.clusters.loc[0, "p_value"] == (1 + sum(e >= lam for e in expected)) / 26
 
 
+def test_screened_simulation_equals_full_evaluation(monkeypatch):
+    """The screening shortcut (critical counts after a pilot) gives the exact maxima."""
+    import registry_lib.stats.scan as scan_mod
+
+    rng = np.random.default_rng(21)
+    xy = pd.DataFrame(rng.random((300, 2)), columns=["x", "y"])
+    pop = pd.Series(rng.integers(100, 2000, 300))
+    cases = pd.Series(rng.poisson(pop / 150))
+    screened = kulldorff_scan(cases, pop, xy, n_sim=80, seed=9, max_pop_fraction=0.3)
+    monkeypatch.setattr(scan_mod, "_PILOT", 10_000)  # every replication in full
+    full = kulldorff_scan(cases, pop, xy, n_sim=80, seed=9, max_pop_fraction=0.3)
+    np.testing.assert_array_equal(screened.simulated_llr, full.simulated_llr)
+    monkeypatch.setattr(scan_mod, "_PILOT", 1)
+    monkeypatch.setattr(scan_mod, "_SCREEN_FRACTION", 0.999)  # many replications fall back
+    fallback = kulldorff_scan(cases, pop, xy, n_sim=80, seed=9, max_pop_fraction=0.3)
+    np.testing.assert_array_equal(fallback.simulated_llr, full.simulated_llr)
+
+
 def test_deterministic_and_thread_count_invariant():
     rng = np.random.default_rng(3)
     xy = pd.DataFrame(rng.random((150, 2)), columns=["x", "y"])
@@ -272,3 +290,12 @@ def test_injected_cluster_is_found():
     true_set = set(np.flatnonzero(truth))
     assert len(found & true_set) / len(found | true_set) >= 0.6
     assert top["relative_risk"] == pytest.approx(2.5, rel=0.35)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import registry_lib.stats.scan as module
+
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -53,7 +53,7 @@ BACKENDS = ("duckdb", "spark")
 #: Starting values only: EM re-estimates them from the data. Assumptions, informed by the
 #: identifier error rates in params/epidemiology/feeds.yaml.
 M_PRIORS: dict[str, list[float]] = {
-    "nhs_number": [0.97, 0.005, 0.025],
+    "nhs_number": [0.97, 0.005, 0.002],
     "given_name": [0.905, 0.04, 0.035, 0.015, 0.005],
     "family_name": [0.93, 0.03, 0.01, 0.03],
     "birth_date": [0.990, 0.003, 0.003, 0.001, 0.001, 0.002],
@@ -176,7 +176,8 @@ def build_comparisons(roles: Sequence[str], *, plain: bool = False, tf: bool = T
         out.append(levels("nhs_number", [
             cll.NullLevel("nhs_number"), exact("nhs_number", "exact", tf_col=False),
             cll.DamerauLevenshteinLevel("nhs_number", 1).configure(label_for_charts="one edit or transposition"),
-            cll.ElseLevel()]))
+            # never 0: a wrong but valid number on one record must not veto an otherwise clear match
+            cll.ElseLevel().configure(fix_m_probability=True)]))
     if "given_name" in roles:
         out.append(levels("given_name", [
             cll.NullLevel("given_name"), exact("given_name", "exact"),
@@ -277,18 +278,28 @@ def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False) 
 
 
 def training_rules(roles: Sequence[str]) -> list[str]:
-    """Blocking rules for EM sessions: together they leave every comparison estimated once."""
+    """Blocking rules for EM sessions: each is selective enough that most of its pairs are
+    matches (EM is unreliable when non-matches dominate), and together they leave every
+    comparison estimated at least once."""
     r = set(roles)
+    has_given, has_family, has_pc = "given_name" in r, "family_name" in r, "postcode" in r
     rules: list[str] = []
     if "nhs_number" in r:
         rules.append("l.nhs_number = r.nhs_number")
-    if "birth_date" in r and "postcode" in r:
-        rules.append("l.birth_date = r.birth_date AND l.postcode_outward = r.postcode_outward")
-    elif "birth_date" in r:
-        rules.append("l.birth_date = r.birth_date")
-    if "given_name" in r and "family_name" in r:
-        rules.append("l.given_block = r.given_block AND l.family_name = r.family_name")
-    elif "family_name" in r:
+    if "birth_date" in r:
+        if has_pc:
+            rules.append("l.birth_date = r.birth_date AND l.postcode_outward = r.postcode_outward")
+        elif has_family:
+            rules.append("l.birth_date = r.birth_date AND l.family_name = r.family_name")
+        elif has_given:
+            rules.append("l.birth_date = r.birth_date AND l.given_block = r.given_block")
+        else:
+            rules.append("l.birth_date = r.birth_date")
+    if "nhs_number" not in r and "birth_date" in r and (has_given or has_family):
+        names = " AND ".join(c for c, ok in (("l.given_block = r.given_block", has_given),
+                                              ("l.family_name = r.family_name", has_family)) if ok)
+        rules.append(names + (" AND l.postcode_outward = r.postcode_outward" if has_pc else ""))
+    if not rules and has_family:
         rules.append("l.family_name = r.family_name")
     return rules
 
@@ -410,7 +421,7 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
     settings = SettingsCreator(
         link_type=link_type, comparisons=comparisons,
         blocking_rules_to_generate_predictions=rules,
-        retain_matching_columns=False, retain_intermediate_calculation_columns=keep_gammas,
+        retain_matching_columns=keep_gammas, retain_intermediate_calculation_columns=keep_gammas,
         probability_two_random_records_match=max(1.0 / max(total, 2), 1e-7),
         em_convergence=0.001, max_iterations=25,
     )

@@ -76,3 +76,76 @@ QUARANTINE = register(Table("quarantine", "Feed records that could not be used, 
 ], stage="registry"))
 
 REGISTRY = {t.name: t for t in (PATIENT, TUMOUR, TREATMENT, QUARANTINE)}
+
+# --------------------------------------------------------------------------------------------
+# Added by linkage (helper L): outputs beside the four core tables.
+# --------------------------------------------------------------------------------------------
+_SIDE = [("nhs_number", S, "valid NHS number (cleaned)"), ("given_name", S, "given name (cleaned)"),
+         ("family_name", S, "family name (cleaned)"), ("birth_date", S, "birth date as sent (YYYY-MM-DD shape)"),
+         ("sex", S, "1 male, 2 female"), ("postcode", S, "postcode (cleaned)")]
+
+CLERICAL_REVIEW = register(Table("clerical_review", "Record pairs in the clerical review band (uncertain matches), with both identities.", [
+    C("identity_id_l", I64, False, "identity (distinct cleaned identifiers) on the left"),
+    C("identity_id_r", I64, False, "identity on the right"),
+    C("match_probability", F64, False, "Fellegi–Sunter match probability"),
+    C("match_weight", F64, False, "match weight (log2 Bayes factor including the prior)"),
+    C("decision", S, False, "linked (probability ≥ threshold) or not linked"),
+    C("same_patient", B, False, "both sides ended in the same registry person (possibly through other links)"),
+    C("patient_id_l", I64, True, "registry person of the left side (null if not registered)"),
+    C("patient_id_r", I64, True, "registry person of the right side"),
+    C("records_l", S, False, "feed:record_id of the records with the left identity (up to 5)"),
+    C("records_r", S, False, "feed:record_id of the records with the right identity (up to 5)"),
+    *[C(f"{n}_l", t, True, f"left: {d}") for n, t, d in _SIDE],
+    *[C(f"{n}_r", t, True, f"right: {d}") for n, t, d in _SIDE],
+], stage="registry"))
+
+OPTOUT_HASHES = register(Table("optout_hashes", "Keyed hashes of opted-out persons' NHS numbers, and the records removed or blocked.", [
+    C("nhs_number_hash", S, False, "HMAC-SHA256 (hex) of the NHS number under the project key, purpose registration-optout"),
+    C("optout_person", I64, False, "1, 2, … one per opted-out person (hashes of one person share it)"),
+    C("request_date", D, True, "date of the opt-out request (null when not a real date: applies from the start)"),
+    C("records_removed", I64, False, "records of this person received before the request (removed)"),
+    C("records_blocked", I64, False, "records received on or after the request (blocked, never registered)"),
+], stage="registry"))
+
+DEATH_FLAGS = register(Table("death_flags", "Registered persons whose death is dated before their last recorded activity.", [
+    C("patient_id", I64, False, "registry person id"),
+    C("death_date", D, False, "linked death date"),
+    C("last_activity_date", D, False, "date of the latest diagnosis or treatment"),
+    C("last_activity", S, False, "diagnosis | sact | radiotherapy | surgery"),
+    C("days_before", I64, False, "days from death to that activity"),
+], stage="registry"))
+
+VALIDATION_ISSUES = register(Table("validation_issues", "Field-level problems in kept records (the field was treated as missing).", [
+    C("feed", S, False, "feed name"),
+    C("record_id", S, False, "record id in that feed"),
+    C("reason", S, False, "reason code, e.g. INVALID_NHS_NUMBER, INVALID_MORPHOLOGY"),
+    C("detail", S, True, "the field at fault (identifier values are never copied)"),
+], stage="registry"))
+
+RECORD_LINKS = register(Table("record_links", "Where every feed record ended up (records of opted-out persons are left out).", [
+    C("feed", S, False, "feed name"),
+    C("record_id", S, False, "record id in that feed"),
+    C("status", S, False, "linked | quarantined"),
+    C("patient_id", I64, True, "registry person (linked records)"),
+    C("tumour_id", I64, True, "registry tumour (notifications; treatments matched to a tumour)"),
+    C("treatment_id", I64, True, "registry treatment (treatment records)"),
+], stage="registry"))
+
+MATCH_WEIGHTS = register(Table("match_weights", "Scored identity pairs: match weights, comparison levels and (with --evaluate) the truth.", [
+    C("identity_id_l", I64, False, "identity on the left"),
+    C("identity_id_r", I64, False, "identity on the right"),
+    C("match_probability", F64, False, "match probability"),
+    C("match_weight", F64, False, "match weight"),
+    C("linked", B, False, "probability ≥ the clustering threshold"),
+    C("same_cluster", B, False, "both identities ended in the same person"),
+    *[C(f"gamma_{n}", I8, True, f"comparison level of {n} (-1 null, 0 else, higher = closer)")
+      for n in ("nhs_number", "given_name", "family_name", "birth_date", "sex", "postcode")],
+    C("n_records_l", I64, False, "records with the left identity"),
+    C("n_records_r", I64, False, "records with the right identity"),
+    C("is_match", B, True, "truth: the two identities belong to the same true person (null without --evaluate)"),
+    C("errors_l", S, True, "truth: identifier errors injected into the left identity's records"),
+    C("errors_r", S, True, "truth: identifier errors injected into the right identity's records"),
+], stage="registry"))
+
+REGISTRY_EXTRA = {t.name: t for t in (CLERICAL_REVIEW, OPTOUT_HASHES, DEATH_FLAGS, VALIDATION_ISSUES,
+                                      RECORD_LINKS, MATCH_WEIGHTS)}

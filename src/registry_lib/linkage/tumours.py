@@ -15,7 +15,8 @@ Simplified IARC/IACR (2004) and ENCR multiple-primary rules, applied per registe
    the interval; the window (default 365 days, after the SEER rule for several sites) keeps a
    second primary years later apart, and is a parameter of :func:`consolidate`.
 
-Best values: earliest diagnosis date; site = most often notified 3-character code; morphology,
+Best values: earliest diagnosis date (the earliest receipt date when no notification of the
+tumour carries a usable diagnosis date); site = most often notified 3-character code; morphology,
 behaviour and grade from the most specific record (pathology first); stage from the MDT record
 first (then pathology, screening, PAS), ``U`` when no source staged it; laterality L/R/B/M
 over 9; basis of diagnosis the most valid ENCR code (highest, 9 unknown last); route from
@@ -76,9 +77,11 @@ def tumour_keys(notes: pd.DataFrame, window_days: int = DEFAULT_WINDOW_DAYS) -> 
     """Tumour number (0, 1, … over all persons, deterministic) of each notification.
 
     ``notes`` needs ``patient_id``, ``site3``, ``laterality``, ``morphology_icdo3`` and
-    ``diagnosis_value`` (datetime).
+    ``diagnosis_value`` (datetime; ``diagnosis_proxy`` is used instead when present: the
+    diagnosis date, or the receipt date when the record has none).
     """
-    df = notes[["patient_id", "site3", "laterality", "morphology_icdo3", "diagnosis_value"]].copy()
+    date = notes["diagnosis_proxy"] if "diagnosis_proxy" in notes.columns else notes["diagnosis_value"]
+    df = notes[["patient_id", "site3", "laterality", "morphology_icdo3"]].assign(diagnosis_value=date.to_numpy())
     df.index = pd.RangeIndex(len(df))
     df["grp"] = codes.site_group(df["site3"])
     # 2. laterality: L/R sides of paired organs; unknown joins the nearest known side
@@ -140,6 +143,9 @@ def consolidate(notes: pd.DataFrame, patients: pd.DataFrame, postcode_areas: pd.
     """
     df = notes.reset_index(drop=True).copy()
     df["tumour_key"] = tumour_keys(df, window_days).to_numpy()
+    real_date = df["diagnosis_value"]
+    if "diagnosis_proxy" in df.columns:
+        df["diagnosis_value"] = df["diagnosis_proxy"]
     df["tumour_id"] = df["tumour_key"].astype(np.int64) + 1
     src = df["source"].astype("string")
     for name, ranks in SOURCE_RANK.items():
@@ -151,7 +157,7 @@ def consolidate(notes: pd.DataFrame, patients: pd.DataFrame, postcode_areas: pd.
     base = df.sort_values([key, "diagnosis_value", "_rid"], kind="stable").groupby(key, sort=True)
     out = pd.DataFrame({
         "patient_id": base["patient_id"].first(),
-        "diagnosis_date": base["diagnosis_value"].min(),
+        "diagnosis_date": real_date.groupby(df[key]).min().fillna(base["diagnosis_value"].min()),
         "diagnosing_trust": base["trust_code"].first(),
     })
     site = (df.groupby([key, "site3"]).agg(n=("record_id", "size"), first=("diagnosis_value", "min"))

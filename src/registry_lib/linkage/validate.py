@@ -39,10 +39,7 @@ FATAL: dict[str, str] = {
     "MISSING_REQUIRED_FIELD": "a field the feed must always carry is empty",
     "MISSING_SITE": "notification without an ICD-10 site",
     "INVALID_SITE": "ICD-10 site not in the shipped code list (C00–C97, D00–D48)",
-    "MISSING_DIAGNOSIS_DATE": "notification without a diagnosis date",
-    "INVALID_DIAGNOSIS_DATE": "diagnosis date is not a real date",
-    "DIAGNOSIS_IN_FUTURE": "diagnosis date after the date the registry received the record",
-    "DIAGNOSIS_BEFORE_BIRTH": "diagnosis date before the birth date",
+    "DIAGNOSIS_BEFORE_BIRTH": "diagnosis date before the birth date (which of the two is wrong is unknown)",
     "INVALID_TREATMENT_DATE": "treatment start or procedure date is not a real date",
     "TREATMENT_IN_FUTURE": "treatment date after the extract date (latest receipt in the feeds)",
     "TREATMENT_BEFORE_BIRTH": "treatment date before the birth date",
@@ -58,6 +55,9 @@ FLAGS: dict[str, str] = {
     "BIRTH_DATE_IN_FUTURE": "birth date after the record's own date: not used as a value",
     "INVALID_SEX": "sex code not 1, 2 or 9: treated as missing",
     "INVALID_POSTCODE": "postcode not in UK format: treated as missing",
+    "MISSING_DIAGNOSIS_DATE": "notification without a diagnosis date: its receipt date places it in time",
+    "INVALID_DIAGNOSIS_DATE": "diagnosis date is not a real date: treated as missing",
+    "DIAGNOSIS_IN_FUTURE": "diagnosis date after the date the registry received the record: treated as missing",
     "INVALID_MORPHOLOGY": "ICD-O-3 morphology not in the shipped list: treated as missing",
     "INVALID_BEHAVIOUR": "ICD-O-3 behaviour not 0, 1, 2, 3, 6 or 9: treated as missing",
     "INVALID_STAGE": "stage not 1–4: treated as missing",
@@ -94,7 +94,8 @@ class Validated:
             ``given_name``, ``family_name`` lower-case letters, ``birth_date`` as sent when shaped
             YYYY-MM-DD, ``birth_date_value`` real date or NaT, ``sex`` "1"/"2", ``postcode``),
             and ``reason``/``detail`` for quarantined records (missing when usable).
-        feeds: each feed with cleaned clinical fields added (``*_value`` dates, ``site3``,
+        feeds: each feed with cleaned clinical fields added (``*_value`` dates, for notifications
+            ``diagnosis_proxy`` = diagnosis date or else the receipt date, ``site3``,
             normalised codes with invalid ones set missing), same row order as ``records``.
         issues: field-level flags: ``feed``, ``record_id``, ``reason``, ``detail``.
         as_of: the extract date (latest receipt or registration date in the feeds).
@@ -211,15 +212,18 @@ def _notifications(df: pd.DataFrame, checks: _Checks, ident: pd.DataFrame) -> pd
     site_ok = codes.valid_site(site_raw)
     checks.fatal(_blank(site_raw), "MISSING_SITE", "site_icd10 is empty")
     checks.fatal(~site_ok, "INVALID_SITE", "site_icd10 " + _as_text(site_raw) + " is not a valid ICD-10 neoplasm code")
-    checks.fatal(diag_missing, "MISSING_DIAGNOSIS_DATE", "diagnosis_date is empty")
-    checks.fatal(diag_bad, "INVALID_DIAGNOSIS_DATE", "diagnosis_date " + _as_text(_col(df, "diagnosis_date")) + " is not a real date")
-    checks.fatal((diag > received).fillna(False).to_numpy(dtype=bool), "DIAGNOSIS_IN_FUTURE",
-                 "diagnosis_date " + _as_text(_col(df, "diagnosis_date")) + " is after received_date "
-                 + _as_text(_col(df, "received_date")))
+    diag_text = _as_text(_col(df, "diagnosis_date"))
     checks.fatal((diag < ident["birth_date_value"]).fillna(False).to_numpy(dtype=bool), "DIAGNOSIS_BEFORE_BIRTH",
-                 "diagnosis_date " + _as_text(_col(df, "diagnosis_date")) + " is before the birth date")
+                 "diagnosis_date " + diag_text + " is before the birth date")
+    checks.flag(diag_missing, "MISSING_DIAGNOSIS_DATE", "diagnosis_date is empty")
+    checks.flag(diag_bad, "INVALID_DIAGNOSIS_DATE", "diagnosis_date " + diag_text + " is not a real date")
+    future = (diag > received).fillna(False).to_numpy(dtype=bool)
+    checks.flag(future, "DIAGNOSIS_IN_FUTURE", "diagnosis_date " + diag_text + " is after received_date "
+                + _as_text(_col(df, "received_date")))
+    diag = diag.where(~future)
     out["received_value"] = received
     out["diagnosis_value"] = diag
+    out["diagnosis_proxy"] = diag.fillna(received)
     out["site3"] = codes.site3(site_raw).where(site_ok)
     morph = _col(df, "morphology_icdo3").astype("string").str.strip().str.split("/").str[0]
     m_ok = codes.valid_morphology(morph)

@@ -12,7 +12,8 @@ Entry points:
 - :func:`load_release` — what a study notebook reads;
 - :func:`aggregate_counts`, :func:`aggregate_rates` — counts, crude and ESP 2013 age-standardised
   rates (Dobson intervals) by any grouping, through DuckDB over the release Parquet;
-- :func:`protect_table`, :func:`check_table`, :func:`protect_km` — disclosure control;
+- :func:`protect_table`, :func:`check_table`, :func:`protect_km`, :func:`percentages` —
+  disclosure control;
 - :func:`publish_table` — the only way a study notebook writes a table (CSV) to ``reports/``;
 - :func:`scan_reports_for_unsafe_counts` — finds unprotected counts 1–7 under ``reports/``.
 
@@ -29,6 +30,7 @@ from registry_lib.release.aggregate import aggregate_counts, aggregate_rates
 from registry_lib.release.disclosure import (
     UnsafeTableError,
     check_table,
+    percentages,
     protect_counts,
     protect_table,
     round_counts,
@@ -55,6 +57,7 @@ __all__ = [
     "load_policy",
     "load_release",
     "local_suppression",
+    "percentages",
     "protect_counts",
     "protect_km",
     "protect_table",

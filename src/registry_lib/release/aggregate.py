@@ -67,7 +67,8 @@ def _cases_sql(folder: Path) -> str:
     key = json.loads((folder / "release.json").read_text()).get("patient_key") or "pseudo_id"
     return (
         "SELECT CAST(year(t.diagnosis_date) AS INTEGER) AS year, CAST(p.sex AS INTEGER) AS sex, "
-        "CAST(least(floor(t.age_at_diagnosis / 5) * 5, 90) AS INTEGER) AS age_band, "
+        "CAST(CASE WHEN t.age_at_diagnosis >= 90 THEN 90 ELSE floor(t.age_at_diagnosis / 5) * 5 "
+        "END AS INTEGER) AS age_band, "
         "t.site_icd10, t.stage, t.area_id, 1 AS n "
         f"FROM read_parquet({_sql_path(tumour)}) t "
         f"LEFT JOIN read_parquet({_sql_path(patient)}) p USING ({key})"
@@ -96,6 +97,23 @@ def _sites_clause(sites: Sequence[str] | str | None) -> str:
     sites = [sites] if isinstance(sites, str) else list(sites)
     quoted = ", ".join("'" + str(s).replace("'", "''") + "'" for s in sites)
     return f"site_icd10 IN ({quoted})"
+
+
+def default_years(cohort: Path) -> tuple[int, int] | None:
+    """The cohort's complete diagnosis years (``cohort.json`` config ``years``), if recorded.
+
+    A cohort may also hold earlier diagnoses of a few sites only (e.g. for late effects), so
+    rates over "all years" would be diluted: counts and rates default to these years.
+    """
+    import json
+
+    meta = Path(cohort) / "cohort.json"
+    if not meta.exists():
+        return None
+    years = (json.loads(meta.read_text()).get("config") or {}).get("years")
+    if isinstance(years, list | tuple) and len(years) == 2:
+        return int(years[0]), int(years[1])
+    return None
 
 
 def _check_by(by: Sequence[str] | str | None) -> list[str]:
@@ -140,7 +158,8 @@ def aggregate_counts(
     Args:
         cohort: cohort name or folder.
         by: dimensions to group by (see the module docstring); none gives the total.
-        years: a year, an inclusive ``(first, last)`` range, or a list of years of diagnosis.
+        years: a year, an inclusive ``(first, last)`` range, or a list of years of diagnosis;
+            default: the cohort's complete diagnosis years (:func:`default_years`), else all.
         sites: restrict to these ICD-10 3-character sites.
         policy: the release to read (default ``aggregate_publication``).
 
@@ -151,6 +170,7 @@ def aggregate_counts(
 
     by = _check_by(by)
     cohort = _resolve_cohort(cohort)
+    years = default_years(cohort) if years is None else years
     cases = _cases_with_areas(cohort, policy, years, sites)
     cols = ", ".join(by)
     sql = (f"SELECT {cols + ', ' if by else ''}CAST(sum(n) AS BIGINT) AS count FROM ({cases}) "
@@ -193,6 +213,7 @@ def aggregate_rates(
     if "age_band" in by:
         raise RegistryLabError("aggregate_rates: by must not contain age_band (rates are age-standardised)")
     cohort = _resolve_cohort(cohort)
+    years = default_years(cohort) if years is None else years
     cases = _cases_with_areas(cohort, policy, years, sites)
     pop_by = [b for b in by if b in POPULATION_DIMENSIONS]
     case_only = [b for b in by if b not in POPULATION_DIMENSIONS]
@@ -249,6 +270,7 @@ def aggregate_rates(
     out["crude_lower"] = lo / out["population"].to_numpy(dtype=float) * per
     out["crude_upper"] = hi / out["population"].to_numpy(dtype=float) * per
     out["count"] = out["count"].astype("int64")
+    out["population"] = out["population"].round().astype("int64")
     cols = [*ordered, "count", "population", "crude_rate", "crude_lower", "crude_upper",
             "dsr", "dsr_lower", "dsr_upper"]
     out = out[cols].sort_values(ordered, kind="stable").reset_index(drop=True) if ordered else out[cols]

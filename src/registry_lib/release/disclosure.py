@@ -20,7 +20,8 @@ rectangle keeps every published equation true, so if all four corners are suppre
 attacker cannot tell the true table from the shifted one for any ``t`` that keeps the cells
 non-negative. For each primary cell we choose the cheapest rectangle (cost = the values newly
 suppressed, zero for cells already suppressed) through it whose shift range, ``min`` of the
-cells that fall plus ``min`` of the cells that rise, is at least ``threshold``. The attacker's
+cells that fall plus ``min`` of the cells that rise, is at least ``threshold``, preferring
+rectangles that let the cell fall to zero (so the attacker's lower bound stays 0). The attacker's
 LP interval contains that shift range, so it is at least ``threshold`` wide: the guarantee is
 proven, and :func:`suppression_intervals` checks it by linear programming. A rectangle through
 the row total, column total and grand total always qualifies (all four rise together, so the
@@ -228,7 +229,10 @@ def _secondary_pattern(ext: np.ndarray, sign: np.ndarray, primary: np.ndarray, t
             + np.where(suppressed[:, j], 0.0, cost[:, j])[:, None]
             + np.where(suppressed, 0.0, cost)
         )
-        add = np.where(valid, add, np.inf)
+        # Prefer rectangles that let the cell fall all the way to zero, so the attacker's lower
+        # bound stays 0 (a zero or small partner cell would reveal "at least x").
+        full = valid & (down >= val[i, j])
+        add = np.where(full if full.any() else valid, add, np.inf)
         k, m = np.unravel_index(int(np.argmin(add)), add.shape)
         if not np.isfinite(add[k, m]):  # cannot happen: the margins rectangle always qualifies
             raise RegistryLabError("protect_table: no protecting rectangle found (internal error)")
@@ -400,6 +404,7 @@ def check_table(
     count_columns: Sequence[str] | None = None,
     margin_label: str = MARGIN,
     name: str = "table",
+    attack: bool = True,
 ) -> pd.DataFrame:
     """Refuse (raise :class:`UnsafeTableError`) a table that could disclose a small count.
 
@@ -407,7 +412,9 @@ def check_table(
     no value in 1..threshold; with ``rounding``, every value lies on the rounding grid (multiple
     of 5, or 0 / 3 mod 6 for midpoint-6); for a 2-D table with margins and ``secondary``, the LP
     attack of :func:`suppression_intervals` bounds no suppressed cell to an interval narrower
-    than ``threshold``. Returns the table unchanged when it is safe.
+    than ``threshold`` (``attack=False`` skips this LP check, e.g. for a table just made by
+    :func:`protect_table`, whose pattern is safe by construction). Returns the table unchanged
+    when it is safe.
 
     Example:
         >>> check_table(pd.DataFrame({"count": [0, 10, None]}), count_columns=["count"]).shape
@@ -445,7 +452,7 @@ def check_table(
                 problems.append(
                     f"column {col!r} row {table.index[pos]!r} is {v[pos]:g}, not rounded ({rounding})"
                 )
-    if not problems and count_columns is None and secondary and _has_margins(table, margin_label):
+    if not problems and attack and count_columns is None and secondary and _has_margins(table, margin_label):
         intervals = suppression_intervals(table, rounding, margin_label=margin_label)
         narrow = intervals[intervals["width"] < threshold]
         for row in narrow.head(3).itertuples():
@@ -456,3 +463,33 @@ def check_table(
     if problems:
         raise UnsafeTableError(f"{name}: unsafe to publish: " + "; ".join(problems))
     return table
+
+
+def percentages(
+    protected: pd.DataFrame, of: str = "row", *, margin_label: str = MARGIN, decimals: int = 1
+) -> pd.DataFrame:
+    """Percentages of a protected table's row (or column) totals, from the protected values.
+
+    Percentages are never computed from the exact counts (a percentage of an exact total can
+    reveal a suppressed cell); a suppressed cell or total gives a missing percentage.
+
+    Example:
+        >>> p = protect_table(pd.DataFrame({"a": [3, 40], "b": [25, 50]}), secondary=False)
+        >>> percentages(p, "row")
+                  a     b  Total
+        0      <NA>  83.3  100.0
+        1      44.4  55.6  100.0
+        Total  37.5  62.5  100.0
+    """
+    if not _has_margins(protected, margin_label):
+        raise RegistryLabError(f"percentages: the table has no {margin_label!r} row and column (use protect_table)")
+    values = protected.astype("Float64")
+    if of == "row":
+        denom = values.iloc[:, -1].mask(values.iloc[:, -1] == 0)
+        out = values.div(denom, axis=0)
+    elif of == "column":
+        denom = values.iloc[-1, :].mask(values.iloc[-1, :] == 0)
+        out = values.div(denom, axis=1)
+    else:
+        raise RegistryLabError(f"percentages: of={of!r} must be 'row' or 'column'")
+    return (out * 100).round(decimals)

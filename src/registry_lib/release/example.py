@@ -89,9 +89,9 @@ def example_registry(
         "birth_date": birth,
         "sex": rng.integers(1, 3, n).astype("int8"),
         "ethnicity": rng.choice(_ETHNICITY, n),
-        "postcode": [f"LS{d} {u}{a}{b}" for d, u, a, b in zip(
-            rng.integers(1, 30, n), rng.integers(1, 10, n), rng.choice(list("ABDEFG"), n),
-            rng.choice(list("HJLNPQ"), n), strict=True)],
+        "postcode": ("LS" + pd.Series(rng.integers(1, 30, n)).astype(str) + " "
+                     + pd.Series(rng.integers(1, 10, n)).astype(str)
+                     + rng.choice(list("ABDEFG"), n) + rng.choice(list("HJLNPQ"), n)),
         "area_id": area,
         "deprivation_quintile": dep.astype("int8"),
         "death_date": death.where(dies),

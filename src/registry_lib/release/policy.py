@@ -64,15 +64,19 @@ HASHED = ("pseudonym", "rekey")
 #: Identifying transforms do not make a forbidden source safe; the others generalise it.
 IDENTIFYING = ("copy",)
 
-#: Dimensions an aggregate cube may use: name -> (SQL over registry tumour t and patient p, type)
-CUBE_DIMENSIONS: dict[str, tuple[str, pa.DataType]] = {
-    "diagnosis_year": ("CAST(year(t.diagnosis_date) AS SMALLINT)", pa.int16()),
-    "sex": ("p.sex", pa.int8()),
-    "age_band": ("CAST(least(floor(t.age_at_diagnosis / 5) * 5, 90) AS TINYINT)", pa.int8()),
-    "site_icd10": ("t.site_icd10", pa.string()),
-    "stage": ("t.stage", pa.string()),
-    "area_id": ("t.area_id", pa.string()),
-    "route_to_diagnosis": ("t.route_to_diagnosis", pa.string()),
+#: Dimensions an aggregate cube may use: name -> (SQL over registry tumour t and patient p,
+#: type, meaning)
+CUBE_DIMENSIONS: dict[str, tuple[str, pa.DataType, str]] = {
+    "diagnosis_year": ("CAST(year(t.diagnosis_date) AS SMALLINT)", pa.int16(), "year of diagnosis"),
+    "sex": ("p.sex", pa.int8(), "1 male, 2 female"),
+    # (DuckDB's least() ignores NULL, so an unknown age must stay NULL explicitly)
+    "age_band": ("CAST(CASE WHEN t.age_at_diagnosis >= 90 THEN 90 "
+                 "ELSE floor(t.age_at_diagnosis / 5) * 5 END AS TINYINT)", pa.int8(),
+                 "5-year band of age at diagnosis: 0, 5, ..., 90 (90 = 90+)"),
+    "site_icd10": ("t.site_icd10", pa.string(), "ICD-10 3-character site"),
+    "stage": ("t.stage", pa.string(), "1-4 or U (unknown)"),
+    "area_id": ("t.area_id", pa.string(), "area of residence at diagnosis"),
+    "route_to_diagnosis": ("t.route_to_diagnosis", pa.string(), "Routes to Diagnosis category"),
 }
 
 

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,9 @@ import pyarrow as pa
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.keys import keyed_hash
-from registry_lib.release.policy import CUBE_DIMENSIONS, HASHED, FieldSpec, Policy
-from registry_lib.schema import Column, Table
+from registry_lib.linkage.tables import REGISTRY
+from registry_lib.release.policy import CUBE_DIMENSIONS, HASHED, TRANSFORMS, FieldSpec, Policy
+from registry_lib.schema import Column, Table, register
 
 PSEUDONYM_PURPOSE = "pseudonym"
 
@@ -71,8 +73,8 @@ def patient_pseudonyms(patient: pd.DataFrame, key: bytes | None = None) -> pd.Se
 
 
 def _transform(
-    df: pd.DataFrame, f: FieldSpec, policy: Policy, pseudonyms: pd.Series | None,
-    areas: pd.DataFrame | None, key: bytes | None,
+    df: pd.DataFrame, f: FieldSpec, pseudonyms: pd.Series | None,
+    rekeyed: dict[str, pd.Series], areas: pd.DataFrame | None,
 ) -> pd.Series:
     s = df[f.source]
     if f.transform == "copy":
@@ -86,7 +88,7 @@ def _transform(
             )
         return out.astype("string")
     if f.transform == "rekey":
-        return keyed_hash(_ids(s), purpose=f"{policy.purpose}/{f.source}", key=key)
+        return _ids(s).map(rekeyed[f.source]).astype("string")
     if f.transform == "year":
         return pd.to_datetime(s).dt.year.astype("Int16")
     if f.transform == "month":
@@ -139,10 +141,51 @@ def apply_opt_outs(
     return out, removed
 
 
+def _sort_by_hashes(df: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Rows sorted by keyed-hash columns (missing last), with numpy's string sort."""
+    keys = [df[c].to_numpy(dtype=object, na_value="~").astype("U64") for c in reversed(order)]
+    return df.iloc[np.lexsort(keys)].reset_index(drop=True)
+
+
 def _schema(policy: Policy, table: str) -> Table:
-    cols = [Column(f.name, f.arrow_type(), True, f"{f.transform} of registry {table}.{f.source}")
-            for f in policy.tables[table]]
-    return Table(table, f"{policy.name}: {table}", cols, stage="release")
+    """The schema of one released table (named ``<policy>/<table>`` in the data dictionary)."""
+    columns = {c.name: c for c in REGISTRY[table].columns}
+    cols = []
+    for f in policy.tables[table]:
+        src = columns[f.source]
+        what = src.description if f.transform == "copy" else (
+            f"{TRANSFORMS[f.transform][0]} ({src.name}: {src.description})")
+        if f.transform == "pseudonym":
+            what = "pseudonym: " + TRANSFORMS["pseudonym"][0]
+        # Every released column may be blank (local suppression), except the pseudonym.
+        cols.append(Column(f.name, f.arrow_type(), f.transform != "pseudonym", what))
+    return Table(f"{policy.name}/{table}", f"Release {policy.name} ({policy.purpose}): {table}.",
+                 cols, stage="releases")
+
+
+def _cube_schema(policy: Policy, cube: str) -> Table:
+    cols = [Column(d, CUBE_DIMENSIONS[d][1], True, CUBE_DIMENSIONS[d][2]) for d in policy.aggregates[cube]]
+    cols.append(Column("count", pa.int64(), False, "number of registered tumours (unprotected: "
+                       "publish only through publish_table)"))
+    return Table(f"{policy.name}/{cube}", f"Release {policy.name} ({policy.purpose}): tumour counts.",
+                 cols, stage="releases")
+
+
+def release_schemas(policy: Policy) -> dict[str, Table]:
+    """The schemas of every file a policy releases, ``{table or cube name: Table}``."""
+    if policy.output == "record_level":
+        return {t: _schema(policy, t) for t in policy.tables}
+    return {c: _cube_schema(policy, c) for c in policy.aggregates}
+
+
+def register_release_tables(root: Path | None = None) -> list[Table]:
+    """Add the tables of every policy in ``params/release/`` to the data dictionary."""
+    from registry_lib.release.policy import list_policies, load_policy
+
+    out = []
+    for name in list_policies(root):
+        out += [register(t) for t in release_schemas(load_policy(name, root)).values()]
+    return out
 
 
 def build_record_release(
@@ -169,11 +212,21 @@ def build_record_release(
     if any(f.transform == "pseudonym" for fs in policy.tables.values() for f in fs):
         pseudonyms = patient_pseudonyms(registry["patient"], key)
     kept, removed = apply_opt_outs(needed, policy.national_data_opt_out)
+    # One keyed hash per distinct id, shared by every table that re-keys the same registry column
+    # (so treatment.tumour_id matches tumour.tumour_id).
+    rekeyed: dict[str, pd.Series] = {}
+    sources = {f.source for fs in policy.tables.values() for f in fs if f.transform == "rekey"}
+    for source in sorted(sources):
+        ids = pd.concat([_ids(kept[t][f.source]) for t, fs in policy.tables.items()
+                         for f in fs if f.transform == "rekey" and f.source == source])
+        ids = pd.Series(ids.dropna().unique(), dtype="string")
+        rekeyed[source] = pd.Series(
+            keyed_hash(ids, purpose=f"{policy.purpose}/{source}", key=key).to_numpy(), index=ids.to_numpy())
     tables, schemas = {}, {}
     for table, specs in policy.tables.items():
         src = kept[table]
         out = pd.DataFrame(
-            {f.name: _transform(src, f, policy, pseudonyms, areas, key) for f in specs},
+            {f.name: _transform(src, f, pseudonyms, rekeyed, areas) for f in specs},
         ).reset_index(drop=True)
         leaked = [c for c in out.columns if c in policy.forbidden and c not in
                   [f.name for f in specs if f.transform in HASHED]]
@@ -181,7 +234,7 @@ def build_record_release(
             raise RegistryLabError(f"policy {policy.name}: table {table} would release {leaked}")
         keyed = [f.name for f in specs if f.transform in HASHED]
         order = [policy.patient_key, *[k for k in keyed if k != policy.patient_key]]
-        out = out.sort_values(order, kind="stable", na_position="last").reset_index(drop=True)
+        out = _sort_by_hashes(out, order)
         tables[table] = out
         schemas[table] = _schema(policy, table)
     return ReleaseTables(tables, schemas, {t: removed[t] for t in policy.tables})
@@ -219,9 +272,7 @@ def build_aggregate_release(registry: dict[str, pd.DataFrame], policy: Policy) -
                    f"GROUP BY ALL ORDER BY {order}")
             df = con.execute(sql).df()
             tables[cube] = df
-            cols = [Column(d, CUBE_DIMENSIONS[d][1], True, f"dimension {d}") for d in dims]
-            cols.append(Column("count", pa.int64(), False, "number of registered tumours"))
-            schemas[cube] = Table(cube, f"{policy.name}: tumour counts", cols, stage="release")
+            schemas[cube] = _cube_schema(policy, cube)
     finally:
         con.close()
     for cube, df in tables.items():
@@ -236,17 +287,28 @@ def build_aggregate_release(registry: dict[str, pd.DataFrame], policy: Policy) -
 def check_no_registration_optouts(
     patient: pd.DataFrame, optout_hashes: pd.DataFrame | None, key: bytes | None = None
 ) -> int:
-    """How many released patients match a kept registration opt-out hash (should be 0).
+    """How many registry patients match a kept registration opt-out hash (should be 0).
 
     Linkage removes registration opt-outs and keeps a keyed hash of their NHS numbers
-    (purpose ``"registration-optout"``); this re-checks that none slipped into a release.
+    (``registry/optout_hashes.parquet``, column ``nhs_number_hash``, purpose
+    ``"registration-optout"``); this re-checks that none of them is in the registry released.
+
+    Example:
+        >>> from registry_lib.keys import keyed_hash
+        >>> p = pd.DataFrame({"nhs_number": ["9434765919", "9000000018"]})
+        >>> h = keyed_hash(pd.Series(["9434765919"]), purpose="registration-optout", key=bytes(32))
+        >>> check_no_registration_optouts(p, pd.DataFrame({"nhs_number_hash": h}), key=bytes(32))
+        1
     """
-    if optout_hashes is None or optout_hashes.empty or "nhs_number" not in patient.columns:
+    if optout_hashes is None or optout_hashes.empty or "nhs_number_hash" not in optout_hashes:
         return 0
-    cols = [c for c in optout_hashes.columns if optout_hashes[c].dtype == object or
-            pd.api.types.is_string_dtype(optout_hashes[c])]
-    kept = set()
-    for c in cols:
-        kept |= set(optout_hashes[c].dropna().astype(str))
+    kept = optout_hashes["nhs_number_hash"].dropna().astype(str).to_numpy()
     hashed = keyed_hash(patient["nhs_number"], purpose="registration-optout", key=key)
-    return int(np.isin(hashed.dropna().to_numpy(dtype=str), list(kept)).sum())
+    return int(np.isin(hashed.dropna().to_numpy(dtype=str), kept).sum())
+
+
+# The data dictionary (synthetic/README.md) imports this module to list the release tables: the
+# policies are read from the checkout this package lives in, when there is one.
+_CHECKOUT = Path(__file__).resolve().parents[3]
+if (_CHECKOUT / "params" / "release").is_dir():
+    register_release_tables(_CHECKOUT)

@@ -65,14 +65,15 @@ def _qi_values(tables: dict[str, pd.DataFrame], patient_key: str, qi: str) -> pd
     if qi == "age_band" and col == "age_at_diagnosis":
         s = (s.astype("Int64") // 5 * 5).clip(upper=90)
     elif qi == "diagnosis_month" and col == "diagnosis_date":
-        s = pd.to_datetime(s).dt.strftime("%Y-%m")
-    return s.astype("string").reset_index(drop=True)
+        d = pd.to_datetime(s)
+        s = (d.dt.year * 100 + d.dt.month).astype("Int64")  # 201903 for March 2019
+    return s.reset_index(drop=True)
 
 
 def quasi_identifier_frame(
     tables: dict[str, pd.DataFrame], patient_key: str, quasi_identifiers: Sequence[str]
 ) -> tuple[pd.DataFrame, list[str]]:
-    """One row per released tumour with its quasi-identifiers (strings, blanks as ``<NA>``).
+    """One row per released tumour with its quasi-identifiers (blanks as ``<NA>``).
 
     Returns the frame and the quasi-identifiers the release does not contain at all.
     """
@@ -92,8 +93,8 @@ def class_sizes(frame: pd.DataFrame) -> np.ndarray:
     """Size of each record's equivalence class (blanks are a value of their own)."""
     if frame.shape[1] == 0:
         return np.full(len(frame), len(frame), dtype=np.int64)
-    filled = frame.astype("string").fillna("\x00<blank>")
-    return filled.groupby(list(filled.columns), sort=False)[filled.columns[0]].transform("size").to_numpy()
+    codes = pd.DataFrame({c: pd.factorize(frame[c], use_na_sentinel=True)[0] for c in frame.columns})
+    return codes.groupby(list(codes.columns), sort=False)[codes.columns[0]].transform("size").to_numpy()
 
 
 def _summary(frame: pd.DataFrame, k: int) -> dict[str, Any]:

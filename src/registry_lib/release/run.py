@@ -111,6 +111,26 @@ def _apply_risk(policy: Policy, built: ReleaseTables) -> dict[str, Any] | None:
     return report
 
 
+def _check_registration_optouts(cohort_dir: Path, patient: pd.DataFrame, key: bytes | None,
+                                root: Path | None) -> str:
+    """Refuse to release if a registration opt-out is still in the registry (a linkage bug)."""
+    path = cohort_dir / "registry" / "optout_hashes.parquet"
+    if not path.exists():
+        return "removed by linkage (no registry/optout_hashes.parquet to check against)"
+    if key is None:
+        try:
+            key = project_key(root)
+        except RegistryLabError:  # the hashes cannot be recomputed without the key
+            return "removed by linkage (not re-checked: no project key)"
+    leaked = check_no_registration_optouts(patient, read_parquet(path), key)
+    if leaked:
+        raise RegistryLabError(
+            f"{cohort_dir.name}: {leaked} registry patient(s) match registration opt-out hashes "
+            "in registry/optout_hashes.parquet; linkage must remove them before any release"
+        )
+    return "removed by linkage; checked: no registry patient matches registry/optout_hashes.parquet"
+
+
 def run(cohort_dir: Path, policy: str | Path, requester: str) -> Path:
     """Release a cohort's registry under ``policy`` for ``requester``; return the release folder.
 
@@ -134,20 +154,13 @@ def run(cohort_dir: Path, policy: str | Path, requester: str) -> Path:
                 raise RegistryLabError(f"{areas_path}: not found (needed to map areas to regions)")
             areas = read_parquet(areas_path)
         built = build_record_release(registry, pol, areas=areas, key=key)
-        optouts_path = cohort_dir / "registry" / "optout_hashes.parquet"
-        if optouts_path.exists() and "patient" in built.tables:
-            leaked = check_no_registration_optouts(
-                registry["patient"], read_parquet(optouts_path), key or project_key(root))
-            if leaked:
-                raise RegistryLabError(
-                    f"{cohort_dir.name}: {leaked} registry patient(s) match registration opt-out "
-                    "hashes; linkage must remove them before any release"
-                )
         risk = _apply_risk(pol, built)
     else:
         registry = _read_registry(cohort_dir, ["patient", "tumour"])
         built = build_aggregate_release(registry, pol)
         risk = None
+    built.notes["registration_opt_outs"] = _check_registration_optouts(
+        cohort_dir, registry["patient"], key, root)
     inputs = {f"registry/{n}.parquet": sha256_file(cohort_dir / "registry" / f"{n}.parquet") for n in registry}
     final = cohort_dir / "releases" / pol.name
     with atomic_dir(final) as tmp:
@@ -184,7 +197,7 @@ def _manifest(pol: Policy, built: ReleaseTables, inputs: dict[str, str], folder:
         "description": pol.description,
         "output": pol.output,
         "national_data_opt_out_applied": pol.national_data_opt_out,
-        "registration_opt_outs": "removed by linkage before registration; none can appear",
+        "registration_opt_outs": built.notes.get("registration_opt_outs"),
         "row_counts": {n: len(df) for n, df in built.tables.items()},
         "opt_out_removals": built.opt_out_removals,
         "fields": fields or {c: list(df.columns) for c, df in built.tables.items()},

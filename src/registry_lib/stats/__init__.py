@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "EXACT_BELOW": "rates",
     "poisson_ci": "rates",
     "sir": "rates",
+    "smoothed_sir": "rates",
     "stratum_rates": "rates",
     "indirect_expected": "rates",
     "crude_rate": "rates",

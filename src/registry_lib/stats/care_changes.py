@@ -187,7 +187,9 @@ def share_by_period(
     valid = flag_values.isin([True, False]).to_numpy()
     if not valid.all():
         bad = df.index[~valid][0]
-        raise RegistryLabError(f"record at index {_py(bad)!r}: {flag}={_py(f.at[bad])!r} is not true/false")
+        raise RegistryLabError(
+            f"record at index {_py(bad)!r}: {flag}={_py(f.at[bad])!r} is not true/false"
+        )
     work = pd.DataFrame(
         {
             "_n": known.astype(np.int64),
@@ -331,7 +333,9 @@ def model_matrix(
     return pd.DataFrame(parts, index=df.index)
 
 
-def _complete_cases(df: pd.DataFrame, columns: Sequence[str], what: str) -> tuple[pd.DataFrame, int]:
+def _complete_cases(
+    df: pd.DataFrame, columns: Sequence[str], what: str
+) -> tuple[pd.DataFrame, int]:
     _require(df, list(columns), what)
     ok = df[list(columns)].notna().all(axis=1)
     return df.loc[ok.to_numpy()], int((~ok).sum())
@@ -455,11 +459,19 @@ def hazard_ratios(
         frame[f"_strata_{c}"] = data[c].to_numpy()
     if not frame["_event"].any():
         raise RegistryLabError(f"event {event!r}: no events, hazard ratios undefined")
+    from lifelines.exceptions import ConvergenceError
+
     cph = CoxPHFitter(alpha=1 - level)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cph.fit(frame, duration_col="_duration", event_col="_event",
-                strata=[f"_strata_{c}" for c in strata_cols] or None)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cph.fit(frame, duration_col="_duration", event_col="_event",
+                    strata=[f"_strata_{c}" for c in strata_cols] or None)
+    except ConvergenceError as exc:
+        raise RegistryLabError(
+            f"Cox model of {event!r} on {list(covariates)} did not converge (a covariate level "
+            "with no events, or collinear covariates?)"
+        ) from exc
     s = cph.summary
     t = _ratio_table(list(X.columns), s.loc[X.columns, "coef"].to_numpy(),
                      s.loc[X.columns, "se(coef)"].to_numpy(), level, "hazard_ratio")
@@ -513,7 +525,10 @@ def stage_distribution(
     df["stage"] = st.to_numpy()
     counts = df.groupby([*by_cols, "stage"], observed=True, sort=True).size().rename("n")
     counts = counts.reset_index()
-    tot = counts.groupby(by_cols, observed=True)["n"].transform("sum") if by_cols else counts["n"].sum()
+    if by_cols:
+        tot = counts.groupby(by_cols, observed=True)["n"].transform("sum")
+    else:
+        tot = counts["n"].sum()
     is_known = ~counts["stage"].isin(unknown_set)
     known_n = counts["n"].where(is_known, 0)
     known_tot = (
@@ -755,7 +770,9 @@ def covid_death_cohort(
     pa["death_date"] = _as_dates(pa["death_date"], "death_date", allow_missing=True)
     pa = pa.loc[pa["patient_id"].isin(tu["patient_id"]).to_numpy()]
     pa = pa.loc[(pa["death_date"].isna() | (pa["death_date"] >= t0)).to_numpy()]
-    latest = tu.sort_values("diagnosis_date", kind="stable").drop_duplicates("patient_id", keep="last")
+    latest = tu.sort_values("diagnosis_date", kind="stable").drop_duplicates(
+        "patient_id", keep="last"
+    )
     if "birth_date" in pa.columns and pa["birth_date"].notna().all():
         bd = _as_dates(pa["birth_date"], "birth_date")
         age = (t0 - bd).dt.days / 365.25

@@ -64,6 +64,8 @@ EARTH_RADIUS_KM = 6367.0
 _METRICS = ("euclidean", "haversine")
 _EULER_GAMMA = 0.5772156649015329
 _CACHE_BYTES = 1_000_000  # working-set target per thread for the simulation loop
+_PILOT = 20  # replications scanned in full to set the screening level
+_SCREEN_FRACTION = 0.75  # screening level = this × the smallest pilot maximum
 _CLUSTER_COLUMNS = [
     "members",
     "center",
@@ -163,16 +165,33 @@ def _prepare(cases, population, coords, metric):
 # --------------------------------------------------------------------------------------------
 
 
-def _distances(xy: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:
-    """Distances from locations ``rows`` to every location (block of the distance matrix)."""
+def _distance_key(xy: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:
+    """A key increasing with distance, rows × all locations: squared planar distance, or the
+    haversine term ``sin²(Δφ/2) + cos φ1 cos φ2 sin²(Δλ/2)``. See :func:`_key_to_distance`."""
     if metric == "euclidean":
-        return np.hypot(xy[rows, 0, None] - xy[None, :, 0], xy[rows, 1, None] - xy[None, :, 1])
+        dx = xy[rows, 0, None] - xy[None, :, 0]
+        dy = xy[rows, 1, None] - xy[None, :, 1]
+        dx *= dx
+        dy *= dy
+        dx += dy
+        return dx
     lat = np.radians(xy[:, 0])
     lon = np.radians(xy[:, 1])
-    dlat = lat[rows, None] - lat[None, :]
-    dlon = lon[rows, None] - lon[None, :]
-    a = np.sin(dlat / 2) ** 2 + np.cos(lat[rows, None]) * np.cos(lat[None, :]) * np.sin(dlon / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    coslat = np.cos(lat)
+    h = np.sin((lat[rows, None] - lat[None, :]) / 2)
+    h *= h
+    w = np.sin((lon[rows, None] - lon[None, :]) / 2)
+    w *= w
+    w *= coslat[rows, None]
+    w *= coslat[None, :]
+    h += w
+    return h
+
+
+def _key_to_distance(key: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "euclidean":
+        return np.sqrt(key)
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(key, 0.0, 1.0)))
 
 
 @dataclass
@@ -186,36 +205,40 @@ class _Windows:
     closed: np.ndarray  # (W,) bool: the next neighbour is strictly farther (a real window)
 
 
-def _sorted_neighbours(dist: np.ndarray, pop: np.ndarray, limit: float):
-    """Neighbours of each row sorted by (distance, index), truncated where the population
-    passes ``limit`` (one extra neighbour is kept to decide ties)."""
-    n = dist.shape[1]
-    m = n
+def _sorted_neighbours(key: np.ndarray, pop: np.ndarray, limit: float):
+    """Neighbours of each row sorted by (distance key, index), truncated once the population
+    passes ``limit`` (at least one neighbour beyond it is kept to decide ties).
+
+    Returns ``(order, key_sorted)``; entries past a row's truncation are -1 / +inf.
+    """
+    n = key.shape[1]
+    m = n - 1
     if n > 64:
-        # a partial sort is enough when the m+1 nearest already pass the population limit
-        m = int(min(n, 2 * math.ceil(limit / max(np.mean(pop), 1e-300)) + 32))
-    if m < n:
-        part = np.argpartition(dist, m, axis=1)[:, : m + 1]
-        pd_ = np.take_along_axis(dist, part, axis=1)
-        order_in = np.lexsort((part, pd_), axis=1)
-        order = np.take_along_axis(part, order_in, axis=1)
-        dsort = np.take_along_axis(pd_, order_in, axis=1)
-        full = pop[order].sum(axis=1) > limit
-        if full.all():
-            return order, dsort
-        # rows whose m+1 nearest are still within the limit: sort them fully
-        order_f = np.argsort(dist[~full], axis=1, kind="stable")
-        dsort_f = np.take_along_axis(dist[~full], order_f, axis=1)
-        width = n
-        order_all = np.full((dist.shape[0], width), -1, dtype=np.intp)
-        dsort_all = np.full((dist.shape[0], width), np.inf)
-        order_all[full, : m + 1] = order[full]
-        dsort_all[full, : m + 1] = dsort[full]
-        order_all[~full] = order_f
-        dsort_all[~full] = dsort_f
-        return order_all, dsort_all
-    order = np.argsort(dist, axis=1, kind="stable")
-    return order, np.take_along_axis(dist, order, axis=1)
+        # partial sort: the m+1 nearest usually already pass the population limit
+        m = int(min(n - 1, 1.25 * math.ceil(limit / max(float(np.mean(pop)), 1e-300)) + 64))
+    if m < n - 1:
+        part = np.sort(np.argpartition(key, m, axis=1)[:, : m + 1], axis=1)
+    else:
+        part = np.broadcast_to(np.arange(n), key.shape)
+    pkey = np.take_along_axis(key, part, axis=1)
+    inner = np.argsort(pkey, axis=1, kind="stable")  # ties stay in index order
+    order = np.take_along_axis(part, inner, axis=1)
+    ksort = np.take_along_axis(pkey, inner, axis=1)
+    if m == n - 1:
+        return order, ksort
+    full = pop[order].sum(axis=1) > limit
+    if full.all():
+        return order, ksort
+    # rows whose m+1 nearest are still within the limit: sort them completely
+    short = np.flatnonzero(~full)
+    order_f = np.argsort(key[short], axis=1, kind="stable")
+    order_all = np.full((key.shape[0], n), -1, dtype=np.intp)
+    ksort_all = np.full((key.shape[0], n), np.inf)
+    order_all[full, : m + 1] = order[full]
+    ksort_all[full, : m + 1] = ksort[full]
+    order_all[short] = order_f
+    ksort_all[short] = np.take_along_axis(key[short], order_f, axis=1)
+    return order_all, ksort_all
 
 
 def _build_windows(xy: np.ndarray, pop: np.ndarray, limit: float, metric: str) -> _Windows:
@@ -225,7 +248,7 @@ def _build_windows(xy: np.ndarray, pop: np.ndarray, limit: float, metric: str) -
     parts_nb, parts_d, parts_cp, parts_closed = [], [], [], []
     for a in range(0, n, block):
         rows = np.arange(a, min(n, a + block))
-        order, dsort = _sorted_neighbours(_distances(xy, rows, metric), pop, limit)
+        order, dsort = _sorted_neighbours(_distance_key(xy, rows, metric), pop, limit)
         pad = order < 0
         cp = np.cumsum(np.where(pad, 0.0, pop[np.where(pad, 0, order)]), axis=1)
         cp[pad] = np.inf
@@ -239,7 +262,7 @@ def _build_windows(xy: np.ndarray, pop: np.ndarray, limit: float, metric: str) -
         starts[rows + 1] = k
         mask = np.arange(dsort.shape[1])[None, :] < k[:, None]
         parts_nb.append(order[mask])
-        parts_d.append(dsort[mask])
+        parts_d.append(_key_to_distance(dsort[mask], metric))
         parts_cp.append(cp[mask])
         parts_closed.append(closed[mask])
     return _Windows(
@@ -287,12 +310,38 @@ class _LLR:
         thresh = np.where(closed & (expected < C), thresh, C + 1).astype(np.int32)
         return d, g, thresh
 
+    def critical_counts(self, level: float, expected, d, g, thresh) -> np.ndarray:
+        """Per window, the smallest count c >= thresh with LLR(c) >= level (C+1 if none).
+
+        Integer bisection on all windows at once (the LLR increases with c above E). The
+        bracket's upper end uses LLR(c) >= (c−E)²/(2c), so c = E + L + sqrt(L² + 2EL) always
+        reaches level L.
+        """
+        C, table = self.C, self.table
+        out = np.empty(len(thresh), dtype=np.int32)
+        step = 1 << 16  # blocks of windows small enough to stay in cache
+        for a in range(0, len(thresh), step):
+            e = expected[a : a + step]
+            dd, gg = d[a : a + step], g[a : a + step]
+            lo = thresh[a : a + step].astype(np.int64)
+            bound = np.ceil(e + level + np.sqrt(level * level + 2 * e * level)) + 1
+            hi = np.minimum(bound, C + 1).astype(np.int64)
+            hi = np.maximum(hi, lo)
+            for _ in range(int(np.max(hi - lo, initial=0)).bit_length() + 1):
+                mid = (lo + hi) // 2
+                np.minimum(mid, C, out=mid)
+                ok = (table[mid] - mid * dd - gg >= level) & (lo < hi)
+                hi = np.where(ok, mid, hi)
+                lo = np.where(ok | (lo >= hi), lo, mid + 1)
+            out[a : a + step] = np.minimum(lo, C + 1)
+        return out
+
     def values(self, c: np.ndarray, d, g, thresh) -> np.ndarray:
         v = self.table[c] - c * d - g
         return np.where(c >= thresh, np.maximum(v, 0.0), 0.0)
 
 
-def _simulated_maxima(
+def _replicate_maxima(
     sims: np.ndarray,
     win: _Windows,
     llr: _LLR,
@@ -300,32 +349,39 @@ def _simulated_maxima(
     g: np.ndarray,
     thresh: np.ndarray,
     n_jobs: int,
+    critical: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Maximum LLR over all windows for each simulated data set (rows of ``sims``)."""
+    """Maximum LLR over all windows for each simulated data set (rows of ``sims``).
+
+    With ``critical`` (per-window smallest case count whose LLR reaches a screening level L),
+    only windows at or above their critical count are evaluated; replications with no such
+    window get 0 (the caller recomputes them in full). Without it every window is evaluated.
+    """
     n_rep = sims.shape[0]
-    n = len(win.start) - 1
     sizes = np.diff(win.start)
     centres = np.flatnonzero(sizes > 0)
+    if n_rep == 0 or len(centres) == 0:
+        return np.zeros(n_rep)
     # balance work: deal centres (largest first) round-robin to the workers
     centres = centres[np.argsort(-sizes[centres], kind="stable")]
-    groups = [centres[j::n_jobs] for j in range(n_jobs)] if n_jobs > 1 else [centres]
+    n_jobs = max(1, min(n_jobs, len(centres)))
+    groups = [centres[j::n_jobs] for j in range(n_jobs)]
     table = llr.table
+    kmax = int(sizes.max())
+    # replications go in chunks small enough for the working arrays to stay in cache
+    per_elem = 5 if critical is not None else 21
+    rc = int(np.clip(_CACHE_BYTES // max(1, per_elem * kmax), 8, max(8, n_rep)))
 
-    kmax = int(sizes.max()) if n else 0
-    # replications are processed in chunks small enough for the working arrays to stay in cache
-    rc = int(np.clip(_CACHE_BYTES // max(1, 21 * kmax), 8, max(8, n_rep)))
-
-    def work(group: np.ndarray) -> np.ndarray:
+    def full(group: np.ndarray) -> np.ndarray:
         best = np.zeros(n_rep)
         cnt_buf = np.empty(rc * kmax, dtype=np.int32)
         val_buf = np.empty(rc * kmax, dtype=np.float64)
         tmp_buf = np.empty(rc * kmax, dtype=np.float64)
         msk_buf = np.empty(rc * kmax, dtype=bool)
         for r0 in range(0, n_rep, rc):
-            r1 = min(n_rep, r0 + rc)
-            m = r1 - r0
-            chunk = sims[r0:r1]
-            chunk_best = best[r0:r1]
+            m = min(n_rep, r0 + rc) - r0
+            chunk = sims[r0 : r0 + m]
+            chunk_best = best[r0 : r0 + m]
             for i in group:
                 a, b = win.start[i], win.start[i + 1]
                 k = b - a
@@ -344,11 +400,73 @@ def _simulated_maxima(
                 np.maximum(chunk_best, val.max(axis=1), out=chunk_best)
         return best
 
+    def screened(group: np.ndarray) -> np.ndarray:
+        best = np.zeros(n_rep)
+        cnt_buf = np.empty(rc * kmax, dtype=np.int32)
+        msk_buf = np.empty(rc * kmax, dtype=bool)
+        for r0 in range(0, n_rep, rc):
+            m = min(n_rep, r0 + rc) - r0
+            chunk = sims[r0 : r0 + m]
+            chunk_best = best[r0 : r0 + m]
+            for i in group:
+                a, b = win.start[i], win.start[i + 1]
+                k = b - a
+                cnt = cnt_buf[: m * k].reshape(m, k)
+                msk = msk_buf[: m * k].reshape(m, k)
+                np.take(chunk, win.neighbour[a:b], axis=1, out=cnt)
+                np.cumsum(cnt, axis=1, out=cnt)
+                np.greater_equal(cnt, critical[a:b], out=msk)
+                hit = np.flatnonzero(msk)
+                if hit.size:
+                    rows, cols = np.divmod(hit, k)
+                    cc = cnt.reshape(-1)[hit]
+                    w = a + cols
+                    np.maximum.at(chunk_best, rows, table[cc] - cc * d[w] - g[w])
+        return best
+
+    work = full if critical is None else screened
     if len(groups) == 1:
         return work(groups[0])
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         results = list(pool.map(work, groups))
     return np.maximum.reduce(results)
+
+
+def _simulated_maxima(
+    sims: np.ndarray,
+    win: _Windows,
+    llr: _LLR,
+    expected: np.ndarray,
+    d: np.ndarray,
+    g: np.ndarray,
+    thresh: np.ndarray,
+    n_jobs: int,
+) -> np.ndarray:
+    """Exact maximum LLR of each replication, evaluating few windows per replication.
+
+    A pilot of ``_PILOT`` replications is scanned in full; the screening level L is then
+    ``_SCREEN_FRACTION`` × the smallest pilot maximum. For the other replications only the
+    windows whose case count reaches the count at which their LLR is L are evaluated (an
+    integer comparison); this finds the exact maximum of every replication whose maximum is
+    at least L, and the few that fall below L are scanned again in full.
+    """
+    n_rep = sims.shape[0]
+    pilot = min(n_rep, _PILOT)
+    best = np.empty(n_rep)
+    best[:pilot] = _replicate_maxima(sims[:pilot], win, llr, d, g, thresh, n_jobs)
+    if pilot == n_rep:
+        return best
+    level = _SCREEN_FRACTION * float(best[:pilot].min())
+    if not level > 0:
+        best[pilot:] = _replicate_maxima(sims[pilot:], win, llr, d, g, thresh, n_jobs)
+        return best
+    critical = llr.critical_counts(level * (1 - 1e-9), expected, d, g, thresh)
+    rest = _replicate_maxima(sims[pilot:], win, llr, d, g, thresh, n_jobs, critical)
+    low = np.flatnonzero(rest < level)
+    if low.size:
+        rest[low] = _replicate_maxima(sims[pilot:][low], win, llr, d, g, thresh, n_jobs)
+    best[pilot:] = rest
+    return best
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,6 +503,20 @@ class ScanResult:
         if self.clusters.empty:
             raise RegistryLabError("the scan found no window with more cases than expected")
         return self.clusters.iloc[0]
+
+    def membership(self) -> pd.DataFrame:
+        """Long table of cluster membership: ``cluster`` (1 = most likely), ``location``.
+
+        Example:
+            >>> res = kulldorff_scan(pd.Series([9, 8, 1, 1]), pd.Series([100] * 4),
+            ...                      pd.DataFrame({"x": [0.0, 1, 5, 6], "y": 0.0}), n_sim=0)
+            >>> res.membership().query("cluster == 1")["location"].tolist()
+            [0, 1]
+        """
+        rows = [
+            (j + 1, loc) for j, members in enumerate(self.clusters["members"]) for loc in members
+        ]
+        return pd.DataFrame(rows, columns=["cluster", "location"])
 
     def summary(self, alpha: float = 0.05) -> pd.DataFrame:
         """The clusters table without member lists, with a ``significant`` column."""
@@ -509,7 +641,7 @@ def kulldorff_scan(
         for a in range(0, n_sim, chunk):
             r = min(chunk, n_sim - a)
             sims = rng.multinomial(total_c, probs, size=r).astype(np.int32)
-            parts.append(_simulated_maxima(sims, win, llr, d, g, thresh, n_jobs))
+            parts.append(_simulated_maxima(sims, win, llr, expected, d, g, thresh, n_jobs))
         sim_max = np.concatenate(parts)
 
     records = []

@@ -61,6 +61,8 @@ def simulate_treatment_cohort(
     end_of_follow_up: str = "2022-12-31",
     treatment_window: tuple[int, int] = (21, 110),
     late_start_share: float = 0.0,
+    confounding: float = 1.0,
+    strategy: int | None = None,
     site: str = "C18",
     stage: str = "3",
 ) -> dict:
@@ -73,7 +75,9 @@ def simulate_treatment_cohort(
     hazard of death is ``baseline_hazard x exp(0.035 (age-68) + 0.35 PS + 0.25 comorbidity +
     0.06 (deprivation-3))``, multiplied by ``hr`` from the start of treatment — so the true
     conditional HR of treatment is ``hr`` and the naive comparison is biased towards benefit.
-    A patient who dies before their planned start is untreated.
+    A patient who dies before their planned start is untreated. ``strategy=1`` (or 0)
+    gives the same patients, all (or none) planned for treatment: the potential outcomes
+    under each strategy, from which the true strategy effect can be computed.
 
     Returns:
         dict with ``tumours``, ``patients``, ``treatments`` (DataFrames following the
@@ -92,8 +96,11 @@ def simulate_treatment_cohort(
     com = np.minimum(rng.poisson(0.3 + 0.02 * np.maximum(age - 60, 0), n), 3)
     first, last = (pd.Timestamp(f"{years[0]}-01-01"), pd.Timestamp(f"{years[1]}-12-31"))
     dx = first + pd.to_timedelta(rng.integers(0, (last - first).days + 1, n), unit="D")
-    lin = 1.6 - 0.07 * (age - 68) - 0.9 * ps - 0.5 * com - 0.15 * (dep - 3)
+    lin = 0.6 + confounding * (1.0 - 0.07 * (age - 68) - 0.9 * ps - 0.5 * com
+                               - 0.15 * (dep - 3))
     planned = rng.random(n) < 1 / (1 + np.exp(-lin))
+    if strategy is not None:  # potential outcomes: everyone (1) or no one (0) planned
+        planned = np.full(n, bool(strategy))
     start = rng.integers(treatment_window[0], treatment_window[1] + 1, n).astype(float)
     late = rng.random(n) < late_start_share
     start[late] = rng.integers(150, 301, int(late.sum()))

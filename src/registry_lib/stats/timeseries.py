@@ -170,8 +170,9 @@ def monthly_counts(
             f"record at index {_py(i)!r}: {date}={_py(df.at[i, date])!r} is missing or not a date"
         )
     months = pd.PeriodIndex(dates, freq="M")
-    first = to_month(start, "start") if start is not None else (months.min() if len(months) else None)
-    last = to_month(end, "end") if end is not None else (months.max() if len(months) else None)
+    seen = len(months) > 0
+    first = to_month(start, "start") if start is not None else (months.min() if seen else None)
+    last = to_month(end, "end") if end is not None else (months.max() if seen else None)
     if first is None or last is None:
         raise RegistryLabError("monthly_counts: no events and no start/end months given")
     if last < first:
@@ -469,7 +470,9 @@ class CounterfactualModel:
         return _fit_sarimax(self, first, last, bm, bd, by_, X)
 
 
-def _series_arrays(series: pd.DataFrame, what: str) -> tuple[pd.PeriodIndex, np.ndarray, np.ndarray]:
+def _series_arrays(
+    series: pd.DataFrame, what: str
+) -> tuple[pd.PeriodIndex, np.ndarray, np.ndarray]:
     missing = [c for c in (MONTH, DAYS, COUNT) if c not in series.columns]
     if missing:
         raise RegistryLabError(f"{what}: missing column(s) {missing} (use monthly_counts)")
@@ -534,7 +537,11 @@ class FittedCounterfactual:
         return X.to_numpy()
 
     def predict(self, months: Any, days: Any) -> np.ndarray:
-        """Expected counts (point estimate) for the given months and days in month."""
+        """Expected counts (point estimate) for the given months and days in month.
+
+        For SARIMAX this is the regression (unconditional) mean; the counterfactual of
+        :func:`fit_counterfactual` is the forecast conditional on the last baseline months.
+        """
         idx = _month_index(months, "months")
         d = np.asarray(days, dtype=float)
         eta = self._X(idx) @ self.params
@@ -592,7 +599,9 @@ def _fit_sarimax(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mod = SARIMAX(z, exog=X.to_numpy(), order=tuple(model.order), trend="n")
-        res = mod.fit(disp=False)
+        res = mod.fit(disp=False, method="bfgs", maxiter=200)
+        if not res.mle_retvals.get("converged", True):
+            res = mod.fit(disp=False)
     sigma2 = float(res.params[list(res.model.param_names).index("sigma2")])
     fit = FittedCounterfactual(model, first, last, res, sigma2, None, list(X.columns))
     fit._extra.update({"sigma2": sigma2, "n_base": len(y), "last": last})
@@ -607,6 +616,8 @@ def _simulate_sarimax(
     n_sims: int,
     rng: np.random.Generator,
 ) -> _Draws:
+    from statsmodels.tsa.arima_process import arma2ma
+
     res = fit.result
     last = fit.baseline_end
     X = fit._X(idx)
@@ -617,7 +628,7 @@ def _simulate_sarimax(
     inside = (idx >= fit.baseline_start) & (idx <= last)
     before = idx < fit.baseline_start
     if before.any():
-        raise RegistryLabError("sarimax counterfactual: months before the baseline are not supported")
+        raise RegistryLabError("sarimax counterfactual: months before the baseline are not used")
     if inside.any():
         pos = _ordinal(idx[inside]) - _ordinal(pd.PeriodIndex([fit.baseline_start]))[0]
         pred = res.get_prediction()
@@ -632,18 +643,25 @@ def _simulate_sarimax(
         fut = pd.period_range(last + 1, periods=h, freq="M")
         Xf = fit._X(fut)
         mean_f = np.asarray(res.get_forecast(h, exog=Xf).predicted_mean)
-        paths = res.simulate(nsimulations=h, repetitions=n_sims, anchor="end", exog=Xf, rng=rng)
-        paths = np.asarray(paths).reshape(h, n_sims).T
+        # future ARMA errors given the observed past: innovations propagated through the
+        # MA(inf) weights psi (the filtered end state is taken as known).
+        psi = arma2ma(np.asarray(res.polynomial_ar), np.asarray(res.polynomial_ma), lags=h)
+        j = np.arange(h)
+        lag = j[:, None] - j[None, :]
+        weights = np.where(lag >= 0, psi[np.clip(lag, 0, None)], 0.0)  # h x h, lower triangle
+        eps = rng.normal(0.0, np.sqrt(fit._extra["sigma2"]), (n_sims, h))
+        paths = eps @ weights.T
         centre[after] = mean_f[steps - 1]
-        noise[:, after] = paths[:, steps - 1] - mean_f[steps - 1]
-    mean_draws = np.maximum(np.exp(centre + shift + fit._noise_var(idx) / 2) * d - 0.5, 0.0)
+        noise[:, after] = paths[:, steps - 1]
+    v = noise.var(axis=0)  # forecast-error variance of each month's log rate
+    mean_draws = np.maximum(np.exp(centre + shift + v / 2) * d - 0.5, 0.0)
     counts = np.maximum(np.exp(centre + shift + noise) * d - 0.5, 0.0)
-    expected = np.maximum(np.exp(centre + fit._noise_var(idx) / 2) * d - 0.5, 0.0)
+    expected = np.maximum(np.exp(centre + v / 2) * d - 0.5, 0.0)
     # O/E multiplier: the observed month's Poisson noise (Jeffreys gamma) plus the part of the
     # model's error variance that is not Poisson (log-scale Poisson variance ~ 1 / expected).
-    v = noise.var(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.sqrt(np.where(v > 0, np.clip(v - 1.0 / np.maximum(expected, 0.5), 0, None) / v, 0))
+        excess = np.clip(v - 1.0 / np.maximum(expected, 0.5), 0, None)
+        scale = np.sqrt(np.where(v > 0, excess / v, 0.0))
     rate = np.exp(centre + shift + noise * scale) * d
     ratio = rng.gamma(obs + 0.5, 1.0, size=counts.shape) / rate
     return _Draws(expected, mean_draws, counts, ratio)
@@ -653,7 +671,7 @@ def _simulate_sarimax(
 # many series
 # --------------------------------------------------------------------------------------------
 def _group_seed(seed: int, key: tuple) -> np.random.Generator:
-    tag = zlib.crc32(repr(key).encode("utf-8"))
+    tag = zlib.crc32(repr(tuple(_py(k) for k in key)).encode("utf-8"))
     return np.random.default_rng(np.random.SeedSequence([int(seed), tag]))
 
 
@@ -732,7 +750,8 @@ class CounterfactualResults:
             with np.errstate(divide="ignore", invalid="ignore"):
                 pct = 100.0 * missing / sim_cf
             lo, hi = np.quantile(missing, q)
-            plo, phi = np.quantile(pct[np.isfinite(pct)], q) if np.isfinite(pct).any() else (np.nan,) * 2
+            finite = pct[np.isfinite(pct)]
+            plo, phi = np.quantile(finite, q) if finite.size else (np.nan, np.nan)
             rows.append(
                 {
                     **dict(zip(self.by, key, strict=True)),

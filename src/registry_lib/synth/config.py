@@ -96,7 +96,18 @@ def resolve_config(raw: dict[str, Any], *, where: str = "config") -> dict[str, A
     if not isinstance(feeds, dict):
         raise ConfigError(f"{where}: feeds must be a mapping of overrides")
     cfg["feeds"] = feeds
-    return cfg
+    return _plain(cfg)
+
+
+def _plain(value: Any) -> Any:
+    """Dates as ISO strings, tuples as lists: a config that round-trips through JSON."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
 
 
 def _int(value: Any, key: str, where: str, lo: int | None = None, hi: int | None = None) -> int:

@@ -57,6 +57,8 @@ _NAT = np.datetime64("NaT", "D")
 # --------------------------------------------------------------------------------------------
 @dataclass
 class _People:
+    """Identifiers of the true patients as object arrays (None where absent), by patient row."""
+
     ids: pd.Index
     nhs: np.ndarray
     given: np.ndarray
@@ -65,6 +67,7 @@ class _People:
     change: np.ndarray
     birth: np.ndarray
     birth_text: np.ndarray
+    birth_day_ne_month: np.ndarray
     sex: np.ndarray
     postcode: np.ndarray
     postcode_later: np.ndarray
@@ -90,18 +93,30 @@ def _people(patients: pd.DataFrame) -> _People:
     n = len(patients)
 
     def text(col: str) -> np.ndarray:
-        return patients[col].fillna("").astype(str).to_numpy(dtype=str) if col in patients else np.full(n, "")
+        if col not in patients:
+            return np.full(n, None, dtype=object)
+        values = patients[col].to_numpy(dtype=object).copy()
+        values[pd.isna(values) | (values == "")] = None
+        return values
 
     def small_int(col: str) -> np.ndarray:
         if col not in patients:
             return np.full(n, -1, dtype=np.int64)
         return patients[col].fillna(-1).to_numpy(dtype=np.int64)
 
+    required = {"nhs_number": "an NHS number", "given_name": "a given name", "family_name": "a family name",
+                "birth_date": "a birth date", "postcode": "a postcode", "sex": "a sex"}
+    for col, what in required.items():
+        missing = patients[col].isna().to_numpy() if col in patients else np.ones(n, bool)
+        if missing.any():
+            raise RegistryLabError(f"make_feeds: true patient {ids[np.flatnonzero(missing)[0]]} has no {what}")
+    birth = _to_days(patients["birth_date"])
     return _People(
-        ids=ids, nhs=text("nhs_number").astype("U10"), given=text("given_name"),
+        ids=ids, nhs=text("nhs_number"), given=text("given_name"),
         family=text("family_name"), family_later=text("family_name_later"),
-        change=_to_days(patients["name_change_date"]), birth=_to_days(patients["birth_date"]),
-        birth_text=dates_to_strings(_to_days(patients["birth_date"])),
+        change=_to_days(patients["name_change_date"]), birth=birth, birth_text=date_text(birth),
+        birth_day_ne_month=(birth - birth.astype("datetime64[M]").astype("datetime64[D]")) / DAY + 1
+        != birth.astype("datetime64[M]").astype(np.int64) % 12 + 1,
         sex=patients["sex"].to_numpy(dtype=np.int64), postcode=text("postcode"),
         postcode_later=text("postcode_later"), move=_to_days(patients["move_date"]),
         ethnicity=text("ethnicity"), performance_status=small_int("performance_status"),
@@ -109,15 +124,28 @@ def _people(patients: pd.DataFrame) -> _People:
     )
 
 
+def date_text(days: np.ndarray) -> np.ndarray:
+    """``datetime64[D]`` → ``'YYYY-MM-DD'`` as an object array (None where NaT).
+
+    Converts each distinct day once, so a million records over a few thousand days is cheap.
+
+    Example:
+        >>> date_text(np.array(["2020-01-31", "NaT", "2020-01-31"], dtype="datetime64[D]")).tolist()
+        ['2020-01-31', None, '2020-01-31']
+    """
+    days = np.asarray(days).astype("datetime64[D]")
+    codes, uniq = pd.factorize(days.astype(np.int64))
+    text = dates_to_strings(uniq.astype("datetime64[D]")).astype(object)
+    text[text == ""] = None
+    out = text[codes] if len(text) else np.full(len(days), None, dtype=object)
+    out[np.isnat(days)] = None
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Identifiers as sent, with errors
 # --------------------------------------------------------------------------------------------
-def _obj(values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
-    """Strings as an object array with None where ``missing`` (or where empty)."""
-    out = values.astype(object)
-    gone = (values == "") if missing is None else (missing | (values == ""))
-    out[gone] = None
-    return out
+_SEX_TEXT = np.array([None, "1", "2"], dtype=object)
 
 
 def identifiers_as_sent(people: _People, rows: np.ndarray, dates: np.ndarray, sources: SourceIndex,
@@ -143,16 +171,16 @@ def identifiers_as_sent(people: _People, rows: np.ndarray, dates: np.ndarray, so
     kinds[:, _KIND["house_move"]] = moved
 
     # NHS number: missing, or two adjacent digits transposed.
-    nhs = people.nhs[rows].copy()
+    nhs = people.nhs[rows]
     nhs_missing = rng.random(n) < rate("nhs_missing")
     kinds[:, _KIND["nhs_missing"]] = nhs_missing
     pick = np.flatnonzero((rng.random(n) < rate("nhs_transposed")) & ~nhs_missing)
-    new, changed = transpose_adjacent_digits(nhs[pick], rng)
-    nhs[pick] = new
+    new, changed = transpose_adjacent_digits(nhs[pick].astype("U10"), rng)
+    nhs[pick] = new.astype(object)
     kinds[pick[changed], _KIND["nhs_transposed"]] = True
 
     # Given name: nickname (where the name has one), then typos; family name typos.
-    given = people.given[rows].astype(object)
+    given = people.given[rows]
     pick = np.flatnonzero(rng.random(n) < rate("given_nickname"))
     nick, has = nickname_choices(given[pick].astype(str), rng)
     given[pick[has]] = nick[has]
@@ -161,7 +189,12 @@ def identifiers_as_sent(people: _People, rows: np.ndarray, dates: np.ndarray, so
     pick = np.flatnonzero(rng.random(n) < rate("given_typo"))
     given[pick] = typo(given[pick].astype(str), rng, ops)
     kinds[pick, _KIND["given_typo"]] = True
-    family = family.astype(object)
+    # A typo can undo a nickname (Anne -> Annie -> Anne): then nothing was changed after all.
+    undone = np.flatnonzero(kinds[:, _KIND["given_nickname"]] & kinds[:, _KIND["given_typo"]])
+    undone = undone[np.strings.lower(given[undone].astype(str))
+                    == np.strings.lower(people.given[rows[undone]].astype(str))]
+    kinds[undone, _KIND["given_nickname"]] = False
+    kinds[undone, _KIND["given_typo"]] = False
     pick = np.flatnonzero(rng.random(n) < rate("family_typo"))
     family[pick] = typo(family[pick].astype(str), rng, ops)
     kinds[pick, _KIND["family_typo"]] = True
@@ -172,47 +205,40 @@ def identifiers_as_sent(people: _People, rows: np.ndarray, dates: np.ndarray, so
     # Birth date: day-month swap (only where day != month), or another day of the same month.
     birth_days = people.birth[rows]
     birth = people.birth_text[rows]
-    day_ne_month = np.strings.slice(birth, 5, 7) != np.strings.slice(birth, 8, 10)
-    swap = np.flatnonzero((rng.random(n) < rate("dob_swap")) & day_ne_month & (birth != ""))
-    birth[swap] = swap_day_month(birth[swap])
+    swap = np.flatnonzero((rng.random(n) < rate("dob_swap")) & people.birth_day_ne_month[rows])
+    birth[swap] = swap_day_month(birth[swap].astype("U10")).astype(object)
     kinds[swap, _KIND["dob_swap"]] = True
     u = rng.random(n)
     shift = rng.integers(1, 28, size=n)
-    dob_typo = (u < rate("dob_typo")) & ~kinds[:, _KIND["dob_swap"]] & (birth != "")
-    pick = np.flatnonzero(dob_typo)
+    pick = np.flatnonzero((u < rate("dob_typo")) & ~kinds[:, _KIND["dob_swap"]])
     if len(pick):
         d = birth_days[pick]
-        day = (d - d.astype("datetime64[M]").astype("datetime64[D]")) / DAY  # 0-based day of month
-        new_day = (day.astype(np.int64) + shift[pick]) % 28
-        birth[pick] = dates_to_strings(d.astype("datetime64[M]").astype("datetime64[D]") + new_day * DAY)
+        first = d.astype("datetime64[M]").astype("datetime64[D]")
+        new_day = ((d - first) / DAY).astype(np.int64) + shift[pick]
+        birth[pick] = date_text(first + (new_day % 28) * DAY)
         kinds[pick, _KIND["dob_typo"]] = True
 
     # Sex: 1 <-> 2 miscoded, or 9 not specified.
-    sex = np.where(people.sex[rows] == 1, "1", "2")
+    true_sex = people.sex[rows]
     mis = rng.random(n) < rate("sex_miscoded")
-    sex = np.where(mis, np.where(sex == "1", "2", "1"), sex)
     unknown = (rng.random(n) < rate("sex_unknown")) & ~mis
-    sex = np.where(unknown, "9", sex)
+    sex = _SEX_TEXT[np.where(mis, 3 - true_sex, true_sex)]
+    sex[unknown] = "9"
     kinds[:, _KIND["sex_miscoded"]] = mis
     kinds[:, _KIND["sex_unknown"]] = unknown
 
     pc_missing = rng.random(n) < rate("postcode_missing")
     kinds[:, _KIND["postcode_missing"]] = pc_missing
+    postcode[pc_missing] = None
 
     # Unusable: no name, no birth date, no NHS number.
     unusable = rng.random(n) < rate("unusable")
     kinds[:, _KIND["unusable"]] = unusable
-
-    given[unusable] = None
-    family[unusable] = None
-    cols = {
-        "nhs_number": _obj(nhs, nhs_missing | unusable),
-        "given_name": given,
-        "family_name": family,
-        "birth_date": _obj(birth, unusable),
-        "sex": sex.astype(object),
-        "postcode": _obj(postcode, pc_missing),
-    }
+    nhs[nhs_missing | unusable] = None
+    for values in (given, family, birth):
+        values[unusable] = None
+    cols = {"nhs_number": nhs, "given_name": given, "family_name": family, "birth_date": birth,
+            "sex": sex, "postcode": postcode}
     return cols, kinds
 
 
@@ -228,30 +254,64 @@ def errors_text(kinds: np.ndarray) -> np.ndarray:
     if len(kinds) == 0:
         return np.array([], dtype=object)
     code = kinds.astype(np.int64) @ (1 << np.arange(kinds.shape[1], dtype=np.int64))
-    uniq, inverse = np.unique(code, return_inverse=True)
+    inverse, uniq = pd.factorize(code)
     text = np.array([";".join(names[(c >> np.arange(len(names))) & 1 == 1]) for c in uniq], dtype=object)
-    return text[inverse.reshape(-1)]
+    return text[inverse]
 
 
 # --------------------------------------------------------------------------------------------
 # Helpers for codes, trusts and dates
 # --------------------------------------------------------------------------------------------
-def _lookup(keys: np.ndarray, table: dict[str, str], default: str) -> np.ndarray:
-    """Vectorised dict lookup of strings over the distinct keys (hash-factorised, no sort)."""
-    codes, uniq = pd.factorize(np.asarray(keys, dtype=object))
-    values = np.array([str(table.get(str(k), default)) for k in uniq] or [default])
-    return values[codes]
+class Coded:
+    """A string column factorised once: integer codes per row and the distinct labels.
+
+    Example:
+        >>> c = Coded(np.array(["C50", "C34", None, "C50"], dtype=object))
+        >>> c.codes.tolist(), c.labels
+        ([0, 1, -1, 0], ['C50', 'C34'])
+    """
+
+    def __init__(self, values: np.ndarray) -> None:
+        codes, labels = pd.factorize(np.asarray(values, dtype=object))
+        self.codes = codes
+        self.labels = [str(v) for v in labels]
+
+    def take(self, rows: np.ndarray) -> Coded:
+        out = Coded.__new__(Coded)
+        out.codes, out.labels = self.codes[rows], self.labels
+        return out
+
+    def text(self) -> np.ndarray:
+        """The strings again, as an object array (None where missing)."""
+        return np.array([*self.labels, None], dtype=object)[self.codes]
 
 
-def _site_codes(sites: np.ndarray, four_char: np.ndarray, subsites: dict[str, str],
-                rng: np.random.Generator) -> np.ndarray:
-    """ICD-10 code as sent: the 3-character code, or 4 characters (e.g. C509) where one is valid."""
-    sites = np.asarray(sites).astype(str)
-    valid = _lookup(sites, {k: str(v or "") for k, v in subsites.items()}, "")
-    count = np.strings.str_len(valid)
-    idx = np.floor(rng.random(len(sites)) * np.maximum(count, 1)).astype(np.int64)
-    char = np.strings.slice(valid, idx, idx + 1)
-    return np.where(four_char & (count > 0), np.strings.add(sites, char), sites)
+def _icd10_as_sent(sites: Coded, four_char: np.ndarray, subsites: dict[str, str],
+                   rng: np.random.Generator) -> np.ndarray:
+    """ICD-10 code as sent: the 3-character code, or 4 characters (e.g. C509) where one is valid.
+
+    Works on the distinct (code, 4th character) pairs only. Returns an object array.
+    """
+    valid = [str(subsites.get(label) or "") if len(label) == 3 else "" for label in sites.labels]
+    count = np.array([len(v) for v in valid] + [0], dtype=np.int64)[sites.codes]
+    idx = np.floor(rng.random(len(sites.codes)) * np.maximum(count, 1)).astype(np.int64)
+    combo = sites.codes.astype(np.int64) * 11 + np.where(four_char & (count > 0), idx, 10)
+    codes, uniq = pd.factorize(combo)
+    text = [None if c < 0 else sites.labels[c // 11] + (valid[c // 11][c % 11] if c % 11 != 10 else "")
+            for c in map(int, uniq)]
+    out = np.array(text + [None], dtype=object)[codes]
+    out[sites.codes < 0] = None
+    return out
+
+
+def _trusts_as_sent(trusts: Coded, second: np.ndarray, alt_trust: dict[str, str]) -> np.ndarray:
+    """The sending trust: its own, or its alternative where ``second`` (object array)."""
+    labels = list(trusts.labels)
+    alt = np.array([labels.index(alt_trust[t]) if alt_trust[t] in labels else len(labels) + k
+                    for k, t in enumerate(trusts.labels)], dtype=np.int64)
+    extra = [alt_trust[t] for t in trusts.labels if alt_trust[t] not in labels]
+    names = np.array(labels + extra, dtype=object)
+    return names[np.where(second, alt[trusts.codes], trusts.codes)]
 
 
 def alternative_trusts(trusts: pd.DataFrame) -> dict[str, str]:
@@ -289,7 +349,7 @@ def _cap(dates: np.ndarray, floor: np.ndarray, eof: np.datetime64 | None) -> np.
 def _date_order(dates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Records in date order, ties in random order."""
     key = dates.astype("datetime64[D]").astype(np.int64) * (1 << 24) + rng.integers(0, 1 << 24, size=len(dates))
-    return np.argsort(key, kind="stable")
+    return np.argsort(key)
 
 
 def record_ids(prefix: str, n: int) -> np.ndarray:
@@ -318,11 +378,13 @@ def _truth_frame(feed: str, ids: np.ndarray, patient_id: np.ndarray, tumour_id: 
     })
 
 
-def _known(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(values as an object array, mask of values that are present and not empty)."""
-    values = series.to_numpy(dtype=object)
-    known = series.notna().to_numpy() & (series != "").to_numpy()
-    return values, known
+def _tumour_field(series: pd.Series, t: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """A tumour column repeated for its records (rows ``t``), None where not ``keep`` or empty."""
+    coded = Coded(series.to_numpy(dtype=object))
+    empty = np.array([label == "" for label in coded.labels] + [True])
+    codes = coded.codes[t]
+    codes = np.where(keep & ~empty[codes], codes, -1)
+    return np.array([*coded.labels, None], dtype=object)[codes]
 
 
 def _field(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -356,14 +418,18 @@ def _invalid_codes(values: np.ndarray, kind: str, codes_key: str, sources: Sourc
     return out
 
 
-def _check_trusts(tumours: pd.DataFrame, alt_trust: dict[str, str]) -> np.ndarray:
-    diag_trust = tumours["diagnosing_trust"].astype(str).to_numpy()
-    unknown = ~np.isin(diag_trust, list(alt_trust))
-    if unknown.any():
-        i = int(np.flatnonzero(unknown)[0])
-        raise RegistryLabError(f"make_feeds: tumour {tumours['tumour_id'].iloc[i]} has diagnosing_trust "
-                               f"{diag_trust[i]!r}, which is not in reference/trusts")
-    return diag_trust
+def _check_trusts(tumours: pd.DataFrame, alt_trust: dict[str, str]) -> Coded:
+    """The tumours' diagnosing trusts, coded; a clear error for one not in reference/trusts."""
+    trusts = Coded(tumours["diagnosing_trust"].to_numpy(dtype=object))
+    for k, label in enumerate(trusts.labels):
+        if label not in alt_trust:
+            i = int(np.flatnonzero(trusts.codes == k)[0])
+            raise RegistryLabError(f"make_feeds: tumour {tumours['tumour_id'].iloc[i]} has diagnosing_trust "
+                                   f"{label!r}, which is not in reference/trusts")
+    if (trusts.codes < 0).any():
+        i = int(np.flatnonzero(trusts.codes < 0)[0])
+        raise RegistryLabError(f"make_feeds: tumour {tumours['tumour_id'].iloc[i]} has no diagnosing_trust")
+    return trusts
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,9 +466,8 @@ def _notifications(tumours: pd.DataFrame, people: _People, alt_trust: dict[str, 
             raise ConfigError(f"feeds.notifications.fields: no field list for source {s!r}")
     src = SourceIndex(source)
 
-    trust = _check_trusts(tumours, alt_trust)[t]
     second = rng.random(n) < float(p["second_trust"])
-    trust = np.where(second, _lookup(trust, alt_trust, ""), trust)
+    trust = _trusts_as_sent(_check_trusts(tumours, alt_trust).take(t), second, alt_trust)
     diag = _to_days(tumours["diagnosis_date"])
     if np.isnat(diag).any():
         raise RegistryLabError(f"make_feeds: tumour {tumours['tumour_id'].to_numpy()[np.isnat(diag)][0]} has no diagnosis_date")
@@ -425,34 +490,32 @@ def _notifications(tumours: pd.DataFrame, people: _People, alt_trust: dict[str, 
         spec = {s: float(p["fields"][s].get(field, 0.0)) for s in p["fields"]}
         return rng.random(n) < src.rates(spec)
 
-    site_values, site_known = _known(tumours["site_icd10"])
     four = rng.random(n) < src.rates(p["icd10_four_char"])
-    site = _site_codes(site_values.astype(str)[t], four, p["icd10_subsites"], rng)
-    site = _invalid_codes(_field(site, site_known[t] & present("site_icd10")), "icd10_invalid",
+    site = _icd10_as_sent(Coded(tumours["site_icd10"].to_numpy(dtype=object)).take(t), four,
+                          p["icd10_subsites"], rng)
+    site = _invalid_codes(_field(site, ~pd.isna(site) & present("site_icd10")), "icd10_invalid",
                           "invalid_icd10_codes", src, params, kinds, rng)
-    fields = {}
-    for col in _TUMOUR_FIELDS:
-        values, known = _known(tumours[col])
-        fields[col] = _field(values[t], known[t] & present(col))
+    fields = {col: _tumour_field(tumours[col], t, present(col)) for col in _TUMOUR_FIELDS}
     fields["morphology_icdo3"] = _invalid_codes(fields["morphology_icdo3"], "morphology_invalid",
                                                 "invalid_morphology_codes", src, params, kinds, rng)
-    stage, stage_known = _known(tumours["stage_recorded"])
-    codes, stages = pd.factorize(pd.Series(stage).astype(str))
-    stage_known &= ~np.array([s.upper() in ("U", "X", "9") for s in stages] or [False])[codes]
+    # Stage as recorded; unknown stage ('U') is sent as no stage.
+    stage = tumours["stage_recorded"].astype(object).where(
+        ~tumours["stage_recorded"].astype(str).str.upper().isin(["U", "X", "9"]), None)
+    stage = _tumour_field(stage, t, present("stage"))
     ethnicity = people.ethnicity[rows]
     ids = record_ids(RECORD_PREFIX["notifications"], n)
     df = pd.DataFrame({
         "record_id": ids,
-        "trust_code": trust.astype(object),
+        "trust_code": trust,
         "source": source,
-        "received_date": dates_to_strings(received).astype(object),
+        "received_date": date_text(received),
         **ident,
-        "ethnicity": _field(ethnicity, (ethnicity != "") & present("ethnicity")),
-        "diagnosis_date": _field(dates_to_strings(diag_sent), present("diagnosis_date")),
+        "ethnicity": _field(ethnicity, present("ethnicity")),
+        "diagnosis_date": _field(date_text(diag_sent), present("diagnosis_date")),
         "site_icd10": site,
         "morphology_icdo3": fields["morphology_icdo3"],
         "behaviour": fields["behaviour"],
-        "stage": _field(stage[t], stage_known[t] & present("stage")),
+        "stage": stage,
         "grade": fields["grade"],
         "laterality": fields["laterality"],
         "route_to_diagnosis": fields["route_to_diagnosis"],
@@ -484,15 +547,14 @@ def _treatment_feed(feed: str, treatments: pd.DataFrame, tumours: pd.DataFrame, 
     rows = people.rows(pid, f"truth/treatments ({feed})")
     ident, kinds = identifiers_as_sent(people, rows, start, SourceIndex(np.full(n, feed, dtype=object)),
                                        params, rng)
-    trust = _check_trusts(tumours, alt_trust)[trow]
     second = rng.random(n) < float(tp["second_trust"][feed])
-    trust = np.where(second, _lookup(trust, alt_trust, ""), trust)
+    trust = _trusts_as_sent(_check_trusts(tumours, alt_trust).take(trow), second, alt_trust)
     four = rng.random(n) < float(tp["icd10_four_char"])
-    site = _site_codes(tumours["site_icd10"].astype(str).to_numpy()[trow], four,
-                       params["notifications"]["icd10_subsites"], rng).astype(object)
+    site = _icd10_as_sent(Coded(tumours["site_icd10"].to_numpy(dtype=object)).take(trow), four,
+                          params["notifications"]["icd10_subsites"], rng)
     ids = record_ids(RECORD_PREFIX[feed], n)
-    start_s = dates_to_strings(start).astype(object)
-    base = {"record_id": ids, "trust_code": trust.astype(object), **ident, "site_icd10": site}
+    start_s = date_text(start)
+    base = {"record_id": ids, "trust_code": trust, **ident, "site_icd10": site}
 
     def required(col: str) -> np.ndarray:
         values = treatments[col].to_numpy(dtype=object)[order]
@@ -547,17 +609,17 @@ def _deaths(patients: pd.DataFrame, people: _People, params: dict[str, Any], eof
         cause = patients["death_cause_icd10"].to_numpy(dtype=object)[dead]
     else:
         cause = np.full(n, None, dtype=object)
-    known = ~pd.isna(cause)
-    cause_s = np.strings.replace(np.where(known, cause, "").astype(str), ".", "")
-    four = (rng.random(n) < float(dp["icd10_four_char"])) & (np.strings.str_len(cause_s) == 3)
-    cause_s = _site_codes(cause_s, four, params["notifications"]["icd10_subsites"], rng)
+    causes = Coded(cause)
+    causes.labels = [c.replace(".", "") for c in causes.labels]   # U07.1 is sent as U071
+    four = rng.random(n) < float(dp["icd10_four_char"])
+    cause_s = _icd10_as_sent(causes, four, params["notifications"]["icd10_subsites"], rng)
     ids = record_ids(RECORD_PREFIX["deaths"], n)
     df = pd.DataFrame({
         "record_id": ids,
         **ident,
-        "death_date": dates_to_strings(death).astype(object),
-        "underlying_cause_icd10": _field(cause_s, known & (cause_s != "")),
-        "registration_date": dates_to_strings(registered).astype(object),
+        "death_date": date_text(death),
+        "underlying_cause_icd10": cause_s,
+        "registration_date": date_text(registered),
     })
     truth = _truth_frame("deaths", ids, people.ids.to_numpy()[dead], None, None, kinds)
     return df, truth
@@ -580,7 +642,7 @@ def _registration_optouts(patients: pd.DataFrame, people: _People, params: dict[
         "record_id": ids,
         "nhs_number": ident["nhs_number"], "given_name": ident["given_name"],
         "family_name": ident["family_name"], "birth_date": ident["birth_date"],
-        "request_date": dates_to_strings(date).astype(object),
+        "request_date": date_text(date),
     })
     # Only the identifiers this feed carries count as errors in it.
     drop = [_KIND[k] for k in ("house_move", "sex_miscoded", "sex_unknown", "postcode_missing")]
@@ -593,7 +655,7 @@ def _ndop(patients: pd.DataFrame, config: dict[str, Any], rng: np.random.Generat
     opted = patients[patients["ndop_opted_out"].fillna(False).to_numpy(dtype=bool)]
     dates = ndop_dates(opted, config, rng)
     df = pd.DataFrame({"nhs_number": opted["nhs_number"].astype(str).to_numpy(dtype=object),
-                       "optout_date": dates_to_strings(dates).astype(object)})
+                       "optout_date": date_text(dates)})
     return df.sort_values("nhs_number", kind="stable").reset_index(drop=True)
 
 

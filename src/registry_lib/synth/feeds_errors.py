@@ -175,8 +175,8 @@ def typo(names: np.ndarray, rng: np.random.Generator, operations: dict[str, floa
     b = np.strings.slice(s, pos_tr + 1, pos_tr + 2)
     transposed = np.strings.add(np.strings.add(np.strings.slice(s, 0, pos_tr), b),
                                 np.strings.add(a, np.strings.slice(s, pos_tr + 2, length + 1)))
-    # Swapping two equal letters changes nothing: substitute instead.
-    op = np.where((op == 3) & (a == b), 0, op)
+    # Swapping two equal letters (ignoring case: McCarthy) changes nothing: substitute instead.
+    op = np.where((op == 3) & (np.strings.lower(a) == np.strings.lower(b)), 0, op)
     out = np.where(op == 0, substituted, np.where(op == 1, deleted, np.where(op == 2, inserted, transposed)))
     return out.astype(str)
 

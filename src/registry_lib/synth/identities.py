@@ -102,7 +102,8 @@ def make_postcodes(areas: pd.DataFrame, rng: np.random.Generator,
     """A postcode directory: several unique UK-format postcodes per area.
 
     Areas are ordered along a snake through strips of each region and cut into districts of
-    about ``areas_per_district`` areas (feeds.yaml), districts are shared among the region's
+    about ``areas_per_district`` areas (fewer in small cohorts, so that each region has at least
+    ``min_districts_per_region`` districts; feeds.yaml), districts are shared among the region's
     real postcode areas, each area gets a sector digit and ``1 + Poisson(per_area_mean - 1)``
     unit codes. Returns ``postcode, area_id`` sorted by postcode.
 
@@ -125,6 +126,7 @@ def make_postcodes(areas: pd.DataFrame, rng: np.random.Generator,
     if mean < 1:
         raise RegistryLabError(f"postcodes per area: mean {mean} must be at least 1")
     apd_default = int(params["areas_per_district"])
+    min_districts = max(1, int(params["min_districts_per_region"]))
     regions = sorted(areas["region"].astype(str).unique())
     letters_by_region = _region_letters(regions)
 
@@ -140,7 +142,8 @@ def make_postcodes(areas: pd.DataFrame, rng: np.random.Generator,
         idx = np.flatnonzero(region_of == region)
         n = len(idx)
         pc_areas = letters_by_region[region]
-        apd = max(apd_default, int(np.ceil(n / (_MAX_DISTRICT * len(pc_areas)))))
+        apd = min(apd_default, max(1, n // min_districts))
+        apd = max(apd, int(np.ceil(n / (_MAX_DISTRICT * len(pc_areas)))))
         n_districts = int(np.ceil(n / apd))
         n_strips = max(1, int(round(np.sqrt(n_districts))))
         x_rank = np.argsort(np.argsort(xs[idx], kind="stable"), kind="stable")
@@ -333,39 +336,39 @@ def assign_identities(patients: pd.DataFrame, postcodes: pd.DataFrame, config: d
     # Home postcode in the patient's area.
     directory = postcodes.sort_values("postcode", kind="stable")
     pcs = directory["postcode"].to_numpy(dtype=str)
-    pc_area = directory["area_id"].astype(str).to_numpy()
-    by_area = np.argsort(pc_area, kind="stable")
-    area_sorted = pc_area[by_area]
+    pc_area_code, pc_areas = pd.factorize(directory["area_id"].astype(str))
+    by_area = np.argsort(pc_area_code, kind="stable")
+    count = np.bincount(pc_area_code, minlength=len(pc_areas))
+    first = np.cumsum(count) - count
     patient_area = patients["area_id"].astype(str).to_numpy()
-    lo = np.searchsorted(area_sorted, patient_area, side="left")
-    hi = np.searchsorted(area_sorted, patient_area, side="right")
-    no_pc = hi <= lo
-    if no_pc.any():
-        i = int(np.flatnonzero(no_pc)[0])
+    code = pd.Index(pc_areas).get_indexer(patient_area)
+    if (code < 0).any():
+        i = int(np.flatnonzero(code < 0)[0])
         raise RegistryLabError(
             f"assign_identities: area {patient_area[i]!r} of patient {patients['patient_id'].iloc[i]} "
             "has no postcode in reference/postcodes")
-    pos = by_area[lo + np.floor(rng.random(n) * (hi - lo)).astype(np.int64)]
+    pos = by_area[first[code] + np.floor(rng.random(n) * count[code]).astype(np.int64)]
     out["postcode"] = pcs[pos].astype(object)
 
-    # House move: mostly within the same postcode district, else within the postcode area.
+    # House move: mostly within the same postcode district (outward code), otherwise to another
+    # district of the same postcode area (or anywhere, where the area has a single district).
     hm = params["house_move"]
     move_date, ok = _date_in_window(diag, window_end, rng)
-    groups = _postcode_groups(pcs)
-    local = rng.random(n) < float(hm["same_district"])
-    start = np.where(local, groups["outward_start"][pos], groups["letters_start"][pos])
-    size = np.where(local, groups["outward_size"][pos], groups["letters_size"][pos])
-    # Fall back to the postcode area, then the whole directory, where a group has one postcode.
-    widen = size < 2
-    start = np.where(widen, groups["letters_start"][pos], start)
-    size = np.where(widen, groups["letters_size"][pos], size)
-    widen = size < 2
-    start = np.where(widen, 0, start)
-    size = np.where(widen, len(pcs), size)
-    moved = (rng.random(n) < float(hm["rate"])) & ok & (size >= 2)
-    k = start + np.floor(rng.random(n) * np.maximum(size - 1, 1)).astype(np.int64)
-    new_pos = np.where(k >= pos, k + 1, k)
-    new_pos = np.minimum(new_pos, len(pcs) - 1)
+    g = _postcode_groups(pcs)
+    o_start, o_size = g["outward_start"][pos], g["outward_size"][pos]
+    l_start, l_size = g["letters_start"][pos], g["letters_size"][pos]
+    local = (rng.random(n) < float(hm["same_district"])) & (o_size >= 2)
+    # elsewhere: a block [start, start + size) with the own district's block cut out
+    far_start = np.where(l_size > o_size, l_start, 0)
+    far_size = np.where(l_size > o_size, l_size - o_size, len(pcs) - o_size)
+    u = rng.random(n)
+    k_local = o_start + np.floor(u * np.maximum(o_size - 1, 1)).astype(np.int64)
+    k_local = np.where(k_local >= pos, k_local + 1, k_local)
+    k_far = far_start + np.floor(u * np.maximum(far_size, 1)).astype(np.int64)
+    k_far = np.where(k_far >= o_start, k_far + o_size, k_far)
+    new_pos = np.minimum(np.where(local, k_local, k_far), len(pcs) - 1)
+    possible = local | (far_size >= 1)
+    moved = (rng.random(n) < float(hm["rate"])) & ok & possible
     out["postcode_later"] = np.where(moved, pcs[new_pos].astype(object), None)
     out["move_date"] = pd.to_datetime(np.where(moved, move_date, np.datetime64("NaT")))
     return out

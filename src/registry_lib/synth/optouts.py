@@ -70,20 +70,17 @@ def assign_optouts(patients: pd.DataFrame, areas: pd.DataFrame, config: dict[str
     n = len(patients)
     area_ids = areas["area_id"].astype(str).to_numpy()
     effect = area_effects(area_ids, float(nd["area_log_sd"]), rng)
-    order = np.argsort(area_ids, kind="stable")
     patient_area = patients["area_id"].astype(str).to_numpy()
-    where = np.searchsorted(area_ids[order], patient_area)
-    where = np.minimum(where, max(len(area_ids) - 1, 0))
-    found = (len(area_ids) > 0) & (area_ids[order][where] == patient_area) if n else np.zeros(0, bool)
-    if n and not found.all():
-        i = int(np.flatnonzero(~found)[0])
+    where = pd.Index(area_ids).get_indexer(patient_area)
+    if (where < 0).any():
+        i = int(np.flatnonzero(where < 0)[0])
         raise RegistryLabError(f"assign_optouts: area {patient_area[i]!r} of patient "
                                f"{patients['patient_id'].iloc[i]} is not in reference/areas")
     birth = _to_days(patients["birth_date"])
     ref = np.datetime64(nd["reference_date"], "D")
     age = ((ref - birth) / DAY / 365.25).astype(float)
     age = np.where(np.isnan(age), 60.0, age)  # no birth date cannot happen in truth; be safe
-    p = ndop_probability(patients["sex"].to_numpy(), np.floor(age), effect[order][where], nd)
+    p = ndop_probability(patients["sex"].to_numpy(), np.floor(age), effect[where], nd)
     out = patients.copy()
     out["ndop_opted_out"] = rng.random(n) < p
 

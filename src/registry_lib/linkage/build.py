@@ -1,0 +1,595 @@
+"""Build the registry from a cohort's raw feeds: ``registry_lib.linkage.run``.
+
+Steps (each prints one line; under ``CI=true`` only the summary prints):
+
+1. read ``feeds/`` and ``reference/{postcodes,areas}``;
+2. validate every record (:mod:`~registry_lib.linkage.validate`): unusable records to
+   quarantine, field problems to ``validation_issues``;
+3. link person records of all feeds (:mod:`~registry_lib.linkage.persons`): deterministic
+   pass, Splink, clustering at ``threshold``;
+4. registration opt-outs (:mod:`~registry_lib.linkage.optouts`): the person and all their
+   records leave every table; keyed hashes are kept; records are counted as removed or blocked;
+5. registered persons (a usable notification), best values, NDOP flag; tumours
+   (:mod:`~registry_lib.linkage.tumours`); treatments linked to tumours; deaths and death
+   flags; treatment or death records of nobody registered go to quarantine;
+6. clerical review band, match weights, record links, link report (counts that reconcile per
+   feed: input = linked + quarantined + opt-out removed + opt-out blocked); with ``evaluate``
+   the accuracy against ``truth/``;
+7. write ``registry/`` atomically.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from registry_lib.linkage.toy import write_toy_cohort
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     cohort = write_toy_cohort(pathlib.Path(d) / "toy", n_persons=60, seed=1)
+    ...     report = run(cohort, evaluate=True, quiet=True)
+    ...     report["counts"]["notifications"]["reconciles"], report["f1"] > 0.9
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from registry_lib.errors import RegistryLabError
+from registry_lib.io import atomic_dir, read_parquet, write_json, write_parquet
+from registry_lib.linkage import tables as T
+from registry_lib.linkage.deaths import choose_deaths, death_flags
+from registry_lib.linkage.evaluate import (
+    cluster_errors,
+    errors_by_kind,
+    main_cluster,
+    metrics_from_counts,
+    pair_counts,
+)
+from registry_lib.linkage.optouts import apply_optouts
+from registry_lib.linkage.patients import best_values, patient_ids
+from registry_lib.linkage.persons import KEY, PersonLinkage, cluster_identities, link_persons
+from registry_lib.linkage.treatments import assign_tumours, treatment_rows
+from registry_lib.linkage.tumours import DEFAULT_WINDOW_DAYS, consolidate
+from registry_lib.linkage.validate import FATAL, TREATMENT_FEEDS, Validated, validate_feeds
+from registry_lib.nhs_number import is_valid_nhs_number
+from registry_lib.progress import say
+
+DEFAULT_THRESHOLD = 0.5
+#: Pairs with a probability in [low, high) go to clerical review.
+DEFAULT_REVIEW_BAND = (0.05, 0.95)
+THRESHOLD_GRID = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
+FEED_ORDER = ("notifications", "sact", "radiotherapy", "surgery", "deaths", "registration_optouts")
+
+
+def _read(folder: Path, name: str, required: bool = False) -> pd.DataFrame | None:
+    path = folder / f"{name}.parquet"
+    if not path.exists():
+        if required:
+            raise RegistryLabError(f"{path}: not found (the cohort has no {name} feed)")
+        return None
+    return read_parquet(path)
+
+
+def read_feeds(cohort_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """The feeds and the reference tables linkage uses (postcodes, areas)."""
+    feeds_dir = Path(cohort_dir) / "feeds"
+    if not feeds_dir.is_dir():
+        raise RegistryLabError(f"{feeds_dir}: not found; make it with `registry-lab synth --config ...`")
+    feeds = {}
+    for name in (*FEED_ORDER, "ndop"):
+        df = _read(feeds_dir, name, required=name == "notifications")
+        if df is not None:
+            feeds[name] = df
+    ref = {}
+    for name in ("postcodes", "areas"):
+        df = _read(Path(cohort_dir) / "reference", name)
+        if df is not None:
+            ref[name] = df
+    return feeds, ref
+
+
+class _Clock:
+    def __init__(self, quiet: bool) -> None:
+        self.t0 = self.t = time.perf_counter()
+        self.quiet = quiet
+        self.times: dict[str, float] = {}
+
+    def step(self, name: str, message: str) -> None:
+        now = time.perf_counter()
+        self.times[name] = now - self.t
+        self.t = now
+        if not self.quiet:
+            say(f"link: {message} ({self.times[name]:.1f} s)")
+
+
+def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: bool = False,
+        backend: str = "duckdb", review_band: tuple[float, float] = DEFAULT_REVIEW_BAND,
+        window_days: int = DEFAULT_WINDOW_DAYS, out_dir: Path | str | None = None,
+        write: bool = True, quiet: bool = False, plain: bool = False,
+        deterministic: bool = True) -> dict[str, Any]:
+    """Build ``<cohort_dir>/registry/`` from ``<cohort_dir>/feeds/`` and return the link report.
+
+    Args:
+        cohort_dir: a cohort folder (``synthetic/<name>``) holding ``feeds/`` (and ``reference/``,
+            ``truth/`` for evaluation).
+        threshold: link record pairs with ``match_probability >= threshold`` (default 0.5).
+        evaluate: compare with ``truth/`` and add accuracy to the report (and the match-weights
+            table's truth columns).
+        backend: ``"duckdb"`` (default) or ``"spark"`` for the Splink scoring.
+        review_band: pairs with probability in ``[low, high)`` go to ``clerical_review``.
+        window_days: tumour consolidation window (see :mod:`~registry_lib.linkage.tumours`).
+        out_dir: where to write (default ``<cohort_dir>/registry``).
+        write: False to build and evaluate without writing (benchmarks).
+        quiet: print nothing (the summary line still prints unless quiet).
+        plain: use Splink's default comparisons (for comparing methods).
+        deterministic: run the HES-style deterministic pass first.
+
+    Returns:
+        The link report (also written to ``registry/link_report.json``).
+    """
+    cohort_dir = Path(cohort_dir)
+    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    if not 0.0 < threshold <= 1.0:
+        raise RegistryLabError(f"threshold {threshold!r}: must be a match probability in (0, 1]")
+    low, high = review_band
+    if not 0.0 <= low <= high <= 1.0:
+        raise RegistryLabError(f"review_band {review_band!r}: must be two probabilities low <= high")
+    clock = _Clock(quiet)
+    feeds, ref = read_feeds(cohort_dir)
+    truth = _read_truth(cohort_dir) if evaluate else None
+    clock.step("read", f"read {sum(len(f) for f in feeds.values()):,} feed records from {cohort_dir}")
+
+    v = validate_feeds(feeds)
+    recs = v.records
+    clock.step("validate", f"validated; {int(recs['reason'].notna().sum()):,} records unusable so far, "
+                           f"{len(v.issues):,} field problems flagged")
+
+    usable = (recs["reason"] != "NO_IDENTIFIERS").fillna(True).to_numpy()
+    min_p = min(low, threshold, 0.001 if evaluate else 1.0)
+    lk = link_persons(recs[usable], threshold=threshold, min_probability=min_p, backend=backend,
+                      plain=plain, deterministic=deterministic, keep_gammas=True)
+    person = np.full(len(recs), -1, dtype=np.int64)
+    person[usable] = lk.cluster
+    recs = recs.assign(person=person)
+    clock.step("link", f"linked {lk.stats['records']:,} records: {lk.stats['identities']:,} identities, "
+                       f"{lk.stats['candidate_pairs_scored']:,} pairs scored, {lk.stats['clusters']:,} persons")
+
+    opt = apply_optouts(recs.loc[usable])
+    status = pd.Series(pd.NA, index=recs.index, dtype="string")
+    status[usable] = opt.status.to_numpy()
+    opted_person = set(recs.loc[status.notna().to_numpy(), "person"])
+    clock.step("optouts", f"opt-outs: {opt.persons} persons removed, {int((status == 'optout_blocked').sum())} "
+                          "later records blocked")
+
+    built = _build_tables(recs, status, v, ref, feeds, window_days)
+    clock.step("tables", f"registry: {len(built['patient']):,} patients, {len(built['tumour']):,} tumours, "
+                         f"{len(built['treatment']):,} treatments")
+
+    review = _clerical_review(lk, recs, built["status"], built["record_patient"], opted_person, low, high, threshold)
+    weights, truth_pairs = _match_weights(lk, recs, opted_person, threshold, truth)
+    report = _report(recs, built, v, lk, opt, feeds, threshold, review_band, backend, cohort_dir)
+    if evaluate:
+        report.update(_evaluate(recs, built, lk, truth, threshold, truth_pairs))
+        clock.step("evaluate", f"evaluated: F1 {report['f1']:.4f}, precision {report['precision']:.4f}, "
+                               f"recall {report['recall']:.4f}")
+    if write:
+        out = Path(out_dir) if out_dir is not None else cohort_dir / "registry"
+        _write(out, built, review, weights, opt.hashes, v, recs, report, lk.model)
+        clock.step("write", f"wrote {out}")
+    report_time = time.perf_counter() - clock.t0
+    if not quiet:
+        summary = (f"link: {len(built['patient']):,} patients, {len(built['tumour']):,} tumours, "
+                   f"{len(built['treatment']):,} treatments, {report['quarantined']:,} quarantined, "
+                   f"{report['optouts']['records_removed'] + report['optouts']['records_blocked']:,} opted out "
+                   f"in {report_time:.1f} s")
+        if evaluate:
+            summary += f"; F1 {report['f1']:.4f}, false match rate {report['false_match_rate']:.5f}"
+        say(summary, summary=True)
+    report["clerical_review_pairs"] = int(len(review))
+    report["_timings"] = clock.times  # in memory only (never written: not deterministic)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+def _read_truth(cohort_dir: Path) -> dict[str, pd.DataFrame]:
+    folder = cohort_dir / "truth"
+    if not (folder / "record_truth.parquet").exists():
+        raise RegistryLabError(f"{folder}/record_truth.parquet: not found; --evaluate needs the cohort's truth/")
+    out = {"record_truth": read_parquet(folder / "record_truth.parquet")}
+    for name in ("tumours", "patients"):
+        if (folder / f"{name}.parquet").exists():
+            out[name] = read_parquet(folder / f"{name}.parquet")
+    return out
+
+
+def _build_tables(recs: pd.DataFrame, status: pd.Series, v: Validated, ref: dict[str, pd.DataFrame],
+                  feeds: dict[str, pd.DataFrame], window_days: int) -> dict[str, Any]:
+    """Patients, tumours, treatments, deaths and the final status of every record."""
+    reason = recs["reason"].copy()
+    detail = recs["detail"].copy()
+    opted = status.notna().to_numpy()
+    valid = reason.isna().to_numpy() & ~opted
+    is_note = (recs["feed"] == "notifications").to_numpy()
+    registry_persons = set(recs.loc[valid & is_note, "person"])
+    in_registry = recs["person"].isin(registry_persons).to_numpy()
+    orphan = valid & ~is_note & ~in_registry & (recs["feed"] != "registration_optouts").to_numpy()
+    reason[orphan] = "NO_REGISTERED_PERSON"
+    detail[orphan] = "no registered person matched this record"
+    linked = valid & ~orphan
+    pid_map = patient_ids(recs[linked & is_note])
+    record_patient = recs["person"].map(pid_map).astype("Int64").where(linked)
+    recs_linked = recs.assign(patient_id=record_patient)[linked & (recs["feed"] != "registration_optouts").to_numpy()]
+    offsets = _feed_offsets(recs)
+
+    raw_names = _raw_names(recs, feeds)
+    patients = best_values(recs_linked, _rows(v.feeds["notifications"], recs_linked, offsets, "notifications"),
+                           ref.get("postcodes"), ref.get("areas"), raw_names.loc[recs_linked.index])
+    # tumours
+    notes = _rows(v.feeds["notifications"], recs_linked, offsets, "notifications")
+    notes = notes.assign(
+                         postcode=recs_linked.loc[recs_linked["feed"] == "notifications", "postcode"].to_numpy())
+    pc_areas = ref["postcodes"].set_index("postcode")["area_id"] if "postcodes" in ref else None
+    tumours, note_tumour = consolidate(notes, patients, pc_areas, window_days)
+    record_tumour = pd.Series(pd.NA, index=recs.index, dtype="Int64")
+    record_tumour[recs_linked.index[recs_linked["feed"] == "notifications"]] = note_tumour.to_numpy()
+    # treatments
+    parts = []
+    for feed in TREATMENT_FEEDS:
+        if feed not in v.feeds:
+            continue
+        rows = _rows(v.feeds[feed], recs_linked, offsets, feed)
+        if rows.empty:
+            continue
+        part = treatment_rows(feed, rows)
+        part["tumour_id"] = assign_tumours(rows, tumours).to_numpy()
+        part["_rec"] = recs_linked.index[recs_linked["feed"] == feed]
+        parts.append(part)
+    treatments = pd.concat(parts, ignore_index=True) if parts else _empty_treatments()
+    treatments = treatments.sort_values(["patient_id", "start_date", "modality", "record_id"], kind="stable",
+                                        ignore_index=True)
+    treatments["treatment_id"] = np.arange(1, len(treatments) + 1, dtype=np.int64)
+    record_treatment = pd.Series(pd.NA, index=recs.index, dtype="Int64")
+    record_tumour_t = record_tumour.copy()
+    if len(treatments):
+        record_treatment[treatments["_rec"].to_numpy()] = treatments["treatment_id"].to_numpy()
+        record_tumour_t[treatments["_rec"].to_numpy()] = treatments["tumour_id"].astype("Int64").to_numpy()
+    # deaths
+    dead = _rows(v.feeds["deaths"], recs_linked, offsets, "deaths") if "deaths" in v.feeds else None
+    conflicting = 0
+    if dead is not None and len(dead):
+        dead = dead.assign(registration_value=pd.to_datetime(dead["registration_date"], errors="coerce"))
+        chosen, conflicting = choose_deaths(dead)
+        patients = patients.merge(chosen, on="patient_id", how="left")
+    else:
+        patients["death_date"] = pd.NaT
+        patients["death_cause_icd10"] = pd.NA
+    activity = pd.concat([
+        pd.DataFrame({"patient_id": tumours["patient_id"], "date": tumours["diagnosis_date"], "activity": "diagnosis"}),
+        pd.DataFrame({"patient_id": treatments["patient_id"], "date": treatments["start_date"],
+                      "activity": treatments["modality"]}),
+    ], ignore_index=True)
+    flags = death_flags(patients.dropna(subset=["death_date"]), activity)
+    # NDOP: any valid NHS number of the person's records on the list
+    ndop = feeds.get("ndop")
+    if ndop is not None and len(ndop):
+        listed = set(ndop.loc[is_valid_nhs_number(ndop["nhs_number"]), "nhs_number"].astype(str))
+        on_list = recs_linked.loc[recs_linked["nhs_number"].isin(listed), "patient_id"].unique()
+        patients["ndop_opted_out"] = patients["patient_id"].isin(set(on_list))
+    else:
+        patients["ndop_opted_out"] = False
+    patients = patients[T.PATIENT.column_names]
+    final_status = pd.Series("linked", index=recs.index, dtype="string")
+    final_status[reason.notna().to_numpy()] = "quarantined"
+    final_status[opted] = status[opted]
+    return {
+        "patient": patients, "tumour": tumours, "treatment": treatments, "death_flags": flags,
+        "status": final_status, "reason": reason, "detail": detail, "record_patient": record_patient,
+        "record_tumour": record_tumour_t, "record_treatment": record_treatment,
+        "deaths_conflicting": conflicting,
+    }
+
+
+def _feed_offsets(recs: pd.DataFrame) -> dict[str, int]:
+    """Row offset of each feed in ``recs`` (feeds are concatenated in order)."""
+    first = recs.reset_index().groupby("feed", sort=False)["index"].min()
+    return {str(k): int(v) for k, v in first.items()}
+
+
+def _rows(feed_df: pd.DataFrame, recs_subset: pd.DataFrame, offsets: dict[str, int], feed: str) -> pd.DataFrame:
+    """The validated feed rows behind ``recs_subset``'s records of ``feed``, with patient_id."""
+    sub = recs_subset[recs_subset["feed"] == feed]
+    pos = sub.index.to_numpy() - offsets.get(feed, 0)
+    rows = feed_df.iloc[pos].copy()
+    rows.index = sub.index
+    rows["patient_id"] = sub["patient_id"].astype("int64").to_numpy()
+    return rows
+
+
+def _raw_names(recs: pd.DataFrame, feeds: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    parts = []
+    for feed in FEED_ORDER:
+        if feed in feeds:
+            f = feeds[feed]
+            parts.append(pd.DataFrame({"given_name_raw": f["given_name"].astype("string").to_numpy(),
+                                       "family_name_raw": f["family_name"].astype("string").to_numpy()}))
+    out = pd.concat(parts, ignore_index=True)
+    out.index = recs.index
+    return out
+
+
+def _empty_treatments() -> pd.DataFrame:
+    cols = {c.name: pd.Series(dtype="object") for c in T.TREATMENT.columns}
+    df = pd.DataFrame(cols)
+    df["record_id"] = pd.Series(dtype="string")
+    df["_rec"] = pd.Series(dtype="int64")
+    return df
+
+
+def _identity_records(lk: PersonLinkage, recs: pd.DataFrame) -> pd.Series:
+    """Up to five ``feed:record_id`` labels per identity."""
+    usable = recs["person"].to_numpy() >= 0
+    lab = (recs.loc[usable, "feed"].astype(str) + ":" + recs.loc[usable, "record_id"].astype(str))
+    df = pd.DataFrame({"i": lk.identity_id, "lab": lab.to_numpy()})
+    df = df.sort_values(["i", "lab"]).groupby("i").head(5)
+    return df.groupby("i")["lab"].agg(", ".join)
+
+
+def _clerical_review(lk: PersonLinkage, recs: pd.DataFrame, status: pd.Series, record_patient: pd.Series,
+                     opted_person: set, low: float, high: float, threshold: float) -> pd.DataFrame:
+    p = lk.pairs
+    band = p[(p["match_probability"] >= low) & (p["match_probability"] < high)]
+    cl = lk.identity["cluster"].to_numpy()
+    keep = ~np.isin(cl[band["unique_id_l"]], list(opted_person)) & ~np.isin(cl[band["unique_id_r"]], list(opted_person))
+    band = band[keep]
+    usable = recs["person"].to_numpy() >= 0
+    ident_patient = (pd.DataFrame({"i": lk.identity_id, "p": record_patient[usable].to_numpy()})
+                     .dropna().drop_duplicates("i").set_index("i")["p"])
+    labels = _identity_records(lk, recs)
+    out = pd.DataFrame({
+        "identity_id_l": band["unique_id_l"].to_numpy(), "identity_id_r": band["unique_id_r"].to_numpy(),
+        "match_probability": band["match_probability"].to_numpy(), "match_weight": band["match_weight"].to_numpy(),
+        "decision": np.where(band["match_probability"].to_numpy() >= threshold, "linked", "not linked"),
+        "same_patient": cl[band["unique_id_l"]] == cl[band["unique_id_r"]],
+    })
+    out["patient_id_l"] = out["identity_id_l"].map(ident_patient).astype("Int64")
+    out["patient_id_r"] = out["identity_id_r"].map(ident_patient).astype("Int64")
+    out["records_l"] = out["identity_id_l"].map(labels)
+    out["records_r"] = out["identity_id_r"].map(labels)
+    for side in ("l", "r"):
+        ident = lk.identity.iloc[out[f"identity_id_{side}"].to_numpy()]
+        for col in KEY:
+            out[f"{col}_{side}"] = ident[col].to_numpy()
+    return out.sort_values(["match_probability", "identity_id_l", "identity_id_r"], ascending=[False, True, True],
+                           ignore_index=True)
+
+
+def _identity_truth(lk: PersonLinkage, recs: pd.DataFrame, truth: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per identity: its main true person and the union of injected error kinds."""
+    usable = recs["person"].to_numpy() >= 0
+    rt = truth["record_truth"]
+    key = recs.loc[usable, ["feed", "record_id"]].astype(str)
+    m = key.merge(rt.astype({"feed": str, "record_id": str}), on=["feed", "record_id"], how="left")
+    df = pd.DataFrame({"i": lk.identity_id, "t": m["patient_id"].to_numpy(), "e": m["errors"].fillna("").to_numpy()})
+    main = (df.dropna(subset=["t"]).groupby(["i", "t"]).size().rename("n").reset_index()
+            .sort_values(["i", "n", "t"], ascending=[True, False, True]).drop_duplicates("i").set_index("i")["t"])
+    err = df.assign(e=df["e"].str.split(";")).explode("e")
+    err = err[err["e"].astype(bool)].drop_duplicates(["i", "e"]).sort_values(["i", "e"])
+    errors = err.groupby("i")["e"].agg(";".join)
+    out = pd.DataFrame(index=pd.RangeIndex(len(lk.identity)))
+    out["true_person"] = main
+    out["errors"] = errors.reindex(out.index).fillna("")
+    return out
+
+
+def _match_weights(lk: PersonLinkage, recs: pd.DataFrame, opted_person: set, threshold: float,
+                   truth: dict[str, pd.DataFrame] | None) -> tuple[pd.DataFrame, dict[str, int] | None]:
+    p = lk.pairs
+    cl = lk.identity["cluster"].to_numpy()
+    keep = ~np.isin(cl[p["unique_id_l"]], list(opted_person)) & ~np.isin(cl[p["unique_id_r"]], list(opted_person))
+    p = p[keep]
+    out = pd.DataFrame({
+        "identity_id_l": p["unique_id_l"].to_numpy(), "identity_id_r": p["unique_id_r"].to_numpy(),
+        "match_probability": p["match_probability"].to_numpy(), "match_weight": p["match_weight"].to_numpy(),
+        "linked": p["match_probability"].to_numpy() >= threshold,
+        "same_cluster": cl[p["unique_id_l"]] == cl[p["unique_id_r"]],
+    })
+    for role in ("nhs_number", "given_name", "family_name", "birth_date", "sex", "postcode"):
+        col = f"gamma_{role}"
+        out[col] = p[col].to_numpy() if col in p.columns else pd.array([pd.NA] * len(p), dtype="Int8")
+    n_rec = lk.identity["n_records"].to_numpy()
+    out["n_records_l"] = n_rec[out["identity_id_l"]]
+    out["n_records_r"] = n_rec[out["identity_id_r"]]
+    truth_pairs = None
+    if truth is not None:
+        it = _identity_truth(lk, recs, truth)
+        tl = it["true_person"].to_numpy()[out["identity_id_l"]]
+        tr = it["true_person"].to_numpy()[out["identity_id_r"]]
+        out["is_match"] = pd.array(np.where(pd.isna(tl) | pd.isna(tr), None, tl == tr), dtype="boolean")
+        out["errors_l"] = it["errors"].to_numpy()[out["identity_id_l"]]
+        out["errors_r"] = it["errors"].to_numpy()[out["identity_id_r"]]
+        truth_pairs = {"candidate_pairs_true_matches": int(out["is_match"].sum())}
+    else:
+        out["is_match"] = pd.array([pd.NA] * len(out), dtype="boolean")
+        out["errors_l"] = pd.array([pd.NA] * len(out), dtype="string")
+        out["errors_r"] = pd.array([pd.NA] * len(out), dtype="string")
+    return out, truth_pairs
+
+
+def _report(recs: pd.DataFrame, built: dict[str, Any], v: Validated, lk: PersonLinkage, opt: Any,
+            feeds: dict[str, pd.DataFrame], threshold: float, review_band: tuple[float, float],
+            backend: str, cohort_dir: Path) -> dict[str, Any]:
+    st = built["status"]
+    counts = {}
+    for feed in FEED_ORDER:
+        if feed not in feeds:
+            continue
+        s = st[(recs["feed"] == feed).to_numpy()]
+        c = {k: int((s == k).sum()) for k in ("linked", "quarantined", "optout_removed", "optout_blocked")}
+        c["linked"] += int((s == "optout_request").sum())
+        c["input"] = int(len(feeds[feed]))
+        c["reconciles"] = c["input"] == c["linked"] + c["quarantined"] + c["optout_removed"] + c["optout_blocked"]
+        counts[feed] = c
+    not_opted = ~st.isin(["optout_removed", "optout_blocked", "optout_request"]).to_numpy()
+    reasons = built["reason"][not_opted].dropna().value_counts()
+    issue_keys = recs.loc[not_opted, ["feed", "record_id"]].astype(str)
+    iss = v.issues.astype({"feed": str, "record_id": str}).merge(issue_keys, on=["feed", "record_id"])
+    return {
+        "cohort": cohort_dir.name, "threshold": threshold, "review_band": list(review_band), "backend": backend,
+        "extract_date": v.as_of.date().isoformat(),
+        "counts": counts,
+        "reconciles": all(c["reconciles"] for c in counts.values()),
+        "quarantined": int((st == "quarantined").sum()),
+        "quarantine_reasons": {k: int(n) for k, n in sorted(reasons.items())},
+        "reason_codes": {**FATAL},
+        "validation_issues": {k: int(n) for k, n in sorted(iss["reason"].value_counts().items())},
+        "patients": int(len(built["patient"])), "tumours": int(len(built["tumour"])),
+        "treatments": int(len(built["treatment"])),
+        "treatments_without_tumour": int(built["treatment"]["tumour_id"].isna().sum()),
+        "deaths_linked": int(built["patient"]["death_date"].notna().sum()),
+        "deaths_conflicting": int(built["deaths_conflicting"]),
+        "deaths_before_last_activity": int(len(built["death_flags"])),
+        "ndop_opted_out_patients": int(built["patient"]["ndop_opted_out"].sum()),
+        "linkage": {**lk.stats, "training_notes": lk.notes},
+        "clerical_review_pairs": None,
+        "optouts": {
+            "requests": int(counts.get("registration_optouts", {}).get("input", 0)),
+            "persons_removed": int(opt.persons),
+            "hashes_kept": int(len(opt.hashes)),
+            "records_removed": int((st == "optout_removed").sum()),
+            "records_blocked": int((st == "optout_blocked").sum()),
+        },
+    }
+
+
+def _evaluate(recs: pd.DataFrame, built: dict[str, Any], lk: PersonLinkage, truth: dict[str, pd.DataFrame],
+              threshold: float, truth_pairs: dict[str, int] | None) -> dict[str, Any]:
+    rt = truth["record_truth"].astype({"feed": str, "record_id": str})
+    key = recs[["feed", "record_id"]].astype(str)
+    m = key.merge(rt, on=["feed", "record_id"], how="left")
+    usable = (recs["person"].to_numpy() >= 0) & m["patient_id"].notna().to_numpy()
+    pred = recs["person"].to_numpy()[usable]
+    true = m["patient_id"].to_numpy()[usable].astype(np.int64)
+    overall = metrics_from_counts(*pair_counts(pred, true))
+    overall.update(cluster_errors(pred, true))
+    out: dict[str, Any] = {k: overall[k] for k in ("precision", "recall", "f1", "false_match_rate",
+                                                   "missed_match_rate", "persons_split", "persons_merged")}
+    ev: dict[str, Any] = {"pairwise_all_feeds": overall, "records_evaluated": int(usable.sum())}
+    feed_arr = recs["feed"].to_numpy()[usable]
+    is_note = feed_arr == "notifications"
+    notes_m = metrics_from_counts(*pair_counts(pred[is_note], true[is_note]))
+    notes_m.update(cluster_errors(pred[is_note], true[is_note]))
+    ev["pairwise_notifications"] = notes_m
+    # other feeds: is each record in the cluster holding most of its true person's notifications?
+    note_main = (pd.DataFrame({"t": true[is_note], "p": pred[is_note]}).groupby(["t", "p"]).size().rename("n")
+                 .reset_index().sort_values(["t", "n", "p"], ascending=[True, False, True])
+                 .drop_duplicates("t").set_index("t")["p"])
+    by_feed = {}
+    for feed in FEED_ORDER[1:]:
+        sel = feed_arr == feed
+        if not sel.any():
+            continue
+        target = pd.Series(true[sel]).map(note_main).to_numpy()
+        has = ~pd.isna(target)
+        correct = (pred[sel][has] == target[has]).sum()
+        by_feed[feed] = {"records": int(sel.sum()), "with_notified_person": int(has.sum()),
+                         "linked_to_right_person": int(correct),
+                         "accuracy": float(correct / has.sum()) if has.any() else 1.0}
+    ev["record_linkage_by_feed"] = by_feed
+    ev["errors_by_kind"] = errors_by_kind(pred, true, m["errors"][usable].reset_index(drop=True))
+    # threshold trade-off (re-clustering, no re-scoring)
+    curve = []
+    for t in THRESHOLD_GRID:
+        lab = cluster_identities(lk.identity, lk.pairs, t)[lk.identity_id]
+        sel = m["patient_id"].notna().to_numpy()[recs["person"].to_numpy() >= 0]
+        c = metrics_from_counts(*pair_counts(lab[sel], true))
+        c.update(cluster_errors(lab[sel], true))
+        curve.append({"threshold": t, **{k: c[k] for k in ("precision", "recall", "f1", "false_match_rate",
+                                                           "persons_split", "persons_merged")}})
+    ev["threshold_curve"] = curve
+    # tumours
+    ev["tumours"] = _tumour_accuracy(recs, built, m, truth)
+    in_main, own = main_cluster(pred, true)
+    ev["records_missed"] = int((~in_main).sum())
+    ev["records_false_merged"] = int((~own).sum())
+    if truth_pairs:
+        ev.update(truth_pairs)
+    out["tumour_count_error"] = ev["tumours"]["tumour_count_error"]
+    out["evaluation"] = ev
+    return out
+
+
+def _tumour_accuracy(recs: pd.DataFrame, built: dict[str, Any], m: pd.DataFrame,
+                     truth: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    rt_tum = m["tumour_id"].to_numpy()
+    reg_tum = built["record_tumour"].to_numpy()
+    is_note = (recs["feed"] == "notifications").to_numpy()
+    sel = is_note & (built["status"] == "linked").to_numpy() & ~pd.isna(rt_tum)
+    df = pd.DataFrame({"true": rt_tum[sel].astype(np.int64), "reg": reg_tum[sel].astype(np.int64)})
+    expected = int(df["true"].nunique())
+    registered = int(len(built["tumour"]))
+    split = int((df.drop_duplicates().groupby("true").size() > 1).sum())
+    merged = int((df.drop_duplicates().groupby("reg").size() > 1).sum())
+    out = {"registered": registered, "expected_from_linked_notifications": expected,
+           "tumour_count_error": registered - expected,
+           "tumour_count_relative_error": (registered - expected) / expected if expected else 0.0,
+           "true_tumours_split": split, "registry_tumours_merging_several": merged}
+    if "tumours" in truth and "patients" in truth:
+        tp = truth["patients"]
+        keep = set(tp.loc[~tp["registration_opted_out"].astype(bool), "patient_id"])
+        tt = truth["tumours"]
+        out["true_tumours_of_registrable_persons"] = int(tt["patient_id"].isin(keep).sum())
+    # treatments: registry tumour of each treatment vs the tumour holding its true tumour's notifications
+    main = df.groupby(["true", "reg"]).size().rename("n").reset_index().sort_values(
+        ["true", "n", "reg"], ascending=[True, False, True]).drop_duplicates("true").set_index("true")["reg"]
+    is_tr = recs["feed"].isin(list(TREATMENT_FEEDS)).to_numpy() & (built["status"] == "linked").to_numpy()
+    tsel = is_tr & ~pd.isna(rt_tum)
+    target = pd.Series(rt_tum[tsel]).map(main)
+    got = pd.Series(reg_tum[tsel])
+    ok = target.notna() & got.notna() & (target.to_numpy() == got.to_numpy())
+    out["treatments_evaluated"] = int(tsel.sum())
+    out["treatments_on_right_tumour"] = int(ok.sum())
+    out["treatment_tumour_accuracy"] = float(ok.mean()) if tsel.any() else 1.0
+    return out
+
+
+def _round_floats(obj: Any, digits: int = 9) -> Any:
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: _round_floats(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_round_floats(v, digits) for v in obj]
+    return obj
+
+
+def _write(out: Path, built: dict[str, Any], review: pd.DataFrame, weights: pd.DataFrame, hashes: pd.DataFrame,
+           v: Validated, recs: pd.DataFrame, report: dict[str, Any], model: dict[str, Any]) -> None:
+    st = built["status"]
+    keep = st.isin(["linked", "quarantined"]).to_numpy()
+    q = recs.loc[(st == "quarantined").to_numpy(), ["feed", "record_id"]].assign(
+        reason=built["reason"][(st == "quarantined").to_numpy()],
+        detail=built["detail"][(st == "quarantined").to_numpy()])
+    links = pd.DataFrame({
+        "feed": recs["feed"][keep].to_numpy(), "record_id": recs["record_id"][keep].to_numpy(),
+        "status": st[keep].to_numpy(), "patient_id": built["record_patient"][keep].to_numpy(),
+        "tumour_id": built["record_tumour"][keep].to_numpy(), "treatment_id": built["record_treatment"][keep].to_numpy(),
+    })
+    keys = recs.loc[keep, ["feed", "record_id"]].astype(str)
+    issues = v.issues.astype({"feed": str, "record_id": str}).merge(keys, on=["feed", "record_id"])
+    report = {k: v_ for k, v_ in report.items() if not k.startswith("_")}
+    report["clerical_review_pairs"] = int(len(review))
+    with atomic_dir(out) as tmp:
+        write_parquet(built["patient"], tmp / "patient.parquet", T.PATIENT)
+        write_parquet(built["tumour"], tmp / "tumour.parquet", T.TUMOUR)
+        write_parquet(built["treatment"][T.TREATMENT.column_names], tmp / "treatment.parquet", T.TREATMENT)
+        write_parquet(q, tmp / "quarantine.parquet", T.QUARANTINE)
+        write_parquet(review, tmp / "clerical_review.parquet", T.CLERICAL_REVIEW)
+        write_parquet(hashes, tmp / "optout_hashes.parquet", T.OPTOUT_HASHES)
+        write_parquet(built["death_flags"], tmp / "death_flags.parquet", T.DEATH_FLAGS)
+        write_parquet(issues, tmp / "validation_issues.parquet", T.VALIDATION_ISSUES)
+        write_parquet(links, tmp / "record_links.parquet", T.RECORD_LINKS)
+        write_parquet(weights, tmp / "match_weights.parquet", T.MATCH_WEIGHTS)
+        write_json(_round_floats(report), tmp / "link_report.json")
+        write_json(_round_floats(model), tmp / "linkage_model.json")
