@@ -4,6 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KERNEL := registry-lab
+# One BLAS thread per process: on 2 cores, threaded BLAS in parallel test workers and
+# notebook kernels oversubscribes the CPU (logistic fits ran ~40x slower).
+export OPENBLAS_NUM_THREADS := 1
+export OMP_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
 
 .PHONY: setup reproduce test lab clean lock help
 

@@ -178,6 +178,7 @@ def test_protect_counts_long():
 # ---------------------------------------------------------------------------------------------
 # the LP attack on many random tables
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_lp_attack_on_random_tables():
     rng = np.random.default_rng(20240605)
     tried = primaries = 0
@@ -187,6 +188,7 @@ def test_lp_attack_on_random_tables():
     assert tried == 240 and primaries > 500  # enough primary cells were actually attacked
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(arrays(np.int64, st.tuples(st.integers(1, 5), st.integers(1, 5)),
               elements=st.one_of(st.integers(0, 9), st.integers(0, 300))))

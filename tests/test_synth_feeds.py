@@ -385,6 +385,13 @@ def test_notifications_per_tumour_sources_trusts_and_dates(world):
     assert set(site.loc[site["site_icd10"].str.len() == 4, "site_icd10"].str[:3]) <= {"C50", "C34", "C18", "C43", "C81", "C25"}
     invalid = n.loc[bad_site, "site_icd10"]
     assert invalid.isin(feed_params({})["errors"]["invalid_icd10_codes"]).all() and len(invalid) > 0
+    # Invalid codes at their configured rate among records that carry the field.
+    for col, kind in (("site_icd10", "icd10_invalid"), ("morphology_icdo3", "morphology_invalid")):
+        sent = n[n[col].notna()]
+        hits = int(sent["errors"].str.contains(kind).sum())
+        assert within_binomial(hits, len(sent), HIGH["feeds"]["errors"][kind]), kind
+    bad_morph = n["errors"].str.contains("morphology_invalid")
+    assert n.loc[bad_morph, "morphology_icdo3"].isin(feed_params({})["errors"]["invalid_morphology_codes"]).all()
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,3 +580,78 @@ def test_errors_text_and_nicknames():
     assert has_nick.tolist() == [True, True, False]
     assert nick[0] in fe.nickname_table()["Elizabeth"] and nick[2] == "Xyz"
     assert {"Liz", "Beth"} <= set(fe.nickname_table()["Elizabeth"])
+
+
+# --------------------------------------------------------------------------------------------
+# More feed content, edge cases and speed
+# --------------------------------------------------------------------------------------------
+def test_treatment_feeds_carry_the_true_treatment(world):
+    reference, truth, feeds, rt = world
+    trt = truth["treatments"].set_index("treatment_id")
+    tum = truth["tumours"].set_index("tumour_id")
+    alt = alternative_trusts(reference["trusts"])
+    subsites = feed_params({})["notifications"]["icd10_subsites"]
+    for feed, date_col in (("sact", "start_date"), ("radiotherapy", "start_date"), ("surgery", "procedure_date")):
+        f = feeds[feed].merge(rt[rt["feed"] == feed], on="record_id")
+        t = trt.loc[f["treatment_id"].astype("int64")].reset_index()
+        assert (f[date_col].to_numpy() == t["start_date"].dt.strftime("%Y-%m-%d").to_numpy()).all()
+        home = f["tumour_id"].map(tum["diagnosing_trust"])
+        assert ((f["trust_code"] == home) | (f["trust_code"] == home.map(alt))).all()
+        site = f["tumour_id"].map(tum["site_icd10"])
+        four = f["site_icd10"].str.len() == 4
+        assert (f["site_icd10"].str[:3] == site).all()
+        assert all(c[3] in subsites[c[:3]] for c in f.loc[four, "site_icd10"])
+        if feed == "sact":
+            assert (f["regimen"].to_numpy() == t["regimen"].to_numpy()).all()
+            assert (f["cycles"].astype("int64").to_numpy() == t["cycles"].astype("int64").to_numpy()).all()
+            sent = f["intent"].notna()
+            assert (f.loc[sent, "intent"].to_numpy() == t.loc[sent.to_numpy(), "intent"].to_numpy()).all()
+        if feed == "radiotherapy":
+            assert (f["rt_region"].to_numpy() == t["rt_region"].to_numpy()).all()
+            assert (f["dose_gy"].to_numpy() == t["dose_gy"].to_numpy()).all()
+            assert not f["intent"].isin(["neoadjuvant"]).any()
+        if feed == "surgery":
+            assert (f["procedure_code"].to_numpy() == t["procedure_code"].to_numpy()).all()
+
+
+def test_empty_truth_gives_empty_feeds_with_schemas():
+    reference, truth = demo_truth(n_patients=40, seed=3)
+    empty = {k: v.iloc[:0] for k, v in truth.items()}
+    feeds, rt = make_feeds(reference, empty, CONFIG, np.random.default_rng(0))
+    for name, df in feeds.items():
+        assert len(df) == 0
+        enforce(df, FEEDS[name])
+    enforce(rt, RECORD_TRUTH)
+    no_treatments = {**truth, "treatments": truth["treatments"].iloc[:0]}
+    feeds, rt = make_feeds(reference, no_treatments, CONFIG, np.random.default_rng(0))
+    assert len(feeds["sact"]) == 0 and len(feeds["notifications"]) >= len(truth["tumours"])
+
+
+def test_small_cohorts_still_get_several_districts_per_region():
+    areas = _areas(90)                      # 10 areas per region
+    pcs = make_postcodes(areas, np.random.default_rng(0)).merge(areas, on="area_id")
+    per_region = pcs.assign(outward=pcs["postcode"].str.split(" ").str[0]).groupby("region")["outward"].nunique()
+    assert (per_region >= feed_params({})["identities"]["postcodes"]["min_districts_per_region"]).all()
+
+
+def test_date_text_and_coded_columns():
+    from registry_lib.synth.feeds import Coded, _icd10_as_sent, date_text
+
+    d = np.array(["1961-04-23", "NaT", "2000-02-29"], dtype="datetime64[D]")
+    assert date_text(d).tolist() == ["1961-04-23", None, "2000-02-29"]
+    c = Coded(np.array(["C50", None, "C61", "C50"], dtype=object))
+    out = _icd10_as_sent(c, np.ones(4, dtype=bool), {"C50": "01", "C61": ""}, np.random.default_rng(0))
+    assert out[0] in ("C500", "C501") and out[1] is None and out[2] == "C61" and out[3] in ("C500", "C501")
+    three = _icd10_as_sent(c, np.zeros(4, dtype=bool), {"C50": "01"}, np.random.default_rng(0))
+    assert three.tolist() == ["C50", None, "C61", "C50"]
+
+
+def test_200k_identities_take_under_two_seconds_of_cpu():
+    areas = _areas(2000)
+    pcs = make_postcodes(areas, np.random.default_rng(0))
+    pts = _patients(200_000, areas)
+    import time
+
+    start = time.process_time()
+    assign_identities(pts, pcs, {}, np.random.default_rng(0))
+    assert time.process_time() - start < 2.0

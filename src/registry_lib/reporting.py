@@ -68,12 +68,12 @@ def save_figure(fig: Any, output_dir: str | Path, name: str, *, dpi: int = 110) 
 
 def read_reference(cohort: str, name: str) -> pd.DataFrame:
     """A public reference table of a cohort (areas, population, life_table, …)."""
-    return read_parquet(require_cohort(cohort, "reference") / f"{name}.parquet")
+    return read_parquet(require_cohort(cohort, "reference") / "reference" / f"{name}.parquet")
 
 
 def read_truth(cohort: str, name: str) -> pd.DataFrame:
     """Truth, for clearly marked validation ("truth check") cells only: studies never use it."""
-    return read_parquet(require_cohort(cohort, "truth") / f"{name}.parquet")
+    return read_parquet(require_cohort(cohort, "truth") / "truth" / f"{name}.parquet")
 
 
 def read_effects(cohort: str) -> dict[str, Any]:
@@ -95,3 +95,15 @@ def setup_notebook() -> None:
     pd.set_option("display.precision", 3)
     pd.set_option("display.max_rows", 60)
     pd.set_option("display.width", 120)
+
+
+def read_cohort_info(cohort: str) -> dict[str, Any]:
+    """The cohort's ``cohort.json``: the config it was generated from, its seed and sizes."""
+    return json.loads((require_cohort(cohort, "reference") / "cohort.json").read_text())
+
+
+def read_params(relative: str) -> dict[str, Any]:
+    """A params file by its path relative to ``params/`` (e.g. ``epidemiology/incidence.yaml``)."""
+    from registry_lib.config import load_yaml
+
+    return load_yaml(project_root() / "params" / relative)

@@ -26,19 +26,27 @@ import numpy as np
 import pandas as pd
 
 
+def _order(df: pd.DataFrame) -> np.ndarray:
+    """A deterministic integer tie-breaker: the row label (records keep their feed order)."""
+    return np.asarray(df.index, dtype=np.int64)
+
+
 def most_frequent(df: pd.DataFrame, key: str, col: str) -> pd.Series:
-    """Per ``key``: the most frequent non-missing ``col`` (ties: latest event, then record id)."""
-    d = df[[key, col, "event_date", "record_id"]].dropna(subset=[col])
-    agg = d.groupby([key, col], sort=False).agg(n=("record_id", "size"), last=("event_date", "max"),
-                                                rid=("record_id", "max")).reset_index()
-    agg = agg.sort_values([key, "n", "last", "rid"], ascending=[True, False, False, False], kind="stable")
-    return agg.drop_duplicates(key).set_index(key)[col]
+    """Per ``key``: the most frequent non-missing ``col`` (ties: latest event, then later row)."""
+    d = df[[key, col, "event_date"]].assign(_o=_order(df)).dropna(subset=[col])
+    code, uniques = pd.factorize(d[col])
+    d = d.assign(_c=code)
+    agg = d.groupby([key, "_c"], sort=False).agg(n=("_o", "size"), last=("event_date", "max"),
+                                                 o=("_o", "max")).reset_index()
+    agg = agg.sort_values([key, "n", "last", "o"], ascending=[True, False, False, False], kind="stable")
+    best = agg.drop_duplicates(key).set_index(key)["_c"]
+    return pd.Series(np.asarray(uniques, dtype=object)[best.to_numpy()], index=best.index, name=col)
 
 
 def latest_value(df: pd.DataFrame, key: str, col: str) -> pd.Series:
-    """Per ``key``: ``col`` on the latest record that has one (ties: larger record id)."""
-    d = df[[key, col, "event_date", "record_id"]].dropna(subset=[col])
-    d = d.sort_values([key, "event_date", "record_id"], ascending=[True, False, False], kind="stable")
+    """Per ``key``: ``col`` on the latest record that has one (ties: later row)."""
+    d = df[[key, col, "event_date"]].assign(_o=_order(df)).dropna(subset=[col])
+    d = d.sort_values([key, "event_date", "_o"], ascending=[True, False, False], kind="stable")
     return d.drop_duplicates(key).set_index(key)[col]
 
 
@@ -90,10 +98,10 @@ def best_values(records: pd.DataFrame, notifications: pd.DataFrame, postcodes: p
 
 def _display(recs: pd.DataFrame, key: str, clean: str, raw: str, chosen: pd.Series) -> pd.Series:
     """The name as sent (title case when sent in capitals) on a record carrying the chosen value."""
-    d = recs[[key, clean, raw, "event_date", "record_id"]].dropna(subset=[clean])
+    d = recs[[key, clean, raw, "event_date"]].assign(_o=_order(recs)).dropna(subset=[clean])
     d = d[d[clean].to_numpy() == d[key].map(chosen).to_numpy()]
     text = d[raw].astype("string").str.strip()
     shouting = text.str.isupper().fillna(False)
     d = d.assign(_show=text.where(~shouting, text.str.title()), _upper=shouting.astype(int))
-    d = d.sort_values([key, "_upper", "event_date", "record_id"], ascending=[True, True, False, False], kind="stable")
+    d = d.sort_values([key, "_upper", "event_date", "_o"], ascending=[True, True, False, False], kind="stable")
     return d.drop_duplicates(key).set_index(key)["_show"]

@@ -152,7 +152,7 @@ def consolidate(notes: pd.DataFrame, patients: pd.DataFrame, postcode_areas: pd.
         df[f"_r_{name}"] = src.map(ranks).fillna(9).astype(int)
     hist = codes.histology_group(df["morphology_icdo3"])
     df["_unspec"] = (hist.isna() | hist.isin(list(codes.UNSPECIFIED_HISTOLOGY))).astype(int)
-    df["_rid"] = df["record_id"].astype("string")
+    df["_rid"] = pd.factorize(df["record_id"].astype(str), sort=True)[0]
     key = "tumour_id"
     base = df.sort_values([key, "diagnosis_value", "_rid"], kind="stable").groupby(key, sort=True)
     out = pd.DataFrame({

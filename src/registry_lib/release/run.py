@@ -179,6 +179,7 @@ def run(cohort_dir: Path, policy: str | Path, requester: str) -> Path:
         "row_counts": {n: len(df) for n, df in built.tables.items()},
         "opt_out_removals": built.opt_out_removals,
         "national_data_opt_out_applied": pol.national_data_opt_out,
+        "policy_params_sha256": pol.params_hash,
         "release": f"releases/{pol.name}",
         "files_sha256": files,
     })

@@ -205,23 +205,48 @@ class _Windows:
     closed: np.ndarray  # (W,) bool: the next neighbour is strictly farther (a real window)
 
 
-def _sorted_neighbours(key: np.ndarray, pop: np.ndarray, limit: float):
-    """Neighbours of each row sorted by (distance key, index), truncated once the population
-    passes ``limit`` (at least one neighbour beyond it is kept to decide ties).
+def _spatial_order(xy: np.ndarray, metric: str) -> np.ndarray:
+    """A Z-order (Morton) permutation of the locations.
 
-    Returns ``(order, key_sorted)``; entries past a row's truncation are -1 / +inf.
+    Working in this order keeps each centre's neighbours close together in memory, which
+    roughly halves the time of the simulation loop. Results do not depend on it.
     """
-    n = key.shape[1]
+    pts = xy.astype(float).copy()
+    if metric == "haversine":  # (lat, lon) -> a local plane, for ordering only
+        pts = np.column_stack([pts[:, 1] * np.cos(np.radians(np.mean(pts[:, 0]))), pts[:, 0]])
+    span = np.ptp(pts, axis=0)
+    q = ((pts - pts.min(axis=0)) / np.where(span > 0, span, 1.0) * 65535).astype(np.uint64)
+
+    def spread(v: np.ndarray) -> np.ndarray:
+        v = (v | (v << np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+        v = (v | (v << np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+        v = (v | (v << np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+        v = (v | (v << np.uint64(2))) & np.uint64(0x3333333333333333)
+        return (v | (v << np.uint64(1))) & np.uint64(0x5555555555555555)
+
+    return np.argsort(spread(q[:, 0]) | (spread(q[:, 1]) << np.uint64(1)), kind="stable")
+
+
+def _sorted_neighbours(key: np.ndarray, pop: np.ndarray, limit: float, inv: np.ndarray):
+    """Neighbours of each row sorted by distance key, truncated once the population passes
+    ``limit`` (at least one neighbour beyond it is kept to decide ties).
+
+    Locations are in spatial order; ``inv[o]`` is the position of the location that was
+    ``o``-th in the input, so ties are broken by input order. Returns ``(order, key_sorted)``;
+    entries past a row's truncation are -1 / +inf.
+    """
+    rows, n = key.shape
     m = n - 1
     if n > 64:
         # partial sort: the m+1 nearest usually already pass the population limit
         m = int(min(n - 1, 1.25 * math.ceil(limit / max(float(np.mean(pop)), 1e-300)) + 64))
+    rank = np.argsort(inv)  # input position of each location
     if m < n - 1:
-        part = np.sort(np.argpartition(key, m, axis=1)[:, : m + 1], axis=1)
+        part = inv[np.sort(rank[np.argpartition(key, m, axis=1)[:, : m + 1]], axis=1)]
     else:
-        part = np.broadcast_to(np.arange(n), key.shape)
+        part = np.broadcast_to(inv, key.shape)
     pkey = np.take_along_axis(key, part, axis=1)
-    inner = np.argsort(pkey, axis=1, kind="stable")  # ties stay in index order
+    inner = np.argsort(pkey, axis=1, kind="stable")  # ties stay in input order
     order = np.take_along_axis(part, inner, axis=1)
     ksort = np.take_along_axis(pkey, inner, axis=1)
     if m == n - 1:
@@ -231,24 +256,31 @@ def _sorted_neighbours(key: np.ndarray, pop: np.ndarray, limit: float):
         return order, ksort
     # rows whose m+1 nearest are still within the limit: sort them completely
     short = np.flatnonzero(~full)
-    order_f = np.argsort(key[short], axis=1, kind="stable")
-    order_all = np.full((key.shape[0], n), -1, dtype=np.intp)
-    ksort_all = np.full((key.shape[0], n), np.inf)
+    key_in = key[short][:, inv]  # columns in input order
+    order_in = np.argsort(key_in, axis=1, kind="stable")
+    order_all = np.full((rows, n), -1, dtype=np.intp)
+    ksort_all = np.full((rows, n), np.inf)
     order_all[full, : m + 1] = order[full]
     ksort_all[full, : m + 1] = ksort[full]
-    order_all[short] = order_f
-    ksort_all[short] = np.take_along_axis(key[short], order_f, axis=1)
+    order_all[short] = inv[order_in]
+    ksort_all[short] = np.take_along_axis(key_in, order_in, axis=1)
     return order_all, ksort_all
 
 
-def _build_windows(xy: np.ndarray, pop: np.ndarray, limit: float, metric: str) -> _Windows:
+def _build_windows(
+    xy: np.ndarray, pop: np.ndarray, limit: float, metric: str, inv: np.ndarray | None = None
+) -> _Windows:
+    """Neighbour lists of every centre (locations in the order given; ``inv`` as in
+    :func:`_sorted_neighbours`, identity by default)."""
     n = len(pop)
+    if inv is None:
+        inv = np.arange(n)
     block = max(1, min(n, 4_000_000 // max(n, 1)))
     starts = np.zeros(n + 1, dtype=np.int64)
     parts_nb, parts_d, parts_cp, parts_closed = [], [], [], []
     for a in range(0, n, block):
         rows = np.arange(a, min(n, a + block))
-        order, dsort = _sorted_neighbours(_distance_key(xy, rows, metric), pop, limit)
+        order, dsort = _sorted_neighbours(_distance_key(xy, rows, metric), pop, limit, inv)
         pad = order < 0
         cp = np.cumsum(np.where(pad, 0.0, pop[np.where(pad, 0, order)]), axis=1)
         cp[pad] = np.inf
@@ -594,11 +626,15 @@ def kulldorff_scan(
     n_sim = int(n_sim)
     if n_jobs is None:
         n_jobs = max(1, min(2, os.cpu_count() or 1))
-    labels, c, pop, xy = _prepare(cases, population, coords, metric)
+    labels_in, c_in, pop_in, xy_in = _prepare(cases, population, coords, metric)
+    # work in a spatial order (faster); ties and outputs follow the input order
+    perm = _spatial_order(xy_in, metric)
+    inv = np.argsort(perm)
+    labels, c, pop, xy = labels_in[perm], c_in[perm], pop_in[perm], xy_in[perm]
     total_c = int(c.sum())
     total_p = float(pop.sum())
     limit = max_pop_fraction * total_p * (1 + 1e-12)
-    win = _build_windows(xy, pop, limit, metric)
+    win = _build_windows(xy, pop, limit, metric, inv)
     llr = _LLR(total_c)
     expected = total_c * win.cum_pop / total_p
     d, g, thresh = llr.window_terms(expected, win.closed)
@@ -619,7 +655,7 @@ def kulldorff_scan(
         first[1:] = centre_of[order[1:]] != centre_of[order[:-1]]
         best_w = order[first]
         best_w = best_w[obs_llr[best_w] > 0]
-        best_w = best_w[np.lexsort((centre_of[best_w], -obs_llr[best_w]))]
+        best_w = best_w[np.lexsort((perm[centre_of[best_w]], -obs_llr[best_w]))]
         used = np.zeros(len(labels), dtype=bool)
         for w in best_w:
             i = centre_of[w]
@@ -635,12 +671,12 @@ def kulldorff_scan(
     sim_max = np.zeros(0)
     if n_sim > 0 and rows:
         rng = np.random.default_rng(seed)
-        probs = pop / total_p
+        probs = pop_in / total_p  # null data drawn in input order, then put in spatial order
         chunk = max(1, min(n_sim, 20_000_000 // max(len(labels), 1)))
         parts = []
         for a in range(0, n_sim, chunk):
             r = min(chunk, n_sim - a)
-            sims = rng.multinomial(total_c, probs, size=r).astype(np.int32)
+            sims = rng.multinomial(total_c, probs, size=r).astype(np.int32)[:, perm]
             parts.append(_simulated_maxima(sims, win, llr, expected, d, g, thresh, n_jobs))
         sim_max = np.concatenate(parts)
 

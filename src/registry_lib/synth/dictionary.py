@@ -46,6 +46,12 @@ def data_dictionary() -> str:
             importlib.import_module(name)
         except ModuleNotFoundError:  # pragma: no cover - a stage not built yet
             pass
+    try:   # release tables depend on the policies in params/release/
+        from registry_lib.release.records import register_release_tables
+
+        register_release_tables()
+    except ImportError:  # pragma: no cover - release stage not built yet
+        pass
     return HEADER + data_dictionary_markdown(registered_tables())
 
 
