@@ -16,9 +16,11 @@ from registry_lib.errors import ConfigError, RegistryLabError
 from registry_lib.nhs_number import is_valid_nhs_number
 from registry_lib.schema import enforce
 from registry_lib.synth import feeds_errors as fe
+from registry_lib.synth.feed_dates import dates_to_strings
 from registry_lib.synth.feed_params import feed_params, rate
-from registry_lib.synth.feeds import FEED_NAMES, alternative_trusts, errors_text, make_feeds
+from registry_lib.synth.feeds import FEED_NAMES, alternative_trusts, make_feeds
 from registry_lib.synth.feeds_demo import DEMO_END, demo_truth
+from registry_lib.synth.feeds_identifiers import errors_text
 from registry_lib.synth.identities import (
     REGION_POSTCODE_AREAS,
     assign_identities,
@@ -329,6 +331,19 @@ def test_feeds_are_deterministic():
     assert not a[0]["notifications"].equals(c[0]["notifications"])
 
 
+def test_feed_files_are_byte_identical_for_the_same_seed(tmp_path):
+    from registry_lib.io import sha256_file, write_parquet
+
+    reference, truth = demo_truth(n_patients=300, seed=5)
+    digests = []
+    for run in ("a", "b"):
+        feeds, record_truth = make_feeds(reference, truth, CONFIG, np.random.default_rng(9))
+        paths = [write_parquet(df, tmp_path / run / f"{name}.parquet", FEEDS[name]) for name, df in feeds.items()]
+        paths.append(write_parquet(record_truth, tmp_path / run / "record_truth.parquet", RECORD_TRUTH))
+        digests.append([sha256_file(p) for p in paths])
+    assert digests[0] == digests[1]
+
+
 def test_one_record_per_treatment_death_and_optout(world):
     _, truth, feeds, rt = world
     tr = truth["treatments"]
@@ -348,6 +363,10 @@ def test_one_record_per_treatment_death_and_optout(world):
     # NDOP is the exact list of true NHS numbers of opted-out people, dated from NDOP's start.
     assert sorted(feeds["ndop"]["nhs_number"]) == sorted(pts.loc[pts["ndop_opted_out"], "nhs_number"])
     assert feeds["ndop"]["optout_date"].between("2018-05-25", DEMO_END).all()
+    nd = feeds["ndop"].merge(pts[["nhs_number", "death_date"]], on="nhs_number")
+    died_later = nd["death_date"] >= pd.Timestamp("2018-05-25")
+    assert (pd.to_datetime(nd.loc[died_later, "optout_date"]) <= nd.loc[died_later, "death_date"]).all()
+    assert (nd.loc[nd["death_date"] < pd.Timestamp("2018-05-25"), "optout_date"] == "2018-05-25").all()
 
 
 def test_notifications_per_tumour_sources_trusts_and_dates(world):
@@ -525,6 +544,12 @@ def test_make_feeds_bad_input_raises_clear_errors(world):
         feed_params({"feeds": {"errors": {"nhs_mising": 0.1}}})
     with pytest.raises(ConfigError, match="rate 1.5"):
         feed_params({"feeds": {"errors": {"dob_swap": 1.5}}})
+    with pytest.raises(ConfigError, match="feeds.errors.dob_swap.pathlogy: unknown key"):
+        feed_params({"feeds": {"errors": {"dob_swap": {"pathlogy": 0.1}}}})
+    # A per-source override may name any source, and keeps the other sources' defaults.
+    p = feed_params({"feeds": {"errors": {"given_typo": {"pas": 0.2}, "nhs_missing": {"pas": 0.5}}}})
+    assert rate(p["errors"]["given_typo"], "pas") == 0.2 and rate(p["errors"]["given_typo"], "mdt") == 0.01
+    assert rate(p["errors"]["nhs_missing"], "pathology") == 0.10 and rate(p["errors"]["nhs_missing"], "pas") == 0.5
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,7 +572,7 @@ def test_typo_always_changes_one_character_and_keeps_the_first(names, seed):
 @given(days=st.lists(st.integers(-40000, 40000), min_size=1, max_size=50))
 def test_dates_and_day_month_swap(days):
     d = np.array(days).astype("datetime64[D]")
-    text = fe.dates_to_strings(d)
+    text = dates_to_strings(d)
     assert text.tolist() == np.datetime_as_string(d, unit="D").tolist()
     swapped = fe.swap_day_month(text)
     assert all(s[5:7] == t[8:10] and s[8:10] == t[5:7] for s, t in zip(swapped, text, strict=True))
@@ -634,8 +659,18 @@ def test_small_cohorts_still_get_several_districts_per_region():
     assert (per_region >= feed_params({})["identities"]["postcodes"]["min_districts_per_region"]).all()
 
 
+def test_trusts_as_sent_maps_to_alternatives_outside_the_diagnosing_set():
+    from registry_lib.synth.feeds import Coded, _trusts_as_sent
+
+    trusts = Coded(np.array(["A", "C", "A", "D"], dtype=object))
+    alt = {"A": "B", "C": "A", "D": "E"}
+    out = _trusts_as_sent(trusts, np.array([True, True, False, True]), alt)
+    assert out.tolist() == ["B", "A", "A", "E"]
+
+
 def test_date_text_and_coded_columns():
-    from registry_lib.synth.feeds import Coded, _icd10_as_sent, date_text
+    from registry_lib.synth.feed_dates import date_text
+    from registry_lib.synth.feeds import Coded, _icd10_as_sent
 
     d = np.array(["1961-04-23", "NaT", "2000-02-29"], dtype="datetime64[D]")
     assert date_text(d).tolist() == ["1961-04-23", None, "2000-02-29"]

@@ -17,11 +17,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from registry_lib.errors import RegistryLabError
+
 _WEIGHTS = np.arange(10, 1, -1)
 
 
 def check_digit(first_nine: str) -> int:
     """The modulus-11 check digit of nine digits, or 10 if no valid number can end them."""
+    if len(first_nine) != 9 or not first_nine.isascii() or not first_nine.isdigit():
+        raise RegistryLabError(f"check_digit: expected nine ASCII digits, got {first_nine!r}")
     digits = np.frombuffer(first_nine.encode(), dtype=np.uint8) - 48
     total = int((digits * _WEIGHTS).sum())
     value = 11 - total % 11
@@ -31,7 +35,7 @@ def check_digit(first_nine: str) -> int:
 def _digits(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(n × 10 digit matrix, mask of rows that are exactly ten ASCII digits)."""
     text = series.astype("string").fillna("")
-    ok = text.str.fullmatch(r"\d{10}").fillna(False).to_numpy(dtype=bool)
+    ok = text.str.fullmatch(r"[0-9]{10}").fillna(False).to_numpy(dtype=bool)
     padded = text.where(ok, "0000000000").to_numpy(dtype="U10")
     codes = padded.view(np.uint32).reshape(len(padded), 10) - 48
     return codes.astype(np.int64), ok

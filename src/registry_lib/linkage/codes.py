@@ -47,8 +47,8 @@ def morphology_table() -> pd.DataFrame:
 
 def normalise_code(series: pd.Series) -> pd.Series:
     """Upper case, no dot, no spaces; missing stays missing."""
-    return (series.astype("string").str.upper().str.replace(r"[.\s]", "", regex=True)
-            .replace("", pd.NA))
+    code = series.astype("string[pyarrow]").str.upper().str.replace(r"[.\s]", "", regex=True)
+    return code.where(code.str.len() > 0)
 
 
 @cache
@@ -89,7 +89,7 @@ def site_group(site3_codes: pd.Series) -> pd.Series:
     t = icd10_table()
     lookup = t.loc[t["code"].str.len() == 3].set_index("code")["iarc_site_group"]
     grp = site3_codes.map(lookup).replace("", pd.NA)
-    return grp.fillna(site3_codes).astype("string")
+    return grp.fillna(site3_codes).astype("string[pyarrow]")
 
 
 def paired_organ(site3_codes: pd.Series) -> np.ndarray:
@@ -101,12 +101,13 @@ def paired_organ(site3_codes: pd.Series) -> np.ndarray:
 
 def valid_morphology(series: pd.Series) -> np.ndarray:
     """True where the value is a listed ICD-O-3 morphology code (4 digits, 8000–9992)."""
-    code = series.astype("string").str.strip().str.split("/").str[0]
-    return code.isin(set(morphology_table()["code"])).fillna(False).to_numpy(dtype=bool)
+    code = series.astype("string[pyarrow]").str.strip().str.slice(0, 4)
+    ok = series.astype("string[pyarrow]").str.strip().str.fullmatch(r"\d{4}(/\d)?").fillna(False)
+    return (code.isin(set(morphology_table()["code"])).fillna(False) & ok).to_numpy(dtype=bool)
 
 
 def histology_group(series: pd.Series) -> pd.Series:
     """IARC/IACR 2004 histology group (1–17) of each morphology code; missing when unknown."""
     lookup = morphology_table().set_index("code")["iarc_histology_group"]
-    code = series.astype("string").str.strip().str.split("/").str[0]
+    code = series.astype("string[pyarrow]").str.strip().str.slice(0, 4)
     return code.map(lookup).astype("Int64")

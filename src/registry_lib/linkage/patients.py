@@ -100,7 +100,7 @@ def _display(recs: pd.DataFrame, key: str, clean: str, raw: str, chosen: pd.Seri
     """The name as sent (title case when sent in capitals) on a record carrying the chosen value."""
     d = recs[[key, clean, raw, "event_date"]].assign(_o=_order(recs)).dropna(subset=[clean])
     d = d[d[clean].to_numpy() == d[key].map(chosen).to_numpy()]
-    text = d[raw].astype("string").str.strip()
+    text = d[raw].astype("string[pyarrow]").str.strip()
     shouting = text.str.isupper().fillna(False)
     d = d.assign(_show=text.where(~shouting, text.str.title()), _upper=shouting.astype(int))
     d = d.sort_values([key, "_upper", "event_date", "_o"], ascending=[True, True, False, False], kind="stable")

@@ -36,30 +36,52 @@ NICKNAME_FILES = ("nicknames.csv",)
 POSTCODE_RE = r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$"
 
 
+#: Text is held as Arrow-backed strings: pandas then runs string operations in pyarrow's
+#: vectorised kernels rather than one Python call per value.
+TEXT = "string[pyarrow]"
+
+
+def text(series: pd.Series) -> pd.Series:
+    """``series`` as Arrow-backed strings (missing stays missing)."""
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
+        return series
+    return series.astype(TEXT)
+
+
+def _where(values: pd.Series, mask: pd.Series) -> pd.Series:
+    return values.where(mask.fillna(False).astype(bool)).astype(TEXT)
+
+
 def clean_name(series: pd.Series) -> pd.Series:
     """Lower-case ASCII letters only; empty becomes missing."""
-    text = series.astype("string").str.normalize("NFKD")
-    text = text.str.encode("ascii", errors="ignore").str.decode("ascii").astype("string")
-    text = text.str.lower().str.replace(r"[^a-z]", "", regex=True)
-    return text.replace("", pd.NA)
+    t = text(series)
+    accented = t.str.contains(r"[^\x00-\x7f]", regex=True).fillna(False).to_numpy(dtype=bool)
+    if accented.any():  # only the few accented names take the slow Unicode route
+        fixed = (t[accented].astype(object).str.normalize("NFKD").str.encode("ascii", errors="ignore")
+                 .str.decode("ascii"))
+        t = t.copy()
+        t[accented] = fixed.astype(TEXT)
+    t = t.str.lower().str.replace(r"[^a-z]", "", regex=True)
+    return _where(t, t.str.len() > 0)
 
 
 def clean_postcode(series: pd.Series) -> pd.Series:
     """``"OUT IN"`` upper case where the value looks like a UK postcode, else missing."""
-    text = series.astype("string").str.upper().str.replace(r"[^A-Z0-9]", "", regex=True)
-    text = text.str[:-3] + " " + text.str[-3:]
-    return text.where(text.str.fullmatch(POSTCODE_RE).fillna(False)).astype("string")
+    t = text(series).str.upper().str.replace(r"[^A-Z0-9]", "", regex=True)
+    t = t.str.slice(0, -3) + " " + t.str.slice(-3)
+    return _where(t, t.str.fullmatch(POSTCODE_RE))
 
 
 def postcode_outward(postcode: pd.Series) -> pd.Series:
     """The outward code (district) of cleaned postcodes: ``"LS6 2AB"`` → ``"LS6"``."""
-    return postcode.astype("string").str.split(" ").str[0]
+    t = text(postcode)
+    return t.str.slice(0, -4)
 
 
 def date_pattern(series: pd.Series) -> pd.Series:
     """The value where it has the shape ``YYYY-MM-DD`` (possibly impossible), else missing."""
-    text = series.astype("string").str.strip()
-    return text.where(text.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False)).astype("string")
+    t = text(series).str.strip()
+    return _where(t, t.str.fullmatch(r"\d{4}-\d{2}-\d{2}"))
 
 
 def parse_date(series: pd.Series) -> pd.Series:
@@ -69,18 +91,19 @@ def parse_date(series: pd.Series) -> pd.Series:
 
 def dob_swap_key(birth_date: pd.Series) -> pd.Series:
     """A key equal for a date and its day–month swap: year + smaller + larger of (MM, DD)."""
-    text = birth_date.astype("string")
-    a, b = text.str[5:7], text.str[8:10]
-    lo = a.where(a <= b, b)
-    hi = b.where(a <= b, a)
-    return (text.str[:4] + lo + hi).astype("string")
+    t = text(birth_date)
+    a, b = t.str.slice(5, 7), t.str.slice(8, 10)
+    first = (a <= b).fillna(True).to_numpy(dtype=bool)
+    lo = a.where(first, b)
+    hi = b.where(first, a)
+    return (t.str.slice(0, 4) + lo + hi).astype(TEXT)
 
 
 def clean_sex(series: pd.Series) -> pd.Series:
     """``"1"`` male / ``"2"`` female (also from M/F/male/female); anything else missing."""
-    text = series.astype("string").str.strip().str.upper()
-    mapped = text.replace({"M": "1", "MALE": "1", "F": "2", "FEMALE": "2"})
-    return mapped.where(mapped.isin(["1", "2"])).astype("string")
+    t = text(series).str.strip().str.upper()
+    mapped = t.replace({"M": "1", "MALE": "1", "F": "2", "FEMALE": "2"})
+    return _where(mapped, mapped.isin(["1", "2"]))
 
 
 @cache
@@ -122,6 +145,6 @@ def nickname_sets(given: pd.Series) -> tuple[pd.Series, pd.Series]:
     sets_u = {u: sorted({u, *formal.get(u, [])}) for u in uniques}
     sets = given.map(sets_u)
     sets = sets.where(given.notna(), None)
-    key = given.map(first_formal).astype("string").fillna(given)
+    key = given.map(first_formal).astype(TEXT).fillna(given)
     return sets, key
 

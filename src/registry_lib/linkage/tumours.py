@@ -125,7 +125,8 @@ def tumour_keys(notes: pd.DataFrame, window_days: int = DEFAULT_WINDOW_DAYS) -> 
 
 def _first_by(df: pd.DataFrame, key: str, cols: list[str], order: list[str]) -> pd.DataFrame:
     """First non-missing value of each column per ``key`` after sorting by ``order``."""
-    return df.sort_values(order, kind="stable").groupby(key, sort=True)[cols].first()
+    d = df[list(dict.fromkeys([key, *order, *cols]))]
+    return d.sort_values(order, kind="stable").groupby(key, sort=True)[cols].first()
 
 
 def consolidate(notes: pd.DataFrame, patients: pd.DataFrame, postcode_areas: pd.Series | None = None,
@@ -154,7 +155,8 @@ def consolidate(notes: pd.DataFrame, patients: pd.DataFrame, postcode_areas: pd.
     df["_unspec"] = (hist.isna() | hist.isin(list(codes.UNSPECIFIED_HISTOLOGY))).astype(int)
     df["_rid"] = pd.factorize(df["record_id"].astype(str), sort=True)[0]
     key = "tumour_id"
-    base = df.sort_values([key, "diagnosis_value", "_rid"], kind="stable").groupby(key, sort=True)
+    base = (df[[key, "diagnosis_value", "_rid", "patient_id", "trust_code"]]
+            .sort_values([key, "diagnosis_value", "_rid"], kind="stable").groupby(key, sort=True))
     out = pd.DataFrame({
         "patient_id": base["patient_id"].first(),
         "diagnosis_date": real_date.groupby(df[key]).min().fillna(base["diagnosis_value"].min()),

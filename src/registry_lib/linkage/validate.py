@@ -110,12 +110,34 @@ class Validated:
 def _col(df: pd.DataFrame, name: str) -> pd.Series:
     if name in df.columns:
         return df[name].reset_index(drop=True)
-    return pd.Series(pd.NA, index=pd.RangeIndex(len(df)), dtype="string")
+    return pd.Series(pd.NA, index=pd.RangeIndex(len(df)), dtype=std.TEXT)
+
+
+def _txt(series: pd.Series) -> pd.Series:
+    """Arrow-backed text, stripped (numbers become their text)."""
+    if not (pd.api.types.is_string_dtype(series.dtype) or series.dtype == object):
+        series = series.astype(object).where(series.notna(), None).astype(str).where(series.notna(), None)
+    return std.text(series).str.strip()
 
 
 def _blank(series: pd.Series) -> np.ndarray:
-    text = series.astype("string").str.strip()
-    return (text.isna() | (text == "")).to_numpy(dtype=bool)
+    t = _txt(series)
+    return (t.isna() | (t == "")).fillna(True).to_numpy(dtype=bool)
+
+
+Detail = str | tuple  # a sentence, or parts (str or Series) joined only for the rows at fault
+
+
+def _detail(detail: Detail, mask: np.ndarray) -> np.ndarray | str:
+    if isinstance(detail, str):
+        return detail
+    out = pd.Series("", index=pd.RangeIndex(int(mask.sum())), dtype=object)
+    for part in detail:
+        if isinstance(part, str):
+            out = out + part
+        else:
+            out = out + part[mask].astype(object).fillna("(missing)").astype(str).to_numpy()
+    return out.to_numpy(dtype=object)
 
 
 class _Checks:
@@ -123,29 +145,24 @@ class _Checks:
 
     def __init__(self, feed: str, record_id: pd.Series) -> None:
         self.feed = feed
-        self.record_id = record_id.astype("string").reset_index(drop=True)
-        self.reason = pd.Series(pd.NA, index=self.record_id.index, dtype="string")
-        self.detail = pd.Series(pd.NA, index=self.record_id.index, dtype="string")
+        self.record_id = record_id.astype(object).reset_index(drop=True)
+        self.reason = np.full(len(record_id), None, dtype=object)
+        self.detail = np.full(len(record_id), None, dtype=object)
         self.flags: list[pd.DataFrame] = []
 
-    def fatal(self, mask: np.ndarray, reason: str, detail: pd.Series | str) -> None:
-        mask = np.asarray(mask, dtype=bool) & self.reason.isna().to_numpy()
+    def fatal(self, mask: np.ndarray, reason: str, detail: Detail) -> None:
+        mask = np.asarray(mask, dtype=bool) & pd.isna(self.reason)
         if not mask.any():
             return
         self.reason[mask] = reason
-        self.detail[mask] = detail if isinstance(detail, str) else detail[mask].astype("string")
+        self.detail[mask] = _detail(detail, mask)
 
-    def flag(self, mask: np.ndarray, reason: str, detail: pd.Series | str) -> None:
+    def flag(self, mask: np.ndarray, reason: str, detail: Detail) -> None:
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             return
-        d = detail if isinstance(detail, str) else detail[mask].astype("string").to_numpy()
         self.flags.append(pd.DataFrame({"feed": self.feed, "record_id": self.record_id[mask].to_numpy(),
-                                        "reason": reason, "detail": d}))
-
-
-def _as_text(value: pd.Series) -> pd.Series:
-    return value.astype("string").fillna("(missing)")
+                                        "reason": reason, "detail": _detail(detail, mask)}))
 
 
 def _check_columns(feed: str, df: pd.DataFrame) -> None:
@@ -156,8 +173,11 @@ def _check_columns(feed: str, df: pd.DataFrame) -> None:
 
 def _identity(feed: str, df: pd.DataFrame, checks: _Checks, event: pd.Series) -> pd.DataFrame:
     """Cleaned identifiers of one feed, flags for invalid ones, NO_IDENTIFIERS when unusable."""
-    nhs_raw = _col(df, "nhs_number").astype("string").str.replace(r"\s", "", regex=True).replace("", pd.NA)
-    nhs_ok = is_valid_nhs_number(nhs_raw)
+    nhs_raw = _txt(_col(df, "nhs_number")).str.replace(r"\s", "", regex=True)
+    nhs_raw = nhs_raw.where(nhs_raw.str.len() > 0)
+    shaped = nhs_raw.str.fullmatch(r"\d{10}").fillna(False).to_numpy(dtype=bool)
+    nhs_ok = np.zeros(len(nhs_raw), dtype=bool)
+    nhs_ok[shaped] = is_valid_nhs_number(nhs_raw[shaped].astype(object))
     checks.flag(nhs_raw.notna().to_numpy() & ~nhs_ok, "INVALID_NHS_NUMBER",
                 "nhs_number fails the format or modulus-11 check")
     given = std.clean_name(_col(df, "given_name"))
@@ -170,10 +190,10 @@ def _identity(feed: str, df: pd.DataFrame, checks: _Checks, event: pd.Series) ->
     future_dob = (dob_value > event).fillna(False).to_numpy(dtype=bool)
     checks.flag(future_dob, "BIRTH_DATE_IN_FUTURE", "birth_date after the record's own date")
     dob_value = dob_value.where(~future_dob)
-    sex_raw = _col(df, "sex").astype("string").str.strip()
+    sex_raw = _txt(_col(df, "sex"))
     sex = std.clean_sex(sex_raw)
     checks.flag(~_blank(sex_raw) & sex.isna().to_numpy() & (sex_raw != "9").fillna(True).to_numpy(),
-                "INVALID_SEX", "sex code " + _as_text(sex_raw) + " is not 1, 2 or 9")
+                "INVALID_SEX", ("sex code ", sex_raw, " is not 1, 2 or 9"))
     pc_raw = _col(df, "postcode")
     pc = std.clean_postcode(pc_raw)
     checks.flag(~_blank(pc_raw) & pc.isna().to_numpy(), "INVALID_POSTCODE", "postcode not in UK format")
@@ -184,7 +204,7 @@ def _identity(feed: str, df: pd.DataFrame, checks: _Checks, event: pd.Series) ->
     checks.fatal(unusable, "NO_IDENTIFIERS",
                  "no valid NHS number and fewer than two of name, birth date, postcode")
     return pd.DataFrame({
-        "nhs_number": nhs_raw.where(nhs_ok).astype("string"),
+        "nhs_number": nhs_raw.where(nhs_ok).astype(std.TEXT),
         "given_name": given, "family_name": family,
         "birth_date": dob, "birth_date_value": dob_value,
         "sex": sex, "postcode": pc,
@@ -208,48 +228,48 @@ def _notifications(df: pd.DataFrame, checks: _Checks, ident: pd.DataFrame) -> pd
     out = df.reset_index(drop=True).copy()
     received, _, _ = _dates(df, "received_date")
     diag, diag_missing, diag_bad = _dates(df, "diagnosis_date")
-    site_raw = _col(df, "site_icd10")
+    site_raw = _txt(_col(df, "site_icd10"))
     site_ok = codes.valid_site(site_raw)
     checks.fatal(_blank(site_raw), "MISSING_SITE", "site_icd10 is empty")
-    checks.fatal(~site_ok, "INVALID_SITE", "site_icd10 " + _as_text(site_raw) + " is not a valid ICD-10 neoplasm code")
-    diag_text = _as_text(_col(df, "diagnosis_date"))
+    checks.fatal(~site_ok, "INVALID_SITE", ("site_icd10 ", site_raw, " is not a valid ICD-10 neoplasm code"))
+    diag_text = _col(df, "diagnosis_date")
     checks.fatal((diag < ident["birth_date_value"]).fillna(False).to_numpy(dtype=bool), "DIAGNOSIS_BEFORE_BIRTH",
-                 "diagnosis_date " + diag_text + " is before the birth date")
+                 ("diagnosis_date ", diag_text, " is before the birth date"))
     checks.flag(diag_missing, "MISSING_DIAGNOSIS_DATE", "diagnosis_date is empty")
-    checks.flag(diag_bad, "INVALID_DIAGNOSIS_DATE", "diagnosis_date " + diag_text + " is not a real date")
+    checks.flag(diag_bad, "INVALID_DIAGNOSIS_DATE", ("diagnosis_date ", diag_text, " is not a real date"))
     future = (diag > received).fillna(False).to_numpy(dtype=bool)
-    checks.flag(future, "DIAGNOSIS_IN_FUTURE", "diagnosis_date " + diag_text + " is after received_date "
-                + _as_text(_col(df, "received_date")))
+    checks.flag(future, "DIAGNOSIS_IN_FUTURE", ("diagnosis_date ", diag_text, " is after received_date ",
+                                                 _col(df, "received_date")))
     diag = diag.where(~future)
     out["received_value"] = received
     out["diagnosis_value"] = diag
     out["diagnosis_proxy"] = diag.fillna(received)
     out["site3"] = codes.site3(site_raw).where(site_ok)
-    morph = _col(df, "morphology_icdo3").astype("string").str.strip().str.split("/").str[0]
+    morph = _txt(_col(df, "morphology_icdo3")).str.slice(0, 4)
     m_ok = codes.valid_morphology(morph)
     checks.flag(~_blank(morph) & ~m_ok, "INVALID_MORPHOLOGY",
-                "morphology_icdo3 " + _as_text(morph) + " is not in the ICD-O-3 list")
+                ("morphology_icdo3 ", _col(df, "morphology_icdo3"), " is not in the ICD-O-3 list"))
     out["morphology_icdo3"] = morph.where(m_ok)
     _enum(out, checks, df, "behaviour", ["0", "1", "2", "3", "6", "9"], "INVALID_BEHAVIOUR")
-    stage = _col(df, "stage").astype("string").str.strip().str.upper().str.replace("STAGE", "").str.strip()
-    stage = stage.str[0].where(stage.str.len() > 0)
+    stage = _txt(_col(df, "stage")).str.upper().str.replace("STAGE", "").str.strip()
+    stage = stage.str.slice(0, 1).where(stage.str.len() > 0)
     _enum(out, checks, df, "stage", ["1", "2", "3", "4"], "INVALID_STAGE", values=stage,
           ignore=["U", "X", "9", "?"])
-    grade = _col(df, "grade").astype("string").str.strip().str.upper()
-    grade = grade.where(~grade.isin(["1", "2", "3", "4"]), "G" + grade)
+    grade = _txt(_col(df, "grade")).str.upper()
+    grade = grade.where(~grade.isin(["1", "2", "3", "4"]).fillna(False), "G" + grade)
     _enum(out, checks, df, "grade", ["G1", "G2", "G3", "G4", "GX"], "INVALID_GRADE", values=grade)
     _enum(out, checks, df, "laterality", ["L", "R", "B", "M", "9"], "INVALID_LATERALITY",
-          values=_col(df, "laterality").astype("string").str.strip().str.upper())
+          values=_txt(_col(df, "laterality")).str.upper())
     return out
 
 
 def _enum(out: pd.DataFrame, checks: _Checks, df: pd.DataFrame, name: str, allowed: list[str],
           reason: str, values: pd.Series | None = None, ignore: list[str] | None = None) -> None:
     raw = _col(df, name)
-    vals = (values if values is not None else raw.astype("string").str.strip()).astype("string")
+    vals = std.text(values if values is not None else _txt(raw))
     ok = vals.isin(allowed).fillna(False).to_numpy(dtype=bool)
     ignored = vals.isin(ignore or []).fillna(False).to_numpy(dtype=bool)
-    checks.flag(~_blank(raw) & ~ok & ~ignored, reason, f"{name} " + _as_text(raw) + " is not allowed")
+    checks.flag(~_blank(raw) & ~ok & ~ignored, reason, (f"{name} ", raw, " is not allowed"))
     out[name] = vals.where(ok)
 
 
@@ -258,17 +278,17 @@ def _treatment(feed: str, df: pd.DataFrame, checks: _Checks, ident: pd.DataFrame
     out = df.reset_index(drop=True).copy()
     date_col = TREATMENT_FEEDS[feed]
     start, _, bad = _dates(df, date_col)
-    raw = _as_text(_col(df, date_col))
-    checks.fatal(bad, "INVALID_TREATMENT_DATE", f"{date_col} " + raw + " is not a real date")
+    raw = _col(df, date_col)
+    checks.fatal(bad, "INVALID_TREATMENT_DATE", (f"{date_col} ", raw, " is not a real date"))
     checks.fatal((start > as_of).fillna(False).to_numpy(dtype=bool), "TREATMENT_IN_FUTURE",
-                 f"{date_col} " + raw + f" is after the extract date {as_of.date()}")
+                 (f"{date_col} ", raw, f" is after the extract date {as_of.date()}"))
     checks.fatal((start < ident["birth_date_value"]).fillna(False).to_numpy(dtype=bool),
-                 "TREATMENT_BEFORE_BIRTH", f"{date_col} " + raw + " is before the birth date")
+                 "TREATMENT_BEFORE_BIRTH", (f"{date_col} ", raw, " is before the birth date"))
     out["start_value"] = start
-    site_raw = _col(df, "site_icd10")
+    site_raw = _txt(_col(df, "site_icd10"))
     ok = codes.valid_site(site_raw)
     checks.flag(~_blank(site_raw) & ~ok, "INVALID_SITE_ON_TREATMENT",
-                "site_icd10 " + _as_text(site_raw) + " is not a valid ICD-10 neoplasm code")
+                ("site_icd10 ", site_raw, " is not a valid ICD-10 neoplasm code"))
     out["site3"] = codes.site3(site_raw).where(ok)
     return out
 
@@ -277,17 +297,17 @@ def _deaths(df: pd.DataFrame, checks: _Checks, ident: pd.DataFrame) -> pd.DataFr
     out = df.reset_index(drop=True).copy()
     death, _, bad = _dates(df, "death_date")
     registered, _, _ = _dates(df, "registration_date")
-    raw = _as_text(_col(df, "death_date"))
-    checks.fatal(bad, "INVALID_DEATH_DATE", "death_date " + raw + " is not a real date")
+    raw = _col(df, "death_date")
+    checks.fatal(bad, "INVALID_DEATH_DATE", ("death_date ", raw, " is not a real date"))
     checks.fatal((death > registered).fillna(False).to_numpy(dtype=bool), "DEATH_IN_FUTURE",
-                 "death_date " + raw + " is after registration_date " + _as_text(_col(df, "registration_date")))
+                 ("death_date ", raw, " is after registration_date ", _col(df, "registration_date")))
     checks.fatal((death < ident["birth_date_value"]).fillna(False).to_numpy(dtype=bool),
-                 "DEATH_BEFORE_BIRTH", "death_date " + raw + " is before the birth date")
+                 "DEATH_BEFORE_BIRTH", ("death_date ", raw, " is before the birth date"))
     out["death_value"] = death
-    cause_raw = _col(df, "underlying_cause_icd10")
+    cause_raw = _txt(_col(df, "underlying_cause_icd10"))
     ok = codes.valid_cause_of_death(cause_raw)
     checks.flag(~_blank(cause_raw) & ~ok, "INVALID_CAUSE_OF_DEATH",
-                "underlying_cause_icd10 " + _as_text(cause_raw) + " is not a listed ICD-10 code")
+                ("underlying_cause_icd10 ", cause_raw, " is not a listed ICD-10 code"))
     out["cause"] = codes.normalise_code(cause_raw).where(ok)
     return out
 
@@ -336,8 +356,8 @@ def validate_feeds(feeds: dict[str, pd.DataFrame]) -> Validated:
         rec.insert(0, "feed", feed)
         rec.insert(1, "record_id", checks.record_id)
         rec.insert(2, "event_date", event)
-        rec["reason"] = checks.reason
-        rec["detail"] = checks.detail
+        rec["reason"] = pd.array(checks.reason, dtype=std.TEXT)
+        rec["detail"] = pd.array(checks.detail, dtype=std.TEXT)
         records.append(rec)
         issues.extend(checks.flags)
     if not records:
@@ -348,5 +368,5 @@ def validate_feeds(feeds: dict[str, pd.DataFrame]) -> Validated:
         row = records_df.loc[dup.to_numpy()].iloc[0]
         raise RegistryLabError(f"feeds/{row['feed']}.parquet: record_id {row['record_id']!r} occurs more than once")
     issues_df = (pd.concat(issues, ignore_index=True) if issues else
-                 pd.DataFrame({"feed": [], "record_id": [], "reason": [], "detail": []}).astype("string"))
+                 pd.DataFrame({"feed": [], "record_id": [], "reason": [], "detail": []}).astype(object))
     return Validated(records=records_df, feeds=cleaned, issues=issues_df, as_of=as_of)

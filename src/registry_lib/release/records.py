@@ -184,7 +184,11 @@ def register_release_tables(root: Path | None = None) -> list[Table]:
 
     out = []
     for name in list_policies(root):
-        out += [register(t) for t in release_schemas(load_policy(name, root)).values()]
+        try:
+            policy = load_policy(name, root)
+        except RegistryLabError:  # a broken policy fails loudly when released, not on import
+            continue
+        out += [register(t) for t in release_schemas(policy).values()]
     return out
 
 

@@ -31,7 +31,8 @@ The excess hazard in the interval is ``(D_k - E_k) / Y_k``; the cumulative exces
 relsurv ``rs.surv`` computation with ``precision = 1`` day up to the weight being evaluated
 at the event time. The variance is the usual Pohar Perme one, ``Var Lambda_E(t) = sum_k
 h_k^2 V_k / Y_k^2`` (the grid form of ``∫ sum dN_i w_i^2 / (Y^w)^2``); limits are log(-log)
-by default (``"log"`` and ``"plain"`` on request).
+by default (``"log"`` and ``"plain"`` on request). After the last patient leaves follow-up
+the curve is not estimable and is reported as NaN.
 
 Cost is proportional to the number of (patient, grid step) pairs: a daily grid suits tens of
 thousands of patients; for a million patients a monthly grid (about 25 s on one core,

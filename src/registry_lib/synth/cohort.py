@@ -194,8 +194,9 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
     plan1 = plan_treatments(frame1, params, eff, rng["treatment"])
     a_tab, b_tab = excess_curves(sites, params)
     te = eff["treatment_effect"]
-    k1, norm = _excess_multiplier(frame1, dx.site, plan1, params, None)
     st1 = tum1["stage"].to_numpy().astype(int) - 1
+    h5_1 = a_tab[dx.site, st1] * (1 - np.exp(-5 * b_tab[dx.site, st1]))
+    k1, norm = _excess_multiplier(frame1, dx.site, plan1, params, None, h5_1)
     e1 = rng["outcomes"].exponential(1.0, n_first)
     hr1 = np.where(plan1.target_treated, te["hazard_ratio"] if te else 1.0, 1.0)
     start1 = np.where(plan1.target_treated, plan1.target_start / YEAR_DAYS, np.inf)
@@ -241,8 +242,9 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
     frame2 = tum2.assign(age=age2, sex=dx.sex[p2], performance_status=ps[p2], comorbidity_score=cm[p2],
                          deprivation_quintile=quint[dx.area[p2]], diagnosis_date=date2)
     plan2 = plan_treatments(frame2, params, eff, rng["treatment2"])
-    k2, _ = _excess_multiplier(frame2, sub.site, plan2, params, norm)
     st2 = tum2["stage"].to_numpy().astype(int) - 1
+    h5_2 = a_tab[sub.site, st2] * (1 - np.exp(-5 * b_tab[sub.site, st2]))
+    k2, _ = _excess_multiplier(frame2, sub.site, plan2, params, norm, h5_2)
     e2 = rng["outcomes2"].exponential(1.0, n2)
     hr2 = np.where(plan2.target_treated, te["hazard_ratio"] if te else 1.0, 1.0)
     start2 = np.where(plan2.target_treated, plan2.target_start / YEAR_DAYS, np.inf)
@@ -365,10 +367,14 @@ def _cluster_cases(cluster: dict[str, Any], areas: pd.DataFrame, sources: pd.Dat
 
 
 def _excess_multiplier(frame: pd.DataFrame, site_idx: np.ndarray, plan: TreatmentPlan, params: dict[str, Any],
-                       norm: dict[tuple[int, int], float] | None) -> tuple[np.ndarray, dict[tuple[int, int], float]]:
-    """Covariate × generic-treatment multiplier of the excess hazard, normalised to mean 1 within
-    each site × stage (so the reference net survival in survival.yaml is the cohort's average
-    hazard scale; the relative effects of covariates and treatments are kept exactly)."""
+                       norm: dict[int, float] | None, h5: np.ndarray) -> tuple[np.ndarray, dict[int, float]]:
+    """Covariate × generic-treatment multiplier ``k`` of the excess hazard.
+
+    Within each site × stage, ``k`` is scaled so that the cohort's mean 5-year net survival,
+    ``mean(exp(-k·H(5)))``, equals the reference value in survival.yaml (``h5`` = H(5) of each
+    tumour at k = 1); the relative effects of covariates and treatments are kept exactly.
+    ``norm`` (site*10+stage -> scale) is solved on first primaries and reused for later ones.
+    """
     sp = params["survival"]
     cv = sp["covariates"]
     lin = (cv["age_per_10y"] * (frame["age"].to_numpy() - 70.0) / 10.0
@@ -382,12 +388,21 @@ def _excess_multiplier(frame: pd.DataFrame, site_idx: np.ndarray, plan: Treatmen
     stage = frame["stage"].to_numpy().astype(int)
     key = site_idx.astype(np.int64) * 10 + stage
     raw = np.exp(lin) * treat
+    if len(key) == 0:
+        return np.zeros(0), norm or {}
     uniq, inv = np.unique(key, return_inverse=True)
     if norm is None:
-        means = np.bincount(inv, weights=raw) / np.bincount(inv) if len(key) else np.zeros(0)
-        norm = {int(k): float(v) for k, v in zip(uniq, means, strict=True)}
-    denom = np.array([norm.get(int(k), 1.0) for k in uniq])
-    return (raw / denom[inv] if len(key) else np.zeros(0)), norm
+        target = np.bincount(inv, weights=np.exp(-h5)) / np.bincount(inv)      # S(5) at k = 1 (all equal)
+        lo, hi = np.full(len(uniq), -8.0), np.full(len(uniq), 8.0)             # log scale
+        counts = np.bincount(inv)
+        for _ in range(50):   # bisection, vectorised over site × stage cells
+            mid = (lo + hi) / 2
+            surv = np.bincount(inv, weights=np.exp(-np.exp(mid[inv]) * raw * h5)) / counts
+            lo = np.where(surv > target, mid, lo)
+            hi = np.where(surv > target, hi, mid)
+        norm = {int(k): float(np.exp((a + b) / 2)) for k, a, b in zip(uniq, lo, hi, strict=True)}
+    scale = np.array([norm.get(int(k), 1.0) for k in uniq])
+    return raw * scale[inv], norm
 
 
 def _first_sact_day(plan: TreatmentPlan, d0: np.ndarray, n: int) -> np.ndarray:
@@ -623,7 +638,6 @@ def _effects_summary(cfg: dict[str, Any], truth: dict[str, pd.DataFrame], expect
         out["covid"] = None
     else:
         months = cv["months"]
-        years_in = sorted({int(m[:4]) for m in months})
         per_site: dict[str, Any] = {}
         tum_month = tumours["diagnosis_date"].to_numpy().astype("datetime64[M]")
         month_arr = np.array(months, dtype="datetime64[M]")
@@ -632,14 +646,15 @@ def _effects_summary(cfg: dict[str, Any], truth: dict[str, pd.DataFrame], expect
                                 "month": tum_month[in_months].astype(str)})
                   .value_counts().to_dict())
         for j, s in enumerate(sites):   # loop over sites
-            if s not in expected or not all(y in expected[s] for y in years_in):
+            covered = [mo for mo in months if int(mo[:4]) in expected.get(s, {})]
+            if not covered:
                 continue
             exp_m = {}
-            for mo in months:   # the COVID-19 months
+            for mo in covered:   # the COVID-19 months within the diagnosis years
                 y, m = int(mo[:4]), int(mo[5:])
                 exp_m[mo] = float(expected[s][y][m - 1]) / rates.first_primary_factor
             mult = {mo: float(cmult[mo][j]) for mo in months}
-            deficit = {mo: exp_m[mo] * (1 - mult[mo]) for mo in months}
+            deficit = {mo: exp_m[mo] * (1 - mult[mo]) for mo in covered}
 
             def window(a: str, b: str, _d: dict[str, float] = deficit) -> float:
                 return round(sum(v for k, v in _d.items() if a <= k <= b), 3)
@@ -649,7 +664,7 @@ def _effects_summary(cfg: dict[str, Any], truth: dict[str, pd.DataFrame], expect
                 "expected_without_covid": {k: round(v, 3) for k, v in exp_m.items()},
                 "cumulative_deficit": {"2020-03..2020-12": window("2020-03", "2020-12"),
                                        "2020-03..2021-12": window("2020-03", "2021-12")},
-                "observed": {mo: int(counts.get((s, mo), 0)) for mo in months},
+                "observed": {mo: int(counts.get((s, mo), 0)) for mo in covered},
             }
         routes = params["tumour"]["routes"]
         nat_mix = (exp2019[:, None] * rshares).sum(axis=0) / exp2019.sum()
@@ -668,7 +683,8 @@ def _effects_summary(cfg: dict[str, Any], truth: dict[str, pd.DataFrame], expect
             "death_code": cv["death_code"],
             "death_model": {k: cv[k] for k in ("death_monthly_hazard", "death_age_per_year", "death_male_hr",
                                                "death_comorbidity_hr", "death_recent_sact_hr", "recent_sact_days")},
-            "note": "expected_without_covid: the model's expected count of all primaries of the site in that month "
+            "note": "Months outside the diagnosis years are left out of expected/observed/deficits. "
+                    "expected_without_covid: the model's expected count of all primaries of the site in that month "
                     "(first primaries / (1 - second_primary_share)); cumulative_deficit = sum over months of "
                     "expected_without_covid × (1 − multiplier). Route multipliers: the site multiplier times this "
                     "relative factor.",

@@ -27,6 +27,10 @@ FEEDS_YAML = Path("params") / "epidemiology" / "feeds.yaml"
 
 # Keys whose value is a free-form mapping (override may add keys).
 _OPEN_KEYS = {"icd10_subsites", "age_relative_rate", "source_mix", "fields"}
+# Sources and feeds a per-source rate mapping ({default: …, <source>: …}) may name.
+SOURCES = ("default", "pathology", "mdt", "pas", "screening", "sact", "radiotherapy", "surgery",
+           "deaths", "registration_optouts")
+_PER_SOURCE = {"received_lag_days", "diagnosis_date_shift", "icd10_four_char", "second_trust"}
 
 
 @lru_cache(maxsize=4)
@@ -53,11 +57,14 @@ def feed_params(config: dict[str, Any] | None = None, root: Path | None = None) 
 
 
 def _check_keys(base: dict[str, Any], override: dict[str, Any], where: str) -> None:
+    per_source = where.startswith("feeds.errors.") or where.rsplit(".", 1)[-1] in _PER_SOURCE
     for key, value in override.items():
+        if per_source and key in SOURCES:
+            continue
         if key not in base:
             raise ConfigError(f"{where}.{key}: unknown key (not in {FEEDS_YAML})")
-        if isinstance(value, dict) and isinstance(base[key], dict) and key not in _OPEN_KEYS:
-            _check_keys(base[key], value, f"{where}.{key}")
+        if isinstance(value, dict) and key not in _OPEN_KEYS:
+            _check_keys(base[key] if isinstance(base[key], dict) else {}, value, f"{where}.{key}")
 
 
 def _check_rates(errors: dict[str, Any], where: str) -> None:

@@ -24,239 +24,28 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from registry_lib.errors import ConfigError, RegistryLabError
+from registry_lib.synth.feed_dates import DAY, date_text, end_of_follow_up, to_days
 from registry_lib.synth.feed_params import SourceIndex, feed_params
-from registry_lib.synth.feeds_errors import (
-    ERROR_KINDS,
-    dates_to_strings,
-    nickname_choices,
-    swap_day_month,
-    transpose_adjacent_digits,
-    typo,
-    zero_padded,
+from registry_lib.synth.feeds_errors import zero_padded
+from registry_lib.synth.feeds_identifiers import (
+    KIND_INDEX,
+    People,
+    errors_text,
+    identifiers_as_sent,
+    people_from_patients,
 )
-from registry_lib.synth.identities import DAY, _end_of_follow_up, _to_days
 from registry_lib.synth.optouts import ndop_dates
 from registry_lib.synth.tables import FEEDS, RECORD_TRUTH
 
 FEED_NAMES = ("notifications", "sact", "radiotherapy", "surgery", "deaths", "registration_optouts", "ndop")
 RECORD_PREFIX = {"notifications": "N", "sact": "S", "radiotherapy": "R", "surgery": "H",
                  "deaths": "D", "registration_optouts": "O"}
-_KIND = {k: i for i, k in enumerate(ERROR_KINDS)}
-_NAT = np.datetime64("NaT", "D")
-
-
-# --------------------------------------------------------------------------------------------
-# The true people, as arrays indexed by patient row
-# --------------------------------------------------------------------------------------------
-@dataclass
-class _People:
-    """Identifiers of the true patients as object arrays (None where absent), by patient row."""
-
-    ids: pd.Index
-    nhs: np.ndarray
-    given: np.ndarray
-    family: np.ndarray
-    family_later: np.ndarray
-    change: np.ndarray
-    birth: np.ndarray
-    birth_text: np.ndarray
-    birth_day_ne_month: np.ndarray
-    sex: np.ndarray
-    postcode: np.ndarray
-    postcode_later: np.ndarray
-    move: np.ndarray
-    ethnicity: np.ndarray
-    performance_status: np.ndarray
-    comorbidity: np.ndarray
-    death: np.ndarray
-
-    def rows(self, patient_ids: np.ndarray, what: str) -> np.ndarray:
-        """Row of each patient id; a clear error if one is not a true patient."""
-        rows = self.ids.get_indexer(patient_ids)
-        if (rows < 0).any():
-            bad = patient_ids[rows < 0][0]
-            raise RegistryLabError(f"make_feeds: {what} refers to patient {bad}, who is not in truth/patients")
-        return rows
-
-
-def _people(patients: pd.DataFrame) -> _People:
-    ids = pd.Index(patients["patient_id"].to_numpy())
-    if not ids.is_unique:
-        raise RegistryLabError(f"make_feeds: truth/patients has patient_id {ids[ids.duplicated()][0]} twice")
-    n = len(patients)
-
-    def text(col: str) -> np.ndarray:
-        if col not in patients:
-            return np.full(n, None, dtype=object)
-        values = patients[col].to_numpy(dtype=object).copy()
-        values[pd.isna(values) | (values == "")] = None
-        return values
-
-    def small_int(col: str) -> np.ndarray:
-        if col not in patients:
-            return np.full(n, -1, dtype=np.int64)
-        return patients[col].fillna(-1).to_numpy(dtype=np.int64)
-
-    required = {"nhs_number": "an NHS number", "given_name": "a given name", "family_name": "a family name",
-                "birth_date": "a birth date", "postcode": "a postcode", "sex": "a sex"}
-    for col, what in required.items():
-        missing = patients[col].isna().to_numpy() if col in patients else np.ones(n, bool)
-        if missing.any():
-            raise RegistryLabError(f"make_feeds: true patient {ids[np.flatnonzero(missing)[0]]} has no {what}")
-    birth = _to_days(patients["birth_date"])
-    return _People(
-        ids=ids, nhs=text("nhs_number"), given=text("given_name"),
-        family=text("family_name"), family_later=text("family_name_later"),
-        change=_to_days(patients["name_change_date"]), birth=birth, birth_text=date_text(birth),
-        birth_day_ne_month=(birth - birth.astype("datetime64[M]").astype("datetime64[D]")) / DAY + 1
-        != birth.astype("datetime64[M]").astype(np.int64) % 12 + 1,
-        sex=patients["sex"].to_numpy(dtype=np.int64), postcode=text("postcode"),
-        postcode_later=text("postcode_later"), move=_to_days(patients["move_date"]),
-        ethnicity=text("ethnicity"), performance_status=small_int("performance_status"),
-        comorbidity=small_int("comorbidity_score"), death=_to_days(patients["death_date"]),
-    )
-
-
-def date_text(days: np.ndarray) -> np.ndarray:
-    """``datetime64[D]`` → ``'YYYY-MM-DD'`` as an object array (None where NaT).
-
-    Converts each distinct day once, so a million records over a few thousand days is cheap.
-
-    Example:
-        >>> date_text(np.array(["2020-01-31", "NaT", "2020-01-31"], dtype="datetime64[D]")).tolist()
-        ['2020-01-31', None, '2020-01-31']
-    """
-    days = np.asarray(days).astype("datetime64[D]")
-    codes, uniq = pd.factorize(days.astype(np.int64))
-    text = dates_to_strings(uniq.astype("datetime64[D]")).astype(object)
-    text[text == ""] = None
-    out = text[codes] if len(text) else np.full(len(days), None, dtype=object)
-    out[np.isnat(days)] = None
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Identifiers as sent, with errors
-# --------------------------------------------------------------------------------------------
-_SEX_TEXT = np.array([None, "1", "2"], dtype=object)
-
-
-def identifiers_as_sent(people: _People, rows: np.ndarray, dates: np.ndarray, sources: SourceIndex,
-                        params: dict[str, Any], rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The six identifier columns of each record and an (n × kinds) matrix of injected errors.
-
-    ``rows`` are patient rows of ``people``, ``dates`` the records' dates (``datetime64[D]``),
-    ``sources`` their source labels (for per-source error rates).
-    """
-    n = len(rows)
-    err = params["errors"]
-    kinds = np.zeros((n, len(ERROR_KINDS)), dtype=bool)
-
-    def rate(kind: str) -> np.ndarray:
-        return sources.rates(err[kind])
-
-    # Surname and postcode as of the record's date.
-    later = ~np.isnat(people.change[rows]) & (dates >= people.change[rows])
-    family = np.where(later, people.family_later[rows], people.family[rows])
-    kinds[:, _KIND["surname_change"]] = later
-    moved = ~np.isnat(people.move[rows]) & (dates >= people.move[rows])
-    postcode = np.where(moved, people.postcode_later[rows], people.postcode[rows])
-    kinds[:, _KIND["house_move"]] = moved
-
-    # NHS number: missing, or two adjacent digits transposed.
-    nhs = people.nhs[rows]
-    nhs_missing = rng.random(n) < rate("nhs_missing")
-    kinds[:, _KIND["nhs_missing"]] = nhs_missing
-    pick = np.flatnonzero((rng.random(n) < rate("nhs_transposed")) & ~nhs_missing)
-    new, changed = transpose_adjacent_digits(nhs[pick].astype("U10"), rng)
-    nhs[pick] = new.astype(object)
-    kinds[pick[changed], _KIND["nhs_transposed"]] = True
-
-    # Given name: nickname (where the name has one), then typos; family name typos.
-    given = people.given[rows]
-    pick = np.flatnonzero(rng.random(n) < rate("given_nickname"))
-    nick, has = nickname_choices(given[pick].astype(str), rng)
-    given[pick[has]] = nick[has]
-    kinds[pick[has], _KIND["given_nickname"]] = True
-    ops = err["typo_operations"]
-    pick = np.flatnonzero(rng.random(n) < rate("given_typo"))
-    given[pick] = typo(given[pick].astype(str), rng, ops)
-    kinds[pick, _KIND["given_typo"]] = True
-    # A typo can undo a nickname (Anne -> Annie -> Anne): then nothing was changed after all.
-    undone = np.flatnonzero(kinds[:, _KIND["given_nickname"]] & kinds[:, _KIND["given_typo"]])
-    undone = undone[np.strings.lower(given[undone].astype(str))
-                    == np.strings.lower(people.given[rows[undone]].astype(str))]
-    kinds[undone, _KIND["given_nickname"]] = False
-    kinds[undone, _KIND["given_typo"]] = False
-    pick = np.flatnonzero(rng.random(n) < rate("family_typo"))
-    family[pick] = typo(family[pick].astype(str), rng, ops)
-    kinds[pick, _KIND["family_typo"]] = True
-    upper = np.flatnonzero(rng.random(n) < rate("uppercase_names"))
-    given[upper] = np.strings.upper(given[upper].astype(str))
-    family[upper] = np.strings.upper(family[upper].astype(str))
-
-    # Birth date: day-month swap (only where day != month), or another day of the same month.
-    birth_days = people.birth[rows]
-    birth = people.birth_text[rows]
-    swap = np.flatnonzero((rng.random(n) < rate("dob_swap")) & people.birth_day_ne_month[rows])
-    birth[swap] = swap_day_month(birth[swap].astype("U10")).astype(object)
-    kinds[swap, _KIND["dob_swap"]] = True
-    u = rng.random(n)
-    shift = rng.integers(1, 28, size=n)
-    pick = np.flatnonzero((u < rate("dob_typo")) & ~kinds[:, _KIND["dob_swap"]])
-    if len(pick):
-        d = birth_days[pick]
-        first = d.astype("datetime64[M]").astype("datetime64[D]")
-        new_day = ((d - first) / DAY).astype(np.int64) + shift[pick]
-        birth[pick] = date_text(first + (new_day % 28) * DAY)
-        kinds[pick, _KIND["dob_typo"]] = True
-
-    # Sex: 1 <-> 2 miscoded, or 9 not specified.
-    true_sex = people.sex[rows]
-    mis = rng.random(n) < rate("sex_miscoded")
-    unknown = (rng.random(n) < rate("sex_unknown")) & ~mis
-    sex = _SEX_TEXT[np.where(mis, 3 - true_sex, true_sex)]
-    sex[unknown] = "9"
-    kinds[:, _KIND["sex_miscoded"]] = mis
-    kinds[:, _KIND["sex_unknown"]] = unknown
-
-    pc_missing = rng.random(n) < rate("postcode_missing")
-    kinds[:, _KIND["postcode_missing"]] = pc_missing
-    postcode[pc_missing] = None
-
-    # Unusable: no name, no birth date, no NHS number.
-    unusable = rng.random(n) < rate("unusable")
-    kinds[:, _KIND["unusable"]] = unusable
-    nhs[nhs_missing | unusable] = None
-    for values in (given, family, birth):
-        values[unusable] = None
-    cols = {"nhs_number": nhs, "given_name": given, "family_name": family, "birth_date": birth,
-            "sex": sex, "postcode": postcode}
-    return cols, kinds
-
-
-def errors_text(kinds: np.ndarray) -> np.ndarray:
-    """';'-joined error kinds of each row of a boolean (n × kinds) matrix ('' for none).
-
-    Example:
-        >>> m = np.zeros((2, len(ERROR_KINDS)), dtype=bool); m[1, [2, 7]] = True
-        >>> errors_text(m).tolist()
-        ['', 'nhs_missing;dob_swap']
-    """
-    names = np.array(list(ERROR_KINDS))
-    if len(kinds) == 0:
-        return np.array([], dtype=object)
-    code = kinds.astype(np.int64) @ (1 << np.arange(kinds.shape[1], dtype=np.int64))
-    inverse, uniq = pd.factorize(code)
-    text = np.array([";".join(names[(c >> np.arange(len(names))) & 1 == 1]) for c in uniq], dtype=object)
-    return text[inverse]
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,12 +95,17 @@ def _icd10_as_sent(sites: Coded, four_char: np.ndarray, subsites: dict[str, str]
 
 def _trusts_as_sent(trusts: Coded, second: np.ndarray, alt_trust: dict[str, str]) -> np.ndarray:
     """The sending trust: its own, or its alternative where ``second`` (object array)."""
-    labels = list(trusts.labels)
-    alt = np.array([labels.index(alt_trust[t]) if alt_trust[t] in labels else len(labels) + k
-                    for k, t in enumerate(trusts.labels)], dtype=np.int64)
-    extra = [alt_trust[t] for t in trusts.labels if alt_trust[t] not in labels]
-    names = np.array(labels + extra, dtype=object)
-    return names[np.where(second, alt[trusts.codes], trusts.codes)]
+    names = list(trusts.labels)
+    position = {name: i for i, name in enumerate(names)}
+    alt = []
+    for label in trusts.labels:  # loop over distinct trusts
+        other = alt_trust[label]
+        if other not in position:
+            position[other] = len(names)
+            names.append(other)
+        alt.append(position[other])
+    alt_code = np.array(alt + [0], dtype=np.int64)
+    return np.array(names, dtype=object)[np.where(second, alt_code[trusts.codes], trusts.codes)]
 
 
 def alternative_trusts(trusts: pd.DataFrame) -> dict[str, str]:
@@ -414,7 +208,7 @@ def _invalid_codes(values: np.ndarray, kind: str, codes_key: str, sources: Sourc
     bad = np.array(err[codes_key], dtype=object)
     out = values.copy()
     out[hit] = bad[rng.integers(0, len(bad), size=int(hit.sum()))]
-    kinds[hit, _KIND[kind]] = True
+    kinds[hit, KIND_INDEX[kind]] = True
     return out
 
 
@@ -439,7 +233,7 @@ _TUMOUR_FIELDS = ("morphology_icdo3", "behaviour", "grade", "laterality", "route
                   "basis_of_diagnosis")
 
 
-def _notifications(tumours: pd.DataFrame, people: _People, alt_trust: dict[str, str],
+def _notifications(tumours: pd.DataFrame, people: People, alt_trust: dict[str, str],
                    params: dict[str, Any], eof: np.datetime64 | None,
                    rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
     p = params["notifications"]
@@ -468,7 +262,7 @@ def _notifications(tumours: pd.DataFrame, people: _People, alt_trust: dict[str, 
 
     second = rng.random(n) < float(p["second_trust"])
     trust = _trusts_as_sent(_check_trusts(tumours, alt_trust).take(t), second, alt_trust)
-    diag = _to_days(tumours["diagnosis_date"])
+    diag = to_days(tumours["diagnosis_date"])
     if np.isnat(diag).any():
         raise RegistryLabError(f"make_feeds: tumour {tumours['tumour_id'].to_numpy()[np.isnat(diag)][0]} has no diagnosis_date")
     diag = diag[t]
@@ -527,12 +321,12 @@ def _notifications(tumours: pd.DataFrame, people: _People, alt_trust: dict[str, 
     return df, truth
 
 
-def _treatment_feed(feed: str, treatments: pd.DataFrame, tumours: pd.DataFrame, people: _People,
+def _treatment_feed(feed: str, treatments: pd.DataFrame, tumours: pd.DataFrame, people: People,
                     alt_trust: dict[str, str], params: dict[str, Any],
                     rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
     tp = params["treatments"]
     n = len(treatments)
-    start = _to_days(treatments["start_date"])
+    start = to_days(treatments["start_date"])
     if np.isnat(start).any():
         bad = treatments["treatment_id"].to_numpy()[np.isnat(start)][0]
         raise RegistryLabError(f"make_feeds: treatment {bad} has no start_date")
@@ -590,7 +384,7 @@ def _treatment_feed(feed: str, treatments: pd.DataFrame, tumours: pd.DataFrame, 
     return df, truth
 
 
-def _deaths(patients: pd.DataFrame, people: _People, params: dict[str, Any], eof: np.datetime64 | None,
+def _deaths(patients: pd.DataFrame, people: People, params: dict[str, Any], eof: np.datetime64 | None,
             rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
     dp = params["deaths"]
     dead = np.flatnonzero(~np.isnat(people.death))
@@ -625,10 +419,10 @@ def _deaths(patients: pd.DataFrame, people: _People, params: dict[str, Any], eof
     return df, truth
 
 
-def _registration_optouts(patients: pd.DataFrame, people: _People, params: dict[str, Any],
+def _registration_optouts(patients: pd.DataFrame, people: People, params: dict[str, Any],
                           rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
     opted = np.flatnonzero(patients["registration_opted_out"].fillna(False).to_numpy(dtype=bool))
-    date = _to_days(patients["registration_optout_date"])[opted]
+    date = to_days(patients["registration_optout_date"])[opted]
     if np.isnat(date).any():
         bad = patients["patient_id"].to_numpy()[opted][np.isnat(date)][0]
         raise RegistryLabError(f"make_feeds: patient {bad} opted out of registration but has no registration_optout_date")
@@ -645,7 +439,7 @@ def _registration_optouts(patients: pd.DataFrame, people: _People, params: dict[
         "request_date": date_text(date),
     })
     # Only the identifiers this feed carries count as errors in it.
-    drop = [_KIND[k] for k in ("house_move", "sex_miscoded", "sex_unknown", "postcode_missing")]
+    drop = [KIND_INDEX[k] for k in ("house_move", "sex_miscoded", "sex_unknown", "postcode_missing")]
     kinds[:, drop] = False
     truth = _truth_frame("registration_optouts", ids, people.ids.to_numpy()[opted], None, None, kinds)
     return df, truth
@@ -681,9 +475,9 @@ def make_feeds(reference: dict[str, pd.DataFrame], truth: dict[str, pd.DataFrame
     if "trusts" not in reference:
         raise RegistryLabError("make_feeds: reference has no 'trusts' table")
     params = feed_params(config)
-    eof = _end_of_follow_up(config)
+    eof = end_of_follow_up(config)
     patients, tumours, treatments = truth["patients"], truth["tumours"], truth["treatments"]
-    people = _people(patients)
+    people = people_from_patients(patients)
     alt_trust = alternative_trusts(reference["trusts"])
     streams = dict(zip(FEED_NAMES, rng.spawn(len(FEED_NAMES)), strict=True))
 

@@ -49,55 +49,17 @@ def zero_padded(values: np.ndarray, width: int) -> np.ndarray:
     values = np.asarray(values, dtype=np.int64)
     powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
     codes = (values[:, None] // powers) % 10 + 48
-    return _from_char_matrix(codes.astype(np.uint32))
+    return from_char_matrix(codes.astype(np.uint32))
 
 
-def civil_from_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(year, month, day) of days since 1970-01-01 (proleptic Gregorian), integer arithmetic only.
-
-    Example:
-        >>> [int(v[0]) for v in civil_from_days(np.array([-1]))]
-        [1969, 12, 31]
-    """
-    z = np.asarray(days, dtype=np.int64) + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = np.where(mp < 10, mp + 3, mp - 9)
-    year = yoe + era * 400 + (month <= 2)
-    return year, month, day
-
-
-def dates_to_strings(days: np.ndarray) -> np.ndarray:
-    """``datetime64[D]`` → ``'YYYY-MM-DD'`` strings (``''`` where NaT), by digit arithmetic.
-
-    Example:
-        >>> dates_to_strings(np.array(["2020-01-31", "NaT", "1899-12-01"], dtype="datetime64[D]")).tolist()
-        ['2020-01-31', '', '1899-12-01']
-    """
-    days = np.asarray(days).astype("datetime64[D]")
-    nat = np.isnat(days)
-    year, month, day = civil_from_days(np.where(nat, 0, days.astype(np.int64)))
-    codes = np.empty((len(days), 10), dtype=np.uint32)
-    codes[:, 0:4] = (year[:, None] // np.array([1000, 100, 10, 1])) % 10 + 48
-    codes[:, 5:7] = (month[:, None] // np.array([10, 1])) % 10 + 48
-    codes[:, 8:10] = (day[:, None] // np.array([10, 1])) % 10 + 48
-    codes[:, [4, 7]] = ord("-")
-    out = _from_char_matrix(codes)
-    out[nat] = ""
-    return out
-
-
-def _char_matrix(strings: np.ndarray, width: int) -> np.ndarray:
+def char_matrix(strings: np.ndarray, width: int) -> np.ndarray:
     """An (n × width) uint32 view of fixed-width strings (copy)."""
     fixed = np.ascontiguousarray(strings.astype(f"U{width}"))
     return fixed.view(np.uint32).reshape(len(fixed), width).copy()
 
 
-def _from_char_matrix(codes: np.ndarray) -> np.ndarray:
+def from_char_matrix(codes: np.ndarray) -> np.ndarray:
+    """Fixed-width strings from an (n × width) uint32 character matrix (inverse of char_matrix)."""
     width = codes.shape[1]
     return np.ascontiguousarray(codes).view(f"U{width}").reshape(len(codes))
 
@@ -106,9 +68,9 @@ def swap_day_month(dates: np.ndarray) -> np.ndarray:
     """``YYYY-MM-DD`` → ``YYYY-DD-MM`` (the result may be an impossible date; kept as sent)."""
     if len(dates) == 0:
         return dates.astype("U10")
-    m = _char_matrix(dates, 10)
+    m = char_matrix(dates, 10)
     m[:, [5, 6, 8, 9]] = m[:, [8, 9, 5, 6]]
-    return _from_char_matrix(m)
+    return from_char_matrix(m)
 
 
 def transpose_adjacent_digits(numbers: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +85,7 @@ def transpose_adjacent_digits(numbers: np.ndarray, rng: np.random.Generator) -> 
     """
     if len(numbers) == 0:
         return numbers.astype("U10"), np.zeros(0, dtype=bool)
-    m = _char_matrix(numbers, 10)
+    m = char_matrix(numbers, 10)
     differs = m[:, :-1] != m[:, 1:]
     score = rng.random(differs.shape) * differs
     pos = score.argmax(axis=1)
@@ -132,7 +94,7 @@ def transpose_adjacent_digits(numbers: np.ndarray, rng: np.random.Generator) -> 
     p = pos[rows]
     left, right = m[rows, p].copy(), m[rows, p + 1].copy()
     m[rows, p], m[rows, p + 1] = right, left
-    return _from_char_matrix(m), changed
+    return from_char_matrix(m), changed
 
 
 def typo(names: np.ndarray, rng: np.random.Generator, operations: dict[str, float]) -> np.ndarray:

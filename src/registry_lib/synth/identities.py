@@ -28,9 +28,8 @@ import pandas as pd
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.nhs_number import generate_nhs_numbers
+from registry_lib.synth.feed_dates import change_window_end, date_in_window, to_days
 from registry_lib.synth.feed_params import feed_params
-
-DAY = np.timedelta64(1, "D")
 
 # Real English postcode areas by region (Royal Mail; areas straddling a boundary are put in the
 # region holding most of them).
@@ -217,36 +216,6 @@ def name_frequencies(exponent: float = 0.9, offset: float = 10.0) -> dict[str, t
     }
 
 
-def _to_days(series: pd.Series) -> np.ndarray:
-    """A date-like Series as ``datetime64[D]`` (NaT where missing)."""
-    return pd.to_datetime(series).to_numpy(dtype="datetime64[D]")
-
-
-def _end_of_follow_up(config: dict[str, Any]) -> np.datetime64 | None:
-    end = (config or {}).get("end_of_follow_up")
-    return None if end is None else np.datetime64(pd.Timestamp(end).date(), "D")
-
-
-def _date_in_window(start: np.ndarray, end: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A uniform day in (start, end]; returns (dates, ok) where ok is False if the window is empty."""
-    span = (end - start) / DAY
-    span = np.where(np.isnan(span.astype(float)), 0, span).astype(np.int64)
-    ok = span >= 1
-    offset = 1 + np.floor(rng.random(len(start)) * np.maximum(span, 1)).astype(np.int64)
-    return start + offset * DAY, ok
-
-
-def change_window_end(first_diagnosis: np.ndarray, death: np.ndarray, config: dict[str, Any],
-                      window_years: float) -> np.ndarray:
-    """Last day a name change or move can happen: window end, death or end of follow-up."""
-    end = first_diagnosis + np.int64(round(window_years * 365.25)) * DAY
-    end = np.where(np.isnat(death) | (death >= end), end, death)
-    eof = _end_of_follow_up(config)
-    if eof is not None:
-        end = np.minimum(end, eof)
-    return end
-
-
 def _draw_other(draw: np.ndarray, original: np.ndarray, n_choices: int) -> np.ndarray:
     """Replace draws equal to the original by the next choice (so the value always changes)."""
     return np.where(draw == original, (draw + 1) % n_choices, draw)
@@ -317,8 +286,8 @@ def assign_identities(patients: pd.DataFrame, postcodes: pd.DataFrame, config: d
     fam_idx = rng.choice(len(fam_pool), size=n, p=fam_p)
     out["family_name"] = fam_pool[fam_idx].astype(object)
 
-    diag = _to_days(patients["first_diagnosis_date"])
-    death = _to_days(patients["death_date"])
+    diag = to_days(patients["first_diagnosis_date"])
+    death = to_days(patients["death_date"])
     if np.isnat(diag).any():
         pid = patients["patient_id"].to_numpy()[np.isnat(diag)][0]
         raise RegistryLabError(f"assign_identities: patient {pid} has no first_diagnosis_date")
@@ -327,7 +296,7 @@ def assign_identities(patients: pd.DataFrame, postcodes: pd.DataFrame, config: d
     # Surname change at marriage.
     sc = params["surname_change"]
     p_change = np.where(female, float(sc["female"]), float(sc["male"]))
-    change_date, ok = _date_in_window(diag, window_end, rng)
+    change_date, ok = date_in_window(diag, window_end, rng)
     changed = (rng.random(n) < p_change) & ok
     later_idx = _draw_other(rng.choice(len(fam_pool), size=n, p=fam_p), fam_idx, len(fam_pool))
     out["family_name_later"] = np.where(changed, fam_pool[later_idx].astype(object), None)
@@ -353,7 +322,7 @@ def assign_identities(patients: pd.DataFrame, postcodes: pd.DataFrame, config: d
     # House move: mostly within the same postcode district (outward code), otherwise to another
     # district of the same postcode area (or anywhere, where the area has a single district).
     hm = params["house_move"]
-    move_date, ok = _date_in_window(diag, window_end, rng)
+    move_date, ok = date_in_window(diag, window_end, rng)
     g = _postcode_groups(pcs)
     o_start, o_size = g["outward_start"][pos], g["outward_size"][pos]
     l_start, l_size = g["letters_start"][pos], g["letters_size"][pos]

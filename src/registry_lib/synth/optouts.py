@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from registry_lib.errors import RegistryLabError
+from registry_lib.synth.feed_dates import DAY, date_in_window, end_of_follow_up, to_days
 from registry_lib.synth.feed_params import feed_params
-from registry_lib.synth.identities import DAY, _date_in_window, _end_of_follow_up, _to_days
 
 
 def ndop_probability(sex: np.ndarray, age: np.ndarray, area_effect: np.ndarray,
@@ -76,7 +76,7 @@ def assign_optouts(patients: pd.DataFrame, areas: pd.DataFrame, config: dict[str
         i = int(np.flatnonzero(where < 0)[0])
         raise RegistryLabError(f"assign_optouts: area {patient_area[i]!r} of patient "
                                f"{patients['patient_id'].iloc[i]} is not in reference/areas")
-    birth = _to_days(patients["birth_date"])
+    birth = to_days(patients["birth_date"])
     ref = np.datetime64(nd["reference_date"], "D")
     age = ((ref - birth) / DAY / 365.25).astype(float)
     age = np.where(np.isnan(age), 60.0, age)  # no birth date cannot happen in truth; be safe
@@ -85,14 +85,14 @@ def assign_optouts(patients: pd.DataFrame, areas: pd.DataFrame, config: dict[str
     out["ndop_opted_out"] = rng.random(n) < p
 
     reg = params["registration"]
-    diag = _to_days(patients["first_diagnosis_date"])
-    death = _to_days(patients["death_date"])
+    diag = to_days(patients["first_diagnosis_date"])
+    death = to_days(patients["death_date"])
     end = diag + np.int64(reg["max_delay_days"]) * DAY
     end = np.where(np.isnat(death) | (death >= end), end, death)
-    eof = _end_of_follow_up(config)
+    eof = end_of_follow_up(config)
     if eof is not None:
         end = np.minimum(end, eof)
-    date, ok = _date_in_window(diag, end, rng)
+    date, ok = date_in_window(diag, end, rng)
     opted = (rng.random(n) < float(reg["rate"])) & ok
     out["registration_opted_out"] = opted
     out["registration_optout_date"] = pd.to_datetime(np.where(opted, date, np.datetime64("NaT")))
@@ -111,14 +111,14 @@ def ndop_dates(patients: pd.DataFrame, config: dict[str, Any], rng: np.random.Ge
     start = np.datetime64(nd["start_date"], "D")
     s0 = np.datetime64(nd["surge_start"], "D")
     s1 = np.datetime64(nd["surge_end"], "D")
-    eof = _end_of_follow_up(config)
+    eof = end_of_follow_up(config)
     extract = eof if eof is not None and eof > s1 else s1 + np.int64(365) * DAY
     u = rng.random(n)
     before = float(nd["share_before_surge"])
     after = float(nd["share_after_surge"])
     lo = np.where(u < before, start, np.where(u < 1 - after, s0, s1 + DAY))
     hi = np.where(u < before, s0 - DAY, np.where(u < 1 - after, s1, extract))
-    death = _to_days(patients["death_date"])
+    death = to_days(patients["death_date"])
     hi = np.where(~np.isnat(death) & (death < hi), death, hi)
     lo = np.where(lo > hi, np.where(start <= hi, start, hi), lo)
     span = ((hi - lo) / DAY).astype(np.int64)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from registry_lib.synth.params import AGE_BANDS, N_BANDS
+from registry_lib.synth.params import AGE_BANDS
 
 MAX_AGE = 100
 

@@ -21,8 +21,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from registry_lib.synth.params import month_key
-
 ROUTE_DCO = "Death certificate only"
 
 
@@ -125,9 +123,15 @@ def tumour_characteristics(site_codes: np.ndarray, dates: np.ndarray, quintile: 
     stage_tab = np.array([tp["stage"].get(s, tp["stage"]["default"]) for s in site_of_index], dtype=float)
     stage_tab = stage_tab / stage_tab.sum(axis=1, keepdims=True)
     base = stage_tab[site_index]
+    # route shifts are centred per site (expected shift under the site's route mix), so the
+    # site's stage shares in tumour.yaml stay its marginal distribution
     shift = late_shift + tp["deprivation_stage_log_odds_per_quintile"] * (quintile - 3)
+    centre = np.zeros(route_shares.shape[0])
     for r, lo in tp["route_stage_log_odds"].items():   # three routes
+        j = list(routes).index(r)
         shift = shift + np.where(route == r, lo, 0.0)
+        centre = centre + route_shares[:, j] * lo
+    shift = shift - centre[site_index]
     surv = np.clip(1.0 - np.cumsum(base, axis=1)[:, :3], 1e-12, 1 - 1e-12)    # P(stage > k)
     logit = np.log(surv / (1 - surv)) + shift[:, None]
     surv_new = 1.0 / (1.0 + np.exp(-logit))
