@@ -121,8 +121,11 @@ def test_release_is_deterministic_and_audit_is_append_only(cohort, key):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first  # byte-identical
     text = log.read_text()
     assert text.startswith(line1) and len(text.splitlines()) == 2  # appended, not rewritten
-    run(cohort, "aggregate_publication", "third")
+    agg = run(cohort, "aggregate_publication", "third")
     assert log.read_text().startswith(text) and len(log.read_text().splitlines()) == 3
+    cube = {p.name: p.read_bytes() for p in agg.iterdir()}
+    run(cohort, "aggregate_publication", "fourth")
+    assert {p.name: p.read_bytes() for p in agg.iterdir()} == cube
 
 
 def test_pseudonyms_stable_under_one_key_and_unlinkable_under_another(cohort, monkeypatch):

@@ -33,8 +33,9 @@ from registry_lib.stats import (
 
 
 def test_distance_to_nearest_of_pooled_sources():
-    areas = pd.DataFrame({"x": [0.0, 10_000.0, 20_000.0], "y": [0.0, 0.0, 0.0]},
-                         index=["A", "B", "C"])
+    areas = pd.DataFrame(
+        {"x": [0.0, 10_000.0, 20_000.0], "y": [0.0, 0.0, 0.0]}, index=["A", "B", "C"]
+    )
     sources = pd.DataFrame({"x": [1_000.0, 19_000.0], "y": [0.0, 3_000.0]}, index=["S1", "S2"])
     out = distance_to_nearest_source(areas, sources)
     assert out["nearest_source"].tolist() == ["S1", "S1", "S2"]
@@ -54,7 +55,15 @@ def test_assign_bands_left_closed_and_outside():
     d = pd.Series([0.0, 1.999, 2.0, 4.99, 5.0, 10.0, 24.999, 25.0, 40.0])
     bands = assign_bands(d)
     assert bands.astype(object).tolist() == [
-        "0-2", "0-2", "2-5", "2-5", "5-10", "10-25", "10-25", np.nan, np.nan
+        "0-2",
+        "0-2",
+        "2-5",
+        "2-5",
+        "5-10",
+        "10-25",
+        "10-25",
+        np.nan,
+        np.nan,
     ]
     assert list(assign_bands([0.5, 1.5], [0, 1, 2.5]).cat.categories) == ["0-1", "1-2.5"]
     with pytest.raises(RegistryLabError, match="bands_km"):
@@ -69,16 +78,20 @@ def test_assign_bands_left_closed_and_outside():
 @pytest.fixture()
 def toy_study():
     # 4 areas on a line east of a source at (0, 0); 2 strata; rates from a comparison region
-    areas = pd.DataFrame({"area_id": ["a1", "a2", "a3", "a4"],
-                          "x": [500.0, 3_000.0, 7_000.0, 30_000.0], "y": 0.0})
-    population = pd.DataFrame({
-        "area_id": np.repeat(["a1", "a2", "a3", "a4"], 2),
-        "sex": [1, 2] * 4,
-        "age_band": 60,
-        "population": [1000, 1000, 2000, 2000, 1500, 500, 4000, 4000],
-    })
-    region = pd.DataFrame({"sex": [1, 2], "age_band": 60, "count": [200, 100],
-                           "population": [100_000, 100_000]})
+    areas = pd.DataFrame(
+        {"area_id": ["a1", "a2", "a3", "a4"], "x": [500.0, 3_000.0, 7_000.0, 30_000.0], "y": 0.0}
+    )
+    population = pd.DataFrame(
+        {
+            "area_id": np.repeat(["a1", "a2", "a3", "a4"], 2),
+            "sex": [1, 2] * 4,
+            "age_band": 60,
+            "population": [1000, 1000, 2000, 2000, 1500, 500, 4000, 4000],
+        }
+    )
+    region = pd.DataFrame(
+        {"sex": [1, 2], "age_band": 60, "count": [200, 100], "population": [100_000, 100_000]}
+    )
     rates = stratum_rates(region, "count", "population", ["age_band", "sex"])
     cases = pd.DataFrame({"area_id": ["a1"] * 9 + ["a2"] * 4 + ["a3"] * 3 + ["a4"] * 10})
     return areas, population, rates, cases
@@ -156,8 +169,10 @@ def test_trend_and_homogeneity_calibrated_under_null():
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.integers(0, 60), min_size=2, max_size=6),
-       st.lists(st.floats(0.5, 40.0), min_size=6, max_size=6))
+@given(
+    st.lists(st.integers(0, 60), min_size=2, max_size=6),
+    st.lists(st.floats(0.5, 40.0), min_size=6, max_size=6),
+)
 def test_homogeneity_zero_when_sirs_equal_and_scale_invariant(o, e_all):
     o = np.array(o, dtype=float)
     e = np.array(e_all[: len(o)])
@@ -222,10 +237,12 @@ def test_stone_null_calibration_both_nulls():
     e = rng.uniform(0.5, 4.0, 25)
     d = np.sort(rng.uniform(0, 20, 25))
     for null in ("multinomial", "poisson"):
-        ps = np.array([
-            stone_test(rng.poisson(e), e, d, n_sim=199, seed=i, null=null).p_value
-            for i in range(400)
-        ])
+        ps = np.array(
+            [
+                stone_test(rng.poisson(e), e, d, n_sim=199, seed=i, null=null).p_value
+                for i in range(400)
+            ]
+        )
         assert 0.02 <= np.mean(ps <= 0.05) <= 0.08, null
 
 

@@ -25,19 +25,66 @@ NY = Path(__file__).parent / "data" / "ny_leukaemia"
 # SaTScan v9.3.1 output (tests/data/ny_leukaemia/README.md)
 SATSCAN = [
     {
-        "members": [52, 50, 53, 38, 49, 48, 15, 39, 37, 1, 16, 44, 47, 40, 14, 2, 51, 13, 43, 45,
-                    17, 55, 11, 3, 12, 46, 36, 35, 54, 10, 5],
-        "center": 52, "radius": 7.70, "population": 119_050, "observed": 106,
-        "expected": 62.13, "relative_risk": 1.87, "llr": 14.780276, "p_value": 0.000087,
+        "members": [
+            52,
+            50,
+            53,
+            38,
+            49,
+            48,
+            15,
+            39,
+            37,
+            1,
+            16,
+            44,
+            47,
+            40,
+            14,
+            2,
+            51,
+            13,
+            43,
+            45,
+            17,
+            55,
+            11,
+            3,
+            12,
+            46,
+            36,
+            35,
+            54,
+            10,
+            5,
+        ],
+        "center": 52,
+        "radius": 7.70,
+        "population": 119_050,
+        "observed": 106,
+        "expected": 62.13,
+        "relative_risk": 1.87,
+        "llr": 14.780276,
+        "p_value": 0.000087,
     },
     {
         "members": [88, 87, 92, 86, 89, 91, 93, 85, 90],
-        "center": 88, "radius": 13.01, "population": 40_696, "observed": 42,
-        "expected": 21.24, "relative_risk": 2.06, "llr": 8.287056, "p_value": 0.033,
+        "center": 88,
+        "radius": 13.01,
+        "population": 40_696,
+        "observed": 42,
+        "expected": 21.24,
+        "relative_risk": 2.06,
+        "llr": 8.287056,
+        "p_value": 0.033,
     },
     {
-        "n_locations": 16, "center_coords": (43.076454, -76.137613), "observed": 44,
-        "expected": 23.83, "llr": 7.199672, "p_value": 0.105,
+        "n_locations": 16,
+        "center_coords": (43.076454, -76.137613),
+        "observed": 44,
+        "expected": 23.83,
+        "llr": 7.199672,
+        "p_value": 0.105,
     },
 ]
 
@@ -148,14 +195,21 @@ def brute_force_max(c, p, xy, frac):
 )
 def test_observed_scan_matches_brute_force(n, data, frac):
     # integer grid coordinates create many distance ties
-    xy = np.array(data.draw(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)),
-                                     min_size=n, max_size=n, unique=True)), dtype=float)
+    xy = np.array(
+        data.draw(
+            st.lists(
+                st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=n, max_size=n, unique=True
+            )
+        ),
+        dtype=float,
+    )
     c = np.array(data.draw(st.lists(st.integers(0, 15), min_size=n, max_size=n)))
     p = np.array(data.draw(st.lists(st.integers(1, 500), min_size=n, max_size=n)), dtype=float)
     windows = brute_force_windows(c, p, xy, frac)
     best = max((w[0] for w in windows), default=0.0)
-    res = kulldorff_scan(pd.Series(c), pd.Series(p), pd.DataFrame(xy), max_pop_fraction=frac,
-                         n_sim=0)
+    res = kulldorff_scan(
+        pd.Series(c), pd.Series(p), pd.DataFrame(xy), max_pop_fraction=frac, n_sim=0
+    )
     if best <= 1e-12:
         assert res.clusters.empty
         return
@@ -175,8 +229,9 @@ def test_simulated_maxima_match_brute_force():
     xy = rng.integers(0, 6, size=(n, 2)).astype(float) + rng.random((n, 2)) * 0.01
     p = rng.integers(50, 300, n).astype(float)
     c = rng.poisson(p / 40)
-    res = kulldorff_scan(pd.Series(c), pd.Series(p), pd.DataFrame(xy), n_sim=25, seed=11,
-                         max_pop_fraction=0.5)
+    res = kulldorff_scan(
+        pd.Series(c), pd.Series(p), pd.DataFrame(xy), n_sim=25, seed=11, max_pop_fraction=0.5
+    )
     # the documented null: one multinomial draw per replication from Generator(seed)
     draws = np.random.default_rng(11).multinomial(int(c.sum()), p / p.sum(), size=25)
     expected = [brute_force_max(d, p, xy, 0.5) for d in draws]
@@ -217,8 +272,9 @@ def test_deterministic_and_thread_count_invariant():
 
 
 def test_labels_kept_and_inputs_aligned_by_label():
-    xy = pd.DataFrame({"x": [0.0, 1.0, 5.0, 6.0], "y": [0.0, 0.0, 0.0, 0.0]},
-                      index=["E1", "E2", "E3", "E4"])
+    xy = pd.DataFrame(
+        {"x": [0.0, 1.0, 5.0, 6.0], "y": [0.0, 0.0, 0.0, 0.0]}, index=["E1", "E2", "E3", "E4"]
+    )
     pop = pd.Series([100, 100, 100, 100], index=["E4", "E3", "E2", "E1"])  # another order
     cases = pd.Series([9, 8, 1, 1], index=["E1", "E2", "E3", "E4"])
     res = kulldorff_scan(cases, pop, xy, n_sim=0)
@@ -232,8 +288,9 @@ def test_labels_kept_and_inputs_aligned_by_label():
 def test_haversine_radius_in_km():
     # two locations 0.1 degree of latitude apart: 6367 * pi / 180 * 0.1 km
     coords = pd.DataFrame({"lon": [0.0, 0.0, 1.0], "lat": [50.0, 50.1, 52.0]})
-    res = kulldorff_scan(pd.Series([10, 10, 1]), pd.Series([100, 100, 200]), coords,
-                         metric="haversine", n_sim=0)
+    res = kulldorff_scan(
+        pd.Series([10, 10, 1]), pd.Series([100, 100, 200]), coords, metric="haversine", n_sim=0
+    )
     top = res.clusters.iloc[0]
     assert sorted(top["members"]) == [0, 1]
     assert top["radius"] == pytest.approx(6367 * math.pi / 180 * 0.1, rel=1e-9)

@@ -173,3 +173,23 @@ def test_weighted_km_matches_lifelines():
     ours = weighted_km(df["start"], df["stop"], df["d"], df["w"], [0.5, 1.0, 2.0])
     ref = KaplanMeierFitter().fit(df["stop"], df["d"], entry=df["start"], weights=df["w"])
     assert ours == pytest.approx(ref.survival_function_at_times([0.5, 1.0, 2.0]).to_numpy())
+
+
+def test_plots_draw_every_covariate_and_curve(confounded):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from registry_lib.stats.survival import net_survival
+
+    fit = TreatmentEffectCox(["age", "stage"]).fit(confounded, "time", "dead", "chemo")
+    ax = fit.plot_balance()
+    assert [t.get_text() for t in ax.get_yticklabels()] == \
+        fit.balance_["covariate"].iloc[::-1].tolist()
+    life = pd.DataFrame({"year": 2015, "age": range(101), "qx": 0.01})
+    df = confounded.assign(age=confounded["age"].clip(0, 100), year=2015.0)
+    ns = net_survival(df, life, strata=(), times=[1, 3], by="chemo", step="month")
+    ax2 = ns.plot()
+    assert len(ax2.get_lines()) == 2
+    plt.close("all")

@@ -112,3 +112,15 @@ def test_cif_of_all_causes_is_one_minus_km(rows):
 def test_cif_bad_codes():
     with pytest.raises(RegistryLabError, match="event codes"):
         cumulative_incidence(pd.DataFrame({"t": [1, 2], "e": [1, -1]}), "t", "e")
+
+
+@pytest.mark.parametrize("name", ["survival", "survival_curves", "survival_cox",
+                                  "survival_trial", "survival_net", "survival_late",
+                                  "survival_sim"])
+def test_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"registry_lib.stats.{name}")
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -27,7 +27,9 @@ from registry_lib.stats.survival import (
     synthetic_life_table,
 )
 
-ICSS_LIKE = {15: 0.07, 45: 0.12, 55: 0.23, 65: 0.29, 75: 0.29}  # weights used as a test input
+# age-band weights used as a test input (the shape of ICSS 1; the published values live in
+# params/epidemiology/standard_populations.yaml)
+ICSS_LIKE = {15: 0.07, 45: 0.12, 55: 0.23, 65: 0.29, 75: 0.29}
 
 
 def _flat_life_table(qx_by_sex: dict[int, float], years=(2000, 2001)) -> pd.DataFrame:

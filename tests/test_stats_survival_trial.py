@@ -165,3 +165,9 @@ def test_clone_censor_weight_recovers_strategy_effect():
     surv = ccw.survival.set_index(["arm", "time"])["survival"]
     assert surv.loc[(1, 5.0)] > surv.loc[(0, 5.0)]
     assert ccw.flow["n"].iloc[-1] == hr["n"]
+
+
+def test_tumour_without_patient_is_an_error():
+    tum, pat, trt = _hand_tables()
+    with pytest.raises(RegistryLabError, match="is not in the patients table"):
+        TRIAL.landmark_cohort(tum, pat[pat["pseudo_id"] != "c"], trt, "2020-12-31")

@@ -87,8 +87,8 @@ def test_null_cluster_gives_no_excess(cluster_cohorts):
 # ---------------------------------------------------------------------------------- treatment effect
 def _iptw_hr(c, grace=120) -> tuple[float, float, float, float]:
     """Landmark at the grace window, IPTW Cox (propensity on the confounders) and the naive HR."""
-    from lifelines import CoxPHFitter
     import statsmodels.api as sm
+    from lifelines import CoxPHFitter
 
     te = c.config["effects"]["treatment_effect"]
     tu, tr, pt = c.truth["tumours"], c.truth["treatments"], c.truth["patients"]

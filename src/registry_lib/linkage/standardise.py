@@ -130,21 +130,26 @@ def _nickname_columns(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def nickname_sets(given: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """For cleaned given names: (sorted list of the formal names each can stand for, including
-    itself; a single blocking key = the first formal name it abbreviates, else itself).
+    """For cleaned given names: (the formal names each can stand for, itself included, as
+    ``"|bob|robert|"``; a single key = the first formal name it abbreviates, else itself).
+
+    Two names agree on the nickname level when their keys are equal or one's key is in the
+    other's set, so ``bob``, ``robert`` and ``bobby`` all agree (see
+    :func:`registry_lib.linkage.model.build_comparisons`).
 
     Example:
         >>> sets, key = nickname_sets(pd.Series(["bob", "robert", None]))
-        >>> sets.tolist()[:2], key.tolist()
-        ([['bob', 'robert'], ['robert']], ['robert', 'robert', <NA>])
+        >>> sets.tolist(), key.tolist()
+        (['|bob|robert|', '|robert|', <NA>], ['robert', 'robert', <NA>])
     """
     table = nickname_table()
-    uniques = pd.Series(given.dropna().unique(), dtype="string")
-    formal = table[table["nickname"].isin(set(uniques))].groupby("nickname")["name"].agg(sorted)
-    first_formal = formal.str[0]
-    sets_u = {u: sorted({u, *formal.get(u, [])}) for u in uniques}
-    sets = given.map(sets_u)
-    sets = sets.where(given.notna(), None)
+    uniques = pd.Series(given.dropna().unique(), dtype=object)
+    pairs = table[table["nickname"].isin(set(uniques))]
+    both = pd.concat([pd.DataFrame({"name": uniques, "formal": uniques}),
+                      pairs.rename(columns={"nickname": "name", "name": "formal"})], ignore_index=True)
+    both = both.drop_duplicates().sort_values(["name", "formal"])
+    sets_u = "|" + both.groupby("name")["formal"].agg("|".join) + "|"
+    first_formal = pairs.sort_values(["nickname", "name"]).drop_duplicates("nickname").set_index("nickname")["name"]
+    sets = given.map(sets_u).astype(TEXT)
     key = given.map(first_formal).astype(TEXT).fillna(given)
     return sets, key
-

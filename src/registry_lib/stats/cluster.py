@@ -80,8 +80,10 @@ def _xy(df: pd.DataFrame | np.ndarray, what: str, metric: str) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise RegistryLabError(f"{what}: expected two coordinates per row")
     if not np.all(np.isfinite(arr)):
-        raise RegistryLabError(f"{what}: row {int(np.flatnonzero(~np.isfinite(arr).all(1))[0])} "
-                               "has a missing coordinate")
+        raise RegistryLabError(
+            f"{what}: row {int(np.flatnonzero(~np.isfinite(arr).all(1))[0])} "
+            "has a missing coordinate"
+        )
     return arr
 
 
@@ -164,8 +166,10 @@ def assign_bands(distance_km, bands_km: Sequence[float] = DEFAULT_BANDS_KM) -> p
         ['0-2', '0-2', '2-5', '10-25', nan]
     """
     edges = _check_edges(bands_km)
-    d = pd.Series(distance_km, dtype=float) if not isinstance(distance_km, pd.Series) else (
-        distance_km.astype(float)
+    d = (
+        pd.Series(distance_km, dtype=float)
+        if not isinstance(distance_km, pd.Series)
+        else (distance_km.astype(float))
     )
     return pd.cut(d, edges, right=False, labels=_band_labels(edges)).rename("band")
 
@@ -513,8 +517,13 @@ def band_sir(
         raise RegistryLabError(f"areas: no coordinates for area {missing[0]!r}")
     dist = distance_to_nearest_source(coords.loc[oe.index], sources, metric=metric, units=units)
     return band_sir_from_areas(
-        oe["observed"], oe["expected"], dist["distance_km"], bands_km,
-        level=level, method=method, score=score,
+        oe["observed"],
+        oe["expected"],
+        dist["distance_km"],
+        bands_km,
+        level=level,
+        method=method,
+        score=score,
     )
 
 

@@ -149,7 +149,9 @@ def _prepare(cases, population, coords, metric):
     c = cases.to_numpy(dtype=float)
     if not np.all(np.isfinite(c)) or np.any(c < 0) or np.any(c != np.round(c)):
         bad = labels[int(np.flatnonzero(~np.isfinite(c) | (c < 0) | (c != np.round(c)))[0])]
-        raise RegistryLabError(f"cases: location {bad!r} has a count that is not a whole number >= 0")
+        raise RegistryLabError(
+            f"cases: location {bad!r} has a count that is not a whole number >= 0"
+        )
     p = population.reindex(labels).to_numpy(dtype=float)
     if not np.all(np.isfinite(p)) or np.any(p < 0):
         bad = labels[int(np.flatnonzero(~np.isfinite(p) | (p < 0))[0])]
@@ -389,6 +391,7 @@ def _replicate_maxima(
     only windows at or above their critical count are evaluated; replications with no such
     window get 0 (the caller recomputes them in full). Without it every window is evaluated.
     """
+    sims = np.ascontiguousarray(sims)  # the column gathers below need C order
     n_rep = sims.shape[0]
     sizes = np.diff(win.start)
     centres = np.flatnonzero(sizes > 0)
@@ -676,7 +679,8 @@ def kulldorff_scan(
         parts = []
         for a in range(0, n_sim, chunk):
             r = min(chunk, n_sim - a)
-            sims = rng.multinomial(total_c, probs, size=r).astype(np.int32)[:, perm]
+            draws = rng.multinomial(total_c, probs, size=r).astype(np.int32)
+            sims = np.take(draws, perm, axis=1)  # C-contiguous, unlike draws[:, perm]
             parts.append(_simulated_maxima(sims, win, llr, expected, d, g, thresh, n_jobs))
         sim_max = np.concatenate(parts)
 
@@ -686,7 +690,11 @@ def kulldorff_scan(
         e = float(expected[w])
         rr = (o / e) / ((total_c - o) / (total_c - e)) if o < total_c else np.inf
         lam = float(obs_llr[w])
-        p = (1 + int(np.sum(sim_max >= lam - 1e-9 * max(1.0, lam)))) / (n_sim + 1) if n_sim else np.nan
+        p = (
+            (1 + int(np.sum(sim_max >= lam - 1e-9 * max(1.0, lam)))) / (n_sim + 1)
+            if n_sim
+            else np.nan
+        )
         records.append(
             {
                 "members": labels[members].tolist(),

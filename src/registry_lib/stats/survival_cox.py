@@ -74,8 +74,8 @@ def design_matrix(
 ) -> pd.DataFrame:
     """Numeric design matrix for a list of covariates (categorical ones one-hot coded).
 
-    A covariate is categorical when it is listed in ``categorical`` or its dtype is string,
-    object, category or boolean-with-missing; the first level (sorted) is the reference when
+    A covariate is categorical when it is listed in ``categorical`` or its dtype is not
+    numeric or boolean (string, object, category); the first level (sorted) is the reference when
     ``drop_first``. Dummy columns are named ``"<covariate>=<level>"``. Missing values are an
     error (name the covariate), never silently dropped.
 

@@ -116,14 +116,13 @@ def km_table(
     from lifelines import KaplanMeierFitter
 
     _require(df, [duration, event], "km_table")
-    z_alpha = 1.0 - level
-    _z(level)
+    _z(level)  # validates the level
     cols, groups = _groups(df, group)
     frames = []
     for key, sub in groups:
         t = _durations(sub, duration)
         e = sub[event].astype(float).to_numpy()
-        kmf = KaplanMeierFitter(alpha=z_alpha).fit(t, e)
+        kmf = KaplanMeierFitter(alpha=1.0 - level).fit(t, e)
         table = kmf.event_table
         sf = kmf.survival_function_.iloc[:, 0]
         ci = kmf.confidence_interval_survival_function_

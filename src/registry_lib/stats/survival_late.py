@@ -248,8 +248,10 @@ def late_effects_cohort(
         [{'age_at_rt': 19.92, 'second_cancer': 1}]
     """
     key = _patient_key(patients, "patients")
+    has_birth = "birth_date" in patients.columns and patients["birth_date"].notna().all()
     for what, d, cols in (("tumours", tumours, [key, "tumour_id", "diagnosis_date",
-                                                "site_icd10", "age_at_diagnosis"]),
+                                                "site_icd10"]
+                           + ([] if has_birth else ["age_at_diagnosis"])),
                           ("treatments", treatments, ["tumour_id", "modality", "start_date",
                                                       "rt_region"]),
                           ("patients", patients, [key, "death_date"])):
@@ -270,7 +272,7 @@ def late_effects_cohort(
             raise RegistryLabError("patients: column 'sex' needed to select by sex")
         pat = pat[pat["sex"].astype(int) == int(sex)]
     c = rt[[key, "rt_date"]].merge(pat, on=key, how="inner")
-    if "birth_date" in c.columns and c["birth_date"].notna().all():
+    if has_birth:
         c["birth_date"] = _dates(c["birth_date"], "birth_date")
         c["birth"] = decimal_year(c["birth_date"])
     else:

@@ -228,6 +228,12 @@ class TargetTrial:
             t = t[~prior]
             flow.append(("no earlier cancer", len(t)))
         p = patients[[pkey, "death_date"]].drop_duplicates(pkey)
+        orphans = ~t[tkey].isin(p[pkey])
+        if orphans.any():
+            raise RegistryLabError(
+                f"tumour {t.loc[orphans, 'tumour_id'].iloc[0]!r}: patient "
+                f"{t.loc[orphans, tkey].iloc[0]!r} is not in the patients table"
+            )
         t = t.merge(p, on=tkey, how="left", validate="many_to_one",
                     suffixes=("", "_patient"))
         if "death_date_patient" in t.columns:

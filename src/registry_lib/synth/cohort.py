@@ -10,9 +10,9 @@ byte-identical output and changing one stage does not shift the draws of the oth
 Example:
     >>> from registry_lib import synth
     >>> cfg = synth.load_config("params/cohort/small.yaml", scale=0.0005, years=(2019, 2019))
-    >>> cohort = synth.generate(cfg)
+    >>> cohort = synth.generate(cfg, quiet=True)
     >>> sorted(cohort.truth)
-    ['patients', 'record_truth', 'tumours', 'treatments']
+    ['patients', 'record_truth', 'treatments', 'tumours']
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def make_geography(scale: float, params: dict[str, Any], rng: np.random.Generato
     per_region = _largest_remainder(n_areas, region_pop, minimum=2)
 
     cities = [(name, *v) for name, v in geo["cities"].items()]
-    xs, ys, regs, kinds, centre_d, spreads = [], [], [], [], [], []
+    parts: list[tuple[np.ndarray, np.ndarray, int, int, np.ndarray]] = []   # x, y, region, kind, dist
     for r, rname in enumerate(plane.names):          # loop over the 9 regions
         rc = [c for c in cities if c[4] == rname]
         city_share = np.array([c[3] / 1000.0 / region_pop[r] for c in rc])
@@ -122,25 +122,22 @@ def make_geography(scale: float, params: dict[str, Any], rng: np.random.Generato
         for (_, cx, cy, cpop, _), k in zip(rc, counts[:-2], strict=True):   # loop over cities
             sd = float(geo["city_spread_km_per_sqrt_thousand"]) * np.sqrt(cpop) * KM
             px, py = _scatter(plane, cx * KM, cy * KM, sd, int(k), r, rng)
-            xs.append(px); ys.append(py)
-            regs.append(np.full(k, r)); kinds.append(np.full(k, 0))
-            centre_d.append(np.hypot(px - cx * KM, py - cy * KM) / sd); spreads.append(np.full(k, 1.0))
+            parts.append((px, py, r, 0, np.hypot(px - cx * KM, py - cy * KM) / sd))
         n_town, n_rural = int(counts[-2]), int(counts[-1])
         if n_town:
             tx, ty = plane.uniform_in_region(r, int(geo["towns_per_region"]), rng)
             which = rng.integers(0, len(tx), n_town)
             sd = float(geo["town_spread_km"]) * KM
             px, py = _scatter_many(plane, tx[which], ty[which], sd, r, rng)
-            xs.append(px); ys.append(py)
-            regs.append(np.full(n_town, r)); kinds.append(np.full(n_town, 1))
-            centre_d.append(np.hypot(px - tx[which], py - ty[which]) / sd); spreads.append(np.full(n_town, 1.0))
+            parts.append((px, py, r, 1, np.hypot(px - tx[which], py - ty[which]) / sd))
         if n_rural:
             px, py = plane.uniform_in_region(r, n_rural, rng)
-            xs.append(px); ys.append(py)
-            regs.append(np.full(n_rural, r)); kinds.append(np.full(n_rural, 2))
-            centre_d.append(np.full(n_rural, np.inf)); spreads.append(np.full(n_rural, 1.0))
-    x = np.concatenate(xs); y = np.concatenate(ys)
-    region = np.concatenate(regs); kind = np.concatenate(kinds); dist = np.concatenate(centre_d)
+            parts.append((px, py, r, 2, np.full(n_rural, np.inf)))
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    region = np.concatenate([np.full(len(p[0]), p[2]) for p in parts])
+    kind = np.concatenate([np.full(len(p[0]), p[3]) for p in parts])
+    dist = np.concatenate([p[4] for p in parts])
 
     # Deprivation: inner city + north + smooth noise + noise, ranked into national quintiles.
     dp = geo["deprivation"]
@@ -152,7 +149,8 @@ def make_geography(scale: float, params: dict[str, Any], rng: np.random.Generato
     score = score + np.where(region == lon, dp["london_inner"] * np.exp(-0.5 * (ld / (8 * KM)) ** 2), 0.0)
     n_bumps = 400
     lo, hi = plane.poly.min(axis=0), plane.poly.max(axis=0)
-    bx = rng.uniform(lo[0], hi[0], n_bumps); by = rng.uniform(lo[1], hi[1], n_bumps)
+    bx = rng.uniform(lo[0], hi[0], n_bumps)
+    by = rng.uniform(lo[1], hi[1], n_bumps)
     amp = rng.normal(0.0, 1.0, n_bumps)
     s = float(dp["smooth_noise_scale_km"]) * KM
     field = np.zeros(len(x))

@@ -92,7 +92,10 @@ def subsequent_primaries(d0: np.ndarray, birth: np.ndarray, sex: np.ndarray, qui
             u = rng.random(int(ev.sum())) * cum[:, -1]
             site = np.minimum((u[:, None] >= cum).sum(axis=1), probs.shape[1] - 1)
             got_gen[idx[ev]] = True
-            out_p.append(idx[ev]); out_s.append(site); out_d.append(np.floor(time[ev])); out_l.append(np.zeros(int(ev.sum()), bool))
+            out_p.append(idx[ev])
+            out_s.append(site)
+            out_d.append(np.floor(time[ev]))
+            out_l.append(np.zeros(int(ev.sum()), bool))
         if late is not None:
             le = late_eligible[idx] & ~got_late[idx]
             if le.any():
@@ -103,8 +106,10 @@ def subsequent_primaries(d0: np.ndarray, birth: np.ndarray, sex: np.ndarray, qui
                 e_late[j] = e_late[j] - used2
                 if ev2.any():
                     got_late[j[ev2]] = True
-                    out_p.append(j[ev2]); out_s.append(np.full(int(ev2.sum()), late_site))
-                    out_d.append(np.floor(time2[ev2])); out_l.append(time2[ev2] >= late_from[j[ev2]])
+                    out_p.append(j[ev2])
+                    out_s.append(np.full(int(ev2.sum()), late_site))
+                    out_d.append(np.floor(time2[ev2]))
+                    out_l.append(time2[ev2] >= late_from[j[ev2]])
     if not out_p:
         z = np.zeros(0, dtype=np.int64)
         return SubsequentPrimaries(z, z.copy(), np.zeros(0), np.zeros(0, dtype=bool))

@@ -10,7 +10,7 @@ Example:
     >>> from registry_lib.synth.params import epidemiology_params
     >>> p = epidemiology_params()
     >>> nat = national_population([2019], p)
-    >>> round(nat.sum() / 1e6, 1)
+    >>> round(float(nat.sum()) / 1e6, 1)
     56.3
     >>> lt = life_table([2019], p)
     >>> [round(life_expectancy(lt, 2019, s), 1) for s in (1, 2)]
