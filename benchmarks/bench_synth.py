@@ -88,7 +88,7 @@ def calibration_table(eng: dict) -> str:
 
     inc = yaml.safe_load((ROOT / "params" / "epidemiology" / "incidence.yaml").read_text())
     groups = inc["site_groups"]
-    scale = 56_287_000 / eng["population"][2019]
+    scale = 56_287_000 / eng["population"]["2019"]
     gen = {}
     for key, n in eng["by_site_year"].items():
         site, year = key.split("|")

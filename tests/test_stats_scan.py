@@ -223,6 +223,43 @@ def test_observed_scan_matches_brute_force(n, data, frac):
     assert top["population"] <= frac * p.sum() + 1e-9
 
 
+def brute_force_clusters(c, p, xy, frac):
+    """SaTScan's reporting rule, brute force: best window per centre (smallest on ties),
+    then in decreasing LLR (centre order on ties) those sharing no location with earlier ones."""
+    best = {}
+    for llr, i, members, _, _ in brute_force_windows(c, p, xy, frac):
+        if llr > 0 and (i not in best or llr > best[i][0] + 1e-12):
+            best[i] = (llr, members)
+    chosen, used = [], set()
+    for _i, (llr, members) in sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0])):
+        if not used & members:
+            chosen.append((llr, members))
+            used |= members
+    return chosen
+
+
+@pytest.mark.parametrize(("frac", "giant"), [(0.1, False), (0.5, False), (0.1, True)])
+def test_grid_with_ties_and_skewed_populations_matches_brute_force(frac, giant):
+    # 12 x 12 grid: many equidistant neighbours; lognormal populations; with a giant town in
+    # one corner most neighbourhoods hold far less than the mean population, which exercises
+    # the full-sort fallback of the partial sort
+    rng = np.random.default_rng(5)
+    g = np.arange(12.0)
+    xy = np.column_stack([np.repeat(g, 12), np.tile(g, 12)])
+    p = np.maximum(1, rng.lognormal(5, 1.6, len(xy))).round()
+    if giant:
+        p[0] = 20 * p.sum()
+    c = rng.poisson(p / 60)
+    res = kulldorff_scan(
+        pd.Series(c), pd.Series(p), pd.DataFrame(xy), max_pop_fraction=frac, n_sim=0
+    )
+    want = brute_force_clusters(c, p, xy, frac)
+    assert len(res.clusters) == len(want)
+    for (_, row), (llr, members) in zip(res.clusters.iterrows(), want, strict=True):
+        assert row["llr"] == pytest.approx(llr, rel=1e-9, abs=1e-8)
+        assert set(row["members"]) == members
+
+
 def test_simulated_maxima_match_brute_force():
     rng = np.random.default_rng(7)
     n = 12
@@ -269,6 +306,23 @@ def test_deterministic_and_thread_count_invariant():
     np.testing.assert_array_equal(a.simulated_llr, b.simulated_llr)
     pd.testing.assert_frame_equal(a.clusters, b.clusters)
     assert not np.array_equal(a.simulated_llr, c.simulated_llr)
+
+
+def test_invariant_to_input_order_and_population_scale():
+    cases, pop, coords = load_ny()
+    base = kulldorff_scan(cases, pop, coords, metric="haversine", n_sim=0)
+    order = np.random.default_rng(0).permutation(len(cases))
+    shuffled = kulldorff_scan(
+        cases.iloc[order], pop.iloc[order], coords.iloc[order], metric="haversine", n_sim=0
+    )
+    # expected counts (population × a constant rate) in place of population: the adjusted scan
+    scaled = kulldorff_scan(cases, pop * 552 / pop.sum(), coords, metric="haversine", n_sim=0)
+    for other in (shuffled, scaled):
+        assert len(other.clusters) == len(base.clusters)
+        for (_, a), (_, b) in zip(base.clusters.iterrows(), other.clusters.iterrows(), strict=True):
+            assert set(a["members"]) == set(b["members"])
+            assert a["llr"] == pytest.approx(b["llr"], rel=1e-9)
+            assert a["observed"] == b["observed"]
 
 
 def test_labels_kept_and_inputs_aligned_by_label():

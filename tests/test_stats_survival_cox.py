@@ -193,3 +193,9 @@ def test_plots_draw_every_covariate_and_curve(confounded):
     ax2 = ns.plot()
     assert len(ax2.get_lines()) == 2
     plt.close("all")
+
+
+def test_arm_without_events_is_a_clear_error(confounded):
+    df = confounded.assign(dead=np.where(confounded["chemo"] == 1, 0, confounded["dead"]))
+    with pytest.raises(RegistryLabError, match="treated arm has no events"):
+        cox_three_ways(df, "time", "dead", "chemo", ["age"])

@@ -171,3 +171,16 @@ def test_tumour_without_patient_is_an_error():
     tum, pat, trt = _hand_tables()
     with pytest.raises(RegistryLabError, match="is not in the patients table"):
         TRIAL.landmark_cohort(tum, pat[pat["pseudo_id"] != "c"], trt, "2020-12-31")
+
+
+def test_requires_surgery_within_the_window():
+    tum, pat, trt = _hand_tables()
+    trt = pd.concat([trt, pd.DataFrame({
+        "tumour_id": [1, 3], "modality": ["surgery", "surgery"], "intent": ["curative"] * 2,
+        "start_date": ["2016-01-11", "2016-07-19"]})])
+    trial = TargetTrial(("C18",), (2013, 2019), "sact", stages=("3",),
+                        requires_modality="surgery")
+    tc = trial.landmark_cohort(tum, pat, trt, "2020-12-31")
+    assert tc.data["tumour_id"].tolist() == [1]
+    assert tc.flow.set_index("step").loc["surgery within 120 days of diagnosis", "excluded"] == 1
+    assert "surgery" in trial.protocol().loc[0, "target_trial"]

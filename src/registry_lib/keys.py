@@ -86,5 +86,12 @@ def keyed_hash(values: pd.Series, *, purpose: str, key: bytes | None = None) -> 
     derived = hmac.new(key, purpose.encode(), hashlib.sha256).digest()
     text = values.astype("string")
     uniques = text.dropna().unique()
-    table = {v: hmac.new(derived, v.encode(), hashlib.sha256).hexdigest() for v in uniques}
+    base = hmac.new(derived, digestmod=hashlib.sha256)  # key schedule once, then copy per value
+
+    def digest(value: str) -> str:
+        h = base.copy()
+        h.update(value.encode())
+        return h.hexdigest()
+
+    table = {v: digest(v) for v in uniques}
     return text.map(table).astype("string")

@@ -73,15 +73,31 @@ def _compatible(group: pd.Series, candidate: pd.Series) -> np.ndarray:
     return ok
 
 
+def _chain(df: pd.DataFrame, keys: list[str], window_days: int) -> pd.Series:
+    """Episode number within ``keys``: a gap of more than ``window_days`` starts a new one."""
+    group = df.groupby(keys, sort=True, dropna=False).ngroup().to_numpy()
+    d = pd.DataFrame({"g": group, "t": df["_date"].to_numpy()}, index=df.index).sort_values(["g", "t"], kind="stable")
+    g = d["g"].to_numpy()
+    gap = np.diff(d["t"].to_numpy()).astype("timedelta64[D]").astype(np.int64)
+    new = np.ones(len(d), dtype=bool)
+    new[1:] = (g[1:] != g[:-1]) | (gap > window_days)
+    return pd.Series(np.cumsum(new), index=d.index).reindex(df.index)
+
+
 def tumour_keys(notes: pd.DataFrame, window_days: int = DEFAULT_WINDOW_DAYS) -> pd.Series:
     """Tumour number (0, 1, … over all persons, deterministic) of each notification.
 
     ``notes`` needs ``patient_id``, ``site3``, ``laterality``, ``morphology_icdo3`` and
-    ``diagnosis_value`` (datetime; ``diagnosis_proxy`` is used instead when present: the
-    diagnosis date, or the receipt date when the record has none).
+    ``diagnosis_value`` (datetime, NaT when unknown) and may have ``diagnosis_proxy`` (the
+    receipt date where the diagnosis date is unknown). Dated notifications form tumours by the
+    rules in the module docstring; an undated one joins the tumour of its person, site, side and
+    histology diagnosed latest before its receipt (else the earliest after), and forms a tumour
+    of its own only when there is none.
     """
-    date = notes["diagnosis_proxy"] if "diagnosis_proxy" in notes.columns else notes["diagnosis_value"]
-    df = notes[["patient_id", "site3", "laterality", "morphology_icdo3"]].assign(diagnosis_value=date.to_numpy())
+    real = notes["diagnosis_value"]
+    proxy = notes["diagnosis_proxy"] if "diagnosis_proxy" in notes.columns else real
+    df = notes[["patient_id", "site3", "laterality", "morphology_icdo3"]].assign(
+        diagnosis_value=proxy.to_numpy(), _dated=real.notna().to_numpy())
     df.index = pd.RangeIndex(len(df))
     df["grp"] = codes.site_group(df["site3"])
     # 2. laterality: L/R sides of paired organs; unknown joins the nearest known side
@@ -108,19 +124,34 @@ def tumour_keys(notes: pd.DataFrame, window_days: int = DEFAULT_WINDOW_DAYS) -> 
         m["_gap"] = (m["diagnosis_value"] - m["diagnosis_value_k"]).abs()
         m = m.sort_values(["_row", "_gap", "hist"], kind="stable").drop_duplicates("_row")
         df.loc[m["_row"].to_numpy(), "hist"] = m["hist"].to_numpy()
-    df["hist"] = df["hist"].fillna(-1)
-    # 4. time: a gap longer than the window starts a new tumour
-    df = df.sort_values(["patient_id", "grp", "side", "hist", "diagnosis_value"], kind="stable")
-    same_key = (df[["patient_id", "grp", "side", "hist"]].shift() == df[["patient_id", "grp", "side", "hist"]]).all(axis=1)
-    gap = df["diagnosis_value"].diff().dt.days.fillna(0)
-    new = ~same_key | (gap > window_days)
-    df["seq"] = new.cumsum()
+    df["hist"] = df["hist"].fillna(-1).astype(np.int64)
+    df["_date"] = df["diagnosis_value"]
+    keys = ["patient_id", "grp", "side", "hist"]
+    # 4. time: dated notifications chain into tumours; a gap over the window starts a new one
+    dated = df[df["_dated"]]
+    seq = pd.Series(-1, index=df.index, dtype=np.int64)
+    seq[dated.index] = _chain(dated, keys, window_days).to_numpy()
+    # undated notifications join the tumour diagnosed latest before their receipt (else the earliest after)
+    undated = df[~df["_dated"]]
+    if len(undated):
+        starts = dated.assign(_seq=seq[dated.index]).groupby("_seq").agg(
+            **{k: (k, "first") for k in keys}, _start=("_date", "min")).reset_index()
+        m = undated[keys + ["_date"]].assign(_row=undated.index).merge(starts, on=keys)
+        m["_after"] = (m["_start"] > m["_date"]).astype(int)
+        m["_gap"] = (m["_date"] - m["_start"]).abs()
+        m = m.sort_values(["_row", "_after", "_gap", "_seq"], kind="stable").drop_duplicates("_row")
+        seq[m["_row"].to_numpy()] = m["_seq"].to_numpy()
+        alone = undated.index[seq[undated.index].to_numpy() < 0]
+        if len(alone):
+            own = _chain(df.loc[alone], keys, window_days)
+            seq[alone] = own.to_numpy() + int(seq.max()) + 1
+    df["seq"] = seq
     # number tumours in order of (person, first diagnosis date, site group, side, histology)
-    first = df.groupby("seq").agg(patient_id=("patient_id", "first"), start=("diagnosis_value", "min"),
+    first = df.groupby("seq").agg(patient_id=("patient_id", "first"), start=("_date", "min"),
                                   grp=("grp", "first"), side=("side", "first"), hist=("hist", "first"))
     first = first.sort_values(["patient_id", "start", "grp", "side", "hist"], kind="stable")
     number = pd.Series(np.arange(len(first)), index=first.index)
-    return df["seq"].map(number).sort_index().rename("tumour_key")
+    return df["seq"].map(number).rename("tumour_key")
 
 
 def _first_by(df: pd.DataFrame, key: str, cols: list[str], order: list[str]) -> pd.DataFrame:

@@ -333,17 +333,22 @@ def extract_date(feeds: dict[str, pd.DataFrame]) -> pd.Timestamp:
 
 def validate_feeds(feeds: dict[str, pd.DataFrame]) -> Validated:
     """Check every record of every person-bearing feed; see the module docstring."""
+    for feed in PERSON_FEEDS:
+        if feed in feeds:
+            _check_columns(feed, feeds[feed])
     as_of = extract_date(feeds)
     records, cleaned, issues = [], {}, []
     for feed in PERSON_FEEDS:
         if feed not in feeds:
             continue
         df = feeds[feed]
-        _check_columns(feed, df)
         checks = _Checks(feed, df["record_id"])
         _required(checks, feed, df)
         event, _, _ = _dates(df, EVENT_DATE[feed])
-        ident = _identity(feed, df, checks, event.fillna(as_of))
+        # a birth date is "in the future" after the record's own system date (receipt,
+        # registration, request); treatment dates are clinical, so the extract date serves
+        now = pd.Series(as_of, index=event.index) if feed in TREATMENT_FEEDS else event.fillna(as_of)
+        ident = _identity(feed, df, checks, now)
         if feed == "notifications":
             cleaned[feed] = _notifications(df, checks, ident)
         elif feed in TREATMENT_FEEDS:

@@ -260,6 +260,12 @@ class ChiSquareResult:
     p_value_one_sided: float = float("nan")
 
     def as_dict(self) -> dict:
+        """The result as a flat dict (one row of :attr:`BandResult.tests`).
+
+        Example:
+            >>> homogeneity_test([10, 10], [5.0, 10.0]).as_dict()["df"]
+            1
+        """
         return {
             "test": self.name,
             "statistic": self.statistic,
@@ -383,7 +389,13 @@ class BandResult:
 
     @property
     def tests(self) -> pd.DataFrame:
-        """The two tests as a tidy DataFrame."""
+        """The two tests as a tidy DataFrame.
+
+        Example:
+            >>> res = band_sir_from_areas([9, 4, 3, 2], [3.0, 6.0, 3.5, 4.0], [1, 3, 7, 12])
+            >>> res.tests[["test", "df"]].values.tolist()
+            [['homogeneity', 3], ['trend', 1]]
+        """
         return pd.DataFrame([self.homogeneity.as_dict(), self.trend.as_dict()])
 
 

@@ -534,7 +534,14 @@ class ScanResult:
 
     @property
     def most_likely(self) -> pd.Series:
-        """The most likely cluster (first row of ``clusters``)."""
+        """The most likely cluster (first row of ``clusters``).
+
+        Example:
+            >>> res = kulldorff_scan(pd.Series([9, 8, 1, 1]), pd.Series([100] * 4),
+            ...                      pd.DataFrame({"x": [0.0, 1, 5, 6], "y": 0.0}), n_sim=0)
+            >>> int(res.most_likely["observed"])
+            17
+        """
         if self.clusters.empty:
             raise RegistryLabError("the scan found no window with more cases than expected")
         return self.clusters.iloc[0]
@@ -554,7 +561,16 @@ class ScanResult:
         return pd.DataFrame(rows, columns=["cluster", "location"])
 
     def summary(self, alpha: float = 0.05) -> pd.DataFrame:
-        """The clusters table without member lists, with a ``significant`` column."""
+        """The clusters table without member lists, with a ``significant`` column.
+
+        Example:
+            >>> res = kulldorff_scan(pd.Series([9, 8, 1, 1]), pd.Series([100] * 4),
+            ...                      pd.DataFrame({"x": [0.0, 1, 5, 6], "y": 0.0}), n_sim=19,
+            ...                      seed=3)
+            >>> row = res.summary().iloc[0]
+            >>> int(row["observed"]), float(row["p_value"]), bool(row["significant"])
+            (17, 0.05, True)
+        """
         out = self.clusters.drop(columns=["members"]).copy()
         out["significant"] = out["p_value"] <= alpha
         return out

@@ -253,6 +253,19 @@ def balance_table(
     return out
 
 
+def _fit_cox(model: str, fit):
+    from lifelines.exceptions import ConvergenceError
+
+    try:
+        return fit()
+    except ConvergenceError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+        raise RegistryLabError(
+            f"{model} Cox model did not converge ({first}); check for an arm without events "
+            "or a covariate that separates the arms"
+        ) from exc
+
+
 def _cox_row(model: str, cph, term: str, n: int, events: int, robust: bool,
              level: float) -> dict:
     z = float(sps.norm.ppf(0.5 + level / 2))
@@ -319,25 +332,32 @@ class TreatmentEffectCox:
             )
         e = data[event_col].astype(float).to_numpy()
         n, events = len(data), int(e.sum())
+        for arm, name in ((1.0, "treated"), (0.0, "untreated")):
+            if e[a == arm].sum() == 0:
+                raise RegistryLabError(
+                    f"the {name} arm has no events ({event_col}): the hazard ratio cannot be "
+                    "estimated"
+                )
         x = design_matrix(data, covs, self.categorical)
         x = x.loc[:, x.std(ddof=0) > 0]
         base = pd.DataFrame({"_t": t, "_e": e, "_a": a}, index=data.index)
         alpha = 1 - self.level
         rows, models = [], {}
 
-        naive = CoxPHFitter(alpha=alpha).fit(base, "_t", "_e")
+        naive = _fit_cox("naive", lambda: CoxPHFitter(alpha=alpha).fit(base, "_t", "_e"))
         models["naive"] = naive
         rows.append(_cox_row("naive", naive, "_a", n, events, False, self.level))
 
         adj_df = pd.concat([base, x.add_prefix("x:")], axis=1)
-        adjusted = CoxPHFitter(alpha=alpha).fit(adj_df, "_t", "_e")
+        adjusted = _fit_cox("adjusted", lambda: CoxPHFitter(alpha=alpha).fit(adj_df, "_t", "_e"))
         models["adjusted"] = adjusted
         rows.append(_cox_row("adjusted", adjusted, "_a", n, events, False, self.level))
 
         ps = propensity_scores(data, treatment_col, covs, self.categorical)
         w = iptw_weights(a, ps, stabilised=self.stabilised, trim=self.trim)
         wdf = base.assign(_w=w)
-        iptw = CoxPHFitter(alpha=alpha).fit(wdf, "_t", "_e", weights_col="_w", robust=True)
+        iptw = _fit_cox("iptw", lambda: CoxPHFitter(alpha=alpha).fit(
+            wdf, "_t", "_e", weights_col="_w", robust=True))
         models["iptw"] = iptw
         rows.append(_cox_row("iptw", iptw, "_a", n, events, True, self.level))
 

@@ -104,6 +104,8 @@ class TargetTrial:
         grace_days: days after diagnosis within which treatment must start.
         horizon_years: follow-up after time zero.
         first_primary_only: exclude patients with an earlier cancer (any site).
+        requires_modality: a treatment that must be recorded for the tumour by the end of
+            the grace window to be eligible (e.g. ``"surgery"`` for an adjuvant trial).
         patient_key: patient identifier column (default: ``pseudo_id`` or ``patient_id``).
 
     Example:
@@ -121,6 +123,7 @@ class TargetTrial:
     grace_days: int = 120
     horizon_years: float = 5.0
     first_primary_only: bool = True
+    requires_modality: str | None = None
     patient_key: str | None = None
 
     def __post_init__(self):
@@ -155,6 +158,8 @@ class TargetTrial:
         treat = self.treatment_modality + (
             f" ({', '.join(self.treatment_intents)})" if self.treatment_intents else "")
         stage = f"stage {', '.join(self.stages)}" if self.stages else "any stage"
+        if self.requires_modality:
+            stage += f" treated by {self.requires_modality} within {g} days"
         rows = [
             ("eligibility",
              f"adults aged {self.ages[0]:g}-{self.ages[1]:g} with a new {stage} cancer of "
@@ -248,6 +253,15 @@ class TargetTrial:
         t = t[~bad]
         flow.append(("death not recorded before diagnosis", len(t)))
 
+        if self.requires_modality is not None:
+            req = treatments[treatments["modality"].astype(str) == self.requires_modality]
+            req = req.assign(_d=_as_dates(req["start_date"], "start_date"))
+            first_req = req.groupby("tumour_id")["_d"].min().reindex(t["tumour_id"])
+            limit = t["diagnosis_date"] + pd.Timedelta(days=self.grace_days)
+            ok = first_req.notna().to_numpy() & (first_req.to_numpy() <= limit.to_numpy())
+            t = t[ok]
+            flow.append((f"{self.requires_modality} within {self.grace_days} days of diagnosis",
+                         len(t)))
         tr = treatments[treatments["modality"].astype(str) == self.treatment_modality]
         if self.treatment_intents is not None:
             tr = tr[tr["intent"].astype(str).isin(self.treatment_intents)]

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from registry_lib.io import atomic_dir, write_json, write_parquet
-from registry_lib.progress import in_ci, say
+from registry_lib.progress import in_ci, progress, say
 from registry_lib.synth import tables as T
 from registry_lib.synth.config import load_config, resolve_config
 from registry_lib.synth.effects import cluster_areas
@@ -160,9 +161,12 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
     cmult = covid_month_multipliers(sites, covid)
     expected: dict[str, Any] = {}
     parts = []
-    for i, year in enumerate(years):   # loop over diagnosis years
+    site_start = np.array([years[int(np.argmax(gen_mask[:, j]))] if gen_mask[:, j].any() else y0
+                           for j in range(len(sites))])
+    for i, year in progress(list(enumerate(years)), "synth: incidence", disable=quiet or len(years) < 5):
         site_list = [j for j in range(len(sites)) if gen_mask[i, j]]
-        parts.append(draw_year(year, site_list, rates, pop[i], factors, cmult, rng["incidence"], expected))
+        parts.append(draw_year(year, site_list, rates, pop[i], factors, cmult, rng["incidence"], expected,
+                               rates.first_primary_factor(year - site_start)))
     cluster_info = None
     if eff["cluster"] is not None and eff["cluster"]["site"] in chosen:
         extra, cluster_info = _cluster_cases(eff["cluster"], areas, geo.point_sources, years, gen_mask, rates,
@@ -315,7 +319,7 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
         "sizes": {"areas": len(areas), "patients": len(truth["patients"]), "tumours": len(truth["tumours"]),
                   "treatments": len(truth["treatments"]), "feed_records": n_records,
                   **{f"feed_{k}": len(v) for k, v in feeds.items()}},
-        "expected_first_primaries": {s: {int(y): float(v.sum()) for y, v in d.items()} for s, d in expected.items()},
+        "expected_all_primaries": {s: {int(y): float(v.sum()) for y, v in d.items()} for s, d in expected.items()},
         "net_survival": _net_survival(c1_years, dco1, dx, site_codes, y0),
     }
     if not quiet or in_ci():
@@ -652,7 +656,7 @@ def _effects_summary(cfg: dict[str, Any], truth: dict[str, pd.DataFrame], expect
             exp_m = {}
             for mo in covered:   # the COVID-19 months within the diagnosis years
                 y, m = int(mo[:4]), int(mo[5:])
-                exp_m[mo] = float(expected[s][y][m - 1]) / rates.first_primary_factor
+                exp_m[mo] = float(expected[s][y][m - 1])
             mult = {mo: float(cmult[mo][j]) for mo in months}
             deficit = {mo: exp_m[mo] * (1 - mult[mo]) for mo in covered}
 
@@ -678,6 +682,7 @@ def _effects_summary(cfg: dict[str, Any], truth: dict[str, pd.DataFrame], expect
             "route_factors": cv["route_factors"],
             "stage_shift": cv["stage_shift"],
             "sact_start_multipliers": cv["sact_start_multipliers"],
+            "sact_starts_vs_same_month_2019": _sact_ratios(truth["treatments"]),
             "breast_rt_5_fraction": cv["breast_rt_5_fraction"],
             "covid_deaths": int((truth["patients"]["death_cause_icd10"] == cv["death_code"]).sum()),
             "death_code": cv["death_code"],
@@ -685,10 +690,21 @@ def _effects_summary(cfg: dict[str, Any], truth: dict[str, pd.DataFrame], expect
                                                "death_comorbidity_hr", "death_recent_sact_hr", "recent_sact_days")},
             "note": "Months outside the diagnosis years are left out of expected/observed/deficits. "
                     "expected_without_covid: the model's expected count of all primaries of the site in that month "
-                    "(first primaries / (1 - second_primary_share)); cumulative_deficit = sum over months of "
+                    "(first and subsequent); cumulative_deficit = sum over months of "
                     "expected_without_covid × (1 − multiplier). Route multipliers: the site multiplier times this "
                     "relative factor.",
         }
+    return out
+
+
+def _sact_ratios(treatments: pd.DataFrame) -> dict[str, float | None]:
+    """Realised SACT starts in March-June 2020 relative to the same month of 2019."""
+    s = treatments.loc[treatments["modality"] == "sact", "start_date"].to_numpy().astype("datetime64[M]")
+    out: dict[str, float | None] = {}
+    for m in ("03", "04", "05", "06"):   # four months
+        base = int((s == np.datetime64(f"2019-{m}", "M")).sum())
+        now = int((s == np.datetime64(f"2020-{m}", "M")).sum())
+        out[f"2020-{m}"] = round(now / base, 4) if base else None
     return out
 
 
@@ -698,11 +714,23 @@ def write(cohort: Cohort, path: Path | str) -> Path:
     enforced), truth/effects.json and cohort.json. Same config and seed → byte-identical files.
     """
     path = Path(path)
+    jobs = [(group[name], stage, name, schema)
+            for stage, group, tables in (("reference", cohort.reference, T.REFERENCE), ("truth", cohort.truth, T.TRUTH),
+                                         ("feeds", cohort.feeds, T.FEEDS))
+            for name, schema in tables.items()]
+    jobs.sort(key=lambda j: -len(j[0]))               # biggest first, for the thread pool
     with atomic_dir(path) as tmp:
-        for stage, group, tables in (("reference", cohort.reference, T.REFERENCE), ("truth", cohort.truth, T.TRUTH),
-                                     ("feeds", cohort.feeds, T.FEEDS)):
-            for name, schema in tables.items():   # loop over tables
-                write_parquet(group[name], tmp / stage / f"{name}.parquet", schema)
+        # Parquet encoding and zstd release the GIL: two threads keep both cores busy.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(write_parquet, df, tmp / stage / f"{name}.parquet", schema)
+                       for df, stage, name, schema in jobs]
+            try:
+                for f in futures:   # re-raise the first failure (the atomic folder is then removed)
+                    f.result()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
         write_json(cohort.effects, tmp / "truth" / "effects.json")
         from registry_lib import __version__
         from registry_lib.config import params_hash

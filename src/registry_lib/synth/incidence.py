@@ -66,7 +66,7 @@ class SiteRates:
     dep_ratio: np.ndarray         # [site] rate ratio quintile 5 vs 1
     north: np.ndarray             # [site] log rate per 100 km of northing
     reference_year: int
-    first_primary_factor: float   # 1 - share of subsequent primaries
+    second_share: dict[str, float]   # {max, years}: share of subsequent primaries by years since start
     month_weight: np.ndarray      # [12] share of a year's diagnoses by month (non-leap year)
     group: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # site group id
     haem: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
@@ -80,6 +80,11 @@ class SiteRates:
         f = np.exp(self.trend[None, :] * (np.atleast_1d(y)[:, None] - self.reference_year))
         out = self.rate_ref[None] * f[:, :, None, None]
         return out[0] if np.ndim(year) == 0 else out
+
+    def first_primary_factor(self, years_since_start: np.ndarray | float) -> np.ndarray:
+        """``1 − share`` of subsequent primaries, ``years_since_start`` years into a site's window."""
+        k = np.asarray(years_since_start, dtype=float)
+        return 1.0 - self.second_share["max"] * (1.0 - np.exp(-(k + 0.5) / self.second_share["years"]))
 
     def dep_factor(self) -> np.ndarray:
         """``[site, quintile]`` geometric steps from quintile 1 to 5, mean 1."""
@@ -115,7 +120,7 @@ def site_rates(params: dict[str, Any]) -> SiteRates:
         trend=np.array([inc["sites"][s].get("trend", 0.0) for s in sites], dtype=float),
         dep_ratio=np.array([inc["sites"][s].get("deprivation_ratio", 1.0) for s in sites], dtype=float),
         north=np.array([inc["sites"][s].get("north_gradient", 0.0) for s in sites], dtype=float),
-        reference_year=ref, first_primary_factor=1.0 - float(inc["second_primary_share"]),
+        reference_year=ref, second_share={k: float(v) for k, v in inc["second_primary_share"].items()},
         month_weight=mw / mw.sum(), group=site_groups(sites), haem=np.array([s in HAEM_SITES for s in sites]),
     )
     out._params = params
@@ -219,20 +224,25 @@ def sample_cells(mean: np.ndarray, weights: np.ndarray, rng: np.random.Generator
 
 def draw_year(year: int, site_list: list[int], rates: SiteRates, pop_y: np.ndarray, factors: np.ndarray,
               covid_mult: dict[str, np.ndarray], rng: np.random.Generator,
-              expected: dict[str, Any] | None = None) -> Diagnoses:
-    """First primaries diagnosed in ``year`` for the sites ``site_list`` (indices)."""
+              expected: dict[str, Any] | None = None, first_factor: np.ndarray | None = None) -> Diagnoses:
+    """First primaries diagnosed in ``year`` for the sites ``site_list`` (indices).
+
+    ``first_factor[site]`` scales the rates down for the subsequent primaries generated later;
+    ``expected[site][year]`` receives the expected count of all primaries by month (no COVID-19).
+    """
     if not site_list:
         return Diagnoses.concat([])
     mf = month_factors(year, rates, covid_mult)
-    rate_y = rates.rate(year) * rates.first_primary_factor       # [site, sex, band]
+    rate_y = rates.rate(year)                                     # [site, sex, band]
+    ff = np.ones(len(rates.sites)) if first_factor is None else first_factor
     parts = []
     n_area = pop_y.shape[0]
     for s in site_list:   # loop over sites
         w = pop_y.reshape(n_area, -1) * factors[s][:, None]      # [area, sex*band]
-        base_mean = w.sum(axis=0) * rate_y[s].reshape(-1)         # no COVID
+        base_mean = w.sum(axis=0) * rate_y[s].reshape(-1)         # all primaries, no COVID-19
         if expected is not None:
             expected.setdefault(rates.sites[s], {})[year] = base_mean.sum() * rates.month_weight
-        mean = base_mean * mf[s].sum()
+        mean = base_mean * mf[s].sum() * ff[s]
         cell, area = sample_cells(mean, w, rng)
         k = len(cell)
         if k == 0:

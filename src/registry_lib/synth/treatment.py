@@ -182,20 +182,25 @@ def plan_treatments(tumours: pd.DataFrame, params: dict[str, Any], effects: dict
         five = rng.random(n) < params["covid"]["breast_rt_5_fraction"]["share_before"]
         dose[breast & five], fractions[breast & five] = 26.0, 5
 
-    parts = []
+    cols: dict[str, list[np.ndarray]] = {c: [] for c in ("tumour", "modality", "offset_days", "intent", "regimen",
+                                                          "cycles", "rt_region", "dose_gy", "fractions",
+                                                          "procedure_code")}
+    none = np.full(n, None, dtype=object)
     for m, flag, day, intent in (("surgery", surgery, surgery_day, np.where(stage == 4, "palliative", "curative")),
                                  ("sact", sact, sact_day, intent_sact), ("radiotherapy", rt, rt_day, intent_rt)):
         k = np.flatnonzero(flag)
-        parts.append(pd.DataFrame({
-            "tumour": k, "modality": m, "offset_days": np.floor(day[k]), "intent": intent[k],
-            "regimen": regimen[k] if m == "sact" else None,
-            "cycles": cycles[k] if m == "sact" else -1,
-            "rt_region": rt_region[k] if m == "radiotherapy" else None,
-            "dose_gy": dose[k] if m == "radiotherapy" else np.nan,
-            "fractions": fractions[k] if m == "radiotherapy" else -1,
-            "procedure_code": procedure[k] if m == "surgery" else None,
-        }))
-    rows = pd.concat(parts, ignore_index=True).sort_values(["tumour", "offset_days", "modality"], kind="stable")
+        cols["tumour"].append(k)
+        cols["modality"].append(np.full(len(k), m, dtype=object))
+        cols["offset_days"].append(np.floor(day[k]))
+        cols["intent"].append(intent[k].astype(object))
+        cols["regimen"].append((regimen if m == "sact" else none)[k])
+        cols["cycles"].append(cycles[k] if m == "sact" else np.full(len(k), -1))
+        cols["rt_region"].append((rt_region if m == "radiotherapy" else none)[k])
+        cols["dose_gy"].append(dose[k] if m == "radiotherapy" else np.full(len(k), np.nan))
+        cols["fractions"].append(fractions[k] if m == "radiotherapy" else np.full(len(k), -1))
+        cols["procedure_code"].append((procedure if m == "surgery" else none)[k])
+    rows = pd.DataFrame({c: np.concatenate(v) for c, v in cols.items()})
+    rows = rows.sort_values(["tumour", "offset_days", "modality"], kind="stable")
     target_treated = target & sact
     return TreatmentPlan(rows.reset_index(drop=True), surgery, sact, rt, target, target_treated,
                          np.where(target_treated, np.floor(sact_day), np.nan))

@@ -1,0 +1,625 @@
+"""Building blocks of a service-shock study of diagnoses (the COVID-19 impact study).
+
+On top of :mod:`registry_lib.stats.timeseries` and :mod:`registry_lib.stats.care_changes`, the
+pieces a study of missing diagnoses needs, each usable by a second notebook:
+
+- :func:`expand_sites`, :func:`label_site_groups` — site groups written as ICD-10 codes or
+  ranges (``"C50"``, ``"C18-C20"``) and the label of each tumour's group;
+- :func:`study_tumours`, :func:`with_patient_id` — release tables joined for analysis (tumour
+  plus the patient's sex, deprivation, region and death), keyed by ``patient_id``;
+- :func:`diagnosis_deficits` — monthly diagnoses by site group against a counterfactual fitted
+  on the baseline: observed/expected in one month and cumulative missing diagnoses over one or
+  more windows, with CIs (:class:`DeficitAnalysis`); :func:`grouped_deficits` does the same by
+  another grouping (route, stage, region, deprivation quintile);
+- :func:`deficit_results` — those figures as a JSON-ready dict with observed counts protected
+  (counts 1–7 suppressed, others rounded) and the estimates of a suppressed cell blanked;
+- :func:`true_deficits`, :func:`recovered_vs_true` — the injected multipliers and deficits of a
+  synthetic cohort (``truth/effects.json``) against the estimates: the truth check.
+
+Window labels are ``"YYYY-MM..YYYY-MM"`` (both months included), as in ``effects.json``.
+
+Example:
+    >>> expand_sites("C18-C20")
+    ['C18', 'C19', 'C20']
+    >>> label_site_groups(pd.Series(["C19", "C50", "C61"]), ["C18-C20", "C50"]).tolist()
+    ['C18-C20', 'C50', nan]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from registry_lib.errors import RegistryLabError
+from registry_lib.stats.care_changes import assign_period
+from registry_lib.stats.timeseries import (
+    CounterfactualResults,
+    fit_counterfactual,
+    monthly_counts,
+    to_month,
+)
+
+SITE_GROUP = "site_group"
+_SITE = re.compile(r"^([A-Z])(\d{2})$")
+_PATIENT_FIELDS = ("sex", "deprivation_quintile", "region", "death_date", "death_cause_icd10")
+
+
+# --------------------------------------------------------------------------------------------
+# site groups
+# --------------------------------------------------------------------------------------------
+def expand_sites(spec: str) -> list[str]:
+    """The ICD-10 3-character codes of a site group: ``"C50"`` or a range ``"C18-C20"``.
+
+    Example:
+        >>> expand_sites("C50"), expand_sites("C18-C20")
+        (['C50'], ['C18', 'C19', 'C20'])
+    """
+    text = str(spec).strip().upper()
+    parts = [p.strip() for p in text.split("-")]
+    if len(parts) not in (1, 2) or not all(_SITE.match(p) for p in parts):
+        raise RegistryLabError(f"site {spec!r}: give an ICD-10 code (C50) or a range (C18-C20)")
+    first, last = (_SITE.match(p).groups() for p in (parts[0], parts[-1]))
+    if first[0] != last[0] or int(last[1]) < int(first[1]):
+        raise RegistryLabError(f"site {spec!r}: the range must run upwards within one letter")
+    return [f"{first[0]}{k:02d}" for k in range(int(first[1]), int(last[1]) + 1)]
+
+
+def site_group_codes(sites: Sequence[str]) -> dict[str, list[str]]:
+    """``{label: [codes]}`` for a list of site groups; a code in two groups raises.
+
+    Example:
+        >>> site_group_codes(["C18-C19", "C50"])
+        {'C18-C19': ['C18', 'C19'], 'C50': ['C50']}
+    """
+    if isinstance(sites, str) or not len(sites):
+        raise RegistryLabError(f"sites={sites!r}: give a list of site groups, e.g. [C18-C20, C50]")
+    out: dict[str, list[str]] = {}
+    seen: dict[str, str] = {}
+    for spec in sites:
+        label = str(spec).strip().upper()
+        codes = expand_sites(label)
+        for c in codes:
+            if c in seen:
+                raise RegistryLabError(f"sites: {c} is in both {seen[c]!r} and {label!r}")
+            seen[c] = label
+        out[label] = codes
+    return out
+
+
+def label_site_groups(codes: pd.Series, sites: Sequence[str]) -> pd.Series:
+    """The site-group label of each ICD-10 code (missing when in no group).
+
+    Example:
+        >>> label_site_groups(pd.Series(["C20", "C34"]), ["C18-C20"]).tolist()
+        ['C18-C20', nan]
+    """
+    lookup = {c: label for label, cs in site_group_codes(sites).items() for c in cs}
+    s = codes.astype("string").str.strip().str.upper().str[:3]
+    return s.map(lookup).astype(object).where(s.isin(list(lookup)), np.nan).rename(SITE_GROUP)
+
+
+# --------------------------------------------------------------------------------------------
+# analysis tables from a release
+# --------------------------------------------------------------------------------------------
+def with_patient_id(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy keyed by ``patient_id`` (a pseudonymised release calls it ``pseudo_id``).
+
+    Example:
+        >>> with_patient_id(pd.DataFrame({"pseudo_id": ["a"]})).columns.tolist()
+        ['patient_id']
+    """
+    if "patient_id" in df.columns:
+        return df.copy()
+    if "pseudo_id" not in df.columns:
+        raise RegistryLabError(f"table with columns {list(df.columns)}: no pseudo_id or patient_id")
+    return df.rename(columns={"pseudo_id": "patient_id"})
+
+
+def study_tumours(
+    release: Mapping[str, pd.DataFrame],
+    *,
+    sites: Sequence[str] | None = None,
+    periods: Mapping[str, Sequence[Any]] | None = None,
+) -> pd.DataFrame:
+    """Released tumours with their patient's sex, deprivation, region and death, for analysis.
+
+    Args:
+        release: ``{"tumour": ..., "patient": ...}`` as from ``load_release``.
+        sites: site groups; adds ``site_group`` (missing outside every group).
+        periods: ``{name: (start, end)}``; adds ``period`` by diagnosis date
+            (:func:`~registry_lib.stats.care_changes.assign_period`).
+
+    Returns:
+        One row per tumour, keyed by ``tumour_id`` and ``patient_id``. A tumour whose patient
+        is not in the patient table raises.
+
+    Example:
+        >>> rel = {"tumour": pd.DataFrame({"tumour_id": [1], "pseudo_id": ["p"],
+        ...                                "site_icd10": ["C19"],
+        ...                                "diagnosis_date": pd.to_datetime(["2020-04-02"])}),
+        ...        "patient": pd.DataFrame({"pseudo_id": ["p"], "sex": [2]})}
+        >>> study_tumours(rel, sites=["C18-C20"], periods={"pandemic": ("2020-03", "2020-12")}
+        ...               )[["patient_id", "sex", "site_group", "period"]]
+          patient_id  sex site_group    period
+        0          p    2    C18-C20  pandemic
+    """
+    for name in ("tumour", "patient"):
+        if name not in release:
+            raise RegistryLabError(f"release: no {name!r} table (tables: {sorted(release)})")
+    tu = with_patient_id(release["tumour"])
+    pa = with_patient_id(release["patient"])
+    if pa["patient_id"].duplicated().any():
+        dup = pa.loc[pa["patient_id"].duplicated(), "patient_id"].iloc[0]
+        raise RegistryLabError(f"release patient table: patient {dup!r} appears more than once")
+    fields = [c for c in _PATIENT_FIELDS if c in pa.columns and c not in tu.columns]
+    out = tu.merge(pa[["patient_id", *fields]], on="patient_id", how="left", indicator=True)
+    orphan = out["_merge"] == "left_only"
+    if orphan.any():
+        row = out.loc[orphan].iloc[0]
+        raise RegistryLabError(
+            f"release tumour {row.get('tumour_id', '?')!r}: its patient {row['patient_id']!r} is "
+            "not in the patient table"
+        )
+    out = out.drop(columns="_merge")
+    if sites is not None:
+        out[SITE_GROUP] = label_site_groups(out["site_icd10"], sites).to_numpy()
+    if periods is not None:
+        out["period"] = assign_period(out["diagnosis_date"], periods).to_numpy()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# deficits against a counterfactual
+# --------------------------------------------------------------------------------------------
+def window_label(window: Sequence[Any]) -> str:
+    """``"YYYY-MM..YYYY-MM"`` for a (first month, last month) pair.
+
+    Example:
+        >>> window_label(("2020-03", "2020-12-31"))
+        '2020-03..2020-12'
+    """
+    if isinstance(window, str) or len(window) != 2:
+        raise RegistryLabError(f"window={window!r}: give a (first month, last month) pair")
+    a, b = to_month(window[0], "window[0]"), to_month(window[1], "window[1]")
+    if b < a:
+        raise RegistryLabError(f"window={window!r}: the last month is before the first")
+    return f"{a}..{b}"
+
+
+@dataclass
+class DeficitAnalysis:
+    """Result of :func:`diagnosis_deficits` / :func:`grouped_deficits`.
+
+    Attributes:
+        group: the grouping column (``site_group``, ``route_to_diagnosis``, ...).
+        counts: monthly counts (:func:`~registry_lib.stats.timeseries.monthly_counts`).
+        fit: the counterfactual (:class:`~registry_lib.stats.timeseries.CounterfactualResults`).
+        ratio: one row per group: ``month, observed, expected, oe_ratio, oe_lower, oe_upper``.
+        missing: one row per group × window: ``window, observed, expected, missing,
+            missing_lower, missing_upper, missing_pct, pct_lower, pct_upper``.
+        dropped: groups left out (too few diagnoses to model), with the reason.
+    """
+
+    group: str
+    counts: pd.DataFrame
+    fit: CounterfactualResults
+    ratio: pd.DataFrame
+    missing: pd.DataFrame
+    dropped: pd.DataFrame
+
+    @property
+    def windows(self) -> list[str]:
+        return list(dict.fromkeys(self.missing["window"]))
+
+    def summary(self, window: str | None = None) -> pd.DataFrame:
+        """One row per group: the month's O/E and the cumulative missing in ``window``
+        (default: the first window), with ``significant_deficit``."""
+        w = window or self.windows[0]
+        m = self.missing.loc[self.missing["window"] == w]
+        if m.empty:
+            raise RegistryLabError(f"window {window!r}: not analysed (windows: {self.windows})")
+        r = self.ratio.rename(columns={"observed": "month_observed", "expected": "month_expected"})
+        out = r.drop(columns="month").merge(
+            m.rename(columns={"observed": "window_observed", "expected": "window_expected"}),
+            on=self.group, how="left",
+        )
+        out["significant_deficit"] = significant_deficit(out)
+        return out
+
+    def estimates(self) -> pd.DataFrame:
+        """Long table ``[group, quantity, estimate, lower, upper]``: ``"O/E YYYY-MM"`` and
+        ``"missing <window>"`` rows (the input of :func:`recovered_vs_true`)."""
+        month = str(to_month(self.ratio["month"].iloc[0]))
+        a = self.ratio.assign(quantity=f"O/E {month}")[
+            [self.group, "quantity", "oe_ratio", "oe_lower", "oe_upper"]]
+        a.columns = [self.group, "quantity", "estimate", "lower", "upper"]
+        b = self.missing.assign(quantity="missing " + self.missing["window"])[
+            [self.group, "quantity", "missing", "missing_lower", "missing_upper"]]
+        b.columns = a.columns
+        return pd.concat([a, b], ignore_index=True)
+
+
+def significant_deficit(table: pd.DataFrame) -> pd.Series:
+    """Whether a row reports a significant deficit: the month's O/E CI lies below 1, or the
+    cumulative-missing CI lies above 0 (columns ``oe_upper`` and/or ``missing_lower``).
+
+    Example:
+        >>> significant_deficit(pd.DataFrame({"oe_upper": [0.9, 1.2, 1.1],
+        ...                                   "missing_lower": [-3.0, -1.0, 4.0]})).tolist()
+        [True, False, True]
+    """
+    flag = pd.Series(False, index=table.index)
+    if "oe_upper" in table.columns:
+        flag |= (table["oe_upper"] < 1).fillna(False).astype(bool)
+    if "missing_lower" in table.columns:
+        flag |= (table["missing_lower"] > 0).fillna(False).astype(bool)
+    if not {"oe_upper", "missing_lower"} & set(table.columns):
+        raise RegistryLabError("significant_deficit: the table has no oe_upper or missing_lower")
+    return flag.rename("significant_deficit")
+
+
+def _deficits(
+    events: pd.DataFrame,
+    group: str,
+    levels: list[Any],
+    *,
+    date: str,
+    baseline: Sequence[Any],
+    end: Any,
+    month: Any,
+    windows: Sequence[Sequence[Any]],
+    n_sims: int,
+    seed: int,
+    level: float,
+    dropped: pd.DataFrame,
+    model_options: dict[str, Any],
+) -> DeficitAnalysis:
+    first = to_month(baseline[0], "baseline[0]")
+    counts = monthly_counts(events, date, by=group, start=first, end=end, levels={group: levels})
+    fit = fit_counterfactual(counts, baseline, by=group, n_sims=n_sims, level=level, seed=seed,
+                             **model_options)
+    ratio = fit.ratio(month)
+    parts = []
+    for w in windows:
+        label = window_label(w)
+        cm = fit.cumulative_missing(w[0], w[1]).drop(columns=["start", "end"])
+        cm.insert(1, "window", label)
+        parts.append(cm)
+    missing = pd.concat(parts, ignore_index=True)
+    return DeficitAnalysis(group, counts, fit, ratio, missing, dropped)
+
+
+def diagnosis_deficits(
+    tumours: pd.DataFrame,
+    sites: Sequence[str],
+    *,
+    baseline: Sequence[Any],
+    end: Any,
+    month: Any = "2020-04",
+    windows: Sequence[Sequence[Any]] = (("2020-03", "2020-12"),),
+    date: str = "diagnosis_date",
+    n_sims: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+    **model_options: Any,
+) -> DeficitAnalysis:
+    """Monthly diagnoses by site group against a counterfactual fitted on the baseline.
+
+    Args:
+        tumours: one row per tumour with ``site_icd10`` and ``date``.
+        sites: site groups (``"C50"``, ``"C18-C20"``); tumours of other sites are left out.
+        baseline: ``(first month, last month)`` the counterfactual is fitted on.
+        end: last month of the series.
+        month: the month whose observed/expected ratio is reported.
+        windows: windows of cumulative missing diagnoses.
+        n_sims, seed, level: simulation draws, their seed and the interval level.
+        model_options: :class:`~registry_lib.stats.timeseries.CounterfactualModel` options
+            (``family``, ``seasonality``, ``cov_type``, ``method``, ``order``, ...).
+
+    Example:
+        >>> rng = np.random.default_rng(2)
+        >>> days = pd.date_range("2016-01-01", "2020-12-31", freq="D")
+        >>> n = rng.poisson(np.where(days.to_period("M") == pd.Period("2020-04"), 2.0, 4.0))
+        >>> t = pd.DataFrame({"diagnosis_date": np.repeat(days.values, n), "site_icd10": "C50"})
+        >>> d = diagnosis_deficits(t, ["C50"], baseline=("2016-01", "2020-02"), end="2020-12",
+        ...                        family="poisson", seasonality="none", n_sims=500, seed=1)
+        >>> row = d.ratio.iloc[0]
+        >>> bool(row.oe_lower < 0.5 < row.oe_upper), bool(d.summary().significant_deficit[0])
+        (True, True)
+    """
+    groups = site_group_codes(sites)
+    if "site_icd10" not in tumours.columns or date not in tumours.columns:
+        raise RegistryLabError(f"diagnosis_deficits: tumours need site_icd10 and {date}")
+    label = label_site_groups(tumours["site_icd10"], list(groups))
+    events = pd.DataFrame({date: tumours[date].to_numpy(), SITE_GROUP: label.to_numpy()})
+    events = events.loc[events[SITE_GROUP].notna().to_numpy()]
+    return _deficits(events, SITE_GROUP, list(groups), date=date, baseline=baseline, end=end,
+                     month=month, windows=windows, n_sims=n_sims, seed=seed, level=level,
+                     dropped=pd.DataFrame(columns=[SITE_GROUP, "reason"]),
+                     model_options=model_options)
+
+
+def grouped_deficits(
+    events: pd.DataFrame,
+    by: str,
+    *,
+    baseline: Sequence[Any],
+    end: Any,
+    month: Any = "2020-04",
+    windows: Sequence[Sequence[Any]] = (("2020-03", "2020-12"),),
+    date: str = "diagnosis_date",
+    min_monthly_mean: float = 5.0,
+    missing_label: str = "not recorded",
+    n_sims: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+    **model_options: Any,
+) -> DeficitAnalysis:
+    """:func:`diagnosis_deficits` by another grouping: route, stage, region, quintile, ...
+
+    Missing values of ``by`` become ``missing_label``; numbers are labelled as text (quintile
+    ``3.0`` as ``"3"``). Groups with fewer than ``min_monthly_mean`` events a month on average in
+    the baseline are too sparse to model and are listed in ``dropped`` instead.
+
+    Example:
+        >>> rng = np.random.default_rng(4)
+        >>> days = pd.date_range("2016-01-01", "2020-12-31", freq="D")
+        >>> t = pd.DataFrame({"diagnosis_date": np.repeat(days.values, rng.poisson(6, len(days)))})
+        >>> t["stage"] = rng.choice(["1", "4", None], len(t), p=[0.5, 0.4999, 0.0001])
+        >>> d = grouped_deficits(t, "stage", baseline=("2016-01", "2020-02"), end="2020-12",
+        ...                      family="poisson", seasonality="none", n_sims=200)
+        >>> d.ratio["stage"].tolist(), d.dropped["stage"].tolist()
+        (['1', '4'], ['not recorded'])
+    """
+    if by not in events.columns or date not in events.columns:
+        raise RegistryLabError(f"grouped_deficits: the table needs {by!r} and {date!r}")
+    values = events[by]
+    if pd.api.types.is_float_dtype(values):
+        whole = values.dropna()
+        if (whole == np.round(whole)).all():
+            values = values.astype("Int64")
+    labels = values.astype("string").fillna(missing_label).astype(object)
+    frame = pd.DataFrame({date: events[date].to_numpy(), by: labels.to_numpy()})
+    first, last = to_month(baseline[0], "baseline[0]"), to_month(baseline[1], "baseline[1]")
+    months = pd.PeriodIndex(pd.to_datetime(frame[date]), freq="M")
+    in_base = (months >= first) & (months <= last)
+    n_months = len(pd.period_range(first, last, freq="M"))
+    mean = frame.loc[in_base].groupby(by).size().reindex(sorted(pd.unique(labels)), fill_value=0)
+    mean = mean / n_months
+    keep = sorted(mean.index[mean >= min_monthly_mean])
+    dropped = pd.DataFrame({by: [g for g in mean.index if g not in keep]})
+    dropped["reason"] = [
+        f"{mean[g]:.1f} a month in the baseline (< {min_monthly_mean:g})" for g in dropped[by]
+    ]
+    if not keep:
+        raise RegistryLabError(
+            f"grouped_deficits by {by!r}: no group has {min_monthly_mean:g} events a month"
+        )
+    frame = frame.loc[frame[by].isin(keep).to_numpy()]
+    return _deficits(frame, by, keep, date=date, baseline=baseline, end=end, month=month,
+                     windows=windows, n_sims=n_sims, seed=seed, level=level, dropped=dropped,
+                     model_options=model_options)
+
+
+# --------------------------------------------------------------------------------------------
+# results with disclosure control
+# --------------------------------------------------------------------------------------------
+def _r(value: Any, digits: int) -> float | None:
+    v = float(value)
+    return None if not np.isfinite(v) else round(v, digits)
+
+
+def deficit_results(
+    analysis: DeficitAnalysis,
+    *,
+    threshold: int = 7,
+    rounding: int = 5,
+    digits: int = 4,
+) -> dict[str, Any]:
+    """The month's O/E and the cumulative missing diagnoses of each group, JSON-ready.
+
+    Observed counts are protected (1..``threshold`` suppressed, others rounded to
+    ``rounding``) and, where a count is suppressed, the figures derived from it are blanked
+    (``None``), as :func:`registry_lib.release.publish_table` does for estimates. Expected
+    counts are model outputs and are kept.
+
+    Returns:
+        ``{group: {"month": {...}, "cumulative_missing": {window: {...}},
+        "significant_deficit": bool}}``.
+    """
+    from registry_lib.release import protect_counts
+
+    out: dict[str, Any] = {}
+    month = str(to_month(analysis.ratio["month"].iloc[0]))
+    first_window = analysis.windows[0]
+    summary = analysis.summary(first_window).set_index(analysis.group)
+    for row in analysis.ratio.itertuples(index=False):
+        g = getattr(row, analysis.group)
+        obs = protect_counts([row.observed], threshold, rounding)[0]
+        hidden = pd.isna(obs)
+        entry: dict[str, Any] = {
+            "month": {
+                "month": month,
+                "observed": None if hidden else int(obs),
+                "expected": _r(row.expected, 2),
+                "oe_ratio": None if hidden else _r(row.oe_ratio, digits),
+                "oe_lower": None if hidden else _r(row.oe_lower, digits),
+                "oe_upper": None if hidden else _r(row.oe_upper, digits),
+            },
+            "cumulative_missing": {},
+        }
+        for m in analysis.missing.loc[analysis.missing[analysis.group] == g].itertuples():
+            wobs = protect_counts([m.observed], threshold, rounding)[0]
+            wh = pd.isna(wobs)
+            entry["cumulative_missing"][m.window] = {
+                "observed": None if wh else int(wobs),
+                "expected": _r(m.expected, 1),
+                "missing": None if wh else _r(m.missing, 1),
+                "missing_lower": None if wh else _r(m.missing_lower, 1),
+                "missing_upper": None if wh else _r(m.missing_upper, 1),
+                "missing_pct": None if wh else _r(m.missing_pct, 2),
+                "pct_lower": None if wh else _r(m.pct_lower, 2),
+                "pct_upper": None if wh else _r(m.pct_upper, 2),
+            }
+        entry["significant_deficit"] = bool(summary.at[g, "significant_deficit"]) and not hidden
+        out[str(g)] = entry
+    return out
+
+
+def plot_observed_expected(
+    analysis: DeficitAnalysis,
+    group: Any,
+    ax: Any = None,
+    *,
+    threshold: int = 7,
+    rounding: int = 5,
+) -> Any:
+    """Observed (protected) against expected by month for one group, with the prediction band.
+
+    Observed counts are drawn as published: 1..``threshold`` left out, others rounded to
+    ``rounding``. The band is the counterfactual's prediction interval.
+    """
+    import matplotlib.pyplot as plt
+
+    from registry_lib.release import protect_counts
+
+    df = analysis.fit.monthly
+    df = df.loc[(df[analysis.group] == group).to_numpy()]
+    if df.empty:
+        raise RegistryLabError(f"plot_observed_expected: no group {group!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.5))
+    shown = protect_counts(df["observed"], threshold, rounding).astype("Float64")
+    ax.fill_between(df["month"], df["pi_lower"], df["pi_upper"], color="tab:blue", alpha=0.2,
+                    label=f"{int(round(analysis.fit.level * 100))}% prediction interval")
+    ax.plot(df["month"], df["expected"], color="tab:blue", lw=1.2, label="expected (counterfactual)")
+    ax.plot(df["month"], shown.to_numpy(dtype=float, na_value=np.nan), "o", ms=2.5,
+            color="black", label=f"observed (rounded to {rounding})")
+    ax.axvline((analysis.fit.baseline[1] + 1).to_timestamp(), color="grey", ls=":", lw=1)
+    ax.set_title(str(group))
+    ax.set_ylim(bottom=0)
+    return ax
+
+
+# --------------------------------------------------------------------------------------------
+# truth check (synthetic cohorts only)
+# --------------------------------------------------------------------------------------------
+def true_deficits(
+    effects: Mapping[str, Any],
+    sites: Sequence[str],
+    *,
+    month: Any = "2020-04",
+    windows: Sequence[Sequence[Any]] = (("2020-03", "2020-12"),),
+) -> pd.DataFrame:
+    """The injected diagnosis multiplier and true cumulative deficit of each site group.
+
+    From a synthetic cohort's ``effects.json`` (``effects["covid"]["sites"][code]`` with
+    ``multipliers`` and ``expected_without_covid`` by month): a group's multiplier in ``month``
+    is ``Σ expected × multiplier / Σ expected`` over its codes, and its deficit in a window is
+    ``Σ expected × (1 − multiplier)`` over codes and months (months without a multiplier count
+    0). With the COVID-19 effect removed (``effects["covid"]`` null) the truth is 1 and 0.
+
+    Returns:
+        Long table ``[site_group, quantity, truth]`` matching :meth:`DeficitAnalysis.estimates`.
+
+    Example:
+        >>> eff = {"covid": {"sites": {
+        ...     "C18": {"multipliers": {"2020-04": 0.5}, "expected_without_covid": {"2020-04": 30.0}},
+        ...     "C19": {"multipliers": {"2020-04": 0.8}, "expected_without_covid": {"2020-04": 10.0}}}}}
+        >>> true_deficits(eff, ["C18-C19"], windows=[("2020-03", "2020-12")])
+          site_group                  quantity   truth
+        0    C18-C19               O/E 2020-04   0.575
+        1    C18-C19  missing 2020-03..2020-12  17.000
+    """
+    mo = str(to_month(month, "month"))
+    labels = [window_label(w) for w in windows]
+    bounds = [(str(to_month(w[0])), str(to_month(w[1]))) for w in windows]
+    covid = effects.get("covid") if isinstance(effects, Mapping) else None
+    rows = []
+    for group, codes in site_group_codes(sites).items():
+        if covid is None:
+            rows.append((group, f"O/E {mo}", 1.0))
+            rows += [(group, f"missing {lab}", 0.0) for lab in labels]
+            continue
+        per_site = covid.get("sites", {})
+        absent = [c for c in codes if c not in per_site]
+        if len(absent) == len(codes):
+            raise RegistryLabError(f"effects.json: no COVID-19 truth for any site of {group!r}")
+        num = den = 0.0
+        deficit = np.zeros(len(windows))
+        for c in codes:
+            if c in absent:
+                continue
+            mult, exp = per_site[c]["multipliers"], per_site[c]["expected_without_covid"]
+            if mo in exp:
+                num += exp[mo] * mult[mo]
+                den += exp[mo]
+            for i, (a, b) in enumerate(bounds):
+                deficit[i] += sum(exp[m] * (1 - mult[m]) for m in exp if a <= m <= b)
+        rows.append((group, f"O/E {mo}", num / den if den > 0 else 1.0))
+        rows += [(group, f"missing {lab}", float(d)) for lab, d in zip(labels, deficit, strict=True)]
+    return pd.DataFrame(rows, columns=[SITE_GROUP, "quantity", "truth"])
+
+
+def recovered_vs_true(
+    estimates: pd.DataFrame,
+    truth: pd.DataFrame,
+    *,
+    on: Sequence[str] = (SITE_GROUP, "quantity"),
+) -> pd.DataFrame:
+    """Estimates with CIs against the truth: ``covered`` when ``lower <= truth <= upper``.
+
+    Example:
+        >>> est = pd.DataFrame({"site_group": ["C50"], "quantity": ["O/E 2020-04"],
+        ...                     "estimate": [0.5], "lower": [0.4], "upper": [0.62]})
+        >>> tru = pd.DataFrame({"site_group": ["C50"], "quantity": ["O/E 2020-04"], "truth": [0.45]})
+        >>> recovered_vs_true(est, tru)[["estimate", "truth", "covered"]]
+           estimate  truth  covered
+        0       0.5   0.45     True
+    """
+    keys = list(on)
+    out = estimates.merge(truth, on=keys, how="inner", validate="one_to_one")
+    if len(out) < len(estimates):
+        missing = estimates.merge(truth, on=keys, how="left", indicator=True)
+        row = missing.loc[missing["_merge"] == "left_only", keys].iloc[0].tolist()
+        raise RegistryLabError(f"recovered_vs_true: no truth for {row}")
+    out["covered"] = (out["lower"] <= out["truth"]) & (out["truth"] <= out["upper"])
+    return out
+
+
+def release_coverage(
+    released: pd.DataFrame,
+    true_tumours: pd.DataFrame,
+    sites: Sequence[str],
+    *,
+    window: Sequence[Any],
+    date: str = "diagnosis_date",
+) -> pd.Series:
+    """Share of the true tumours of each site group that a release holds (in ``window``).
+
+    A release leaves out patients on the national data opt-out (and linkage may lose or merge
+    a few), so counts from it — and the missing diagnoses — are this share of the true ones;
+    multiply a true deficit by it to compare like with like. Truth-check use only.
+
+    Example:
+        >>> t = pd.DataFrame({"site_icd10": ["C50"] * 4,
+        ...                   "diagnosis_date": pd.to_datetime(["2019-01-05"] * 4)})
+        >>> release_coverage(t.iloc[:3], t, ["C50"], window=("2019-01", "2019-12")).tolist()
+        [0.75]
+    """
+    first, last = to_month(window[0]), to_month(window[1])
+
+    def count(df: pd.DataFrame) -> pd.Series:
+        m = pd.PeriodIndex(pd.to_datetime(df[date]), freq="M")
+        inside = ((m >= first) & (m <= last))
+        lab = label_site_groups(df["site_icd10"], sites)[inside]
+        return lab.value_counts().reindex(list(site_group_codes(sites)), fill_value=0)
+
+    rel, tru = count(released), count(true_tumours)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (rel / tru.where(tru > 0)).rename("release_coverage")
