@@ -173,6 +173,29 @@ def study_tumours(
     return out
 
 
+def drop_death_before_diagnosis(
+    tumours: pd.DataFrame, *, diagnosis: str = "diagnosis_date", death: str = "death_date"
+) -> tuple[pd.DataFrame, int]:
+    """Tumours whose patient's recorded death is not before the diagnosis, and how many were not.
+
+    A death before diagnosis is a linkage or recording error (a wrong link, a mistyped date);
+    survival analysis cannot use the tumour, so it is left out and counted.
+
+    Example:
+        >>> t = pd.DataFrame({"diagnosis_date": pd.to_datetime(["2020-01-10", "2020-02-01"]),
+        ...                   "death_date": pd.to_datetime(["2020-01-01", None])})
+        >>> kept, n = drop_death_before_diagnosis(t)
+        >>> len(kept), n
+        (1, 1)
+    """
+    for c in (diagnosis, death):
+        if c not in tumours.columns:
+            raise RegistryLabError(f"drop_death_before_diagnosis: no column {c!r}")
+    bad = (pd.to_datetime(tumours[death]) < pd.to_datetime(tumours[diagnosis])).fillna(False)
+    bad = bad.to_numpy(dtype=bool)
+    return tumours.loc[~bad], int(bad.sum())
+
+
 # --------------------------------------------------------------------------------------------
 # deficits against a counterfactual
 # --------------------------------------------------------------------------------------------
@@ -232,16 +255,19 @@ class DeficitAnalysis:
         return out
 
     def estimates(self) -> pd.DataFrame:
-        """Long table ``[group, quantity, estimate, lower, upper]``: ``"O/E YYYY-MM"`` and
-        ``"missing <window>"`` rows (the input of :func:`recovered_vs_true`)."""
+        """Long table ``[group, quantity, observed, estimate, lower, upper]``: ``"O/E YYYY-MM"``
+        and ``"missing <window>"`` rows (the input of :func:`recovered_vs_true`); ``observed``
+        is the count each estimate rests on (protect it when publishing)."""
         month = str(to_month(self.ratio["month"].iloc[0]))
         a = self.ratio.assign(quantity=f"O/E {month}")[
-            [self.group, "quantity", "oe_ratio", "oe_lower", "oe_upper"]]
-        a.columns = [self.group, "quantity", "estimate", "lower", "upper"]
+            [self.group, "quantity", "observed", "oe_ratio", "oe_lower", "oe_upper"]]
+        a.columns = [self.group, "quantity", "observed", "estimate", "lower", "upper"]
         b = self.missing.assign(quantity="missing " + self.missing["window"])[
-            [self.group, "quantity", "missing", "missing_lower", "missing_upper"]]
+            [self.group, "quantity", "observed", "missing", "missing_lower", "missing_upper"]]
         b.columns = a.columns
-        return pd.concat([a, b], ignore_index=True)
+        out = pd.concat([a, b], ignore_index=True)
+        out["observed"] = out["observed"].astype(np.int64)
+        return out
 
 
 def significant_deficit(table: pd.DataFrame) -> pd.Series:
@@ -437,7 +463,6 @@ def deficit_results(
     out: dict[str, Any] = {}
     month = str(to_month(analysis.ratio["month"].iloc[0]))
     first_window = analysis.windows[0]
-    summary = analysis.summary(first_window).set_index(analysis.group)
     for row in analysis.ratio.itertuples(index=False):
         g = getattr(row, analysis.group)
         obs = protect_counts([row.observed], threshold, rounding)[0]
@@ -466,7 +491,13 @@ def deficit_results(
                 "pct_lower": None if wh else _r(m.pct_lower, 2),
                 "pct_upper": None if wh else _r(m.pct_upper, 2),
             }
-        entry["significant_deficit"] = bool(summary.at[g, "significant_deficit"]) and not hidden
+        # significance only from published figures (a suppressed cell says nothing)
+        shown_month = entry["month"]["oe_upper"]
+        shown_window = entry["cumulative_missing"].get(first_window, {}).get("missing_lower")
+        entry["significant_deficit"] = bool(
+            (shown_month is not None and shown_month < 1)
+            or (shown_window is not None and shown_window > 0)
+        )
         out[str(g)] = entry
     return out
 
@@ -576,7 +607,7 @@ def recovered_vs_true(
 
     Example:
         >>> est = pd.DataFrame({"site_group": ["C50"], "quantity": ["O/E 2020-04"],
-        ...                     "estimate": [0.5], "lower": [0.4], "upper": [0.62]})
+        ...                     "observed": [30], "estimate": [0.5], "lower": [0.4], "upper": [0.62]})
         >>> tru = pd.DataFrame({"site_group": ["C50"], "quantity": ["O/E 2020-04"], "truth": [0.45]})
         >>> recovered_vs_true(est, tru)[["estimate", "truth", "covered"]]
            estimate  truth  covered
