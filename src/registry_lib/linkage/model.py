@@ -348,11 +348,12 @@ def spark_session() -> Any:
     checkpoints = tempfile.mkdtemp(prefix="registry-lab-spark-")
     spark = (SparkSession.builder.master("local[2]").appName("registry-lab-linkage")
              .config("spark.jars", similarity_jar_location())
-             .config("spark.sql.shuffle.partitions", "4")
-             .config("spark.default.parallelism", "4")
+             .config("spark.sql.shuffle.partitions", "2")
+             .config("spark.default.parallelism", "2")
              .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
              .config("spark.driver.memory", "2g")
-             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+             .config("spark.sql.execution.arrow.pyspark.enabled", "false")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     spark.sparkContext.setCheckpointDir(checkpoints)
@@ -370,7 +371,7 @@ def db_api(backend: str) -> Any:
     if backend == "spark":
         from splink import SparkAPI
 
-        return SparkAPI(spark_session=spark_session(), num_partitions_on_repartition=4,
+        return SparkAPI(spark_session=spark_session(), num_partitions_on_repartition=2,
                         break_lineage_method="persist")
     raise RegistryLabError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
 

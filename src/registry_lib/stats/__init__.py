@@ -2,8 +2,7 @@
 
 Pure functions on arrays and DataFrames, returning tidy DataFrames or small result objects;
 this package imports none of the pipeline stages. Public names are loaded lazily so that
-importing one method does not import every module (survival and time-series modules are
-maintained separately).
+importing one method does not import every module.
 
 Example:
     >>> from registry_lib.stats import sir
@@ -43,6 +42,29 @@ _EXPORTS: dict[str, str] = {
     "homogeneity_test": "cluster",
     "stone_test": "cluster",
     "trend_test": "cluster",
+    # survival (registry_lib.stats.survival re-exports its sub-modules)
+    "km_table": "survival",
+    "cumulative_incidence": "survival",
+    "TreatmentEffectCox": "survival",
+    "cox_three_ways": "survival",
+    "TargetTrial": "survival",
+    "net_survival": "survival",
+    "age_standardised_net_survival": "survival",
+    "lexis_split": "survival",
+    "late_effects_cohort": "survival",
+    "second_cancer_sir": "survival",
+    "bard_recall": "survival",
+    # interrupted time series and care changes
+    "monthly_counts": "timeseries",
+    "CounterfactualModel": "timeseries",
+    "fit_counterfactual": "timeseries",
+    "segmented_regression": "timeseries",
+    "stage_shift": "care_changes",
+    "emergency_share": "care_changes",
+    "fractionation_share": "care_changes",
+    "time_to_treatment": "care_changes",
+    "covid_death_risk": "care_changes",
+    "cohort_survival": "care_changes",
 }
 
 __all__ = sorted(_EXPORTS)

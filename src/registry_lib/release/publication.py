@@ -1,0 +1,529 @@
+"""An official-statistics-style incidence publication from the ``aggregate_publication`` release.
+
+One call, :func:`publish_incidence`, turns the release's incidence cube into the published
+tables of a registry's annual statistics: for every grouping (e.g. site × sex, site × region,
+deprivation quintile) a table of counts, crude rates and directly age-standardised rates
+(ESP 2013, Dobson limits; :func:`~registry_lib.release.aggregate.aggregate_rates`), and for every
+two-way grouping a 2-D table of counts with margins. Everything is written through
+:func:`~registry_lib.release.publish.publish_table`, so the policy's disclosure control applies:
+
+- counts 1..threshold suppressed, other counts rounded (to 5 by default);
+- 2-D count tables get secondary suppression (cells and margins) on top;
+- rates from protected counts: crude rates are recomputed from the rounded count, DSRs are
+  blanked where the count is suppressed, and (here) the Dobson limits of a DSR use the rounded
+  count as O, and DSRs are published to ``decimals`` places (1, as official statistics do).
+  Limits built on the exact O would let anyone solve back to the exact count (the ratio of the
+  two half-widths is a function of O alone), and a DSR printed with 12 significant digits
+  would let anyone solve for the age-specific counts (:func:`protected_rates`).
+
+The tables the study needs afterwards are read back from the CSV files
+(:func:`read_published`), so charts and ``results.json`` show only published values.
+:func:`differencing_intervals` plays the attacker who combines a 2-D count table with every
+other published table holding the same cells (rates tables and margins).
+
+Example:
+    >>> import os, tempfile
+    >>> from pathlib import Path
+    >>> from registry_lib.release.example import write_example_cohort
+    >>> from registry_lib.release.run import run
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     cohort = write_example_cohort(Path(d) / "toy", n_patients=400)
+    ...     _ = run(cohort, "aggregate_publication", "example")
+    ...     pub = publish_incidence(cohort, Path(d) / "out", [["site_icd10"]])
+    ...     sorted(pub.files)
+    ['incidence_counts_by_site_sex', 'incidence_counts_by_site_deprivation', ...]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from registry_lib.errors import RegistryLabError
+from registry_lib.release.aggregate import DIMENSIONS, aggregate_rates, default_years
+from registry_lib.release.disclosure import (
+    protect_counts,
+    round_counts,
+    rounding_interval,
+    suppression_intervals,
+)
+from registry_lib.release.policy import Disclosure, load_policy
+from registry_lib.release.publish import publish_table
+from registry_lib.release.run import release_dir, release_info
+
+#: The policy whose release (and disclosure rules) the publication uses.
+POLICY = "aggregate_publication"
+#: Short names of the dimensions in table names.
+DIMENSION_LABELS = {"year": "year", "sex": "sex", "age_band": "age", "site_icd10": "site",
+                    "stage": "stage", "area_id": "area", "region": "region",
+                    "deprivation_quintile": "deprivation"}
+#: Groupings always published: the national totals, and what the charts and results need.
+REQUIRED_GROUPINGS: tuple[tuple[str, ...], ...] = (
+    (), ("site_icd10",), ("site_icd10", "sex"), ("site_icd10", "deprivation_quintile"),
+    ("region",), ("deprivation_quintile",),
+)
+#: Decimal places of published rates (ONS and NHS Digital publish rates per 100,000 to 1 d.p.).
+RATE_DECIMALS = 1
+RATE_COLUMNS = ("crude_rate", "crude_lower", "crude_upper", "dsr", "dsr_lower", "dsr_upper")
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters
+# ---------------------------------------------------------------------------------------------
+def publication_settings(
+    policy: str | Path = POLICY, *, threshold: int | None = None, rounding: int | None = None
+) -> Disclosure:
+    """The policy's disclosure settings, optionally made stricter (never looser).
+
+    Args:
+        policy: the release policy (``aggregate_publication``).
+        threshold: suppress counts 1..threshold; ``None`` keeps the policy's; a value below the
+            policy's is refused.
+        rounding: round other counts to the nearest ``rounding``; ``None`` keeps the policy's.
+            Must be a whole number at least the policy's base: the publication's long tables
+            (one count per row) are protected by rounding, so exact counts are refused.
+
+    Example:
+        >>> publication_settings(threshold=10)
+        Disclosure(threshold=10, rounding=5, secondary=True, survival_rounding='midpoint6')
+        >>> publication_settings(threshold=3)
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: threshold=3: below the aggregate_publication policy's 7; a study may make disclosure control stricter, not looser
+    """
+    base = load_policy(policy).disclosure
+    name = Path(str(policy)).stem
+    out = base
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, int | np.integer):
+            raise RegistryLabError(f"threshold={threshold!r}: must be a whole number")
+        if threshold < base.threshold:
+            raise RegistryLabError(
+                f"threshold={threshold}: below the {name} policy's {base.threshold}; a study may "
+                "make disclosure control stricter, not looser")
+        out = dataclasses.replace(out, threshold=int(threshold))
+    if rounding is not None:
+        if isinstance(rounding, bool) or not isinstance(rounding, int | np.integer) or rounding < 1:
+            raise RegistryLabError(
+                f"rounding={rounding!r}: must be a positive whole number (the base counts are "
+                "rounded to)")
+        if isinstance(base.rounding, int) and rounding < base.rounding:
+            raise RegistryLabError(
+                f"rounding={rounding}: finer than the {name} policy's {base.rounding}; a study may "
+                "make disclosure control stricter, not looser")
+        out = dataclasses.replace(out, rounding=int(rounding))
+    if not isinstance(out.rounding, int):
+        raise RegistryLabError(
+            f"policy {name}: rounding={out.rounding!r}; the incidence publication needs counts "
+            "rounded to a base (pass rounding=5)")
+    if out.threshold < out.rounding // 2:
+        raise RegistryLabError(
+            f"threshold={out.threshold} with rounding={out.rounding}: small counts would round "
+            "to 0 and look like true zeros")
+    return out
+
+
+def publication_years(cohort: str | Path, years: int | Sequence[int] | None = None) -> tuple[int, int]:
+    """The inclusive range of diagnosis years published.
+
+    ``None``: the cohort's complete diagnosis years (``cohort.json``); a year: that year;
+    ``[first, last]``: that inclusive range.
+
+    Example:
+        >>> publication_years("any", [2019, 2021]), publication_years("any", 2020)
+        ((2019, 2021), (2020, 2020))
+    """
+    if years is None:
+        found = default_years(_cohort_path(cohort))
+        if found is None:
+            raise RegistryLabError(
+                f"{_cohort_path(cohort)}: cohort.json does not record the diagnosis years; pass "
+                "years: [first, last]")
+        return found
+    if isinstance(years, int | np.integer) and not isinstance(years, bool):
+        return int(years), int(years)
+    values = list(years) if isinstance(years, list | tuple) else None
+    if not values or len(values) != 2 or not all(
+            isinstance(y, int | np.integer) and not isinstance(y, bool) for y in values):
+        raise RegistryLabError(f"years={years!r}: give null, one year, or [first, last]")
+    first, last = int(values[0]), int(values[1])
+    if first > last:
+        raise RegistryLabError(f"years={years!r}: the first year is after the last")
+    return first, last
+
+
+def publication_groupings(by: Iterable[Sequence[str] | str] | None = None) -> list[tuple[str, ...]]:
+    """The groupings to publish: those asked for, then any of :data:`REQUIRED_GROUPINGS` missing.
+
+    Example:
+        >>> publication_groupings([["site_icd10", "region"], "sex"])[:3]
+        [('site_icd10', 'region'), ('sex',), ()]
+    """
+    out: list[tuple[str, ...]] = []
+    for g in by or []:
+        group = (g,) if isinstance(g, str) else tuple(g)
+        bad = [d for d in group if d not in DIMENSIONS or d == "age_band"]
+        if bad:
+            allowed = ", ".join(d for d in DIMENSIONS if d != "age_band")
+            raise RegistryLabError(f"by: grouping {list(group)} has unknown dimension(s) {bad}; choose from {allowed}")
+        if len(set(group)) != len(group):
+            raise RegistryLabError(f"by: grouping {list(group)} repeats a dimension")
+        if group not in out:
+            out.append(group)
+    out += [g for g in REQUIRED_GROUPINGS if g not in out]
+    return out
+
+
+def table_name(by: Sequence[str], kind: str = "rates") -> str:
+    """File name of a published table, e.g. ``incidence_rates_by_site_sex``.
+
+    Example:
+        >>> table_name(["site_icd10", "deprivation_quintile"], "counts"), table_name([])
+        ('incidence_counts_by_site_deprivation', 'incidence_rates_total')
+    """
+    if not by:
+        return f"incidence_{kind}_total"
+    return f"incidence_{kind}_by_" + "_".join(DIMENSION_LABELS[d] for d in by)
+
+
+# ---------------------------------------------------------------------------------------------
+# rates from protected counts
+# ---------------------------------------------------------------------------------------------
+def protected_rates(
+    rates: pd.DataFrame, settings: Disclosure, *, decimals: int = RATE_DECIMALS, level: float = 0.95
+) -> pd.DataFrame:
+    """Prepare a table of :func:`aggregate_rates` for ``publish_table(kind="rates")``.
+
+    The count stays exact (``publish_table`` protects it). The DSR is rounded to ``decimals``
+    and its Dobson limits are recomputed with the *protected* count as O:
+    ``DSR + sqrt(Var(DSR)/O') × (O'_L − O')`` (and likewise the upper limit), where ``Var(DSR)``
+    is recovered from the exact limits; rows whose count is suppressed get missing limits.
+    Zero-count rows keep Dobson's zero-event upper limit.
+
+    Example:
+        >>> r = pd.DataFrame({"count": [0, 5, 23], "population": [1e4, 1e4, 1e4],
+        ...                   "dsr": [0.0, 48.0, 231.0], "dsr_lower": [0.0, 15.6, 146.0],
+        ...                   "dsr_upper": [36.9, 112.0, 346.6]})
+        >>> s = publication_settings()
+        >>> protected_rates(r, s)[["count", "dsr", "dsr_lower", "dsr_upper"]]
+           count    dsr  dsr_lower  dsr_upper
+        0      0    0.0        0.0       36.9
+        1      5   48.0        NaN        NaN
+        2     23  231.0      149.5      341.0
+    """
+    from registry_lib.stats.rates import poisson_ci
+
+    need = {"count", "dsr", "dsr_lower", "dsr_upper"}
+    if not need <= set(rates.columns):
+        raise RegistryLabError(f"protected_rates: the table lacks {sorted(need - set(rates.columns))}")
+    out = rates.copy()
+    o = rates["count"].to_numpy(dtype=float)
+    dsr = rates["dsr"].to_numpy(dtype=float)
+    published = protect_counts(rates["count"], settings.threshold, settings.rounding)
+    o_p = pd.array(published, dtype="Float64").to_numpy(dtype=float, na_value=np.nan)
+    _, hi_exact = poisson_ci(o, level, "exact")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Dobson: upper = dsr + sqrt(var/O) (O_U - O)  ->  var = O ((upper - dsr) / (O_U - O))^2
+        var = np.where(o > 0, o * ((rates["dsr_upper"].to_numpy(dtype=float) - dsr) / (hi_exact - o)) ** 2, 0.0)
+        lo_p, hi_p = poisson_ci(np.nan_to_num(o_p), level, "exact")
+        scale = np.sqrt(var / o_p)
+        lower = np.maximum(dsr + scale * (lo_p - o_p), 0.0)
+        upper = dsr + scale * (hi_p - o_p)
+    zero = o == 0
+    lower = np.where(zero, rates["dsr_lower"].to_numpy(dtype=float), np.where(o_p > 0, lower, np.nan))
+    upper = np.where(zero, rates["dsr_upper"].to_numpy(dtype=float), np.where(o_p > 0, upper, np.nan))
+    out["dsr"] = np.round(dsr, decimals)
+    out["dsr_lower"] = np.round(lower, decimals)
+    out["dsr_upper"] = np.round(upper, decimals)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the publication
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Publication:
+    """What :func:`publish_incidence` wrote, as published (read back from the CSV files).
+
+    Attributes:
+        cohort: cohort name.
+        years: inclusive range of diagnosis years.
+        sites: the sites published (``None``: all).
+        settings: the disclosure settings applied.
+        rates: published rates tables by grouping (``()`` is the national total).
+        counts: published 2-D count tables (with margins) by two-way grouping.
+        files: table name → CSV path.
+        suppressed: table name → number of suppressed count cells.
+        excluded_cases: exact number of cases outside every population stratum (unknown age
+            or sex, area outside the reference): in no rate or count table. Publish it only
+            through ``protect_counts``.
+        release: the release's ``release.json``.
+    """
+
+    cohort: str
+    years: tuple[int, int]
+    sites: list[str] | None
+    settings: Disclosure
+    rates: dict[tuple[str, ...], pd.DataFrame]
+    counts: dict[tuple[str, ...], pd.DataFrame]
+    files: dict[str, Path]
+    suppressed: dict[str, int]
+    excluded_cases: int
+    release: dict[str, Any]
+
+    def table(self, *by: str) -> pd.DataFrame:
+        """The published rates table of a grouping, e.g. ``pub.table("site_icd10", "sex")``."""
+        if tuple(by) not in self.rates:
+            raise RegistryLabError(f"the publication has no rates table by {list(by)}; add it to by")
+        return self.rates[tuple(by)]
+
+
+def publish_incidence(
+    cohort: str | Path,
+    output_dir: str | Path,
+    by: Iterable[Sequence[str] | str] | None = None,
+    *,
+    years: int | Sequence[int] | None = None,
+    sites: Sequence[str] | str | None = None,
+    settings: Disclosure | None = None,
+    policy: str = POLICY,
+    decimals: int = RATE_DECIMALS,
+    per: float = 100_000,
+) -> Publication:
+    """Publish incidence counts and rates from an aggregates release into ``output_dir/tables``.
+
+    For each grouping of :func:`publication_groupings` (``by`` plus the required ones):
+    ``incidence_rates_by_<dims>`` (counts, population, crude rate and DSR with limits, through
+    :func:`protected_rates` and ``publish_table(kind="rates")``); for each two-way grouping also
+    ``incidence_counts_by_<a>_<b>`` (``a`` × ``b`` counts with margins and secondary
+    suppression, ``publish_table(kind="counts")``).
+
+    Args:
+        cohort: cohort name or folder (with ``releases/<policy>``).
+        output_dir: the study's output folder.
+        by: groupings (lists of dimensions of :mod:`registry_lib.release.aggregate`).
+        years: see :func:`publication_years`.
+        sites: ICD-10 3-character sites (``None``: all).
+        settings: disclosure settings (default: the policy's, :func:`publication_settings`).
+        policy: the aggregates release to read.
+        decimals: decimal places of published DSRs and their limits.
+        per: rates per this many person-years.
+
+    Returns:
+        A :class:`Publication` holding the published tables as read back from the files.
+    """
+    import warnings
+
+    settings = settings or publication_settings(policy)
+    first, last = publication_years(cohort, years)
+    site_list = None if sites is None else ([sites] if isinstance(sites, str) else sorted(map(str, sites)))
+    groupings = publication_groupings(by)
+    rates: dict[tuple[str, ...], pd.DataFrame] = {}
+    counts: dict[tuple[str, ...], pd.DataFrame] = {}
+    files: dict[str, Path] = {}
+    suppressed: dict[str, int] = {}
+    excluded = 0
+    for group in groupings:  # loop over published tables
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the excluded cases are reported in the Publication
+            exact = aggregate_rates(cohort, by=list(group) or None, years=(first, last),
+                                    sites=site_list, policy=policy, per=per)
+        excluded = int(exact.attrs.get("excluded_cases", 0))
+        name = table_name(group, "rates")
+        files[name] = publish_table(protected_rates(exact, settings, decimals=decimals),
+                                    output_dir, name, kind="rates", policy=settings, per=per)
+        rates[group], suppressed[name] = read_published(files[name])
+        if len(group) == 2:
+            cname = table_name(group, "counts")
+            files[cname] = publish_table(exact, output_dir, cname, index=group[0], columns=group[1],
+                                         policy=settings)
+            counts[group], suppressed[cname] = read_published(files[cname])
+    name = _cohort_path(cohort).name
+    return Publication(cohort=name, years=(first, last), sites=site_list, settings=settings,
+                       rates=rates, counts=counts, files=files, suppressed=suppressed,
+                       excluded_cases=excluded, release=release_info(cohort, policy))
+
+
+def read_published(path: str | Path) -> tuple[pd.DataFrame, int]:
+    """A table written by ``publish_table``, as published, and its number of suppressed cells.
+
+    Count columns (from the sidecar ``.meta.json``) come back as ``Int64`` with ``<NA>`` where
+    suppressed; a 2-D count table comes back with its row labels as the index.
+    """
+    path = Path(path)
+    meta = json.loads(path.with_name(path.stem + ".meta.json").read_text())
+    counts = [str(c) for c in meta["count_columns"]]
+    if meta["kind"] == "counts" and _is_pivot(path):
+        df = pd.read_csv(path, index_col=0, dtype=str)
+        df = df.apply(pd.to_numeric).astype("Int64")
+    else:
+        df = pd.read_csv(path, dtype={"site_icd10": str, "region": str, "area_id": str, "stage": str})
+        for c in counts:
+            df[c] = df[c].astype("Int64")
+    return df, int(meta["suppressed_cells"])
+
+
+def _is_pivot(path: Path) -> bool:
+    header = path.read_text().split("\n", 1)[0].split(",")
+    return header[-1] == "Total"
+
+
+def _cohort_path(cohort: str | Path) -> Path:
+    if isinstance(cohort, Path) or "/" in str(cohort):
+        return Path(cohort)
+    return release_dir(cohort, POLICY).parent.parent
+
+
+# ---------------------------------------------------------------------------------------------
+# results and checks
+# ---------------------------------------------------------------------------------------------
+def _figures(row: pd.Series) -> dict[str, Any]:
+    count = row["count"]
+    return {
+        "count": None if pd.isna(count) else int(count),
+        **{k: None if pd.isna(row[k]) else float(row[k]) for k in ("dsr", "dsr_lower", "dsr_upper")},
+    }
+
+
+def national_totals(pub: Publication) -> dict[str, Any]:
+    """National figures for ``results.json``: by site and in total, as published.
+
+    Counts are the protected ones (``None`` where suppressed), DSRs per 100,000 with limits
+    (``None`` where the count is suppressed).
+
+    Returns:
+        ``{"by_site": {site: {count, dsr, dsr_lower, dsr_upper}}, "total": {...}}``.
+    """
+    sites = pub.table("site_icd10")
+    total = pub.table()
+    return {
+        "by_site": {str(r["site_icd10"]): _figures(r) for _, r in sites.iterrows()},
+        "total": _figures(total.iloc[0]),
+    }
+
+
+def highest_dsr(table: pd.DataFrame, dim: str, n: int = 5) -> pd.DataFrame:
+    """The ``n`` rows of a published rates table with the highest DSR (suppressed rows last).
+
+    Example:
+        >>> t = pd.DataFrame({"site_icd10": ["C18", "C34", "C50"], "dsr": [60.1, None, 150.2]})
+        >>> highest_dsr(t, "site_icd10", 2)["site_icd10"].tolist()
+        ['C50', 'C18']
+    """
+    return table.sort_values(["dsr", dim], ascending=[False, True], na_position="last",
+                             kind="stable").head(n).reset_index(drop=True)
+
+
+def dsr_ratio(
+    table: pd.DataFrame, dim: str, numerator: Any, denominator: Any, *, level: float = 0.95
+) -> dict[str, float | None]:
+    """Ratio of two published DSRs (e.g. deprivation quintile 5 over 1) with approximate limits.
+
+    The standard error of each log DSR is taken from its published limits,
+    ``(log upper − log lower) / (2 z)``, and the two are combined as independent. Returns
+    ``None`` figures when either DSR is missing (suppressed) or zero.
+
+    Example:
+        >>> t = pd.DataFrame({"q": [1, 5], "dsr": [50.0, 130.0], "dsr_lower": [45.0, 120.0],
+        ...                   "dsr_upper": [55.5, 140.8]})
+        >>> {k: round(v, 3) for k, v in dsr_ratio(t, "q", 5, 1).items()}
+        {'ratio': 2.6, 'lower': 2.304, 'upper': 2.934}
+    """
+    from scipy import stats as sps
+
+    rows = table.set_index(dim)
+    try:
+        a, b = rows.loc[numerator], rows.loc[denominator]
+    except KeyError as exc:
+        raise RegistryLabError(f"dsr_ratio: no row {exc.args[0]!r} in column {dim}") from None
+    vals = [a["dsr"], b["dsr"], a["dsr_lower"], a["dsr_upper"], b["dsr_lower"], b["dsr_upper"]]
+    if any(pd.isna(v) for v in vals) or min(float(v) for v in vals) <= 0:
+        return {"ratio": None, "lower": None, "upper": None}
+    z = float(sps.norm.ppf(0.5 + level / 2))
+    se = np.hypot(np.log(a["dsr_upper"] / a["dsr_lower"]), np.log(b["dsr_upper"] / b["dsr_lower"])) / (2 * z)
+    ratio = float(a["dsr"] / b["dsr"])
+    return {"ratio": ratio, "lower": float(ratio * np.exp(-z * se)), "upper": float(ratio * np.exp(z * se))}
+
+
+def differencing_intervals(pub: Publication, group: Sequence[str]) -> pd.DataFrame:
+    """The attacker's bounds on every cell a 2-D count table hides, using every published table.
+
+    The 2-D table ``group = (a, b)`` hides primary and secondary cells and perhaps margins; the
+    rates tables by ``(a, b)``, ``(a,)``, ``(b,)`` and the total (when published) show some of
+    them rounded. All those published values (each known only to its rounding interval), the
+    additivity of the table and non-negativity are given to the linear-programming attack of
+    :func:`~registry_lib.release.disclosure.suppression_intervals`.
+
+    Returns:
+        One row per cell still hidden everywhere: ``row, column, lower, upper, width``.
+    """
+    group = tuple(group)
+    if group not in pub.counts:
+        raise RegistryLabError(f"differencing_intervals: no 2-D count table by {list(group)}")
+    a, b = group
+    table = pub.counts[group].astype("Float64").copy()
+    margin = table.index[-1]
+
+    def known(by: tuple[str, ...], keys: dict[str, str]) -> float | None:
+        if by not in pub.rates:
+            return None
+        t = pub.rates[by]
+        mask = np.ones(len(t), dtype=bool)
+        for dim, key in keys.items():
+            mask &= t[dim].astype(str).to_numpy() == key
+        if mask.sum() != 1:
+            return None
+        v = t.loc[mask, "count"].iloc[0]
+        return None if pd.isna(v) else float(v)
+
+    for i in table.index:
+        for j in table.columns:  # loop over the (few) cells of one published table
+            if not pd.isna(table.at[i, j]):
+                continue
+            keys = {}
+            if i != margin:
+                keys[a] = str(i)
+            if j != margin:
+                keys[b] = str(j)
+            v = known(tuple(d for d in (a, b) if d in keys), keys)
+            if v is not None:
+                table.at[i, j] = v
+    if not table.isna().to_numpy().any():
+        return pd.DataFrame(columns=["row", "column", "lower", "upper", "width"])
+    return suppression_intervals(table, pub.settings.rounding)
+
+
+def reconcile_total(pub: Publication) -> dict[str, int]:
+    """Whether the published national total is consistent with the published site totals.
+
+    From the site table an attacker (or a reader) knows the total lies in
+    ``[Σ lower, Σ upper]`` of the sites' rounding intervals (suppressed sites: 0..threshold).
+    Returns that interval and the published total's own rounding interval; they must overlap.
+    """
+    sites = pub.table("site_icd10")["count"]
+    shown = sites.dropna().to_numpy(dtype=np.int64)
+    lo, hi = rounding_interval(shown, pub.settings.rounding)
+    hidden = int(sites.isna().sum())
+    total = pub.table()["count"].iloc[0]
+    t_lo, t_hi = rounding_interval([int(total)], pub.settings.rounding)
+    return {"sites_lower": int(lo.sum() + hidden), "sites_upper": int(hi.sum() + hidden * pub.settings.threshold),
+            "total_lower": int(t_lo[0]), "total_upper": int(t_hi[0])}
+
+
+def protected_value(value: int, settings: Disclosure) -> int | None:
+    """One count as it may be published (``None`` if suppressed).
+
+    Example:
+        >>> s = publication_settings()
+        >>> protected_value(3, s), protected_value(12, s), protected_value(0, s)
+        (None, 10, 0)
+    """
+    if 1 <= int(value) <= settings.threshold:
+        return None
+    return int(round_counts([int(value)], settings.rounding)[0])
