@@ -39,7 +39,7 @@ test: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Registry Lab (.venv)" >/dev/null
-	$(BIN)/jupyter lab --notebook-dir=.
+	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean:
 	rm -rf reports/* synthetic/*/ .pytest_cache

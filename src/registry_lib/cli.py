@@ -121,7 +121,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         root = project_root()
         subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix",
                         "--name", "registry-lab", "--display-name", "Registry Lab (.venv)"], check=True)
-        return subprocess.call([sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={root}"])
+        import os
+
+        extra = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+        return subprocess.call([sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={root}", *extra])
     return 0
 
 
