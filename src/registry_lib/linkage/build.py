@@ -603,4 +603,4 @@ def _write(out: Path, built: dict[str, Any], review: pd.DataFrame, weights: pd.D
         write_parquet(links, tmp / "record_links.parquet", T.RECORD_LINKS)
         write_parquet(weights, tmp / "match_weights.parquet", T.MATCH_WEIGHTS)
         write_json(_round_floats(report), tmp / "link_report.json")
-        write_json(_round_floats(model), tmp / "linkage_model.json")
+        write_json(_round_floats({k: v for k, v in model.items() if k != "linker_uid"}), tmp / "linkage_model.json")

@@ -367,7 +367,9 @@ def db_api(backend: str) -> Any:
         import duckdb
         from splink import DuckDBAPI
 
-        return DuckDBAPI(connection=duckdb.connect(":memory:"))
+        con = duckdb.connect(":memory:")
+        con.execute("SET enable_progress_bar = false")
+        return DuckDBAPI(connection=con)
     if backend == "spark":
         from splink import SparkAPI
 

@@ -260,9 +260,9 @@ class Publication:
         counts: published 2-D count tables (with margins) by two-way grouping.
         files: table name → CSV path.
         suppressed: table name → number of suppressed count cells.
-        excluded_cases: exact number of cases outside every population stratum (unknown age
-            or sex, area outside the reference): in no rate or count table. Publish it only
-            through ``protect_counts``.
+        excluded: table name → exact number of cases left out of that table because they
+            fall in no population stratum (unknown age, or unknown sex in a table by sex, or an
+            area outside the reference). Publish it only through :func:`protected_value`.
         release: the release's ``release.json``.
     """
 
@@ -274,8 +274,13 @@ class Publication:
     counts: dict[tuple[str, ...], pd.DataFrame]
     files: dict[str, Path]
     suppressed: dict[str, int]
-    excluded_cases: int
+    excluded: dict[str, int]
     release: dict[str, Any]
+
+    @property
+    def excluded_cases(self) -> int:
+        """The most cases left out of any one table (exact: publish via :func:`protected_value`)."""
+        return max(self.excluded.values(), default=0)
 
     def table(self, *by: str) -> pd.DataFrame:
         """The published rates table of a grouping, e.g. ``pub.table("site_icd10", "sex")``."""
@@ -328,14 +333,14 @@ def publish_incidence(
     counts: dict[tuple[str, ...], pd.DataFrame] = {}
     files: dict[str, Path] = {}
     suppressed: dict[str, int] = {}
-    excluded = 0
+    excluded: dict[str, int] = {}
     for group in groupings:  # loop over published tables
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the excluded cases are reported in the Publication
             exact = aggregate_rates(cohort, by=list(group) or None, years=(first, last),
                                     sites=site_list, policy=policy, per=per)
-        excluded = int(exact.attrs.get("excluded_cases", 0))
         name = table_name(group, "rates")
+        excluded[name] = int(exact.attrs.get("excluded_cases", 0))
         files[name] = publish_table(protected_rates(exact, settings, decimals=decimals),
                                     output_dir, name, kind="rates", policy=settings, per=per)
         rates[group], suppressed[name] = read_published(files[name])
@@ -347,7 +352,7 @@ def publish_incidence(
     name = _cohort_path(cohort).name
     return Publication(cohort=name, years=(first, last), sites=site_list, settings=settings,
                        rates=rates, counts=counts, files=files, suppressed=suppressed,
-                       excluded_cases=excluded, release=release_info(cohort, policy))
+                       excluded=excluded, release=release_info(cohort, policy))
 
 
 def read_published(path: str | Path) -> tuple[pd.DataFrame, int]:
@@ -527,3 +532,40 @@ def protected_value(value: int, settings: Disclosure) -> int | None:
     if 1 <= int(value) <= settings.threshold:
         return None
     return int(round_counts([int(value)], settings.rounding)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# validation (truth checks only)
+# ---------------------------------------------------------------------------------------------
+def implied_deprivation_ratio(
+    areas: pd.DataFrame,
+    population: pd.DataFrame,
+    deprivation_ratio: float,
+    north_gradient: float = 0.0,
+    *,
+    min_age: int = 50,
+) -> float:
+    """The quintile 5 / quintile 1 rate ratio the generator's area effects imply (validation only).
+
+    The generator (``registry_lib.synth.incidence.area_factors``) multiplies a site's rates in
+    area ``a`` by ``step**(q_a - 3) * exp(north_gradient * (y_a - 300 km) / 100 km)`` with
+    ``step = deprivation_ratio**(1/4)``. Deprived areas lie more often in the north, so a site
+    with a north gradient shows a marginal Q5/Q1 ratio different from ``deprivation_ratio``.
+    This averages the area factors over each quintile's residents aged ``min_age`` and over
+    (where most cancers arise) and returns the ratio of the quintile means.
+
+    Example:
+        >>> areas = pd.DataFrame({"area_id": ["a", "b"], "deprivation_quintile": [1, 5],
+        ...                       "y": [200_000.0, 500_000.0]})
+        >>> pop = pd.DataFrame({"area_id": ["a", "b"], "age_band": [60, 60], "population": [10, 10]})
+        >>> round(implied_deprivation_ratio(areas, pop, 2.6, 0.10), 3)
+        3.51
+    """
+    pop = population[population["age_band"] >= min_age].groupby("area_id")["population"].sum()
+    a = areas.set_index("area_id")[["deprivation_quintile", "y"]].join(pop, how="inner")
+    a["weighted"] = a["population"] * np.exp(north_gradient * (a["y"] - 300_000.0) / 100_000.0)
+    q = a.groupby("deprivation_quintile")[["weighted", "population"]].sum()
+    if not {1, 5} <= set(q.index.astype(int)):
+        raise RegistryLabError("implied_deprivation_ratio: the areas lack quintile 1 or 5")
+    mean = q["weighted"] / q["population"]
+    return float(deprivation_ratio * mean.loc[5] / mean.loc[1])

@@ -100,7 +100,8 @@ def label_site_groups(codes: pd.Series, sites: Sequence[str]) -> pd.Series:
     """
     lookup = {c: label for label, cs in site_group_codes(sites).items() for c in cs}
     s = codes.astype("string").str.strip().str.upper().str[:3]
-    return s.map(lookup).astype(object).where(s.isin(list(lookup)), np.nan).rename(SITE_GROUP)
+    out = pd.Series(s.map(lookup).to_numpy(dtype=object, na_value=np.nan), index=codes.index)
+    return out.rename(SITE_GROUP)
 
 
 # --------------------------------------------------------------------------------------------
@@ -539,7 +540,7 @@ def covid_death_person_months(
             "landmark": mark,
             "t_start": float((mark - t0).days),
             "t_stop": ((stop - t0).dt.days.astype(float)).to_numpy(),
-            "age": ((mark - at["_birth"]).dt.days / 365.25).to_numpy(),
+            "age": ((mark - at["_birth"]).dt.total_seconds() / 86400 / 365.25).to_numpy(),
             "sex": at["sex"].to_numpy(),
             "comorbidity_score": comorb.to_numpy(dtype=float),
             "on_sact": on.to_numpy(),
@@ -573,6 +574,16 @@ def covid_death_risk_tv(
         Table ``[term, estimate, std_error, hazard_ratio | odds_ratio, lower, upper, p_value,
         n, events, n_excluded]`` (``n``: patients for Cox, person-months for logistic;
         ``n_excluded``: person-months with a missing covariate).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> pm = pd.DataFrame({"patient_id": np.arange(3000), "t_start": 0.0, "t_stop": 30.0,
+        ...                    "on_sact": rng.random(3000) < 0.3, "age": rng.normal(70, 8, 3000),
+        ...                    "sex": rng.integers(1, 3, 3000), "comorbidity_score": 1.0})
+        >>> pm["covid_death"] = rng.random(3000) < np.where(pm["on_sact"], 0.1, 0.05)
+        >>> t = covid_death_risk_tv(pm, method="logistic", covariates=["on_sact", "age", "sex"])
+        >>> t["term"].tolist(), bool(t["odds_ratio"].iloc[0] > 1.3)
+        (['on_sact', 'age', 'sex[2]'], True)
     """
     from registry_lib.stats.care_changes import _ratio_table, model_matrix, odds_ratios
 
@@ -693,6 +704,16 @@ def plot_observed_expected(
 
     Observed counts are drawn as published: 1..``threshold`` left out, others rounded to
     ``rounding``. The band is the counterfactual's prediction interval.
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> days = pd.date_range("2017-01-01", "2020-12-31", freq="D")
+        >>> t = pd.DataFrame({"diagnosis_date": np.repeat(days.values, 3), "site_icd10": "C50"})
+        >>> d = diagnosis_deficits(t, ["C50"], baseline=("2017-01", "2019-12"), end="2020-12",
+        ...                        family="poisson", seasonality="none", n_sims=200)
+        >>> plot_observed_expected(d, "C50").get_title()
+        'C50'
     """
     import matplotlib.pyplot as plt
 
