@@ -29,11 +29,10 @@ def project_key(monkeypatch):
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    import os
-
-    os.environ.setdefault("REGISTRY_LAB_KEY", KEY)
-    path = write_toy_cohort(tmp_path_factory.mktemp("toy") / "toy", n_persons=80, seed=3)
-    report = linkage.run(path, evaluate=True, quiet=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REGISTRY_LAB_KEY", KEY)
+        path = write_toy_cohort(tmp_path_factory.mktemp("toy") / "toy", n_persons=80, seed=3)
+        report = linkage.run(path, evaluate=True, quiet=True)
     return path, report
 
 

@@ -19,7 +19,12 @@ from hypothesis import strategies as st
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import write_parquet
-from registry_lib.release import aggregate_counts, aggregate_rates, run, scan_reports_for_unsafe_counts
+from registry_lib.release import (
+    aggregate_counts,
+    aggregate_rates,
+    run,
+    scan_reports_for_unsafe_counts,
+)
 from registry_lib.release.disclosure import rounding_interval
 from registry_lib.release.example import write_example_cohort
 from registry_lib.release.publication import (

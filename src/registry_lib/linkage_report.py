@@ -5,7 +5,8 @@ Pure functions on those tables (plus one reader), used by ``notebooks/01_linkage
 
 * :func:`reconciliation` — per feed, input = linked + quarantined + opt-out removed + blocked;
 * :func:`model_parameters` — m and u probabilities, Bayes factors and match weights of every
-  comparison level of the Fellegi–Sunter model (``linkage_model.json``);
+  comparison level of the Fellegi–Sunter model (``linkage_model.json``); :func:`score_check`
+  recomputes the pairs' match weights from it;
 * :func:`threshold_tradeoff` — precision, recall, F1, false and missed match rates of the
   scored candidate pairs (``match_weights.parquet`` with its truth labels) as the threshold
   varies, counted in record pairs;
@@ -69,10 +70,11 @@ class LinkageOutputs:
         return "evaluation" in self.report
 
 
-def load_linkage_outputs(cohort: str) -> LinkageOutputs:
+def load_linkage_outputs(cohort: str, *, require_evaluation: bool = False) -> LinkageOutputs:
     """Read the link report, model and QA tables of ``synthetic/<cohort>/registry/``.
 
-    Raises :class:`RegistryLabError` naming the command to run when the registry is missing.
+    Raises :class:`RegistryLabError` naming the command to run when the registry is missing
+    (or, with ``require_evaluation``, was built without ``--evaluate``).
     """
     from registry_lib.io import read_parquet
     from registry_lib.paths import require_cohort
@@ -87,8 +89,12 @@ def load_linkage_outputs(cohort: str) -> LinkageOutputs:
     def table(name: str) -> pd.DataFrame:
         return read_parquet(folder / f"{name}.parquet")
 
+    report = json.loads((folder / "link_report.json").read_text())
+    if require_evaluation and "evaluation" not in report:
+        raise RegistryLabError(f"synthetic/{cohort}/registry was built without truth evaluation; rebuild it "
+                               f"with `registry-lab link --cohort {cohort} --evaluate`")
     return LinkageOutputs(
-        report=json.loads((folder / "link_report.json").read_text()),
+        report=report,
         model=json.loads((folder / "linkage_model.json").read_text()),
         match_weights=table("match_weights"), clerical_review=table("clerical_review"),
         quarantine=table("quarantine"), validation_issues=table("validation_issues"),
@@ -222,6 +228,45 @@ def prior_match_weight(model: dict[str, Any]) -> float:
     if lam is None:
         raise RegistryLabError("linkage model: no probability_two_random_records_match")
     return float(weight_from_probability(float(lam)))
+
+
+def score_check(pairs: pd.DataFrame, model: dict[str, Any]) -> pd.DataFrame:
+    """Recompute each pair's match weight from the model: the prior plus the match weight of
+    each comparison's level (``gamma_<comparison>`` columns). Term-frequency adjustments (on
+    exact agreement of a name or postcode) are not in the model file, so only pairs with no
+    term-frequency-adjusted level (``tf_free``) must agree exactly.
+
+    Returns:
+        ``model_weight`` (prior + levels), ``residual`` (``match_weight - model_weight``) and
+        ``tf_free`` per pair, in the order of ``pairs``.
+
+    Example:
+        >>> model = {"probability_two_random_records_match": 0.5, "comparisons": [
+        ...     {"output_column_name": "sex", "comparison_levels": [
+        ...         {"is_null_level": True}, {"m_probability": 0.9, "u_probability": 0.45},
+        ...         {"m_probability": 0.1, "u_probability": 0.55}]}]}
+        >>> pairs = pd.DataFrame({"gamma_sex": [1, -1], "match_weight": [1.0, 0.0]})
+        >>> score_check(pairs, model).values.tolist()
+        [[1.0, 0.0, True], [0.0, 0.0, True]]
+    """
+    params = model_parameters(model)
+    total = np.full(len(pairs), prior_match_weight(model))
+    tf_free = np.ones(len(pairs), dtype=bool)
+    for comp, levels in params.groupby("comparison", sort=False):
+        col = f"gamma_{comp}"
+        if col not in pairs.columns:
+            raise RegistryLabError(f"match weights: no column {col} for the model's comparison {comp!r}")
+        lookup = levels.set_index("gamma")
+        g = pairs[col].astype("Int64").fillna(-1).to_numpy(np.int64)
+        unknown = sorted(int(x) for x in set(np.unique(g)) - set(lookup.index))
+        if unknown:
+            raise RegistryLabError(f"match weights: {col} holds level(s) {unknown} the model does not have")
+        total += lookup.loc[g, "match_weight"].to_numpy(float)
+        tf_free &= ~lookup.loc[g, "tf_adjusted"].to_numpy(bool)
+    if "match_weight" not in pairs.columns:
+        raise RegistryLabError("match weights: no match_weight column")
+    return pd.DataFrame({"model_weight": total, "residual": pairs["match_weight"].to_numpy(float) - total,
+                         "tf_free": tf_free}, index=pairs.index)
 
 
 # ---------------------------------------------------------------------------------------------

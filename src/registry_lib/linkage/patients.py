@@ -31,23 +31,37 @@ def _order(df: pd.DataFrame) -> np.ndarray:
     return np.asarray(df.index, dtype=np.int64)
 
 
+def _event(df: pd.DataFrame) -> np.ndarray:
+    """Event dates as int64 nanoseconds; a missing date sorts before every real one."""
+    return pd.to_datetime(df["event_date"]).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+
+def _first_per_key(keys: np.ndarray, order_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys, position of each key's first row in ``order_idx`` order)."""
+    k = keys[order_idx]
+    uniq, first = np.unique(k, return_index=True)
+    return uniq, order_idx[first]
+
+
 def most_frequent(df: pd.DataFrame, key: str, col: str) -> pd.Series:
     """Per ``key``: the most frequent non-missing ``col`` (ties: latest event, then later row)."""
-    d = df[[key, col, "event_date"]].assign(_o=_order(df)).dropna(subset=[col])
-    code, uniques = pd.factorize(d[col])
-    d = d.assign(_c=code)
-    agg = d.groupby([key, "_c"], sort=False).agg(n=("_o", "size"), last=("event_date", "max"),
-                                                 o=("_o", "max")).reset_index()
-    agg = agg.sort_values([key, "n", "last", "o"], ascending=[True, False, False, False], kind="stable")
-    best = agg.drop_duplicates(key).set_index(key)["_c"]
-    return pd.Series(np.asarray(uniques, dtype=object)[best.to_numpy()], index=best.index, name=col)
+    code, uniques = pd.factorize(df[col])
+    ok = code >= 0
+    d = pd.DataFrame({"k": df[key].to_numpy()[ok], "c": code[ok], "e": _event(df)[ok], "o": _order(df)[ok]})
+    agg = d.groupby(["k", "c"], sort=False).agg(n=("o", "size"), e=("e", "max"), o=("o", "max")).reset_index()
+    k = agg["k"].to_numpy()
+    idx = np.lexsort((-agg["o"].to_numpy(), -agg["e"].to_numpy(), -agg["n"].to_numpy(), k))
+    uniq, rows = _first_per_key(k, idx)
+    return pd.Series(np.asarray(uniques, dtype=object)[agg["c"].to_numpy()[rows]], index=uniq, name=col)
 
 
 def latest_value(df: pd.DataFrame, key: str, col: str) -> pd.Series:
     """Per ``key``: ``col`` on the latest record that has one (ties: later row)."""
-    d = df[[key, col, "event_date"]].assign(_o=_order(df)).dropna(subset=[col])
-    d = d.sort_values([key, "event_date", "_o"], ascending=[True, False, False], kind="stable")
-    return d.drop_duplicates(key).set_index(key)[col]
+    ok = df[col].notna().to_numpy()
+    k = df[key].to_numpy()[ok]
+    idx = np.lexsort((-_order(df)[ok], -_event(df)[ok], k))
+    uniq, rows = _first_per_key(k, idx)
+    return pd.Series(df[col].to_numpy(dtype=object)[ok][rows], index=uniq, name=col)
 
 
 def patient_ids(records: pd.DataFrame, person_col: str = "person") -> pd.Series:
@@ -75,8 +89,7 @@ def best_values(records: pd.DataFrame, notifications: pd.DataFrame, postcodes: p
     out["given_name"] = _display(recs, key, "given_name", "given_name_raw", given)
     family = latest_value(recs, key, "family_name")
     out["family_name"] = _display(recs, key, "family_name", "family_name_raw", family)
-    dob = most_frequent(recs.assign(_d=recs["birth_date_value"].dt.strftime("%Y-%m-%d")), key, "_d")
-    out["birth_date"] = pd.to_datetime(dob)
+    out["birth_date"] = pd.to_datetime(most_frequent(recs, key, "birth_date_value"))
     sex = most_frequent(recs, key, "sex")
     out["sex"] = pd.to_numeric(sex).astype("Int8")
     notes = notifications.assign(event_date=notifications["received_value"],
@@ -98,10 +111,13 @@ def best_values(records: pd.DataFrame, notifications: pd.DataFrame, postcodes: p
 
 def _display(recs: pd.DataFrame, key: str, clean: str, raw: str, chosen: pd.Series) -> pd.Series:
     """The name as sent (title case when sent in capitals) on a record carrying the chosen value."""
-    d = recs[[key, clean, raw, "event_date"]].assign(_o=_order(recs)).dropna(subset=[clean])
+    ok = recs[clean].notna().to_numpy()
+    d = recs[ok]
     d = d[d[clean].to_numpy() == d[key].map(chosen).to_numpy()]
     text = d[raw].astype("string[pyarrow]").str.strip()
-    shouting = text.str.isupper().fillna(False)
-    d = d.assign(_show=text.where(~shouting, text.str.title()), _upper=shouting.astype(int))
-    d = d.sort_values([key, "_upper", "event_date", "_o"], ascending=[True, True, False, False], kind="stable")
-    return d.drop_duplicates(key).set_index(key)["_show"]
+    shouting = text.str.isupper().fillna(False).to_numpy(dtype=bool)
+    show = text.where(~shouting, text.str.title()).to_numpy(dtype=object)
+    k = d[key].to_numpy()
+    idx = np.lexsort((-_order(d), -_event(d), shouting.astype(np.int8), k))
+    uniq, rows = _first_per_key(k, idx)
+    return pd.Series(show[rows], index=uniq)

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from registry_lib.linkage import codes
+from registry_lib.linkage import grouping as G
 
 DEFAULT_WINDOW_DAYS = 365
 SOURCE_RANK = {
@@ -154,12 +155,6 @@ def tumour_keys(notes: pd.DataFrame, window_days: int = DEFAULT_WINDOW_DAYS) -> 
     return df["seq"].map(number).rename("tumour_key")
 
 
-def _first_by(df: pd.DataFrame, key: str, cols: list[str], order: list[str]) -> pd.DataFrame:
-    """First non-missing value of each column per ``key`` after sorting by ``order``."""
-    d = df[list(dict.fromkeys([key, *order, *cols]))]
-    return d.sort_values(order, kind="stable").groupby(key, sort=True)[cols].first()
-
-
 def consolidate(notes: pd.DataFrame, patients: pd.DataFrame, postcode_areas: pd.Series | None = None,
                 window_days: int = DEFAULT_WINDOW_DAYS) -> tuple[pd.DataFrame, pd.Series]:
     """Tumours of registered persons from their valid notifications.
@@ -173,62 +168,70 @@ def consolidate(notes: pd.DataFrame, patients: pd.DataFrame, postcode_areas: pd.
     Returns:
         ``(tumour table in the TUMOUR schema, tumour_id of each notification)``.
     """
-    df = notes.reset_index(drop=True).copy()
-    df["tumour_key"] = tumour_keys(df, window_days).to_numpy()
-    real_date = df["diagnosis_value"]
-    if "diagnosis_proxy" in df.columns:
-        df["diagnosis_value"] = df["diagnosis_proxy"]
-    df["tumour_id"] = df["tumour_key"].astype(np.int64) + 1
-    src = df["source"].astype("string")
-    for name, ranks in SOURCE_RANK.items():
-        df[f"_r_{name}"] = src.map(ranks).fillna(9).astype(int)
+    df = notes.reset_index(drop=True)
+    tk = tumour_keys(df, window_days).to_numpy(dtype=np.int64)
+    n = int(tk.max()) + 1 if len(tk) else 0
+    proxy = df["diagnosis_proxy"] if "diagnosis_proxy" in df.columns else df["diagnosis_value"]
+    date_k = G.key(proxy)
+    pos_k = np.arange(len(df))  # notifications keep their feed order: a deterministic tie-break
+    src = df["source"].astype(object)
+
+    def rank(name: str) -> np.ndarray:
+        return src.map(SOURCE_RANK[name]).fillna(9).to_numpy(dtype=np.float64)
+
+    def best(col: pd.Series, *keys: np.ndarray) -> pd.Series:
+        return G.first_valid(tk, col, G.order(tk, *keys, date_k, pos_k), n)
+
     hist = codes.histology_group(df["morphology_icdo3"])
-    df["_unspec"] = (hist.isna() | hist.isin(list(codes.UNSPECIFIED_HISTOLOGY))).astype(int)
-    df["_rid"] = pd.factorize(df["record_id"].astype(str), sort=True)[0]
-    key = "tumour_id"
-    base = (df[[key, "diagnosis_value", "_rid", "patient_id", "trust_code"]]
-            .sort_values([key, "diagnosis_value", "_rid"], kind="stable").groupby(key, sort=True))
-    out = pd.DataFrame({
-        "patient_id": base["patient_id"].first(),
-        "diagnosis_date": real_date.groupby(df[key]).min().fillna(base["diagnosis_value"].min()),
-        "diagnosing_trust": base["trust_code"].first(),
-    })
-    site = (df.groupby([key, "site3"]).agg(n=("record_id", "size"), first=("diagnosis_value", "min"))
-            .reset_index().sort_values([key, "n", "first", "site3"], ascending=[True, False, True, True])
-            .drop_duplicates(key).set_index(key)["site3"])
-    out["site_icd10"] = site
-    morph = _first_by(df.dropna(subset=["morphology_icdo3"]), key, ["morphology_icdo3", "behaviour"],
-                      [key, "_unspec", "_r_morphology", "diagnosis_value", "_rid"])
-    out = out.join(morph)
-    beh = _first_by(df, key, ["behaviour"], [key, "_r_morphology", "diagnosis_value", "_rid"])["behaviour"]
-    out["behaviour"] = out["behaviour"].fillna(beh)
-    out["stage"] = _first_by(df, key, ["stage"], [key, "_r_stage", "diagnosis_value", "_rid"])["stage"].fillna("U")
-    g = df.assign(_gx=(df["grade"] == "GX").fillna(True).astype(int))
-    out["grade"] = _first_by(g, key, ["grade"], [key, "_gx", "_r_morphology", "diagnosis_value", "_rid"])["grade"]
-    lat = df.assign(_l9=(df["laterality"] == "9").fillna(True).astype(int))
-    out["laterality"] = _first_by(lat, key, ["laterality"], [key, "_l9", "diagnosis_value", "_rid"])["laterality"]
-    out["route_to_diagnosis"] = _first_by(df, key, ["route_to_diagnosis"], [key, "_r_route", "diagnosis_value", "_rid"])["route_to_diagnosis"]
+    unspec = (hist.isna() | hist.isin(list(codes.UNSPECIFIED_HISTOLOGY))).to_numpy(dtype=np.float64)
+    first = G.first_row(tk, G.order(tk, date_k, pos_k), n)
+    out = pd.DataFrame(index=pd.RangeIndex(n))
+    out["tumour_id"] = np.arange(1, n + 1, dtype=np.int64)
+    out["patient_id"] = df["patient_id"].to_numpy()[first]
+    earliest_real = G.first_valid(tk, df["diagnosis_value"], G.order(tk, G.key(df["diagnosis_value"]), pos_k), n)
+    out["diagnosis_date"] = pd.to_datetime(earliest_real).fillna(pd.Series(proxy.to_numpy()[first]))
+    out["diagnosis_trust"] = df["trust_code"].to_numpy()[first]
+    # site: the 3-character code notified most often (ties: earliest, then code)
+    code, uniques = pd.factorize(df["site3"], sort=True)
+    cnt = pd.DataFrame({"t": tk, "c": code, "d": date_k}).groupby(["t", "c"], sort=False).agg(
+        n=("d", "size"), first=("d", "min")).reset_index()
+    pick = G.first_row(cnt["t"].to_numpy(), G.order(cnt["t"], -cnt["n"], cnt["first"], cnt["c"]), n)
+    out["site_icd10"] = np.asarray(uniques, dtype=object)[cnt["c"].to_numpy()[pick]]
+    # morphology and its behaviour from the most specific record (pathology first)
+    morph = df["morphology_icdo3"]
+    o = G.order(tk, unspec, rank("morphology"), date_k, pos_k)
+    o_m = o[morph.notna().to_numpy()[o]]
+    row_m = G.first_row(tk, o_m, n)
+    has_m = row_m >= 0
+    out["morphology_icdo3"] = pd.Series(np.where(has_m, morph.to_numpy(dtype=object, na_value=None)[row_m], None), dtype=object)
+    beh_rec = pd.Series(np.where(has_m, df["behaviour"].to_numpy(dtype=object, na_value=None)[row_m], None), dtype=object)
+    out["behaviour"] = beh_rec.fillna(best(df["behaviour"], rank("morphology")))
+    out["stage"] = best(df["stage"], rank("stage")).fillna("U")
+    gx = (df["grade"] == "GX").fillna(True).to_numpy(dtype=np.float64)
+    out["grade"] = best(df["grade"], gx, rank("morphology"))
+    l9 = (df["laterality"] == "9").fillna(True).to_numpy(dtype=np.float64)
+    out["laterality"] = best(df["laterality"], l9)
+    out["route_to_diagnosis"] = best(df["route_to_diagnosis"], rank("route"))
     basis = df["basis_of_diagnosis"].astype("string").str.strip()
-    b = df.assign(_basis=basis, _b=pd.to_numeric(basis, errors="coerce").replace(9, -1).fillna(-2))
-    b["_nb"] = -b["_b"]  # most valid (highest) ENCR code first; 9 (unknown) and missing last
-    out["basis_of_diagnosis"] = _first_by(b, key, ["_basis"], [key, "_nb", "diagnosis_value", "_rid"])["_basis"]
-    out["performance_status"] = _first_by(df, key, ["performance_status"], [key, "_r_performance", "diagnosis_value", "_rid"])["performance_status"]
-    out["comorbidity_score"] = _first_by(df, key, ["comorbidity_score"], [key, "_r_comorbidity", "diagnosis_value", "_rid"])["comorbidity_score"]
+    b = pd.to_numeric(basis, errors="coerce").replace(9, -1).fillna(-2).to_numpy(dtype=np.float64)
+    out["basis_of_diagnosis"] = best(basis, -b)  # most valid (highest) ENCR code; 9 and missing last
+    out["performance_status"] = best(df["performance_status"], rank("performance"))
+    out["comorbidity_score"] = best(df["comorbidity_score"], rank("comorbidity"))
     # area at diagnosis: earliest notification whose postcode is in the directory
     if postcode_areas is not None and "postcode" in df.columns:
-        df["_area"] = df["postcode"].map(postcode_areas)
-        out["area_id"] = _first_by(df, key, ["_area"], [key, "diagnosis_value", "_rid"])["_area"]
+        area = df["postcode"].astype(object).map(postcode_areas)
+        out["area_id"] = best(area)
     else:
-        out["area_id"] = pd.NA
+        out["area_id"] = pd.Series(pd.NA, index=out.index, dtype=object)
     pat = patients.set_index("patient_id")
-    out["area_id"] = out["area_id"].fillna(out["patient_id"].map(pat["area_id"]))
+    out["area_id"] = out["area_id"].astype(object).fillna(out["patient_id"].map(pat["area_id"]))
     birth = pd.to_datetime(out["patient_id"].map(pat["birth_date"]))
     out["age_at_diagnosis"] = _age(birth, out["diagnosis_date"])
-    out = out.reset_index()
+    out = out.rename(columns={"diagnosis_trust": "diagnosing_trust"})
     cols = ["tumour_id", "patient_id", "diagnosis_date", "age_at_diagnosis", "site_icd10", "morphology_icdo3",
             "behaviour", "stage", "grade", "laterality", "route_to_diagnosis", "basis_of_diagnosis",
             "diagnosing_trust", "area_id", "performance_status", "comorbidity_score"]
-    return out[cols], pd.Series(df["tumour_id"].to_numpy(), index=notes.index)
+    return out[cols], pd.Series(tk + 1, index=notes.index)
 
 
 def _age(birth: pd.Series, at: pd.Series) -> pd.Series:

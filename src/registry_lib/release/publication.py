@@ -16,29 +16,46 @@ two-way grouping a 2-D table of counts with margins. Everything is written throu
   two half-widths is a function of O alone), and a DSR printed with 12 significant digits
   would let anyone solve for the age-specific counts (:func:`protected_rates`).
 
+Rates tables are protected cell by cell, so they can show (rounded) a cell that a two-way
+count table hides by secondary suppression, and rounded values can be differenced: a row total
+and its one large cell that round to the same value bound the small cell to [0, 4]. So before
+it returns, :func:`publish_incidence` plays the attacker (:func:`differencing_intervals`: every
+published value of the same cells and margins, linear programming) on each two-way grouping.
+If a suppressed cell can be narrowed below ``threshold``, the rates table of that grouping is
+re-published without the rows the count table hides; if that is still not enough, every file
+written is removed and :class:`~registry_lib.release.disclosure.UnsafeTableError` is raised.
+
+Records whose sex contradicts a sex-specific site (``sex_specific`` — e.g. prostate in a woman:
+a coding error the registry would query) can be left out of every table; their number is in
+:attr:`Publication.invalid_sex_site`.
+
 The tables the study needs afterwards are read back from the CSV files
 (:func:`read_published`), so charts and ``results.json`` show only published values.
-:func:`differencing_intervals` plays the attacker who combines a 2-D count table with every
-other published table holding the same cells (rates tables and margins).
 
 Example:
-    >>> import os, tempfile
+    >>> import tempfile
     >>> from pathlib import Path
     >>> from registry_lib.release.example import write_example_cohort
     >>> from registry_lib.release.run import run
     >>> with tempfile.TemporaryDirectory() as d:
     ...     cohort = write_example_cohort(Path(d) / "toy", n_patients=400)
     ...     _ = run(cohort, "aggregate_publication", "example")
-    ...     pub = publish_incidence(cohort, Path(d) / "out", [["site_icd10"]])
-    ...     sorted(pub.files)
-    ['incidence_counts_by_site_sex', 'incidence_counts_by_site_deprivation', ...]
+    ...     pub = publish_incidence(cohort, Path(d) / "out", [["site_icd10", "region"]],
+    ...                             years=[2015, 2020])
+    ...     national_totals(pub)["total"]
+    ...     len(pub.files)
+    {'count': 595, 'dsr': 103.3, 'dsr_lower': 94.7, 'dsr_upper': 112.3}
+    10
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +65,7 @@ import pandas as pd
 from registry_lib.errors import RegistryLabError
 from registry_lib.release.aggregate import DIMENSIONS, aggregate_rates, default_years
 from registry_lib.release.disclosure import (
+    UnsafeTableError,
     protect_counts,
     round_counts,
     rounding_interval,
@@ -215,7 +233,7 @@ def protected_rates(
            count    dsr  dsr_lower  dsr_upper
         0      0    0.0        0.0       36.9
         1      5   48.0        NaN        NaN
-        2     23  231.0      149.5      341.0
+        2     23  231.0      146.0      345.7
     """
     from registry_lib.stats.rates import poisson_ci
 
@@ -256,13 +274,20 @@ class Publication:
         years: inclusive range of diagnosis years.
         sites: the sites published (``None``: all).
         settings: the disclosure settings applied.
-        rates: published rates tables by grouping (``()`` is the national total).
+        rates: published rates tables by grouping (``()`` is the national total). Rows left
+            out of a file by secondary suppression are restored here with missing values.
         counts: published 2-D count tables (with margins) by two-way grouping.
         files: table name → CSV path.
-        suppressed: table name → number of suppressed count cells.
+        suppressed: table name → number of suppressed count cells (rows left out included).
+        withheld: table name → number of rows left out of a rates table because the two-way
+            count table hides them (secondary suppression carried over).
+        audit: two-way table name → narrowest interval an attacker gets for a hidden cell
+            from all published tables (``None``: nothing hidden).
         excluded: table name → exact number of cases left out of that table because they
             fall in no population stratum (unknown age, or unknown sex in a table by sex, or an
             area outside the reference). Publish it only through :func:`protected_value`.
+        invalid_sex_site: exact number of tumours left out of every table because their sex
+            contradicts a sex-specific site (publish only through :func:`protected_value`).
         release: the release's ``release.json``.
     """
 
@@ -274,7 +299,10 @@ class Publication:
     counts: dict[tuple[str, ...], pd.DataFrame]
     files: dict[str, Path]
     suppressed: dict[str, int]
+    withheld: dict[str, int]
+    audit: dict[str, float | None]
     excluded: dict[str, int]
+    invalid_sex_site: int
     release: dict[str, Any]
 
     @property
@@ -289,6 +317,80 @@ class Publication:
         return self.rates[tuple(by)]
 
 
+def invalid_sex_site(cube: pd.DataFrame, sex_specific: dict[str, Sequence[str]] | None) -> np.ndarray:
+    """Rows of an incidence cube whose sex contradicts a sex-specific site.
+
+    ``sex_specific`` maps ``"female"`` and ``"male"`` to the ICD-10 sites of that sex only
+    (e.g. C51–C58 and C60–C63: the ICD-10 blocks of the female and male genital organs).
+
+    Example:
+        >>> cube = pd.DataFrame({"site_icd10": ["C61", "C61", "C50", "C54"], "sex": [1, 2, 1, 1]})
+        >>> invalid_sex_site(cube, {"female": ["C54"], "male": ["C61"]}).tolist()
+        [False, True, False, True]
+    """
+    if not sex_specific:
+        return np.zeros(len(cube), dtype=bool)
+    unknown = set(sex_specific) - {"female", "male"}
+    if unknown:
+        raise RegistryLabError(f"sex_specific: keys must be female and male, not {sorted(unknown)}")
+    site = cube["site_icd10"].astype(str)
+    sex = pd.to_numeric(cube["sex"], errors="coerce")
+    female_only = site.isin([str(x) for x in sex_specific.get("female") or []])
+    male_only = site.isin([str(x) for x in sex_specific.get("male") or []])
+    return ((female_only & (sex == 1)) | (male_only & (sex == 2))).to_numpy()
+
+
+@contextlib.contextmanager
+def _validated(cohort: Path, policy: str, sex_specific: dict[str, Sequence[str]] | None) -> Iterator[tuple[Path, int]]:
+    """The cohort, or a temporary view of it whose release cube lacks the invalid sex–site rows.
+
+    ``aggregate_rates`` reads the release folder; the view holds the filtered cube, the same
+    ``release.json``, and links to the cohort's ``reference/`` and ``cohort.json``.
+    """
+    folder = release_dir(cohort, policy)
+    cube_path = folder / "incidence.parquet"
+    if not sex_specific or not cube_path.exists():
+        yield cohort, 0
+        return
+    cube = pd.read_parquet(cube_path)
+    bad = invalid_sex_site(cube, sex_specific)
+    if not bad.any():
+        yield cohort, 0
+        return
+    with tempfile.TemporaryDirectory(prefix="publication_") as tmp:
+        view = Path(tmp) / cohort.name
+        target = view / "releases" / policy
+        target.mkdir(parents=True)
+        cube[~bad].to_parquet(target / "incidence.parquet", index=False)
+        shutil.copy(folder / "release.json", target / "release.json")
+        (view / "reference").symlink_to((cohort / "reference").resolve(), target_is_directory=True)
+        if (cohort / "cohort.json").exists():
+            (view / "cohort.json").symlink_to((cohort / "cohort.json").resolve())
+        yield view, int(cube.loc[bad, "count"].sum())
+
+
+def _restore_rows(published: pd.DataFrame, exact: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """A rates table read back from a file that left rows out, with those rows as missing."""
+    frame = exact[keys].copy()
+    for k in keys:
+        frame[k] = frame[k].astype(published[k].dtype) if k in published else frame[k]
+    out = frame.merge(published, on=keys, how="left")
+    out["population"] = exact["population"].to_numpy()
+    for c in published.columns:
+        if str(published[c].dtype) == "Int64":
+            out[c] = out[c].astype("Int64")
+    return out[list(published.columns)]
+
+
+def _hidden_rows(exact: pd.DataFrame, counts: pd.DataFrame, group: tuple[str, ...]) -> np.ndarray:
+    """Rows of a two-way rates table whose cell the 2-D count table hides."""
+    a, b = group
+    inner = counts.iloc[:-1, :-1]
+    hidden = {(str(i), str(j)) for i in inner.index for j in inner.columns if pd.isna(inner.at[i, j])}
+    keys = zip(exact[a].astype(str), exact[b].astype(str), strict=True)
+    return np.array([k in hidden for k in keys], dtype=bool)
+
+
 def publish_incidence(
     cohort: str | Path,
     output_dir: str | Path,
@@ -297,6 +399,7 @@ def publish_incidence(
     years: int | Sequence[int] | None = None,
     sites: Sequence[str] | str | None = None,
     settings: Disclosure | None = None,
+    sex_specific: dict[str, Sequence[str]] | None = None,
     policy: str = POLICY,
     decimals: int = RATE_DECIMALS,
     per: float = 100_000,
@@ -307,7 +410,8 @@ def publish_incidence(
     ``incidence_rates_by_<dims>`` (counts, population, crude rate and DSR with limits, through
     :func:`protected_rates` and ``publish_table(kind="rates")``); for each two-way grouping also
     ``incidence_counts_by_<a>_<b>`` (``a`` × ``b`` counts with margins and secondary
-    suppression, ``publish_table(kind="counts")``).
+    suppression, ``publish_table(kind="counts")``), then the differencing audit of the module
+    docstring.
 
     Args:
         cohort: cohort name or folder (with ``releases/<policy>``).
@@ -316,43 +420,84 @@ def publish_incidence(
         years: see :func:`publication_years`.
         sites: ICD-10 3-character sites (``None``: all).
         settings: disclosure settings (default: the policy's, :func:`publication_settings`).
+        sex_specific: ``{"female": [...], "male": [...]}`` sites of one sex only; tumours
+            recorded with the other sex are left out of every table (:func:`invalid_sex_site`).
         policy: the aggregates release to read.
         decimals: decimal places of published DSRs and their limits.
         per: rates per this many person-years.
 
     Returns:
         A :class:`Publication` holding the published tables as read back from the files.
+
+    Raises:
+        UnsafeTableError: a suppressed cell stays narrower than ``threshold`` against every
+            published table even after the fallback; nothing is left written then.
     """
     import warnings
 
     settings = settings or publication_settings(policy)
-    first, last = publication_years(cohort, years)
+    source = _cohort_path(cohort)
+    first, last = publication_years(source, years)
     site_list = None if sites is None else ([sites] if isinstance(sites, str) else sorted(map(str, sites)))
-    groupings = publication_groupings(by)
+    groupings = sorted(publication_groupings(by), key=len)  # margins before two-way tables
     rates: dict[tuple[str, ...], pd.DataFrame] = {}
     counts: dict[tuple[str, ...], pd.DataFrame] = {}
     files: dict[str, Path] = {}
     suppressed: dict[str, int] = {}
+    withheld: dict[str, int] = {}
+    audit: dict[str, float | None] = {}
     excluded: dict[str, int] = {}
-    for group in groupings:  # loop over published tables
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the excluded cases are reported in the Publication
-            exact = aggregate_rates(cohort, by=list(group) or None, years=(first, last),
-                                    sites=site_list, policy=policy, per=per)
+
+    def write_rates(group: tuple[str, ...], exact: pd.DataFrame, drop: np.ndarray | None = None) -> None:
         name = table_name(group, "rates")
-        excluded[name] = int(exact.attrs.get("excluded_cases", 0))
-        files[name] = publish_table(protected_rates(exact, settings, decimals=decimals),
-                                    output_dir, name, kind="rates", policy=settings, per=per)
-        rates[group], suppressed[name] = read_published(files[name])
-        if len(group) == 2:
-            cname = table_name(group, "counts")
-            files[cname] = publish_table(exact, output_dir, cname, index=group[0], columns=group[1],
-                                         policy=settings)
-            counts[group], suppressed[cname] = read_published(files[cname])
-    name = _cohort_path(cohort).name
-    return Publication(cohort=name, years=(first, last), sites=site_list, settings=settings,
+        table = protected_rates(exact, settings, decimals=decimals)
+        keep = np.ones(len(table), dtype=bool) if drop is None else ~drop
+        files[name] = publish_table(table[keep].reset_index(drop=True), output_dir, name,
+                                    kind="rates", policy=settings, per=per)
+        published, suppressed[name] = read_published(files[name])
+        withheld[name] = int((~keep).sum())
+        suppressed[name] += withheld[name]
+        rates[group] = published if keep.all() else _restore_rows(published, exact, list(group))
+
+    try:
+        with _validated(source, policy, sex_specific) as (view, invalid):
+            for group in groupings:  # loop over published tables
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # excluded cases are reported in the Publication
+                    exact = aggregate_rates(view, by=list(group) or None, years=(first, last),
+                                            sites=site_list, policy=policy, per=per)
+                excluded[table_name(group, "rates")] = int(exact.attrs.get("excluded_cases", 0))
+                write_rates(group, exact)
+                if len(group) != 2:
+                    continue
+                cname = table_name(group, "counts")
+                files[cname] = publish_table(exact, output_dir, cname, index=group[0],
+                                             columns=group[1], policy=settings)
+                counts[group], suppressed[cname] = read_published(files[cname])
+                width = _narrowest(rates, counts, group, settings)
+                if width is not None and width < settings.threshold:
+                    write_rates(group, exact, drop=_hidden_rows(exact, counts[group], group))
+                    width = _narrowest(rates, counts, group, settings)
+                audit[cname] = width
+                if width is not None and width < settings.threshold:
+                    raise UnsafeTableError(
+                        f"{cname}: a suppressed cell can be bounded to an interval {width:g} wide "
+                        f"(< {settings.threshold}) from the published tables; publish coarser "
+                        "groupings or stricter rounding")
+    except BaseException:
+        for path in files.values():
+            path.unlink(missing_ok=True)
+            path.with_name(path.stem + ".meta.json").unlink(missing_ok=True)
+        raise
+    return Publication(cohort=source.name, years=(first, last), sites=site_list, settings=settings,
                        rates=rates, counts=counts, files=files, suppressed=suppressed,
-                       excluded=excluded, release=release_info(cohort, policy))
+                       withheld=withheld, audit=audit, excluded=excluded, invalid_sex_site=invalid,
+                       release=release_info(source, policy))
+
+
+def _narrowest(rates, counts, group, settings) -> float | None:
+    intervals = _differencing(rates, counts, group, settings)
+    return float(intervals["width"].min()) if len(intervals) else None
 
 
 def read_published(path: str | Path) -> tuple[pd.DataFrame, int]:
@@ -438,7 +583,7 @@ def dsr_ratio(
         >>> t = pd.DataFrame({"q": [1, 5], "dsr": [50.0, 130.0], "dsr_lower": [45.0, 120.0],
         ...                   "dsr_upper": [55.5, 140.8]})
         >>> {k: round(v, 3) for k, v in dsr_ratio(t, "q", 5, 1).items()}
-        {'ratio': 2.6, 'lower': 2.304, 'upper': 2.934}
+        {'ratio': 2.6, 'lower': 2.279, 'upper': 2.966}
     """
     from scipy import stats as sps
 
@@ -468,17 +613,20 @@ def differencing_intervals(pub: Publication, group: Sequence[str]) -> pd.DataFra
     Returns:
         One row per cell still hidden everywhere: ``row, column, lower, upper, width``.
     """
-    group = tuple(group)
-    if group not in pub.counts:
+    return _differencing(pub.rates, pub.counts, tuple(group), pub.settings)
+
+
+def _differencing(rates: dict, counts: dict, group: tuple[str, ...], settings: Disclosure) -> pd.DataFrame:
+    if group not in counts:
         raise RegistryLabError(f"differencing_intervals: no 2-D count table by {list(group)}")
     a, b = group
-    table = pub.counts[group].astype("Float64").copy()
+    table = counts[group].astype("Float64").copy()
     margin = table.index[-1]
 
     def known(by: tuple[str, ...], keys: dict[str, str]) -> float | None:
-        if by not in pub.rates:
+        if by not in rates:
             return None
-        t = pub.rates[by]
+        t = rates[by]
         mask = np.ones(len(t), dtype=bool)
         for dim, key in keys.items():
             mask &= t[dim].astype(str).to_numpy() == key
@@ -488,7 +636,7 @@ def differencing_intervals(pub: Publication, group: Sequence[str]) -> pd.DataFra
         return None if pd.isna(v) else float(v)
 
     for i in table.index:
-        for j in table.columns:  # loop over the (few) cells of one published table
+        for j in table.columns:  # loop over the cells of one published table
             if not pd.isna(table.at[i, j]):
                 continue
             keys = {}
@@ -501,7 +649,7 @@ def differencing_intervals(pub: Publication, group: Sequence[str]) -> pd.DataFra
                 table.at[i, j] = v
     if not table.isna().to_numpy().any():
         return pd.DataFrame(columns=["row", "column", "lower", "upper", "width"])
-    return suppression_intervals(table, pub.settings.rounding)
+    return suppression_intervals(table, settings.rounding)
 
 
 def reconcile_total(pub: Publication) -> dict[str, int]:

@@ -811,12 +811,15 @@ def conclusion(results: dict[str, Any], site_label: str) -> str:
                      f"{where}")
         scan_hit = bool(cl["significant"] and cl["contains_source_nearest_area"])
     parts.append(scan_text)
-    supported = scan_hit or (band_up and distance_signal)
-    if supported:
-        verdict = ("an excess near the source is supported; the guidance's next step is a "
-                   "feasibility assessment for an aetiological study (exposure assessment, "
-                   "confounders such as smoking and occupation), with case verification "
-                   "against records")
+    next_step = ("the guidance's next step is a feasibility assessment for an aetiological "
+                 "study (exposure assessment, confounders such as smoking and occupation), with "
+                 "case verification against records")
+    if scan_hit:
+        verdict = f"an excess near the source is supported; {next_step}"
+    elif band_up and distance_signal:
+        verdict = ("an excess near the source is supported by the distance-band analysis, "
+                   "though the scan of the whole region does not single it out (the scan "
+                   f"answers a wider question and has less power for one source); {next_step}")
     elif cl is not None and cl["significant"]:
         verdict = ("no excess near the source, but a significant cluster elsewhere; it is "
                    "reported for surveillance, not as evidence about this source")

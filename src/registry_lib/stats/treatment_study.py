@@ -17,6 +17,9 @@ kept here so that a second study can reuse it and the tests exercise exactly the
 - :func:`recall_list` / :func:`write_recall_list` / :func:`recall_counts` — the BARD recall list
   from the ``direct_care`` release, written only to that release's folder with an audit entry,
   and the disclosure-safe counts a report may show;
+- :func:`complementary_suppression`, :func:`cumulative_incidence_for_publication` — disclosure
+  control that ``publish_table`` cannot see: SIR bands whose counts follow from the total, and
+  cumulative-incidence steps resting on 1–7 events;
 - :func:`protected_count`, :func:`hazard_ratio_results`, :func:`estimate_results` — figures for
   ``results.json``.
 
@@ -52,6 +55,10 @@ from registry_lib.stats.survival_net import decimal_year
 DAYS_PER_YEAR = 365.25
 DCO_BASIS = "0"  # ENCR basis of diagnosis 0 = death certificate only
 RECALL_FILE = "recall_list.parquet"
+#: Derived identifiable lists live in this subfolder of their release's folder: dot-prefixed, so
+#: the release's content hash (pipeline cache, ``sha256_tree``) and ``load_release`` ignore it,
+#: and re-making the release (an atomic folder swap) removes a list built from superseded data.
+DERIVED_FOLDER = ".derived"
 
 RECALL_LIST = Table("recall_list", "BARD recall list: women due for very-high-risk breast screening.", [
     Column("patient_ref", pa.string(), False, "direct-care patient reference"),
@@ -508,12 +515,14 @@ def write_recall_list(
 ) -> Path:
     """Write the identifiable recall list into the direct-care release folder and audit it.
 
-    The list goes ONLY to ``synthetic/<cohort>/releases/<policy>/recall_list.parquet`` (schema
-    :data:`RECALL_LIST`, deterministic bytes), and only when that release was made for direct
-    care (``release.json`` purpose ``direct_care``); anything else is refused. One JSON line
-    is appended to ``releases/audit.jsonl`` (the release audit log, via
-    ``registry_lib.release.run``'s append-only writer): time, cohort, policy, action
-    ``recall_list``, requester, number of rows, the rule applied and the file's sha256.
+    The list goes ONLY to ``synthetic/<cohort>/releases/<policy>/.derived/recall_list.parquet``
+    (schema :data:`RECALL_LIST`, deterministic bytes), and only when that release was made for
+    direct care (``release.json`` purpose ``direct_care``); anything else is refused. The
+    subfolder is dot-prefixed so that the release's own content hash and ``load_release``
+    ignore it (see :data:`DERIVED_FOLDER`). One JSON line is appended to
+    ``releases/audit.jsonl`` (the release audit log, via ``registry_lib.release.run``'s
+    append-only writer): time, cohort, policy, action ``recall_list``, requester, number of
+    rows, the rule applied, the file and its sha256.
 
     Returns:
         The path written.
@@ -530,7 +539,8 @@ def write_recall_list(
             f"recall list: release {policy!r} was made for {info.get('purpose')!r}, not direct "
             "care; an identifiable list may only be written under the direct_care policy")
     folder = release_dir(cohort, policy)
-    path = folder / RECALL_FILE
+    path = folder / DERIVED_FOLDER / RECALL_FILE
+    path.parent.mkdir(exist_ok=True)
     write_parquet(recall[RECALL_LIST.column_names], path, RECALL_LIST)
     _append_audit(folder.parent / AUDIT_LOG, {
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -542,7 +552,7 @@ def write_recall_list(
         "row_counts": {"recall_list": len(recall)},
         "national_data_opt_out_applied": bool(info.get("national_data_opt_out_applied")),
         "rule": dict(rule or {}),
-        "release": f"releases/{policy}/{RECALL_FILE}",
+        "release": f"releases/{policy}/{DERIVED_FOLDER}/{RECALL_FILE}",
         "files_sha256": {RECALL_FILE: sha256_file(path)},
     })
     return path
@@ -572,6 +582,92 @@ def recall_counts(
         raise RegistryLabError(f"recall_counts: a woman is younger than the first band ({b[0]})")
     return pd.DataFrame({"age_band": labels,
                          "women": np.bincount(idx, minlength=b.size).astype(np.int64)})
+
+
+# ----------------------------------------------------------------------------------------
+# disclosure control of SIR bands and cumulative incidence
+# ----------------------------------------------------------------------------------------
+def complementary_suppression(
+    table: pd.DataFrame,
+    *,
+    count: str = "observed",
+    group: str = "group",
+    total: str = "overall",
+    threshold: int = 7,
+) -> pd.DataFrame:
+    """Mark extra bands for suppression so no suppressed band follows from the total.
+
+    An SIR table publishes each band's expected count and SIR, so every published band's
+    observed count is known exactly (SIR × expected), and a band suppressed alone could be
+    recovered as the total minus the other bands. In each group of bands adding up to the
+    ``total`` row (e.g. by age at treatment; by time since treatment), when the total is
+    published and exactly one band has a count in 1..threshold, the band with the next
+    smallest count (non-zero first) is suppressed too.
+
+    Returns:
+        A copy for publishing only: the chosen bands' counts are set to ``threshold`` so that
+        ``publish_table(..., count_columns=[count])`` suppresses them and blanks their
+        estimates; column ``complementary`` flags them.
+
+    Example:
+        >>> t = pd.DataFrame({"group": ["overall", "age", "age", "age"],
+        ...                   "observed": [30, 4, 10, 16]})
+        >>> complementary_suppression(t)[["observed", "complementary"]].values.tolist()
+        [[30, False], [4, False], [7, True], [16, False]]
+    """
+    _require(table, [count, group], "complementary_suppression")
+    out = table.copy()
+    out["complementary"] = False
+    obs = out[count].to_numpy(dtype=float)
+    small = (obs >= 1) & (obs <= threshold)
+    tot = out[group] == total
+    if tot.any() and small[tot.to_numpy()].any():
+        return out  # the total itself is suppressed: nothing follows from it
+    for g in out.loc[~tot, group].unique():
+        idx = np.flatnonzero((out[group] == g).to_numpy())
+        if small[idx].sum() != 1 or idx.size < 2:
+            continue
+        rest = idx[~small[idx]]
+        order = np.lexsort((obs[rest], obs[rest] == 0))  # non-zero first, then smallest
+        pick = rest[order[0]]
+        out.iloc[pick, out.columns.get_loc(count)] = threshold
+        out.iloc[pick, out.columns.get_loc("complementary")] = True
+    return out
+
+
+def cumulative_incidence_for_publication(
+    cif: pd.DataFrame,
+    *,
+    threshold: int = 7,
+) -> pd.DataFrame:
+    """Cumulative incidence at chosen times, keeping only steps that rest on enough events.
+
+    ``cif`` is :func:`~registry_lib.stats.survival.cumulative_incidence` read at ``times``
+    (events counted between consecutive times). A time is published only when at least
+    ``threshold + 1`` events of interest occurred since the previous published time (times
+    before the first event are kept, with incidence 0), so no published increase of the curve
+    rests on 1..threshold events; ``cumulative_events`` is the running total. Counts still go
+    through ``publish_table`` (rounded; at-risk counts 1..threshold suppressed).
+
+    Example:
+        >>> c = pd.DataFrame({"time": [5, 10, 15, 20], "n_at_risk": [90, 80, 60, 40],
+        ...                   "n_events": [0, 5, 6, 9], "cif": [0, .05, .12, .2],
+        ...                   "lower": [0, .02, .07, .13], "upper": [0, .1, .19, .28]})
+        >>> cumulative_incidence_for_publication(c)[["time", "cumulative_events"]].values.tolist()
+        [[5, 0], [15, 11], [20, 20]]
+    """
+    _require(cif, ["time", "n_at_risk", "n_events", "cif", "lower", "upper"],
+             "cumulative incidence table")
+    cum = np.cumsum(cif["n_events"].to_numpy(dtype=np.int64))
+    keep = np.zeros(len(cif), dtype=bool)
+    last = 0
+    for i, c in enumerate(cum):  # loop over a handful of publication times
+        if c == 0 or c - last >= threshold + 1:
+            keep[i] = True
+            last = c
+    out = cif.loc[keep, ["time", "n_at_risk", "cif", "lower", "upper"]].copy()
+    out.insert(2, "cumulative_events", cum[keep])
+    return out.reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------------------
