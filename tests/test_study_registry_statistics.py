@@ -22,10 +22,15 @@ from registry_lib.io import write_parquet
 from registry_lib.release import (
     aggregate_counts,
     aggregate_rates,
+    protect_counts,
     run,
     scan_reports_for_unsafe_counts,
 )
-from registry_lib.release.disclosure import rounding_interval
+from registry_lib.release.disclosure import (
+    UnsafeTableError,
+    rounding_interval,
+    suppression_intervals,
+)
 from registry_lib.release.example import write_example_cohort
 from registry_lib.release.publication import (
     REQUIRED_GROUPINGS,
@@ -33,7 +38,9 @@ from registry_lib.release.publication import (
     dsr_ratio,
     highest_dsr,
     implied_deprivation_ratio,
+    invalid_sex_site,
     national_totals,
+    one_way_width,
     protected_rates,
     protected_value,
     publication_groupings,
@@ -214,8 +221,6 @@ def test_two_way_count_table_has_secondary_suppression_that_survives_every_table
 
 def test_without_secondary_suppression_or_rounding_the_attack_succeeds(toy):
     """Negative control: exact counts with only the primary cells hidden are pinned down."""
-    from registry_lib.release.disclosure import suppression_intervals
-
     cohort, _, _ = toy
     exact = aggregate_counts(cohort, list(TWO_WAY), years=YEARS).pivot_table(
         index="site_icd10", columns="area_id", values="count", fill_value=0)
@@ -227,6 +232,93 @@ def test_without_secondary_suppression_or_rounding_the_attack_succeeds(toy):
     naive = table.astype("Float64").mask(small)
     iv = suppression_intervals(naive, None)
     assert (iv["width"] < 7).any()
+
+
+def _cohort_with_c61(path: Path, n_female: int) -> Path:
+    """The toy registry with prostate made male, except ``n_female`` coding errors in YEARS;
+    the male prostate count in YEARS a multiple of 5 (so total and male cell round alike)."""
+    from registry_lib.io import read_parquet
+    from registry_lib.linkage.tables import PATIENT, TUMOUR
+
+    cohort = write_example_cohort(path, n_patients=1500, seed=11)
+    t = read_parquet(cohort / "registry" / "tumour.parquet")
+    p = read_parquet(cohort / "registry" / "patient.parquet")
+    c61 = t["site_icd10"] == "C61"
+    p.loc[p["patient_id"].isin(t.loc[c61, "patient_id"]), "sex"] = 1
+    window = t["diagnosis_date"].dt.year.between(*YEARS)
+    single = t["patient_id"].map(t["patient_id"].value_counts()) == 1
+    women = t.index[c61 & window & single][:n_female]
+    p.loc[p["patient_id"].isin(t.loc[women, "patient_id"]), "sex"] = 2
+    men = t.index[c61 & window & ~t.index.isin(women)]
+    t.loc[men[: len(men) % 5], "site_icd10"] = "C18"
+    write_parquet(t, cohort / "registry" / "tumour.parquet", TUMOUR)
+    write_parquet(p, cohort / "registry" / "patient.parquet", PATIENT)
+    run(cohort, "aggregate_publication", "test")
+    return cohort
+
+
+@pytest.fixture(scope="module")
+def c61(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("REGISTRY_LAB_KEY", "5e" * 32)
+    yield _cohort_with_c61(tmp_path_factory.mktemp("c61") / "toy", n_female=1)
+    mp.undo()
+
+
+def test_rates_rows_hidden_by_the_count_table_are_left_out_when_differencing_would_narrow(c61, tmp_path):
+    by = [["site_icd10", "sex"]]
+    # the cell-wise rates table alone: prostate total and male cell round alike -> [0, 4]
+    exact = aggregate_rates(c61, by=["site_icd10", "sex"], years=YEARS)
+    cell = protected_rates(exact, publication_settings())
+    male = cell[(cell["site_icd10"] == "C61") & (cell["sex"] == 1)]["count"].iloc[0]
+    total = aggregate_rates(c61, by=["site_icd10"], years=YEARS).set_index("site_icd10")["count"]["C61"]
+    assert protected_value(male, publication_settings()) == protected_value(total, publication_settings())
+    pub = publish_incidence(c61, tmp_path / "out", by, years=YEARS)
+    name = "incidence_rates_by_site_sex"
+    assert pub.withheld[name] >= 2 and pub.audit["incidence_counts_by_site_sex"] >= 7
+    written = pd.read_csv(pub.files[name])
+    assert len(written) == len(exact) - pub.withheld[name]
+    assert not ((written["site_icd10"] == "C61") & (written["sex"] == 2)).any()
+    restored = pub.table("site_icd10", "sex")
+    assert len(restored) == len(exact) and int(restored["count"].isna().sum()) == pub.withheld[name]
+    assert (differencing_intervals(pub, ("site_icd10", "sex"))["width"] >= 7).all()
+    assert scan_reports_for_unsafe_counts(tmp_path / "out") == []
+
+
+def test_sex_site_coding_errors_are_left_out_of_every_table(c61, tmp_path):
+    pub = publish_incidence(c61, tmp_path / "out", [["site_icd10", "sex"]], years=YEARS,
+                            sex_specific={"male": ["C61"], "female": []})
+    assert pub.invalid_sex_site == 1 and pub.withheld["incidence_rates_by_site_sex"] == 0
+    exact = aggregate_counts(c61, ["site_icd10", "sex"], years=YEARS).set_index(["site_icd10", "sex"])["count"]
+    by_site = pub.table("site_icd10").set_index("site_icd10")["count"]
+    assert by_site["C61"] == exact[("C61", 1)]  # a multiple of 5: the female record is gone
+    assert pub.table().iloc[0]["count"] == protected_value(int(exact.sum()) - 1, pub.settings)
+    rows = pub.table("site_icd10", "sex")
+    assert rows[(rows["site_icd10"] == "C61") & (rows["sex"] == 2)]["count"].tolist() == [0]
+    with pytest.raises(RegistryLabError, match="keys must be female and male"):
+        invalid_sex_site(pd.DataFrame({"site_icd10": ["C61"], "sex": [2]}), {"men": ["C61"]})
+
+
+def test_publication_that_stays_unsafe_is_refused_and_removed(c61, tmp_path):
+    with pytest.raises(UnsafeTableError, match="interval 4 wide"):
+        publish_incidence(c61, tmp_path / "out", [["site_icd10", "sex"], ["sex"]], years=YEARS,
+                          sites=["C61"])
+    assert list((tmp_path / "out" / "tables").iterdir()) == []
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 60), min_size=2, max_size=5))
+def test_one_way_width_is_the_linear_programming_bound(cells):
+    s = publication_settings()
+    shown = pd.Series(protect_counts(cells, s.threshold, s.rounding))
+    total = protected_value(sum(cells), s)
+    got = one_way_width(shown, total, s)
+    if not shown.isna().any() or total is None:
+        assert got is None
+        return
+    row = pd.DataFrame([[*shown.astype("Float64"), total]] * 2, index=["all", "Total"],
+                       columns=[*map(str, range(len(cells))), "Total"]).astype("Float64")
+    assert got == pytest.approx(suppression_intervals(row, s.rounding)["width"].min())
 
 
 def test_national_total_equals_the_sum_of_protected_site_totals_within_rounding(toy):

@@ -263,6 +263,34 @@ def test_recall_counts_and_results_helpers():
                                         "10y": {"estimate": None, "lower": None, "upper": None}}
 
 
+def test_complementary_suppression_protects_a_lone_suppressed_band():
+    t = pd.DataFrame({"group": ["overall"] + ["age"] * 4 + ["time"] * 3,
+                      "observed": [40, 3, 0, 9, 28, 5, 6, 29]})
+    out = ts.complementary_suppression(t)
+    # age: 3 suppressed alone -> the smallest non-zero other band (9) goes too, not the zero;
+    # time: two bands suppressed already -> nothing added
+    assert out["complementary"].tolist() == [False, False, False, True, False, False, False, False]
+    assert out["observed"].tolist() == [40, 3, 0, 7, 28, 5, 6, 29]
+    assert t["observed"].tolist()[3] == 9  # the input is untouched
+    zeros = pd.DataFrame({"group": ["overall", "a", "a", "a"], "observed": [8, 8, 0, 0]})
+    assert ts.complementary_suppression(zeros)["complementary"].tolist() == [False] * 4
+    small_total = pd.DataFrame({"group": ["overall", "a", "a"], "observed": [5, 5, 0]})
+    assert not ts.complementary_suppression(small_total)["complementary"].any()
+
+
+def test_cumulative_incidence_publication_steps_rest_on_enough_events():
+    c = pd.DataFrame({"time": [5, 10, 15, 20, 25, 30], "n_at_risk": [99, 90, 80, 60, 50, 40],
+                      "n_events": [0, 0, 7, 1, 3, 12], "cif": [0, 0, .07, .08, .11, .3],
+                      "lower": 0.0, "upper": 1.0})
+    out = ts.cumulative_incidence_for_publication(c)
+    # 15: only 7 events so far -> withheld; 20: 8 -> shown; 25: 3 more -> withheld; 30: 15 more
+    assert out["time"].tolist() == [5, 10, 20, 30]
+    assert out["cumulative_events"].tolist() == [0, 0, 8, 23]
+    assert out["cif"].tolist() == [0, 0, .08, .3]
+    assert ts.cumulative_incidence_for_publication(c, threshold=2)["time"].tolist() == [5, 10, 15,
+                                                                                         25, 30]
+
+
 def test_notebook_parameter_defaults_match_the_yaml():
     nb = json.loads((ROOT / "notebooks/03_treatment_effects.ipynb").read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))

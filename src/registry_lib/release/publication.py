@@ -281,8 +281,9 @@ class Publication:
         suppressed: table name → number of suppressed count cells (rows left out included).
         withheld: table name → number of rows left out of a rates table because the two-way
             count table hides them (secondary suppression carried over).
-        audit: two-way table name → narrowest interval an attacker gets for a hidden cell
-            from all published tables (``None``: nothing hidden).
+        audit: table name → narrowest interval an attacker gets for a hidden cell from all
+            published tables (two-way count tables; one-way rates tables against the total;
+            ``None``: nothing hidden). Three-way groupings are not audited.
         excluded: table name → exact number of cases left out of that table because they
             fall in no population stratum (unknown age, or unknown sex in a table by sex, or an
             area outside the reference). Publish it only through :func:`protected_value`.
@@ -468,6 +469,14 @@ def publish_incidence(
                                             sites=site_list, policy=policy, per=per)
                 excluded[table_name(group, "rates")] = int(exact.attrs.get("excluded_cases", 0))
                 write_rates(group, exact)
+                if len(group) == 1 and () in rates:
+                    name = table_name(group, "rates")
+                    audit[name] = one_way_width(rates[group]["count"], rates[()]["count"].iloc[0], settings)
+                    if audit[name] is not None and audit[name] < settings.threshold:
+                        raise UnsafeTableError(
+                            f"{name}: a suppressed count can be bounded to an interval "
+                            f"{audit[name]:g} wide (< {settings.threshold}) from the total; "
+                            "publish other groupings or stricter rounding")
                 if len(group) != 2:
                     continue
                 cname = table_name(group, "counts")
@@ -493,6 +502,32 @@ def publish_incidence(
                        rates=rates, counts=counts, files=files, suppressed=suppressed,
                        withheld=withheld, audit=audit, excluded=excluded, invalid_sex_site=invalid,
                        release=release_info(source, policy))
+
+
+def one_way_width(counts: pd.Series, total: Any, settings: Disclosure) -> float | None:
+    """Narrowest interval an attacker gets for a suppressed count of a one-way table and its total.
+
+    The hidden counts add up to the total minus the shown ones; every published value is
+    known only to its rounding interval. With one hidden count its interval is
+    ``[max(0, total_low − Σ shown_high), total_high − Σ shown_low]``; with more, each can be 0.
+    Returns ``None`` when nothing is hidden (or the total itself is hidden).
+
+    Example:
+        >>> s = publication_settings()
+        >>> one_way_width(pd.Series([None, 1500], dtype="Int64"), 1500, s)  # 1500 + 3 = 1503
+        4.0
+        >>> one_way_width(pd.Series([None, 1500, 20, 35], dtype="Int64"), 1560, s)
+        13.0
+    """
+    hidden = counts.isna().to_numpy()
+    if not hidden.any() or pd.isna(total):
+        return None
+    shown = counts[~hidden].to_numpy(dtype=np.int64)
+    lo, hi = rounding_interval(shown, settings.rounding)
+    t_lo, t_hi = (float(v[0]) for v in rounding_interval([int(total)], settings.rounding))
+    upper = t_hi - float(lo.sum())
+    lower = max(0.0, t_lo - float(hi.sum())) if hidden.sum() == 1 else 0.0
+    return upper - lower
 
 
 def _narrowest(rates, counts, group, settings) -> float | None:

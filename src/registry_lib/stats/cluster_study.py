@@ -803,12 +803,12 @@ def conclusion(results: dict[str, Any], site_label: str) -> str:
         scan_hit = False
     else:
         rr = "" if cl.get("relative_risk") is None else f", RR {cl['relative_risk']:.2f}"
-        where = ("and includes the area nearest the source" if cl["contains_source_nearest_area"]
-                 else "but does not include the area nearest the source")
-        scan_text = (f"the most likely scan cluster ({cl['n_areas']} areas within "
-                     f"{cl['radius_km']:.1f} km{rr}, {_fmt_p(cl['p_value'])}) "
-                     f"{'is' if cl['significant'] else 'is not'} significant at {alpha:g} "
-                     f"{where}")
+        size = f"{cl['n_areas']} area{'s' if cl['n_areas'] != 1 else ''}"
+        where = ("includes the area nearest the source" if cl["contains_source_nearest_area"]
+                 else "does not include the area nearest the source")
+        scan_text = (f"the most likely scan cluster ({size} within {cl['radius_km']:.1f} km{rr}, "
+                     f"{_fmt_p(cl['p_value'])}) {'is' if cl['significant'] else 'is not'} "
+                     f"significant at {alpha:g} and {where}")
         scan_hit = bool(cl["significant"] and cl["contains_source_nearest_area"])
     parts.append(scan_text)
     next_step = ("the guidance's next step is a feasibility assessment for an aetiological "
