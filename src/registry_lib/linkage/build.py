@@ -18,7 +18,8 @@ Steps (each prints one line; under ``CI=true`` only the summary prints):
 7. write ``registry/`` atomically.
 
 Example:
-    >>> import tempfile, pathlib
+    >>> import os, tempfile, pathlib
+    >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "00" * 32)  # the project key (keyed opt-out hashes)
     >>> from registry_lib.linkage.toy import write_toy_cohort
     >>> with tempfile.TemporaryDirectory() as d:
     ...     cohort = write_toy_cohort(pathlib.Path(d) / "toy", n_persons=60, seed=1)
@@ -56,7 +57,7 @@ from registry_lib.linkage.treatments import assign_tumours, treatment_rows
 from registry_lib.linkage.tumours import DEFAULT_WINDOW_DAYS, consolidate
 from registry_lib.linkage.validate import FATAL, TREATMENT_FEEDS, Validated, validate_feeds
 from registry_lib.nhs_number import is_valid_nhs_number
-from registry_lib.progress import say
+from registry_lib.progress import progress, say
 
 #: The registry links pairs with match probability >= 0.9 (not 0.5): a false merge joins two
 #: people's records, which a registry fears more than a missed link; on the default cohort the
@@ -181,7 +182,7 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
     weights, truth_pairs = _match_weights(lk, recs, opted_person, threshold, truth)
     report = _report(recs, built, v, lk, opt, feeds, threshold, review_band, backend, cohort_dir)
     if evaluate:
-        report.update(_evaluate(recs, built, lk, truth, threshold, truth_pairs))
+        report.update(_evaluate(recs, built, lk, truth, threshold, truth_pairs, quiet))
         clock.step("evaluate", f"evaluated: F1 {report['f1']:.4f}, precision {report['precision']:.4f}, "
                                f"recall {report['recall']:.4f}")
     if write:
@@ -475,7 +476,7 @@ def _report(recs: pd.DataFrame, built: dict[str, Any], v: Validated, lk: PersonL
 
 
 def _evaluate(recs: pd.DataFrame, built: dict[str, Any], lk: PersonLinkage, truth: dict[str, pd.DataFrame],
-              threshold: float, truth_pairs: dict[str, int] | None) -> dict[str, Any]:
+              threshold: float, truth_pairs: dict[str, int] | None, quiet: bool = False) -> dict[str, Any]:
     rt = truth["record_truth"].astype({"feed": str, "record_id": str})
     key = recs[["feed", "record_id"]].astype(str)
     m = key.merge(rt, on=["feed", "record_id"], how="left")
@@ -511,7 +512,7 @@ def _evaluate(recs: pd.DataFrame, built: dict[str, Any], lk: PersonLinkage, trut
     ev["errors_by_kind"] = errors_by_kind(pred, true, m["errors"][usable].reset_index(drop=True))
     # threshold trade-off (re-clustering, no re-scoring)
     curve = []
-    for t in THRESHOLD_GRID:
+    for t in progress(THRESHOLD_GRID, "link: threshold trade-off", disable=quiet or None):
         lab = cluster_identities(lk.identity, lk.pairs, t)[lk.identity_id]
         sel = m["patient_id"].notna().to_numpy()[recs["person"].to_numpy() >= 0]
         c = metrics_from_counts(*pair_counts(lab[sel], true))

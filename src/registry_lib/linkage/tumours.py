@@ -176,19 +176,28 @@ def consolidate(notes: pd.DataFrame, patients: pd.DataFrame, postcode_areas: pd.
     pos_k = np.arange(len(df))  # notifications keep their feed order: a deterministic tie-break
     src = df["source"].astype(object)
 
-    def rank(name: str) -> np.ndarray:
-        return src.map(SOURCE_RANK[name]).fillna(9).to_numpy(dtype=np.float64)
+    base = G.order(tk, date_k, pos_k)  # one full sort; field orders below re-sort it stably
 
-    def best(col: pd.Series, *keys: np.ndarray) -> pd.Series:
-        return G.first_valid(tk, col, G.order(tk, *keys, date_k, pos_k), n)
+    def rank(name: str) -> np.ndarray:
+        return src.map(SOURCE_RANK[name]).fillna(9).to_numpy(dtype=np.int64)
+
+    def ordered(*small: np.ndarray) -> np.ndarray:
+        """order(tk, *small, date, position) for small non-negative integer keys."""
+        comp = tk.copy()
+        for k in small:
+            comp = comp * (int(k.max()) + 1 if len(k) else 1) + k
+        return base[np.argsort(comp[base], kind="stable")]
+
+    def best(col: pd.Series, *small: np.ndarray) -> pd.Series:
+        return G.first_valid(tk, col, ordered(*small), n)
 
     hist = codes.histology_group(df["morphology_icdo3"])
-    unspec = (hist.isna() | hist.isin(list(codes.UNSPECIFIED_HISTOLOGY))).to_numpy(dtype=np.float64)
-    first = G.first_row(tk, G.order(tk, date_k, pos_k), n)
+    unspec = (hist.isna() | hist.isin(list(codes.UNSPECIFIED_HISTOLOGY))).to_numpy(dtype=np.int64)
+    first = G.first_row(tk, base, n)
     out = pd.DataFrame(index=pd.RangeIndex(n))
     out["tumour_id"] = np.arange(1, n + 1, dtype=np.int64)
     out["patient_id"] = df["patient_id"].to_numpy()[first]
-    earliest_real = G.first_valid(tk, df["diagnosis_value"], G.order(tk, G.key(df["diagnosis_value"]), pos_k), n)
+    earliest_real = G.first_valid(tk, df["diagnosis_value"], base, n)  # the earliest dated one
     out["diagnosis_date"] = pd.to_datetime(earliest_real).fillna(pd.Series(proxy.to_numpy()[first]))
     out["diagnosis_trust"] = df["trust_code"].to_numpy()[first]
     # site: the 3-character code notified most often (ties: earliest, then code)
@@ -199,7 +208,7 @@ def consolidate(notes: pd.DataFrame, patients: pd.DataFrame, postcode_areas: pd.
     out["site_icd10"] = np.asarray(uniques, dtype=object)[cnt["c"].to_numpy()[pick]]
     # morphology and its behaviour from the most specific record (pathology first)
     morph = df["morphology_icdo3"]
-    o = G.order(tk, unspec, rank("morphology"), date_k, pos_k)
+    o = ordered(unspec, rank("morphology"))
     o_m = o[morph.notna().to_numpy()[o]]
     row_m = G.first_row(tk, o_m, n)
     has_m = row_m >= 0
@@ -207,14 +216,14 @@ def consolidate(notes: pd.DataFrame, patients: pd.DataFrame, postcode_areas: pd.
     beh_rec = pd.Series(np.where(has_m, df["behaviour"].to_numpy(dtype=object, na_value=None)[row_m], None), dtype=object)
     out["behaviour"] = beh_rec.fillna(best(df["behaviour"], rank("morphology")))
     out["stage"] = best(df["stage"], rank("stage")).fillna("U")
-    gx = (df["grade"] == "GX").fillna(True).to_numpy(dtype=np.float64)
+    gx = (df["grade"] == "GX").fillna(True).to_numpy(dtype=np.int64)
     out["grade"] = best(df["grade"], gx, rank("morphology"))
-    l9 = (df["laterality"] == "9").fillna(True).to_numpy(dtype=np.float64)
+    l9 = (df["laterality"] == "9").fillna(True).to_numpy(dtype=np.int64)
     out["laterality"] = best(df["laterality"], l9)
     out["route_to_diagnosis"] = best(df["route_to_diagnosis"], rank("route"))
     basis = df["basis_of_diagnosis"].astype("string").str.strip()
-    b = pd.to_numeric(basis, errors="coerce").replace(9, -1).fillna(-2).to_numpy(dtype=np.float64)
-    out["basis_of_diagnosis"] = best(basis, -b)  # most valid (highest) ENCR code; 9 and missing last
+    b = pd.to_numeric(basis, errors="coerce").where(lambda x: x.between(0, 8)).fillna(-1).to_numpy(dtype=np.int64)
+    out["basis_of_diagnosis"] = best(basis, 8 - b)  # most valid (highest) ENCR code; 9 and others last
     out["performance_status"] = best(df["performance_status"], rank("performance"))
     out["comorbidity_score"] = best(df["comorbidity_score"], rank("comorbidity"))
     # area at diagnosis: earliest notification whose postcode is in the directory

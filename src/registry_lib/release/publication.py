@@ -88,7 +88,6 @@ REQUIRED_GROUPINGS: tuple[tuple[str, ...], ...] = (
 )
 #: Decimal places of published rates (ONS and NHS Digital publish rates per 100,000 to 1 d.p.).
 RATE_DECIMALS = 1
-RATE_COLUMNS = ("crude_rate", "crude_lower", "crude_upper", "dsr", "dsr_lower", "dsr_upper")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -300,7 +300,7 @@ def select_cases(
     n_sex_unknown = int(t["sex"].isna().sum())
     t = t[t["sex"].notna()]
     t = t[t["sex"].astype(int).isin(sexes)]
-    n_selected = len(t) + 0
+    n_selected = len(t)
     area_known = t["area_id"].notna()
     in_ref = t["area_id"].isin(areas["area_id"])
     quintile = areas.set_index("area_id")["deprivation_quintile"]
@@ -522,13 +522,13 @@ class PointSourceStudy:
             "alpha": alpha,
             "bands": band_rows,
             "homogeneity": {"statistic": _round(h.statistic), "df": int(h.df),
-                            "p_value": _round(h.p_value, 6)},
-            "trend": {"statistic": _round(tr.statistic), "p_value": _round(tr.p_value, 6),
-                      "p_value_decreasing_with_distance": _round(tr.p_value_one_sided, 6),
+                            "p_value": _round_p(h.p_value)},
+            "trend": {"statistic": _round(tr.statistic), "p_value": _round_p(tr.p_value),
+                      "p_value_decreasing_with_distance": _round_p(tr.p_value_one_sided),
                       "sir_ratio_per_band": _round(tr.estimate), "lower": _round(tr.lower),
                       "upper": _round(tr.upper), "score": self.settings.get("trend_score")},
             "stone": {"statistic": None if _stone_suppressed(st, protect) else _round(st.statistic),
-                      "p_value": _round(st.p_value, 6),
+                      "p_value": _round_p(st.p_value),
                       "distance_km": _round(st.distance_km), "n_areas": int(st.n_units),
                       "n_sim": int(st.n_sim), "null": st.null},
             "nearest_areas": list(self.nearest_areas),
@@ -548,7 +548,7 @@ class PointSourceStudy:
                 "expected": _round(first["expected"]),
                 "relative_risk": _round(first["relative_risk"]),
                 "llr": _round(first["llr"], 6),
-                "p_value": _round(first["p_value"], 6),
+                "p_value": _round_p(first["p_value"]),
                 "significant": bool(first["p_value"] <= alpha),
                 "contains_source_nearest_area": bool(first["contains_nearest_area"]),
             }
@@ -590,6 +590,13 @@ def _round(value: Any, digits: int = 4) -> float | None:
         return None
     v = float(value)
     return round(v, digits) if np.isfinite(v) else None
+
+
+def _round_p(value: Any) -> float | None:
+    """A p-value to 3 significant figures (small ones keep their magnitude)."""
+    if _is_missing(value) or not np.isfinite(float(value)):
+        return None
+    return float(f"{float(value):.3g}")
 
 
 def _protect_rows(t: pd.DataFrame, count: str, protect: Protect, blank: Sequence[str]):

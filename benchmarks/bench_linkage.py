@@ -1,0 +1,169 @@
+"""Benchmark of linkage (issue 4, section 8): accuracy of three methods and the 1-million run.
+
+Run: ``.venv/bin/python benchmarks/bench_linkage.py`` (about 5 minutes on 2 cores)
+     ``--quick``: the small cohort only, no 1-million run (about 1 minute).
+
+1. Accuracy on the default cohort (pairwise over every record that enters person linkage),
+   the same data for each method:
+   * exact NHS-number matching alone (valid NHS numbers; records without one stay alone);
+   * a plain Splink model: Splink's out-of-the-box comparisons (NameComparison,
+     DateOfBirthComparison, PostcodeComparison, ExactMatch), same blocking, EM training and
+     threshold, no deterministic pass;
+   * the Registry Lab model: deterministic pass + Splink with nicknames, day–month swaps,
+     partial postcodes, NHS-number typos, term-frequency adjustment (``linkage.run``).
+   Time is the whole build without the evaluation; peak memory is the worker process's maximum
+   resident set size.
+2. Scale: ``england --years 2019 2019`` (about 1 million notifications, 1.5 million feed
+   records), generated with ``registry_lib.synth``, linked and written by ``linkage.run``.
+
+Each measurement runs in its own process so memory is measured separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = {"f1": 0.995, "false_match_rate": 0.001, "seconds_1m": 180.0, "gb_1m": 8.0}
+
+
+def _key_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("REGISTRY_LAB_KEY", "be" * 32)  # the bench uses its own throwaway key
+    env["CI"] = "true"
+    return env
+
+
+def _worker(method: str, cohort: str, out: str | None) -> dict:
+    """Run one method in this process and return its figures."""
+    import numpy as np
+    import pandas as pd
+
+    from registry_lib import linkage
+    from registry_lib.linkage.build import _read, read_feeds
+    from registry_lib.linkage.evaluate import cluster_errors, metrics_from_counts, pair_counts
+    from registry_lib.linkage.validate import validate_feeds
+
+    t0 = time.perf_counter()
+    if method in ("ours", "plain"):
+        kw = {"plain": True, "deterministic": False} if method == "plain" else {}
+        report = linkage.run(cohort, evaluate=True, write=False, quiet=True, **kw)
+        t = report["_timings"]
+        seconds = sum(v for k, v in t.items() if k != "evaluate")
+        curve = {c["threshold"]: c for c in report["evaluation"]["threshold_curve"]}
+        return {"precision": report["precision"], "recall": report["recall"], "f1": report["f1"],
+                "false_match_rate": report["false_match_rate"], "persons_split": report["persons_split"],
+                "persons_merged": report["persons_merged"], "f1_at_0.5": curve[0.5]["f1"],
+                "seconds": seconds, "records": report["evaluation"]["records_evaluated"]}
+    if method == "exact_nhs":
+        feeds, _ = read_feeds(Path(cohort))
+        v = validate_feeds(feeds)
+        recs = v.records[(v.records["reason"] != "NO_IDENTIFIERS").fillna(True).to_numpy()]
+        nhs = recs["nhs_number"].astype(object)
+        codes, _ = pd.factorize(nhs)
+        single = np.flatnonzero(codes < 0)
+        codes[single] = codes.max() + 1 + np.arange(len(single))
+        seconds = time.perf_counter() - t0
+        rt = _read(Path(cohort) / "truth", "record_truth").astype({"feed": str, "record_id": str})
+        m = recs[["feed", "record_id"]].astype(str).merge(rt, on=["feed", "record_id"], how="left")
+        ok = m["patient_id"].notna().to_numpy()
+        true = m["patient_id"].to_numpy()[ok].astype(np.int64)
+        res = metrics_from_counts(*pair_counts(codes[ok], true))
+        res.update(cluster_errors(codes[ok], true))
+        return {**{k: res[k] for k in ("precision", "recall", "f1", "false_match_rate", "persons_split",
+                                       "persons_merged")},
+                "f1_at_0.5": None, "seconds": seconds, "records": int(ok.sum())}
+    if method == "scale":
+        import pyarrow.parquet as pq
+
+        report = linkage.run(cohort, evaluate=False, write=True, quiet=True, out_dir=out)
+        n_notes = pq.read_metadata(Path(cohort) / "feeds" / "notifications.parquet").num_rows
+        return {"seconds": time.perf_counter() - t0, "notifications": n_notes,
+                "records": sum(c["input"] for c in report["counts"].values()),
+                "patients": report["patients"], "tumours": report["tumours"],
+                "timings": report["_timings"], "reconciles": report["reconciles"]}
+    raise SystemExit(f"unknown method {method}")
+
+
+def _measure_with_memory(method: str, cohort: Path, out: Path | None = None) -> dict:
+    cmd = [sys.executable, __file__, "--worker", method, str(cohort)] + ([str(out)] if out else [])
+    with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
+        proc = subprocess.Popen(cmd, stdout=so, stderr=se, env=_key_env(), cwd=ROOT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        so.seek(0)
+        se.seek(0)
+        if proc.returncode:
+            raise SystemExit(f"worker {method} failed:\n{se.read()[-3000:]}")
+        result = json.loads(so.read().strip().splitlines()[-1])
+    result["peak_gb"] = usage.ru_maxrss / 1024 / 1024  # ru_maxrss is in KiB on Linux
+    return result
+
+
+def _cohort(name: str, years: tuple[int, int] | None, tmp: Path) -> Path:
+    """An existing synthetic/<name> with feeds and truth, else a fresh one in ``tmp``."""
+    existing = ROOT / "synthetic" / name
+    if years is None and (existing / "feeds").is_dir() and (existing / "truth" / "record_truth.parquet").exists():
+        return existing
+    from registry_lib import synth
+
+    print(f"generating {name}{' ' + str(years) if years else ''} ...", flush=True)
+    return Path(synth.run(ROOT / "params" / "cohort" / f"{name}.yaml", years=years, out=tmp / name))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small cohort, no 1-million run")
+    ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        method, cohort, *out = args.worker
+        print(json.dumps(_worker(method, cohort, out[0] if out else None), default=float))
+        return
+    os.environ.update(_key_env())
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
+    with tempfile.TemporaryDirectory(prefix="bench-linkage-") as d:
+        tmp = Path(d)
+        name = "small" if args.quick else "default"
+        cohort = _cohort(name, None, tmp)
+        rows = []
+        for method, label in (("exact_nhs", "Exact NHS number only"),
+                              ("plain", "Plain Splink (default comparisons)"),
+                              ("ours", "Registry Lab (deterministic + Splink)")):
+            r = _measure_with_memory(method, cohort)
+            rows.append((label, r))
+        n = rows[-1][1]["records"]
+        print(f"\n### Accuracy on the `{name}` cohort ({n:,} records in person linkage, threshold 0.9)\n")
+        print("| method | precision | recall | F1 | false match rate | F1 at p≥0.5 | persons split | persons merged | time (s) | peak memory (GB) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for label, r in rows:
+            f05 = "–" if r["f1_at_0.5"] is None else f"{r['f1_at_0.5']:.5f}"
+            print(f"| {label} | {r['precision']:.5f} | {r['recall']:.5f} | {r['f1']:.5f} | {r['false_match_rate']:.5f} "
+                  f"| {f05} | {r['persons_split']} | {r['persons_merged']} | {r['seconds']:.1f} | {r['peak_gb']:.2f} |")
+        ours = rows[-1][1]
+        print(f"| **target** (ours, default cohort) | | | ≥ {TARGETS['f1']} | ≤ {TARGETS['false_match_rate']} | | | | | |")
+        print(f"\nours: F1 {'meets' if ours['f1'] >= TARGETS['f1'] else 'MISSES'} the target; "
+              f"false match rate {'meets' if ours['false_match_rate'] <= TARGETS['false_match_rate'] else 'MISSES'} it.")
+        if args.quick:
+            return
+        big = _cohort("england", (2019, 2019), tmp)
+        r = _measure_with_memory("scale", big, tmp / "registry_out")
+        print("\n### Scale: england --years 2019 2019, linked and written by linkage.run\n")
+        print("| notifications | feed records | patients | tumours | time (s) | target (s) | peak memory (GB) | target (GB) |")
+        print("|---|---|---|---|---|---|---|---|")
+        print(f"| {r['notifications']:,} | {r['records']:,} | {r['patients']:,} | {r['tumours']:,} | {r['seconds']:.1f} "
+              f"| ≤ {TARGETS['seconds_1m']:.0f} | {r['peak_gb']:.2f} | ≤ {TARGETS['gb_1m']:.0f} |")
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in r["timings"].items())
+        print(f"\nsteps: {steps}; counts reconcile: {r['reconciles']}")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)")
+
+
+if __name__ == "__main__":
+    main()
