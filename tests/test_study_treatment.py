@@ -196,6 +196,8 @@ def test_recall_list_bard_rule():
     assert later["due_from"].dt.strftime("%Y-%m-%d").tolist() == ["2010-05-01", "2020-03-15"]
     keep7 = ts.recall_list(_direct_care(), "2024-06-30", exclude_with_second_cancer=False)
     assert keep7["patient_ref"].tolist() == ["r7", "r1", "r2"]  # r7 due from 25, in 2004
+    young = ts.recall_list(_direct_care(), "2024-06-30", until_age=40)
+    assert young["patient_ref"].tolist() == ["r2"]  # r1 is 44 on the reference date
     early = ts.recall_list(_direct_care(), "2015-01-01")
     assert early["patient_ref"].tolist() == ["r1", "r5"]  # r5 alive then; r2 due in 2018
 

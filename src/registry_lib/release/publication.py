@@ -66,13 +66,12 @@ from registry_lib.errors import RegistryLabError
 from registry_lib.release.aggregate import DIMENSIONS, aggregate_rates, default_years
 from registry_lib.release.disclosure import (
     UnsafeTableError,
-    protect_counts,
     round_counts,
     rounding_interval,
     suppression_intervals,
 )
 from registry_lib.release.policy import Disclosure, load_policy
-from registry_lib.release.publish import publish_table
+from registry_lib.release.publish import RATE_DECIMALS, protected_rates, publish_table
 from registry_lib.release.run import release_dir, release_info
 
 #: The policy whose release (and disclosure rules) the publication uses.
@@ -87,7 +86,6 @@ REQUIRED_GROUPINGS: tuple[tuple[str, ...], ...] = (
     ("region",), ("deprivation_quintile",),
 )
 #: Decimal places of published rates (ONS and NHS Digital publish rates per 100,000 to 1 d.p.).
-RATE_DECIMALS = 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,55 +210,6 @@ def table_name(by: Sequence[str], kind: str = "rates") -> str:
 # ---------------------------------------------------------------------------------------------
 # rates from protected counts
 # ---------------------------------------------------------------------------------------------
-def protected_rates(
-    rates: pd.DataFrame, settings: Disclosure, *, decimals: int = RATE_DECIMALS, level: float = 0.95
-) -> pd.DataFrame:
-    """Prepare a table of :func:`aggregate_rates` for ``publish_table(kind="rates")``.
-
-    The count stays exact (``publish_table`` protects it). The DSR is rounded to ``decimals``
-    and its Dobson limits are recomputed with the *protected* count as O:
-    ``DSR + sqrt(Var(DSR)/O') × (O'_L − O')`` (and likewise the upper limit), where ``Var(DSR)``
-    is recovered from the exact limits; rows whose count is suppressed get missing limits.
-    Zero-count rows keep Dobson's zero-event upper limit.
-
-    Example:
-        >>> r = pd.DataFrame({"count": [0, 5, 23], "population": [1e4, 1e4, 1e4],
-        ...                   "dsr": [0.0, 48.0, 231.0], "dsr_lower": [0.0, 15.6, 146.0],
-        ...                   "dsr_upper": [36.9, 112.0, 346.6]})
-        >>> s = publication_settings()
-        >>> protected_rates(r, s)[["count", "dsr", "dsr_lower", "dsr_upper"]]
-           count    dsr  dsr_lower  dsr_upper
-        0      0    0.0        0.0       36.9
-        1      5   48.0        NaN        NaN
-        2     23  231.0      146.0      345.7
-    """
-    from registry_lib.stats.rates import poisson_ci
-
-    need = {"count", "dsr", "dsr_lower", "dsr_upper"}
-    if not need <= set(rates.columns):
-        raise RegistryLabError(f"protected_rates: the table lacks {sorted(need - set(rates.columns))}")
-    out = rates.copy()
-    o = rates["count"].to_numpy(dtype=float)
-    dsr = rates["dsr"].to_numpy(dtype=float)
-    published = protect_counts(rates["count"], settings.threshold, settings.rounding)
-    o_p = pd.array(published, dtype="Float64").to_numpy(dtype=float, na_value=np.nan)
-    _, hi_exact = poisson_ci(o, level, "exact")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # Dobson: upper = dsr + sqrt(var/O) (O_U - O)  ->  var = O ((upper - dsr) / (O_U - O))^2
-        var = np.where(o > 0, o * ((rates["dsr_upper"].to_numpy(dtype=float) - dsr) / (hi_exact - o)) ** 2, 0.0)
-        lo_p, hi_p = poisson_ci(np.nan_to_num(o_p), level, "exact")
-        scale = np.sqrt(var / o_p)
-        lower = np.maximum(dsr + scale * (lo_p - o_p), 0.0)
-        upper = dsr + scale * (hi_p - o_p)
-    zero = o == 0
-    lower = np.where(zero, rates["dsr_lower"].to_numpy(dtype=float), np.where(o_p > 0, lower, np.nan))
-    upper = np.where(zero, rates["dsr_upper"].to_numpy(dtype=float), np.where(o_p > 0, upper, np.nan))
-    out["dsr"] = np.round(dsr, decimals)
-    out["dsr_lower"] = np.round(lower, decimals)
-    out["dsr_upper"] = np.round(upper, decimals)
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # the publication
 # ---------------------------------------------------------------------------------------------

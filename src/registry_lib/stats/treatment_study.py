@@ -436,6 +436,7 @@ def recall_list(
     second_site: str = "C50",
     years_after_rt: int = 8,
     from_age: int = 25,
+    until_age: int | None = 70,
     exclude_with_second_cancer: bool = True,
     key: str = "patient_ref",
 ) -> pd.DataFrame:
@@ -446,9 +447,11 @@ def recall_list(
     ``first_sites`` at a completed age within ``ages_at_treatment``
     (:func:`~registry_lib.stats.survival.late_effects_cohort`), alive on the reference date,
     due from the later of ``years_after_rt`` after the radiotherapy and their ``from_age``
-    birthday (:func:`~registry_lib.stats.survival.bard_recall`). Women who have had a breast
-    cancer (``second_site``) since the radiotherapy are under breast-cancer follow-up instead
-    and are left out when ``exclude_with_second_cancer``.
+    birthday (:func:`~registry_lib.stats.survival.bard_recall`), and not older than
+    ``until_age`` on the reference date (the NHS Breast Screening Programme screens very-high-risk
+    women until their 71st birthday; None = no upper age). Women who have had a breast cancer
+    (``second_site``) since the radiotherapy are under breast-cancer follow-up instead and are
+    left out when ``exclude_with_second_cancer``.
 
     Returns:
         The identifiable list (columns of :data:`RECALL_LIST`), sorted by ``due_from`` then
@@ -492,6 +495,8 @@ def recall_list(
         cohort = cohort[cohort["second_cancer"] == 0]
     due = bard_recall(cohort, reference_date, ages_at_rt=tuple(ages_at_treatment),
                       years_after_rt=years_after_rt, from_age=from_age)
+    if until_age is not None:
+        due = due[due["age_on_reference_date"] <= int(until_age)]
     due = due.rename(columns={"patient_id": key})
     ids = [c for c in ("nhs_number", "given_name", "family_name", "postcode") if c in pat.columns]
     out = due[[key, "rt_date", "age_at_rt", "due_from", "age_on_reference_date"]].merge(
