@@ -140,7 +140,7 @@ def main() -> None:
             r = _measure_with_memory(method, cohort)
             rows.append((label, r))
         n = rows[-1][1]["records"]
-        print(f"\n### Accuracy on the `{name}` cohort ({n:,} records in person linkage, threshold 0.9)\n")
+        print(f"\n### Accuracy on the `{name}` cohort ({n:,} records in person linkage, threshold 0.95)\n")
         print("| method | precision | recall | F1 | false match rate | F1 at p≥0.5 | persons split | persons merged | time (s) | peak memory (GB) |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for label, r in rows:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TEST_KEY, make_project_copy, registry_lab
+
 from registry_lib.io import sha256_tree
 from registry_lib.pipeline.manifest import TIMING_FIELDS
 

@@ -37,7 +37,8 @@ def scrub_notebook(nb: nbformat.NotebookNode, root: Path) -> nbformat.NotebookNo
     meta = nb.metadata.get("papermill", {})
     for key in ("start_time", "end_time", "duration", "input_path", "output_path", "environment_variables"):
         meta.pop(key, None)
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:03d}"  # papermill gives its injected-parameters cell a random id
         cell.metadata.pop("execution", None)
         pm = cell.metadata.get("papermill")
         if pm is not None:

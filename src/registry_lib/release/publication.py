@@ -11,10 +11,11 @@ two-way grouping a 2-D table of counts with margins. Everything is written throu
 - 2-D count tables get secondary suppression (cells and margins) on top;
 - rates from protected counts: crude rates are recomputed from the rounded count, DSRs are
   blanked where the count is suppressed, and (here) the Dobson limits of a DSR use the rounded
-  count as O, and DSRs are published to ``decimals`` places (1, as official statistics do).
+  count as O, and DSRs are published to one decimal place, as official statistics do.
   Limits built on the exact O would let anyone solve back to the exact count (the ratio of the
   two half-widths is a function of O alone), and a DSR printed with 12 significant digits
-  would let anyone solve for the age-specific counts (:func:`protected_rates`).
+  would let anyone solve for the age-specific counts
+  (:func:`registry_lib.release.publish.protected_rates`, applied by ``publish_table``).
 
 Rates tables are protected cell by cell, so they can show (rounded) a cell that a two-way
 count table hides by secondary suppression, and rounded values can be differenced: a row total
@@ -71,7 +72,7 @@ from registry_lib.release.disclosure import (
     suppression_intervals,
 )
 from registry_lib.release.policy import Disclosure, load_policy
-from registry_lib.release.publish import RATE_DECIMALS, protected_rates, publish_table
+from registry_lib.release.publish import publish_table
 from registry_lib.release.run import release_dir, release_info
 
 #: The policy whose release (and disclosure rules) the publication uses.
@@ -350,14 +351,13 @@ def publish_incidence(
     settings: Disclosure | None = None,
     sex_specific: dict[str, Sequence[str]] | None = None,
     policy: str = POLICY,
-    decimals: int = RATE_DECIMALS,
     per: float = 100_000,
 ) -> Publication:
     """Publish incidence counts and rates from an aggregates release into ``output_dir/tables``.
 
     For each grouping of :func:`publication_groupings` (``by`` plus the required ones):
     ``incidence_rates_by_<dims>`` (counts, population, crude rate and DSR with limits, through
-    :func:`protected_rates` and ``publish_table(kind="rates")``); for each two-way grouping also
+    ``publish_table(kind="rates")``, which recomputes DSR limits from protected counts); for each two-way grouping also
     ``incidence_counts_by_<a>_<b>`` (``a`` × ``b`` counts with margins and secondary
     suppression, ``publish_table(kind="counts")``), then the differencing audit of the module
     docstring.
@@ -372,7 +372,6 @@ def publish_incidence(
         sex_specific: ``{"female": [...], "male": [...]}`` sites of one sex only; tumours
             recorded with the other sex are left out of every table (:func:`invalid_sex_site`).
         policy: the aggregates release to read.
-        decimals: decimal places of published DSRs and their limits.
         per: rates per this many person-years.
 
     Returns:
@@ -399,9 +398,9 @@ def publish_incidence(
 
     def write_rates(group: tuple[str, ...], exact: pd.DataFrame, drop: np.ndarray | None = None) -> None:
         name = table_name(group, "rates")
-        table = protected_rates(exact, settings, decimals=decimals)
-        keep = np.ones(len(table), dtype=bool) if drop is None else ~drop
-        files[name] = publish_table(table[keep].reset_index(drop=True), output_dir, name,
+        # publish_table recomputes the DSR limits from the protected count and rounds them.
+        keep = np.ones(len(exact), dtype=bool) if drop is None else ~drop
+        files[name] = publish_table(exact[keep].reset_index(drop=True), output_dir, name,
                                     kind="rates", policy=settings, per=per)
         published, suppressed[name] = read_published(files[name])
         withheld[name] = int((~keep).sum())
