@@ -19,6 +19,7 @@ import yaml
 from registry_lib import synth
 from registry_lib.errors import RegistryLabError
 from registry_lib.stats import covid_study as cs
+from registry_lib.stats.sites import site_range
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = yaml.safe_load((ROOT / "params/studies/covid_impact.yaml").read_text())
@@ -52,11 +53,11 @@ def test_docstring_examples_run():
 
 
 def test_site_groups_expand_ranges_and_refuse_bad_or_overlapping_specs():
-    assert cs.expand_sites(" c18-C20 ") == ["C18", "C19", "C20"]
+    assert site_range(" c18-C20 ") == ["C18", "C19", "C20"]
     assert cs.site_group_codes(["C50", "C18-C19"]) == {"C50": ["C50"], "C18-C19": ["C18", "C19"]}
     for bad in ("C5", "C20-C18", "C18-D20", "breast", "C18-C19-C20"):
         with pytest.raises(RegistryLabError, match="site"):
-            cs.expand_sites(bad)
+            site_range(bad)
     with pytest.raises(RegistryLabError, match="C19 is in both"):
         cs.site_group_codes(["C18-C20", "C19"])
     labels = cs.label_site_groups(pd.Series(["C18", "c20 ", "C50", None, "C619"]), ["C18-C20", "C61"])
@@ -301,7 +302,7 @@ def test_null_covid_effect_reports_no_significant_deficit_in_90_percent_of_runs(
     not the study's per-site claim; 200 runs keep a 6% rate well clear of the 10% limit.
     """
     groups = [*STUDY["sites"], *NULL_EXTRA_SITES]
-    codes = sorted({c for s in groups for c in cs.expand_sites(s)})
+    codes = sorted({c for s in groups for c in site_range(s)})
     flags = []
     for seed in range(20):   # loop over seeds
         cfg = synth.load_config(ROOT / "params/cohort/small.yaml", seed=seed, years=(2015, 2020))

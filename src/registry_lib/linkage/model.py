@@ -411,7 +411,7 @@ class Scored:
 def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe_only",
           backend: str = "duckdb", plain: bool = False, min_probability: float = 0.01,
           rules: list[str] | None = None, keep_gammas: bool = False, seed: int = 1,
-          max_u_pairs: float = 1e6, em_max_pairs: int | None = None) -> Scored:
+          max_u_pairs: float = 1e6) -> Scored:
     """Train a Fellegi–Sunter model on prepared frame(s) and score the candidate pairs.
 
     Steps: prior match probability from near-deterministic rules; u probabilities by random

@@ -44,7 +44,8 @@ def scrub_notebook(nb: nbformat.NotebookNode, root: Path) -> nbformat.NotebookNo
         if pm is not None:
             for key in ("start_time", "end_time", "duration"):
                 pm.pop(key, None)
-        for out in cell.get("outputs", []):
+        cell["outputs"] = _merge_streams(cell.get("outputs", [])) if cell.cell_type == "code" else cell.get("outputs")
+        for out in cell.get("outputs") or []:
             if "text" in out:
                 out["text"] = scrub_text(out["text"], root_s)
             if out.get("output_type") == "error":
@@ -56,6 +57,19 @@ def scrub_notebook(nb: nbformat.NotebookNode, root: Path) -> nbformat.NotebookNo
                     value = data[mime]
                     data[mime] = scrub_text(value if isinstance(value, str) else "".join(value), root_s)
     return nb
+
+
+def _merge_streams(outputs: list) -> list:
+    """Join consecutive outputs of the same stream: how a print is split into messages depends
+    on timing, so unmerged streams differ between two runs."""
+    merged: list = []
+    for out in outputs:
+        if (merged and out.get("output_type") == "stream" and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] = merged[-1]["text"] + out["text"]
+        else:
+            merged.append(out)
+    return merged
 
 
 def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], root: Path) -> None:

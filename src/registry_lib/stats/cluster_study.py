@@ -48,7 +48,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +67,7 @@ from registry_lib.stats.cluster import (
 )
 from registry_lib.stats.rates import smoothed_sir, stratum_rates
 from registry_lib.stats.scan import ScanResult, kulldorff_scan
+from registry_lib.stats.sites import expand_sites
 
 #: Width of the population's age bands (years) and the lower bound of the open top band.
 AGE_BAND_WIDTH = 5
@@ -79,7 +79,6 @@ SOURCE_REGION = "source_region"
 #: Class edges of the smoothed-SIR map (symmetric on the log scale around 1, plus ≥ 2).
 SIR_CLASS_EDGES: tuple[float, ...] = (0.0, 1 / 1.5, 1 / 1.25, 1 / 1.1, 1.1, 1.25, 1.5, 2.0, np.inf)
 STRATA = ("age_band", "sex", "deprivation_quintile")
-_SITE = re.compile(r"^([A-Z])(\d\d)$")
 
 #: A disclosure-control function: counts in, protected counts out (missing = suppressed).
 Protect = Callable[[Sequence[float]], Sequence[Any]]
@@ -88,29 +87,6 @@ Protect = Callable[[Sequence[float]], Sequence[Any]]
 # --------------------------------------------------------------------------------------------
 # Parameters: sites, ages, sources, comparison region
 # --------------------------------------------------------------------------------------------
-
-
-def expand_sites(sites: str | Sequence[str]) -> list[str]:
-    """ICD-10 3-character codes from a list of codes and ranges (``"C18-C20"``).
-
-    Example:
-        >>> expand_sites(["C67", "C18-C20"])
-        ['C18', 'C19', 'C20', 'C67']
-    """
-    items = [sites] if isinstance(sites, str) else list(sites)
-    out: set[str] = set()
-    for item in items:
-        text = str(item).strip().upper()
-        lo, _, hi = text.partition("-")
-        a, b = _SITE.match(lo), _SITE.match(hi or lo)
-        if a is None or b is None or a.group(1) != b.group(1) or int(a.group(2)) > int(b.group(2)):
-            raise RegistryLabError(
-                f"sites: {item!r} is not an ICD-10 3-character code or range (e.g. C67, C18-C20)"
-            )
-        out.update(f"{a.group(1)}{k:02d}" for k in range(int(a.group(2)), int(b.group(2)) + 1))
-    if not out:
-        raise RegistryLabError("sites: give at least one ICD-10 code")
-    return sorted(out)
 
 
 def age_band(age) -> np.ndarray:

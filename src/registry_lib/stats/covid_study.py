@@ -3,7 +3,7 @@
 On top of :mod:`registry_lib.stats.timeseries` and :mod:`registry_lib.stats.care_changes`, the
 pieces a study of missing diagnoses needs, each usable by a second notebook:
 
-- :func:`expand_sites`, :func:`label_site_groups` — site groups written as ICD-10 codes or
+- :func:`~registry_lib.stats.sites.site_range`, :func:`label_site_groups` — site groups written as ICD-10 codes or
   ranges (``"C50"``, ``"C18-C20"``) and the label of each tumour's group;
 - :func:`study_tumours`, :func:`with_patient_id` — release tables joined for analysis (tumour
   plus the patient's sex, deprivation, region and death), keyed by ``patient_id``;
@@ -19,7 +19,7 @@ pieces a study of missing diagnoses needs, each usable by a second notebook:
 Window labels are ``"YYYY-MM..YYYY-MM"`` (both months included), as in ``effects.json``.
 
 Example:
-    >>> expand_sites("C18-C20")
+    >>> site_range("C18-C20")
     ['C18', 'C19', 'C20']
     >>> label_site_groups(pd.Series(["C19", "C50", "C61"]), ["C18-C20", "C50"]).tolist()
     ['C18-C20', 'C50', nan]
@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ import pandas as pd
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.stats.care_changes import assign_period
+from registry_lib.stats.sites import site_range
 from registry_lib.stats.timeseries import (
     CounterfactualResults,
     fit_counterfactual,
@@ -45,30 +45,12 @@ from registry_lib.stats.timeseries import (
 )
 
 SITE_GROUP = "site_group"
-_SITE = re.compile(r"^([A-Z])(\d{2})$")
 _PATIENT_FIELDS = ("sex", "deprivation_quintile", "region", "death_date", "death_cause_icd10")
 
 
 # --------------------------------------------------------------------------------------------
 # site groups
 # --------------------------------------------------------------------------------------------
-def expand_sites(spec: str) -> list[str]:
-    """The ICD-10 3-character codes of a site group: ``"C50"`` or a range ``"C18-C20"``.
-
-    Example:
-        >>> expand_sites("C50"), expand_sites("C18-C20")
-        (['C50'], ['C18', 'C19', 'C20'])
-    """
-    text = str(spec).strip().upper()
-    parts = [p.strip() for p in text.split("-")]
-    if len(parts) not in (1, 2) or not all(_SITE.match(p) for p in parts):
-        raise RegistryLabError(f"site {spec!r}: give an ICD-10 code (C50) or a range (C18-C20)")
-    first, last = (_SITE.match(p).groups() for p in (parts[0], parts[-1]))
-    if first[0] != last[0] or int(last[1]) < int(first[1]):
-        raise RegistryLabError(f"site {spec!r}: the range must run upwards within one letter")
-    return [f"{first[0]}{k:02d}" for k in range(int(first[1]), int(last[1]) + 1)]
-
-
 def site_group_codes(sites: Sequence[str]) -> dict[str, list[str]]:
     """``{label: [codes]}`` for a list of site groups; a code in two groups raises.
 
@@ -82,7 +64,7 @@ def site_group_codes(sites: Sequence[str]) -> dict[str, list[str]]:
     seen: dict[str, str] = {}
     for spec in sites:
         label = str(spec).strip().upper()
-        codes = expand_sites(label)
+        codes = site_range(label)
         for c in codes:
             if c in seen:
                 raise RegistryLabError(f"sites: {c} is in both {seen[c]!r} and {label!r}")
