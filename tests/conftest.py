@@ -46,3 +46,11 @@ def small_run(tmp_path_factory) -> Path:
     root = make_project_copy(tmp_path_factory.mktemp("reproduce_a"))
     registry_lab(root, "reproduce", "--cohort", "small", "--force")
     return root
+
+
+@pytest.fixture(scope="session")
+def small_run_b(tmp_path_factory) -> Path:
+    """A second, independent run from scratch (for the determinism check and nbval)."""
+    root = make_project_copy(tmp_path_factory.mktemp("reproduce_b"))
+    registry_lab(root, "reproduce", "--cohort", "small", "--force")
+    return root

@@ -42,6 +42,30 @@ def test_reproduce_writes_a_report_per_study_an_index_and_a_manifest(small_run):
     assert {"started", "finished"} <= set(manifest) and all(s["status"] == "ran" for s in manifest["steps"])
 
 
+# The key estimates each study issue names (checked on the small cohort's run).
+RESULT_KEYS = {
+    "cohort_overview": {"registrations_ratio_to_published", "site_ratio_to_published", "net_survival", "ndop_rate"},
+    "linkage_quality": {"precision", "recall", "f1", "false_match_rate", "missed_match_rate",
+                        "persons_split", "persons_merged", "counts_reconcile"},
+    "cluster_investigation": {"bands", "trend", "stone", "most_likely_cluster"},
+    "treatment_effects": {"hazard_ratios", "net_survival", "late_effect_sir", "recall_list_women"},
+    "covid_impact": {"sites", "stage_shift", "covid_death_on_sact", "breast_rt_5_fraction_share"},
+    "registry_statistics": {"national_totals"},
+}
+
+
+def test_results_json_holds_the_estimates_each_study_names(small_run):
+    for study, keys in RESULT_KEYS.items():
+        results = json.loads((small_run / "reports" / study / "results.json").read_text())
+        assert keys <= set(results), (study, keys - set(results))
+    linkage = json.loads((small_run / "reports/linkage_quality/results.json").read_text())
+    assert linkage["f1"] >= 0.99 and linkage["counts_reconcile"] is True
+    cluster = json.loads((small_run / "reports/cluster_investigation/results.json").read_text())
+    assert {"members", "relative_risk", "llr", "p_value"} <= set(cluster["most_likely_cluster"])
+    hrs = json.loads((small_run / "reports/treatment_effects/results.json").read_text())["hazard_ratios"]
+    assert len(hrs) >= 3
+
+
 def test_notebook_outputs_carry_no_absolute_paths(small_run):
     for study in STUDIES:
         text = (small_run / "reports" / study / f"{study}.ipynb").read_text()
@@ -55,21 +79,14 @@ def test_tables_written_under_reports_pass_disclosure_control(small_run):
     assert scan_reports_for_unsafe_counts(small_run / "reports") == []
 
 
-def test_second_reproduce_skips_every_unchanged_step(small_run):
-    registry_lab(small_run, "reproduce", "--cohort", "small")
-    manifest = json.loads((small_run / "reports" / "manifest.json").read_text())
-    assert {s["status"] for s in manifest["steps"]} == {"skipped"}
-
-
 def _strip_timing(manifest: dict) -> dict:
     out = {k: v for k, v in manifest.items() if k not in TIMING_FIELDS}
     out["steps"] = [{k: v for k, v in s.items() if k not in TIMING_FIELDS} for s in manifest["steps"]]
     return out
 
 
-def test_two_runs_from_scratch_are_byte_identical(small_run, tmp_path_factory):
-    other = make_project_copy(tmp_path_factory.mktemp("reproduce_b"))
-    registry_lab(other, "reproduce", "--cohort", "small", "--force")
+def test_two_runs_from_scratch_are_byte_identical(small_run, small_run_b):
+    other = small_run_b
     ignore = {"reports/manifest.json", "reports/run_times.js", "synthetic/small/releases/audit.jsonl"}
     for folder in ("synthetic/small", "reports"):
         a = {k: v for k, v in sha256_tree(small_run / folder).items() if f"{folder}/{k}" not in ignore}
@@ -82,7 +99,14 @@ def test_two_runs_from_scratch_are_byte_identical(small_run, tmp_path_factory):
     assert _strip_timing(ma) == _strip_timing(mb)
 
 
-def test_notebooks_pass_nbval_on_the_small_cohort(small_run):
+def test_second_reproduce_skips_every_unchanged_step(small_run):
+    registry_lab(small_run, "reproduce", "--cohort", "small")
+    manifest = json.loads((small_run / "reports" / "manifest.json").read_text())
+    assert {s["status"] for s in manifest["steps"]} == {"skipped"}
+
+
+def test_notebooks_pass_nbval_on_the_small_cohort(small_run_b):
+    small_run = small_run_b
     env = {**os.environ, "REGISTRY_LAB_ROOT": str(small_run), "REGISTRY_LAB_KEY": TEST_KEY, "CI": "true"}
     out = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
                           "-o", "addopts=", str(small_run / "notebooks")], cwd=small_run, env=env,
