@@ -183,7 +183,9 @@ def _april_ratio(c, truth_effects) -> tuple[int, float, float]:
 def test_covid_april_deficit(covid_cohorts):
     on, off = covid_cohorts
     cv = on.effects["covid"]
-    assert cv["sites"]["C61"]["april_2020_multiplier"] == 0.45
+    configured = on.config["effects"]["covid"]
+    april = configured["months"].index("2020-04")
+    assert cv["sites"]["C61"]["april_2020_multiplier"] == configured["diagnosis_multipliers"]["C61"][april]
     assert cv["sites"]["C61"]["cumulative_deficit"]["2020-03..2020-12"] > 0
     obs, exp_without, exp_with = _april_ratio(on, cv)
     assert 0.5 < exp_with / exp_without < 0.65

@@ -44,8 +44,9 @@ def scrub_notebook(nb: nbformat.NotebookNode, root: Path) -> nbformat.NotebookNo
         if pm is not None:
             for key in ("start_time", "end_time", "duration"):
                 pm.pop(key, None)
-        cell["outputs"] = _merge_streams(cell.get("outputs", [])) if cell.cell_type == "code" else cell.get("outputs")
-        for out in cell.get("outputs") or []:
+        if cell.cell_type == "code":
+            cell["outputs"] = _merge_streams(cell.get("outputs", []))
+        for out in cell.get("outputs", []):
             if "text" in out:
                 out["text"] = scrub_text(out["text"], root_s)
             if out.get("output_type") == "error":
