@@ -18,8 +18,8 @@ import yaml
 
 from registry_lib import synth
 from registry_lib.errors import RegistryLabError
-from registry_lib.stats import covid_study as cs
 from registry_lib.stats.sites import site_range
+from registry_lib.studies import covid_study as cs
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = yaml.safe_load((ROOT / "params/studies/covid_impact.yaml").read_text())

@@ -1,6 +1,6 @@
 """Study 03 (long-term effects of treatment, issue 7): library functions and truth recovery.
 
-Unit tests pin the study module (``registry_lib.stats.treatment_study``) exactly. The
+Unit tests pin the study module (``registry_lib.studies.treatment_study``) exactly. The
 truth-recovery tests (issue 7 §7) run the notebook's own analysis path — the parameters of
 ``params/studies/treatment_effects.yaml``, ``TargetTrial.from_params``, ``with_patient_columns``,
 ``handle_missing_covariates``, ``TreatmentEffectCox``; ``late_effects_cohort``,
@@ -24,13 +24,13 @@ import yaml
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import read_parquet, sha256_file, sha256_tree
-from registry_lib.stats import treatment_study as ts
 from registry_lib.stats.survival import (
     TargetTrial,
     TreatmentEffectCox,
     late_effects_cohort,
     second_cancer_sir,
 )
+from registry_lib.studies import treatment_study as ts
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params/studies/treatment_effects.yaml").read_text())
@@ -349,9 +349,12 @@ def test_adjusted_and_iptw_cis_cover_the_injected_hr(hr_replications, model):
     r = hr_replications[hr_replications["model"] == model]
     assert r["seed"].nunique() >= 20
     assert _covered(r).mean() >= 0.90
-    # centred on the truth: the mean log HR within 2 standard errors of its mean
-    log_hr = np.log(r["hr"])
-    assert abs(log_hr.mean() - np.log(r["true_hr"].iloc[0])) < 2 * log_hr.std() / np.sqrt(len(r))
+    # The adjusted model estimates the conditional HR the generator injects: centred on it (the
+    # mean log HR within 2 standard errors). IPTW estimates the marginal HR, which is further
+    # from 1 than the conditional one (non-collapsibility of the HR), so it is not held to this.
+    if model == "adjusted":
+        log_hr = np.log(r["hr"])
+        assert abs(log_hr.mean() - np.log(r["true_hr"].iloc[0])) < 2 * log_hr.std() / np.sqrt(len(r))
 
 
 @pytest.mark.slow

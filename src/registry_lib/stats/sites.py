@@ -23,9 +23,9 @@ def site_range(spec: str) -> list[str]:
     lo, _, hi = text.partition("-")
     a, b = _SITE.match(lo.strip()), _SITE.match((hi or lo).strip())
     if a is None or b is None or text.count("-") > 1:
-        raise RegistryLabError(f"site {spec!r}: give an ICD-10 3-character code (C50) or a range (C18-C20)")
+        raise RegistryLabError(f"sites: {spec!r} is not an ICD-10 3-character code (C50) or range (C18-C20)")
     if a.group(1) != b.group(1) or int(b.group(2)) < int(a.group(2)):
-        raise RegistryLabError(f"site {spec!r}: the range must run upwards within one letter")
+        raise RegistryLabError(f"sites: the range {spec!r} must run upwards within one letter")
     return [f"{a.group(1)}{k:02d}" for k in range(int(a.group(2)), int(b.group(2)) + 1)]
 
 
