@@ -171,4 +171,10 @@ def test_small_cohort_end_to_end(tmp_path_factory):
     assert weights["is_match"].notna().all() and weights["is_match"].any() and (~weights["is_match"]).any()
     # the notebook's threshold trade-off: recall falls and precision rises as the threshold rises
     curve = pd.DataFrame(report["evaluation"]["threshold_curve"])
-    assert curve["recall"].is_monotonic_decreasing and curve["precision"].is_monotonic_increasing
+    # Pairwise figures after clustering (transitive closure) need not be exactly monotone in the
+    # threshold: a higher threshold can split a cluster so that a few false pairs remain while
+    # true ones go. Recall must not rise and precision must rise overall, with no step back
+    # larger than a few pairs in ten thousand.
+    assert curve["recall"].is_monotonic_decreasing
+    assert curve["precision"].iloc[-1] > curve["precision"].iloc[0]
+    assert (curve["precision"].diff().dropna() > -1e-4).all()

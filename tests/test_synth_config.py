@@ -25,7 +25,7 @@ def test_shipped_configs_load(name):
     assert set(cfg["effects"]) == {"cluster", "treatment_effect", "late_effect", "covid"}
     assert cfg["effects"]["treatment_effect"]["hazard_ratio"] == 0.70
     assert cfg["effects"]["late_effect"]["relative_risk"] == 5.0
-    assert cfg["effects"]["covid"]["diagnosis_multipliers"]["C61"][1] == 0.45   # April 2020
+    assert cfg["effects"]["covid"]["diagnosis_multipliers"]["C61"][1] == 0.40   # April 2020
 
 
 def test_overrides_and_years_drop_the_historic_cohort():
