@@ -152,3 +152,15 @@ def test_a_failing_notebook_stops_the_run_and_keeps_the_partial_notebook(tmp_pat
     assert any(o.get("output_type") == "error" for c in kept.cells for o in c.get("outputs", []))
     manifest = json.loads((root / "reports" / "manifest.json").read_text())
     assert manifest["steps"][-1]["status"] == "failed"
+
+
+def test_a_fresh_clone_without_a_key_gets_one_made_and_is_told(tmp_path):
+    root = make_project_copy(tmp_path / "nokey")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_LAB_KEY")}
+    env.update({"REGISTRY_LAB_ROOT": str(root), "CI": "true"})
+    out = subprocess.run([sys.executable, "-c", "from registry_lib.pipeline.runner import ensure_project_key; "
+                          f"from pathlib import Path; ensure_project_key(Path({str(root)!r}))"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "created a new project key" in out.stderr
+    assert len((root / ".registry-lab" / "project.key").read_text().strip()) == 64

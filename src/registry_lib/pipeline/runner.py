@@ -150,7 +150,6 @@ class Pipeline:
         elif step.kind == "release":
             from registry_lib import release
 
-            ensure_project_key(self.root)
             release.run(self.cohort_path, step.option("policy"),
                         step.option("requester", "registry-lab reproduce"))
         else:
@@ -203,6 +202,7 @@ def reproduce(pipeline: str | Path | None = None, *, cohort: str | None = None, 
     spec = load_spec(pipeline, root)
     pipe = Pipeline(spec, root, cohort=cohort, force=force)
     pipe.cohort_config()  # a missing cohort is a user mistake: say so before doing anything
+    ensure_project_key(root)  # linkage (opt-out hashes) and releases (pseudonyms) need it
     started = _now()
     try:
         pipe.run()
@@ -226,6 +226,7 @@ def run_study(study: str, *, cohort: str | None = None, overrides: dict[str, Any
         raise ConfigError(f"{study!r} is a {step.kind} step, not a study")
     pipe = Pipeline(spec, root, cohort=cohort)
     pipe.cohort_config()
+    ensure_project_key(root)
     merged = dict(overrides or {})
     if params_file:
         extra = load_yaml(Path(params_file))

@@ -11,6 +11,8 @@ pieces a study of missing diagnoses needs, each usable by a second notebook:
   on the baseline: observed/expected in one month and cumulative missing diagnoses over one or
   more windows, with CIs (:class:`DeficitAnalysis`); :func:`grouped_deficits` does the same by
   another grouping (route, stage, region, deprivation quintile);
+- :meth:`DeficitAnalysis.family_verdict`, :func:`holm_adjust` — a study-level verdict over all
+  the groups that controls the family-wise error (Holm over the groups' one-sided p-values);
 - :func:`deficit_results` — those figures as a JSON-ready dict with observed counts protected
   (counts 1–7 suppressed, others rounded) and the estimates of a suppressed cell blanked;
 - :func:`true_deficits`, :func:`recovered_vs_true` — the injected multipliers and deficits of a
@@ -39,6 +41,7 @@ from registry_lib.stats.care_changes import assign_period
 from registry_lib.stats.sites import site_range
 from registry_lib.stats.timeseries import (
     CounterfactualResults,
+    _group_seed,
     fit_counterfactual,
     monthly_counts,
     to_month,
@@ -209,6 +212,9 @@ class DeficitAnalysis:
         missing: one row per group × window: ``window, observed, expected, missing,
             missing_lower, missing_upper, missing_pct, pct_lower, pct_upper``.
         dropped: groups left out (too few diagnoses to model), with the reason.
+        p_values: one row per group × quantity (``"O/E YYYY-MM"``, ``"missing <window>"``):
+            ``p_value``, the one-sided Monte Carlo p-value of a deficit (O/E below 1, missing
+            diagnoses above 0) from the same simulation draws as the CIs.
     """
 
     group: str
@@ -217,6 +223,7 @@ class DeficitAnalysis:
     ratio: pd.DataFrame
     missing: pd.DataFrame
     dropped: pd.DataFrame
+    p_values: pd.DataFrame | None = None
 
     @property
     def windows(self) -> list[str]:
@@ -251,6 +258,72 @@ class DeficitAnalysis:
         out = pd.concat([a, b], ignore_index=True)
         out["observed"] = out["observed"].astype(np.int64)
         return out
+
+    def family_verdict(self, alpha: float = 0.05, window: str | None = None) -> dict[str, Any]:
+        """A study-level verdict on deficits that controls the family-wise error over the groups.
+
+        Each group's p-value combines its two one-sided checks — the month's O/E below 1 and
+        the missing diagnoses of ``window`` (default: the first) above 0 — by Bonferroni
+        (``min(1, 2 × smaller p)``), the test behind the per-group rule of
+        :func:`significant_deficit` (either 97.5% bound excluding no change). The groups'
+        p-values are then Holm-adjusted (:func:`holm_adjust`): the chance that any group of a
+        study without a deficit is declared significant is at most ``alpha``. With one group
+        and ``alpha = 1 − level`` the verdict is the per-group rule.
+
+        Returns:
+            ``{"method", "alpha", "window", "groups": {group: {"p_month", "p_window",
+            "p_group", "p_adjusted", "significant_deficit"}}, "any_significant_deficit"}``
+            (p-values and flags only: no counts).
+        """
+        if not 0 < float(alpha) < 1:
+            raise RegistryLabError(f"alpha={alpha!r}: must be between 0 and 1")
+        if self.p_values is None:
+            raise RegistryLabError("family_verdict: this analysis holds no p-values")
+        w = window or self.windows[0]
+        if w not in self.windows:
+            raise RegistryLabError(f"window {window!r}: not analysed (windows: {self.windows})")
+        month = str(to_month(self.ratio["month"].iloc[0]))
+        p = self.p_values.pivot(index=self.group, columns="quantity", values="p_value")
+        groups = [g for g in self.ratio[self.group] if g in p.index]
+        p_month = p.loc[groups, f"O/E {month}"].to_numpy(dtype=float)
+        p_window = p.loc[groups, f"missing {w}"].to_numpy(dtype=float)
+        p_group = np.minimum(1.0, 2.0 * np.minimum(p_month, p_window))
+        p_adj = holm_adjust(p_group)
+        table = {
+            str(g): {"p_month": float(a), "p_window": float(b), "p_group": float(c),
+                     "p_adjusted": float(d), "significant_deficit": bool(d < alpha)}
+            for g, a, b, c, d in zip(groups, p_month, p_window, p_group, p_adj, strict=True)
+        }
+        return {
+            "method": (f"Holm over the {self.group} groups; a group's p-value is twice the "
+                       f"smaller one-sided p of O/E {month} < 1 and missing {w} > 0"),
+            "alpha": float(alpha),
+            "window": w,
+            "groups": table,
+            "any_significant_deficit": bool((p_adj < alpha).any()),
+        }
+
+
+def holm_adjust(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values (family-wise error control), in the input order.
+
+    The i-th smallest of ``k`` p-values is multiplied by ``k − i + 1`` (i from 1), running
+    maxima taken so the adjusted values keep the order of the raw ones, and capped at 1;
+    reject where the adjusted p-value is below ``alpha``.
+
+    Example:
+        >>> holm_adjust([0.01, 0.04, 0.03, 0.5]).round(4).tolist()
+        [0.04, 0.09, 0.09, 0.5]
+    """
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1 or not np.all((p >= 0) & (p <= 1)):
+        raise RegistryLabError(f"holm_adjust: p-values must be a list of numbers in [0, 1]: {p}")
+    k = p.size
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate(p[order] * (k - np.arange(k)))
+    out = np.empty(k)
+    out[order] = np.minimum(stepped, 1.0)
+    return out
 
 
 def significant_deficit(table: pd.DataFrame) -> pd.Series:
@@ -300,7 +373,48 @@ def _deficits(
         cm.insert(1, "window", label)
         parts.append(cm)
     missing = pd.concat(parts, ignore_index=True)
-    return DeficitAnalysis(group, counts, fit, ratio, missing, dropped)
+    p_values = _deficit_p_values(fit, group, month, windows, n_sims, seed)
+    return DeficitAnalysis(group, counts, fit, ratio, missing, dropped, p_values)
+
+
+def _deficit_p_values(
+    fit: CounterfactualResults,
+    group: str,
+    month: Any,
+    windows: Sequence[Sequence[Any]],
+    n_sims: int,
+    seed: int,
+) -> pd.DataFrame:
+    """One-sided Monte Carlo p-values of a deficit, from the draws behind the CIs.
+
+    Each group's draws are re-made with the generator :func:`fit_counterfactual` used (the
+    same seed and group key), so the p-values agree with the CIs: ``(1 + #draws showing no
+    deficit) / (1 + draws)``, no deficit being an O/E draw ≥ 1 in ``month`` or a simulated
+    counterfactual window total ≤ the observed one.
+    """
+    mo = to_month(month, "month")
+    bounds = [(window_label(w), to_month(w[0]), to_month(w[1])) for w in windows]
+    monthly = fit.monthly
+    rows = []
+    for key, model in fit.fits.items():   # loop over groups
+        mask = np.ones(len(monthly), dtype=bool)
+        for c, v in zip(fit.by, key, strict=True):
+            mask &= (monthly[c] == v).to_numpy()
+        sub = monthly.loc[mask]
+        months = pd.PeriodIndex(sub["month"], freq="M")
+        obs = sub["observed"].to_numpy(dtype=float)
+        sim = model.simulate(months, sub["days_in_month"].to_numpy(), obs, int(n_sims),
+                             _group_seed(seed, key))
+        at = months == mo
+        no_deficit = (sim.ratio_draws[:, at] >= 1).sum()
+        label = key[0] if len(key) == 1 else key
+        rows.append((label, f"O/E {mo}", (1.0 + no_deficit) / (1.0 + n_sims)))
+        for lab, a, b in bounds:
+            w = (months >= a) & (months <= b)
+            cf = sim.count_draws[:, w].sum(axis=1).astype(np.float32)
+            no_deficit = (cf <= np.float32(obs[w].sum())).sum()
+            rows.append((label, f"missing {lab}", (1.0 + no_deficit) / (1.0 + n_sims)))
+    return pd.DataFrame(rows, columns=[group, "quantity", "p_value"])
 
 
 def diagnosis_deficits(
