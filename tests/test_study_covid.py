@@ -25,7 +25,7 @@ from registry_lib.studies import covid_study as cs
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = yaml.safe_load((ROOT / "params/studies/covid_impact.yaml").read_text())
 #: seeds of the null-effect cohorts (issue 8 §7: >= 90% of them report no significant deficit)
-NULL_SEEDS = range(60)
+NULL_SEEDS = range(80)
 
 
 def study_deficits(tumours: pd.DataFrame, **overrides) -> cs.DeficitAnalysis:
@@ -112,7 +112,8 @@ def test_holm_adjustment_arithmetic():
     # sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1 = 0.04, 0.09, 0.08, 0.5; running max 0.09
     assert cs.holm_adjust([0.01, 0.04, 0.03, 0.5]).tolist() == pytest.approx([0.04, 0.09, 0.09, 0.5])
     assert cs.holm_adjust([0.3, 0.3]).tolist() == [0.6, 0.6]          # ties, capped below 1
-    assert cs.holm_adjust([0.6, 0.02]).tolist() == [1.0, 0.04]        # capped at 1
+    # sorted 0.02 x 3 = 0.06, 0.6 x 2 = 1.2, 0.7 x 1 = 0.7 (raised to 1.2 by the running max); cap 1
+    assert cs.holm_adjust([0.6, 0.7, 0.02]).tolist() == pytest.approx([1.0, 1.0, 0.06])
     assert cs.holm_adjust([0.02]).tolist() == [0.02]                  # one test: unchanged
     assert cs.holm_adjust([]).tolist() == []
     with pytest.raises(RegistryLabError, match="in \\[0, 1\\]"):
@@ -138,8 +139,8 @@ def test_family_verdict_combines_each_groups_checks_then_holm_adjusts_over_group
     g = v["groups"]
     # group p = min(1, 2 x smaller p): A 0.008, B 0.022, C 1.0, D 0.04
     assert [g[k]["p_group"] for k in "ABCD"] == pytest.approx([0.008, 0.022, 1.0, 0.04])
-    # Holm: 0.008 x 4, 0.022 x 3, 0.04 x 2, 1.0 x 1 -> 0.032, 0.066, 0.08, 1.0
-    assert [g[k]["p_adjusted"] for k in "ABCD"] == pytest.approx([0.032, 0.066, 0.08, 1.0])
+    # Holm, smallest first: A 0.008 x 4, B 0.022 x 3, D 0.04 x 2, C 1.0 x 1 -> 0.032, 0.066, 0.08, 1.0
+    assert [g[k]["p_adjusted"] for k in "ABCD"] == pytest.approx([0.032, 0.066, 1.0, 0.08])
     assert [g[k]["significant_deficit"] for k in "ABCD"] == [True, False, False, False]
     assert v["any_significant_deficit"] is True and v["window"] == "2020-03..2020-12"
     assert g["B"]["p_month"] == 0.2 and g["B"]["p_window"] == 0.011
@@ -360,8 +361,8 @@ def test_null_covid_effect_reports_no_significant_deficit_in_90_percent_of_seeds
     significant deficit" when the study-level verdict (:meth:`DeficitAnalysis.family_verdict`
     at alpha = 1 - level: Holm over the study's site groups) is significant — the study's
     claim, so the family-wise error over its four site groups is what is tested, per seed.
-    Controlled at 5%, so about 3 of 60 seeds by design; 60 seeds keep a 5% rate clear of the
-    10% limit (P(>= 7 of 60) is about 0.08 at 5%).
+    Controlled at 5%, so about 4 of 80 seeds by design; 80 seeds keep a 5% rate clear of the
+    10% limit (P(>= 9 of 80) is about 0.02 at a true 5%).
     """
     codes = sorted({c for s in STUDY["sites"] for c in site_range(s)})
     flagged, per_site = [], []

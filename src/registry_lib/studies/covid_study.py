@@ -297,7 +297,7 @@ class DeficitAnalysis:
         return {
             "method": (f"Holm over the {self.group} groups; a group's p-value is twice the "
                        f"smaller one-sided p of O/E {month} < 1 and missing {w} > 0"),
-            "alpha": float(alpha),
+            "alpha": round(float(alpha), 12),
             "window": w,
             "groups": table,
             "any_significant_deficit": bool((p_adj < alpha).any()),
