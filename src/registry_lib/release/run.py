@@ -170,7 +170,7 @@ def run(cohort_dir: Path, policy: str | Path, requester: str) -> Path:
             write_json(risk, tmp / "risk_report.json")
         write_json(_manifest(pol, built, inputs, tmp), tmp / "release.json")
     files = sha256_tree(final)
-    _append_audit(cohort_dir / "releases" / AUDIT_LOG, {
+    append_audit(cohort_dir / "releases" / AUDIT_LOG, {
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cohort": cohort_dir.name,
         "policy": pol.name,
@@ -211,7 +211,7 @@ def _manifest(pol: Policy, built: ReleaseTables, inputs: dict[str, str], folder:
     }
 
 
-def _append_audit(path: Path, entry: dict[str, Any]) -> None:
+def append_audit(path: Path, entry: dict[str, Any]) -> None:
     """Append one line to the audit log (opened for appending only; never rewritten)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(entry, sort_keys=True, default=str) + "\n"

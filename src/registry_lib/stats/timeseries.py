@@ -670,7 +670,14 @@ def _simulate_sarimax(
 # --------------------------------------------------------------------------------------------
 # many series
 # --------------------------------------------------------------------------------------------
-def _group_seed(seed: int, key: tuple) -> np.random.Generator:
+def group_seed(seed: int, key: tuple) -> np.random.Generator:
+    """The random generator of one group's simulation: the same for a group whatever else is
+    fitted alongside it (so a study can re-draw exactly the draws behind a group's intervals).
+
+    Example:
+        >>> float(group_seed(1, ("C50",)).random()) == float(group_seed(1, ("C50",)).random())
+        True
+    """
     tag = zlib.crc32(repr(tuple(_py(k) for k in key)).encode("utf-8"))
     return np.random.default_rng(np.random.SeedSequence([int(seed), tag]))
 
@@ -872,7 +879,7 @@ def fit_counterfactual(
             raise RegistryLabError(f"{what}: {exc}") from exc
         use = months >= first
         m, d, o = months[use], days[use], y[use]
-        sim = fit.simulate(m, d, o, int(n_sims), _group_seed(seed, key))
+        sim = fit.simulate(m, d, o, int(n_sims), group_seed(seed, key))
         e_lo, e_hi = np.quantile(sim.mean_draws, q, axis=0)
         p_lo, p_hi = np.quantile(sim.count_draws, q, axis=0)
         r_lo, r_hi = np.quantile(sim.ratio_draws, q, axis=0)

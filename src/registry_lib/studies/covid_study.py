@@ -41,8 +41,8 @@ from registry_lib.stats.care_changes import assign_period
 from registry_lib.stats.sites import site_range
 from registry_lib.stats.timeseries import (
     CounterfactualResults,
-    _group_seed,
     fit_counterfactual,
+    group_seed,
     monthly_counts,
     to_month,
 )
@@ -404,7 +404,7 @@ def _deficit_p_values(
         months = pd.PeriodIndex(sub["month"], freq="M")
         obs = sub["observed"].to_numpy(dtype=float)
         sim = model.simulate(months, sub["days_in_month"].to_numpy(), obs, int(n_sims),
-                             _group_seed(seed, key))
+                             group_seed(seed, key))
         at = months == mo
         no_deficit = (sim.ratio_draws[:, at] >= 1).sum()
         label = key[0] if len(key) == 1 else key

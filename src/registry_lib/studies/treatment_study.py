@@ -534,7 +534,7 @@ def write_recall_list(
     """
     from registry_lib.io import sha256_file, write_parquet
     from registry_lib.release import release_dir, release_info
-    from registry_lib.release.run import AUDIT_LOG, _append_audit
+    from registry_lib.release.run import AUDIT_LOG, append_audit
 
     if not str(requester or "").strip():
         raise RegistryLabError("recall list: say who asked for it (requester)")
@@ -547,7 +547,7 @@ def write_recall_list(
     path = folder / DERIVED_FOLDER / RECALL_FILE
     path.parent.mkdir(exist_ok=True)
     write_parquet(recall[RECALL_LIST.column_names], path, RECALL_LIST)
-    _append_audit(folder.parent / AUDIT_LOG, {
+    append_audit(folder.parent / AUDIT_LOG, {
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cohort": folder.parent.parent.name,
         "policy": policy,
