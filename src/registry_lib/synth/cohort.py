@@ -198,15 +198,8 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
     plan1 = plan_treatments(frame1, params, eff, rng["treatment"])
     a_tab, b_tab = excess_curves(sites, params)
     te = eff["treatment_effect"]
-    st1 = tum1["stage"].to_numpy().astype(int) - 1
-    h5_1 = a_tab[dx.site, st1] * (1 - np.exp(-5 * b_tab[dx.site, st1]))
-    k1, norm = _excess_multiplier(frame1, dx.site, plan1, params, None, h5_1)
-    e1 = rng["outcomes"].exponential(1.0, n_first)
-    hr1 = np.where(plan1.target_treated, te["hazard_ratio"] if te else 1.0, 1.0)
-    start1 = np.where(plan1.target_treated, plan1.target_start / YEAR_DAYS, np.inf)
-    c1_years = cancer_death_years(a_tab[dx.site, st1], b_tab[dx.site, st1], k1, e1, hr1, start1)
-    dco1 = tum1["route_to_diagnosis"].to_numpy() == ROUTE_DCO
-    c1 = np.where(dco1, d0.astype(float), d0 + c1_years * YEAR_DAYS)
+    c1, c1_years, norm, dco1 = _cancer_death_days(tum1, frame1, dx.site, d0, plan1, a_tab, b_tab, te, params, None,
+                                        rng["outcomes"])
     mu = mortality_hazard(np.array(lt_years), params)
     all_cause = te is not None and te["applies_to"] == "all_cause"
     split = np.where(plan1.target_treated & all_cause, d0 + plan1.target_start, np.inf)
@@ -246,15 +239,8 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
     frame2 = tum2.assign(age=age2, sex=dx.sex[p2], performance_status=ps[p2], comorbidity_score=cm[p2],
                          deprivation_quintile=quint[dx.area[p2]], diagnosis_date=date2)
     plan2 = plan_treatments(frame2, params, eff, rng["treatment2"])
-    st2 = tum2["stage"].to_numpy().astype(int) - 1
-    h5_2 = a_tab[sub.site, st2] * (1 - np.exp(-5 * b_tab[sub.site, st2]))
-    k2, _ = _excess_multiplier(frame2, sub.site, plan2, params, norm, h5_2)
-    e2 = rng["outcomes2"].exponential(1.0, n2)
-    hr2 = np.where(plan2.target_treated, te["hazard_ratio"] if te else 1.0, 1.0)
-    start2 = np.where(plan2.target_treated, plan2.target_start / YEAR_DAYS, np.inf)
-    c2_years = cancer_death_years(a_tab[sub.site, st2], b_tab[sub.site, st2], k2, e2, hr2, start2)
-    dco2 = tum2["route_to_diagnosis"].to_numpy() == ROUTE_DCO
-    c2 = np.where(dco2, d2.astype(float), d2 + c2_years * YEAR_DAYS)
+    c2, _, _, _ = _cancer_death_days(tum2, frame2, sub.site, d2, plan2, a_tab, b_tab, te, params, norm,
+                                     rng["outcomes2"])
     c2_pat = np.full(n_first, np.inf)
     np.minimum.at(c2_pat, p2, c2)
     death2 = np.minimum(death1, c2_pat)
@@ -368,6 +354,25 @@ def _cluster_cases(cluster: dict[str, Any], areas: pd.DataFrame, sources: pd.Dat
     info["base_expected"] = base_expected
     info["extra_expected"] = extra_expected
     return Diagnoses.concat(parts), info
+
+
+def _cancer_death_days(tumours, frame, site, diagnosis_day, plan, a_tab, b_tab, effect, params, norm, rng):
+    """Day of cancer death of each tumour (diagnosis day for death-certificate-only ones).
+
+    The excess hazard comes from the site × stage curves, scaled by the patient's multiplier
+    (``norm`` from the first primaries, or None to compute it), and lowered by the injected
+    treatment effect from the treatment's start. Returns (days, years from diagnosis, norm, death-certificate-only).
+    """
+    stage = tumours["stage"].to_numpy().astype(int) - 1
+    h5 = a_tab[site, stage] * (1 - np.exp(-5 * b_tab[site, stage]))
+    k, norm = _excess_multiplier(frame, site, plan, params, norm, h5)
+    e = rng.exponential(1.0, len(stage))
+    hr = np.where(plan.target_treated, effect["hazard_ratio"] if effect else 1.0, 1.0)
+    start = np.where(plan.target_treated, plan.target_start / YEAR_DAYS, np.inf)
+    years = cancer_death_years(a_tab[site, stage], b_tab[site, stage], k, e, hr, start)
+    dco = tumours["route_to_diagnosis"].to_numpy() == ROUTE_DCO
+    days = np.where(dco, diagnosis_day.astype(float), diagnosis_day + years * YEAR_DAYS)
+    return days, years, norm, dco
 
 
 def _excess_multiplier(frame: pd.DataFrame, site_idx: np.ndarray, plan: TreatmentPlan, params: dict[str, Any],
