@@ -115,6 +115,20 @@ def poisson_ci(
     raise RegistryLabError(f"method={method!r}: Poisson CI method must be one of {_METHODS}")
 
 
+def _observed_expected(observed, expected) -> tuple[np.ndarray, np.ndarray]:
+    """Observed counts and expected counts as matching 1-D arrays; expected must be > 0."""
+    o = np.atleast_1d(_as_counts(observed))
+    e = np.atleast_1d(np.asarray(expected, dtype=float))
+    if o.shape != e.shape:
+        raise RegistryLabError(
+            f"observed has {o.size} values but expected has {e.size}: they must match"
+        )
+    if e.size and (not np.all(np.isfinite(e)) or np.any(e <= 0)):
+        bad = int(np.flatnonzero(~np.isfinite(e) | (e <= 0))[0])
+        raise RegistryLabError(f"expected[{bad}]={e[bad]!r}: expected counts must be > 0")
+    return o, e
+
+
 def sir(observed, expected, level: float = 0.95, method: str = "auto") -> pd.DataFrame:
     """Standardised incidence ratios O/E with confidence limits.
 
@@ -139,15 +153,7 @@ def sir(observed, expected, level: float = 0.95, method: str = "auto") -> pd.Dat
     """
     level = _check_level(level)
     index = observed.index if isinstance(observed, pd.Series) else None
-    o = np.atleast_1d(_as_counts(observed))
-    e = np.atleast_1d(np.asarray(expected, dtype=float))
-    if o.shape != e.shape:
-        raise RegistryLabError(
-            f"observed has {o.size} values but expected has {e.size}: they must match"
-        )
-    if e.size and (not np.all(np.isfinite(e)) or np.any(e <= 0)):
-        bad = int(np.flatnonzero(~np.isfinite(e) | (e <= 0))[0])
-        raise RegistryLabError(f"expected[{bad}]={e[bad]!r}: expected counts must be > 0")
+    o, e = _observed_expected(observed, expected)
     if method == "auto":
         use_exact = o < EXACT_BELOW
     elif method in _METHODS:
@@ -184,15 +190,8 @@ def smoothed_sir(observed, expected) -> np.ndarray:
         >>> smoothed_sir([0, 2, 10, 30], [2.0, 2.0, 10.0, 10.0]).round(3)
         array([0.865, 1.371, 1.123, 2.796])
     """
-    o = np.atleast_1d(_as_counts(observed)).astype(float)
-    e = np.atleast_1d(np.asarray(expected, dtype=float))
-    if o.shape != e.shape:
-        raise RegistryLabError(
-            f"observed has {o.size} values but expected has {e.size}: they must match"
-        )
-    if e.size and (not np.all(np.isfinite(e)) or np.any(e <= 0)):
-        bad = int(np.flatnonzero(~np.isfinite(e) | (e <= 0))[0])
-        raise RegistryLabError(f"expected[{bad}]={e[bad]!r}: expected counts must be > 0")
+    o, e = _observed_expected(observed, expected)
+    o = o.astype(float)
     r = o / e
     m = o.sum() / e.sum()
     s2 = np.sum(e * (r - m) ** 2) / e.sum()
