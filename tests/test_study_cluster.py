@@ -1,4 +1,4 @@
-"""Study 02, the point-source cluster investigation (issue 6 §7): registry_lib.studies.cluster_study.
+"""Study 02, the point-source cluster investigation (issue 6 §7): registry_lib.studies.cluster_investigation.
 
 - unit tests of the study path (case selection, person-years, sources, comparison region,
   indirect standardisation, protected results, the conclusion);
@@ -30,7 +30,7 @@ from registry_lib.config import load_yaml
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import write_json
 from registry_lib.release import protect_counts, scan_reports_for_unsafe_counts
-from registry_lib.studies import cluster_study as cs
+from registry_lib.studies import cluster_investigation as cs
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_yaml(ROOT / "params" / "studies" / "cluster_investigation.yaml")

@@ -1,4 +1,4 @@
-"""Study 04 (COVID-19 impact): the covid_study building blocks and the truth-recovery checks.
+"""Study 04 (COVID-19 impact): the covid_impact building blocks and the truth-recovery checks.
 
 Issue 8 §7: on the ``default`` cohort the injected April 2020 multiplier and the true
 cumulative deficit of every study site group lie inside the estimated CIs; with the COVID-19
@@ -20,7 +20,7 @@ import yaml
 from registry_lib import synth
 from registry_lib.errors import RegistryLabError
 from registry_lib.stats.sites import site_range
-from registry_lib.studies import covid_study as cs
+from registry_lib.studies import covid_impact as cs
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = yaml.safe_load((ROOT / "params/studies/covid_impact.yaml").read_text())

@@ -1,4 +1,4 @@
-"""Study 01 (linkage quality): the summaries of ``registry_lib.linkage_report`` and the notebook.
+"""Study 01 (linkage quality): the summaries of ``registry_lib.studies.linkage_quality`` and the notebook.
 
 Unit tests with exact expectations, property tests of the threshold trade-off, a cross-check
 against ``registry_lib.linkage.evaluate``, and a toy registry built by ``linkage.run`` on which
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registry_lib import linkage_report as lr
 from registry_lib.errors import RegistryLabError
+from registry_lib.studies import linkage_quality as lr
 
 ROOT = Path(__file__).resolve().parents[1]
 

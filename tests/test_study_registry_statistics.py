@@ -1,7 +1,7 @@
 """Study 05 (registry statistics): the incidence publication and its disclosure control.
 
 The notebook is thin; these tests drive the library path it uses
-(``registry_lib.release.publication``) on a hand-built release, and check truth recovery (the
+(``registry_lib.studies.registry_statistics``) on a hand-built release, and check truth recovery (the
 deprivation gradient of lung cancer) on a generated small cohort read through a release.
 """
 
@@ -32,7 +32,10 @@ from registry_lib.release.disclosure import (
     suppression_intervals,
 )
 from registry_lib.release.example import write_example_cohort
-from registry_lib.release.publication import (
+from registry_lib.release.publish import protected_rates
+from registry_lib.reporting import write_results
+from registry_lib.stats.rates import direct_standardised_rate, poisson_ci
+from registry_lib.studies.registry_statistics import (
     REQUIRED_GROUPINGS,
     differencing_intervals,
     dsr_ratio,
@@ -50,9 +53,6 @@ from registry_lib.release.publication import (
     reconcile_total,
     table_name,
 )
-from registry_lib.release.publish import protected_rates
-from registry_lib.reporting import write_results
-from registry_lib.stats.rates import direct_standardised_rate, poisson_ci
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
@@ -377,7 +377,7 @@ def test_highest_dsr_and_ratio():
 def test_chart_draws_no_bar_for_a_suppressed_cell():
     import matplotlib.pyplot as plt
 
-    from registry_lib.release.publication_charts import dsr_bars
+    from registry_lib.studies.registry_statistics_charts import dsr_bars
 
     t = pd.DataFrame({"site_icd10": ["C18", "C18", "C50", "C50"], "sex": [1, 2, 1, 2],
                       "dsr": [60.0, 45.0, np.nan, 150.0], "dsr_lower": [55.0, 41.0, np.nan, 140.0],

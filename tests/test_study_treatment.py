@@ -1,6 +1,6 @@
 """Study 03 (long-term effects of treatment, issue 7): library functions and truth recovery.
 
-Unit tests pin the study module (``registry_lib.studies.treatment_study``) exactly. The
+Unit tests pin the study module (``registry_lib.studies.treatment_effects``) exactly. The
 truth-recovery tests (issue 7 §7) run the notebook's own analysis path — the parameters of
 ``params/studies/treatment_effects.yaml``, ``TargetTrial.from_params``, ``with_patient_columns``,
 ``handle_missing_covariates``, ``TreatmentEffectCox``; ``late_effects_cohort``,
@@ -30,7 +30,7 @@ from registry_lib.stats.survival import (
     late_effects_cohort,
     second_cancer_sir,
 )
-from registry_lib.studies import treatment_study as ts
+from registry_lib.studies import treatment_effects as ts
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params/studies/treatment_effects.yaml").read_text())

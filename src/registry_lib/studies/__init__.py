@@ -3,7 +3,14 @@
 Unlike :mod:`registry_lib.stats` (pure methods, importing no stage), these modules may use
 the release stage (disclosure control, the audit log) because a study publishes through it.
 
-- :mod:`registry_lib.studies.cluster_study` — point-source cluster investigation (notebook 02)
-- :mod:`registry_lib.studies.treatment_study` — long-term effects of treatment (notebook 03)
-- :mod:`registry_lib.studies.covid_study` — COVID-19 impact (notebook 04)
+One module per study notebook, named exactly as the notebook and its
+``params/studies/<study>.yaml``:
+
+- :mod:`registry_lib.studies.cohort_overview` — does synthetic England look like England? (notebook 00)
+- :mod:`registry_lib.studies.linkage_quality` — how well did linkage do? (notebook 01)
+- :mod:`registry_lib.studies.cluster_investigation` — point-source cluster investigation (notebook 02)
+- :mod:`registry_lib.studies.treatment_effects` — long-term effects of treatment (notebook 03)
+- :mod:`registry_lib.studies.covid_impact` — COVID-19 impact (notebook 04)
+- :mod:`registry_lib.studies.registry_statistics` — official-statistics-style incidence (notebook 05),
+  with its charts in :mod:`registry_lib.studies.registry_statistics_charts`
 """

@@ -1,7 +1,7 @@
 """Bar charts of published age-standardised rates, drawn only from published (protected) values.
 
 :func:`dsr_bars` draws one bar per row of a published rates table (``publish_table(kind="rates")``
-read back with :func:`~registry_lib.release.publication.read_published`): the DSR with its
+read back with :func:`~registry_lib.studies.registry_statistics.read_published`): the DSR with its
 confidence interval as an error bar. A row whose count is suppressed has no DSR, so it gets no
 bar, only the mark ``[c]`` (confidential, as ONS marks suppressed cells).
 
