@@ -66,8 +66,12 @@ def test_lab_serves_the_project_kernel_and_runs_overview_code(lab_server):
     try:
         client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel['id']}.json"))
         client.load_connection_file()
-        client.start_channels()
+        # No heartbeat channel: a kernel that is slow to answer its first heartbeat on a loaded
+        # machine would be declared dead; the server's kernel API says whether it is alive.
+        client.start_channels(hb=False)
         client.wait_for_ready(timeout=60)
+        state = requests.get(f"{base}/api/kernels/{kernel['id']}", headers=headers, timeout=10).json()
+        assert state["execution_state"] != "dead", state
         nb = json.loads((ROOT / "notebooks" / "00_cohort_overview.ipynb").read_text())
         first_code = next(c for c in nb["cells"] if c["cell_type"] == "code")
         outputs = []
