@@ -31,15 +31,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # What each kind of pipeline step writes, under synthetic/<cohort>/ or reports/.
 STEP_OUTPUTS = {
-    "synth": "synthetic/{cohort}/feeds/ (raw feeds as hospitals send them), "
-             "synthetic/{cohort}/reference/ (areas, populations, life tables, point sources), "
-             "synthetic/{cohort}/truth/ (true patients, tumours, treatments, injected effects)",
-    "link": "synthetic/{cohort}/registry/ (patient, tumour, treatment, quarantine, clerical "
-            "review, link_report.json)",
-    "release": "synthetic/{cohort}/releases/{policy}/ (the tables the policy allows) and the "
-               "audit log synthetic/{cohort}/releases/audit.jsonl",
-    "notebook": "reports/{name}/ ({name}.html, {name}.ipynb, results.json, tables/*.csv, "
-                "figures/*.png)",
+    "synth": "`synthetic/{cohort}/feeds/` (raw feeds as hospitals send them), "
+             "`synthetic/{cohort}/reference/` (areas, populations, life tables, point sources), "
+             "`synthetic/{cohort}/truth/` (true patients, tumours, treatments, injected effects)",
+    "link": "`synthetic/{cohort}/registry/` (patient, tumour, treatment, quarantine, clerical "
+            "review, `link_report.json`)",
+    "release": "`synthetic/{cohort}/releases/{policy}/` (the tables the policy allows) and the "
+               "audit log `synthetic/{cohort}/releases/audit.jsonl`",
+    "notebook": "`reports/{name}/` (`{name}.html`, `{name}.ipynb`, `results.json`, "
+                "`tables/*.csv`, `figures/*.png`)",
 }
 
 STYLE = """
@@ -54,10 +54,10 @@ nav { margin-bottom: 1.5rem; }
 
 
 def _markdown(text: str) -> str:
-    """Markdown to HTML with pdoc's bundled converter (no network, no extra dependency)."""
-    from pdoc import markdown2
+    """Markdown to HTML with markdown2 (the converter pdoc itself uses; no network)."""
+    import markdown2
 
-    return markdown2.markdown(text, extras=["tables", "fenced-code-blocks", "cuddled-lists"])
+    return str(markdown2.markdown(text, extras=["tables", "fenced-code-blocks", "cuddled-lists"]))
 
 
 def _page(title: str, body_html: str, depth: int = 0) -> str:
@@ -101,8 +101,8 @@ def journey_markdown(root: Path = ROOT) -> str:
                                                    name=step["name"])
         if kind == "notebook":
             writes = f"`{step['notebook']}` with `{step['params']}` → " + writes
-        needs = ", ".join(step.get("needs", [])) or "—"
-        lines.append(f"| {step['name']} | {kind} | {needs} | {_cell(writes)} |")
+        needs = ", ".join(f"`{n}`" for n in step.get("needs", [])) or "—"
+        lines.append(f"| `{step['name']}` | {kind} | {needs} | {_cell(writes)} |")
     lines += ["", "Studies never read `feeds/` or `truth/`: they read a release, as a real analyst "
               "would; truth is read only by validation code (tests, benchmarks and the clearly "
               "marked truth-check cells)."]
@@ -218,7 +218,7 @@ def build(out: Path, *, api: bool = True) -> list[Path]:
     items = []
     for study, notebook, params_file in studies():
         write(f"studies/{study}.html", study, study_markdown(study, notebook, params_file))
-        items.append(f"- [{study}](studies/{study}.html) — `{notebook.relative_to(ROOT)}`")
+        items.append(f"- [`{study}`](studies/{study}.html) — `{notebook.relative_to(ROOT)}`")
     index = "\n".join([
         "# Registry Lab", "",
         "A reproducible research environment for population cancer-registry studies on "
@@ -230,14 +230,37 @@ def build(out: Path, *, api: bool = True) -> list[Path]:
         "## Studies", "", *items, ""])
     write("index.html", "Registry Lab", index)
     if api:
-        import pdoc
-        import pdoc.render
-
-        pdoc.render.configure(docformat="google", show_source=False,
-                              footer_text="Registry Lab API reference")
-        pdoc.pdoc("registry_lib", output_directory=out / "api")
-        pages.append(out / "api" / "registry_lib.html")
+        pages += build_api(out / "api")
     return pages
+
+
+def api_modules() -> list[str]:
+    """Every module of ``registry_lib`` (packages with ``__all__`` would hide their submodules)."""
+    import pkgutil
+
+    import registry_lib
+
+    return ["registry_lib", *sorted(m.name for m in pkgutil.walk_packages(registry_lib.__path__,
+                                                                         "registry_lib."))]
+
+
+def build_api(out: Path) -> list[Path]:
+    """The API reference of every module, by pdoc (Google-style docstrings)."""
+    import warnings
+
+    import pdoc
+    import pdoc.render
+
+    modules = api_modules()
+    pdoc.render.configure(docformat="google", show_source=False,
+                          footer_text="Registry Lab API reference")
+    with warnings.catch_warnings():
+        # Lazily exported names (module __getattr__) are documented in their own modules.
+        warnings.filterwarnings("ignore", message=".*does not resolve.*")
+        # Each package's submodules are listed as well as walked: one page each all the same.
+        warnings.filterwarnings("ignore", message=".*has already been added.*")
+        pdoc.pdoc(*modules, output_directory=out)
+    return [out / (m.replace(".", "/") + ".html") for m in modules]
 
 
 def main(argv: list[str] | None = None) -> int:

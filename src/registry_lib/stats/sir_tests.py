@@ -13,7 +13,7 @@ References:
 
 Example:
     >>> res = homogeneity_test([10, 10, 10], [10.0, 10.0, 10.0])
-    >>> res.statistic, res.dof
+    >>> float(res.statistic), res.df
     (0.0, 2)
 """
 
