@@ -250,6 +250,12 @@ class BandResult:
             expected, sir, lower, upper, method``.
         homogeneity: :class:`ChiSquareResult` (J−1 df).
         trend: :class:`ChiSquareResult` (1 df; ``estimate`` = SIR ratio per band step).
+
+    Example:
+        >>> res = band_sir_from_areas(pd.Series([4, 2, 6]), pd.Series([1.0, 2.0, 6.0]),
+        ...                           pd.Series([1.0, 3.0, 12.0]))
+        >>> res.table["band"].tolist(), res.homogeneity.df, res.trend.df
+        (['0-2', '2-5', '5-10', '10-25'], 2, 1)
     """
 
     table: pd.DataFrame
@@ -425,6 +431,12 @@ class StoneResult:
         table: cumulative table by distance: ``distance_km, observed, expected, cum_observed,
             cum_expected, cum_sir``.
         null: ``"multinomial"`` or ``"poisson"``; n_sim; simulated (the simulated maxima).
+
+    Example:
+        >>> res = stone_test([6, 3, 2, 2, 1], [1.0, 1.5, 2.5, 3.0, 4.0],
+        ...                  distance_km=[0.5, 1.0, 2.0, 3.0, 4.0], n_sim=99, seed=1)
+        >>> res.n_units, res.null, len(res.simulated)
+        (1, 'multinomial', 99)
     """
 
     statistic: float

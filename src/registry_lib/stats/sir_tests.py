@@ -27,7 +27,13 @@ from scipy import stats as sps
 
 @dataclass(frozen=True)
 class ChiSquareResult:
-    """A chi-square test: statistic, degrees of freedom and p-value (plus extras)."""
+    """A chi-square test: statistic, degrees of freedom and p-value (plus extras).
+
+    Example:
+        >>> r = ChiSquareResult("homogeneity", statistic=3.2, df=2, p_value=0.2)
+        >>> r.as_dict()["test"], r.as_dict()["df"]
+        ('homogeneity', 2)
+    """
 
     name: str
     statistic: float

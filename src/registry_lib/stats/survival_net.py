@@ -225,6 +225,17 @@ class NetSurvival:
         method, step, level, ci: how it was computed.
         by_age: for age-standardised estimates, the age-specific values and weights.
         excluded: number of patients left out (e.g. outside the standard's age range).
+
+    Example:
+        >>> life = pd.DataFrame([(y, s, d, a, 0.01) for y in (2010, 2011) for s in (1, 2)
+        ...                      for d in range(1, 6) for a in range(101)],
+        ...                     columns=["year", "sex", "deprivation_quintile", "age", "qx"])
+        >>> df = pd.DataFrame({"time": [0.5, 2.0, 3.0], "dead": [1, 0, 1], "age": [60.2, 70.5, 65.0],
+        ...                    "year": [2010.3, 2010.9, 2011.5], "sex": [1, 2, 1],
+        ...                    "deprivation_quintile": [1, 3, 5]})
+        >>> ns = net_survival(df, life, times=[1], step="month")
+        >>> ns.method, list(ns.table["time"])
+        ('pohar_perme', [1.0])
     """
 
     table: pd.DataFrame
