@@ -167,7 +167,16 @@ class CounterfactualModel:
 
 @dataclass
 class FittedCounterfactual:
-    """A counterfactual fitted to one series (returned by :meth:`CounterfactualModel.fit`)."""
+    """A counterfactual fitted to one series (returned by :meth:`CounterfactualModel.fit`).
+
+    Example:
+        >>> months = pd.period_range("2017-01", "2020-12", freq="M")
+        >>> s = pd.DataFrame({"month": months.to_timestamp(), "days_in_month": months.days_in_month,
+        ...                   "count": 3 * months.days_in_month})
+        >>> fit = CounterfactualModel(family="poisson", seasonality="none").fit(s, ("2017-01", "2019-12"))
+        >>> round(float(fit.predict(pd.PeriodIndex(["2020-04"], freq="M"), [30])[0]), 1)
+        90.0
+    """
 
     model: CounterfactualModel
     baseline_start: pd.Period
@@ -357,6 +366,16 @@ class CounterfactualResults:
             and Poisson/NB sampling), ``oe_ratio`` and ``oe_lower/upper`` (CI of the
             observed/expected multiplier, including the observed month's own sampling noise).
         fits: the fitted model of each group, keyed by the tuple of group values.
+
+    Example:
+        >>> months = pd.period_range("2017-01", "2020-12", freq="M")
+        >>> s = pd.DataFrame({"month": months.to_timestamp(), "days_in_month": months.days_in_month,
+        ...                   "count": np.where(months >= pd.Period("2020-04", "M"), 2, 4)
+        ...                            * months.days_in_month})
+        >>> cf = fit_counterfactual(s, ("2017-01", "2019-12"), family="poisson", seasonality="none",
+        ...                         n_sims=200, seed=1)
+        >>> round(float(cf.ratio("2020-04")["oe_ratio"].iloc[0]), 2)
+        0.5
     """
 
     monthly: pd.DataFrame

@@ -99,6 +99,13 @@ class ScanResult:
             ``llr``, ``p_value`` (Monte Carlo), ``p_value_gumbel``.
         simulated_llr: maximum LLR of each null replication.
         total_cases, total_population, n_sim, max_pop_fraction, metric, seed: the settings.
+
+    Example:
+        >>> xy = pd.DataFrame({"x": np.repeat(np.arange(4.0), 4), "y": np.tile(np.arange(4.0), 4)})
+        >>> cases = pd.Series(2, index=xy.index); cases[[0, 1]] = 10
+        >>> res = kulldorff_scan(cases, pd.Series(1000, index=xy.index), xy, n_sim=19, seed=1)
+        >>> res.n_sim, len(res.simulated_llr), res.total_cases
+        (19, 19, 48)
     """
 
     clusters: pd.DataFrame

@@ -132,7 +132,17 @@ def fractionation_share(
 
 @dataclass
 class StageShift:
-    """Result of :func:`stage_shift` (three tidy tables)."""
+    """Result of :func:`stage_shift` (three tidy tables).
+
+    Example:
+        >>> rng = np.random.default_rng(1)
+        >>> t = pd.DataFrame({"period": np.repeat(["baseline", "pandemic"], 400),
+        ...                   "stage": np.r_[rng.choice(list("1234"), 400, p=[.3, .3, .2, .2]),
+        ...                                  rng.choice(list("1234"), 400, p=[.2, .2, .3, .3])]})
+        >>> shift = stage_shift(t)
+        >>> shift.odds_ratio["term"], bool(shift.odds_ratio["odds_ratio"] > 1)
+        ('period[pandemic]', True)
+    """
 
     distribution: pd.DataFrame
     test: pd.DataFrame
@@ -213,6 +223,14 @@ def stage_shift(
         :class:`StageShift` with ``distribution`` (:func:`stage_distribution`), ``test``
         (one row: ``statistic, dof, p_value, n``) and ``odds_ratios`` (:func:`odds_ratios`,
         the period rows first).
+
+    Example:
+        >>> rng = np.random.default_rng(2)
+        >>> t = pd.DataFrame({"period": np.repeat(["baseline", "pandemic"], 300),
+        ...                   "stage": rng.choice(list("1234U"), 600)})
+        >>> res = stage_shift(t)
+        >>> list(res.test.columns), int(res.test["dof"].iloc[0])
+        (['statistic', 'dof', 'p_value', 'n'], 3)
     """
     _require(tumours, [period, stage], "stage_shift input")
     data = tumours.loc[tumours[period].notna().to_numpy()].copy()
