@@ -10,11 +10,12 @@ export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: setup reproduce test lab clean lock help
+.PHONY: setup reproduce test lab clean lock docs help
 
 help:
 	@echo "make reproduce  - set up .venv from the lock and run the whole pipeline"
-	@echo "make test       - set up .venv from the lock, then ruff and pytest"
+	@echo "make test       - set up .venv from the lock, then ruff, lint-imports, doctests and pytest"
+	@echo "make docs       - build the API reference and guide into docs/site/ (offline)"
 	@echo "make lab        - register the '$(KERNEL)' Jupyter kernel and start JupyterLab"
 	@echo "make clean      - remove generated cohorts and reports"
 	@echo "make lock       - re-resolve requirements.lock and environment.yml (needs network)"
@@ -35,7 +36,12 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest --doctest-modules src/registry_lib -q
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+docs: $(STAMP)
+	$(BIN)/python scripts/build_docs.py --out docs/site
 
 lab: $(STAMP)
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Registry Lab (.venv)" >/dev/null
@@ -47,5 +53,5 @@ clean:
 
 lock:
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml requirements-build.in --generate-hashes --python-version 3.11 --universal -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml requirements-build.in --all-extras --generate-hashes --python-version 3.11 --universal -o requirements.lock
 	$(BIN)/python scripts/write_environment_yml.py

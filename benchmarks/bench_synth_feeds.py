@@ -1,12 +1,12 @@
 """Benchmark: identities, opt-outs and raw feeds of synthetic England at national scale.
 
-Builds a hand-made truth the size of one English diagnosis year (about 330,000 tumours; see
-``registry_lib.synth.feeds_demo``), then times the postcode directory for ~37,000 areas,
+Generates the truth of one English diagnosis year with the real generator (the ``tiny`` cohort
+config at ``--scale`` 1, about 330,000 tumours), then times the postcode directory for ~37,000 areas,
 identities and opt-outs for 200,000 people, and all feeds with their identifier errors.
 Prints a Markdown table: measured figure, target. Wall time depends on what else runs on the
 machine; CPU time (process time) is printed beside it.
 
-    .venv/bin/python benchmarks/bench_synth_feeds.py [--patients N]
+    .venv/bin/python benchmarks/bench_synth_feeds.py [--scale 1.0]
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from registry_lib.synth.feeds import make_feeds
-from registry_lib.synth.feeds_demo import DEMO_END, demo_truth
 from registry_lib.synth.identities import assign_identities, make_postcodes
 from registry_lib.synth.optouts import assign_optouts
 
@@ -33,11 +32,16 @@ def timed(fn, *args):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--patients", type=int, default=310_000, help="true patients (≈1.06 tumours each)")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="fraction of England for the one-year truth (params/cohort/tiny.yaml)")
     ap.add_argument("--areas", type=int, default=37_000)
     args = ap.parse_args(argv)
     rng = np.random.default_rng(2024)
-    cfg = {"end_of_follow_up": DEMO_END}
+    from registry_lib.synth import generate, load_config
+
+    cohort = generate(load_config("params/cohort/tiny.yaml", scale=args.scale, years=(2019, 2019)),
+                      quiet=True)
+    cfg = {"end_of_follow_up": cohort.config["end_of_follow_up"]}
 
     regions = ["North East", "North West", "Yorkshire and The Humber", "East Midlands", "West Midlands",
                "East of England", "London", "South East", "South West"]
@@ -57,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ids, id_wall, id_cpu = timed(assign_identities, people, postcodes, cfg, rng)
     _, opt_wall, opt_cpu = timed(assign_optouts, ids, areas, cfg, rng)
 
-    reference, truth = demo_truth(n_patients=args.patients, seed=7)
+    reference = cohort.reference
+    truth = {k: cohort.truth[k] for k in ("patients", "tumours", "treatments")}
     (feeds, record_truth), f_wall, f_cpu = timed(make_feeds, reference, truth, cfg, np.random.default_rng(1))
     n_records = sum(len(f) for f in feeds.values())
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2

@@ -16,7 +16,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from registry_lib.stats.timeseries import fit_counterfactual, monthly_counts, segmented_regression
+from registry_lib.stats.counterfactual import fit_counterfactual
+from registry_lib.stats.timeseries import monthly_counts, segmented_regression
 
 MONTHS = pd.period_range("2015-01", "2021-12", freq="M")
 BASELINE = ("2015-01", "2020-02")

@@ -1,6 +1,7 @@
 """Write environment.yml from requirements.lock (run by `make lock`).
 
-The project's direct dependencies come from conda-forge, every other locked package from pip,
+The project's direct dependencies (runtime and every extra: test, lab, spark, docs) come from
+conda-forge, every other locked package from pip,
 all pinned to the lock's versions for Python 3.11 on Linux.
 """
 
@@ -20,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     pins = parse_lock(ROOT / "requirements.lock")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    direct = sorted(canonicalize_name(Requirement(r).name) for r in project["dependencies"])
+    requirements = [*project["dependencies"],
+                    *(r for extra in project.get("optional-dependencies", {}).values() for r in extra)]
+    direct = sorted({canonicalize_name(Requirement(r).name) for r in requirements})
     lines = [
         "# Generated from requirements.lock by scripts/write_environment_yml.py (make lock).",
         "# Same versions as the lock; tests/test_environment.py checks that they agree.",

@@ -40,11 +40,47 @@ def test_every_lock_entry_is_pinned_with_hashes():
 def test_project_dependencies_are_all_in_the_lock():
     lock = parse_lock(ROOT / "requirements.lock")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for raw in project["dependencies"]:
+    extras = project["optional-dependencies"]
+    for raw in [*project["dependencies"], *(r for reqs in extras.values() for r in reqs)]:
         req = Requirement(raw)
         name = canonicalize_name(req.name)
         assert name in lock, name
         assert req.specifier.contains(lock[name], prereleases=True), (name, lock[name], str(req.specifier))
+
+
+# Needed at run time without being imported: the kernel the pipeline runs the notebooks on.
+RUNTIME_NOT_IMPORTED = {"ipykernel"}
+# Imported by the library only when the user asks for it (the Spark linkage backend).
+OPTIONAL_IMPORTS = {"pyspark": "spark"}
+
+
+def _library_imports() -> set[str]:
+    import ast
+
+    names = set()
+    for path in (ROOT / "src" / "registry_lib").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n != "registry_lib"}
+
+
+def test_runtime_dependencies_are_what_the_library_imports():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    dists = metadata.packages_distributions()
+    imported = {canonicalize_name(dists[name][0]) for name in _library_imports()}
+    assert runtime == (imported - set(OPTIONAL_IMPORTS)) | RUNTIME_NOT_IMPORTED
+    extras = {name: {canonicalize_name(Requirement(r).name) for r in reqs}
+              for name, reqs in project["optional-dependencies"].items()}
+    assert set(extras) >= {"test", "lab", "spark", "docs"}
+    for dist, extra in OPTIONAL_IMPORTS.items():
+        assert dist in extras[extra], (dist, extra)
+    assert {"pytest", "ruff", "hypothesis", "nbval", "import-linter"} <= extras["test"]
+    assert "jupyterlab" in extras["lab"] and "pdoc" in extras["docs"]
+    assert not runtime & {"pytest", "ruff", "hypothesis", "nbval", "pyspark", "jupyterlab"}
 
 
 def test_installed_versions_match_the_lock():

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from fixtures.toy import toy_cohort, write_toy_cohort
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,6 @@ from registry_lib import linkage
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import sha256_tree, write_parquet
 from registry_lib.linkage.persons import link_persons
-from registry_lib.linkage.toy import toy_cohort, write_toy_cohort
 from registry_lib.synth import tables as ST
 
 KEY = "5a" * 32

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.registry import write_example_cohort
 from scipy import stats
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import read_parquet, write_parquet
 from registry_lib.linkage.tables import TUMOUR
 from registry_lib.release import aggregate_counts, aggregate_rates, run
-from registry_lib.release.example import write_example_cohort
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from fixtures.registry import example_registry, write_example_cohort
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,6 @@ from registry_lib.release import (
     release_info,
     run,
 )
-from registry_lib.release.example import example_registry, write_example_cohort
 from registry_lib.release.policy import DIRECT_IDENTIFIERS
 from registry_lib.release.records import build_aggregate_release, build_record_release
 from registry_lib.release.risk import class_sizes, local_suppression, risk_report

@@ -279,7 +279,7 @@ def test_simulated_maxima_match_brute_force():
 
 def test_screened_simulation_equals_full_evaluation(monkeypatch):
     """The screening shortcut (critical counts after a pilot) gives the exact maxima."""
-    import registry_lib.stats.scan as scan_mod
+    import registry_lib.stats.scan_engine as scan_mod
 
     rng = np.random.default_rng(21)
     xy = pd.DataFrame(rng.random((300, 2)), columns=["x", "y"])

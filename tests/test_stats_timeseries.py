@@ -1,4 +1,4 @@
-"""Tests for registry_lib.stats.timeseries: monthly grid, counterfactual, segmented regression.
+"""Tests for registry_lib.stats.timeseries and registry_lib.stats.counterfactual: monthly grid, counterfactual, segmented regression.
 
 The statistical tests simulate monthly series whose truth is known: a baseline with trend,
 seasonality and (optionally) negative-binomial overdispersion, and a pandemic in which each
@@ -15,9 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry_lib.errors import RegistryLabError
+from registry_lib.stats.counterfactual import CounterfactualModel, fit_counterfactual
 from registry_lib.stats.timeseries import (
-    CounterfactualModel,
-    fit_counterfactual,
     monthly_counts,
     newey_west_lags,
     seasonal_design,

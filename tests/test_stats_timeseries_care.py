@@ -1,4 +1,5 @@
-"""Tests for registry_lib.stats.care_changes: periods, shares, stage shift, treatment timing,
+"""Tests for registry_lib.stats.periods, registry_lib.stats.regression and the COVID study's
+care-change tables (registry_lib.studies.covid_impact_care): periods, shares, stage shift, treatment timing,
 COVID-19 death risk and cohort survival (exact small examples and recovery of simulated truth)."""
 
 from __future__ import annotations
@@ -11,24 +12,24 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from registry_lib.errors import RegistryLabError
-from registry_lib.stats.care_changes import (
+from registry_lib.stats.periods import (
     assign_period,
+    median_iqr,
+    share_by_period,
+    survival_times,
+    wilson_ci,
+)
+from registry_lib.stats.regression import hazard_ratios, model_matrix, odds_ratios
+from registry_lib.studies.covid_impact_care import (
     cohort_survival,
     covid_death_cohort,
     covid_death_risk,
     emergency_share,
     first_treatment,
     fractionation_share,
-    hazard_ratios,
-    median_iqr,
-    model_matrix,
-    odds_ratios,
-    share_by_period,
     stage_distribution,
     stage_shift,
-    survival_times,
     time_to_treatment,
-    wilson_ci,
 )
 
 PERIODS = {"baseline": ("2019-01", "2020-02"), "pandemic": ("2020-03", "2021-02")}

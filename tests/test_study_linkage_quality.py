@@ -253,8 +253,9 @@ def test_module_examples_run():
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def toy_root(tmp_path_factory):
+    from fixtures.toy import write_toy_cohort
+
     from registry_lib import linkage
-    from registry_lib.linkage.toy import write_toy_cohort
 
     root = tmp_path_factory.mktemp("linkage_quality")
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")

@@ -14,6 +14,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.registry import write_example_cohort
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +32,6 @@ from registry_lib.release.disclosure import (
     rounding_interval,
     suppression_intervals,
 )
-from registry_lib.release.example import write_example_cohort
 from registry_lib.release.publish import protected_rates
 from registry_lib.reporting import write_results
 from registry_lib.stats.rates import direct_standardised_rate, poisson_ci

@@ -1,6 +1,6 @@
 """Identities, opt-outs and raw feeds of synthetic England (issue 3, sections 7 and 8).
 
-Built on a small hand-made truth (``registry_lib.synth.feeds_demo.demo_truth``) so these tests
+Built on a small hand-made truth (``fixtures.feeds.demo_truth``, in ``tests/fixtures``) so these tests
 do not depend on the incidence model.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.feeds import DEMO_END, demo_truth
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +20,6 @@ from registry_lib.synth import feeds_errors as fe
 from registry_lib.synth.feed_dates import dates_to_strings
 from registry_lib.synth.feed_params import feed_params, rate
 from registry_lib.synth.feeds import FEED_NAMES, alternative_trusts, make_feeds
-from registry_lib.synth.feeds_demo import DEMO_END, demo_truth
 from registry_lib.synth.feeds_identifiers import errors_text
 from registry_lib.synth.identities import (
     REGION_POSTCODE_AREAS,

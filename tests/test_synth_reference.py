@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from registry_lib.synth.dictionary import data_dictionary
+from registry_lib.release.dictionary import data_dictionary
 from registry_lib.synth.geography import _inside, _largest_remainder, make_geography
 from registry_lib.synth.params import AGE_BANDS, epidemiology_params
 from registry_lib.synth.population import (
@@ -127,7 +127,7 @@ def test_largest_remainder():
 
 def test_data_dictionary_is_up_to_date():
     text = Path("synthetic/README.md").read_text()
-    assert text == data_dictionary(), "run registry_lib.synth.write_data_dictionary() to refresh synthetic/README.md"
+    assert text == data_dictionary(), "run registry_lib.release.write_data_dictionary() to refresh synthetic/README.md"
     for table in ("reference/areas", "truth/effects", "feeds/notifications", "truth/record_truth"):
         if table != "truth/effects":
             assert f"`{table}.parquet`" in text

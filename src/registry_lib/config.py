@@ -26,6 +26,10 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     """A new dict: ``base`` with ``override`` merged in, recursively for nested dicts.
 
     An override value of ``None`` replaces (this is how an injected effect is switched off).
+
+    Example:
+        >>> deep_merge({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}, "b": None})
+        {'a': {'x': 1, 'y': 3}, 'b': None}
     """
     out = copy.deepcopy(base)
     for key, value in override.items():
@@ -37,7 +41,16 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def load_yaml(path: Path | str) -> dict[str, Any]:
-    """Load one YAML mapping, resolving ``extends: <name>`` against the same folder."""
+    """Load one YAML mapping, resolving ``extends: <name>`` against the same folder.
+
+    Example:
+        >>> load_yaml("params/cohort/tiny.yaml")["name"]
+        'tiny'
+        >>> load_yaml("params/cohort/nowhere.yaml")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.ConfigError: params/cohort/nowhere.yaml: no such params file
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such params file")
@@ -57,6 +70,13 @@ def load_yaml(path: Path | str) -> dict[str, Any]:
 
 
 def params_hash(params: Any) -> str:
-    """A stable sha256 of a JSON-able params structure (keys sorted)."""
+    """A stable sha256 of a JSON-able params structure (keys sorted).
+
+    Example:
+        >>> params_hash({"b": 1, "a": 2}) == params_hash({"a": 2, "b": 1})
+        True
+        >>> len(params_hash({"a": 1}))
+        64
+    """
     blob = json.dumps(params, sort_keys=True, default=str, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()

@@ -13,12 +13,27 @@ Example:
 
 
 class RegistryLabError(Exception):
-    """A user-facing error whose message is one clear sentence."""
+    """A user-facing error whose message is one clear sentence.
+
+    Example:
+        >>> str(RegistryLabError("level=2: must lie strictly between 0 and 1"))
+        'level=2: must lie strictly between 0 and 1'
+    """
 
 
 class SchemaError(RegistryLabError):
-    """A table does not match its declared schema."""
+    """A table does not match its declared schema.
+
+    Example:
+        >>> issubclass(SchemaError, RegistryLabError)
+        True
+    """
 
 
 class ConfigError(RegistryLabError):
-    """A params file is missing, malformed, or names an unknown key."""
+    """A params file is missing, malformed, or names an unknown key.
+
+    Example:
+        >>> issubclass(ConfigError, RegistryLabError)
+        True
+    """

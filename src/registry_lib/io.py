@@ -33,6 +33,13 @@ def write_parquet(df: pd.DataFrame | pa.Table, path: Path, table: Table | None =
     """Write ``df`` as zstd Parquet, enforcing ``table``'s schema when given.
 
     The file is byte-identical for identical input (no timestamps, no pandas index).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = write_parquet(pd.DataFrame({"a": [1, 2]}), Path(d) / "t.parquet")
+        ...     read_parquet(p)["a"].tolist()
+        [1, 2]
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,13 +55,28 @@ def write_parquet(df: pd.DataFrame | pa.Table, path: Path, table: Table | None =
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
-    """Read a Parquet file into pandas (dates as ``datetime64``)."""
+    """Read a Parquet file into pandas (dates as ``datetime64``).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = write_parquet(pd.DataFrame({"d": pd.to_datetime(["2020-01-01"])}), Path(d) / "t.parquet")
+        ...     str(read_parquet(p)["d"].dtype).startswith("datetime64")
+        True
+    """
     df = pq.read_table(path).to_pandas(date_as_object=False)
     return df
 
 
 def write_json(obj: Any, path: Path) -> Path:
-    """Write JSON with sorted keys and a trailing newline (stable bytes)."""
+    """Write JSON with sorted keys and a trailing newline (stable bytes).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     write_json({"b": 1, "a": 2}, Path(d) / "x.json").read_text().split()
+        ['{', '"a":', '2,', '"b":', '1', '}']
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
@@ -75,6 +97,14 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 
     On an exception the temporary folder is removed and ``final`` is left as it was, so an
     interrupted run never leaves a half-written folder that looks complete.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     with atomic_dir(Path(d) / "out") as tmp:
+        ...         _ = (tmp / "a.txt").write_text("x")
+        ...     sorted(p.name for p in (Path(d) / "out").iterdir())
+        ['a.txt']
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +126,15 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
+    """Hex sha256 of a file's bytes.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = (Path(d) / "a.txt").write_text("abc")
+        ...     sha256_file(Path(d) / "a.txt")[:12]
+        'ba7816bf8f01'
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -105,7 +143,15 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def sha256_tree(folder: Path) -> dict[str, str]:
-    """``{relative path: sha256}`` for every file under ``folder``, sorted."""
+    """``{relative path: sha256}`` for every file under ``folder``, sorted.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = (Path(d) / "a.txt").write_text("abc")
+        ...     {k: v[:12] for k, v in sha256_tree(Path(d)).items()}
+        {'a.txt': 'ba7816bf8f01'}
+    """
     folder = Path(folder)
     return {
         str(p.relative_to(folder)): sha256_file(p)

@@ -34,7 +34,12 @@ KEY_HELP = (
 
 
 def default_key_path(root: Path | None = None) -> Path:
-    """Where ``registry-lab keygen`` writes the key."""
+    """Where ``registry-lab keygen`` writes the key.
+
+    Example:
+        >>> default_key_path(Path("/project")).as_posix()
+        '/project/.registry-lab/project.key'
+    """
     return (root or project_root()) / ".registry-lab" / "project.key"
 
 
@@ -50,7 +55,13 @@ def _parse(text: str, where: str) -> bytes:
 
 
 def project_key(root: Path | None = None) -> bytes:
-    """The 32-byte project key, or a RegistryLabError saying how to make one."""
+    """The 32-byte project key, or a RegistryLabError saying how to make one.
+
+    Example:
+        >>> import os; os.environ["REGISTRY_LAB_KEY"] = "ab" * 32
+        >>> project_key() == bytes.fromhex("ab" * 32)
+        True
+    """
     if os.environ.get("REGISTRY_LAB_KEY"):
         return _parse(os.environ["REGISTRY_LAB_KEY"], "REGISTRY_LAB_KEY")
     if os.environ.get("REGISTRY_LAB_KEY_FILE"):
@@ -65,7 +76,14 @@ def project_key(root: Path | None = None) -> bytes:
 
 
 def keygen(root: Path | None = None, *, overwrite: bool = False) -> Path:
-    """Write a new random key to ``.registry-lab/project.key`` (mode 600) and return its path."""
+    """Write a new random key to ``.registry-lab/project.key`` (mode 600) and return its path.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     len(keygen(Path(d)).read_text().strip())
+        64
+    """
     path = default_key_path(root)
     if path.exists() and not overwrite:
         raise RegistryLabError(f"{path.name}: a project key exists already; pass --overwrite to replace it")
@@ -81,6 +99,12 @@ def keyed_hash(values: pd.Series, *, purpose: str, key: bytes | None = None) -> 
     Missing values stay missing. The same key and purpose give the same hash; a different key
     gives unlinkable hashes. One HMAC per distinct value (hashing is not vectorisable, so it is
     done once per unique value and mapped back).
+
+    Example:
+        >>> h = keyed_hash(pd.Series(["9434765919", None]), purpose="research/nhs_number",
+        ...                key=b"k" * 32)
+        >>> len(h[0]), h.isna().tolist()
+        (64, [False, True])
     """
     key = key if key is not None else project_key()
     derived = hmac.new(key, purpose.encode(), hashlib.sha256).digest()

@@ -23,7 +23,12 @@ _WEIGHTS = np.arange(10, 1, -1)
 
 
 def check_digit(first_nine: str) -> int:
-    """The modulus-11 check digit of nine digits, or 10 if no valid number can end them."""
+    """The modulus-11 check digit of nine digits, or 10 if no valid number can end them.
+
+    Example:
+        >>> check_digit("943476591")
+        9
+    """
     if len(first_nine) != 9 or not first_nine.isascii() or not first_nine.isdigit():
         raise RegistryLabError(f"check_digit: expected nine ASCII digits, got {first_nine!r}")
     digits = np.frombuffer(first_nine.encode(), dtype=np.uint8) - 48
@@ -42,7 +47,12 @@ def _digits(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def is_valid_nhs_number(series: pd.Series) -> np.ndarray:
-    """Vectorised: True where the value is ten digits with a correct modulus-11 check digit."""
+    """Vectorised: True where the value is ten digits with a correct modulus-11 check digit.
+
+    Example:
+        >>> is_valid_nhs_number(pd.Series(["9434765919", "9434765918", "12345", None])).tolist()
+        [True, False, False, False]
+    """
     if len(series) == 0:
         return np.zeros(0, dtype=bool)
     digits, ok = _digits(series)

@@ -30,12 +30,24 @@ def project_root(start: Path | str | None = None) -> Path:
 
 
 def cohort_dir(name: str, root: Path | None = None) -> Path:
-    """``synthetic/<name>`` under the project root."""
+    """``synthetic/<name>`` under the project root.
+
+    Example:
+        >>> cohort_dir("tiny", root=Path("/project")).as_posix()
+        '/project/synthetic/tiny'
+    """
     return (root or project_root()) / "synthetic" / name
 
 
 def require_cohort(name: str, stage: str = "feeds", root: Path | None = None) -> Path:
-    """The cohort folder, or a clear error naming the command that makes the missing stage."""
+    """The cohort folder, or a clear error naming the command that makes the missing stage.
+
+    Example:
+        >>> require_cohort("nowhere", root=Path("/project"))
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: synthetic/nowhere/feeds: not found; make it with `registry-lab synth --config params/cohort/nowhere.yaml`
+    """
     path = cohort_dir(name, root)
     if not (path / stage).is_dir():
         makers = {

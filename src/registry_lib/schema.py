@@ -25,7 +25,12 @@ from registry_lib.errors import SchemaError
 
 @dataclass(frozen=True)
 class Column:
-    """One column: name, Arrow type, nullability and meaning."""
+    """One column: name, Arrow type, nullability and meaning.
+
+    Example:
+        >>> Column("sex", pa.int8(), nullable=False, description="1 male, 2 female").type
+        DataType(int8)
+    """
 
     name: str
     type: pa.DataType
@@ -35,7 +40,13 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
-    """A named table: its stage (feeds, truth, reference, registry, release) and columns."""
+    """A named table: its stage (feeds, truth, reference, registry, release) and columns.
+
+    Example:
+        >>> t = Table("demo", "an example", [Column("id", pa.int64(), nullable=False)])
+        >>> t.column_names
+        ['id']
+    """
 
     name: str
     description: str
@@ -56,19 +67,38 @@ _REGISTRY: dict[tuple[str, str], Table] = {}
 
 
 def register(table: Table) -> Table:
-    """Add a table to the data dictionary and return it (use at module level)."""
+    """Add a table to the data dictionary and return it (use at module level).
+
+    Example:
+        >>> t = register(Table("demo", "an example", [Column("id", pa.int64())], stage="example"))
+        >>> get_table("example", "demo") is t
+        True
+    """
     _REGISTRY[(table.stage, table.name)] = table
     return table
 
 
 def registered_tables() -> list[Table]:
-    """Every registered table, ordered by stage then name."""
+    """Every registered table, ordered by stage then name.
+
+    Example:
+        >>> _ = register(Table("demo", "an example", [Column("id", pa.int64())], stage="example"))
+        >>> ("example", "demo") in {(t.stage, t.name) for t in registered_tables()}
+        True
+    """
     order = {"reference": 0, "truth": 1, "feeds": 2, "registry": 3, "release": 4}
     return sorted(_REGISTRY.values(), key=lambda t: (order.get(t.stage, 9), t.stage, t.name))
 
 
 def get_table(stage: str, name: str) -> Table:
-    """The registered schema of ``stage/name``."""
+    """The registered schema of ``stage/name``.
+
+    Example:
+        >>> get_table("example", "nowhere")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.SchemaError: example/nowhere: no such table in the data dictionary
+    """
     try:
         return _REGISTRY[(stage, name)]
     except KeyError:
@@ -80,6 +110,15 @@ def enforce(df: pd.DataFrame, table: Table) -> pa.Table:
 
     Raises SchemaError for a missing or unexpected column, a null in a non-nullable column, or
     a value that cannot be cast to the declared type.
+
+    Example:
+        >>> t = Table("demo", "an example", [Column("id", pa.int64(), nullable=False)])
+        >>> enforce(pd.DataFrame({"id": [1, 2]}), t).schema.field("id").type
+        DataType(int64)
+        >>> enforce(pd.DataFrame({"key": [1, 2]}), t)
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.SchemaError: demo: missing column(s) id
     """
     where = f"{table.stage}/{table.name}" if table.stage else table.name
     missing = [c for c in table.column_names if c not in df.columns]
@@ -106,7 +145,14 @@ def enforce(df: pd.DataFrame, table: Table) -> pa.Table:
 
 
 def data_dictionary_markdown(tables: list[Table] | None = None) -> str:
-    """The data dictionary as Markdown, one section per table."""
+    """The data dictionary as Markdown, one section per table.
+
+    Example:
+        >>> t = Table("demo", "an example", [Column("id", pa.int64(), description="the key")],
+        ...           stage="example")
+        >>> "the key" in data_dictionary_markdown([t])
+        True
+    """
     lines: list[str] = []
     current_stage = None
     for t in tables or registered_tables():

@@ -20,9 +20,9 @@ Steps (each prints one line; under ``CI=true`` only the summary prints):
 Example:
     >>> import os, tempfile, pathlib
     >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "00" * 32)  # the project key (keyed opt-out hashes)
-    >>> from registry_lib.linkage.toy import write_toy_cohort
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     cohort = write_toy_cohort(pathlib.Path(d) / "toy", n_persons=60, seed=1)
+    >>> from registry_lib import synth
+    >>> with tempfile.TemporaryDirectory() as d:   # the tiny cohort: generated in seconds
+    ...     cohort = synth.run("params/cohort/tiny.yaml", out=pathlib.Path(d) / "tiny")
     ...     report = run(cohort, evaluate=True, quiet=True)
     ...     report["counts"]["notifications"]["reconciles"], report["f1"] > 0.9
     (True, True)

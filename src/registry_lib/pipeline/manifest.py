@@ -47,10 +47,18 @@ def git_state(root: Path) -> dict[str, Any]:
     return {"commit": commit or None, "dirty": dirty}
 
 
+def environment_summary() -> dict[str, Any]:
+    """Python and package versions for the manifest."""
+    import platform
+    from importlib import metadata
+
+    packages = {d.metadata["Name"].lower(): d.version for d in metadata.distributions() if d.metadata["Name"]}
+    return {"python": platform.python_version(), "platform": platform.system().lower(),
+            "packages": dict(sorted(packages.items()))}
+
+
 def write_manifest(pipe: Pipeline, reports: Path, *, started: str) -> Path:
     """Write ``reports/manifest.json`` and ``reports/run_times.js``."""
-    from registry_lib.pipeline.runner import environment_summary
-
     root = pipe.root
     cohort_json = pipe.cohort_path / "cohort.json"
     seed = json.loads(cohort_json.read_text()).get("seed") if cohort_json.exists() else None

@@ -246,13 +246,3 @@ def _yaml_dump(params: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(params, sort_keys=True)
-
-
-def environment_summary() -> dict[str, Any]:
-    """Python and package versions for the manifest."""
-    import platform
-    from importlib import metadata
-
-    packages = {d.metadata["Name"].lower(): d.version for d in metadata.distributions() if d.metadata["Name"]}
-    return {"python": platform.python_version(), "platform": platform.system().lower(),
-            "packages": dict(sorted(packages.items()))}

@@ -15,7 +15,8 @@ Entry points:
 - :func:`protect_table`, :func:`check_table`, :func:`protect_km`, :func:`percentages` —
   disclosure control;
 - :func:`publish_table` — the only way a study notebook writes a table (CSV) to ``reports/``;
-- :func:`scan_reports_for_unsafe_counts` — finds unprotected counts 1–7 under ``reports/``.
+- :func:`scan_reports_for_unsafe_counts` — finds unprotected counts 1–7 under ``reports/``;
+- :func:`write_data_dictionary` — ``synthetic/README.md``, the data dictionary of every table.
 
 Example:
     >>> import pandas as pd
@@ -27,6 +28,7 @@ Example:
 """
 
 from registry_lib.release.aggregate import aggregate_counts, aggregate_rates
+from registry_lib.release.dictionary import data_dictionary, write_data_dictionary
 from registry_lib.release.disclosure import (
     UnsafeTableError,
     check_table,
@@ -52,6 +54,7 @@ __all__ = [
     "aggregate_counts",
     "aggregate_rates",
     "check_table",
+    "data_dictionary",
     "is_count_column",
     "list_policies",
     "load_policy",
@@ -70,4 +73,5 @@ __all__ = [
     "run",
     "scan_reports_for_unsafe_counts",
     "suppression_intervals",
+    "write_data_dictionary",
 ]

@@ -20,12 +20,12 @@ directly age-standardised rate (ESP 2013 by default) with Dobson et al. (1991) l
 Example:
     >>> import os, tempfile
     >>> from pathlib import Path
-    >>> from registry_lib.release.example import write_example_cohort
+    >>> from registry_lib.linkage.tiny import tiny_cohort
     >>> from registry_lib.release.run import run
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     cohort = write_example_cohort(Path(d) / "toy", n_patients=300)
-    ...     _ = run(cohort, "aggregate_publication", "example")
-    ...     rates = aggregate_rates(cohort, by=["sex"], years=(2015, 2020))
+    >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "ab" * 32)
+    >>> cohort = tiny_cohort()   # the tiny cohort, generated and linked (once per process)
+    >>> _ = run(cohort, "aggregate_publication", "example")
+    >>> rates = aggregate_rates(cohort, by=["sex"], years=(2018, 2021))
     >>> list(rates.columns)
     ['sex', 'count', 'population', 'crude_rate', 'crude_lower', 'crude_upper', 'dsr', 'dsr_lower', 'dsr_upper']
 """

@@ -13,10 +13,14 @@ Rows are sorted by their keyed columns, so row order says nothing about registra
 
 Example:
     >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "ab" * 32)
-    >>> from registry_lib.release.example import example_registry
+    >>> from registry_lib.io import read_parquet
+    >>> from registry_lib.linkage.tiny import tiny_cohort
     >>> from registry_lib.release.policy import load_policy
-    >>> reg, ref = example_registry(n_patients=50, seed=1)
-    >>> rel = build_record_release(reg, load_policy("research_pseudonymised"), areas=ref["areas"])
+    >>> cohort = tiny_cohort()   # the tiny cohort, generated and linked (once per process)
+    >>> reg = {t: read_parquet(cohort / "registry" / f"{t}.parquet")
+    ...        for t in ("patient", "tumour", "treatment")}
+    >>> areas = read_parquet(cohort / "reference" / "areas.parquet")
+    >>> rel = build_record_release(reg, load_policy("research_pseudonymised"), areas=areas)
     >>> sorted(rel.tables), "nhs_number" in rel.tables["patient"].columns
     (['patient', 'treatment', 'tumour'], False)
 """
@@ -251,9 +255,12 @@ def build_aggregate_release(registry: dict[str, pd.DataFrame], policy: Policy) -
     form their own group (nothing is dropped). Opt-outs are applied only if the policy says so.
 
     Example:
-        >>> from registry_lib.release.example import example_registry
+        >>> from registry_lib.io import read_parquet
+        >>> from registry_lib.linkage.tiny import tiny_cohort
         >>> from registry_lib.release.policy import load_policy
-        >>> reg, _ = example_registry(n_patients=40, seed=2)
+        >>> cohort = tiny_cohort()   # the tiny cohort, generated and linked (once per process)
+        >>> reg = {t: read_parquet(cohort / "registry" / f"{t}.parquet")
+        ...        for t in ("patient", "tumour")}
         >>> rel = build_aggregate_release(reg, load_policy("aggregate_publication"))
         >>> int(rel.tables["incidence"]["count"].sum()) == len(reg["tumour"])
         True

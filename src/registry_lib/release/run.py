@@ -18,12 +18,11 @@ anything is read or written; a missing project key fails with the "how to make o
 
 Example:
     >>> import os, tempfile
-    >>> from registry_lib.release.example import write_example_cohort
-    >>> os.environ["REGISTRY_LAB_KEY"] = "ab" * 32
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     cohort = write_example_cohort(Path(d) / "toy", n_patients=40)
-    ...     out = run(cohort, "research_pseudonymised", "A. Analyst (study 03)")
-    ...     sorted(p.name for p in out.iterdir())
+    >>> from registry_lib.linkage.tiny import tiny_cohort
+    >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "ab" * 32)
+    >>> cohort = tiny_cohort()   # the tiny cohort, generated and linked (once per process)
+    >>> out = run(cohort, "research_pseudonymised", "A. Analyst (study 03)")
+    >>> sorted(p.name for p in out.iterdir())
     ['patient.parquet', 'release.json', 'risk_report.json', 'treatment.parquet', 'tumour.parquet']
 """
 

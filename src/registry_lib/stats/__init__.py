@@ -26,22 +26,22 @@ _EXPORTS: dict[str, str] = {
     "crude_rate": "rates",
     "direct_standardised_rate": "rates",
     # spatial scan
-    "EARTH_RADIUS_KM": "scan",
+    "EARTH_RADIUS_KM": "scan_engine",
     "ScanResult": "scan",
     "kulldorff_scan": "scan",
     # point-source cluster methods
     "DEFAULT_BANDS_KM": "cluster",
     "BandResult": "cluster",
     "StoneResult": "cluster",
-    "ChiSquareResult": "cluster",
+    "ChiSquareResult": "sir_tests",
     "area_observed_expected": "cluster",
     "assign_bands": "cluster",
     "band_sir": "cluster",
     "band_sir_from_areas": "cluster",
     "distance_to_nearest_source": "cluster",
-    "homogeneity_test": "cluster",
+    "homogeneity_test": "sir_tests",
     "stone_test": "cluster",
-    "trend_test": "cluster",
+    "trend_test": "sir_tests",
     # survival (registry_lib.stats.survival re-exports its sub-modules)
     "km_table": "survival",
     "cumulative_incidence": "survival",
@@ -54,17 +54,27 @@ _EXPORTS: dict[str, str] = {
     "late_effects_cohort": "survival",
     "second_cancer_sir": "survival",
     "bard_recall": "survival",
-    # interrupted time series and care changes
+    # life tables (background mortality)
+    "BackgroundHazards": "life_table",
+    "expected_survival": "life_table",
+    "decimal_year": "life_table",
+    # interrupted time series and counterfactuals
     "monthly_counts": "timeseries",
-    "CounterfactualModel": "timeseries",
-    "fit_counterfactual": "timeseries",
+    "seasonal_design": "timeseries",
     "segmented_regression": "timeseries",
-    "stage_shift": "care_changes",
-    "emergency_share": "care_changes",
-    "fractionation_share": "care_changes",
-    "time_to_treatment": "care_changes",
-    "covid_death_risk": "care_changes",
-    "cohort_survival": "care_changes",
+    "CounterfactualModel": "counterfactual",
+    "CounterfactualResults": "counterfactual",
+    "fit_counterfactual": "counterfactual",
+    # comparing periods
+    "assign_period": "periods",
+    "wilson_ci": "periods",
+    "share_by_period": "periods",
+    "median_iqr": "periods",
+    "survival_times": "periods",
+    # regression tables
+    "model_matrix": "regression",
+    "odds_ratios": "regression",
+    "hazard_ratios": "regression",
 }
 
 __all__ = sorted(_EXPORTS)

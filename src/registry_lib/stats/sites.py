@@ -18,7 +18,12 @@ _SITE = re.compile(r"^([A-Z])(\d{2})$")
 
 
 def site_range(spec: str) -> list[str]:
-    """The ICD-10 3-character codes of one site or one range (within one letter, upwards)."""
+    """The ICD-10 3-character codes of one site or one range (within one letter, upwards).
+
+    Example:
+        >>> site_range("C18-C20")
+        ['C18', 'C19', 'C20']
+    """
     text = str(spec).strip().upper()
     lo, _, hi = text.partition("-")
     a, b = _SITE.match(lo.strip()), _SITE.match((hi or lo).strip())
@@ -30,7 +35,12 @@ def site_range(spec: str) -> list[str]:
 
 
 def expand_sites(sites: str | Sequence[str]) -> list[str]:
-    """Sorted distinct codes of a list of codes and ranges; an empty list raises."""
+    """Sorted distinct codes of a list of codes and ranges; an empty list raises.
+
+    Example:
+        >>> expand_sites(["C50", "C18-C19", "C50"])
+        ['C18', 'C19', 'C50']
+    """
     items = [sites] if isinstance(sites, str) else list(sites)
     out = sorted({code for item in items for code in site_range(item)})
     if not out:

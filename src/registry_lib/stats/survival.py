@@ -13,8 +13,8 @@ The methods live in small modules; this one gathers their public names:
 ``survival_trial``                 :class:`TargetTrial` (protocol; landmark and
                                    clone-censor-weight emulations), :func:`weighted_cox_binary`
 ``survival_net``                   :func:`net_survival` (Pohar Perme, Ederer II),
-                                   :func:`age_standardised_net_survival` (ICSS),
-                                   :class:`BackgroundHazards`, :func:`expected_survival`,
+                                   :func:`age_standardised_net_survival` (ICSS)
+``life_table``                     :class:`BackgroundHazards`, :func:`expected_survival`,
                                    :func:`decimal_year`
 ``survival_late``                  :func:`lexis_split`, :func:`expected_counts`,
                                    :func:`late_effects_cohort`, :func:`second_cancer_sir`,
@@ -40,6 +40,7 @@ Example:
     True
 """
 
+from registry_lib.stats.life_table import BackgroundHazards, decimal_year, expected_survival
 from registry_lib.stats.survival_cox import (
     TreatmentEffectCox,
     balance_table,
@@ -57,11 +58,8 @@ from registry_lib.stats.survival_late import (
     second_cancer_sir,
 )
 from registry_lib.stats.survival_net import (
-    BackgroundHazards,
     NetSurvival,
     age_standardised_net_survival,
-    decimal_year,
-    expected_survival,
     net_survival,
 )
 from registry_lib.stats.survival_sim import simulate_treatment_cohort, synthetic_life_table

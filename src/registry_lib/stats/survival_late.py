@@ -13,7 +13,7 @@
   date.
 
 All times on the Lexis diagram are decimal calendar years (see
-``registry_lib.stats.survival_net.decimal_year``).
+``registry_lib.stats.life_table.decimal_year``).
 
 Example:
     >>> import pandas as pd
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from registry_lib.errors import RegistryLabError
-from registry_lib.stats.survival_net import decimal_year
+from registry_lib.stats.life_table import decimal_year
 
 DAYS_PER_YEAR = 365.25
 

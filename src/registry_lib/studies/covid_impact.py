@@ -1,6 +1,6 @@
 """Building blocks of a service-shock study of diagnoses (the COVID-19 impact study).
 
-On top of :mod:`registry_lib.stats.timeseries` and :mod:`registry_lib.stats.care_changes`, the
+On top of :mod:`registry_lib.stats.counterfactual` and :mod:`registry_lib.stats.periods`, the
 pieces a study of missing diagnoses needs, each usable by a second notebook:
 
 - :func:`~registry_lib.stats.sites.site_range`, :func:`label_site_groups` — site groups written as ICD-10 codes or
@@ -37,15 +37,10 @@ import numpy as np
 import pandas as pd
 
 from registry_lib.errors import RegistryLabError
-from registry_lib.stats.care_changes import assign_period
+from registry_lib.stats.counterfactual import CounterfactualResults, fit_counterfactual, group_seed
+from registry_lib.stats.periods import assign_period
 from registry_lib.stats.sites import site_range
-from registry_lib.stats.timeseries import (
-    CounterfactualResults,
-    fit_counterfactual,
-    group_seed,
-    monthly_counts,
-    to_month,
-)
+from registry_lib.stats.timeseries import monthly_counts, to_month
 
 SITE_GROUP = "site_group"
 _PATIENT_FIELDS = ("sex", "deprivation_quintile", "region", "death_date", "death_cause_icd10")
@@ -118,7 +113,7 @@ def study_tumours(
         release: ``{"tumour": ..., "patient": ...}`` as from ``load_release``.
         sites: site groups; adds ``site_group`` (missing outside every group).
         periods: ``{name: (start, end)}``; adds ``period`` by diagnosis date
-            (:func:`~registry_lib.stats.care_changes.assign_period`).
+            (:func:`~registry_lib.stats.periods.assign_period`).
 
     Returns:
         One row per tumour, keyed by ``tumour_id`` and ``patient_id``. A tumour whose patient
@@ -207,7 +202,7 @@ class DeficitAnalysis:
     Attributes:
         group: the grouping column (``site_group``, ``route_to_diagnosis``, ...).
         counts: monthly counts (:func:`~registry_lib.stats.timeseries.monthly_counts`).
-        fit: the counterfactual (:class:`~registry_lib.stats.timeseries.CounterfactualResults`).
+        fit: the counterfactual (:class:`~registry_lib.stats.counterfactual.CounterfactualResults`).
         ratio: one row per group: ``month, observed, expected, oe_ratio, oe_lower, oe_upper``.
         missing: one row per group × window: ``window, observed, expected, missing,
             missing_lower, missing_upper, missing_pct, pct_lower, pct_upper``.
@@ -441,7 +436,7 @@ def diagnosis_deficits(
         month: the month whose observed/expected ratio is reported.
         windows: windows of cumulative missing diagnoses.
         n_sims, seed, level: simulation draws, their seed and the interval level.
-        model_options: :class:`~registry_lib.stats.timeseries.CounterfactualModel` options
+        model_options: :class:`~registry_lib.stats.counterfactual.CounterfactualModel` options
             (``family``, ``seasonality``, ``cov_type``, ``method``, ``order``, ...).
 
     Example:
@@ -681,7 +676,7 @@ def covid_death_risk_tv(
         >>> t["term"].tolist(), bool(t["odds_ratio"].iloc[0] > 1.3)
         (['on_sact', 'age', 'sex[2]'], True)
     """
-    from registry_lib.stats.care_changes import _ratio_table, model_matrix, odds_ratios
+    from registry_lib.stats.regression import _ratio_table, model_matrix, odds_ratios
 
     if method not in ("cox", "logistic"):
         raise RegistryLabError(f"method={method!r}: must be 'cox' or 'logistic'")

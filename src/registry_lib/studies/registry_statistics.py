@@ -34,18 +34,19 @@ The tables the study needs afterwards are read back from the CSV files
 (:func:`read_published`), so charts and ``results.json`` show only published values.
 
 Example:
-    >>> import tempfile
+    >>> import os, tempfile
     >>> from pathlib import Path
-    >>> from registry_lib.release.example import write_example_cohort
+    >>> from registry_lib.linkage.tiny import tiny_cohort
     >>> from registry_lib.release.run import run
+    >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "ab" * 32)
+    >>> cohort = tiny_cohort()   # the tiny cohort, generated and linked (once per process)
+    >>> _ = run(cohort, "aggregate_publication", "example")
     >>> with tempfile.TemporaryDirectory() as d:
-    ...     cohort = write_example_cohort(Path(d) / "toy", n_patients=400)
-    ...     _ = run(cohort, "aggregate_publication", "example")
     ...     pub = publish_incidence(cohort, Path(d) / "out", [["site_icd10", "region"]],
-    ...                             years=[2015, 2020])
+    ...                             years=[2018, 2021])
     ...     national_totals(pub)["total"]
     ...     len(pub.files)
-    {'count': 595, 'dsr': 103.3, 'dsr_lower': 94.7, 'dsr_upper': 112.3}
+    {'count': 255, 'dsr': 599.0, 'dsr_lower': 527.9, 'dsr_upper': 677.0}
     10
 """
 

@@ -49,8 +49,8 @@ import pyarrow as pa
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.schema import Column, Table
+from registry_lib.stats.life_table import decimal_year
 from registry_lib.stats.survival_late import bard_recall, late_effects_cohort
-from registry_lib.stats.survival_net import decimal_year
 
 DAYS_PER_YEAR = 365.25
 DCO_BASIS = "0"  # ENCR basis of diagnosis 0 = death certificate only

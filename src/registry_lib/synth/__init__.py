@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Cohort", "generate", "load_config", "run", "write", "write_data_dictionary"]
+__all__ = ["Cohort", "generate", "load_config", "run", "write"]
 
 
 def __getattr__(name: str) -> Any:
@@ -28,8 +28,4 @@ def __getattr__(name: str) -> Any:
         from registry_lib.synth.config import load_config
 
         return load_config
-    if name == "write_data_dictionary":
-        from registry_lib.synth.dictionary import write_data_dictionary
-
-        return write_data_dictionary
     raise AttributeError(f"module 'registry_lib.synth' has no attribute {name!r}")

@@ -463,8 +463,10 @@ def make_feeds(reference: dict[str, pd.DataFrame], truth: dict[str, pd.DataFrame
     Returns ``(feeds, record_truth)``; feed columns follow ``synth/tables.py``.
 
     Example:
-        >>> from registry_lib.synth.feeds_demo import demo_truth
-        >>> reference, truth = demo_truth(n_patients=50, seed=1)
+        >>> from registry_lib.synth import generate, load_config
+        >>> cohort = generate(load_config("params/cohort/tiny.yaml"), quiet=True)
+        >>> reference = cohort.reference
+        >>> truth = {k: cohort.truth[k] for k in ("patients", "tumours", "treatments")}
         >>> feeds, record_truth = make_feeds(reference, truth, {}, np.random.default_rng(1))
         >>> sorted(feeds) == sorted(FEED_NAMES), len(record_truth) == sum(len(feeds[f]) for f in FEED_NAMES[:-1])
         (True, True)

@@ -1,43 +1,39 @@
-"""Changes in care between periods (e.g. before and during the COVID-19 pandemic).
+"""The COVID-19 impact study's care-change tables on registry data.
 
-Small helpers that a service-shock study calls on registry tables, each returning a tidy
-DataFrame (or a small result object of tidy DataFrames):
+Helpers of :mod:`registry_lib.studies.covid_impact` that know the registry's tables and
+columns (``route_to_diagnosis``, ``stage``, ``modality``, ``death_cause_icd10``...), built on
+the generic methods of :mod:`registry_lib.stats.periods` and
+:mod:`registry_lib.stats.regression`:
 
-- :func:`assign_period` — label dates with named periods (``baseline``, ``pandemic``, ...);
-- :func:`share_by_period` — share of records with a flag, with Wilson CIs; specialised as
-  :func:`emergency_share` (route to diagnosis) and :func:`fractionation_share` (e.g. breast
-  radiotherapy in 5 fractions);
+- :func:`emergency_share` (route to diagnosis) and :func:`fractionation_share` (e.g. breast
+  radiotherapy in 5 fractions) — specialisations of
+  :func:`~registry_lib.stats.periods.share_by_period`;
 - :func:`stage_shift` — stage distribution by period, chi-square test and the adjusted odds
   ratio of late stage (3–4 against 1–2) by logistic regression;
-- :func:`first_treatment`, :func:`time_to_treatment`, :func:`median_iqr` — first treatment per
-  tumour and the time from diagnosis to it (median and IQR) by period;
-- :func:`odds_ratios`, :func:`hazard_ratios` — tidy adjusted OR (logistic) and HR (Cox) tables;
+- :func:`first_treatment`, :func:`time_to_treatment` — first treatment per tumour and the
+  time from diagnosis to it (median and IQR) by period;
 - :func:`covid_death_cohort`, :func:`covid_death_risk` — risk of COVID-19 death (ICD-10 U07.1)
   for patients on SACT, adjusted for age, sex and comorbidity;
-- :func:`survival_times`, :func:`cohort_survival` — stage-adjusted survival of the cohorts
-  diagnosed in each period (Cox), on a common follow-up horizon.
+- :func:`cohort_survival` — stage-adjusted survival of the cohorts diagnosed in each period
+  (Cox), on a common follow-up horizon.
 
 Monthly volumes (SACT starts, operations) against a counterfactual reuse
-:mod:`registry_lib.stats.timeseries`: ``monthly_counts(first_treatment(tx, "sact"),
+:mod:`registry_lib.stats.counterfactual`: ``monthly_counts(first_treatment(tx, "sact"),
 "start_date")`` then ``fit_counterfactual``.
 
-References:
-    Wilson EB (1927). Probable inference, the law of succession, and statistical inference.
-    J Am Stat Assoc 22:209-212.
-
 Example:
-    >>> df = pd.DataFrame({"period": ["baseline"] * 4 + ["pandemic"] * 2,
-    ...                    "emergency": [True, False, False, False, True, True]})
-    >>> share_by_period(df, "emergency")[["period", "n", "events", "share"]]
-         period  n  events  share
-    0  baseline  4       1   0.25
-    1  pandemic  2       2   1.00
+    >>> t = pd.DataFrame({"period": ["b", "b", "p"],
+    ...                   "route_to_diagnosis": ["GP referral", "Emergency presentation",
+    ...                                          "Emergency presentation"]})
+    >>> emergency_share(t)[["period", "n", "events", "share"]]
+      period  n  events  share
+    0      b  2       1    0.5
+    1      p  1       1    1.0
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,170 +42,16 @@ import pandas as pd
 from scipy import stats as sps
 
 from registry_lib.errors import RegistryLabError
-
-PERIOD = "period"
-
-
-
-def _py(value: Any) -> Any:
-    """A numpy scalar as the plain Python value, so messages read ``11`` not ``np.int64(11)``."""
-    return value.item() if isinstance(value, np.generic) else value
-
-def _cols(by: str | Sequence[str] | None) -> list[str]:
-    if by is None:
-        return []
-    return [by] if isinstance(by, str) else list(by)
-
-
-def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise RegistryLabError(f"{what}: missing column(s) {missing}")
-
-
-def _check_level(level: float) -> float:
-    if not 0.0 < float(level) < 1.0:
-        raise RegistryLabError(f"level={level!r}: must lie strictly between 0 and 1")
-    return float(level)
-
-
-def _as_dates(s: pd.Series, name: str, allow_missing: bool = False) -> pd.Series:
-    out = pd.to_datetime(s, errors="coerce")
-    bad = out.isna() & s.notna() if allow_missing else out.isna()
-    if bad.any():
-        i = s.index[bad.to_numpy()][0]
-        raise RegistryLabError(f"record at index {_py(i)!r}: {name}={_py(s.at[i])!r} is not a date")
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# periods and shares
-# --------------------------------------------------------------------------------------------
-def _period_bounds(window: Sequence[Any], name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    if isinstance(window, str) or len(window) != 2:
-        raise RegistryLabError(f"periods[{name!r}]={window!r}: give a (start, end) pair")
-    bounds = []
-    for j, v in enumerate(window):
-        text = str(v)
-        try:
-            if len(text) == 7 and text[4] == "-":  # a whole month, 'YYYY-MM'
-                p = pd.Period(text, freq="M")
-                bounds.append(p.start_time if j == 0 else p.end_time.normalize())
-            else:
-                bounds.append(pd.Timestamp(v).normalize())
-        except (ValueError, TypeError) as exc:
-            raise RegistryLabError(f"periods[{name!r}]={window!r}: {v!r} is not a date") from exc
-    if bounds[1] < bounds[0]:
-        raise RegistryLabError(f"periods[{name!r}]={window!r}: end is before start")
-    return bounds[0], bounds[1]
-
-
-def assign_period(dates: Any, periods: Mapping[str, Sequence[Any]]) -> pd.Series:
-    """Label each date with the named period it falls in (missing if none).
-
-    Args:
-        dates: dates (Series, array or list).
-        periods: ``{name: (start, end)}``, both ends inclusive; ``"YYYY-MM"`` means the whole
-            month, e.g. ``{"baseline": ("2015-01", "2020-02"), "pandemic": ("2020-03",
-            "2021-02")}``. Periods must not overlap.
-
-    Returns:
-        A categorical Series (categories in the order given), index kept from ``dates``.
-
-    Example:
-        >>> p = {"baseline": ("2019-01", "2020-02"), "pandemic": ("2020-03", "2020-12")}
-        >>> assign_period(pd.Series(pd.to_datetime(["2020-02-29", "2020-03-01", "2021-01-01"])),
-        ...               p).tolist()
-        ['baseline', 'pandemic', nan]
-    """
-    s = dates if isinstance(dates, pd.Series) else pd.Series(dates)
-    d = _as_dates(s, "date", allow_missing=True)
-    if not periods:
-        raise RegistryLabError("periods: give at least one named period")
-    bounds = {name: _period_bounds(w, name) for name, w in periods.items()}
-    ordered = sorted(bounds.items(), key=lambda kv: kv[1][0])
-    for (n1, (_, e1)), (n2, (s2, _)) in zip(ordered, ordered[1:], strict=False):
-        if s2 <= e1:
-            raise RegistryLabError(f"periods {n1!r} and {n2!r} overlap")
-    labels = np.full(len(d), None, dtype=object)
-    values = d.to_numpy()
-    for name, (lo, hi) in bounds.items():
-        inside = (values >= lo.to_datetime64()) & (values <= hi.to_datetime64())
-        labels[inside] = name
-    return pd.Series(pd.Categorical(labels, categories=list(periods)), index=s.index, name=PERIOD)
-
-
-def wilson_ci(events: Any, n: Any, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of a proportion (vectorised; NaN where n = 0).
-
-    Example:
-        >>> lo, hi = wilson_ci(5, 10)
-        >>> round(float(lo), 4), round(float(hi), 4)
-        (0.2366, 0.7634)
-    """
-    level = _check_level(level)
-    x, m = np.asarray(events, float), np.asarray(n, float)
-    z = sps.norm.ppf(0.5 + level / 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = x / m
-        centre = (p + z * z / (2 * m)) / (1 + z * z / m)
-        half = z * np.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / (1 + z * z / m)
-    return centre - half, centre + half
-
-
-def share_by_period(
-    df: pd.DataFrame,
-    flag: str,
-    by: str | Sequence[str] | None = PERIOD,
-    *,
-    level: float = 0.95,
-) -> pd.DataFrame:
-    """Share of records with ``flag`` true, by group, with Wilson CIs.
-
-    Records whose flag is missing are left out of the denominator and counted in
-    ``n_missing``; records whose group is missing (e.g. outside every period) are dropped.
-
-    Returns:
-        DataFrame ``[*by, n, events, share, lower, upper, n_missing]``.
-
-    Example:
-        >>> df = pd.DataFrame({"period": ["a", "a", "a", "b"], "f": [True, None, False, True]})
-        >>> share_by_period(df, "f")[["period", "n", "events", "n_missing"]]
-          period  n  events  n_missing
-        0      a  2       1          1
-        1      b  1       1          0
-    """
-    by_cols = _cols(by)
-    _require(df, [flag, *by_cols], "share_by_period input")
-    f = df[flag]
-    known = f.notna()
-    flag_values = f.where(known, False)
-    valid = flag_values.isin([True, False]).to_numpy()
-    if not valid.all():
-        bad = df.index[~valid][0]
-        raise RegistryLabError(
-            f"record at index {_py(bad)!r}: {flag}={_py(f.at[bad])!r} is not true/false"
-        )
-    work = pd.DataFrame(
-        {
-            "_n": known.astype(np.int64),
-            "_events": (flag_values.astype(bool) & known).astype(np.int64),
-            "_missing": (~known).astype(np.int64),
-        },
-        index=df.index,
-    )
-    if by_cols:
-        for c in by_cols:
-            work[c] = df[c]
-        g = work.groupby(by_cols, observed=True, sort=True)[["_n", "_events", "_missing"]].sum()
-        g = g.reset_index()
-    else:
-        g = work[["_n", "_events", "_missing"]].sum().to_frame().T
-    g = g.rename(columns={"_n": "n", "_events": "events", "_missing": "n_missing"})
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g["share"] = g["events"] / g["n"]
-    g["lower"], g["upper"] = wilson_ci(g["events"], g["n"], level)
-    return g[[*by_cols, "n", "events", "share", "lower", "upper", "n_missing"]]
+from registry_lib.stats.periods import (
+    PERIOD,
+    _as_dates,
+    _cols,
+    _require,
+    median_iqr,
+    share_by_period,
+    survival_times,
+)
+from registry_lib.stats.regression import hazard_ratios, odds_ratios
 
 
 def emergency_share(
@@ -288,203 +130,19 @@ def fractionation_share(
     return share_by_period(rt.assign(_in_fractions=flag), "_in_fractions", by, level=level)
 
 
-# --------------------------------------------------------------------------------------------
-# regression tables
-# --------------------------------------------------------------------------------------------
-def model_matrix(
-    df: pd.DataFrame,
-    covariates: Sequence[str],
-    categorical: Sequence[str] | None = None,
-    reference: Mapping[str, Any] | None = None,
-) -> pd.DataFrame:
-    """Numeric design matrix: numeric/bool columns as they are, categorical ones as indicators.
-
-    A column is categorical if listed in ``categorical`` or if it is not numeric. Indicator
-    columns are named ``column[level]``; the reference level (``reference[column]``, default the
-    first in sorted order, or the first category of a categorical column) gets none.
-
-    Example:
-        >>> d = pd.DataFrame({"age": [50, 60, 70], "stage": ["1", "3", "4"]})
-        >>> model_matrix(d, ["age", "stage"]).columns.tolist()
-        ['age', 'stage[3]', 'stage[4]']
-    """
-    cats = set(_cols(categorical))
-    reference = dict(reference or {})
-    parts: dict[str, np.ndarray] = {}
-    for c in covariates:
-        s = df[c]
-        is_cat = c in cats or not (
-            pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)
-        ) or isinstance(s.dtype, pd.CategoricalDtype)
-        if not is_cat:
-            parts[c] = s.to_numpy(dtype=float)
-            continue
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            levels = [v for v in s.cat.categories if (s == v).any()]
-        else:
-            levels = sorted(pd.unique(s.dropna()), key=lambda v: (str(type(v)), v))
-        ref = reference.get(c, levels[0] if levels else None)
-        if ref not in levels:
-            raise RegistryLabError(f"reference[{c!r}]={ref!r}: not a level of {c} ({levels})")
-        values = s.to_numpy()
-        for lv in levels:
-            if lv != ref:
-                parts[f"{c}[{lv}]"] = (values == lv).astype(float)
-    return pd.DataFrame(parts, index=df.index)
-
-
-def _complete_cases(
-    df: pd.DataFrame, columns: Sequence[str], what: str
-) -> tuple[pd.DataFrame, int]:
-    _require(df, list(columns), what)
-    ok = df[list(columns)].notna().all(axis=1)
-    return df.loc[ok.to_numpy()], int((~ok).sum())
-
-
-def _ratio_table(
-    terms: Sequence[str], est: np.ndarray, se: np.ndarray, level: float, name: str
-) -> pd.DataFrame:
-    z = sps.norm.ppf(0.5 + level / 2)
-    est, se = np.asarray(est, float), np.asarray(se, float)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        p = 2 * sps.norm.sf(np.abs(est / se))
-        return pd.DataFrame(
-            {
-                "term": list(terms),
-                "estimate": est,
-                "std_error": se,
-                name: np.exp(est),
-                "lower": np.exp(est - z * se),
-                "upper": np.exp(est + z * se),
-                "p_value": p,
-            }
-        )
-
-
-def odds_ratios(
-    df: pd.DataFrame,
-    outcome: str,
-    covariates: Sequence[str],
-    *,
-    categorical: Sequence[str] | None = None,
-    reference: Mapping[str, Any] | None = None,
-    level: float = 0.95,
-) -> pd.DataFrame:
-    """Adjusted odds ratios from a logistic regression, as a tidy table.
-
-    Records with a missing outcome or covariate are left out and counted in ``n_excluded``.
-
-    Args:
-        df: one row per subject.
-        outcome: 0/1 or boolean column.
-        covariates: exposure and adjustment columns (see :func:`model_matrix`).
-        categorical, reference: as in :func:`model_matrix`.
-        level: CI level.
-
-    Returns:
-        DataFrame ``[term, estimate, std_error, odds_ratio, lower, upper, p_value, n, events,
-        n_excluded]`` (intercept omitted).
-
-    Example:
-        >>> rng = np.random.default_rng(0)
-        >>> d = pd.DataFrame({"x": rng.integers(0, 2, 4000)})
-        >>> d["y"] = rng.random(4000) < np.where(d["x"] == 1, 0.5, 0.2)
-        >>> t = odds_ratios(d, "y", ["x"])
-        >>> bool(t.lower.iloc[0] < 4.0 < t.upper.iloc[0])
-        True
-    """
-    import statsmodels.api as sm
-
-    level = _check_level(level)
-    data, excluded = _complete_cases(df, [outcome, *covariates], "odds_ratios input")
-    y = data[outcome].astype(float).to_numpy()
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise RegistryLabError(f"outcome {outcome!r}: values must be 0/1 or true/false")
-    X = model_matrix(data, covariates, categorical, reference)
-    X.insert(0, "const", 1.0)
-    if y.sum() == 0 or y.sum() == len(y):
-        raise RegistryLabError(f"outcome {outcome!r}: every record has the same value")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = sm.GLM(y, X, family=sm.families.Binomial()).fit()
-    t = _ratio_table(X.columns[1:], res.params.to_numpy()[1:], res.bse.to_numpy()[1:], level,
-                     "odds_ratio")
-    t["n"], t["events"], t["n_excluded"] = len(y), int(y.sum()), excluded
-    return t
-
-
-def hazard_ratios(
-    df: pd.DataFrame,
-    duration: str,
-    event: str,
-    covariates: Sequence[str],
-    *,
-    categorical: Sequence[str] | None = None,
-    reference: Mapping[str, Any] | None = None,
-    strata: str | Sequence[str] | None = None,
-    level: float = 0.95,
-) -> pd.DataFrame:
-    """Adjusted hazard ratios from a Cox model (lifelines, Efron ties), as a tidy table.
-
-    Records with a missing duration, event or covariate are left out (``n_excluded``).
-
-    Returns:
-        DataFrame ``[term, estimate, std_error, hazard_ratio, lower, upper, p_value, n, events,
-        n_excluded]``.
-
-    Example:
-        >>> rng = np.random.default_rng(0)
-        >>> d = pd.DataFrame({"x": rng.integers(0, 2, 2000)})
-        >>> d["t"] = rng.exponential(1 / np.where(d["x"] == 1, 2.0, 1.0))
-        >>> d["dead"] = True
-        >>> t = hazard_ratios(d, "t", "dead", ["x"])
-        >>> bool(t.lower.iloc[0] < 2.0 < t.upper.iloc[0])
-        True
-    """
-    from lifelines import CoxPHFitter
-
-    level = _check_level(level)
-    strata_cols = _cols(strata)
-    data, excluded = _complete_cases(
-        df, [duration, event, *covariates, *strata_cols], "hazard_ratios input"
-    )
-    X = model_matrix(data, covariates, categorical, reference)
-    frame = X.copy()
-    frame["_duration"] = data[duration].astype(float).to_numpy()
-    frame["_event"] = data[event].astype(bool).to_numpy()
-    if (frame["_duration"] < 0).any():
-        i = frame.index[(frame["_duration"] < 0).to_numpy()][0]
-        raise RegistryLabError(f"record at index {_py(i)!r}: {duration} is negative")
-    for c in strata_cols:
-        frame[f"_strata_{c}"] = data[c].to_numpy()
-    if not frame["_event"].any():
-        raise RegistryLabError(f"event {event!r}: no events, hazard ratios undefined")
-    from lifelines.exceptions import ConvergenceError
-
-    cph = CoxPHFitter(alpha=1 - level)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cph.fit(frame, duration_col="_duration", event_col="_event",
-                    strata=[f"_strata_{c}" for c in strata_cols] or None)
-    except ConvergenceError as exc:
-        raise RegistryLabError(
-            f"Cox model of {event!r} on {list(covariates)} did not converge (a covariate level "
-            "with no events, or collinear covariates?)"
-        ) from exc
-    s = cph.summary
-    t = _ratio_table(list(X.columns), s.loc[X.columns, "coef"].to_numpy(),
-                     s.loc[X.columns, "se(coef)"].to_numpy(), level, "hazard_ratio")
-    t["n"], t["events"], t["n_excluded"] = len(frame), int(frame["_event"].sum()), excluded
-    return t
-
-
-# --------------------------------------------------------------------------------------------
-# stage shift
-# --------------------------------------------------------------------------------------------
 @dataclass
 class StageShift:
-    """Result of :func:`stage_shift` (three tidy tables)."""
+    """Result of :func:`stage_shift` (three tidy tables).
+
+    Example:
+        >>> rng = np.random.default_rng(1)
+        >>> t = pd.DataFrame({"period": np.repeat(["baseline", "pandemic"], 400),
+        ...                   "stage": np.r_[rng.choice(list("1234"), 400, p=[.3, .3, .2, .2]),
+        ...                                  rng.choice(list("1234"), 400, p=[.2, .2, .3, .3])]})
+        >>> shift = stage_shift(t)
+        >>> shift.odds_ratio["term"], bool(shift.odds_ratio["odds_ratio"] > 1)
+        ('period[pandemic]', True)
+    """
 
     distribution: pd.DataFrame
     test: pd.DataFrame
@@ -565,6 +223,14 @@ def stage_shift(
         :class:`StageShift` with ``distribution`` (:func:`stage_distribution`), ``test``
         (one row: ``statistic, dof, p_value, n``) and ``odds_ratios`` (:func:`odds_ratios`,
         the period rows first).
+
+    Example:
+        >>> rng = np.random.default_rng(2)
+        >>> t = pd.DataFrame({"period": np.repeat(["baseline", "pandemic"], 300),
+        ...                   "stage": rng.choice(list("1234U"), 600)})
+        >>> res = stage_shift(t)
+        >>> list(res.test.columns), int(res.test["dof"].iloc[0])
+        (['statistic', 'dof', 'p_value', 'n'], 3)
     """
     _require(tumours, [period, stage], "stage_shift input")
     data = tumours.loc[tumours[period].notna().to_numpy()].copy()
@@ -590,9 +256,6 @@ def stage_shift(
     return StageShift(dist, test, ors)
 
 
-# --------------------------------------------------------------------------------------------
-# treatment timing
-# --------------------------------------------------------------------------------------------
 def first_treatment(
     treatments: pd.DataFrame,
     modality: str | Sequence[str] | None = None,
@@ -626,39 +289,6 @@ def first_treatment(
     tx[date] = _as_dates(tx[date], date)
     tx = tx.sort_values([per, date], kind="stable")
     return tx.drop_duplicates(per, keep="first").reset_index(drop=True)
-
-
-def median_iqr(
-    df: pd.DataFrame, value: str, by: str | Sequence[str] | None = PERIOD
-) -> pd.DataFrame:
-    """Median and interquartile range of ``value`` by group (linear-interpolation quantiles).
-
-    Example:
-        >>> d = pd.DataFrame({"period": ["a"] * 4 + ["b"], "days": [1, 2, 3, 10, 7]})
-        >>> median_iqr(d, "days")
-          period  n  median    q1    q3
-        0      a  4     2.5  1.75  4.75
-        1      b  1     7.0  7.00  7.00
-    """
-    by_cols = _cols(by)
-    _require(df, [value, *by_cols], "median_iqr input")
-    v = pd.to_numeric(df[value], errors="coerce")
-    work = df[by_cols].assign(_v=v.to_numpy())
-    work = work.loc[work["_v"].notna().to_numpy()]
-    if by_cols:
-        g = work.groupby(by_cols, observed=True, sort=True)["_v"]
-        out = pd.DataFrame({
-            "n": g.size(),
-            "median": g.median(),
-            "q1": g.quantile(0.25),
-            "q3": g.quantile(0.75),
-        }).reset_index()
-    else:
-        x = work["_v"]
-        out = pd.DataFrame({"n": [len(x)], "median": [x.median()],
-                            "q1": [x.quantile(0.25)], "q3": [x.quantile(0.75)]})
-    out["n"] = out["n"].astype(np.int64)
-    return out
 
 
 def time_to_treatment(
@@ -723,9 +353,6 @@ def time_to_treatment(
     return out[[*by_cols, "n_tumours", "n_treated", "median", "q1", "q3"]]
 
 
-# --------------------------------------------------------------------------------------------
-# outcomes
-# --------------------------------------------------------------------------------------------
 def _is_code(causes: pd.Series, codes: Sequence[str]) -> np.ndarray:
     norm = causes.astype("string").str.upper().str.replace(".", "", regex=False).str.strip()
     wanted = tuple(str(c).upper().replace(".", "") for c in codes)
@@ -839,46 +466,6 @@ def covid_death_risk(
     if method == "logistic":
         return odds_ratios(cohort, "covid_death", covs, categorical=cats, level=level)
     return hazard_ratios(cohort, "time_days", "covid_death", covs, categorical=cats, level=level)
-
-
-def survival_times(
-    df: pd.DataFrame,
-    *,
-    start: str = "diagnosis_date",
-    death: str = "death_date",
-    censor_date: Any,
-    horizon_days: int | None = None,
-) -> pd.DataFrame:
-    """Follow-up time (days) and death indicator from ``start`` to death, censoring or horizon.
-
-    Follow-up stops at the earliest of death, ``censor_date`` (end of data) and
-    ``start + horizon_days``; deaths after that stop are censored. Negative follow-up (death
-    recorded before ``start``) raises.
-
-    Example:
-        >>> d = pd.DataFrame({"diagnosis_date": pd.to_datetime(["2020-01-01", "2020-01-01"]),
-        ...                   "death_date": pd.to_datetime(["2020-03-01", None])})
-        >>> survival_times(d, censor_date="2020-12-31", horizon_days=365)
-           time_days   dead
-        0       60.0   True
-        1      365.0  False
-    """
-    _require(df, [start, death], "survival_times input")
-    s = _as_dates(df[start], start)
-    d = _as_dates(df[death], death, allow_missing=True)
-    c = pd.Timestamp(censor_date)
-    stop = pd.Series(c, index=df.index)
-    if horizon_days is not None:
-        stop = np.minimum(stop, s + pd.Timedelta(days=int(horizon_days)))
-    dead = d.notna() & (d <= stop)
-    end = d.where(dead, stop)
-    t = (end - s).dt.days.astype(float)
-    if (t < 0).any():
-        i = df.index[(t < 0).to_numpy()][0]
-        raise RegistryLabError(
-            f"record at index {_py(i)!r}: {death} or censor_date is before {start}"
-        )
-    return pd.DataFrame({"time_days": t.to_numpy(), "dead": dead.to_numpy()}, index=df.index)
 
 
 def cohort_survival(

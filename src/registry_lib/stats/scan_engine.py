@@ -1,0 +1,457 @@
+"""The machinery of the circular spatial scan: windows, likelihood ratio and simulated maxima.
+
+Internal to :func:`registry_lib.stats.scan.kulldorff_scan` (see that module for the method):
+input checks, distances (planar or great-circle on a sphere of radius :data:`EARTH_RADIUS_KM`),
+the nested windows around every centre, the log-likelihood ratio table and the Monte Carlo
+maxima of the null replications, vectorised over replications and shared between threads.
+
+Example:
+    >>> import numpy as np
+    >>> float(_key_to_distance(np.array([0.0, 25.0]), "euclidean")[1])
+    5.0
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from registry_lib.errors import RegistryLabError
+
+#: Earth radius used by SaTScan for great-circle distances (km).
+EARTH_RADIUS_KM = 6367.0
+_METRICS = ("euclidean", "haversine")
+_CACHE_BYTES = 1_000_000  # working-set target per thread for the simulation loop
+_PILOT = 20  # replications scanned in full to set the screening level
+_SCREEN_FRACTION = 0.75  # screening level = this × the smallest pilot maximum
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------------------------
+
+
+def _as_labelled(values, name: str) -> pd.Series | pd.DataFrame:
+    if isinstance(values, pd.Series | pd.DataFrame):
+        return values
+    arr = np.asarray(values)
+    if arr.ndim == 1:
+        return pd.Series(arr)
+    if arr.ndim == 2:
+        return pd.DataFrame(arr)
+    raise RegistryLabError(f"{name}: expected a 1-D (or, for coords, 2-D) array")
+
+
+def _coords_matrix(coords: pd.DataFrame, metric: str) -> np.ndarray:
+    if coords.shape[1] != 2:
+        raise RegistryLabError(
+            f"coords: expected 2 columns ({'lat, lon' if metric == 'haversine' else 'x, y'}),"
+            f" got {coords.shape[1]}"
+        )
+    cols = [str(c).lower() for c in coords.columns]
+    if metric == "haversine":
+        for lat_name, lon_name in (("lat", "lon"), ("latitude", "longitude"), ("lat", "lng")):
+            if lat_name in cols and lon_name in cols:
+                coords = coords.iloc[:, [cols.index(lat_name), cols.index(lon_name)]]
+                break
+    xy = coords.to_numpy(dtype=float)
+    if not np.all(np.isfinite(xy)):
+        row = coords.index[int(np.flatnonzero(~np.isfinite(xy).all(axis=1))[0])]
+        raise RegistryLabError(f"coords: location {row!r} has a missing or infinite coordinate")
+    if metric == "haversine" and (np.any(np.abs(xy[:, 0]) > 90) or np.any(np.abs(xy[:, 1]) > 180)):
+        bad = np.flatnonzero((np.abs(xy[:, 0]) > 90) | (np.abs(xy[:, 1]) > 180))[0]
+        raise RegistryLabError(
+            f"coords: location {coords.index[bad]!r} is not a (latitude, longitude) in degrees"
+        )
+    return xy
+
+
+def _prepare(cases, population, coords, metric):
+    cases = _as_labelled(cases, "cases")
+    population = _as_labelled(population, "population")
+    coords = _as_labelled(coords, "coords")
+    if isinstance(cases, pd.DataFrame):
+        if cases.shape[1] != 1:
+            raise RegistryLabError("cases: expected one count per location (a Series)")
+        cases = cases.iloc[:, 0]
+    if isinstance(population, pd.DataFrame):
+        if population.shape[1] != 1:
+            raise RegistryLabError("population: expected one value per location (a Series)")
+        population = population.iloc[:, 0]
+    labels = cases.index
+    if labels.has_duplicates:
+        raise RegistryLabError(f"cases: location {labels[labels.duplicated()][0]!r} appears twice")
+    for name, other in (("population", population), ("coords", coords)):
+        if other.index.has_duplicates:
+            dup = other.index[other.index.duplicated()][0]
+            raise RegistryLabError(f"{name}: location {dup!r} appears twice")
+        missing = labels.difference(other.index)
+        if len(missing):
+            raise RegistryLabError(f"{name}: no value for location {missing[0]!r}")
+        extra = other.index.difference(labels)
+        if len(extra):
+            raise RegistryLabError(f"{name}: location {extra[0]!r} has no case count")
+    c = cases.to_numpy(dtype=float)
+    if not np.all(np.isfinite(c)) or np.any(c < 0) or np.any(c != np.round(c)):
+        bad = labels[int(np.flatnonzero(~np.isfinite(c) | (c < 0) | (c != np.round(c)))[0])]
+        raise RegistryLabError(
+            f"cases: location {bad!r} has a count that is not a whole number >= 0"
+        )
+    p = population.reindex(labels).to_numpy(dtype=float)
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        bad = labels[int(np.flatnonzero(~np.isfinite(p) | (p < 0))[0])]
+        raise RegistryLabError(f"population: location {bad!r} has a missing or negative value")
+    if p.sum() <= 0:
+        raise RegistryLabError("population: total population is zero")
+    xy = _coords_matrix(coords.reindex(labels), metric)
+    return labels, c.astype(np.int64), p, xy
+
+
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry: neighbour lists
+# --------------------------------------------------------------------------------------------
+
+
+def _distance_key(xy: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:
+    """A key increasing with distance, rows × all locations: squared planar distance, or the
+    haversine term ``sin²(Δφ/2) + cos φ1 cos φ2 sin²(Δλ/2)``. See :func:`_key_to_distance`."""
+    if metric == "euclidean":
+        dx = xy[rows, 0, None] - xy[None, :, 0]
+        dy = xy[rows, 1, None] - xy[None, :, 1]
+        dx *= dx
+        dy *= dy
+        dx += dy
+        return dx
+    lat = np.radians(xy[:, 0])
+    lon = np.radians(xy[:, 1])
+    coslat = np.cos(lat)
+    h = np.sin((lat[rows, None] - lat[None, :]) / 2)
+    h *= h
+    w = np.sin((lon[rows, None] - lon[None, :]) / 2)
+    w *= w
+    w *= coslat[rows, None]
+    w *= coslat[None, :]
+    h += w
+    return h
+
+
+def _key_to_distance(key: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "euclidean":
+        return np.sqrt(key)
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(key, 0.0, 1.0)))
+
+
+@dataclass
+class _Windows:
+    """Ragged neighbour lists: centre i's windows are rows ``start[i]:start[i+1]``."""
+
+    start: np.ndarray  # (n+1,) offsets
+    neighbour: np.ndarray  # (W,) location index entering at each step
+    distance: np.ndarray  # (W,) its distance from the centre
+    cum_pop: np.ndarray  # (W,) population of the window ending at this step
+    closed: np.ndarray  # (W,) bool: the next neighbour is strictly farther (a real window)
+
+
+def _spatial_order(xy: np.ndarray, metric: str) -> np.ndarray:
+    """A Z-order (Morton) permutation of the locations.
+
+    Working in this order keeps each centre's neighbours close together in memory, which
+    roughly halves the time of the simulation loop. Results do not depend on it.
+    """
+    pts = xy.astype(float).copy()
+    if metric == "haversine":  # (lat, lon) -> a local plane, for ordering only
+        pts = np.column_stack([pts[:, 1] * np.cos(np.radians(np.mean(pts[:, 0]))), pts[:, 0]])
+    span = np.ptp(pts, axis=0)
+    q = ((pts - pts.min(axis=0)) / np.where(span > 0, span, 1.0) * 65535).astype(np.uint64)
+
+    def spread(v: np.ndarray) -> np.ndarray:
+        v = (v | (v << np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+        v = (v | (v << np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+        v = (v | (v << np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+        v = (v | (v << np.uint64(2))) & np.uint64(0x3333333333333333)
+        return (v | (v << np.uint64(1))) & np.uint64(0x5555555555555555)
+
+    return np.argsort(spread(q[:, 0]) | (spread(q[:, 1]) << np.uint64(1)), kind="stable")
+
+
+def _sorted_neighbours(key: np.ndarray, pop: np.ndarray, limit: float, inv: np.ndarray):
+    """Neighbours of each row sorted by distance key, truncated once the population passes
+    ``limit`` (at least one neighbour beyond it is kept to decide ties).
+
+    Locations are in spatial order; ``inv[o]`` is the position of the location that was
+    ``o``-th in the input, so ties are broken by input order. Returns ``(order, key_sorted)``;
+    entries past a row's truncation are -1 / +inf.
+    """
+    rows, n = key.shape
+    m = n - 1
+    if n > 64:
+        # partial sort: the m+1 nearest usually already pass the population limit
+        m = int(min(n - 1, 1.25 * math.ceil(limit / max(float(np.mean(pop)), 1e-300)) + 64))
+    rank = np.argsort(inv)  # input position of each location
+    if m < n - 1:
+        part = inv[np.sort(rank[np.argpartition(key, m, axis=1)[:, : m + 1]], axis=1)]
+    else:
+        part = np.broadcast_to(inv, key.shape)
+    pkey = np.take_along_axis(key, part, axis=1)
+    inner = np.argsort(pkey, axis=1, kind="stable")  # ties stay in input order
+    order = np.take_along_axis(part, inner, axis=1)
+    ksort = np.take_along_axis(pkey, inner, axis=1)
+    if m == n - 1:
+        return order, ksort
+    full = pop[order].sum(axis=1) > limit
+    if full.all():
+        return order, ksort
+    # rows whose m+1 nearest are still within the limit: sort them completely
+    short = np.flatnonzero(~full)
+    key_in = key[short][:, inv]  # columns in input order
+    order_in = np.argsort(key_in, axis=1, kind="stable")
+    order_all = np.full((rows, n), -1, dtype=np.intp)
+    ksort_all = np.full((rows, n), np.inf)
+    order_all[full, : m + 1] = order[full]
+    ksort_all[full, : m + 1] = ksort[full]
+    order_all[short] = inv[order_in]
+    ksort_all[short] = np.take_along_axis(key_in, order_in, axis=1)
+    return order_all, ksort_all
+
+
+def _build_windows(
+    xy: np.ndarray, pop: np.ndarray, limit: float, metric: str, inv: np.ndarray | None = None
+) -> _Windows:
+    """Neighbour lists of every centre (locations in the order given; ``inv`` as in
+    :func:`_sorted_neighbours`, identity by default)."""
+    n = len(pop)
+    if inv is None:
+        inv = np.arange(n)
+    block = max(1, min(n, 4_000_000 // max(n, 1)))
+    starts = np.zeros(n + 1, dtype=np.int64)
+    parts_nb, parts_d, parts_cp, parts_closed = [], [], [], []
+    for a in range(0, n, block):
+        rows = np.arange(a, min(n, a + block))
+        order, dsort = _sorted_neighbours(_distance_key(xy, rows, metric), pop, limit, inv)
+        pad = order < 0
+        cp = np.cumsum(np.where(pad, 0.0, pop[np.where(pad, 0, order)]), axis=1)
+        cp[pad] = np.inf
+        closed = np.ones_like(dsort, dtype=bool)
+        closed[:, :-1] = dsort[:, 1:] > dsort[:, :-1]
+        # keep steps up to the largest closed window within the population limit
+        ok = closed & (cp <= limit)
+        has = ok.any(axis=1)
+        last = np.where(has, dsort.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), -1)
+        k = last + 1
+        starts[rows + 1] = k
+        mask = np.arange(dsort.shape[1])[None, :] < k[:, None]
+        parts_nb.append(order[mask])
+        parts_d.append(_key_to_distance(dsort[mask], metric))
+        parts_cp.append(cp[mask])
+        parts_closed.append(closed[mask])
+    return _Windows(
+        start=np.cumsum(starts),
+        neighbour=np.concatenate(parts_nb).astype(np.intp),
+        distance=np.concatenate(parts_d),
+        cum_pop=np.concatenate(parts_cp),
+        closed=np.concatenate(parts_closed),
+    )
+
+
+
+
+# --------------------------------------------------------------------------------------------
+# Likelihood ratio
+# --------------------------------------------------------------------------------------------
+
+
+def _xlogx(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    out = np.zeros_like(x)
+    pos = x > 0
+    out[pos] = x[pos] * np.log(x[pos])
+    return out
+
+
+class _LLR:
+    """LLR(c, E) = T[c] - c·d(E) - g(E), with T[c] = xlogx(c) + xlogx(C-c) - C ln C."""
+
+    def __init__(self, total_cases: int):
+        self.C = int(total_cases)
+        c = np.arange(self.C + 1, dtype=float)
+        self.table = _xlogx(c) + _xlogx(self.C - c) - _xlogx(np.array([self.C]))[0]
+
+    def window_terms(self, expected: np.ndarray, closed: np.ndarray):
+        """Per-window slope d, offset g and integer threshold (c must reach it to count)."""
+        C = self.C
+        if C == 0:  # no cases: no window can have more than expected
+            zeros = np.zeros(len(expected))
+            return zeros, zeros, np.ones(len(expected), dtype=np.int32)
+        e = np.clip(expected, 1e-300, None)
+        rest = np.clip(C - expected, 1e-300, None)
+        d = np.log(e) - np.log(rest)
+        g = C * np.log(rest / C)
+        # a window counts when c > E; windows with E >= C or not closed never count
+        thresh = np.floor(expected).astype(np.int64) + 1
+        thresh = np.where(closed & (expected < C), thresh, C + 1).astype(np.int32)
+        return d, g, thresh
+
+    def critical_counts(self, level: float, expected, d, g, thresh) -> np.ndarray:
+        """Per window, the smallest count c >= thresh with LLR(c) >= level (C+1 if none).
+
+        Integer bisection on all windows at once (the LLR increases with c above E). The
+        bracket's upper end uses LLR(c) >= (c−E)²/(2c), so c = E + L + sqrt(L² + 2EL) always
+        reaches level L.
+        """
+        C, table = self.C, self.table
+        out = np.empty(len(thresh), dtype=np.int32)
+        step = 1 << 16  # blocks of windows small enough to stay in cache
+        for a in range(0, len(thresh), step):
+            e = expected[a : a + step]
+            dd, gg = d[a : a + step], g[a : a + step]
+            lo = thresh[a : a + step].astype(np.int64)
+            bound = np.ceil(e + level + np.sqrt(level * level + 2 * e * level)) + 1
+            hi = np.minimum(bound, C + 1).astype(np.int64)
+            hi = np.maximum(hi, lo)
+            for _ in range(int(np.max(hi - lo, initial=0)).bit_length() + 1):
+                mid = (lo + hi) // 2
+                np.minimum(mid, C, out=mid)
+                ok = (table[mid] - mid * dd - gg >= level) & (lo < hi)
+                hi = np.where(ok, mid, hi)
+                lo = np.where(ok | (lo >= hi), lo, mid + 1)
+            out[a : a + step] = np.minimum(lo, C + 1)
+        return out
+
+    def values(self, c: np.ndarray, d, g, thresh) -> np.ndarray:
+        v = self.table[c] - c * d - g
+        return np.where(c >= thresh, np.maximum(v, 0.0), 0.0)
+
+
+def _replicate_maxima(
+    sims: np.ndarray,
+    win: _Windows,
+    llr: _LLR,
+    d: np.ndarray,
+    g: np.ndarray,
+    thresh: np.ndarray,
+    n_jobs: int,
+    critical: np.ndarray | None = None,
+) -> np.ndarray:
+    """Maximum LLR over all windows for each simulated data set (rows of ``sims``).
+
+    With ``critical`` (per-window smallest case count whose LLR reaches a screening level L),
+    only windows at or above their critical count are evaluated; replications with no such
+    window get 0 (the caller recomputes them in full). Without it every window is evaluated.
+    """
+    sims = np.ascontiguousarray(sims)  # the column gathers below need C order
+    n_rep = sims.shape[0]
+    sizes = np.diff(win.start)
+    centres = np.flatnonzero(sizes > 0)
+    if n_rep == 0 or len(centres) == 0:
+        return np.zeros(n_rep)
+    # balance work: deal centres (largest first) round-robin to the workers
+    centres = centres[np.argsort(-sizes[centres], kind="stable")]
+    n_jobs = max(1, min(n_jobs, len(centres)))
+    groups = [centres[j::n_jobs] for j in range(n_jobs)]
+    table = llr.table
+    kmax = int(sizes.max())
+    # replications go in chunks small enough for the working arrays to stay in cache
+    per_elem = 5 if critical is not None else 21
+    rc = int(np.clip(_CACHE_BYTES // max(1, per_elem * kmax), 8, max(8, n_rep)))
+
+    def full(group: np.ndarray) -> np.ndarray:
+        best = np.zeros(n_rep)
+        cnt_buf = np.empty(rc * kmax, dtype=np.int32)
+        val_buf = np.empty(rc * kmax, dtype=np.float64)
+        tmp_buf = np.empty(rc * kmax, dtype=np.float64)
+        msk_buf = np.empty(rc * kmax, dtype=bool)
+        for r0 in range(0, n_rep, rc):
+            m = min(n_rep, r0 + rc) - r0
+            chunk = sims[r0 : r0 + m]
+            chunk_best = best[r0 : r0 + m]
+            for i in group:
+                a, b = win.start[i], win.start[i + 1]
+                k = b - a
+                cnt = cnt_buf[: m * k].reshape(m, k)
+                val = val_buf[: m * k].reshape(m, k)
+                tmp = tmp_buf[: m * k].reshape(m, k)
+                msk = msk_buf[: m * k].reshape(m, k)
+                np.take(chunk, win.neighbour[a:b], axis=1, out=cnt)
+                np.cumsum(cnt, axis=1, out=cnt)
+                np.take(table, cnt, out=val)
+                np.multiply(cnt, d[a:b], out=tmp)
+                val -= tmp
+                val -= g[a:b]
+                np.less(cnt, thresh[a:b], out=msk)
+                np.putmask(val, msk, 0.0)
+                np.maximum(chunk_best, val.max(axis=1), out=chunk_best)
+        return best
+
+    def screened(group: np.ndarray) -> np.ndarray:
+        best = np.zeros(n_rep)
+        cnt_buf = np.empty(rc * kmax, dtype=np.int32)
+        msk_buf = np.empty(rc * kmax, dtype=bool)
+        for r0 in range(0, n_rep, rc):
+            m = min(n_rep, r0 + rc) - r0
+            chunk = sims[r0 : r0 + m]
+            chunk_best = best[r0 : r0 + m]
+            for i in group:
+                a, b = win.start[i], win.start[i + 1]
+                k = b - a
+                cnt = cnt_buf[: m * k].reshape(m, k)
+                msk = msk_buf[: m * k].reshape(m, k)
+                np.take(chunk, win.neighbour[a:b], axis=1, out=cnt)
+                np.cumsum(cnt, axis=1, out=cnt)
+                np.greater_equal(cnt, critical[a:b], out=msk)
+                hit = np.flatnonzero(msk)
+                if hit.size:
+                    rows, cols = np.divmod(hit, k)
+                    cc = cnt.reshape(-1)[hit]
+                    w = a + cols
+                    np.maximum.at(chunk_best, rows, table[cc] - cc * d[w] - g[w])
+        return best
+
+    work = full if critical is None else screened
+    if len(groups) == 1:
+        return work(groups[0])
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        results = list(pool.map(work, groups))
+    return np.maximum.reduce(results)
+
+
+def _simulated_maxima(
+    sims: np.ndarray,
+    win: _Windows,
+    llr: _LLR,
+    expected: np.ndarray,
+    d: np.ndarray,
+    g: np.ndarray,
+    thresh: np.ndarray,
+    n_jobs: int,
+) -> np.ndarray:
+    """Exact maximum LLR of each replication, evaluating few windows per replication.
+
+    A pilot of ``_PILOT`` replications is scanned in full; the screening level L is then
+    ``_SCREEN_FRACTION`` × the smallest pilot maximum. For the other replications only the
+    windows whose case count reaches the count at which their LLR is L are evaluated (an
+    integer comparison); this finds the exact maximum of every replication whose maximum is
+    at least L, and the few that fall below L are scanned again in full.
+    """
+    n_rep = sims.shape[0]
+    pilot = min(n_rep, _PILOT)
+    best = np.empty(n_rep)
+    best[:pilot] = _replicate_maxima(sims[:pilot], win, llr, d, g, thresh, n_jobs)
+    if pilot == n_rep:
+        return best
+    level = _SCREEN_FRACTION * float(best[:pilot].min())
+    if not level > 0:
+        best[pilot:] = _replicate_maxima(sims[pilot:], win, llr, d, g, thresh, n_jobs)
+        return best
+    critical = llr.critical_counts(level * (1 - 1e-9), expected, d, g, thresh)
+    rest = _replicate_maxima(sims[pilot:], win, llr, d, g, thresh, n_jobs, critical)
+    low = np.flatnonzero(rest < level)
+    if low.size:
+        rest[low] = _replicate_maxima(sims[pilot:][low], win, llr, d, g, thresh, n_jobs)
+    best[pilot:] = rest
+    return best
