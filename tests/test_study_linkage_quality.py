@@ -366,6 +366,7 @@ def test_notebook_runs_on_the_toy_registry_and_publishes_only_safe_counts(toy_ro
     monkeypatch.setenv("REGISTRY_LAB_ROOT", str(toy_root))
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     params = yaml.safe_load((ROOT / "params/studies/linkage_quality.yaml").read_text())
+    params.pop("parameter_types", None)  # the declarations, not a parameter
     params.update(cohort="toy", output_dir="reports/linkage_quality", review_band=[0.2, 0.99])
     out_dir = toy_root / "reports" / "linkage_quality"
     out_dir.mkdir(parents=True, exist_ok=True)

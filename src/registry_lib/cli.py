@@ -21,8 +21,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
 from registry_lib.errors import RegistryLabError
 
 
@@ -101,7 +99,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "run":
         from registry_lib.pipeline import run_study
 
-        overrides = {k: yaml.safe_load(v) for k, v in args.param}
+        from registry_lib.parameters import load_plain
+
+        overrides = {k: load_plain(v, f"-p {k}") for k, v in args.param}
         out = run_study(args.study, cohort=args.cohort, overrides=overrides,
                         params_file=args.params_file, pipeline=args.pipeline)
         print(f"wrote {out}")

@@ -15,10 +15,11 @@ import registry_lib
 from registry_lib.config import load_yaml, params_hash
 from registry_lib.errors import ConfigError, RegistryLabError
 from registry_lib.keys import KEY_HELP, keygen, project_key
-from registry_lib.paths import cohort_dir, project_root
+from registry_lib.paths import cohort_dir, inside, project_root, validate_name
 from registry_lib.pipeline.cache import StepState, code_hash, combine, hash_files
 from registry_lib.pipeline.notebooks import NotebookFailed, execute_notebook, render_html
 from registry_lib.pipeline.spec import PipelineSpec, Step
+from registry_lib.parameters import check_parameters, load_plain_file, split_declarations
 from registry_lib.progress import say
 
 RESERVED_PARAMS = {"cohort", "output_dir"}
@@ -48,7 +49,7 @@ class Pipeline:
     def __init__(self, spec: PipelineSpec, root: Path, cohort: str | None = None, force: bool = False):
         self.spec = spec
         self.root = root
-        self.cohort = cohort or spec.cohort
+        self.cohort = validate_name(cohort or spec.cohort, "cohort")
         self.force = force
         self.code = code_hash(Path(registry_lib.__file__).parent)
         self.results: list[StepResult] = []
@@ -161,14 +162,18 @@ class Pipeline:
     # ---- study parameters ---------------------------------------------------------------
     def study_parameters(self, step: Step, overrides: dict[str, Any] | None = None,
                          output_dir: str | None = None) -> dict[str, Any]:
+        """The study's defaults with ``overrides``, every value checked against its declaration
+        in the study's params file (before any step runs)."""
         params_file = self.study_params_file(step)
-        base = load_yaml(params_file) if params_file.exists() else {}
-        for key in (overrides or {}):
-            if key not in base:
-                known = ", ".join(sorted(base)) or "(none)"
-                raise ConfigError(f"{params_file.relative_to(self.root)}: study {step.name} has no "
-                                  f"parameter {key!r} (known: {known})")
-        params = {**base, **(overrides or {})}
+        where = f"{params_file.relative_to(self.root) if params_file.is_relative_to(self.root) else params_file}"
+        data = load_yaml(params_file) if params_file.exists() else {}
+        base, declarations = split_declarations(data, where)
+        checked_base = check_parameters(base, base, declarations, f"{where}: ")
+        try:
+            checked = check_parameters(dict(overrides or {}), base, declarations)
+        except ConfigError as exc:
+            raise ConfigError(f"study {step.name}: {exc}") from None
+        params = {**checked_base, **checked}
         params["cohort"] = self.cohort
         params["output_dir"] = output_dir or f"reports/{step.name}"
         return params
@@ -202,6 +207,9 @@ def reproduce(pipeline: str | Path | None = None, *, cohort: str | None = None, 
     spec = load_spec(pipeline, root)
     pipe = Pipeline(spec, root, cohort=cohort, force=force)
     pipe.cohort_config()  # a missing cohort is a user mistake: say so before doing anything
+    for step in spec.steps:  # every study's parameters are checked before any step runs
+        if step.kind == "notebook":
+            pipe.study_parameters(step)
     ensure_project_key(root)  # linkage (opt-out hashes) and releases (pseudonyms) need it
     started = _now()
     try:
@@ -229,7 +237,7 @@ def run_study(study: str, *, cohort: str | None = None, overrides: dict[str, Any
     ensure_project_key(root)
     merged = dict(overrides or {})
     if params_file:
-        extra = load_yaml(Path(params_file))
+        extra = load_plain_file(Path(params_file))
         merged = {**extra, **merged}
     params = pipe.study_parameters(step, merged)
     digest = params_hash({k: v for k, v in params.items() if k != "output_dir"})[:8]

@@ -38,7 +38,7 @@ import pyarrow as pa
 from registry_lib.config import load_yaml, params_hash
 from registry_lib.errors import ConfigError, RegistryLabError
 from registry_lib.linkage.tables import REGISTRY
-from registry_lib.paths import project_root
+from registry_lib.paths import project_root, validate_name
 
 PURPOSES = ("direct_care", "research_identifiable", "research_pseudonymised", "aggregate_publication")
 OUTPUTS = ("record_level", "aggregates")
@@ -160,7 +160,9 @@ def resolve_policy_path(policy: str | Path, root: Path | None = None) -> Path:
             path = (root or project_root()) / path
         if not path.exists():
             raise ConfigError(f"{policy}: no such release policy file")
+        validate_name(path.stem, f"{policy}: policy")
         return path
+    validate_name(text, "policy")
     path = policy_dir(root) / f"{text}.yaml"
     if not path.exists():
         known = ", ".join(list_policies(root)) or "(none)"
