@@ -19,7 +19,7 @@ from registry_lib.linkage.persons import link_persons
 from registry_lib.linkage.toy import toy_cohort, write_toy_cohort
 from registry_lib.synth import tables as ST
 
-KEY = "5a" * 32
+KEY = "de17cde19e121f4b4dc2cde9e06b58fb423cb6236fa4bc08f4a8753d698ef7c7"
 
 
 @pytest.fixture(autouse=True)

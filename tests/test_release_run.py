@@ -29,8 +29,8 @@ from registry_lib.release.policy import DIRECT_IDENTIFIERS
 from registry_lib.release.records import build_aggregate_release, build_record_release
 from registry_lib.release.risk import class_sizes, local_suppression, risk_report
 
-KEY_A = "a1" * 32
-KEY_B = "b2" * 32
+KEY_A = "3a6bf2b23cb79401d3683a0ac4956397f426effd72f435012c41c2a4a612a227"
+KEY_B = "4566575f9f7494b1e4ed569aa681259b0ed2affd30fd34d6a4709b99e7a07c5a"
 POLICIES = project_root() / "params" / "release"
 
 

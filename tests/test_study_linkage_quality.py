@@ -263,7 +263,7 @@ def toy_root(tmp_path_factory):
     shutil.copy(ROOT / "notebooks" / "01_linkage_quality.ipynb", root / "notebooks")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REGISTRY_LAB_ROOT", str(root))
-        mp.setenv("REGISTRY_LAB_KEY", "5e" * 32)
+        mp.setenv("REGISTRY_LAB_KEY", "9abfe9ea9da03dfed9ff1d0976926475fa1eaf18df7f79039889311a25108c38")
         cohort = write_toy_cohort(root / "synthetic" / "toy", n_persons=250, seed=11)
         linkage.run(cohort, evaluate=True, quiet=True)
     return root

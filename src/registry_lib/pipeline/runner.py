@@ -14,7 +14,7 @@ from typing import Any
 import registry_lib
 from registry_lib.config import load_yaml, params_hash
 from registry_lib.errors import ConfigError, RegistryLabError
-from registry_lib.keys import KEY_HELP, keygen, project_key
+from registry_lib.keys import KEY_HELP, current_fingerprint, keygen, project_key
 from registry_lib.paths import cohort_dir, inside, project_root, validate_name
 from registry_lib.pipeline.cache import StepState, code_hash, combine, hash_files
 from registry_lib.pipeline.notebooks import NotebookFailed, execute_notebook, render_html
@@ -99,7 +99,9 @@ class Pipeline:
     def step_key(self, step: Step, extra: Any = None) -> str:
         upstream = {n: self._keys.get(n) for n in step.needs}
         params = hash_files([p for p in self.inputs(step) if p.exists()], self.root)
-        return combine(step.name, step.kind, step.options, self.cohort, self.code, params, upstream, extra)
+        # The key's fingerprint (never the key): a new key re-runs every step that uses it.
+        return combine(step.name, step.kind, step.options, self.cohort, self.code, params, upstream, extra,
+                       current_fingerprint(self.root))
 
     def run_step(self, step: Step, *, parameters: dict[str, Any] | None = None,
                  report_dir: Path | None = None, label: str | None = None) -> StepResult:

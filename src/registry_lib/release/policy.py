@@ -123,6 +123,9 @@ class Policy:
     disclosure: Disclosure
     path: Path
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: What happens to patients the NDOP could not be checked for (no valid NHS number on any
+    #: record) when the NDOP applies: ``exclude`` (the default: left out, and counted) or ``include``.
+    ndop_unchecked: str = "exclude"
 
     @property
     def needs_key(self) -> bool:
@@ -291,7 +294,11 @@ def load_policy(policy: str | Path, root: Path | None = None) -> Policy:
     if unknown:
         raise ConfigError(f"{where}: disclosure has unknown key(s) {sorted(unknown)}")
     risk = dict(raw.get("risk") or {})
+    unchecked = raw.get("national_data_opt_out_unchecked", "exclude")
+    if unchecked not in ("exclude", "include"):
+        raise ConfigError(f"{where}: national_data_opt_out_unchecked must be exclude or include, not {unchecked!r}")
     pol = Policy(
+        ndop_unchecked=unchecked,
         name=path.stem,
         purpose=purpose,
         description=str(raw.get("description", "")).strip(),
