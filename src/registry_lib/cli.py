@@ -73,7 +73,27 @@ def _cohort_path(name: str, stage: str) -> Path:
     return require_cohort(name, stage)
 
 
+LOCKED_COMMANDS = {"synth", "link", "release", "run", "reproduce"}
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in LOCKED_COMMANDS:
+        from registry_lib.paths import project_root
+        from registry_lib.runlock import project_lock
+
+        try:
+            root = project_root()
+        except RegistryLabError:
+            if args.command != "synth":
+                raise
+            return _run(args)  # synth --out outside any checkout: nothing of a project to protect
+        what = " ".join(f"{k}={v}" for k, v in sorted(vars(args).items()) if v not in (None, False, []))
+        with project_lock(root, f"registry-lab {what}"[:200]):
+            return _run(args)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "synth":
         from registry_lib import synth
 

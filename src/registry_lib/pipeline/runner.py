@@ -6,6 +6,7 @@ Example (from a shell): ``registry-lab reproduce --cohort small``.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from registry_lib.pipeline.notebooks import NotebookFailed, execute_notebook, re
 from registry_lib.pipeline.spec import PipelineSpec, Step
 from registry_lib.parameters import check_parameters, load_plain_file, split_declarations
 from registry_lib.progress import say
+from registry_lib.runlock import project_lock
 
 RESERVED_PARAMS = {"cohort", "output_dir"}
 
@@ -120,14 +122,35 @@ class Pipeline:
             state.forget()
             try:
                 self._execute(step, parameters, report_dir)
-            except NotebookFailed:
+            except NotebookFailed as exc:
                 self._finish(step, label, "failed", started, t0, parameters, report_dir)
+                raise self._set_aside(step, report_dir, exc) from None
+            except BaseException:
+                self._set_aside(step, report_dir, None)
                 raise
             state.record(key, hash_files(outputs, self.root))
             status = "ran"
         # Downstream keys depend on the outputs' content, not only on this step's key.
         self._keys[step.name] = combine(key, hash_files(outputs, self.root))
         return self._finish(step, label, status, started, t0, parameters, report_dir)
+
+    def _set_aside(self, step: Step, report_dir: Path | None, exc: NotebookFailed | None) -> NotebookFailed | None:
+        """A study that failed leaves no folder that looks like a report: its folder moves to
+        ``reports/.failed/<name>/`` (the partly executed notebook, for debugging)."""
+        if step.kind != "notebook":
+            return exc
+        folder = report_dir or self.root / "reports" / step.name
+        if not folder.exists():
+            return exc
+        aside = inside(self.root / "reports" / ".failed" / folder.name, self.root / "reports")
+        if aside.exists():
+            shutil.rmtree(aside)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        folder.rename(aside)
+        if exc is None:
+            return None
+        old, new = str(folder.relative_to(self.root)), str(aside.relative_to(self.root))
+        return NotebookFailed(str(exc).replace(f"kept at {old}/", f"kept at {new}/"))
 
     def _finish(self, step, label, status, started, t0, parameters, report_dir) -> StepResult:
         seconds = round(time.perf_counter() - t0, 2)
@@ -203,9 +226,14 @@ def load_spec(pipeline: str | Path | None, root: Path) -> PipelineSpec:
 def reproduce(pipeline: str | Path | None = None, *, cohort: str | None = None, force: bool = False,
               root: Path | None = None) -> list[StepResult]:
     """Run every step of the pipeline; write ``reports/index.html`` and ``reports/manifest.json``."""
+    root = root or project_root()
+    with project_lock(root, f"reproduce --cohort {cohort or '(pipeline default)'}"):
+        return _reproduce(pipeline, cohort=cohort, force=force, root=root)
+
+
+def _reproduce(pipeline: str | Path | None, *, cohort: str | None, force: bool, root: Path) -> list[StepResult]:
     from registry_lib.pipeline.manifest import write_index, write_manifest
 
-    root = root or project_root()
     spec = load_spec(pipeline, root)
     pipe = Pipeline(spec, root, cohort=cohort, force=force)
     pipe.cohort_config()  # a missing cohort is a user mistake: say so before doing anything
@@ -230,6 +258,13 @@ def run_study(study: str, *, cohort: str | None = None, overrides: dict[str, Any
     Upstream steps (synth, link, releases) run first if they are out of date.
     """
     root = root or project_root()
+    with project_lock(root, f"run {study} --cohort {cohort or '(pipeline default)'}"):
+        return _run_study(study, cohort=cohort, overrides=overrides, params_file=params_file,
+                          pipeline=pipeline, root=root)
+
+
+def _run_study(study: str, *, cohort: str | None, overrides: dict[str, Any] | None,
+               params_file: str | Path | None, pipeline: str | Path | None, root: Path) -> Path:
     spec = load_spec(pipeline, root)
     step = spec.step(study)
     if step.kind != "notebook":
@@ -243,7 +278,8 @@ def run_study(study: str, *, cohort: str | None = None, overrides: dict[str, Any
         merged = {**extra, **merged}
     params = pipe.study_parameters(step, merged)
     digest = params_hash({k: v for k, v in params.items() if k != "output_dir"})[:8]
-    label = f"{study}-{digest}"
+    label = validate_name(f"{study}-{digest}", "report")
+    inside(root / "reports" / label, root / "reports", "report folder")
     params["output_dir"] = f"reports/{label}"
     for need in spec.ordered(list(step.needs)):
         pipe.run_step(need)
