@@ -117,9 +117,8 @@ def _run(args: argparse.Namespace) -> int:
         out = release.run(cohort, args.policy, args.requester)
         print(f"wrote {out}")
     elif args.command == "run":
-        from registry_lib.pipeline import run_study
-
         from registry_lib.parameters import load_plain
+        from registry_lib.pipeline import run_study
 
         overrides = {k: load_plain(v, f"-p {k}") for k, v in args.param}
         out = run_study(args.study, cohort=args.cohort, overrides=overrides,

@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import atomic_dir, write_json, write_parquet
+from registry_lib.keys import key_fingerprint
 from registry_lib.linkage import standardise as std
 from registry_lib.linkage import tables as T
 from registry_lib.linkage.deaths import choose_deaths, death_flags
@@ -58,8 +59,13 @@ from registry_lib.linkage.patients import best_values, patient_ids
 from registry_lib.linkage.persons import KEY, PersonLinkage, cluster_identities, link_persons
 from registry_lib.linkage.treatments import assign_tumours, treatment_rows
 from registry_lib.linkage.tumours import DEFAULT_WINDOW_DAYS, consolidate
-from registry_lib.linkage.validate import FATAL, TREATMENT_FEEDS, Validated, check_contract, validate_feeds
-from registry_lib.keys import key_fingerprint
+from registry_lib.linkage.validate import (
+    FATAL,
+    TREATMENT_FEEDS,
+    Validated,
+    check_contract,
+    validate_feeds,
+)
 from registry_lib.nhs_number import is_valid_nhs_number
 from registry_lib.progress import progress, say
 

@@ -183,10 +183,15 @@ def toy_cohort(n_persons: int = 60, seed: int = 0) -> tuple[dict[str, pd.DataFra
 
 
 def write_toy_cohort(path: Path, n_persons: int = 60, seed: int = 0) -> Path:
-    """Write a toy cohort's ``feeds/`` and ``truth/record_truth.parquet`` under ``path``."""
+    """Write a toy cohort's ``feeds/``, ``truth/record_truth.parquet`` and an empty
+    ``reference/`` (postcodes and areas with no rows: toy patients have no area) under ``path``."""
     path = Path(path)
     feeds, truth = toy_cohort(n_persons, seed)
     for name, df in feeds.items():
         write_parquet(df, path / "feeds" / f"{name}.parquet", ST.FEEDS[name])
+    for name in ("postcodes", "areas"):
+        table = ST.REFERENCE[name]
+        empty = pd.DataFrame({c.name: pd.Series([], dtype=c.type.to_pandas_dtype()) for c in table.columns})
+        write_parquet(empty, path / "reference" / f"{name}.parquet", table)
     write_parquet(truth["record_truth"], path / "truth" / "record_truth.parquet", ST.RECORD_TRUTH)
     return path

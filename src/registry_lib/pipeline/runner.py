@@ -16,11 +16,11 @@ import registry_lib
 from registry_lib.config import load_yaml, params_hash
 from registry_lib.errors import ConfigError, RegistryLabError
 from registry_lib.keys import KEY_HELP, current_fingerprint, keygen, project_key
+from registry_lib.parameters import check_parameters, load_plain_file, split_declarations
 from registry_lib.paths import cohort_dir, inside, project_root, validate_name
 from registry_lib.pipeline.cache import StepState, code_hash, combine, hash_files
 from registry_lib.pipeline.notebooks import NotebookFailed, execute_notebook, render_html
 from registry_lib.pipeline.spec import PipelineSpec, Step
-from registry_lib.parameters import check_parameters, load_plain_file, split_declarations
 from registry_lib.progress import say
 from registry_lib.runlock import project_lock
 
