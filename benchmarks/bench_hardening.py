@@ -232,6 +232,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.update({"REGISTRY_LAB_KEY": KEY, "CI": "true", "OPENBLAS_NUM_THREADS": "1"})
     from registry_lib import linkage
+    from registry_lib.linkage.build import read_feeds
     from registry_lib.linkage.toy import write_toy_cohort
     from registry_lib.linkage.validate import PERSON_FEEDS
 
@@ -258,7 +259,7 @@ def main() -> None:
             tally.add(group, outcome, " ".join(argv) + f" -> {text[-300:]}")
         if (root / "PWNED").exists() or {p.name for p in tmp.iterdir()} - before - {"project"}:
             tally.add("paths and names", "leak", "a file appeared outside the project or code ran")
-        feeds, _ = linkage.read_feeds(cohort)
+        feeds, _ = read_feeds(cohort)
         for seed in range(args.seeds):
             rng = np.random.default_rng(seed)
             for feed in PERSON_FEEDS:

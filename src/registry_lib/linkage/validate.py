@@ -129,6 +129,8 @@ NUMBER_RANGES: dict[str, tuple[float, float]] = {
     "performance_status": (0, 4), "comorbidity_score": (0, 40), "cycles": (0, 200),
     "dose_gy": (0, 200), "fractions": (1, 100),
 }
+#: The registry's own dates a record must carry (receipt, registration): unparseable = unusable.
+SYSTEM_DATES = ("received_date", "registration_date")
 #: Dates before this are impossible for any record.
 EARLIEST_DATE = pd.Timestamp("1900-01-01")
 #: Dates that must not lie after the extract date (the record's own system dates and death).
@@ -198,7 +200,7 @@ def _date_ranges(feed: str, df: pd.DataFrame, checks: _Checks, as_of: pd.Timesta
         if kind != "date":
             continue
         value, missing, bad = _dates(df, col)
-        if col in REQUIRED.get(feed, ()):
+        if col in SYSTEM_DATES:  # treatment and death dates have their own reasons
             checks.fatal(bad, "INVALID_DATE", (f"{col} ", _col(df, col), " is not a real date"))
         checks.fatal((value < EARLIEST_DATE).fillna(False).to_numpy(dtype=bool), "IMPLAUSIBLE_DATE",
                      (f"{col} ", _col(df, col), " is before 1900"))
