@@ -16,7 +16,7 @@ from registry_lib import linkage
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import sha256_tree, write_parquet
 from registry_lib.linkage.persons import link_persons
-from registry_lib.linkage.toy import toy_cohort, write_toy_cohort
+from registry_lib.linkage.toy import toy_cohort, write_empty_reference, write_toy_cohort
 from registry_lib.synth import tables as ST
 
 KEY = "de17cde19e121f4b4dc2cde9e06b58fb423cb6236fa4bc08f4a8753d698ef7c7"
@@ -139,6 +139,7 @@ def test_counts_reconcile_for_random_feed_subsets(tmp_path_factory, fractions, s
     for (name, df), frac in zip(sorted(feeds.items()), fractions, strict=True):
         keep = df[rng.random(len(df)) < frac] if name != "notifications" else df[rng.random(len(df)) < max(frac, 0.3)]
         write_parquet(keep, path / "feeds" / f"{name}.parquet", ST.FEEDS[name])
+    write_empty_reference(path)
     report = linkage.run(path, quiet=True, write=False)
     for feed, c in report["counts"].items():
         assert c["input"] == c["linked"] + c["quarantined"] + c["optout_removed"] + c["optout_blocked"], feed

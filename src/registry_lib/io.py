@@ -114,7 +114,7 @@ def atomic_parts(final: Path, parts: tuple[str, ...]) -> Iterator[Path]:
         ['a.txt', 'keep']
     """
     final = Path(final)
-    final.mkdir(parents=True, exist_ok=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -124,6 +124,9 @@ def atomic_parts(final: Path, parts: tuple[str, ...]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if not final.exists():  # nothing to keep: the whole folder in one rename
+        tmp.rename(final)
+        return
     olds = []
     last = final / parts[-1]
     if last.exists():

@@ -182,6 +182,17 @@ def toy_cohort(n_persons: int = 60, seed: int = 0) -> tuple[dict[str, pd.DataFra
                    "tumours": tumours}
 
 
+def write_empty_reference(path: Path) -> Path:
+    """``reference/postcodes`` and ``reference/areas`` with no rows under ``path``: data with no
+    geography say so explicitly (linkage refuses a cohort without ``reference/``)."""
+    path = Path(path)
+    for name in ("postcodes", "areas"):
+        table = ST.REFERENCE[name]
+        empty = pd.DataFrame({c.name: pd.Series([], dtype=c.type.to_pandas_dtype()) for c in table.columns})
+        write_parquet(empty, path / "reference" / f"{name}.parquet", table)
+    return path / "reference"
+
+
 def write_toy_cohort(path: Path, n_persons: int = 60, seed: int = 0) -> Path:
     """Write a toy cohort's ``feeds/``, ``truth/record_truth.parquet`` and an empty
     ``reference/`` (postcodes and areas with no rows: toy patients have no area) under ``path``."""
@@ -189,9 +200,6 @@ def write_toy_cohort(path: Path, n_persons: int = 60, seed: int = 0) -> Path:
     feeds, truth = toy_cohort(n_persons, seed)
     for name, df in feeds.items():
         write_parquet(df, path / "feeds" / f"{name}.parquet", ST.FEEDS[name])
-    for name in ("postcodes", "areas"):
-        table = ST.REFERENCE[name]
-        empty = pd.DataFrame({c.name: pd.Series([], dtype=c.type.to_pandas_dtype()) for c in table.columns})
-        write_parquet(empty, path / "reference" / f"{name}.parquet", table)
+    write_empty_reference(path)
     write_parquet(truth["record_truth"], path / "truth" / "record_truth.parquet", ST.RECORD_TRUTH)
     return path

@@ -124,6 +124,8 @@ OPTIONAL: dict[str, dict[str, str]] = {
     "registration_optouts": {},
     "ndop": {},
 }
+#: Numeric fields that are counts or codes (whole numbers).
+INTEGER_COLUMNS = ("performance_status", "comorbidity_score", "cycles", "fractions")
 #: Plausible ranges of numeric fields (inclusive).
 NUMBER_RANGES: dict[str, tuple[float, float]] = {
     "performance_status": (0, 4), "comorbidity_score": (0, 40), "cycles": (0, 200),
@@ -189,7 +191,12 @@ def _numbers(feed: str, df: pd.DataFrame, checks: _Checks) -> pd.DataFrame:
         ok = ((value >= lo) & (value <= hi)).fillna(False).to_numpy(dtype=bool)
         checks.fatal(present & ~ok, "INVALID_NUMBER",
                      (f"{col} ", _txt(raw), f" is not a number in [{lo:g}, {hi:g}]"))
-        df[col] = value.where(ok)
+        value = value.where(ok)
+        if col in INTEGER_COLUMNS:
+            whole = (value.round() == value).fillna(True).to_numpy(dtype=bool)
+            checks.fatal(present & ok & ~whole, "INVALID_NUMBER", (f"{col} ", _txt(raw), " is not a whole number"))
+            value = value.where(whole).round().astype("Int64")
+        df[col] = value
     return df
 
 
