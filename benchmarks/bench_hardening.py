@@ -251,19 +251,20 @@ def main() -> None:
         linkage.run(cohort, quiet=True)
         outcome, err = cli(["release", "--cohort", "toy", "--policy", "research_pseudonymised", "--requester", "bench"])
         assert outcome == "accepted", err
+        probes = cli_probes(root, tmp)
         before = {p.name for p in tmp.iterdir()}
-        for group, argv, env in cli_probes(root, tmp):
+        for group, argv, env in probes:
             outcome, text = cli(argv, env)
             if outcome == "accepted" and argv[0] != "keygen":
                 outcome = "silent wrong result"
             tally.add(group, outcome, " ".join(argv) + f" -> {text[-300:]}")
-        if (root / "PWNED").exists() or {p.name for p in tmp.iterdir()} - before - {"project"}:
+        if (root / "PWNED").exists() or {p.name for p in tmp.iterdir()} - before:
             tally.add("paths and names", "leak", "a file appeared outside the project or code ran")
         feeds, _ = read_feeds(cohort)
         for seed in range(args.seeds):
             rng = np.random.default_rng(seed)
             for feed in PERSON_FEEDS:
-                if feed not in feeds:
+                if feed not in feeds or not len(feeds[feed]):
                     continue
                 for kind in CORRUPTIONS:
                     bad = corrupt(feeds, feed, kind, rng)
