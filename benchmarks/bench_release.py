@@ -79,7 +79,7 @@ def release_speed(scale: float) -> list[tuple[str, str, float, str]]:
     from registry_lib import linkage, synth
     from registry_lib.io import read_parquet
 
-    os.environ.setdefault("REGISTRY_LAB_KEY", "be" * 32)
+    os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
     rows = []
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()

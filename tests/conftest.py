@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_KEY = "5e" * 32
+TEST_KEY = "9abfe9ea9da03dfed9ff1d0976926475fa1eaf18df7f79039889311a25108c38"
 
 
 @pytest.fixture(autouse=True)

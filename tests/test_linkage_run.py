@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from fixtures.toy import toy_cohort, write_toy_cohort
+from fixtures.toy import toy_cohort, write_empty_reference, write_toy_cohort
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +19,7 @@ from registry_lib.io import sha256_tree, write_parquet
 from registry_lib.linkage.persons import link_persons
 from registry_lib.synth import tables as ST
 
-KEY = "5a" * 32
+KEY = "de17cde19e121f4b4dc2cde9e06b58fb423cb6236fa4bc08f4a8753d698ef7c7"
 
 
 @pytest.fixture(autouse=True)
@@ -139,6 +139,7 @@ def test_counts_reconcile_for_random_feed_subsets(tmp_path_factory, fractions, s
     for (name, df), frac in zip(sorted(feeds.items()), fractions, strict=True):
         keep = df[rng.random(len(df)) < frac] if name != "notifications" else df[rng.random(len(df)) < max(frac, 0.3)]
         write_parquet(keep, path / "feeds" / f"{name}.parquet", ST.FEEDS[name])
+    write_empty_reference(path)
     report = linkage.run(path, quiet=True, write=False)
     for feed, c in report["counts"].items():
         assert c["input"] == c["linked"] + c["quarantined"] + c["optout_removed"] + c["optout_blocked"], feed

@@ -190,10 +190,14 @@ def test_details_never_copy_identifiers(validated):
     assert "site_icd10 C99 is not a valid ICD-10 neoplasm code" in text
 
 
-def test_duplicate_record_id_is_an_error():
-    notes = _frame(NOTIFICATIONS, [_note("x"), _note("x")])
-    with pytest.raises(RegistryLabError, match="record_id 'x' occurs more than once"):
-        validate_feeds({"notifications": notes})
+def test_duplicate_and_null_record_ids_are_quarantined_not_fatal():
+    notes = _frame(NOTIFICATIONS, [_note("x"), _note("x"), _note("y")])
+    notes.loc[2, "record_id"] = None
+    v = validate_feeds({"notifications": notes})
+    assert v.records["reason"].tolist() == [None, "DUPLICATE_RECORD_ID", "MISSING_RECORD_ID"] or \
+        v.records["reason"].astype(object).where(v.records["reason"].notna(), None).tolist() == \
+        [None, "DUPLICATE_RECORD_ID", "MISSING_RECORD_ID"]
+    assert v.records["record_id"].tolist()[2] == "(no record_id: row 3)"
 
 
 def test_missing_required_column_is_an_error():

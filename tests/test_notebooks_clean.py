@@ -35,6 +35,7 @@ def test_notebook_is_a_pipeline_step_with_matching_parameters(path):
     params_file = ROOT / steps[0].get("params", f"params/studies/{steps[0]['name']}.yaml")
     assert params_file.exists(), params_file
     params = yaml.safe_load(params_file.read_text()) or {}
+    params.pop("parameter_types", None)  # the declarations, not a parameter
     nb = json.loads(path.read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     source = "".join(cell["source"])

@@ -17,7 +17,7 @@ from registry_lib.release import aggregate_counts, aggregate_rates, run
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    mp.setenv("REGISTRY_LAB_KEY", "cd" * 32)
+    mp.setenv("REGISTRY_LAB_KEY", "6e0f06198b27887eab05f3d2b8fabbaa58dc7c8be1ee8010ebebea1a26aee21d")
     path = write_example_cohort(tmp_path_factory.mktemp("agg") / "toy", n_patients=1500, seed=7)
     run(path, "aggregate_publication", "test")
     run(path, "research_pseudonymised", "test")
@@ -107,7 +107,7 @@ def test_unknown_dimension_and_age_band_in_rates(cohort):
 
 
 def test_cases_outside_the_population_are_reported(tmp_path, monkeypatch):
-    monkeypatch.setenv("REGISTRY_LAB_KEY", "cd" * 32)
+    monkeypatch.setenv("REGISTRY_LAB_KEY", "6e0f06198b27887eab05f3d2b8fabbaa58dc7c8be1ee8010ebebea1a26aee21d")
     path = write_example_cohort(tmp_path / "odd", n_patients=200, seed=2)
     t = read_parquet(path / "registry" / "tumour.parquet")
     t["age_at_diagnosis"] = t["age_at_diagnosis"].astype("Int16")
@@ -129,7 +129,7 @@ def test_missing_release_names_the_command(tmp_path):
 def test_default_years_come_from_the_cohort_config(tmp_path, monkeypatch):
     import json
 
-    monkeypatch.setenv("REGISTRY_LAB_KEY", "cd" * 32)
+    monkeypatch.setenv("REGISTRY_LAB_KEY", "6e0f06198b27887eab05f3d2b8fabbaa58dc7c8be1ee8010ebebea1a26aee21d")
     path = write_example_cohort(tmp_path / "yrs", n_patients=300, seed=4)
     (path / "cohort.json").write_text(json.dumps({"config": {"years": [2016, 2018]}}))
     run(path, "aggregate_publication", "test")

@@ -29,8 +29,8 @@ from registry_lib.release.policy import DIRECT_IDENTIFIERS
 from registry_lib.release.records import build_aggregate_release, build_record_release
 from registry_lib.release.risk import class_sizes, local_suppression, risk_report
 
-KEY_A = "a1" * 32
-KEY_B = "b2" * 32
+KEY_A = "3a6bf2b23cb79401d3683a0ac4956397f426effd72f435012c41c2a4a612a227"
+KEY_B = "4566575f9f7494b1e4ed569aa681259b0ed2affd30fd34d6a4709b99e7a07c5a"
 POLICIES = project_root() / "params" / "release"
 
 
@@ -92,7 +92,11 @@ def test_release_writes_folder_manifest_and_audit(cohort, key):
         "patient.parquet", "release.json", "risk_report.json", "treatment.parquet", "tumour.parquet"]
     info = json.loads((out / "release.json").read_text())
     reg = {n: read_parquet(cohort / "registry" / f"{n}.parquet") for n in ("patient", "tumour", "treatment")}
-    opted = set(reg["patient"].loc[reg["patient"]["ndop_opted_out"], "patient_id"])
+    # NDOP patients, and patients the NDOP could not be checked for (no valid NHS number), are out
+    unchecked = reg["patient"]["nhs_number"].isna()
+    opted = set(reg["patient"].loc[reg["patient"]["ndop_opted_out"] | unchecked, "patient_id"])
+    assert info["national_data_opt_out"]["patients_without_valid_nhs_number"] == int(unchecked.sum())
+    assert info["national_data_opt_out"]["unchecked_patients"] == "excluded"
     assert info["opt_out_removals"] == {
         "patient": len(opted),
         "tumour": int(reg["tumour"]["patient_id"].isin(opted).sum()),
@@ -281,7 +285,8 @@ def test_no_ndop_patient_in_a_release_that_applies_it(key, reg_ref, policy_name)
     pol = load_policy(policy_name)
     rel = build_record_release(reg, pol, areas=ref["areas"], key=bytes.fromhex(KEY_A))
     everyone = build_record_release(reg, load_policy("direct_care"), key=bytes.fromhex(KEY_A))
-    opted = reg["patient"]["ndop_opted_out"].to_numpy()
+    # on the list, or not checkable against it (no valid NHS number): both left out by default
+    opted = (reg["patient"]["ndop_opted_out"] | reg["patient"]["nhs_number"].isna()).to_numpy()
     # recompute the pseudonyms of opted-out people and look for them anywhere in the release
     from registry_lib.release.records import patient_pseudonyms
     pseudo = patient_pseudonyms(reg["patient"], bytes.fromhex(KEY_A))

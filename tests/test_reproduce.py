@@ -127,7 +127,7 @@ def test_run_one_study_with_other_parameters_writes_its_own_folder(small_run):
     assert bad.returncode == 2 and "no parameter 'no_such'" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_a_failing_notebook_stops_the_run_and_keeps_the_partial_notebook(tmp_path):
+def test_a_failing_notebook_stops_the_run_and_sets_the_partial_notebook_aside(tmp_path):
     import nbformat
 
     root = make_project_copy(tmp_path / "fail")
@@ -148,7 +148,9 @@ def test_a_failing_notebook_stops_the_run_and_keeps_the_partial_notebook(tmp_pat
     assert "ValueError" in out.stderr and "deliberate failure" in out.stderr
     assert "raise ValueError" in out.stderr, "the failing cell is printed"
     assert "Traceback" not in out.stderr.split("--- failing cell ---")[0]
-    kept = nbformat.read(root / "reports" / "broken" / "broken.ipynb", as_version=4)
+    assert not (root / "reports" / "broken").exists(), "a failed run leaves no folder that looks like a report"
+    assert "reports/.failed/broken/broken.ipynb" in out.stderr
+    kept = nbformat.read(root / "reports" / ".failed" / "broken" / "broken.ipynb", as_version=4)
     assert any(o.get("output_type") == "error" for c in kept.cells for o in c.get("outputs", []))
     manifest = json.loads((root / "reports" / "manifest.json").read_text())
     assert manifest["steps"][-1]["status"] == "failed"

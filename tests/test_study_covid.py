@@ -24,6 +24,7 @@ from registry_lib.studies import covid_impact as cs
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = yaml.safe_load((ROOT / "params/studies/covid_impact.yaml").read_text())
+STUDY.pop("parameter_types", None)  # the declarations, not a parameter
 #: seeds of the null-effect cohorts (issue 8 §7: >= 90% of them report no significant deficit)
 NULL_SEEDS = range(80)
 

@@ -264,7 +264,7 @@ def toy_root(tmp_path_factory):
     shutil.copy(ROOT / "notebooks" / "01_linkage_quality.ipynb", root / "notebooks")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REGISTRY_LAB_ROOT", str(root))
-        mp.setenv("REGISTRY_LAB_KEY", "5e" * 32)
+        mp.setenv("REGISTRY_LAB_KEY", "9abfe9ea9da03dfed9ff1d0976926475fa1eaf18df7f79039889311a25108c38")
         cohort = write_toy_cohort(root / "synthetic" / "toy", n_persons=250, seed=11)
         linkage.run(cohort, evaluate=True, quiet=True)
     return root
@@ -367,6 +367,7 @@ def test_notebook_runs_on_the_toy_registry_and_publishes_only_safe_counts(toy_ro
     monkeypatch.setenv("REGISTRY_LAB_ROOT", str(toy_root))
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     params = yaml.safe_load((ROOT / "params/studies/linkage_quality.yaml").read_text())
+    params.pop("parameter_types", None)  # the declarations, not a parameter
     params.update(cohort="toy", output_dir="reports/linkage_quality", review_band=[0.2, 0.99])
     out_dir = toy_root / "reports" / "linkage_quality"
     out_dir.mkdir(parents=True, exist_ok=True)

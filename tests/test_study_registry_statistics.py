@@ -64,7 +64,7 @@ TWO_WAY = ("site_icd10", "area_id")
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    mp.setenv("REGISTRY_LAB_KEY", "5e" * 32)
+    mp.setenv("REGISTRY_LAB_KEY", "9abfe9ea9da03dfed9ff1d0976926475fa1eaf18df7f79039889311a25108c38")
     base = tmp_path_factory.mktemp("stats05")
     cohort = write_example_cohort(base / "toy", n_patients=1500, seed=11)
     run(cohort, "aggregate_publication", "test")
@@ -260,7 +260,7 @@ def _cohort_with_c61(path: Path, n_female: int) -> Path:
 @pytest.fixture(scope="module")
 def c61(tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    mp.setenv("REGISTRY_LAB_KEY", "5e" * 32)
+    mp.setenv("REGISTRY_LAB_KEY", "9abfe9ea9da03dfed9ff1d0976926475fa1eaf18df7f79039889311a25108c38")
     yield _cohort_with_c61(tmp_path_factory.mktemp("c61") / "toy", n_female=1)
     mp.undo()
 

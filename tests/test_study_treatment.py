@@ -34,6 +34,7 @@ from registry_lib.studies import treatment_effects as ts
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params/studies/treatment_effects.yaml").read_text())
+PARAMS.pop("parameter_types", None)  # the declarations, not a parameter
 
 
 # ----------------------------------------------------------------------------------------

@@ -21,8 +21,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
 from registry_lib.errors import RegistryLabError
 
 
@@ -75,7 +73,27 @@ def _cohort_path(name: str, stage: str) -> Path:
     return require_cohort(name, stage)
 
 
+LOCKED_COMMANDS = {"synth", "link", "release", "run", "reproduce"}
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in LOCKED_COMMANDS:
+        from registry_lib.paths import project_root
+        from registry_lib.runlock import project_lock
+
+        try:
+            root = project_root()
+        except RegistryLabError:
+            if args.command != "synth":
+                raise
+            return _run(args)  # synth --out outside any checkout: nothing of a project to protect
+        what = " ".join(f"{k}={v}" for k, v in sorted(vars(args).items()) if v not in (None, False, []))
+        with project_lock(root, f"registry-lab {what}"[:200]):
+            return _run(args)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "synth":
         from registry_lib import synth
 
@@ -99,9 +117,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         out = release.run(cohort, args.policy, args.requester)
         print(f"wrote {out}")
     elif args.command == "run":
+        from registry_lib.parameters import load_plain
         from registry_lib.pipeline import run_study
 
-        overrides = {k: yaml.safe_load(v) for k, v in args.param}
+        overrides = {k: load_plain(v, f"-p {k}") for k, v in args.param}
         out = run_study(args.study, cohort=args.cohort, overrides=overrides,
                         params_file=args.params_file, pipeline=args.pipeline)
         print(f"wrote {out}")

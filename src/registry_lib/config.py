@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from registry_lib.errors import ConfigError
+from registry_lib.paths import NAME_PATTERN as _NAME
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -61,11 +62,15 @@ def load_yaml(path: Path | str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     parent = data.pop("extends", None)
-    if parent:
+    if parent is not None:
+        if not isinstance(parent, str) or not _NAME.fullmatch(parent):
+            raise ConfigError(f"{path}: extends {parent!r} is not the name of a params file in the same folder")
         parent_path = path.with_name(f"{parent}.yaml")
         if parent_path.resolve() == path.resolve():
             raise ConfigError(f"{path}: extends itself")
-        data = deep_merge(load_yaml(parent_path), data)
+        inherited = load_yaml(parent_path)
+        inherited.pop("name", None)  # a config's name is its own, never its parent's
+        data = deep_merge(inherited, data)
     return data
 
 

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +124,100 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     tmp.rename(final)
     if old.exists():
         shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def atomic_parts(final: Path, parts: tuple[str, ...]) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success only its ``parts`` replace those of ``final``.
+
+    Everything else in ``final`` is kept (a cohort's ``registry/`` and ``releases/``, with the
+    append-only audit log, survive a new synth). The last part is swapped last and removed first,
+    so a run killed while swapping leaves no last part (e.g. ``cohort.json``): it looks unfinished.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     out = pathlib.Path(d) / "c"; (out / "keep").mkdir(parents=True)
+        ...     with atomic_parts(out, ("a.txt",)) as tmp:
+        ...         _ = (tmp / "a.txt").write_text("x")
+        ...     sorted(p.name for p in out.iterdir())
+        ['a.txt', 'keep']
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not final.exists():  # nothing to keep: the whole folder in one rename
+        tmp.rename(final)
+        return
+    olds = []
+    last = final / parts[-1]
+    if last.exists():
+        old = final / f".{parts[-1]}.old-{os.getpid()}"
+        last.rename(old)
+        olds.append(old)
+    for part in parts:
+        target = final / part
+        if target.exists() or target.is_symlink():
+            old = final / f".{part}.old-{os.getpid()}"
+            target.rename(old)
+            olds.append(old)
+        if (tmp / part).exists():
+            (tmp / part).rename(target)
+    for old in olds:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+_LEFTOVER = re.compile(r"^\..+\.(?:tmp|old)-(\d+)$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Remove ``.NAME.tmp-PID`` / ``.NAME.old-PID`` entries of processes no longer running,
+    directly under ``folder``; return what was removed (what a killed run left behind).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     (pathlib.Path(d) / ".x.tmp-999999999").mkdir()
+        ...     [p.name for p in remove_leftovers(pathlib.Path(d))]
+        ['.x.tmp-999999999']
+    """
+    removed: list[Path] = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for entry in sorted(folder.iterdir()):
+        m = _LEFTOVER.match(entry.name)
+        if m and not _alive(int(m.group(1))):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

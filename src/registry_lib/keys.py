@@ -9,7 +9,7 @@ With none of these there is no silent default: :func:`project_key` raises an err
 how to make one (``registry-lab keygen``).
 
 Example:
-    >>> import os; os.environ["REGISTRY_LAB_KEY"] = "00" * 32
+    >>> import os; os.environ["REGISTRY_LAB_KEY"] = "3a7f1c9e5b2d8a4f6e0c1b3d5f7a9c2e4b6d8f0a1c3e5a7b9d2f4c6e8a0b1d3f"
     >>> keyed_hash(pd.Series(["9434765919"]), purpose="demo").str.len().tolist()
     [64]
 """
@@ -43,6 +43,28 @@ def default_key_path(root: Path | None = None) -> Path:
     return (root or project_root()) / ".registry-lab" / "project.key"
 
 
+def weak_key(key: bytes) -> str | None:
+    """Why ``key`` cannot hold 128 bits of entropy, or None.
+
+    A random 32-byte key has about 30 distinct byte values and no short period; a key with
+    fewer than 16 distinct bytes (all-zero, one byte repeated, a short pattern) or that repeats
+    a block of 16 bytes or fewer is refused.
+
+    Example:
+        >>> weak_key(bytes(32))
+        'it has only 1 distinct byte value(s)'
+        >>> weak_key(bytes.fromhex("3a7f1c9e5b2d8a4f6e0c1b3d5f7a9c2e4b6d8f0a1c3e5a7b9d2f4c6e8a0b1d3f")) is None
+        True
+    """
+    distinct = len(set(key))
+    if distinct < 16:
+        return f"it has only {distinct} distinct byte value(s)"
+    for period in range(1, 17):
+        if key == (key[:period] * (len(key) // period + 1))[:len(key)]:
+            return f"it repeats a block of {period} bytes"
+    return None
+
+
 def _parse(text: str, where: str) -> bytes:
     text = text.strip()
     try:
@@ -51,15 +73,32 @@ def _parse(text: str, where: str) -> bytes:
         raise RegistryLabError(f"{where}: the project key must be 64 hex characters") from None
     if len(key) != 32:
         raise RegistryLabError(f"{where}: the project key must be 64 hex characters, not {len(text)}")
+    why = weak_key(key)
+    if why:
+        raise RegistryLabError(f"{where}: the project key is too weak ({why}); make a random one with "
+                               "`registry-lab keygen`")
     return key
+
+
+def _read_key_file(path: Path, where: str) -> str:
+    if path.is_dir():
+        raise RegistryLabError(f"{where}: {path} is a folder, not a key file")
+    try:
+        if path.stat().st_size > 4096:
+            raise RegistryLabError(f"{where}: {path} is too large to be a key file (64 hex characters)")
+        return path.read_text(encoding="ascii")
+    except UnicodeDecodeError:
+        raise RegistryLabError(f"{where}: {path} is not a text file of 64 hex characters") from None
+    except OSError as exc:
+        raise RegistryLabError(f"{where}: {path} cannot be read ({exc.strerror or exc.__class__.__name__})") from None
 
 
 def project_key(root: Path | None = None) -> bytes:
     """The 32-byte project key, or a RegistryLabError saying how to make one.
 
     Example:
-        >>> import os; os.environ["REGISTRY_LAB_KEY"] = "ab" * 32
-        >>> project_key() == bytes.fromhex("ab" * 32)
+        >>> import os; os.environ["REGISTRY_LAB_KEY"] = "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a"
+        >>> project_key() == bytes.fromhex("c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
         True
     """
     if os.environ.get("REGISTRY_LAB_KEY"):
@@ -68,11 +107,31 @@ def project_key(root: Path | None = None) -> bytes:
         path = Path(os.environ["REGISTRY_LAB_KEY_FILE"])
         if not path.exists():
             raise RegistryLabError(f"REGISTRY_LAB_KEY_FILE: {path} does not exist")
-        return _parse(path.read_text(), str(path))
+        return _parse(_read_key_file(path, "REGISTRY_LAB_KEY_FILE"), str(path))
     path = default_key_path(root)
     if path.exists():
-        return _parse(path.read_text(), str(path.name))
+        return _parse(_read_key_file(path, path.name), str(path.name))
     raise RegistryLabError(KEY_HELP)
+
+
+def key_fingerprint(key: bytes | None = None) -> str:
+    """A keyed hash of a constant under the project key (never the key): the same key gives the
+    same fingerprint, so caches and releases can tell which key made an output.
+
+    Example:
+        >>> len(key_fingerprint(bytes(range(32))))
+        16
+    """
+    key = key if key is not None else project_key()
+    return hmac.new(key, b"registry-lab key fingerprint v1", hashlib.sha256).hexdigest()[:16]
+
+
+def current_fingerprint(root: Path | None = None) -> str | None:
+    """The project key's fingerprint, or None when no key is configured yet."""
+    try:
+        return key_fingerprint(project_key(root))
+    except RegistryLabError:
+        return None
 
 
 def keygen(root: Path | None = None, *, overwrite: bool = False) -> Path:

@@ -9,9 +9,13 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from registry_lib.errors import RegistryLabError
+from registry_lib.errors import ConfigError, RegistryLabError
+
+#: What a cohort, step, study or policy name may look like: it becomes a folder or file name.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 def project_root(start: Path | str | None = None) -> Path:
@@ -29,14 +33,49 @@ def project_root(start: Path | str | None = None) -> Path:
     raise RegistryLabError(f"{here}: not inside a Registry Lab checkout (no pyproject.toml and params/ above it)")
 
 
-def cohort_dir(name: str, root: Path | None = None) -> Path:
-    """``synthetic/<name>`` under the project root.
+def validate_name(name: str, what: str) -> str:
+    """``name`` unchanged if it is a safe name (letters, digits, ``_``, ``-``; not starting with
+    ``_`` or ``-``), else a ConfigError in one sentence naming ``what`` it is.
 
     Example:
-        >>> cohort_dir("tiny", root=Path("/project")).as_posix()
-        '/project/synthetic/tiny'
+        >>> validate_name("small", "cohort")
+        'small'
+        >>> validate_name("../x", "cohort")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.ConfigError: cohort name '../x' is not allowed: use letters, digits, _ and - only, starting with a letter or digit
     """
-    return (root or project_root()) / "synthetic" / name
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or len(name) > 100:
+        raise ConfigError(f"{what} name {name!r} is not allowed: use letters, digits, _ and - only, "
+                          "starting with a letter or digit")
+    return name
+
+
+def inside(path: Path | str, root: Path | str, what: str = "output") -> Path:
+    """``path`` resolved, if it lies inside ``root`` (resolved); else a RegistryLabError.
+
+    Every path the project writes goes through this before anything is written.
+
+    Example:
+        >>> inside("/tmp/p/a/b", "/tmp/p")
+        PosixPath('/tmp/p/a/b')
+        >>> inside("/tmp/p/../q", "/tmp/p")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: /tmp/q: this output lies outside /tmp/p; refused before writing
+    """
+    resolved = Path(path).resolve()
+    base = Path(root).resolve()
+    if resolved != base and base not in resolved.parents:
+        raise RegistryLabError(f"{resolved}: this {what} lies outside {base}; refused before writing")
+    return resolved
+
+
+def cohort_dir(name: str, root: Path | None = None) -> Path:
+    """``synthetic/<name>`` under the project root (``name`` must be a valid name)."""
+    validate_name(name, "cohort")
+    base = (root or project_root()) / "synthetic"
+    return inside(base / name, base, "cohort folder")
 
 
 def require_cohort(name: str, stage: str = "feeds", root: Path | None = None) -> Path:

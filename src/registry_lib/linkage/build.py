@@ -19,7 +19,7 @@ Steps (each prints one line; under ``CI=true`` only the summary prints):
 
 Example:
     >>> import os, tempfile, pathlib
-    >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "00" * 32)  # the project key (keyed opt-out hashes)
+    >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "b3c2d83c27d47ab65d3949c308ec55af2728874bd1ebbc3b30649ee8089ebdcf")  # the project key (keyed opt-out hashes)
     >>> from registry_lib import synth
     >>> with tempfile.TemporaryDirectory() as d:   # the tiny cohort: generated in seconds
     ...     cohort = synth.run("params/cohort/tiny.yaml", out=pathlib.Path(d) / "tiny")
@@ -30,6 +30,8 @@ Example:
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,8 @@ import pyarrow.parquet as pq
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import atomic_dir, write_json, write_parquet
+from registry_lib.keys import key_fingerprint
+from registry_lib.linkage import standardise as std
 from registry_lib.linkage import tables as T
 from registry_lib.linkage.deaths import choose_deaths, death_flags
 from registry_lib.linkage.evaluate import (
@@ -55,7 +59,13 @@ from registry_lib.linkage.patients import best_values, patient_ids
 from registry_lib.linkage.persons import KEY, PersonLinkage, cluster_identities, link_persons
 from registry_lib.linkage.treatments import assign_tumours, treatment_rows
 from registry_lib.linkage.tumours import DEFAULT_WINDOW_DAYS, consolidate
-from registry_lib.linkage.validate import FATAL, TREATMENT_FEEDS, Validated, validate_feeds
+from registry_lib.linkage.validate import (
+    FATAL,
+    TREATMENT_FEEDS,
+    Validated,
+    check_contract,
+    validate_feeds,
+)
 from registry_lib.nhs_number import is_valid_nhs_number
 from registry_lib.progress import progress, say
 
@@ -77,11 +87,15 @@ def _read(folder: Path, name: str, required: bool = False) -> pd.DataFrame | Non
     path = folder / f"{name}.parquet"
     if not path.exists():
         if required:
-            raise RegistryLabError(f"{path}: not found (the cohort has no {name} feed)")
+            raise RegistryLabError(f"{folder.name}/{path.name}: not found (the cohort has no {name} table)")
         return None
     text = pd.StringDtype("pyarrow")
-    table = pq.read_table(path)
-    return table.to_pandas(types_mapper={pa.string(): text, pa.large_string(): text}.get, date_as_object=False)
+    try:
+        table = pq.read_table(path)
+        return table.to_pandas(types_mapper={pa.string(): text, pa.large_string(): text}.get, date_as_object=False)
+    except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
+        raise RegistryLabError(f"{folder.name}/{path.name}: not a readable Parquet file "
+                               f"({exc.__class__.__name__}); the file is empty, truncated or not Parquet") from None
 
 
 def read_feeds(cohort_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
@@ -94,12 +108,31 @@ def read_feeds(cohort_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, pd.
         df = _read(feeds_dir, name, required=name == "notifications")
         if df is not None:
             feeds[name] = df
+    if len(feeds["notifications"]) == 0:
+        raise RegistryLabError("feeds/notifications.parquet: has no records; there is nothing to register")
+    ref_dir = Path(cohort_dir) / "reference"
+    if not ref_dir.is_dir():
+        raise RegistryLabError(f"{ref_dir}: not found; linkage needs reference/postcodes.parquet and "
+                               "reference/areas.parquet to place patients in areas")
     ref = {}
     for name in ("postcodes", "areas"):
-        df = _read(Path(cohort_dir) / "reference", name)
-        if df is not None:
-            ref[name] = df
+        ref[name] = _read(ref_dir, name, required=True)
     return feeds, ref
+
+
+def configured_extract_date(cohort_dir: Path) -> tuple[str, str]:
+    """The cohort's extract date and where it came from: ``cohort.json``'s ``extract_date`` or
+    ``end_of_follow_up`` (the date the synthetic extract was taken), else today (the run date)."""
+    path = Path(cohort_dir) / "cohort.json"
+    if path.exists():
+        try:
+            config = json.loads(path.read_text()).get("config") or {}
+        except (OSError, ValueError):
+            raise RegistryLabError(f"{path}: not valid JSON") from None
+        for key in ("extract_date", "end_of_follow_up"):
+            if config.get(key):
+                return str(config[key]), f"cohort.json {key}"
+    return dt.date.today().isoformat(), "run date"
 
 
 class _Clock:
@@ -120,7 +153,7 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         backend: str = "duckdb", review_band: tuple[float, float] = DEFAULT_REVIEW_BAND,
         window_days: int = DEFAULT_WINDOW_DAYS, out_dir: Path | str | None = None,
         write: bool = True, quiet: bool = False, plain: bool = False,
-        deterministic: bool = True) -> dict[str, Any]:
+        deterministic: bool = True, extract_date: str | None = None) -> dict[str, Any]:
     """Build ``<cohort_dir>/registry/`` from ``<cohort_dir>/feeds/`` and return the link report.
 
     Args:
@@ -138,6 +171,9 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         quiet: print nothing (the summary line still prints unless quiet).
         plain: use Splink's default comparisons (for comparing methods).
         deterministic: run the HES-style deterministic pass first.
+        extract_date: the date of the extract (default: the cohort's configured one, see
+            :func:`configured_extract_date`); later receipt, registration and death dates are
+            quarantined.
 
     Returns:
         The link report (also written to ``registry/link_report.json``).
@@ -154,7 +190,9 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
     truth = _read_truth(cohort_dir) if evaluate else None
     clock.step("read", f"read {sum(len(f) for f in feeds.values()):,} feed records from {cohort_dir}")
 
-    v = validate_feeds(feeds)
+    as_of, as_of_source = (str(extract_date), "given") if extract_date is not None else configured_extract_date(cohort_dir)
+    feeds, absent_columns = check_contract(feeds)
+    v = validate_feeds(feeds, as_of=as_of)
     recs = v.records
     clock.step("validate", f"validated; {int(recs['reason'].notna().sum()):,} records unusable so far, "
                            f"{len(v.issues):,} field problems flagged")
@@ -183,6 +221,11 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
     review = _clerical_review(lk, recs, built["status"], built["record_patient"], opted_person, low, high, threshold)
     weights, truth_pairs = _match_weights(lk, recs, opted_person, threshold, truth)
     report = _report(recs, built, v, lk, opt, feeds, threshold, review_band, backend, cohort_dir)
+    report["extract_date_source"] = as_of_source
+    report["optional_columns_missing"] = {f: cols for f, cols in sorted(absent_columns.items())}
+    report["ndop_invalid_entries"] = int(built["ndop_invalid_entries"])
+    report["patients_without_valid_nhs_number"] = int(built["patient"]["nhs_number"].isna().sum())
+    report["key_fingerprint"] = key_fingerprint()
     if evaluate:
         report.update(_evaluate(recs, built, lk, truth, threshold, truth_pairs, quiet))
         clock.step("evaluate", f"evaluated: F1 {report['f1']:.4f}, precision {report['precision']:.4f}, "
@@ -287,8 +330,13 @@ def _build_tables(recs: pd.DataFrame, status: pd.Series, v: Validated, ref: dict
     flags = death_flags(patients.dropna(subset=["death_date"]), activity)
     # NDOP: any valid NHS number of the person's records on the list
     ndop = feeds.get("ndop")
+    ndop_invalid = 0
     if ndop is not None and len(ndop):
-        listed = set(ndop.loc[is_valid_nhs_number(ndop["nhs_number"]), "nhs_number"].astype(str))
+        ndop_numbers = std.text(ndop["nhs_number"]).str.replace(r"\s", "", regex=True)
+        ndop_ok = ndop_numbers.str.fullmatch(r"\d{10}").fillna(False).to_numpy(dtype=bool)
+        ndop_ok[ndop_ok] = is_valid_nhs_number(ndop_numbers[ndop_ok].astype(object))
+        ndop_invalid = int((~ndop_ok).sum())
+        listed = set(ndop_numbers[ndop_ok].astype(str))
         on_list = recs_linked.loc[recs_linked["nhs_number"].isin(listed), "patient_id"].unique()
         patients["ndop_opted_out"] = patients["patient_id"].isin(set(on_list))
     else:
@@ -301,7 +349,7 @@ def _build_tables(recs: pd.DataFrame, status: pd.Series, v: Validated, ref: dict
         "patient": patients, "tumour": tumours, "treatment": treatments, "death_flags": flags,
         "status": final_status, "reason": reason, "detail": detail, "record_patient": record_patient,
         "record_tumour": record_tumour_t, "record_treatment": record_treatment,
-        "deaths_conflicting": conflicting,
+        "deaths_conflicting": conflicting, "ndop_invalid_entries": ndop_invalid,
     }
 
 

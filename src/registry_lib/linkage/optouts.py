@@ -11,7 +11,7 @@ never registered). Raw NHS numbers of opted-out persons are never written anywhe
 
 Example:
     >>> import os, pandas as pd
-    >>> os.environ.setdefault("REGISTRY_LAB_KEY", "00" * 32)  # doctest: +ELLIPSIS
+    >>> os.environ.setdefault("REGISTRY_LAB_KEY", "b3c2d83c27d47ab65d3949c308ec55af2728874bd1ebbc3b30649ee8089ebdcf")  # doctest: +ELLIPSIS
     '...'
     >>> recs = pd.DataFrame({"feed": ["registration_optouts", "notifications", "notifications"],
     ...     "record_id": ["O1", "N1", "N2"], "person": [0, 0, 1],

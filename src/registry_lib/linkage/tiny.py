@@ -8,7 +8,7 @@ run of a few seconds instead of each generating and linking again. It is the sam
 tiny``.
 
 Example:
-    >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "ab" * 32)
+    >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
     >>> cohort = tiny_cohort()
     >>> {"feeds", "reference", "registry", "truth"} <= {p.name for p in cohort.iterdir()}
     True
@@ -39,7 +39,7 @@ def tiny_cohort(config: Path | str | None = None) -> Path:
         (removed when the process exits). Releases written into it are shared by later callers.
 
     Example:
-        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "ab" * 32)
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
         >>> (tiny_cohort() / "registry" / "tumour.parquet").exists()
         True
     """

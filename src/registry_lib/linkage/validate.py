@@ -41,12 +41,18 @@ FATAL: dict[str, str] = {
     "INVALID_SITE": "ICD-10 site not in the shipped code list (C00–C97, D00–D48)",
     "DIAGNOSIS_BEFORE_BIRTH": "diagnosis date before the birth date (which of the two is wrong is unknown)",
     "INVALID_TREATMENT_DATE": "treatment start or procedure date is not a real date",
-    "TREATMENT_IN_FUTURE": "treatment date after the extract date (latest receipt in the feeds)",
+    "TREATMENT_IN_FUTURE": "treatment date after the extract date (the cohort's configured extract date)",
     "TREATMENT_BEFORE_BIRTH": "treatment date before the birth date",
     "INVALID_DEATH_DATE": "death date is not a real date",
     "DEATH_IN_FUTURE": "death date after the date the death was registered",
     "DEATH_BEFORE_BIRTH": "death date before the birth date",
     "NO_REGISTERED_PERSON": "treatment or death record that links to no registered person",
+    "MISSING_RECORD_ID": "record without a record_id (named by its row in the feed file)",
+    "DUPLICATE_RECORD_ID": "a record_id already used by an earlier record of the same feed",
+    "INVALID_DATE": "a date the record must carry (receipt, registration) is not a real date",
+    "DATE_AFTER_EXTRACT": "a receipt, registration or death date after the extract date",
+    "IMPLAUSIBLE_DATE": "a date before 1900",
+    "INVALID_NUMBER": "text or an impossible value in a numeric field (e.g. dose_gy)",
 }
 #: Reason codes that flag a field (treated as missing); the record is kept.
 FLAGS: dict[str, str] = {
@@ -83,6 +89,132 @@ REQUIRED = {
 }
 IDENTIFIERS = ("nhs_number", "given_name", "family_name", "birth_date", "sex", "postcode")
 
+#: The feed contract: every column a feed must carry and its kind (``text``, ``date`` as
+#: YYYY-MM-DD text, ``number``); a missing column refuses the file, a bad value quarantines the
+#: record. Columns not listed are optional (missing ones are treated as empty and named in the
+#: link report). Numbers have plausible ranges; dates must lie in [1900-01-01, extract date].
+FEED_CONTRACT: dict[str, dict[str, str]] = {
+    "notifications": {"record_id": "text", "received_date": "date",
+                      **dict.fromkeys(IDENTIFIERS, "text"), "birth_date": "date",
+                      "diagnosis_date": "date", "site_icd10": "text"},
+    "sact": {"record_id": "text", **dict.fromkeys(IDENTIFIERS, "text"), "birth_date": "date",
+             "start_date": "date", "site_icd10": "text"},
+    "radiotherapy": {"record_id": "text", **dict.fromkeys(IDENTIFIERS, "text"), "birth_date": "date",
+                     "start_date": "date", "site_icd10": "text"},
+    "surgery": {"record_id": "text", **dict.fromkeys(IDENTIFIERS, "text"), "birth_date": "date",
+                "procedure_date": "date", "site_icd10": "text"},
+    "deaths": {"record_id": "text", **dict.fromkeys(IDENTIFIERS, "text"), "birth_date": "date",
+               "death_date": "date", "registration_date": "date"},
+    "registration_optouts": {"record_id": "text", "nhs_number": "text", "given_name": "text",
+                             "family_name": "text", "birth_date": "date", "request_date": "date"},
+    "ndop": {"nhs_number": "text", "optout_date": "date"},
+}
+#: Optional columns every feed may carry, with their kind.
+OPTIONAL: dict[str, dict[str, str]] = {
+    "notifications": {"trust_code": "text", "source": "text", "ethnicity": "text", "morphology_icdo3": "text",
+                      "behaviour": "text", "stage": "text", "grade": "text", "laterality": "text",
+                      "route_to_diagnosis": "text", "basis_of_diagnosis": "text",
+                      "performance_status": "number", "comorbidity_score": "number"},
+    "sact": {"trust_code": "text", "regimen": "text", "intent": "text", "cycles": "number",
+             "performance_status": "number"},
+    "radiotherapy": {"trust_code": "text", "rt_region": "text", "dose_gy": "number", "fractions": "number",
+                     "intent": "text"},
+    "surgery": {"trust_code": "text", "procedure_code": "text"},
+    "deaths": {"underlying_cause_icd10": "text"},
+    "registration_optouts": {},
+    "ndop": {},
+}
+#: Numeric fields that are counts or codes (whole numbers).
+INTEGER_COLUMNS = ("performance_status", "comorbidity_score", "cycles", "fractions")
+#: Plausible ranges of numeric fields (inclusive).
+NUMBER_RANGES: dict[str, tuple[float, float]] = {
+    "performance_status": (0, 4), "comorbidity_score": (0, 40), "cycles": (0, 200),
+    "dose_gy": (0, 200), "fractions": (1, 100),
+}
+#: The registry's own dates a record must carry (receipt, registration): unparseable = unusable.
+SYSTEM_DATES = ("received_date", "registration_date")
+#: Dates before this are impossible for any record.
+EARLIEST_DATE = pd.Timestamp("1900-01-01")
+#: Dates that must not lie after the extract date (the record's own system dates and death).
+NOT_AFTER_EXTRACT = {"notifications": ("received_date",), "deaths": ("registration_date", "death_date"),
+                     "registration_optouts": ("request_date",)}
+
+
+def check_contract(feeds: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, list[str]]]:
+    """Refuse a feed that breaks the contract's shape; return the feeds with every contract and
+    optional column present (missing optional ones empty) and dates as text, plus the optional
+    columns each feed lacked.
+
+    Example:
+        >>> check_contract({"ndop": pd.DataFrame({"optout_date": ["2020-01-01"]})})
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: feeds/ndop.parquet: required column nhs_number is missing
+    """
+    out: dict[str, pd.DataFrame] = {}
+    absent: dict[str, list[str]] = {}
+    for feed, df in feeds.items():
+        contract = FEED_CONTRACT.get(feed)
+        if contract is None:
+            out[feed] = df
+            continue
+        for col in contract:
+            if col not in df.columns:
+                raise RegistryLabError(f"feeds/{feed}.parquet: required column {col} is missing")
+        df = df.reset_index(drop=True).copy()
+        for col, kind in {**OPTIONAL.get(feed, {}), **contract}.items():
+            if col not in df.columns:
+                absent.setdefault(feed, []).append(col)
+                df[col] = pd.Series(pd.NA, index=df.index, dtype="Float64" if kind == "number" else std.TEXT)
+            elif kind in ("text", "date"):
+                series = df[col]
+                if pd.api.types.is_datetime64_any_dtype(series.dtype):
+                    series = series.dt.strftime("%Y-%m-%d")
+                df[col] = _txt(series)
+        out[feed] = df
+    return out, absent
+
+
+def _numbers(feed: str, df: pd.DataFrame, checks: _Checks) -> pd.DataFrame:
+    """Numeric fields as numbers; text or an impossible value quarantines the record."""
+    for col, kind in OPTIONAL.get(feed, {}).items():
+        if kind != "number" or col not in df.columns:
+            continue
+        raw = df[col]
+        if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+            value = raw.astype("Float64")
+            present = value.notna().to_numpy()
+        else:
+            present = ~_blank(raw)
+            value = pd.to_numeric(_txt(raw).astype(object), errors="coerce").astype("Float64")
+        lo, hi = NUMBER_RANGES.get(col, (-np.inf, np.inf))
+        ok = ((value >= lo) & (value <= hi)).fillna(False).to_numpy(dtype=bool)
+        checks.fatal(present & ~ok, "INVALID_NUMBER",
+                     (f"{col} ", _txt(raw), f" is not a number in [{lo:g}, {hi:g}]"))
+        value = value.where(ok)
+        if col in INTEGER_COLUMNS:
+            whole = (value.round() == value).fillna(True).to_numpy(dtype=bool)
+            checks.fatal(present & ok & ~whole, "INVALID_NUMBER", (f"{col} ", _txt(raw), " is not a whole number"))
+            value = value.where(whole).round().astype("Int64")
+        df[col] = value
+    return df
+
+
+def _date_ranges(feed: str, df: pd.DataFrame, checks: _Checks, as_of: pd.Timestamp) -> None:
+    """Dates the record must carry must be real; no date may precede 1900; system dates and
+    death dates may not follow the extract date."""
+    for col, kind in FEED_CONTRACT[feed].items():
+        if kind != "date":
+            continue
+        value, missing, bad = _dates(df, col)
+        if col in SYSTEM_DATES:  # treatment and death dates have their own reasons
+            checks.fatal(bad, "INVALID_DATE", (f"{col} ", _col(df, col), " is not a real date"))
+        checks.fatal((value < EARLIEST_DATE).fillna(False).to_numpy(dtype=bool), "IMPLAUSIBLE_DATE",
+                     (f"{col} ", _col(df, col), " is before 1900"))
+        if col in NOT_AFTER_EXTRACT.get(feed, ()):
+            checks.fatal((value > as_of).fillna(False).to_numpy(dtype=bool), "DATE_AFTER_EXTRACT",
+                         (f"{col} ", _col(df, col), f" is after the extract date {as_of.date()}"))
+
 
 @dataclass
 class Validated:
@@ -98,7 +230,7 @@ class Validated:
             ``diagnosis_proxy`` = diagnosis date or else the receipt date, ``site3``,
             normalised codes with invalid ones set missing), same row order as ``records``.
         issues: field-level flags: ``feed``, ``record_id``, ``reason``, ``detail``.
-        as_of: the extract date (latest receipt or registration date in the feeds).
+        as_of: the extract date (the cohort's configured extract date, or the run date).
     """
 
     records: pd.DataFrame
@@ -321,29 +453,46 @@ def _optouts(df: pd.DataFrame, checks: _Checks) -> pd.DataFrame:
     return out
 
 
-def extract_date(feeds: dict[str, pd.DataFrame]) -> pd.Timestamp:
-    """The extract date: the latest receipt (notifications) or registration (deaths) date."""
-    dates = []
-    for feed, col in (("notifications", "received_date"), ("deaths", "registration_date")):
-        if feed in feeds and len(feeds[feed]):
-            dates.append(std.parse_date(feeds[feed][col]).max())
-    dates = [d for d in dates if pd.notna(d)]
-    return max(dates) if dates else pd.Timestamp("2100-01-01")
+def extract_date(configured: str | pd.Timestamp | None = None) -> pd.Timestamp:
+    """The extract date: the configured one (the cohort's), else today (the run date); never a
+    date read from the feeds themselves, so one record dated 2099 cannot move it.
+
+    Example:
+        >>> extract_date("2024-06-30")
+        Timestamp('2024-06-30 00:00:00')
+    """
+    if configured is None:
+        return pd.Timestamp.today().normalize()
+    value = pd.to_datetime(configured, errors="coerce")
+    if pd.isna(value):
+        raise RegistryLabError(f"extract date {configured!r} is not a date (YYYY-MM-DD)")
+    return pd.Timestamp(value).normalize()
 
 
-def validate_feeds(feeds: dict[str, pd.DataFrame]) -> Validated:
-    """Check every record of every person-bearing feed; see the module docstring."""
-    for feed in PERSON_FEEDS:
-        if feed in feeds:
-            _check_columns(feed, feeds[feed])
-    as_of = extract_date(feeds)
+def validate_feeds(feeds: dict[str, pd.DataFrame], as_of: str | pd.Timestamp | None = None) -> Validated:
+    """Check every record of every person-bearing feed; see the module docstring.
+
+    ``as_of`` is the extract date (default: today). A feed that breaks the contract's shape is
+    refused (:func:`check_contract`); a bad record is quarantined with a reason.
+    """
+    feeds, _ = check_contract(feeds)
+    as_of = extract_date(as_of)
     records, cleaned, issues = [], {}, []
     for feed in PERSON_FEEDS:
         if feed not in feeds:
             continue
         df = feeds[feed]
-        checks = _Checks(feed, df["record_id"])
+        record_id = _txt(df["record_id"])
+        no_id = record_id.isna() | (record_id == "")
+        record_id = record_id.where(~no_id, "(no record_id: row " + pd.Series(
+            np.arange(1, len(df) + 1), index=record_id.index).astype(str) + ")")
+        checks = _Checks(feed, record_id)
+        checks.fatal(no_id.to_numpy(dtype=bool), "MISSING_RECORD_ID", "record_id is empty")
+        first = ~record_id.duplicated().to_numpy(dtype=bool) | no_id.to_numpy(dtype=bool)
+        checks.fatal(~first, "DUPLICATE_RECORD_ID", "record_id already used by an earlier record of this feed")
         _required(checks, feed, df)
+        _date_ranges(feed, df, checks, as_of)
+        df = _numbers(feed, df, checks)
         event, _, _ = _dates(df, EVENT_DATE[feed])
         # a birth date is "in the future" after the record's own system date (receipt,
         # registration, request); treatment dates are clinical, so the extract date serves
@@ -368,10 +517,6 @@ def validate_feeds(feeds: dict[str, pd.DataFrame]) -> Validated:
     if not records:
         raise RegistryLabError("feeds/: no person-bearing feed found (expected notifications.parquet at least)")
     records_df = pd.concat(records, ignore_index=True)
-    dup = records_df.duplicated(["feed", "record_id"])
-    if dup.any():
-        row = records_df.loc[dup.to_numpy()].iloc[0]
-        raise RegistryLabError(f"feeds/{row['feed']}.parquet: record_id {row['record_id']!r} occurs more than once")
     issues_df = (pd.concat(issues, ignore_index=True) if issues else
                  pd.DataFrame({"feed": [], "record_id": [], "reason": [], "detail": []}).astype(object))
     return Validated(records=records_df, feeds=cleaned, issues=issues_df, as_of=as_of)

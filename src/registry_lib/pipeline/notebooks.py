@@ -17,6 +17,7 @@ from typing import Any
 import nbformat
 
 from registry_lib.errors import RegistryLabError
+from registry_lib.parameters import python_literal
 from registry_lib.progress import in_ci
 
 KERNEL_NAME = "python3"
@@ -81,6 +82,11 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], r
     """
     import papermill as pm
 
+    _use_safe_literals()
+    for name, value in parameters.items():
+        if not str(name).isidentifier():
+            raise RegistryLabError(f"{notebook.name}: parameter name {name!r} is not a Python name")
+        python_literal(value)  # refuses anything that is not plain data before the kernel starts
     output.parent.mkdir(parents=True, exist_ok=True)
     env_backup = os.environ.get("REGISTRY_LAB_ROOT")
     os.environ["REGISTRY_LAB_ROOT"] = str(root)
@@ -104,6 +110,19 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], r
         else:
             os.environ["REGISTRY_LAB_ROOT"] = env_backup
     _scrub_file(output, root)
+
+
+def _use_safe_literals() -> None:
+    """Make papermill write every parameter as an exact Python literal (``repr`` of plain data,
+    checked by :func:`~registry_lib.parameters.python_literal`), never as unescaped text."""
+    from papermill.translators import PythonTranslator, papermill_translators
+
+    class SafePythonTranslator(PythonTranslator):
+        @classmethod
+        def translate(cls, val: Any) -> str:
+            return python_literal(val)
+
+    papermill_translators.register("python", SafePythonTranslator)
 
 
 def _scrub_file(path: Path, root: Path) -> None:

@@ -6,6 +6,7 @@ Example (from a shell): ``registry-lab reproduce --cohort small``.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +15,14 @@ from typing import Any
 import registry_lib
 from registry_lib.config import load_yaml, params_hash
 from registry_lib.errors import ConfigError, RegistryLabError
-from registry_lib.keys import KEY_HELP, keygen, project_key
-from registry_lib.paths import cohort_dir, project_root
+from registry_lib.keys import KEY_HELP, current_fingerprint, keygen, project_key
+from registry_lib.parameters import check_parameters, load_plain_file, split_declarations
+from registry_lib.paths import cohort_dir, inside, project_root, validate_name
 from registry_lib.pipeline.cache import StepState, code_hash, combine, hash_files
 from registry_lib.pipeline.notebooks import NotebookFailed, execute_notebook, render_html
 from registry_lib.pipeline.spec import PipelineSpec, Step
 from registry_lib.progress import say
+from registry_lib.runlock import project_lock
 
 RESERVED_PARAMS = {"cohort", "output_dir"}
 
@@ -48,7 +51,7 @@ class Pipeline:
     def __init__(self, spec: PipelineSpec, root: Path, cohort: str | None = None, force: bool = False):
         self.spec = spec
         self.root = root
-        self.cohort = cohort or spec.cohort
+        self.cohort = validate_name(cohort or spec.cohort, "cohort")
         self.force = force
         self.code = code_hash(Path(registry_lib.__file__).parent)
         self.results: list[StepResult] = []
@@ -98,7 +101,9 @@ class Pipeline:
     def step_key(self, step: Step, extra: Any = None) -> str:
         upstream = {n: self._keys.get(n) for n in step.needs}
         params = hash_files([p for p in self.inputs(step) if p.exists()], self.root)
-        return combine(step.name, step.kind, step.options, self.cohort, self.code, params, upstream, extra)
+        # The key's fingerprint (never the key): a new key re-runs every step that uses it.
+        return combine(step.name, step.kind, step.options, self.cohort, self.code, params, upstream, extra,
+                       current_fingerprint(self.root))
 
     def run_step(self, step: Step, *, parameters: dict[str, Any] | None = None,
                  report_dir: Path | None = None, label: str | None = None) -> StepResult:
@@ -117,14 +122,35 @@ class Pipeline:
             state.forget()
             try:
                 self._execute(step, parameters, report_dir)
-            except NotebookFailed:
+            except NotebookFailed as exc:
                 self._finish(step, label, "failed", started, t0, parameters, report_dir)
+                raise self._set_aside(step, report_dir, exc) from None
+            except BaseException:
+                self._set_aside(step, report_dir, None)
                 raise
             state.record(key, hash_files(outputs, self.root))
             status = "ran"
         # Downstream keys depend on the outputs' content, not only on this step's key.
         self._keys[step.name] = combine(key, hash_files(outputs, self.root))
         return self._finish(step, label, status, started, t0, parameters, report_dir)
+
+    def _set_aside(self, step: Step, report_dir: Path | None, exc: NotebookFailed | None) -> NotebookFailed | None:
+        """A study that failed leaves no folder that looks like a report: its folder moves to
+        ``reports/.failed/<name>/`` (the partly executed notebook, for debugging)."""
+        if step.kind != "notebook":
+            return exc
+        folder = report_dir or self.root / "reports" / step.name
+        if not folder.exists():
+            return exc
+        aside = inside(self.root / "reports" / ".failed" / folder.name, self.root / "reports")
+        if aside.exists():
+            shutil.rmtree(aside)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        folder.rename(aside)
+        if exc is None:
+            return None
+        old, new = str(folder.relative_to(self.root)), str(aside.relative_to(self.root))
+        return NotebookFailed(str(exc).replace(f"kept at {old}/", f"kept at {new}/"))
 
     def _finish(self, step, label, status, started, t0, parameters, report_dir) -> StepResult:
         seconds = round(time.perf_counter() - t0, 2)
@@ -161,14 +187,18 @@ class Pipeline:
     # ---- study parameters ---------------------------------------------------------------
     def study_parameters(self, step: Step, overrides: dict[str, Any] | None = None,
                          output_dir: str | None = None) -> dict[str, Any]:
+        """The study's defaults with ``overrides``, every value checked against its declaration
+        in the study's params file (before any step runs)."""
         params_file = self.study_params_file(step)
-        base = load_yaml(params_file) if params_file.exists() else {}
-        for key in (overrides or {}):
-            if key not in base:
-                known = ", ".join(sorted(base)) or "(none)"
-                raise ConfigError(f"{params_file.relative_to(self.root)}: study {step.name} has no "
-                                  f"parameter {key!r} (known: {known})")
-        params = {**base, **(overrides or {})}
+        where = f"{params_file.relative_to(self.root) if params_file.is_relative_to(self.root) else params_file}"
+        data = load_yaml(params_file) if params_file.exists() else {}
+        base, declarations = split_declarations(data, where)
+        checked_base = check_parameters(base, base, declarations, f"{where}: ")
+        try:
+            checked = check_parameters(dict(overrides or {}), base, declarations)
+        except ConfigError as exc:
+            raise ConfigError(f"study {step.name}: {exc}") from None
+        params = {**checked_base, **checked}
         params["cohort"] = self.cohort
         params["output_dir"] = output_dir or f"reports/{step.name}"
         return params
@@ -196,12 +226,20 @@ def load_spec(pipeline: str | Path | None, root: Path) -> PipelineSpec:
 def reproduce(pipeline: str | Path | None = None, *, cohort: str | None = None, force: bool = False,
               root: Path | None = None) -> list[StepResult]:
     """Run every step of the pipeline; write ``reports/index.html`` and ``reports/manifest.json``."""
+    root = root or project_root()
+    with project_lock(root, f"reproduce --cohort {cohort or '(pipeline default)'}"):
+        return _reproduce(pipeline, cohort=cohort, force=force, root=root)
+
+
+def _reproduce(pipeline: str | Path | None, *, cohort: str | None, force: bool, root: Path) -> list[StepResult]:
     from registry_lib.pipeline.manifest import write_index, write_manifest
 
-    root = root or project_root()
     spec = load_spec(pipeline, root)
     pipe = Pipeline(spec, root, cohort=cohort, force=force)
     pipe.cohort_config()  # a missing cohort is a user mistake: say so before doing anything
+    for step in spec.steps:  # every study's parameters are checked before any step runs
+        if step.kind == "notebook":
+            pipe.study_parameters(step)
     ensure_project_key(root)  # linkage (opt-out hashes) and releases (pseudonyms) need it
     started = _now()
     try:
@@ -220,6 +258,13 @@ def run_study(study: str, *, cohort: str | None = None, overrides: dict[str, Any
     Upstream steps (synth, link, releases) run first if they are out of date.
     """
     root = root or project_root()
+    with project_lock(root, f"run {study} --cohort {cohort or '(pipeline default)'}"):
+        return _run_study(study, cohort=cohort, overrides=overrides, params_file=params_file,
+                          pipeline=pipeline, root=root)
+
+
+def _run_study(study: str, *, cohort: str | None, overrides: dict[str, Any] | None,
+               params_file: str | Path | None, pipeline: str | Path | None, root: Path) -> Path:
     spec = load_spec(pipeline, root)
     step = spec.step(study)
     if step.kind != "notebook":
@@ -229,11 +274,12 @@ def run_study(study: str, *, cohort: str | None = None, overrides: dict[str, Any
     ensure_project_key(root)
     merged = dict(overrides or {})
     if params_file:
-        extra = load_yaml(Path(params_file))
+        extra = load_plain_file(Path(params_file))
         merged = {**extra, **merged}
     params = pipe.study_parameters(step, merged)
     digest = params_hash({k: v for k, v in params.items() if k != "output_dir"})[:8]
-    label = f"{study}-{digest}"
+    label = validate_name(f"{study}-{digest}", "report")
+    inside(root / "reports" / label, root / "reports", "report folder")
     params["output_dir"] = f"reports/{label}"
     for need in spec.ordered(list(step.needs)):
         pipe.run_step(need)

@@ -16,6 +16,7 @@ from typing import Any
 
 from registry_lib.config import load_yaml
 from registry_lib.errors import ConfigError
+from registry_lib.paths import NAME_PATTERN, validate_name
 
 STEP_KINDS = {"synth", "link", "release", "notebook"}
 STEP_KEYS = {"name", "kind", "needs", "config", "evaluate", "policy", "requester", "notebook", "params"}
@@ -61,6 +62,14 @@ class PipelineSpec:
             if raw["kind"] not in STEP_KINDS:
                 raise ConfigError(f"{source}: step {raw['name']} has unknown kind {raw['kind']!r} "
                                   f"(expected one of {', '.join(sorted(STEP_KINDS))})")
+            if not isinstance(raw["name"], str) or not NAME_PATTERN.fullmatch(raw["name"]):
+                raise ConfigError(f"{source}: step name {raw['name']!r} is not allowed: use letters, "
+                                  "digits, _ and - only, starting with a letter or digit")
+            needs = raw.get("needs") or ()
+            if isinstance(needs, str) or not all(isinstance(n, str) for n in needs):
+                raise ConfigError(f"{source}: step {raw['name']} needs must be a list of step names")
+            if raw["kind"] == "release":
+                validate_name(raw.get("policy"), f"{source}: step {raw['name']} policy")
             options = {k: v for k, v in raw.items() if k not in {"name", "kind", "needs"}}
             steps.append(Step(raw["name"], raw["kind"], tuple(raw.get("needs") or ()), options))
         names = [s.name for s in steps]
@@ -71,7 +80,8 @@ class PipelineSpec:
             for need in s.needs:
                 if need not in names:
                     raise ConfigError(f"{source}: step {s.name} needs unknown step {need!r}")
-        spec = cls(str(data.get("cohort", "default")), tuple(steps), source)
+        cohort = validate_name(data.get("cohort", "default"), f"{source}: cohort")
+        spec = cls(cohort, tuple(steps), source)
         spec.ordered()  # raises on a cycle
         return spec
 

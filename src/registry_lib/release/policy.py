@@ -38,7 +38,7 @@ import pyarrow as pa
 from registry_lib.config import load_yaml, params_hash
 from registry_lib.errors import ConfigError, RegistryLabError
 from registry_lib.linkage.tables import REGISTRY
-from registry_lib.paths import project_root
+from registry_lib.paths import project_root, validate_name
 
 PURPOSES = ("direct_care", "research_identifiable", "research_pseudonymised", "aggregate_publication")
 OUTPUTS = ("record_level", "aggregates")
@@ -123,6 +123,9 @@ class Policy:
     disclosure: Disclosure
     path: Path
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: What happens to patients the NDOP could not be checked for (no valid NHS number on any
+    #: record) when the NDOP applies: ``exclude`` (the default: left out, and counted) or ``include``.
+    ndop_unchecked: str = "exclude"
 
     @property
     def needs_key(self) -> bool:
@@ -160,7 +163,9 @@ def resolve_policy_path(policy: str | Path, root: Path | None = None) -> Path:
             path = (root or project_root()) / path
         if not path.exists():
             raise ConfigError(f"{policy}: no such release policy file")
+        validate_name(path.stem, f"{policy}: policy")
         return path
+    validate_name(text, "policy")
     path = policy_dir(root) / f"{text}.yaml"
     if not path.exists():
         known = ", ".join(list_policies(root)) or "(none)"
@@ -289,7 +294,11 @@ def load_policy(policy: str | Path, root: Path | None = None) -> Policy:
     if unknown:
         raise ConfigError(f"{where}: disclosure has unknown key(s) {sorted(unknown)}")
     risk = dict(raw.get("risk") or {})
+    unchecked = raw.get("national_data_opt_out_unchecked", "exclude")
+    if unchecked not in ("exclude", "include"):
+        raise ConfigError(f"{where}: national_data_opt_out_unchecked must be exclude or include, not {unchecked!r}")
     pol = Policy(
+        ndop_unchecked=unchecked,
         name=path.stem,
         purpose=purpose,
         description=str(raw.get("description", "")).strip(),

@@ -12,7 +12,7 @@ HMAC of the id under purpose ``"<policy purpose>/<column>"``, so ids differ betw
 Rows are sorted by their keyed columns, so row order says nothing about registration order.
 
 Example:
-    >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "ab" * 32)
+    >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
     >>> from registry_lib.io import read_parquet
     >>> from registry_lib.linkage.tiny import tiny_cohort
     >>> from registry_lib.release.policy import load_policy
@@ -116,9 +116,12 @@ def _transform(
 
 
 def apply_opt_outs(
-    registry: dict[str, pd.DataFrame], applies: bool
+    registry: dict[str, pd.DataFrame], applies: bool, unchecked: str = "exclude"
 ) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
     """Remove patients on the national data opt-out (and their tumours and treatments).
+
+    Patients with no valid NHS number on any record could not be checked against the list:
+    with ``unchecked="exclude"`` (the default) they are removed too.
 
     Returns the filtered tables and how many rows each lost (all zeros when NDOP does not apply).
 
@@ -136,7 +139,10 @@ def apply_opt_outs(
     if flag.isna().any():
         bad = patient.loc[flag.isna(), "patient_id"].iloc[0]
         raise RegistryLabError(f"registry/patient: ndop_opted_out is missing for patient_id {bad}")
-    opted = set(patient.loc[flag.astype(bool), "patient_id"].tolist())
+    drop_patient = flag.astype(bool)
+    if unchecked == "exclude" and "nhs_number" in patient.columns:
+        drop_patient = drop_patient | patient["nhs_number"].isna()
+    opted = set(patient.loc[drop_patient.to_numpy(dtype=bool), "patient_id"].tolist())
     out, removed = {}, {}
     for name, df in registry.items():
         drop = df["patient_id"].isin(opted).to_numpy()
@@ -219,7 +225,7 @@ def build_record_release(
     pseudonyms = None
     if any(f.transform == "pseudonym" for fs in policy.tables.values() for f in fs):
         pseudonyms = patient_pseudonyms(registry["patient"], key)
-    kept, removed = apply_opt_outs(needed, policy.national_data_opt_out)
+    kept, removed = apply_opt_outs(needed, policy.national_data_opt_out, policy.ndop_unchecked)
     # One keyed hash per distinct id, shared by every table that re-keys the same registry column
     # (so treatment.tumour_id matches tumour.tumour_id).
     rekeyed: dict[str, pd.Series] = {}
@@ -270,7 +276,7 @@ def build_aggregate_release(registry: dict[str, pd.DataFrame], policy: Policy) -
     if policy.output != "aggregates":
         raise RegistryLabError(f"policy {policy.name}: not an aggregates policy")
     base = {"patient": registry["patient"], "tumour": registry["tumour"]}
-    kept, removed = apply_opt_outs(base, policy.national_data_opt_out)
+    kept, removed = apply_opt_outs(base, policy.national_data_opt_out, policy.ndop_unchecked)
     con = duckdb.connect()
     try:
         con.register("t", kept["tumour"])

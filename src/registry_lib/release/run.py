@@ -19,7 +19,7 @@ anything is read or written; a missing project key fails with the "how to make o
 Example:
     >>> import os, tempfile
     >>> from registry_lib.linkage.tiny import tiny_cohort
-    >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "ab" * 32)
+    >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
     >>> cohort = tiny_cohort()   # the tiny cohort, generated and linked (once per process)
     >>> out = run(cohort, "research_pseudonymised", "A. Analyst (study 03)")
     >>> sorted(p.name for p in out.iterdir())
@@ -45,7 +45,7 @@ from registry_lib.io import (
     write_json,
     write_parquet,
 )
-from registry_lib.keys import project_key
+from registry_lib.keys import key_fingerprint, project_key
 from registry_lib.paths import cohort_dir as _cohort_dir
 from registry_lib.paths import project_root
 from registry_lib.release.policy import TRANSFORMS, Policy, load_policy
@@ -144,6 +144,8 @@ def run(cohort_dir: Path, policy: str | Path, requester: str) -> Path:
     root = _root_of(cohort_dir)
     pol = load_policy(policy, root)  # refuses forbidden fields before anything is read
     key = project_key(root) if pol.needs_key else None
+    link_report = _link_report(cohort_dir)
+    _check_key_fingerprint(cohort_dir, link_report, key, root)
     if pol.output == "record_level":
         registry = _read_registry(cohort_dir, sorted({"patient", *pol.tables}))
         areas = None
@@ -160,6 +162,15 @@ def run(cohort_dir: Path, policy: str | Path, requester: str) -> Path:
         risk = None
     built.notes["registration_opt_outs"] = _check_registration_optouts(
         cohort_dir, registry["patient"], key, root)
+    unchecked = int(registry["patient"]["nhs_number"].isna().sum()) if "nhs_number" in registry["patient"] else 0
+    built.notes["national_data_opt_out"] = {
+        "applied": pol.national_data_opt_out,
+        "patients_without_valid_nhs_number": unchecked,
+        "unchecked_patients": (("excluded" if pol.ndop_unchecked == "exclude" else "included")
+                               if pol.national_data_opt_out else "not applicable"),
+        "ndop_entries_with_invalid_nhs_number": link_report.get("ndop_invalid_entries"),
+        "matched_by": "every valid NHS number on any record linked to the patient",
+    }
     inputs = {f"registry/{n}.parquet": sha256_file(cohort_dir / "registry" / f"{n}.parquet") for n in registry}
     final = cohort_dir / "releases" / pol.name
     with atomic_dir(final) as tmp:
@@ -187,7 +198,8 @@ def run(cohort_dir: Path, policy: str | Path, requester: str) -> Path:
 
 def _manifest(pol: Policy, built: ReleaseTables, inputs: dict[str, str], folder: Path) -> dict[str, Any]:
     fields = {
-        table: {f.name: (f.transform if f.source == f.name else f"{f.transform} of {f.source}")
+        table: {f.name: (PSEUDONYM_SOURCE if f.transform == "pseudonym" else
+                         f.transform if f.source == f.name else f"{f.transform} of {f.source}")
                 for f in specs}
         for table, specs in pol.tables.items()
     }
@@ -198,6 +210,7 @@ def _manifest(pol: Policy, built: ReleaseTables, inputs: dict[str, str], folder:
         "output": pol.output,
         "national_data_opt_out_applied": pol.national_data_opt_out,
         "registration_opt_outs": built.notes.get("registration_opt_outs"),
+        "national_data_opt_out": built.notes.get("national_data_opt_out"),
         "row_counts": {n: len(df) for n, df in built.tables.items()},
         "opt_out_removals": built.opt_out_removals,
         "fields": fields or {c: list(df.columns) for c, df in built.tables.items()},
@@ -208,6 +221,40 @@ def _manifest(pol: Policy, built: ReleaseTables, inputs: dict[str, str], folder:
         "inputs_sha256": inputs,
         "files_sha256": {p.name: sha256_file(p) for p in sorted(folder.glob("*.parquet"))},
     }
+
+
+#: What a pseudonym is made from, as release.json says it.
+PSEUDONYM_SOURCE = ("pseudonym: keyed hash (HMAC-SHA256, project key) of the NHS number, or of the "
+                    "registry patient_id for a patient with none")
+
+
+def _link_report(cohort_dir: Path) -> dict[str, Any]:
+    path = cohort_dir / "registry" / "link_report.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise RegistryLabError(f"{path}: not valid JSON; re-run `registry-lab link --cohort {cohort_dir.name}`") from None
+
+
+def _check_key_fingerprint(cohort_dir: Path, link_report: dict[str, Any], key: bytes | None,
+                           root: Path | None) -> None:
+    """Refuse a release under another project key than the one the registry was linked under."""
+    made_with = link_report.get("key_fingerprint")
+    if not made_with:
+        return
+    if key is None:
+        try:
+            key = project_key(root)
+        except RegistryLabError:
+            return  # no key: nothing keyed is released, and the opt-out re-check says so
+    if key_fingerprint(key) != made_with:
+        raise RegistryLabError(
+            f"synthetic/{cohort_dir.name}/registry: was linked under another project key "
+            f"(fingerprint {made_with}, the current key's is {key_fingerprint(key)}); use that key "
+            f"or re-run `registry-lab link --cohort {cohort_dir.name}`"
+        )
 
 
 def append_audit(path: Path, entry: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ Example:
     >>> from pathlib import Path
     >>> from registry_lib.linkage.tiny import tiny_cohort
     >>> from registry_lib.release.run import run
-    >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "ab" * 32)
+    >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
     >>> cohort = tiny_cohort()   # the tiny cohort, generated and linked (once per process)
     >>> _ = run(cohort, "aggregate_publication", "example")
     >>> with tempfile.TemporaryDirectory() as d:

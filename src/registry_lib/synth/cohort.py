@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from registry_lib.io import atomic_dir, write_json, write_parquet
+from registry_lib.errors import RegistryLabError
+from registry_lib.io import atomic_parts, write_json, write_parquet
 from registry_lib.progress import in_ci, progress, say
 from registry_lib.synth import tables as T
 from registry_lib.synth.config import load_config, resolve_config
@@ -714,9 +715,16 @@ def _sact_ratios(treatments: pd.DataFrame) -> dict[str, float | None]:
 
 
 # ----------------------------------------------------------------------------------------------
+#: What synth writes in a cohort folder (cohort.json last: a half-swapped cohort has none).
+SYNTH_PARTS = ("reference", "truth", "feeds", "cohort.json")
+
+
 def write(cohort: Cohort, path: Path | str) -> Path:
     """Write ``cohort`` atomically to ``path``: reference/, truth/, feeds/ Parquet (schemas
     enforced), truth/effects.json and cohort.json. Same config and seed → byte-identical files.
+
+    Only those four entries of ``path`` are replaced: a cohort's ``registry/`` and ``releases/``
+    (with the append-only audit log) are left alone and become stale through the step cache.
     """
     path = Path(path)
     jobs = [(group[name], stage, name, schema)
@@ -724,7 +732,7 @@ def write(cohort: Cohort, path: Path | str) -> Path:
                                          ("feeds", cohort.feeds, T.FEEDS))
             for name, schema in tables.items()]
     jobs.sort(key=lambda j: -len(j[0]))               # biggest first, for the thread pool
-    with atomic_dir(path) as tmp:
+    with atomic_parts(path, SYNTH_PARTS) as tmp:
         # Parquet encoding and zstd release the GIL: two threads keep both cores busy.
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = [pool.submit(write_parquet, df, tmp / stage / f"{name}.parquet", schema)
@@ -752,9 +760,11 @@ def run(config_path: Path | str, *, seed: int | None = None, scale: float | None
     from registry_lib.paths import cohort_dir
 
     cfg = load_config(config_path, seed=seed, scale=scale, years=years)
+    target = Path(out).resolve() if out else cohort_dir(cfg["name"])
+    if target.exists() and not target.is_dir():
+        raise RegistryLabError(f"{target}: exists and is not a folder; choose another --out")
     cohort = generate(cfg)
     t = time.perf_counter()
-    target = Path(out) if out else cohort_dir(cfg["name"])
     write(cohort, target)
     say(f"synth: write        {time.perf_counter() - t:6.2f} s  {target}")
     return target

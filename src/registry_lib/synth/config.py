@@ -23,6 +23,7 @@ from typing import Any
 
 from registry_lib.config import deep_merge, load_yaml
 from registry_lib.errors import ConfigError
+from registry_lib.paths import NAME_PATTERN
 from registry_lib.synth.params import epidemiology_params, site_codes
 
 TOP_KEYS = {"name", "description", "seed", "scale", "years", "end_of_follow_up", "sites",
@@ -68,8 +69,9 @@ def resolve_config(raw: dict[str, Any], *, where: str = "config") -> dict[str, A
     params = epidemiology_params()
     known_sites = site_codes(params)
     cfg.setdefault("name", "cohort")
-    if not isinstance(cfg["name"], str) or not cfg["name"].strip():
-        raise ConfigError(f"{where}: name must be a non-empty string")
+    if not isinstance(cfg["name"], str) or not NAME_PATTERN.fullmatch(cfg["name"]):
+        raise ConfigError(f"{where}: name {cfg['name']!r} is not allowed: use letters, digits, _ and - "
+                          "only, starting with a letter or digit")
     cfg.setdefault("description", "")
     cfg["seed"] = _int(cfg.get("seed", 0), "seed", where, lo=0)
     cfg["scale"] = _float(cfg.get("scale"), "scale", where, lo=1e-5, hi=2.0)

@@ -1,0 +1,98 @@
+"""One run at a time: a lock file per project, and the leftovers of killed runs removed.
+
+``registry-lab synth``, ``link``, ``release``, ``run`` and ``reproduce`` hold
+``.registry-lab/run.lock`` (an OS lock, released by the kernel when the process ends, however
+it ends) for as long as they run. A second one started meanwhile refuses with one sentence
+naming the running process. On taking the lock, temporary folders of runs that were killed
+(``.NAME.tmp-PID``, ``.NAME.old-PID`` of processes no longer running) are removed.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> with project_lock(root, "demo"):
+    ...     (root / ".registry-lab" / "run.lock").exists()
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from registry_lib.errors import RegistryLabError
+from registry_lib.io import remove_leftovers
+
+LOCK_NAME = "run.lock"
+_held: dict[str, int] = {}  # lock path -> depth (re-entrant within one process)
+
+
+def lock_path(root: Path) -> Path:
+    """``.registry-lab/run.lock`` under the project root."""
+    return Path(root) / ".registry-lab" / LOCK_NAME
+
+
+def clean_leftovers(root: Path) -> list[Path]:
+    """Remove what killed runs left under ``synthetic/`` and ``reports/`` (call with the lock held)."""
+    root = Path(root)
+    removed = remove_leftovers(root / "synthetic") + remove_leftovers(root / "reports")
+    synthetic = root / "synthetic"
+    if synthetic.is_dir():
+        for cohort in sorted(p for p in synthetic.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            removed += remove_leftovers(cohort) + remove_leftovers(cohort / "releases")
+    return removed
+
+
+@contextlib.contextmanager
+def project_lock(root: Path, what: str) -> Iterator[None]:
+    """Hold the project's run lock while the block runs, or refuse naming the process holding it.
+
+    Re-entrant within one process (``run`` calls the pipeline, which takes it again).
+    """
+    path = lock_path(root)
+    key = str(path.resolve()) if path.exists() else str(path)
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the lock's lifetime
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            try:
+                holder = json.loads(fh.read() or "{}")
+            except ValueError:
+                holder = {}
+            raise RegistryLabError(
+                f"{path.relative_to(root) if path.is_relative_to(root) else path}: another registry-lab "
+                f"process (pid {holder.get('pid', '?')}, `{holder.get('what', '?')}`, started "
+                f"{holder.get('started', '?')}) is running in this project; wait for it to finish"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "what": what,
+                             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}))
+        fh.flush()
+        key = str(path.resolve())
+        _held[key] = 1
+        try:
+            clean_leftovers(Path(root))
+            yield
+        finally:
+            _held.pop(key, None)
+            fh.seek(0)
+            fh.truncate()
+            fh.flush()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
