@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Tests run on two xdist workers; a few use the real checkout's CLI, so a second run waits for
+# the project's run lock instead of being refused (the refusal itself is tested with 0).
+os.environ.setdefault("REGISTRY_LAB_LOCK_WAIT", "900")
 TEST_KEY = "9abfe9ea9da03dfed9ff1d0976926475fa1eaf18df7f79039889311a25108c38"
 
 

@@ -418,7 +418,8 @@ def test_the_step_cache_depends_on_the_key(in_project, monkeypatch):
 
 
 # ---- 5. one run at a time ------------------------------------------------------------------------
-def test_a_second_run_refuses_naming_the_first_and_leftovers_go(in_project, capsys):
+def test_a_second_run_refuses_naming_the_first_and_leftovers_go(in_project, capsys, monkeypatch):
+    monkeypatch.setenv("REGISTRY_LAB_LOCK_WAIT", "0")
     leftover = in_project / "synthetic" / ".toy.tmp-999999999"
     leftover.mkdir()
     with project_lock(in_project, "registry-lab reproduce (first)"):
@@ -433,3 +434,30 @@ def test_a_second_run_refuses_naming_the_first_and_leftovers_go(in_project, caps
         finally:
             runlock._held.update(held)
     assert code == 2 and one_sentence(err) and f"pid {os.getpid()}" in err and "reproduce (first)" in err
+
+
+def test_a_second_run_waits_when_asked_then_proceeds(tmp_path, monkeypatch, capsys):
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from registry_lib.runlock import project_lock\n"
+        "with project_lock(Path(sys.argv[1]), 'first'):\n"
+        "    print('held', flush=True); time.sleep(2)\n"), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("REGISTRY_LAB_LOCK_WAIT", "0")
+        with pytest.raises(RegistryLabError, match="first"), project_lock(tmp_path, "second"):
+            pass
+        monkeypatch.setenv("REGISTRY_LAB_LOCK_WAIT", "60")
+        started = time.monotonic()
+        with project_lock(tmp_path, "second"):
+            waited = time.monotonic() - started
+        assert 0.3 < waited < 60
+        assert "waiting for another registry-lab process" in capsys.readouterr().err
+    finally:
+        holder.wait(timeout=60)
+    monkeypatch.setenv("REGISTRY_LAB_LOCK_WAIT", "soon")
+    with pytest.raises(RegistryLabError, match="REGISTRY_LAB_LOCK_WAIT"), project_lock(tmp_path, "third"):
+        pass

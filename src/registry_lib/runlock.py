@@ -2,8 +2,9 @@
 
 ``registry-lab synth``, ``link``, ``release``, ``run`` and ``reproduce`` hold
 ``.registry-lab/run.lock`` (an OS lock, released by the kernel when the process ends, however
-it ends) for as long as they run. A second one started meanwhile refuses with one sentence
-naming the running process. On taking the lock, temporary folders of runs that were killed
+it ends) for as long as they run. A second one started meanwhile waits up to
+``REGISTRY_LAB_LOCK_WAIT`` seconds (default 0: it does not wait), saying once what it waits for,
+then refuses with one sentence naming the running process. On taking the lock, temporary folders of runs that were killed
 (``.NAME.tmp-PID``, ``.NAME.old-PID`` of processes no longer running) are removed.
 
 Example:
@@ -21,6 +22,8 @@ import datetime as dt
 import fcntl
 import json
 import os
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +37,34 @@ _held: dict[str, int] = {}  # lock path -> depth (re-entrant within one process)
 def lock_path(root: Path) -> Path:
     """``.registry-lab/run.lock`` under the project root."""
     return Path(root) / ".registry-lab" / LOCK_NAME
+
+
+def lock_wait_seconds() -> float:
+    """How long a second run waits for the lock: ``REGISTRY_LAB_LOCK_WAIT`` seconds, default 0.
+
+    Example:
+        >>> import os; os.environ["REGISTRY_LAB_LOCK_WAIT"] = "30"
+        >>> lock_wait_seconds()
+        30.0
+        >>> del os.environ["REGISTRY_LAB_LOCK_WAIT"]; lock_wait_seconds()
+        0.0
+    """
+    raw = os.environ.get("REGISTRY_LAB_LOCK_WAIT", "0").strip() or "0"
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < 1e7:
+        raise RegistryLabError(f"REGISTRY_LAB_LOCK_WAIT={raw!r}: expected a number of seconds (0 or more)")
+    return seconds
+
+
+def _holder(fh) -> dict:
+    fh.seek(0)
+    try:
+        return json.loads(fh.read() or "{}")
+    except ValueError:
+        return {}
 
 
 def clean_leftovers(root: Path) -> list[Path]:
@@ -65,14 +96,22 @@ def project_lock(root: Path, what: str) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the lock's lifetime
     try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
+        deadline = time.monotonic() + lock_wait_seconds()
+        said = got = False
+        while not got:
             try:
-                holder = json.loads(fh.read() or "{}")
-            except ValueError:
-                holder = {}
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                got = True
+            except BlockingIOError:
+                holder = _holder(fh)
+                if time.monotonic() >= deadline:
+                    break
+                if not said:
+                    print(f"waiting for another registry-lab process (pid {holder.get('pid', '?')}, "
+                          f"`{holder.get('what', '?')}`) to finish", file=sys.stderr)
+                    said = True
+                time.sleep(0.5)
+        if not got:
             raise RegistryLabError(
                 f"{path.relative_to(root) if path.is_relative_to(root) else path}: another registry-lab "
                 f"process (pid {holder.get('pid', '?')}, `{holder.get('what', '?')}`, started "
