@@ -42,7 +42,12 @@ TEXT = "string[pyarrow]"
 
 
 def text(series: pd.Series) -> pd.Series:
-    """``series`` as Arrow-backed strings (missing stays missing)."""
+    """``series`` as Arrow-backed strings (missing stays missing).
+
+    Example:
+        >>> text(pd.Series(["a", None])).isna().tolist()
+        [False, True]
+    """
     if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
         return series
     return series.astype(TEXT)
@@ -53,7 +58,12 @@ def _where(values: pd.Series, mask: pd.Series) -> pd.Series:
 
 
 def clean_name(series: pd.Series) -> pd.Series:
-    """Lower-case ASCII letters only; empty becomes missing."""
+    """Lower-case ASCII letters only; empty becomes missing.
+
+    Example:
+        >>> clean_name(pd.Series(["O'Brien", "  ", "Zoë"])).tolist()
+        ['obrien', <NA>, 'zoe']
+    """
     t = text(series)
     accented = t.str.contains(r"[^\x00-\x7f]", regex=True).fillna(False).to_numpy(dtype=bool)
     if accented.any():  # only the few accented names take the slow Unicode route
@@ -66,31 +76,57 @@ def clean_name(series: pd.Series) -> pd.Series:
 
 
 def clean_postcode(series: pd.Series) -> pd.Series:
-    """``"OUT IN"`` upper case where the value looks like a UK postcode, else missing."""
+    """``"OUT IN"`` upper case where the value looks like a UK postcode, else missing.
+
+    Example:
+        >>> clean_postcode(pd.Series(["ls62ab", "not one"])).tolist()
+        ['LS6 2AB', <NA>]
+    """
     t = text(series).str.upper().str.replace(r"[^A-Z0-9]", "", regex=True)
     t = t.str.slice(0, -3) + " " + t.str.slice(-3)
     return _where(t, t.str.fullmatch(POSTCODE_RE))
 
 
 def postcode_outward(postcode: pd.Series) -> pd.Series:
-    """The outward code (district) of cleaned postcodes: ``"LS6 2AB"`` → ``"LS6"``."""
+    """The outward code (district) of cleaned postcodes: ``"LS6 2AB"`` → ``"LS6"``.
+
+    Example:
+        >>> postcode_outward(pd.Series(["LS6 2AB"])).tolist()
+        ['LS6']
+    """
     t = text(postcode)
     return t.str.slice(0, -4)
 
 
 def date_pattern(series: pd.Series) -> pd.Series:
-    """The value where it has the shape ``YYYY-MM-DD`` (possibly impossible), else missing."""
+    """The value where it has the shape ``YYYY-MM-DD`` (possibly impossible), else missing.
+
+    Example:
+        >>> date_pattern(pd.Series(["2020-02-30", "30/02/2020"])).tolist()
+        ['2020-02-30', <NA>]
+    """
     t = text(series).str.strip()
     return _where(t, t.str.fullmatch(r"\d{4}-\d{2}-\d{2}"))
 
 
 def parse_date(series: pd.Series) -> pd.Series:
-    """``datetime64`` dates; impossible or malformed values become NaT."""
+    """``datetime64`` dates; impossible or malformed values become NaT.
+
+    Example:
+        >>> parse_date(pd.Series(["2020-02-29", "2020-02-30"])).isna().tolist()
+        [False, True]
+    """
     return pd.to_datetime(date_pattern(series), format="%Y-%m-%d", errors="coerce")
 
 
 def dob_swap_key(birth_date: pd.Series) -> pd.Series:
-    """A key equal for a date and its day–month swap: year + smaller + larger of (MM, DD)."""
+    """A key equal for a date and its day–month swap: year + smaller + larger of (MM, DD).
+
+    Example:
+        >>> k = dob_swap_key(pd.Series(["1950-03-04", "1950-04-03"]))
+        >>> bool(k[0] == k[1])
+        True
+    """
     t = text(birth_date)
     a, b = t.str.slice(5, 7), t.str.slice(8, 10)
     first = (a <= b).fillna(True).to_numpy(dtype=bool)
@@ -100,7 +136,12 @@ def dob_swap_key(birth_date: pd.Series) -> pd.Series:
 
 
 def clean_sex(series: pd.Series) -> pd.Series:
-    """``"1"`` male / ``"2"`` female (also from M/F/male/female); anything else missing."""
+    """``"1"`` male / ``"2"`` female (also from M/F/male/female); anything else missing.
+
+    Example:
+        >>> clean_sex(pd.Series(["M", "female", "2", "x"])).tolist()
+        ['1', '2', '2', <NA>]
+    """
     t = text(series).str.strip().str.upper()
     mapped = t.replace({"M": "1", "MALE": "1", "F": "2", "FEMALE": "2"})
     return _where(mapped, mapped.isin(["1", "2"]))
@@ -108,7 +149,12 @@ def clean_sex(series: pd.Series) -> pd.Series:
 
 @cache
 def nickname_table() -> pd.DataFrame:
-    """Nickname pairs ``(nickname, name)`` in cleaned form, from ``data/nicknames.csv``."""
+    """Nickname pairs ``(nickname, name)`` in cleaned form, from ``data/nicknames.csv``.
+
+    Example:
+        >>> list(nickname_table().columns)
+        ['nickname', 'name']
+    """
     for name in NICKNAME_FILES:
         path = DATA / name
         if path.exists():

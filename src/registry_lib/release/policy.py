@@ -82,7 +82,13 @@ CUBE_DIMENSIONS: dict[str, tuple[str, pa.DataType, str]] = {
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One released column: its name, the registry column it comes from and the transform."""
+    """One released column: its name, the registry column it comes from and the transform.
+
+    Example:
+        >>> spec = load_policy("research_pseudonymised").tables["patient"][0]
+        >>> isinstance(spec, FieldSpec), spec.table
+        (True, 'patient')
+    """
 
     table: str
     name: str
@@ -98,7 +104,12 @@ class FieldSpec:
 
 @dataclass(frozen=True)
 class Disclosure:
-    """Disclosure-control settings for tables published from this release."""
+    """Disclosure-control settings for tables published from this release.
+
+    Example:
+        >>> Disclosure().threshold, Disclosure().rounding
+        (7, 5)
+    """
 
     threshold: int = 7
     rounding: int | str | None = 5
@@ -108,7 +119,13 @@ class Disclosure:
 
 @dataclass(frozen=True)
 class Policy:
-    """A validated release policy (see the module docstring)."""
+    """A validated release policy (see the module docstring).
+
+    Example:
+        >>> p = load_policy("aggregate_publication")
+        >>> p.output, p.disclosure.threshold
+        ('aggregates', 7)
+    """
 
     name: str
     purpose: str
@@ -141,6 +158,12 @@ class Policy:
 
 
 def policy_dir(root: Path | None = None) -> Path:
+    """``params/release`` of the project, where the policies live.
+
+    Example:
+        >>> policy_dir(Path("/project")).as_posix()
+        '/project/params/release'
+    """
     return (root or project_root()) / "params" / "release"
 
 
@@ -155,7 +178,12 @@ def list_policies(root: Path | None = None) -> list[str]:
 
 
 def resolve_policy_path(policy: str | Path, root: Path | None = None) -> Path:
-    """``params/release/<policy>.yaml`` for a name, or the path itself for a path."""
+    """``params/release/<policy>.yaml`` for a name, or the path itself for a path.
+
+    Example:
+        >>> resolve_policy_path("direct_care").name
+        'direct_care.yaml'
+    """
     text = str(policy)
     if text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
         path = Path(policy)
@@ -238,6 +266,10 @@ def load_policy(policy: str | Path, root: Path | None = None) -> Policy:
 
     Raises :class:`~registry_lib.errors.ConfigError` for a malformed policy and
     :class:`~registry_lib.errors.RegistryLabError` when a field is forbidden.
+
+    Example:
+        >>> load_policy("research_pseudonymised").national_data_opt_out
+        True
     """
     path = resolve_policy_path(policy, root)
     raw = load_yaml(path)

@@ -28,7 +28,14 @@ def to_days(series: pd.Series) -> np.ndarray:
 
 
 def end_of_follow_up(config: dict[str, Any]) -> np.datetime64 | None:
-    """The cohort's ``end_of_follow_up`` as a day, or None if the config has none."""
+    """The cohort's ``end_of_follow_up`` as a day, or None if the config has none.
+
+    Example:
+        >>> end_of_follow_up({"end_of_follow_up": "2022-06-30"})
+        np.datetime64('2022-06-30')
+        >>> end_of_follow_up({}) is None
+        True
+    """
     end = (config or {}).get("end_of_follow_up")
     return None if end is None else np.datetime64(pd.Timestamp(end).date(), "D")
 

@@ -30,7 +30,12 @@ N_BANDS = len(AGE_BANDS)
 
 
 def params_dir(root: Path | None = None) -> Path:
-    """``params/epidemiology`` of the project."""
+    """``params/epidemiology`` of the project.
+
+    Example:
+        >>> params_dir(Path("/project")).as_posix()
+        '/project/params/epidemiology'
+    """
     return (root or project_root()) / "params" / "epidemiology"
 
 
@@ -46,15 +51,30 @@ def _load(folder: str) -> dict[str, Any]:
 
 
 def epidemiology_params(root: Path | None = None) -> dict[str, Any]:
-    """All epidemiology params as ``{file stem: mapping}`` (a fresh copy; safe to modify)."""
+    """All epidemiology params as ``{file stem: mapping}`` (a fresh copy; safe to modify).
+
+    Example:
+        >>> sorted(epidemiology_params())[:3]
+        ['covid', 'effects', 'geography']
+    """
     return copy.deepcopy(_load(str(params_dir(root))))
 
 
 def site_codes(params: dict[str, Any]) -> list[str]:
-    """The ICD-10 sites the generator knows, in params order."""
+    """The ICD-10 sites the generator knows, in params order.
+
+    Example:
+        >>> "C50" in site_codes(epidemiology_params())
+        True
+    """
     return list(params["incidence"]["sites"])
 
 
 def month_key(year: int, month: int) -> str:
-    """``'YYYY-MM'``."""
+    """``'YYYY-MM'``.
+
+    Example:
+        >>> month_key(2020, 4)
+        '2020-04'
+    """
     return f"{year:04d}-{month:02d}"
