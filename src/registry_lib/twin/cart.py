@@ -27,31 +27,35 @@ import numpy as np
 import pandas as pd
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-__all__ = ["CartSampler", "encode_frame"]
+__all__ = ["CartSampler", "encode_column", "encode_frame"]
 
 
-def encode_frame(df: pd.DataFrame, levels: dict[str, np.ndarray]) -> np.ndarray:
-    """Predictors as a float matrix for scikit-learn: categories by their level index, missing -1.
+def encode_column(values: pd.Series, levels: pd.Index | None) -> np.ndarray:
+    """One predictor as floats for scikit-learn: a category by its level index, missing -1.
 
-    ``levels`` gives the ordered levels of each categorical column (other columns are numeric;
-    their missing values become a value below every observed one).
+    ``levels`` are the ordered levels of a categorical column (``None``: numeric, missing values
+    become a value below every observed one).
 
     Example:
-        >>> encode_frame(pd.DataFrame({"s": ["b", None], "x": [2.0, None]}), {"s": np.array(["a", "b"])})
+        >>> encode_column(pd.Series(["b", None]), pd.Index(["a", "b"])).tolist()
+        [1.0, -1.0]
+    """
+    if levels is not None:
+        return levels.get_indexer(values.astype(object)).astype(float)
+    return pd.to_numeric(values, errors="coerce").astype(float).fillna(-1e9).to_numpy()
+
+
+def encode_frame(df: pd.DataFrame, levels: dict[str, pd.Index]) -> np.ndarray:
+    """Predictors as a float matrix (see :func:`encode_column`).
+
+    Example:
+        >>> encode_frame(pd.DataFrame({"s": ["b", None], "x": [2.0, None]}), {"s": pd.Index(["a", "b"])})
         array([[ 1.e+00,  2.e+00],
                [-1.e+00, -1.e+09]])
     """
-    cols = []
-    for name in df.columns:
-        s = df[name]
-        if name in levels:
-            codes = pd.Categorical(s.astype("object"), categories=levels[name]).codes.astype(float)
-            cols.append(codes)
-        else:
-            cols.append(pd.to_numeric(s, errors="coerce").astype(float).fillna(-1e9).to_numpy())
-    if not cols:
+    if not len(df.columns):
         return np.zeros((len(df), 0))
-    return np.column_stack(cols)
+    return np.column_stack([encode_column(df[c], levels.get(c)) for c in df.columns])
 
 
 def _bandwidth(values: np.ndarray) -> float:

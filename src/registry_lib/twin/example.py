@@ -36,7 +36,7 @@ def example_release(n_patients: int = 200, seed: int = 0) -> dict[str, pd.DataFr
     hazard = 0.02 * np.exp(0.8 * (stage.astype(int) - 1) + 0.03 * (age - 67) - 0.3 * sact)
     surv_days = rng.exponential(365.25 / hazard)
     last_treat = np.where(sact, 150, np.where(surg, 30, 0))
-    death_day = np.maximum(surv_days, last_treat + 1)
+    death_day = np.minimum(np.maximum(surv_days, last_treat + 1), 40_000)
     death = diag + pd.to_timedelta(death_day.astype(int), unit="D")
     end = pd.Timestamp("2024-06-30")
     death = pd.Series(death).where(death <= end)

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from registry_lib.errors import RegistryLabError
-from registry_lib.twin.cart import CartSampler, encode_frame
+from registry_lib.twin.cart import CartSampler, encode_column
 
 __all__ = ["IDENTIFIERS", "Synthesiser", "fit", "prepare"]
 
@@ -88,6 +88,7 @@ class Prepared:
     lookups: dict[str, pd.Series]
     bounds: dict[str, tuple[float, float]]
     dropped: dict[str, int] = field(default_factory=dict)
+    dtypes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
@@ -179,7 +180,8 @@ def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
     if "death_date" in p.columns and p["death_date"].notna().any():
         bounds["death_day"] = (-np.inf, float(_days(p["death_date"]).max()))
     columns = {n: list(tables[n].columns) for n in tables}
-    return Prepared(first, later, trt, modalities, columns, lookups, bounds, dropped)
+    dtypes = {n: dict(tables[n].dtypes) for n in tables}
+    return Prepared(first, later, trt, modalities, columns, lookups, bounds, dropped=dropped, dtypes=dtypes)
 
 
 @dataclass
@@ -194,39 +196,58 @@ class _Step:
 class _Sequence:
     """A visit sequence fitted on one set of records."""
 
-    def __init__(self, steps: list[_Step], levels: dict[str, np.ndarray]) -> None:
-        self.steps, self.levels = steps, levels
+    def __init__(self, steps: list[_Step], levels: dict[str, pd.Index],
+                 derived: dict[str, tuple[str, ...]] | None = None) -> None:
+        self.steps, self.levels, self.derived = steps, levels, derived or {}
+
+    @staticmethod
+    def _matrix(enc: dict[str, np.ndarray], preds: list[str], n: int) -> np.ndarray:
+        return np.column_stack([enc[p] for p in preds]) if preds else np.zeros((n, 0))
 
     @classmethod
     def fit(cls, data: pd.DataFrame, variables: list[tuple[str, str, bool]], given: list[str],
-            min_leaf: int, seed: int, levels: dict[str, np.ndarray]) -> _Sequence:
+            min_leaf: int, seed: int, levels: dict[str, pd.Index],
+            derived: dict[str, tuple[str, ...]] | None = None) -> _Sequence:
         steps = []
         before = [g for g in given if g in data.columns]
+        enc = {g: encode_column(data[g], levels.get(g)) for g in before}
         for i, (name, kind, integer) in enumerate(variables):
             if name not in data.columns:
                 continue
             method = "cart"
             preds = list(before)
             if name in GROUPED:
-                method, preds = "group", [c for c in GROUPED[name] if c in data.columns]
-            x = encode_frame(data[preds], levels)
+                method, preds = "group", [c for c in GROUPED[name] if c in enc]
+            x = cls._matrix(enc, preds, len(data))
             smooth = kind == "num" and not integer
             sampler = CartSampler(kind, method=method, min_leaf=min_leaf, smooth=smooth,
                                   seed=seed + i).fit(x, data[name])
             steps.append(_Step(name, kind, preds, sampler, integer))
             before.append(name)
-        return cls(steps, levels)
+            enc[name] = encode_column(data[name], levels.get(name))
+            for d in (derived or {}).get(name, ()):
+                if d in data.columns:
+                    enc[d] = encode_column(data[d], levels.get(d))
+                    before.append(d)
+        return cls(steps, levels, derived)
 
     def sample(self, frame: pd.DataFrame, rng: np.random.Generator,
                derive: Any = None) -> pd.DataFrame:
+        enc: dict[str, np.ndarray] = {}
         for step in self.steps:
-            x = encode_frame(frame[step.predictors], self.levels) if step.predictors else np.zeros((len(frame), 0))
-            values = step.sampler.sample(x, rng)
+            for p in step.predictors:
+                if p not in enc:
+                    enc[p] = encode_column(frame[p], self.levels.get(p))
+            values = step.sampler.sample(self._matrix(enc, step.predictors, len(frame)), rng)
             if step.integer:
                 values = np.round(values.astype(float))
             frame[step.name] = values
+            enc[step.name] = encode_column(frame[step.name], self.levels.get(step.name))
             if derive is not None:
                 derive(frame, step.name)
+            for d in self.derived.get(step.name, ()):
+                if d in frame.columns:
+                    enc[d] = encode_column(frame[d], self.levels.get(d))
         return frame
 
 
@@ -257,7 +278,7 @@ class Synthesiser:
             out.append((f"n_{_slug(m)}", "num", True))
         return out
 
-    def _levels(self) -> dict[str, np.ndarray]:
+    def _levels(self) -> dict[str, pd.Index]:
         prep = self.prep
         levels = {}
         frames = [prep.first, prep.later, prep.treat]
@@ -265,9 +286,11 @@ class Synthesiser:
                 "modality", "intent", "regimen", "rt_region", "procedure_code", "same_area",
                 *[c for c in TUMOUR_FIELDS if c not in NUMERIC]}
         for c in cats:
-            vals = pd.concat([f[c].astype(object) for f in frames if c in f.columns]
-                             + [f[f"p_{c}"].astype(object) for f in frames if f"p_{c}" in f.columns])
-            levels[c] = np.array(sorted(vals.dropna().astype(str).unique()), dtype=object)
+            series = [f[c] for f in frames if c in f.columns] + [f[f"p_{c}"] for f in frames if f"p_{c}" in f.columns]
+            if not series:
+                continue
+            vals = pd.unique(pd.concat([x.astype(object) for x in series], ignore_index=True).dropna())
+            levels[c] = pd.Index(sorted(vals, key=lambda v: (str(type(v)), v)), dtype=object)
         for c in list(levels):
             levels[f"p_{c}"] = levels[c]
         return levels
@@ -276,13 +299,7 @@ class Synthesiser:
         """Fit every visit sequence (called by :func:`fit`)."""
         prep, seed, ml = self.prep, self.seed, self.min_leaf
         self.levels_ = self._levels()
-        first = prep.first.copy()
-        for c in self.levels_:
-            for f in (first,):
-                if c in f.columns:
-                    f[c] = f[c].astype(object).where(f[c].notna(), None)
-                    f[c] = f[c].map(lambda v: None if v is None else str(v))
-        prep.first = first
+        first = prep.first = self._strings(prep.first)
         head = [("sex", "cat", False), ("age_at_diagnosis", "num", True), ("first_day", "num", False),
                 ("area_id", "cat", False), ("ethnicity", "cat", False)]
         if "area_id" in first.columns:
@@ -298,8 +315,8 @@ class Synthesiser:
         for j, (stratum, idx) in enumerate(first.groupby(self.strata_, sort=True).groups.items()):
             data = first.loc[idx].copy()
             site_step = CartSampler("cat", method="sample").fit(np.zeros((len(data), 0)), data["site_icd10"])
-            seq = _Sequence.fit(data, self._with_derived(vars1, derived), given, ml, seed + 1000 * j,
-                                self.levels_)
+            seq = _Sequence.fit(data, vars1, given, ml, seed + 1000 * j, self.levels_,
+                                derived={"area_id": tuple(derived)})
             self.first_models_[str(stratum)] = (site_step, seq)
         # later tumours
         later = self._strings(prep.later)
@@ -326,22 +343,18 @@ class Synthesiser:
                                           seed + 80_000, self.levels_)
         return self
 
-    @staticmethod
-    def _with_derived(vars1: list[tuple[str, str, bool]], derived: list[str]) -> list[tuple[str, str, bool]]:
-        return vars1
-
     def _strings(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Categorical columns as plain Python objects (missing as None) so levels match."""
         df = df.copy()
         for c in self.levels_:
             if c in df.columns:
-                df[c] = df[c].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v))
-                                  or v is pd.NA else str(v))
+                df[c] = df[c].astype(object).where(df[c].notna(), None)
         return df
 
     def _derive(self, frame: pd.DataFrame, name: str) -> None:
         if name == "area_id":
             for d, table in self.prep.lookups.items():
-                frame[d] = frame["area_id"].map(table.rename(index=str))
+                frame[d] = frame["area_id"].map(table)
 
     # -- generation ----------------------------------------------------------------------------
     def sample(self, n: int, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -532,7 +545,20 @@ class Synthesiser:
             else:
                 tr = pd.DataFrame(columns=cols["treatment"])
             out["treatment"] = tr[cols["treatment"]]
-        return {n: df[cols[n]] for n, df in out.items()}
+        return {n: _cast(df[cols[n]], self.prep.dtypes.get(n, {})) for n, df in out.items()}
+
+
+def _cast(df: pd.DataFrame, dtypes: dict[str, Any]) -> pd.DataFrame:
+    """Columns back to the original release's dtypes (where the values allow it)."""
+    df = df.copy()
+    for c, dtype in dtypes.items():
+        if c in df.columns and df[c].dtype != dtype:
+            try:
+                df[c] = df[c].astype(dtype)
+            except (TypeError, ValueError):
+                if pd.api.types.is_integer_dtype(dtype):
+                    df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64" if df[c].isna().any() else dtype)
+    return df
 
 
 def _new_ids(n: int, rng: np.random.Generator, length: int) -> np.ndarray:
