@@ -116,8 +116,8 @@ def benchmark_table(report: Mapping[str, Any]) -> pd.DataFrame:
     Example:
         >>> r = {"utility": {"pmse": {"twin": {"ratio": 2.0, "standardised": 1.0}},
         ...                  "pairs_median_standardised": {"twin": 0.5}}}
-        >>> benchmark_table(r).iloc[0].tolist()
-        ['twin', 2.0, 1.0, 0.5]
+        >>> benchmark_table(r).to_dict("records")
+        [{'synthesiser': 'twin', 'pmse_ratio': 2.0, 'standardised_pmse': 1.0, 'pairs_median_standardised_pmse': 0.5}]
     """
     u = report["utility"]
     return pd.DataFrame([{"synthesiser": name, "pmse_ratio": v["ratio"], "standardised_pmse": v["standardised"],

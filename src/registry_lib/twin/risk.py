@@ -43,8 +43,8 @@ def key_frame(table: pd.DataFrame) -> pd.DataFrame:
 
     Example:
         >>> key_frame(pd.DataFrame({"sex": [1], "age_at_diagnosis": [50], "site_icd10": ["C50"],
-        ...     "diagnosis_date": pd.to_datetime(["2020-03-05"]), "area_id": ["A1"]})).iloc[0].tolist()
-        [1, 50, 'C50', '2020-03', 'A1']
+        ...     "diagnosis_date": pd.to_datetime(["2020-03-05"]), "area_id": ["A1"]})).iloc[0].astype(str).tolist()
+        ['1', '50', 'C50', '2020-03', 'A1']
     """
     out = pd.DataFrame(index=table.index)
     for c in ("sex", "age_at_diagnosis", "site_icd10"):

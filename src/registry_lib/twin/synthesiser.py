@@ -28,7 +28,7 @@ Example:
     >>> tables = example_release(n_patients=300, seed=1)
     >>> model = fit(tables, patient_key="pseudo_id", seed=7)
     >>> twin = model.sample(200, seed=3)
-    >>> len(twin["patient"]), twin["patient"]["pseudo_id"].isin(tables["patient"]["pseudo_id"]).any()
+    >>> len(twin["patient"]), bool(twin["patient"]["pseudo_id"].isin(tables["patient"]["pseudo_id"]).any())
     (200, False)
 """
 

@@ -13,7 +13,7 @@
   Sanil (2006, *Am. Stat.* 60:224).
 
 Example:
-    >>> ci_overlap(0.70, 0.90, 0.75, 0.95)
+    >>> round(ci_overlap(0.70, 0.90, 0.75, 0.95), 3)
     0.75
 """
 
@@ -92,6 +92,14 @@ def discretise(original: pd.Series, twin: pd.Series, bins: int = 5) -> tuple[pd.
     return o.where(o.isin(top), "other"), s.where(s.isin(top), "other")
 
 
+def _variables(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str] | None) -> list[str]:
+    """The variables compared: those given, else ``UTILITY_VARIABLES`` present, else all shared."""
+    shared = [c for c in original.columns if c in twin.columns]
+    if variables:
+        return [v for v in variables if v in shared]
+    return [v for v in UTILITY_VARIABLES if v in shared] or shared
+
+
 def _null(k: int, n: int, c: float) -> tuple[float, float]:
     """Expected pMSE and its SD under the null (Snoke et al. 2018, logistic, k parameters)."""
     k1 = max(k - 1, 1)
@@ -114,10 +122,10 @@ def pmse(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str] | None
         >>> rng = np.random.default_rng(1)
         >>> a = pd.DataFrame({"x": rng.integers(0, 3, 2000), "y": rng.integers(0, 2, 2000)})
         >>> b = pd.DataFrame({"x": rng.integers(0, 3, 2000), "y": rng.integers(0, 2, 2000)})
-        >>> abs(pmse(a, b)["standardised"]) < 4
+        >>> bool(abs(pmse(a, b)["standardised"]) < 4)
         True
     """
-    variables = [v for v in (variables or UTILITY_VARIABLES) if v in original.columns and v in twin.columns]
+    variables = _variables(original, twin, variables)
     blocks, names = [], []
     n_o, n_s = len(original), len(twin)
     for v in variables:
@@ -161,7 +169,7 @@ def pairwise_pmse(original: pd.DataFrame, twin: pd.DataFrame, variables: list[st
         >>> pairwise_pmse(a, a)[["variable_1", "variable_2", "ratio"]].round(3).to_dict("records")
         [{'variable_1': 'x', 'variable_2': 'y', 'ratio': 0.0}]
     """
-    variables = [v for v in (variables or UTILITY_VARIABLES) if v in original.columns and v in twin.columns]
+    variables = _variables(original, twin, variables)
     coded = {}
     for v in variables:
         o, s = discretise(original[v], twin[v], bins)
@@ -211,7 +219,7 @@ def ci_overlap(lower_original: float, upper_original: float, lower_twin: float, 
 
     Example:
         >>> ci_overlap(0, 1, 2, 3)
-        -0.5
+        -1.0
     """
     lo, hi = max(lower_original, lower_twin), min(upper_original, upper_twin)
     w_o, w_s = upper_original - lower_original, upper_twin - lower_twin
