@@ -170,6 +170,7 @@ def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
         columns={c: f"p_{c}" for c in keep}), on=patient_key, how="left")
     if len(trt):
         tcols = [c for c in ("site_icd10", "stage", "age_at_diagnosis") if c in tum.columns]
+        tcols += [c for c in tum.columns if c.startswith(("first_", "n_")) and c != "n_tumours"]
         trt = trt.merge(tum[["tumour_id", *tcols]], on="tumour_id", how="left")
     bounds = {}
     for name, frame in (("age_at_diagnosis", tum), ("diag_day", tum), ("day", trt), ("dose_gy", trt),
@@ -177,6 +178,8 @@ def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
         if name in frame.columns and frame[name].notna().any():
             v = pd.to_numeric(frame[name], errors="coerce")
             bounds[name] = (float(v.min()), float(v.max()))
+    if len(trt) and trt["day"].notna().any():
+        bounds["treatment_day"] = (-np.inf, float((trt["diag_day"] + trt["day"]).max()))
     if "death_date" in p.columns and p["death_date"].notna().any():
         bounds["death_day"] = (-np.inf, float(_days(p["death_date"]).max()))
     columns = {n: list(tables[n].columns) for n in tables}
@@ -327,7 +330,9 @@ class Synthesiser:
             if len(later) >= 2 * ml else None
         # further treatments of a modality (intervals from the first), then details
         treat = self._strings(prep.treat)
-        tgiven = [c for c in ("modality", "k", "site_icd10", "stage", "age_at_diagnosis") if c in treat.columns]
+        profile = [c for c in treat.columns if c.startswith(("first_", "n_")) and c != "n_tumours"]
+        tgiven = [c for c in ("modality", "k", "site_icd10", "stage", "age_at_diagnosis", *profile)
+                  if c in treat.columns]
         more = treat[treat["k"] >= 1] if len(treat) else treat
         self.gap_model_ = _Sequence.fit(more, [("gap_same", "num", False)], tgiven, ml, seed + 60_000,
                                         self.levels_) if len(more) >= 2 * ml else None
@@ -444,19 +449,24 @@ class Synthesiser:
     def _treatments(self, tum: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         rows = []
         hi = self.prep.bounds.get("day", (0, np.inf))[1]
-        for m in self.prep.modalities:
+        present = [m for m in self.prep.modalities if f"first_{_slug(m)}" in tum.columns]
+        for m in present:  # a profile consistent with itself: days on or after diagnosis, counts >= 1
             s = _slug(m)
-            if f"first_{s}" not in tum.columns:
-                continue
+            first_day = np.floor(np.clip(tum[f"first_{s}"].to_numpy(float), 0, hi))
+            tum[f"first_{s}"] = first_day
+            tum[f"n_{s}"] = np.where(np.isnan(first_day), 0,
+                                     np.maximum(np.nan_to_num(tum[f"n_{s}"].to_numpy(float)), 1))
+        for m in present:
+            s = _slug(m)
             first_day = tum[f"first_{s}"].to_numpy(float)
-            count = np.where(np.isnan(first_day), 0, np.maximum(np.nan_to_num(tum[f"n_{s}"].to_numpy(float)), 1))
-            tum[f"n_{s}"] = count
+            count = tum[f"n_{s}"].to_numpy(float)
             idx = np.repeat(np.arange(len(tum)), count.astype(int))
             if not len(idx):
                 continue
-            part = tum.iloc[idx][["pid", "tid", "site_icd10", "stage", "age_at_diagnosis", "diag_day"]
-                                 if "stage" in tum.columns else ["pid", "tid", "site_icd10", "age_at_diagnosis",
-                                                                 "diag_day"]].reset_index(drop=True)
+            keep = [c for c in ("pid", "tid", "site_icd10", "stage", "age_at_diagnosis", "diag_day")
+                    if c in tum.columns]
+            keep += [c for c in tum.columns if c.startswith(("first_", "n_")) and c != "n_tumours"]
+            part = tum.iloc[idx][keep].reset_index(drop=True)
             part["modality"] = m
             part["k"] = part.groupby("tid").cumcount()
             part["first"] = np.floor(np.clip(first_day[idx], 0, hi))
@@ -470,6 +480,8 @@ class Synthesiser:
             sub = self.gap_model_.sample(trt.loc[more].copy(), rng)
             trt.loc[more, "gap_same"] = np.maximum(sub["gap_same"].fillna(0).to_numpy(), 0)
         trt["day"] = np.floor(np.minimum(trt["first"] + trt["gap_same"], hi))
+        last = self.prep.bounds.get("treatment_day", (0, np.inf))[1]   # no treatment after the data end
+        trt["day"] = np.maximum(np.minimum(trt["day"], last - trt["diag_day"]), 0)
         return trt.sort_values(["pid", "tid", "day", "modality"], kind="stable").reset_index(drop=True)
 
     def _clip(self, frame: pd.DataFrame, column: str, bound: str | None = None) -> None:
