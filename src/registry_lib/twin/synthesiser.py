@@ -57,6 +57,33 @@ TUMOUR_FIELDS = ("morphology_icdo3", "behaviour", "stage", "grade", "laterality"
 NUMERIC = {"age_at_diagnosis", "comorbidity_score", "dose_gy", "fractions"}
 # Variables drawn within exact cells of their predictors (too many levels for a tree).
 GROUPED = {"area_id": [], "diagnosing_trust": ["region"]}
+# The predictor matrix (synthpop ``predictor.matrix``): a variable is drawn given the variables
+# before it that are in CORE or in its own EXTRA list (high-cardinality codes such as area,
+# trust or morphology only where they matter), which keeps the trees fast on large releases.
+CORE = {"site_icd10", "sex", "age_at_diagnosis", "first_day", "stage", "deprivation_quintile",
+        "route_to_diagnosis", "performance_status", "comorbidity_score", "rank", "diag_gap", "p_site_icd10",
+        "p_sex", "p_age_at_diagnosis", "p_first_day", "p_stage", "modality", "k", "day", "intent", "last_gap",
+        "n_tumours"}
+PROFILE = ("first_", "n_")
+EXTRA = {"ethnicity": ("region",), "behaviour": ("morphology_icdo3",), "grade": ("morphology_icdo3",),
+         "laterality": ("morphology_icdo3",), "regimen": ("regimen",), "dose_gy": ("rt_region",),
+         "fractions": ("rt_region", "dose_gy"), "death_cause_icd10": ("death_gap",),
+         "gap_same": ("first",)}
+# Few predictors for a many-class target (a classification tree's cost grows with the classes).
+NARROW = {"death_cause_icd10": ("site_icd10", "sex", "age_at_diagnosis", "death_gap"),
+          "morphology_icdo3": ("site_icd10", "sex", "age_at_diagnosis"),
+          "procedure_code": ("site_icd10", "modality", "intent"),
+          "regimen": ("site_icd10", "stage", "intent", "k")}
+
+
+def _predictors(name: str, before: list[str]) -> list[str]:
+    """The variables ``name`` is drawn given (see CORE, EXTRA, NARROW)."""
+    if name in NARROW:
+        return [p for p in before if p in NARROW[name]]
+    extra = EXTRA.get(name, ())
+    profile = name.startswith(PROFILE) or name in ("death_gap", "intent", "n_tumours")
+    return [p for p in before if p in CORE or p in extra or (profile and p.startswith(PROFILE))
+            or (p.startswith(PROFILE) and name in TREATMENT_DETAILS)]
 TREATMENT_DETAILS = ("intent", "regimen", "rt_region", "dose_gy", "fractions", "procedure_code")
 
 
@@ -108,46 +135,55 @@ def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
     for name, df in (("patient", pat), ("tumour", tum)):
         if patient_key not in df.columns:
             raise RegistryLabError(f"twin: release table {name} has no patient key column {patient_key!r}")
-    dropped = {"patients_without_tumour": int((~pat[patient_key].isin(tum[patient_key])).sum()),
-               "tumours_without_patient": int((~tum[patient_key].isin(pat[patient_key])).sum())}
-    tum = tum[tum[patient_key].isin(pat[patient_key])].copy()
+    # integer codes of the patient key and the tumour id: sorting and grouping on them is fast
+    pidx = pd.Index(pat[patient_key])
+    pat["_p"] = np.arange(len(pat))
+    tum["_p"] = pidx.get_indexer(tum[patient_key])
+    if len(trt) and patient_key in trt.columns:
+        trt["_p"] = pidx.get_indexer(trt[patient_key])
+    tum["_t"] = np.arange(len(tum))
+    if len(trt) and "tumour_id" in trt.columns:
+        trt["_t"] = pd.Index(tum["tumour_id"]).get_indexer(trt["tumour_id"]) if tum["tumour_id"].is_unique \
+            else pd.Series(tum["_t"].to_numpy(), index=tum["tumour_id"]).groupby(level=0).first().reindex(
+                trt["tumour_id"]).fillna(-1).to_numpy(int)
+    dropped = {"patients_without_tumour": int((~pat["_p"].isin(tum["_p"])).sum()),
+               "tumours_without_patient": int((tum["_p"] < 0).sum())}
+    tum = tum[tum["_p"].isin(pat["_p"])].copy()
     tum["diag_day"] = _days(tum["diagnosis_date"])
     dropped["tumours_without_diagnosis_date"] = int(tum["diag_day"].isna().sum())
     tum = tum[tum["diag_day"].notna()]
-    tum = tum.sort_values([patient_key, "diag_day", "tumour_id"], kind="stable")
-    tum["rank"] = tum.groupby(patient_key).cumcount() + 1
-    tum["n_tumours"] = tum.groupby(patient_key)["rank"].transform("max")
-    first_day = tum.groupby(patient_key)["diag_day"].transform("min")
+    tum = tum.sort_values(["_p", "diag_day", "_t"], kind="stable")
+    tum["rank"] = tum.groupby("_p").cumcount() + 1
+    tum["n_tumours"] = tum.groupby("_p")["rank"].transform("max")
+    first_day = tum.groupby("_p")["diag_day"].transform("min")
     tum["diag_gap"] = tum["diag_day"] - first_day
     if "area_id" in tum.columns and "area_id" in pat.columns:
-        pa = pat.set_index(patient_key)["area_id"]
-        tum["same_area"] = (tum["area_id"].astype(object) == tum[patient_key].map(pa).astype(object)).astype(int)
+        pa = pat.set_index("_p")["area_id"]
+        tum["same_area"] = (tum["area_id"].astype(object) == tum["_p"].map(pa).astype(object)).astype(int)
         tum = tum.rename(columns={"area_id": "tumour_area_id"})
     # treatments: day from their tumour's diagnosis, order within tumour and modality
     modalities: list[str] = []
-    if len(trt) and {"tumour_id", "modality", "start_date"} <= set(trt.columns):
-        trt = trt.merge(tum[["tumour_id", "diag_day"]], on="tumour_id", how="left")
+    if len(trt) and {"_t", "modality", "start_date"} <= set(trt.columns):
+        trt = trt.merge(tum[["_t", "diag_day"]], on="_t", how="left")  # _t -1: no tumour
         dropped["treatments_without_tumour"] = int(trt["diag_day"].isna().sum())
         trt = trt[trt["diag_day"].notna()].copy()
         trt["day"] = _days(trt["start_date"]) - trt["diag_day"]
-        trt = trt.sort_values(["tumour_id", "modality", "day"], kind="stable", na_position="last")
-        trt["k"] = trt.groupby(["tumour_id", "modality"]).cumcount()
-        firsts = trt[trt["k"] == 0].set_index(["tumour_id", "modality"])["day"]
-        trt["gap_same"] = trt["day"] - pd.Series(list(zip(trt["tumour_id"], trt["modality"], strict=True)),
-                                                  index=trt.index).map(firsts)
+        trt = trt.sort_values(["_t", "modality", "day"], kind="stable", na_position="last")
+        trt["k"] = trt.groupby(["_t", "modality"]).cumcount()
+        trt["gap_same"] = trt["day"] - trt.groupby(["_t", "modality"])["day"].transform("first")
         modalities = sorted(trt["modality"].dropna().astype(str).unique())
         for m in modalities:
             sub = trt[trt["modality"] == m]
-            tum[f"first_{_slug(m)}"] = tum["tumour_id"].map(sub[sub["k"] == 0].set_index("tumour_id")["day"])
-            tum[f"n_{_slug(m)}"] = tum["tumour_id"].map(sub.groupby("tumour_id").size()).fillna(0)
+            tum[f"first_{_slug(m)}"] = tum["_t"].map(sub[sub["k"] == 0].set_index("_t")["day"])
+            tum[f"n_{_slug(m)}"] = tum["_t"].map(sub.groupby("_t").size()).fillna(0)
     else:
         trt = pd.DataFrame()
     # last event of each patient (diagnosis or treatment), death as an interval after it
-    last = tum.groupby(patient_key)["diag_day"].max()
+    last = tum.groupby("_p")["diag_day"].max()
     if len(trt):
-        tday = (trt["diag_day"] + trt["day"]).groupby(trt[patient_key]).max()
+        tday = (trt["diag_day"] + trt["day"]).groupby(trt["_p"]).max()
         last = pd.concat([last, tday], axis=1).max(axis=1)
-    p = pat.set_index(patient_key)
+    p = pat.set_index("_p")
     lookups: dict[str, pd.Series] = {}
     if "area_id" in p.columns:
         for derived in ("region", "deprivation_quintile"):
@@ -155,7 +191,7 @@ def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
                 m = p.groupby("area_id")[derived].nunique()
                 if (m <= 1).all():
                     lookups[derived] = p.dropna(subset=["area_id"]).groupby("area_id")[derived].first()
-    first = tum[tum["rank"] == 1].set_index(patient_key)
+    first = tum[tum["rank"] == 1].set_index("_p")
     pcols = [c for c in PATIENT_VARS if c in p.columns and c != "death_date"]
     first = first.join(p[pcols])
     first["first_day"] = first["diag_day"]
@@ -166,12 +202,12 @@ def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
     keep = ["sex", "age_at_diagnosis", "first_day", "site_icd10", "stage", "deprivation_quintile",
             "ethnicity", "n_tumours", "area_id"]
     keep = [c for c in keep if c in first.columns]
-    later = tum[tum["rank"] >= 2].merge(first[[patient_key, *keep]].rename(
-        columns={c: f"p_{c}" for c in keep}), on=patient_key, how="left")
+    later = tum[tum["rank"] >= 2].merge(first[["_p", *keep]].rename(
+        columns={c: f"p_{c}" for c in keep}), on="_p", how="left")
     if len(trt):
         tcols = [c for c in ("site_icd10", "stage", "age_at_diagnosis") if c in tum.columns]
         tcols += [c for c in tum.columns if c.startswith(("first_", "n_")) and c != "n_tumours"]
-        trt = trt.merge(tum[["tumour_id", *tcols]], on="tumour_id", how="left")
+        trt = trt.merge(tum[["_t", *tcols]], on="_t", how="left")
     bounds = {}
     for name, frame in (("age_at_diagnosis", tum), ("diag_day", tum), ("day", trt), ("dose_gy", trt),
                         ("fractions", trt), ("comorbidity_score", tum)):
@@ -218,7 +254,7 @@ class _Sequence:
             if name not in data.columns:
                 continue
             method = "cart"
-            preds = list(before)
+            preds = _predictors(name, before)
             if name in GROUPED:
                 method, preds = "group", [c for c in GROUPED[name] if c in enc]
             x = cls._matrix(enc, preds, len(data))
@@ -336,9 +372,15 @@ class Synthesiser:
         more = treat[treat["k"] >= 1] if len(treat) else treat
         self.gap_model_ = _Sequence.fit(more, [("gap_same", "num", False)], tgiven, ml, seed + 60_000,
                                         self.levels_) if len(more) >= 2 * ml else None
-        dvars = [(c, "num" if c in NUMERIC else "cat", c == "fractions") for c in TREATMENT_DETAILS]
-        self.detail_model_ = _Sequence.fit(treat, dvars, [*tgiven, "day"], ml, seed + 70_000, self.levels_) \
-            if len(treat) >= 2 * ml else None
+        # details one modality at a time (a radiotherapy dose never comes from a surgery record)
+        self.detail_models_: dict[str, _Sequence] = {}
+        for j, m in enumerate(prep.modalities):
+            sub = treat[treat["modality"].astype(str) == m] if len(treat) else treat
+            dvars = [(c, "num" if c in NUMERIC else "cat", c == "fractions") for c in TREATMENT_DETAILS
+                     if c in sub.columns and sub[c].notna().any()]
+            if len(sub) >= 2 * ml and dvars:
+                self.detail_models_[m] = _Sequence.fit(sub, dvars, [*tgiven, "day"], ml, seed + 70_000 + 100 * j,
+                                                       self.levels_)
         # death, given the first tumour, treatment profile and the last event
         dgiven = ["sex", "age_at_diagnosis", "first_day", "site_icd10", "stage", "deprivation_quintile",
                   "ethnicity", "performance_status", "comorbidity_score", "n_tumours", "last_gap",
@@ -440,8 +482,17 @@ class Synthesiser:
             death = death.where(death <= hi)
             first["death_day"] = death
             first.loc[first["death_day"].isna(), "death_cause_icd10"] = None
-        if len(trt) and self.detail_model_ is not None:
-            trt = self.detail_model_.sample(trt, rng)
+        if len(trt):
+            for c in TREATMENT_DETAILS:
+                trt[c] = np.nan if c in NUMERIC else None
+            trt[[c for c in TREATMENT_DETAILS if c not in NUMERIC]] = trt[
+                [c for c in TREATMENT_DETAILS if c not in NUMERIC]].astype(object)
+            for m, model in self.detail_models_.items():
+                rows = np.flatnonzero((trt["modality"] == m).to_numpy())
+                if len(rows):
+                    sub = model.sample(trt.iloc[rows].copy(), rng)
+                    for step in model.steps:
+                        trt.iloc[rows, trt.columns.get_loc(step.name)] = sub[step.name].to_numpy()
             for c in ("dose_gy", "fractions"):
                 self._clip(trt, c)
         return self._tables(first, tum, trt, rng)
@@ -490,19 +541,24 @@ class Synthesiser:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").clip(b[0], b[1])
 
     def _fix_sex_sites(self, frame: pd.DataFrame, rng: np.random.Generator, _models: Any) -> None:
-        """Sex-specific sites keep their sex: a site the original never has for that sex is re-drawn."""
-        seen = set(zip(self.prep.first["sex"].astype(str), self.prep.first["site_icd10"].astype(str), strict=True))
-        seen |= set(zip(self.prep.later.get("p_sex", pd.Series(dtype=str)).astype(str),
-                        self.prep.later.get("site_icd10", pd.Series(dtype=str)).astype(str), strict=True))
+        """Sex-specific sites keep their sex: a site the other sex cannot have is re-drawn.
+
+        Female genital organs (C51-C58) only in women (sex 2), male genital organs (C60-C63) only
+        in men (sex 1), and no pair of sex and site the original never has; a bad site is
+        re-drawn from the original first tumours of that sex that obey the rule.
+        """
+        donors = self.prep.first[["sex", "site_icd10"]].dropna().astype(str)
+        donors = donors[~_wrong_sex(donors["sex"], donors["site_icd10"])]
+        seen = set(zip(donors["sex"], donors["site_icd10"], strict=True))
         for _ in range(20):
-            pairs = pd.Series(list(zip(frame["sex"].astype(str), frame["site_icd10"].astype(str), strict=True)))
-            bad = ~pairs.isin(seen).to_numpy()
+            sex, site = frame["sex"].astype(str), frame["site_icd10"].astype(str)
+            pairs = pd.Series(list(zip(sex, site, strict=True)), index=frame.index)
+            bad = (~pairs.isin(seen) | _wrong_sex(sex, site)).to_numpy()
             if not bad.any():
                 return
-            donors = self.prep.first[["sex", "site_icd10"]].astype(str)
-            for sex in pd.unique(frame.loc[bad, "sex"].astype(str)):
-                rows = np.flatnonzero(bad & (frame["sex"].astype(str) == sex).to_numpy())
-                pool = donors.loc[donors["sex"] == sex, "site_icd10"].to_numpy()
+            for sx in pd.unique(sex[bad]):
+                rows = np.flatnonzero(bad & (sex == sx).to_numpy())
+                pool = donors.loc[donors["sex"] == sx, "site_icd10"].to_numpy()
                 if len(pool):
                     frame.iloc[rows, frame.columns.get_loc("site_icd10")] = pool[rng.integers(0, len(pool), len(rows))]
         # what is left cannot be fixed by re-drawing (no donor of that sex): reported by check_rules
@@ -558,6 +614,13 @@ class Synthesiser:
                 tr = pd.DataFrame(columns=cols["treatment"])
             out["treatment"] = tr[cols["treatment"]]
         return {n: _cast(df[cols[n]], self.prep.dtypes.get(n, {})) for n, df in out.items()}
+
+
+def _wrong_sex(sex: pd.Series, site: pd.Series) -> pd.Series:
+    """A site of the other sex's genital organs (ICD-10 C51-C58 female, C60-C63 male)."""
+    s3 = site.astype(str).str[:3]
+    return ((s3.between("C51", "C58") & (sex.astype(str) == "1"))
+            | (s3.between("C60", "C63") & (sex.astype(str) == "2")))
 
 
 def _cast(df: pd.DataFrame, dtypes: dict[str, Any]) -> pd.DataFrame:
