@@ -202,3 +202,35 @@ def test_verdict_checks_every_target():
     assert not verdict({**good, "min_ci_overlap": 0.3}, targets)["useful"]
     assert not verdict({**good, "replicated_unique_share": 0.01}, targets)["safe"]
     assert not verdict({**good, "rules_violated": 2}, targets)["safe"]
+
+
+def test_a_report_on_a_twin_opens_with_the_synthetic_banner(tmp_path):
+    import nbformat
+
+    from registry_lib.pipeline.notebooks import render_html
+
+    banner = nbformat.v4.new_output("display_data", data={"text/html": "<div>SYNTHETIC DATA: twin</div>"},
+                                    metadata={"registry_lab_synthetic": True})
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# A study"),
+        nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output("stream", name="stdout", text="first\n"),
+                                                banner])])
+    nbformat.write(nb, tmp_path / "s.ipynb")
+    render_html(tmp_path / "s.ipynb", tmp_path / "s.html")
+    html = (tmp_path / "s.html").read_text()
+    assert html.index("SYNTHETIC DATA") < html.index("A study")
+    # a real release: no banner
+    nb.cells[1].outputs = nb.cells[1].outputs[:1]
+    nbformat.write(nb, tmp_path / "r.ipynb")
+    render_html(tmp_path / "r.ipynb", tmp_path / "r.html")
+    assert "SYNTHETIC" not in (tmp_path / "r.html").read_text()
+
+
+def test_birth_dates_of_a_twin_are_derived_from_its_own_ages(release):
+    rel = {k: v.copy() for k, v in release.items()}
+    rel["patient"]["birth_date"] = pd.Timestamp("1950-01-01")     # a constant the twin must not copy
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(400, seed=2)
+    first = tw["tumour"].sort_values("diagnosis_date").drop_duplicates("pseudo_id").merge(tw["patient"], on="pseudo_id")
+    age = (first["diagnosis_date"] - first["birth_date"]).dt.days / 365.25
+    assert (np.floor(age) - first["age_at_diagnosis"]).abs().max() <= 1
+    assert first["birth_date"].nunique() > 100

@@ -20,8 +20,9 @@ within-patient order of dates holds by construction: later tumours after the fir
 on or after their tumour's diagnosis, death on or after every diagnosis and treatment. Numeric
 values are smoothed and kept within the original range; values derived from another (region of
 an area, deprivation quintile of an area, age at a later diagnosis) are derived, not drawn.
-Direct identifiers (NHS number, names, postcode, birth date) and free text are never
-synthesised; patient and record ids of the twin are new random ids.
+Direct identifiers (NHS number, names, postcode) and free text are never synthesised (left
+blank); a birth date, where the release has one, is derived from the twin's own age and date at
+first diagnosis; patient and record ids of the twin are new random ids.
 
 Example:
     >>> from registry_lib.twin.example import example_release
@@ -47,9 +48,9 @@ __all__ = ["IDENTIFIERS", "Synthesiser", "fit", "prepare"]
 
 EPOCH = pd.Timestamp("1970-01-01")
 DAY = np.timedelta64(1, "D")
-# Never synthesised: left blank in the twin.
-IDENTIFIERS = ("nhs_number", "given_name", "family_name", "postcode", "birth_date", "address",
-               "free_text", "notes")
+# Never synthesised: left blank in the twin. (A birth date, where a release has one, is not drawn
+# from the original either: it is derived from the twin's own age and date at first diagnosis.)
+IDENTIFIERS = ("nhs_number", "given_name", "family_name", "postcode", "address", "free_text", "notes")
 PATIENT_VARS = ("sex", "ethnicity", "deprivation_quintile", "area_id", "region", "death_date",
                 "death_cause_icd10")
 TUMOUR_FIELDS = ("morphology_icdo3", "behaviour", "stage", "grade", "laterality", "route_to_diagnosis",
@@ -577,6 +578,9 @@ class Synthesiser:
                 continue
             if c == "death_date":
                 pat[c] = _dates(first["death_day"].to_numpy()) if "death_day" in first.columns else pd.NaT
+            elif c == "birth_date":
+                age = first["age_at_diagnosis"].to_numpy(float) + rng.random(len(first))
+                pat[c] = _dates(np.floor(first["first_day"].to_numpy(float) - age * 365.25))
             elif c in first.columns and c not in IDENTIFIERS:
                 pat[c] = first[c].to_numpy()
             else:
