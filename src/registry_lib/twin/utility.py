@@ -107,7 +107,8 @@ def _null(k: int, n: int, c: float) -> tuple[float, float]:
 
 
 def pmse(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str] | None = None, *,
-         bins: int = 5, interactions: bool = True) -> dict[str, float]:
+         bins: int = 5, interactions: bool = True, max_records: int | None = 25_000,
+         seed: int = 0) -> dict[str, float]:
     """pMSE, pMSE ratio and standardised pMSE of a twin against the original.
 
     Args:
@@ -115,6 +116,9 @@ def pmse(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str] | None
         variables: the columns compared (default: those of ``UTILITY_VARIABLES`` present).
         bins: classes per variable (see :func:`discretise`).
         interactions: add all two-way interactions to the propensity model.
+        max_records: at most this many records of each data set, drawn at random with ``seed``
+            (the logistic model with every interaction is costly on large releases; the
+            standardised pMSE allows for the number of records); ``None`` = all.
 
     Returns ``{"pmse", "expected", "ratio", "standardised", "parameters", "n_original", "n_twin"}``.
 
@@ -126,6 +130,11 @@ def pmse(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str] | None
         True
     """
     variables = _variables(original, twin, variables)
+    rng = np.random.default_rng(seed)
+    if max_records is not None and len(original) > max_records:
+        original = original.iloc[np.sort(rng.choice(len(original), max_records, replace=False))]
+    if max_records is not None and len(twin) > max_records:
+        twin = twin.iloc[np.sort(rng.choice(len(twin), max_records, replace=False))]
     blocks, names = [], []
     n_o, n_s = len(original), len(twin)
     for v in variables:
