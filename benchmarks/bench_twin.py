@@ -1,7 +1,7 @@
 """Benchmark of the synthetic twin (issue 15).
 
     .venv/bin/python benchmarks/bench_twin.py [--cohort default] [--policy research_pseudonymised]
-                                              [--seed 1] [--speed-patients 100000]
+                                              [--seed 1] [--speed-patients 100000] [--reuse]
 
 1. Fits a twin to the release and writes it (``registry-lab twin``), with the study estimates;
    prints the pMSE table of the twin and both baselines (independent marginals, Gaussian copula),
@@ -44,15 +44,19 @@ def main() -> None:
     p.add_argument("--policy", default="research_pseudonymised")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--speed-patients", type=int, default=100_000)
+    p.add_argument("--reuse", action="store_true",
+                   help="read the twin already written (releases/<policy>_twin) instead of fitting it again")
     a = p.parse_args()
     cohort = require_cohort(a.cohort, "registry")
     t0 = time.perf_counter()
-    folder = twin.run(cohort, a.policy, seed=a.seed, requester="benchmarks/bench_twin.py",
-                      estimates=study_estimates)
+    folder = cohort / "releases" / twin.twin_name(a.policy)
+    if not (a.reuse and (folder / "twin_report.json").exists()):
+        folder = twin.run(cohort, a.policy, seed=a.seed, requester="benchmarks/bench_twin.py",
+                          estimates=study_estimates)
     total = time.perf_counter() - t0
     report = json.loads((folder / "twin_report.json").read_text())
     figs = summary(report)
-    print(f"## Twin of {a.cohort}/{a.policy}: {report['patients']:,} patients (whole run with reports {total:.0f} s)\n")
+    print(f"## Twin of {a.cohort}/{a.policy}: {report['patients']:,} patients (twin, reports and estimates: {total:.0f} s)\n")
     table = benchmark_table(report)
     print(markdown(table))
     twin_spm = figs["standardised_pmse"]
