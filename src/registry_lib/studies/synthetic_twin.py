@@ -93,6 +93,18 @@ def study_estimates(cohort: str | Path, original: str, twin: str, params: Mappin
     te = read_params("studies/treatment_effects.yaml")
     end = pd.Timestamp(read_cohort_info(name)["config"]["end_of_follow_up"])
     years = p.get("incidence_years")
+    from registry_lib.release import load_release
+
+    needed = {"patient": {"death_date", "sex", "deprivation_quintile"},
+              "tumour": {"stage", "diagnosis_date", "age_at_diagnosis", *te["covariates"]} - {"sex",
+                                                                                          "deprivation_quintile"},
+              "treatment": {"modality", "start_date", "intent"}}
+    tables = load_release(name, original)
+    missing = sorted(f"{t}.{c}" for t, cols in needed.items() for c in cols
+                     if c not in tables.get(t, pd.DataFrame()).columns)
+    if missing:  # e.g. a direct-care release: the studies' estimates need the research fields
+        return {"table": [], "min_ci_overlap": None,
+                "not_computed": f"release {original} lacks {', '.join(missing)} the study estimates need"}
     rows = []
     for label, policy in (("original", original), ("twin", twin)):
         parts = [_hazard_ratios(name, policy, te, end),
