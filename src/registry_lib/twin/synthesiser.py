@@ -387,8 +387,13 @@ class Synthesiser:
                   "ethnicity", "performance_status", "comorbidity_score", "n_tumours", "last_gap",
                   *[c for c in first.columns if c.startswith(("first_", "n_")) and c not in ("first_day", "n_tumours")]]
         dvars2 = [("death_gap", "num", False), ("death_cause_icd10", "cat", False)]
-        self.death_model_ = _Sequence.fit(first, dvars2, [c for c in dgiven if c in first.columns], ml,
-                                          seed + 80_000, self.levels_)
+        # one death model per site stratum: the effect of a treatment on survival differs by site
+        # (adjuvant chemotherapy in stage 3 colon cancer vs palliative chemotherapy elsewhere)
+        dpred = [c for c in dgiven if c in first.columns]
+        self.death_models_: dict[str, _Sequence] = {}
+        for j, (stratum, idx) in enumerate(first.groupby(self.strata_, sort=True).groups.items()):
+            self.death_models_[str(stratum)] = _Sequence.fit(first.loc[idx], dvars2, dpred, ml,
+                                                             seed + 80_000 + 10 * j, self.levels_)
         return self
 
     def _strings(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -475,7 +480,14 @@ class Synthesiser:
         if len(trt):
             last = pd.concat([last, (trt["diag_day"] + trt["day"]).groupby(trt["pid"]).max()], axis=1).max(axis=1)
         first["last_gap"] = first["pid"].map(last) - first["first_day"]
-        first = self.death_model_.sample(first, rng)
+        strata = first["site_icd10"].astype(object).where(
+            first["site_icd10"].isin(set(self.death_models_) - {"other"}), "other")
+        parts = []
+        for stratum in sorted(self.death_models_):
+            rows = first[(strata == stratum).to_numpy()]
+            if len(rows):
+                parts.append(self.death_models_[stratum].sample(rows.copy(), rng))
+        first = pd.concat(parts).loc[first.index] if parts else first
         if "death_gap" in first.columns:
             gap = np.maximum(first["death_gap"].to_numpy(float), 0)
             death = first["first_day"] + first["last_gap"] + np.floor(gap)
