@@ -51,6 +51,7 @@ RESULT_KEYS = {
     "treatment_effects": {"hazard_ratios", "net_survival", "late_effect_sir", "recall_list_women"},
     "covid_impact": {"sites", "stage_shift", "covid_death_on_sact", "breast_rt_5_fraction_share"},
     "registry_statistics": {"national_totals"},
+    "synthetic_twin": {"pmse", "baselines", "min_ci_overlap", "replicated_uniques", "useful", "safe"},
 }
 
 

@@ -3,6 +3,7 @@
     registry-lab synth --config params/cohort/small.yaml [--seed N] [--scale F] [--years A B] [--out DIR]
     registry-lab link --cohort NAME [--evaluate] [--threshold P] [--backend duckdb|spark]
     registry-lab release --cohort NAME --policy POLICY --requester TEXT
+    registry-lab twin --cohort NAME --policy POLICY [--size N] [--seed S]
     registry-lab run STUDY [--cohort NAME] [-p KEY VALUE ...] [-f params.yaml]
     registry-lab reproduce [--pipeline params/pipeline.yaml] [--cohort NAME] [--force]
     registry-lab keygen [--overwrite]
@@ -46,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cohort", required=True)
     s.add_argument("--policy", required=True, help="name of params/release/<policy>.yaml")
     s.add_argument("--requester", required=True, help="who asked for the release")
+
+    s = sub.add_parser("twin", help="fit a synthetic twin to a release; write releases/<policy>_twin")
+    s.add_argument("--cohort", required=True)
+    s.add_argument("--policy", required=True, help="the record-level release to twin")
+    s.add_argument("--size", type=int, help="number of twin patients (default: as in the release)")
+    s.add_argument("--seed", type=int, default=1, help="seed of the model and the draw (default 1)")
+    s.add_argument("--requester", default="registry-lab twin", help="who asked (audit log)")
 
     s = sub.add_parser("run", help="run one study with other parameters")
     s.add_argument("study")
@@ -116,6 +124,14 @@ def _run(args: argparse.Namespace) -> int:
         cohort = _cohort_path(args.cohort, "registry")
         out = release.run(cohort, args.policy, args.requester)
         print(f"wrote {out}")
+    elif args.command == "twin":
+        from registry_lib import twin
+        from registry_lib.studies.synthetic_twin import study_estimates
+
+        cohort = _cohort_path(args.cohort, "registry")
+        out = twin.run(cohort, args.policy, size=args.size, seed=args.seed, requester=args.requester,
+                       estimates=study_estimates)
+        print(f"wrote {out} (synthetic data; see twin_report.json)")
     elif args.command == "run":
         from registry_lib.parameters import load_plain
         from registry_lib.pipeline import run_study

@@ -149,5 +149,10 @@ def render_html(executed: Path, html: Path) -> None:
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    nb = nbformat.read(executed, as_version=4)
+    banners = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               if o.get("metadata", {}).get("registry_lab_synthetic")]
+    if banners:  # a study run on a synthetic twin says so at the very top of its report
+        nb.cells.insert(0, nbformat.v4.new_code_cell("", outputs=[banners[0]]))
+    body, _ = exporter.from_notebook_node(nb)
     html.write_text(body)

@@ -302,7 +302,37 @@ def load_release(cohort: str | Path, policy: str) -> dict[str, pd.DataFrame]:
             f"synthetic/{name}/releases/{policy}: not found; make it with `registry-lab release "
             f"--cohort {name} --policy {policy} --requester \"<who>\"`"
         )
+    info = json.loads((folder / "release.json").read_text())
+    if info.get("synthetic"):
+        announce_synthetic(info.get("notice") or f"SYNTHETIC DATA: release {policy} is a synthetic twin; "
+                           "no record is a real person.")
     return {p.stem: read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
+
+
+SYNTHETIC_BANNER = "registry_lab_synthetic"
+
+
+def announce_synthetic(notice: str) -> None:
+    """Show a synthetic-data banner in a notebook (``render_html`` repeats it at the top).
+
+    Outside a Jupyter kernel nothing is shown: the command that made the twin says it is synthetic.
+
+    Example:
+        >>> announce_synthetic("SYNTHETIC DATA")  # not in a kernel: nothing shown
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return
+    from html import escape
+
+    display(HTML(f'<div style="border:3px solid #b00020;background:#fde7ea;color:#7a0014;padding:10px 14px;'
+                 f'font-size:1.15em;font-weight:bold">{escape(notice)}</div>'),
+            metadata={SYNTHETIC_BANNER: True})
 
 
 def release_info(cohort: str | Path, policy: str) -> dict[str, Any]:

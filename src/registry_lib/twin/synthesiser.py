@@ -1,0 +1,679 @@
+"""A sequential (synthpop-style) synthesiser of a record-level release: patient → tumours → treatments.
+
+The release's three tables are turned into records the synthesiser can draw one variable at a
+time, each from a CART model conditional on the variables drawn before it (the visit sequence):
+
+1. **first tumours** (one record per patient), stratified by the site of the first tumour (a
+   separate visit sequence per site with enough patients, the rest pooled): site, sex, age,
+   diagnosis date, area, ethnicity, the tumour's fields, its treatment profile (days from
+   diagnosis to the first treatment of each modality, number of treatments of each modality)
+   and the patient's number of tumours;
+2. **later tumours** (``rank`` 2, 3, ...): interval since the first diagnosis, site and fields,
+   treatment profile, given the patient's first-tumour record;
+3. **treatments**: further treatments of a modality as intervals from its first one, then
+   **death**: the interval from the patient's last event (diagnosis or treatment) to death, or
+   none, and the cause, given the first tumour and the treatment profile; then the treatment
+   details (intent, regimen, radiotherapy region, dose, fractions, procedure).
+
+Dates are intervals (from diagnosis, from the first treatment, from the last event), so the
+within-patient order of dates holds by construction: later tumours after the first, treatments
+on or after their tumour's diagnosis, death on or after every diagnosis and treatment. Numeric
+values are smoothed and kept within the original range; values derived from another (region of
+an area, deprivation quintile of an area, age at a later diagnosis) are derived, not drawn.
+Direct identifiers (NHS number, names, postcode) and free text are never synthesised (left
+blank); a birth date, where the release has one, is derived from the twin's own age and date at
+first diagnosis; patient and record ids of the twin are new random ids.
+
+Example:
+    >>> from registry_lib.twin.example import example_release
+    >>> tables = example_release(n_patients=300, seed=1)
+    >>> model = fit(tables, patient_key="pseudo_id", seed=7)
+    >>> twin = model.sample(200, seed=3)
+    >>> len(twin["patient"]), bool(twin["patient"]["pseudo_id"].isin(tables["patient"]["pseudo_id"]).any())
+    (200, False)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from registry_lib.errors import RegistryLabError
+from registry_lib.twin.cart import CartSampler, encode_column
+
+__all__ = ["IDENTIFIERS", "Synthesiser", "fit", "prepare"]
+
+EPOCH = pd.Timestamp("1970-01-01")
+DAY = np.timedelta64(1, "D")
+# Never synthesised: left blank in the twin. (A birth date, where a release has one, is not drawn
+# from the original either: it is derived from the twin's own age and date at first diagnosis.)
+IDENTIFIERS = ("nhs_number", "given_name", "family_name", "postcode", "address", "free_text", "notes")
+PATIENT_VARS = ("sex", "ethnicity", "deprivation_quintile", "area_id", "region", "death_date",
+                "death_cause_icd10")
+TUMOUR_FIELDS = ("morphology_icdo3", "behaviour", "stage", "grade", "laterality", "route_to_diagnosis",
+                 "basis_of_diagnosis", "diagnosing_trust", "performance_status", "comorbidity_score")
+NUMERIC = {"age_at_diagnosis", "comorbidity_score", "dose_gy", "fractions"}
+# Variables drawn within exact cells of their predictors (too many levels for a tree).
+GROUPED = {"area_id": [], "diagnosing_trust": ["region"]}
+# The predictor matrix (synthpop ``predictor.matrix``): a variable is drawn given the variables
+# before it that are in CORE or in its own EXTRA list (high-cardinality codes such as area,
+# trust or morphology only where they matter), which keeps the trees fast on large releases.
+CORE = {"site_icd10", "sex", "age_at_diagnosis", "first_day", "stage", "deprivation_quintile",
+        "route_to_diagnosis", "performance_status", "comorbidity_score", "rank", "diag_gap", "p_site_icd10",
+        "p_sex", "p_age_at_diagnosis", "p_first_day", "p_stage", "modality", "k", "day", "intent", "last_gap",
+        "n_tumours"}
+PROFILE = ("first_", "n_")
+EXTRA = {"ethnicity": ("region",), "behaviour": ("morphology_icdo3",), "grade": ("morphology_icdo3",),
+         "laterality": ("morphology_icdo3",), "regimen": ("regimen",), "dose_gy": ("rt_region",),
+         "fractions": ("rt_region", "dose_gy"), "death_cause_icd10": ("death_gap",),
+         "gap_same": ("first",)}
+# Few predictors for a many-class target (a classification tree's cost grows with the classes).
+NARROW = {"death_cause_icd10": ("site_icd10", "sex", "age_at_diagnosis", "death_gap"),
+          "morphology_icdo3": ("site_icd10", "sex", "age_at_diagnosis"),
+          "procedure_code": ("site_icd10", "modality", "intent"),
+          "regimen": ("site_icd10", "stage", "intent", "k")}
+
+
+def _predictors(name: str, before: list[str]) -> list[str]:
+    """The variables ``name`` is drawn given (see CORE, EXTRA, NARROW)."""
+    if name in NARROW:
+        return [p for p in before if p in NARROW[name]]
+    extra = EXTRA.get(name, ())
+    profile = name.startswith(PROFILE) or name in ("death_gap", "intent", "n_tumours")
+    return [p for p in before if p in CORE or p in extra or (profile and p.startswith(PROFILE))
+            or (p.startswith(PROFILE) and name in TREATMENT_DETAILS)]
+TREATMENT_DETAILS = ("intent", "regimen", "rt_region", "dose_gy", "fractions", "procedure_code")
+
+
+def _days(s: pd.Series) -> pd.Series:
+    return (pd.to_datetime(s) - EPOCH) / DAY
+
+
+def _dates(days: np.ndarray) -> pd.Series:
+    d = np.asarray(days, dtype=float)
+    out = pd.Series(pd.NaT, index=range(len(d)), dtype="datetime64[ns]")
+    ok = ~np.isnan(d)
+    out[ok] = EPOCH + pd.to_timedelta(np.floor(d[ok]), unit="D")
+    return out
+
+
+def _slug(value: Any) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in str(value).lower())
+
+
+@dataclass
+class Prepared:
+    """The release as records for the synthesiser (see :func:`prepare`)."""
+
+    first: pd.DataFrame        # one record per patient: patient fields + first tumour + profile
+    later: pd.DataFrame        # later tumours (rank >= 2) with their patient's first-tumour fields
+    treat: pd.DataFrame        # treatments with tumour fields, modality rank and day
+    modalities: list[str]
+    columns: dict[str, list[str]]
+    lookups: dict[str, pd.Series]
+    bounds: dict[str, tuple[float, float]]
+    dropped: dict[str, int] = field(default_factory=dict)
+    dtypes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
+    """Turn a release's ``patient``, ``tumour`` and ``treatment`` tables into synthesiser records.
+
+    Records that cannot take part (a tumour or treatment of no released patient, a treatment of
+    no released tumour, a patient with no tumour) are counted in ``dropped`` — the report shows
+    them — never silently lost.
+    """
+    for name in ("patient", "tumour"):
+        if name not in tables:
+            raise RegistryLabError(f"twin: the release has no {name} table; a twin needs patient and tumour")
+    pat = tables["patient"].copy()
+    tum = tables["tumour"].copy()
+    trt = tables.get("treatment", pd.DataFrame(columns=[patient_key, "tumour_id", "modality", "start_date"]))
+    trt = trt.copy()
+    for name, df in (("patient", pat), ("tumour", tum)):
+        if patient_key not in df.columns:
+            raise RegistryLabError(f"twin: release table {name} has no patient key column {patient_key!r}")
+    # integer codes of the patient key and the tumour id: sorting and grouping on them is fast
+    pidx = pd.Index(pat[patient_key])
+    pat["_p"] = np.arange(len(pat))
+    tum["_p"] = pidx.get_indexer(tum[patient_key])
+    if len(trt) and patient_key in trt.columns:
+        trt["_p"] = pidx.get_indexer(trt[patient_key])
+    tum["_t"] = np.arange(len(tum))
+    if len(trt) and "tumour_id" in trt.columns:
+        trt["_t"] = pd.Index(tum["tumour_id"]).get_indexer(trt["tumour_id"]) if tum["tumour_id"].is_unique \
+            else pd.Series(tum["_t"].to_numpy(), index=tum["tumour_id"]).groupby(level=0).first().reindex(
+                trt["tumour_id"]).fillna(-1).to_numpy(int)
+    dropped = {"patients_without_tumour": int((~pat["_p"].isin(tum["_p"])).sum()),
+               "tumours_without_patient": int((tum["_p"] < 0).sum())}
+    tum = tum[tum["_p"].isin(pat["_p"])].copy()
+    tum["diag_day"] = _days(tum["diagnosis_date"])
+    dropped["tumours_without_diagnosis_date"] = int(tum["diag_day"].isna().sum())
+    tum = tum[tum["diag_day"].notna()]
+    tum = tum.sort_values(["_p", "diag_day", "_t"], kind="stable")
+    tum["rank"] = tum.groupby("_p").cumcount() + 1
+    tum["n_tumours"] = tum.groupby("_p")["rank"].transform("max")
+    first_day = tum.groupby("_p")["diag_day"].transform("min")
+    tum["diag_gap"] = tum["diag_day"] - first_day
+    if "area_id" in tum.columns and "area_id" in pat.columns:
+        pa = pat.set_index("_p")["area_id"]
+        tum["same_area"] = (tum["area_id"].astype(object) == tum["_p"].map(pa).astype(object)).astype(int)
+        tum = tum.rename(columns={"area_id": "tumour_area_id"})
+    # treatments: day from their tumour's diagnosis, order within tumour and modality
+    modalities: list[str] = []
+    if len(trt) and {"_t", "modality", "start_date"} <= set(trt.columns):
+        trt = trt.merge(tum[["_t", "diag_day"]], on="_t", how="left")  # _t -1: no tumour
+        dropped["treatments_without_tumour"] = int(trt["diag_day"].isna().sum())
+        trt = trt[trt["diag_day"].notna()].copy()
+        trt["day"] = _days(trt["start_date"]) - trt["diag_day"]
+        trt = trt.sort_values(["_t", "modality", "day"], kind="stable", na_position="last")
+        trt["k"] = trt.groupby(["_t", "modality"]).cumcount()
+        trt["gap_same"] = trt["day"] - trt.groupby(["_t", "modality"])["day"].transform("first")
+        modalities = sorted(trt["modality"].dropna().astype(str).unique())
+        for m in modalities:
+            sub = trt[trt["modality"] == m]
+            tum[f"first_{_slug(m)}"] = tum["_t"].map(sub[sub["k"] == 0].set_index("_t")["day"])
+            tum[f"n_{_slug(m)}"] = tum["_t"].map(sub.groupby("_t").size()).fillna(0)
+    else:
+        trt = pd.DataFrame()
+    # last event of each patient (diagnosis or treatment), death as an interval after it
+    last = tum.groupby("_p")["diag_day"].max()
+    if len(trt):
+        tday = (trt["diag_day"] + trt["day"]).groupby(trt["_p"]).max()
+        last = pd.concat([last, tday], axis=1).max(axis=1)
+    p = pat.set_index("_p")
+    lookups: dict[str, pd.Series] = {}
+    if "area_id" in p.columns:
+        for derived in ("region", "deprivation_quintile"):
+            if derived in p.columns:
+                m = p.groupby("area_id")[derived].nunique()
+                if (m <= 1).all():
+                    lookups[derived] = p.dropna(subset=["area_id"]).groupby("area_id")[derived].first()
+    first = tum[tum["rank"] == 1].set_index("_p")
+    pcols = [c for c in PATIENT_VARS if c in p.columns and c != "death_date"]
+    first = first.join(p[pcols])
+    first["first_day"] = first["diag_day"]
+    first["last_gap"] = last.reindex(first.index) - first["diag_day"]
+    if "death_date" in p.columns:
+        first["death_gap"] = _days(p["death_date"]).reindex(first.index) - last.reindex(first.index)
+    first = first.reset_index()
+    keep = ["sex", "age_at_diagnosis", "first_day", "site_icd10", "stage", "deprivation_quintile",
+            "ethnicity", "n_tumours", "area_id"]
+    keep = [c for c in keep if c in first.columns]
+    later = tum[tum["rank"] >= 2].merge(first[["_p", *keep]].rename(
+        columns={c: f"p_{c}" for c in keep}), on="_p", how="left")
+    if len(trt):
+        tcols = [c for c in ("site_icd10", "stage", "age_at_diagnosis") if c in tum.columns]
+        tcols += [c for c in tum.columns if c.startswith(("first_", "n_")) and c != "n_tumours"]
+        trt = trt.merge(tum[["_t", *tcols]], on="_t", how="left")
+    bounds = {}
+    for name, frame in (("age_at_diagnosis", tum), ("diag_day", tum), ("day", trt), ("dose_gy", trt),
+                        ("fractions", trt), ("comorbidity_score", tum)):
+        if name in frame.columns and frame[name].notna().any():
+            v = pd.to_numeric(frame[name], errors="coerce")
+            bounds[name] = (float(v.min()), float(v.max()))
+    if len(trt) and trt["day"].notna().any():
+        bounds["treatment_day"] = (-np.inf, float((trt["diag_day"] + trt["day"]).max()))
+    if "death_date" in p.columns and p["death_date"].notna().any():
+        bounds["death_day"] = (-np.inf, float(_days(p["death_date"]).max()))
+    columns = {n: list(tables[n].columns) for n in tables}
+    dtypes = {n: dict(tables[n].dtypes) for n in tables}
+    return Prepared(first, later, trt, modalities, columns, lookups, bounds, dropped=dropped, dtypes=dtypes)
+
+
+@dataclass
+class _Step:
+    name: str
+    kind: str
+    predictors: list[str]
+    sampler: CartSampler
+    integer: bool = False
+
+
+class _Sequence:
+    """A visit sequence fitted on one set of records."""
+
+    def __init__(self, steps: list[_Step], levels: dict[str, pd.Index],
+                 derived: dict[str, tuple[str, ...]] | None = None) -> None:
+        self.steps, self.levels, self.derived = steps, levels, derived or {}
+
+    @staticmethod
+    def _matrix(enc: dict[str, np.ndarray], preds: list[str], n: int) -> np.ndarray:
+        return np.column_stack([enc[p] for p in preds]) if preds else np.zeros((n, 0))
+
+    @classmethod
+    def fit(cls, data: pd.DataFrame, variables: list[tuple[str, str, bool]], given: list[str],
+            min_leaf: int, seed: int, levels: dict[str, pd.Index],
+            derived: dict[str, tuple[str, ...]] | None = None) -> _Sequence:
+        steps = []
+        before = [g for g in given if g in data.columns]
+        enc = {g: encode_column(data[g], levels.get(g)) for g in before}
+        for i, (name, kind, integer) in enumerate(variables):
+            if name not in data.columns:
+                continue
+            method = "cart"
+            preds = _predictors(name, before)
+            if name in GROUPED:
+                method, preds = "group", [c for c in GROUPED[name] if c in enc]
+            x = cls._matrix(enc, preds, len(data))
+            smooth = kind == "num" and not integer
+            sampler = CartSampler(kind, method=method, min_leaf=min_leaf, smooth=smooth,
+                                  seed=seed + i).fit(x, data[name])
+            steps.append(_Step(name, kind, preds, sampler, integer))
+            before.append(name)
+            enc[name] = encode_column(data[name], levels.get(name))
+            for d in (derived or {}).get(name, ()):
+                if d in data.columns:
+                    enc[d] = encode_column(data[d], levels.get(d))
+                    before.append(d)
+        return cls(steps, levels, derived)
+
+    def sample(self, frame: pd.DataFrame, rng: np.random.Generator,
+               derive: Any = None) -> pd.DataFrame:
+        enc: dict[str, np.ndarray] = {}
+        for step in self.steps:
+            for p in step.predictors:
+                if p not in enc:
+                    enc[p] = encode_column(frame[p], self.levels.get(p))
+            values = step.sampler.sample(self._matrix(enc, step.predictors, len(frame)), rng)
+            if step.integer:
+                values = np.round(values.astype(float))
+            frame[step.name] = values
+            enc[step.name] = encode_column(frame[step.name], self.levels.get(step.name))
+            if derive is not None:
+                derive(frame, step.name)
+            for d in self.derived.get(step.name, ()):
+                if d in frame.columns:
+                    enc[d] = encode_column(frame[d], self.levels.get(d))
+        return frame
+
+
+def _site_strata(first: pd.DataFrame, min_stratum: int) -> pd.Series:
+    counts = first["site_icd10"].astype(object).value_counts()
+    big = set(counts[counts >= min_stratum].index)
+    return first["site_icd10"].astype(object).where(first["site_icd10"].isin(big), "other")
+
+
+class Synthesiser:
+    """A fitted twin model of one release (see :func:`fit`); ``sample(n, seed)`` draws a twin."""
+
+    def __init__(self, prepared: Prepared, patient_key: str, *, min_leaf: int = 5,
+                 min_stratum: int = 200, seed: int = 0) -> None:
+        self.prep, self.patient_key = prepared, patient_key
+        self.min_leaf, self.min_stratum, self.seed = min_leaf, min_stratum, seed
+
+    # -- the variables -------------------------------------------------------------------------
+    def _tumour_vars(self, df: pd.DataFrame) -> list[tuple[str, str, bool]]:
+        out = []
+        for c in TUMOUR_FIELDS:
+            if c in df.columns:
+                out.append((c, "num" if c in NUMERIC else "cat", c in NUMERIC))
+        if "same_area" in df.columns:
+            out.append(("same_area", "cat", False))
+        for m in self.prep.modalities:
+            out.append((f"first_{_slug(m)}", "num", False))
+            out.append((f"n_{_slug(m)}", "num", True))
+        return out
+
+    def _levels(self) -> dict[str, pd.Index]:
+        prep = self.prep
+        levels = {}
+        frames = [prep.first, prep.later, prep.treat]
+        cats = {"site_icd10", "sex", "ethnicity", "area_id", "region", "tumour_area_id", "death_cause_icd10",
+                "modality", "intent", "regimen", "rt_region", "procedure_code", "same_area",
+                *[c for c in TUMOUR_FIELDS if c not in NUMERIC]}
+        for c in cats:
+            series = [f[c] for f in frames if c in f.columns] + [f[f"p_{c}"] for f in frames if f"p_{c}" in f.columns]
+            if not series:
+                continue
+            vals = pd.unique(pd.concat([x.astype(object) for x in series], ignore_index=True).dropna())
+            levels[c] = pd.Index(sorted(vals, key=lambda v: (str(type(v)), v)), dtype=object)
+        for c in list(levels):
+            levels[f"p_{c}"] = levels[c]
+        return levels
+
+    def fit(self) -> Synthesiser:
+        """Fit every visit sequence (called by :func:`fit`)."""
+        prep, seed, ml = self.prep, self.seed, self.min_leaf
+        self.levels_ = self._levels()
+        first = prep.first = self._strings(prep.first)
+        head = [("sex", "cat", False), ("age_at_diagnosis", "num", True), ("first_day", "num", False),
+                ("area_id", "cat", False), ("ethnicity", "cat", False)]
+        if "area_id" in first.columns:
+            for d in ("region", "deprivation_quintile"):
+                if d in first.columns and d not in prep.lookups:
+                    head.append((d, "cat", False))
+        vars1 = head + self._tumour_vars(first) + [("n_tumours", "num", True)]
+        self.strata_ = _site_strata(first, self.min_stratum)
+        self.first_models_: dict[str, _Sequence] = {}
+        self.stratum_sizes_ = self.strata_.value_counts().sort_index()
+        given = ["site_icd10"]
+        derived = [d for d in ("region", "deprivation_quintile") if d in prep.lookups]
+        for j, (stratum, idx) in enumerate(first.groupby(self.strata_, sort=True).groups.items()):
+            data = first.loc[idx].copy()
+            site_step = CartSampler("cat", method="sample").fit(np.zeros((len(data), 0)), data["site_icd10"])
+            seq = _Sequence.fit(data, vars1, given, ml, seed + 1000 * j, self.levels_,
+                                derived={"area_id": tuple(derived)})
+            self.first_models_[str(stratum)] = (site_step, seq)
+        # later tumours
+        later = self._strings(prep.later)
+        lgiven = [c for c in later.columns if c.startswith("p_")] + ["rank"]
+        lvars = [("diag_gap", "num", False), ("site_icd10", "cat", False), ("age_at_diagnosis", "num", True)] \
+            + self._tumour_vars(later)
+        self.later_model_ = _Sequence.fit(later, lvars, lgiven, ml, seed + 50_000, self.levels_) \
+            if len(later) >= 2 * ml else None
+        # further treatments of a modality (intervals from the first), then details
+        treat = self._strings(prep.treat)
+        profile = [c for c in treat.columns if c.startswith(("first_", "n_")) and c != "n_tumours"]
+        tgiven = [c for c in ("modality", "k", "site_icd10", "stage", "age_at_diagnosis", *profile)
+                  if c in treat.columns]
+        more = treat[treat["k"] >= 1] if len(treat) else treat
+        self.gap_model_ = _Sequence.fit(more, [("gap_same", "num", False)], tgiven, ml, seed + 60_000,
+                                        self.levels_) if len(more) >= 2 * ml else None
+        # details one modality at a time (a radiotherapy dose never comes from a surgery record)
+        self.detail_models_: dict[str, _Sequence] = {}
+        for j, m in enumerate(prep.modalities):
+            sub = treat[treat["modality"].astype(str) == m] if len(treat) else treat
+            dvars = [(c, "num" if c in NUMERIC else "cat", c == "fractions") for c in TREATMENT_DETAILS
+                     if c in sub.columns and sub[c].notna().any()]
+            if len(sub) >= 2 * ml and dvars:
+                self.detail_models_[m] = _Sequence.fit(sub, dvars, [*tgiven, "day"], ml, seed + 70_000 + 100 * j,
+                                                       self.levels_)
+        # death, given the first tumour, treatment profile and the last event
+        dgiven = ["sex", "age_at_diagnosis", "first_day", "site_icd10", "stage", "deprivation_quintile",
+                  "ethnicity", "performance_status", "comorbidity_score", "n_tumours", "last_gap",
+                  *[c for c in first.columns if c.startswith(("first_", "n_")) and c not in ("first_day", "n_tumours")]]
+        dvars2 = [("death_gap", "num", False), ("death_cause_icd10", "cat", False)]
+        # one death model per site stratum: the effect of a treatment on survival differs by site
+        # (adjuvant chemotherapy in stage 3 colon cancer vs palliative chemotherapy elsewhere)
+        dpred = [c for c in dgiven if c in first.columns]
+        self.death_models_: dict[str, _Sequence] = {}
+        for j, (stratum, idx) in enumerate(first.groupby(self.strata_, sort=True).groups.items()):
+            self.death_models_[str(stratum)] = _Sequence.fit(first.loc[idx], dvars2, dpred, ml,
+                                                             seed + 80_000 + 10 * j, self.levels_)
+        return self
+
+    def _strings(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Categorical columns as plain Python objects (missing as None) so levels match."""
+        df = df.copy()
+        for c in self.levels_:
+            if c in df.columns:
+                df[c] = df[c].astype(object).where(df[c].notna(), None)
+        return df
+
+    def _derive(self, frame: pd.DataFrame, name: str) -> None:
+        if name == "area_id":
+            for d, table in self.prep.lookups.items():
+                frame[d] = frame["area_id"].map(table)
+
+    # -- generation ----------------------------------------------------------------------------
+    def sample(self, n: int, seed: int = 0) -> dict[str, pd.DataFrame]:
+        """A twin of ``n`` patients (with their tumours and treatments) as release tables."""
+        if int(n) < 1:
+            raise RegistryLabError(f"twin: size must be a positive number of patients, not {n}")
+        rng = np.random.default_rng([int(seed), int(self.seed)])
+        n = int(n)
+        prep = self.prep
+        # 1. first tumours, stratum by stratum in the original proportions
+        sizes = self.stratum_sizes_
+        strata = rng.choice(np.asarray(sizes.index, dtype=object), size=n, p=(sizes / sizes.sum()).to_numpy())
+        parts = []
+        for stratum in sizes.index:
+            m = int((strata == stratum).sum())
+            if not m:
+                continue
+            site_step, seq = self.first_models_[str(stratum)]
+            frame = pd.DataFrame({"site_icd10": site_step.sample(np.zeros((m, 0)), rng)})
+            parts.append(seq.sample(frame, rng, self._derive))
+        first = pd.concat(parts, ignore_index=True)
+        first = first.iloc[rng.permutation(len(first))].reset_index(drop=True)
+        self._clip(first, "age_at_diagnosis")
+        self._clip(first, "first_day", "diag_day")
+        first["first_day"] = np.floor(first["first_day"])
+        self._fix_sex_sites(first, rng, self.first_models_)
+        first["n_tumours"] = first["n_tumours"].clip(lower=1).fillna(1).astype(int)
+        first["pid"] = np.arange(n)
+        first["rank"] = 1
+        first["diag_gap"] = 0.0
+        # 2. later tumours
+        extra = first.loc[first.index.repeat(first["n_tumours"] - 1)]
+        if len(extra) and self.later_model_ is not None:
+            later = pd.DataFrame({"pid": extra["pid"].to_numpy()})
+            later["rank"] = later.groupby("pid").cumcount() + 2
+            for c in ("sex", "age_at_diagnosis", "first_day", "site_icd10", "stage", "deprivation_quintile",
+                      "ethnicity", "n_tumours", "area_id"):
+                if c in extra.columns:
+                    later[f"p_{c}"] = extra[c].to_numpy()
+            later = self.later_model_.sample(later, rng)
+            later["diag_gap"] = np.maximum(later["diag_gap"].fillna(0), 0)
+            hi = prep.bounds.get("diag_day", (0, np.inf))[1]
+            later["diag_gap"] = np.floor(np.minimum(later["diag_gap"], hi - later["p_first_day"]))
+            later = later.sort_values(["pid", "diag_gap"], kind="stable")
+            later["rank"] = later.groupby("pid").cumcount() + 2
+            later["age_at_diagnosis"] = np.floor(later["p_age_at_diagnosis"] + 0.5 + later["diag_gap"] / 365.25)
+            self._clip(later, "age_at_diagnosis")
+            later["sex"] = later["p_sex"]
+            self._fix_sex_sites(later, rng, None)
+            for c in ("area_id", "deprivation_quintile", "ethnicity"):
+                if f"p_{c}" in later.columns:
+                    later[c] = later[f"p_{c}"]
+        else:
+            later = pd.DataFrame(columns=["pid", "rank", "diag_gap"])
+            first["n_tumours"] = 1
+        tum_cols = ["pid", "rank", "diag_gap", "site_icd10", "age_at_diagnosis", "sex",
+                    *[c for c in first.columns if c in TUMOUR_FIELDS or c.startswith(("first_", "n_"))
+                      or c in ("same_area",)]]
+        tum = pd.concat([first[[c for c in tum_cols if c in first.columns]],
+                         later[[c for c in tum_cols if c in later.columns]]], ignore_index=True)
+        tum = tum.sort_values(["pid", "rank"], kind="stable").reset_index(drop=True)
+        tum["tid"] = np.arange(len(tum))
+        tum["diag_day"] = tum["pid"].map(first.set_index("pid")["first_day"]) + tum["diag_gap"]
+        n_t = tum.groupby("pid").size()
+        first["n_tumours"] = first["pid"].map(n_t).astype(int)
+        # 3. treatments: first of each modality from the profile, further ones as intervals
+        trt = self._treatments(tum, rng)
+        # 4. death after the last event
+        last = tum.groupby("pid")["diag_day"].max()
+        if len(trt):
+            last = pd.concat([last, (trt["diag_day"] + trt["day"]).groupby(trt["pid"]).max()], axis=1).max(axis=1)
+        first["last_gap"] = first["pid"].map(last) - first["first_day"]
+        strata = first["site_icd10"].astype(object).where(
+            first["site_icd10"].isin(set(self.death_models_) - {"other"}), "other")
+        parts = []
+        for stratum in sorted(self.death_models_):
+            rows = first[(strata == stratum).to_numpy()]
+            if len(rows):
+                parts.append(self.death_models_[stratum].sample(rows.copy(), rng))
+        first = pd.concat(parts).loc[first.index] if parts else first
+        if "death_gap" in first.columns:
+            gap = np.maximum(first["death_gap"].to_numpy(float), 0)
+            death = first["first_day"] + first["last_gap"] + np.floor(gap)
+            hi = prep.bounds.get("death_day", (0, np.inf))[1]
+            death = death.where(death <= hi)
+            first["death_day"] = death
+            first.loc[first["death_day"].isna(), "death_cause_icd10"] = None
+        if len(trt):
+            for c in TREATMENT_DETAILS:
+                trt[c] = np.nan if c in NUMERIC else None
+            trt[[c for c in TREATMENT_DETAILS if c not in NUMERIC]] = trt[
+                [c for c in TREATMENT_DETAILS if c not in NUMERIC]].astype(object)
+            for m, model in self.detail_models_.items():
+                rows = np.flatnonzero((trt["modality"] == m).to_numpy())
+                if len(rows):
+                    sub = model.sample(trt.iloc[rows].copy(), rng)
+                    for step in model.steps:
+                        trt.iloc[rows, trt.columns.get_loc(step.name)] = sub[step.name].to_numpy()
+            for c in ("dose_gy", "fractions"):
+                self._clip(trt, c)
+        return self._tables(first, tum, trt, rng)
+
+    def _treatments(self, tum: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        rows = []
+        hi = self.prep.bounds.get("day", (0, np.inf))[1]
+        present = [m for m in self.prep.modalities if f"first_{_slug(m)}" in tum.columns]
+        for m in present:  # a profile consistent with itself: days on or after diagnosis, counts >= 1
+            s = _slug(m)
+            first_day = np.floor(np.clip(tum[f"first_{s}"].to_numpy(float), 0, hi))
+            tum[f"first_{s}"] = first_day
+            tum[f"n_{s}"] = np.where(np.isnan(first_day), 0,
+                                     np.maximum(np.nan_to_num(tum[f"n_{s}"].to_numpy(float)), 1))
+        for m in present:
+            s = _slug(m)
+            first_day = tum[f"first_{s}"].to_numpy(float)
+            count = tum[f"n_{s}"].to_numpy(float)
+            idx = np.repeat(np.arange(len(tum)), count.astype(int))
+            if not len(idx):
+                continue
+            keep = [c for c in ("pid", "tid", "site_icd10", "stage", "age_at_diagnosis", "diag_day")
+                    if c in tum.columns]
+            keep += [c for c in tum.columns if c.startswith(("first_", "n_")) and c != "n_tumours"]
+            part = tum.iloc[idx][keep].reset_index(drop=True)
+            part["modality"] = m
+            part["k"] = part.groupby("tid").cumcount()
+            part["first"] = np.floor(np.clip(first_day[idx], 0, hi))
+            rows.append(part)
+        if not rows:
+            return pd.DataFrame()
+        trt = pd.concat(rows, ignore_index=True)
+        trt["gap_same"] = 0.0
+        more = trt["k"] >= 1
+        if more.any() and self.gap_model_ is not None:
+            sub = self.gap_model_.sample(trt.loc[more].copy(), rng)
+            trt.loc[more, "gap_same"] = np.maximum(sub["gap_same"].fillna(0).to_numpy(), 0)
+        trt["day"] = np.floor(np.minimum(trt["first"] + trt["gap_same"], hi))
+        last = self.prep.bounds.get("treatment_day", (0, np.inf))[1]   # no treatment after the data end
+        trt["day"] = np.maximum(np.minimum(trt["day"], last - trt["diag_day"]), 0)
+        return trt.sort_values(["pid", "tid", "day", "modality"], kind="stable").reset_index(drop=True)
+
+    def _clip(self, frame: pd.DataFrame, column: str, bound: str | None = None) -> None:
+        b = self.prep.bounds.get(bound or column)
+        if b is not None and column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").clip(b[0], b[1])
+
+    def _fix_sex_sites(self, frame: pd.DataFrame, rng: np.random.Generator, _models: Any) -> None:
+        """Sex-specific sites keep their sex: a site the other sex cannot have is re-drawn.
+
+        Female genital organs (C51-C58) only in women (sex 2), male genital organs (C60-C63) only
+        in men (sex 1), and no pair of sex and site the original never has; a bad site is
+        re-drawn from the original first tumours of that sex that obey the rule.
+        """
+        donors = self.prep.first[["sex", "site_icd10"]].dropna().astype(str)
+        donors = donors[~_wrong_sex(donors["sex"], donors["site_icd10"])]
+        seen = set(zip(donors["sex"], donors["site_icd10"], strict=True))
+        for _ in range(20):
+            sex, site = frame["sex"].astype(str), frame["site_icd10"].astype(str)
+            pairs = pd.Series(list(zip(sex, site, strict=True)), index=frame.index)
+            bad = (~pairs.isin(seen) | _wrong_sex(sex, site)).to_numpy()
+            if not bad.any():
+                return
+            for sx in pd.unique(sex[bad]):
+                rows = np.flatnonzero(bad & (sex == sx).to_numpy())
+                pool = donors.loc[donors["sex"] == sx, "site_icd10"].to_numpy()
+                if len(pool):
+                    frame.iloc[rows, frame.columns.get_loc("site_icd10")] = pool[rng.integers(0, len(pool), len(rows))]
+        # what is left cannot be fixed by re-drawing (no donor of that sex): reported by check_rules
+
+    def _tables(self, first: pd.DataFrame, tum: pd.DataFrame, trt: pd.DataFrame,
+                rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+        key, cols = self.patient_key, self.prep.columns
+        pids = _new_ids(len(first), rng, 16)
+        tids = _new_ids(len(tum), rng, 16)
+        pid_of = pd.Series(pids, index=first["pid"].to_numpy())
+        tid_of = pd.Series(tids, index=tum["tid"].to_numpy())
+        out: dict[str, pd.DataFrame] = {}
+        pat = pd.DataFrame({key: pids})
+        for c in cols["patient"]:
+            if c == key:
+                continue
+            if c == "death_date":
+                pat[c] = _dates(first["death_day"].to_numpy()) if "death_day" in first.columns else pd.NaT
+            elif c == "birth_date":
+                age = first["age_at_diagnosis"].to_numpy(float) + rng.random(len(first))
+                pat[c] = _dates(np.floor(first["first_day"].to_numpy(float) - age * 365.25))
+            elif c in first.columns and c not in IDENTIFIERS:
+                pat[c] = first[c].to_numpy()
+            else:
+                pat[c] = None
+        out["patient"] = pat
+        t = pd.DataFrame({"tumour_id": tids, key: tum["pid"].map(pid_of).to_numpy()})
+        area = tum["pid"].map(first.set_index("pid")["area_id"]) if "area_id" in first.columns else None
+        for c in cols["tumour"]:
+            if c in ("tumour_id", key):
+                continue
+            if c == "diagnosis_date":
+                t[c] = _dates(tum["diag_day"].to_numpy())
+            elif c == "area_id" and area is not None:
+                t[c] = area.to_numpy()
+            elif c in tum.columns and c not in IDENTIFIERS:
+                t[c] = tum[c].to_numpy()
+            else:
+                t[c] = None
+        out["tumour"] = t
+        if "treatment" in cols:
+            tr = pd.DataFrame({"treatment_id": _new_ids(len(trt), rng, 16)})
+            if len(trt):
+                tr[key] = trt["pid"].map(pid_of).to_numpy()
+                tr["tumour_id"] = trt["tid"].map(tid_of).to_numpy()
+                for c in cols["treatment"]:
+                    if c in ("treatment_id", key, "tumour_id"):
+                        continue
+                    if c == "start_date":
+                        tr[c] = _dates((trt["diag_day"] + trt["day"]).to_numpy())
+                    elif c in trt.columns and c not in IDENTIFIERS:
+                        tr[c] = trt[c].to_numpy()
+                    else:
+                        tr[c] = None
+            else:
+                tr = pd.DataFrame(columns=cols["treatment"])
+            out["treatment"] = tr[cols["treatment"]]
+        return {n: _cast(df[cols[n]], self.prep.dtypes.get(n, {})) for n, df in out.items()}
+
+
+def _wrong_sex(sex: pd.Series, site: pd.Series) -> pd.Series:
+    """A site of the other sex's genital organs (ICD-10 C51-C58 female, C60-C63 male)."""
+    s3 = site.astype(str).str[:3]
+    return ((s3.between("C51", "C58") & (sex.astype(str) == "1"))
+            | (s3.between("C60", "C63") & (sex.astype(str) == "2")))
+
+
+def _cast(df: pd.DataFrame, dtypes: dict[str, Any]) -> pd.DataFrame:
+    """Columns back to the original release's dtypes (where the values allow it)."""
+    df = df.copy()
+    for c, dtype in dtypes.items():
+        if c in df.columns and df[c].dtype != dtype:
+            try:
+                df[c] = df[c].astype(dtype)
+            except (TypeError, ValueError):
+                if pd.api.types.is_integer_dtype(dtype):
+                    df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64" if df[c].isna().any() else dtype)
+    return df
+
+
+def _new_ids(n: int, rng: np.random.Generator, length: int) -> np.ndarray:
+    """``n`` distinct new random hexadecimal ids (never an id of the original)."""
+    raw = rng.integers(0, 16, size=(n, length), dtype=np.int8)
+    digits = np.array(list("0123456789abcdef"))
+    ids = np.array(["".join(r) for r in digits[raw]], dtype=object) if n < 1000 else \
+        pd.DataFrame(digits[raw]).sum(axis=1).to_numpy(dtype=object)
+    ids = np.array(["tw" + s for s in ids], dtype=object)
+    if len(set(ids)) != n:  # astronomically unlikely; fall back to a counter suffix
+        ids = np.array([f"{s}{i:x}" for i, s in enumerate(ids)], dtype=object)
+    return ids
+
+
+def fit(tables: dict[str, pd.DataFrame], patient_key: str, *, min_leaf: int = 5, min_stratum: int = 200,
+        seed: int = 0) -> Synthesiser:
+    """Fit the sequential CART synthesiser to a release's tables.
+
+    Args:
+        tables: ``{"patient": ..., "tumour": ..., "treatment": ...}`` as :func:`load_release` gives.
+        patient_key: the release's patient key column (``release.json`` ``patient_key``).
+        min_leaf: minimum records per leaf of every tree (synthpop ``minbucket``).
+        min_stratum: first tumours of a site with fewer patients than this share one stratum.
+        seed: seed of the trees (the twin's own seed is given to ``sample``).
+    """
+    return Synthesiser(prepare(tables, patient_key), patient_key, min_leaf=min_leaf,
+                       min_stratum=min_stratum, seed=seed).fit()

@@ -1,0 +1,237 @@
+"""Utility of a twin: propensity-score mean squared error, distributions side by side, CI overlap.
+
+- :func:`patient_tumour_table` — one record per tumour with its patient's fields, its survival
+  and its treatments: the table both data sets are compared on;
+- :func:`pmse` — the pMSE, its ratio to the null expectation and the standardised pMSE (Snoke,
+  Raab, Nowok, Dibben and Slavkovic 2018, *J. R. Stat. Soc. A* 181:663) from a logistic
+  propensity model with main effects and all two-way interactions (synthpop ``utility.gen``,
+  ``method = "logit"``, ``maxorder = 1``), variables grouped into at most ``bins`` classes;
+- :func:`pairwise_pmse` — the same measures for each pair of variables (saturated model of
+  their cross-classification: the propensity of a cell is its share of twin records);
+- :func:`compare_distributions` — marginal and two-way shares, original and twin side by side;
+- :func:`ci_overlap` — the confidence-interval overlap of Karr, Kohnen, Oganian, Reiter and
+  Sanil (2006, *Am. Stat.* 60:224).
+
+Example:
+    >>> round(ci_overlap(0.70, 0.90, 0.75, 0.95), 3)
+    0.75
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+
+__all__ = ["ci_overlap", "compare_distributions", "discretise", "pairwise_pmse", "patient_tumour_table",
+           "pmse"]
+
+UTILITY_VARIABLES = ("sex", "age_at_diagnosis", "site_icd10", "stage", "diagnosis_year", "deprivation_quintile",
+                     "ethnicity", "route_to_diagnosis", "grade", "performance_status", "comorbidity_score",
+                     "survival_years", "dead", "n_tumours", "surgery", "sact", "radiotherapy")
+
+
+def patient_tumour_table(tables: dict[str, pd.DataFrame], patient_key: str) -> pd.DataFrame:
+    """One record per tumour with patient fields, survival and treatments received.
+
+    Columns added: ``diagnosis_year``, ``n_tumours``, ``dead`` (death recorded), ``survival_years``
+    (diagnosis to death, or to the last date in the data if alive), and one 0/1 column per
+    treatment modality (any treatment of that modality for the tumour).
+
+    Example:
+        >>> from registry_lib.twin.example import example_release
+        >>> t = patient_tumour_table(example_release(50, seed=1), "pseudo_id")
+        >>> {"dead", "survival_years", "surgery"} <= set(t.columns)
+        True
+    """
+    pat, tum = tables["patient"], tables["tumour"]
+    drop = [c for c in pat.columns if c in tum.columns and c != patient_key]
+    t = tum.merge(pat.drop(columns=drop), on=patient_key, how="left")
+    diag = pd.to_datetime(t["diagnosis_date"])
+    t["diagnosis_year"] = diag.dt.year
+    t["n_tumours"] = t.groupby(patient_key)[patient_key].transform("size")
+    if "death_date" in t.columns:
+        death = pd.to_datetime(t["death_date"])
+        end = max(diag.max(), death.max()) if death.notna().any() else diag.max()
+        t["dead"] = death.notna().astype(int)
+        t["survival_years"] = ((death.fillna(end) - diag).dt.days / 365.25).clip(lower=0)
+    trt = tables.get("treatment")
+    if trt is not None and len(trt) and "modality" in trt.columns:
+        for m in sorted(trt["modality"].dropna().astype(str).unique()):
+            ids = set(trt.loc[trt["modality"].astype(str) == m, "tumour_id"])
+            t[m] = t["tumour_id"].isin(ids).astype(int)
+    return t
+
+
+def discretise(original: pd.Series, twin: pd.Series, bins: int = 5) -> tuple[pd.Series, pd.Series]:
+    """Both columns as at most ``bins`` classes defined on the original (missing is a class).
+
+    Numeric columns with more than ``bins`` values are cut at the original's quantiles;
+    categorical ones keep their ``bins - 1`` most common original levels and pool the rest.
+
+    Example:
+        >>> a, b = discretise(pd.Series([1, 2, 3, 4, 5, 6]), pd.Series([1, 6]), bins=2)
+        >>> list(b)
+        ['0', '1']
+    """
+    numeric = pd.api.types.is_numeric_dtype(original) and original.nunique() > bins
+    if numeric:
+        o = pd.to_numeric(original, errors="coerce").astype(float)
+        s = pd.to_numeric(twin, errors="coerce").astype(float)
+        edges = np.unique(np.nanquantile(o, np.linspace(0, 1, bins + 1)[1:-1])) if o.notna().any() else []
+        def cut(v: pd.Series) -> pd.Series:
+            out = pd.Series(np.searchsorted(edges, v.to_numpy(), side="right").astype(str), index=v.index)
+            return out.where(v.notna(), "missing")
+        return cut(o), cut(s)
+    o = original.astype(object).where(original.notna(), "missing").astype(str)
+    s = twin.astype(object).where(twin.notna(), "missing").astype(str)
+    top = o.value_counts().index[: bins - 1] if o.nunique() > bins else o.unique()
+    return o.where(o.isin(top), "other"), s.where(s.isin(top), "other")
+
+
+def _variables(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str] | None) -> list[str]:
+    """The variables compared: those given, else ``UTILITY_VARIABLES`` present, else all shared."""
+    shared = [c for c in original.columns if c in twin.columns]
+    if variables:
+        return [v for v in variables if v in shared]
+    return [v for v in UTILITY_VARIABLES if v in shared] or shared
+
+
+def _null(k: int, n: int, c: float) -> tuple[float, float]:
+    """Expected pMSE and its SD under the null (Snoke et al. 2018, logistic, k parameters)."""
+    k1 = max(k - 1, 1)
+    return k1 * (1 - c) ** 2 * c / n, np.sqrt(2 * k1) * (1 - c) ** 2 * c / n
+
+
+def pmse(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str] | None = None, *,
+         bins: int = 5, interactions: bool = True, max_records: int | None = 25_000,
+         seed: int = 0) -> dict[str, float]:
+    """pMSE, pMSE ratio and standardised pMSE of a twin against the original.
+
+    Args:
+        original, twin: the same table (e.g. :func:`patient_tumour_table`) from both data sets.
+        variables: the columns compared (default: those of ``UTILITY_VARIABLES`` present).
+        bins: classes per variable (see :func:`discretise`).
+        interactions: add all two-way interactions to the propensity model.
+        max_records: at most this many records of each data set, drawn at random with ``seed``
+            (the logistic model with every interaction is costly on large releases; the
+            standardised pMSE allows for the number of records); ``None`` = all.
+
+    Returns ``{"pmse", "expected", "ratio", "standardised", "parameters", "n_original", "n_twin"}``.
+
+    Example:
+        >>> rng = np.random.default_rng(1)
+        >>> a = pd.DataFrame({"x": rng.integers(0, 3, 2000), "y": rng.integers(0, 2, 2000)})
+        >>> b = pd.DataFrame({"x": rng.integers(0, 3, 2000), "y": rng.integers(0, 2, 2000)})
+        >>> bool(abs(pmse(a, b)["standardised"]) < 4)
+        True
+    """
+    variables = _variables(original, twin, variables)
+    rng = np.random.default_rng(seed)
+    if max_records is not None and len(original) > max_records:
+        original = original.iloc[np.sort(rng.choice(len(original), max_records, replace=False))]
+    if max_records is not None and len(twin) > max_records:
+        twin = twin.iloc[np.sort(rng.choice(len(twin), max_records, replace=False))]
+    blocks, names = [], []
+    n_o, n_s = len(original), len(twin)
+    for v in variables:
+        o, s = discretise(original[v], twin[v], bins)
+        codes, levels = pd.factorize(pd.concat([o, s], ignore_index=True), sort=True)
+        if len(levels) < 2:
+            continue
+        onehot = sp.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)),
+                               shape=(len(codes), len(levels)))[:, 1:]
+        blocks.append(onehot)
+        names.append(v)
+    columns = list(blocks)
+    if interactions:
+        for i, j in combinations(range(len(blocks)), 2):
+            a, b = blocks[i].tocsc(), blocks[j].tocsc()
+            for col in range(a.shape[1]):
+                columns.append(b.multiply(a[:, col]).tocsr())
+    x = sp.hstack(columns).tocsc() if columns else sp.csc_matrix((n_o + n_s, 0))
+    used = np.flatnonzero(np.asarray(x.getnnz(axis=0)) > 0)
+    x = x[:, used].tocsr()
+    y = np.r_[np.zeros(n_o), np.ones(n_s)]
+    c = n_s / (n_o + n_s)
+    if x.shape[1]:
+        model = LogisticRegression(C=1e4, max_iter=300, solver="lbfgs").fit(x, y)
+        p = model.predict_proba(x)[:, 1]
+    else:
+        p = np.full(len(y), c)
+    value = float(np.mean((p - c) ** 2))
+    k = x.shape[1] + 1
+    expected, sd = _null(k, n_o + n_s, c)
+    return {"pmse": value, "expected": expected, "ratio": value / expected, "standardised": (value - expected) / sd,
+            "parameters": int(k), "n_original": int(n_o), "n_twin": int(n_s), "variables": names}
+
+
+def pairwise_pmse(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str] | None = None, *,
+                  bins: int = 5) -> pd.DataFrame:
+    """pMSE ratio and standardised pMSE for every pair of variables (one row per pair).
+
+    Example:
+        >>> a = pd.DataFrame({"x": [0, 1] * 50, "y": [0, 0, 1, 1] * 25})
+        >>> pairwise_pmse(a, a)[["variable_1", "variable_2", "ratio"]].round(3).to_dict("records")
+        [{'variable_1': 'x', 'variable_2': 'y', 'ratio': 0.0}]
+    """
+    variables = _variables(original, twin, variables)
+    coded = {}
+    for v in variables:
+        o, s = discretise(original[v], twin[v], bins)
+        coded[v] = pd.concat([o, s], ignore_index=True)
+    is_twin = np.r_[np.zeros(len(original)), np.ones(len(twin))]
+    c, n = len(twin) / (len(original) + len(twin)), len(original) + len(twin)
+    rows = []
+    for a, b in combinations(variables, 2):
+        cell = coded[a] + "\x1f" + coded[b]
+        p = pd.Series(is_twin).groupby(cell.to_numpy()).transform("mean").to_numpy()
+        value = float(np.mean((p - c) ** 2))
+        k = int(cell.nunique())
+        expected, sd = _null(k, n, c)
+        rows.append({"variable_1": a, "variable_2": b, "pmse": value, "ratio": value / expected,
+                     "standardised": (value - expected) / sd, "cells": k})
+    return pd.DataFrame(rows)
+
+
+def compare_distributions(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str], *,
+                          bins: int = 5) -> pd.DataFrame:
+    """Shares of each class (one variable) or cell (``"a × b"``) in the original and the twin.
+
+    Example:
+        >>> t = compare_distributions(pd.DataFrame({"s": [1, 1, 2]}), pd.DataFrame({"s": [1, 2]}), ["s"])
+        >>> t[["variable", "level", "original", "twin"]].round(2).values.tolist()
+        [['s', '1', 0.67, 0.5], ['s', '2', 0.33, 0.5]]
+    """
+    rows = []
+    for v in variables:
+        parts = v.split(" × ")
+        pairs = [discretise(original[p], twin[p], bins) for p in parts]
+        o = pairs[0][0] if len(parts) == 1 else pairs[0][0] + " / " + pairs[1][0]
+        s = pairs[0][1] if len(parts) == 1 else pairs[0][1] + " / " + pairs[1][1]
+        table = pd.concat([o.value_counts(normalize=True).rename("original"),
+                           s.value_counts(normalize=True).rename("twin")], axis=1).fillna(0.0)
+        table = table.sort_index()
+        for level, r in table.iterrows():
+            rows.append({"variable": v, "level": str(level), "original": float(r["original"]),
+                         "twin": float(r["twin"]), "difference": float(r["twin"] - r["original"])})
+    return pd.DataFrame(rows)
+
+
+def ci_overlap(lower_original: float, upper_original: float, lower_twin: float, upper_twin: float) -> float:
+    """Karr et al. (2006) interval overlap: mean share of each interval covered by their overlap.
+
+    1 for identical intervals, 0 when they only touch, negative when they are apart.
+
+    Example:
+        >>> ci_overlap(0, 1, 2, 3)
+        -1.0
+    """
+    lo, hi = max(lower_original, lower_twin), min(upper_original, upper_twin)
+    w_o, w_s = upper_original - lower_original, upper_twin - lower_twin
+    if not (w_o > 0 and w_s > 0):
+        return float("nan")
+    return float(0.5 * ((hi - lo) / w_o + (hi - lo) / w_s))

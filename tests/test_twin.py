@@ -1,0 +1,236 @@
+"""The synthetic twin (issue 15): structure, rules, determinism, utility and risk measures, the
+release route and the study helpers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from registry_lib.errors import RegistryLabError
+from registry_lib.twin import (
+    check_rules,
+    ci_overlap,
+    fit,
+    gaussian_copula,
+    generate,
+    independent_marginals,
+    key_frame,
+    pairwise_pmse,
+    patient_tumour_table,
+    pmse,
+    replicated_uniques,
+    tcap,
+)
+from registry_lib.twin.example import example_release
+
+
+@pytest.fixture(scope="module")
+def release():
+    return example_release(1500, seed=11)
+
+
+@pytest.fixture(scope="module")
+def model(release):
+    return fit(release, "pseudo_id", seed=3, min_stratum=100)
+
+
+def test_twin_keeps_the_linked_structure_and_new_ids(release, model):
+    tw = model.sample(800, seed=5)
+    pat, tum, trt = tw["patient"], tw["tumour"], tw["treatment"]
+    assert len(pat) == 800 and pat["pseudo_id"].is_unique
+    assert list(pat.columns) == list(release["patient"].columns)
+    assert list(tum.columns) == list(release["tumour"].columns)
+    assert list(trt.columns) == list(release["treatment"].columns)
+    assert set(tum["pseudo_id"]) == set(pat["pseudo_id"])           # every patient has a tumour
+    assert tum["tumour_id"].is_unique and trt["tumour_id"].isin(tum["tumour_id"]).all()
+    # treatments belong to their tumour's patient
+    owner = trt["tumour_id"].map(tum.set_index("tumour_id")["pseudo_id"])
+    assert (owner == trt["pseudo_id"]).all()
+    for col, table in (("pseudo_id", "patient"), ("tumour_id", "tumour"), ("treatment_id", "treatment")):
+        assert not tw[table][col].isin(release[table][col]).any(), f"{col}: pseudonyms in the twin are new"
+    # one-to-many kept: some patients have more than one tumour, as in the original
+    assert (tum.groupby("pseudo_id").size() > 1).mean() == pytest.approx(
+        (release["tumour"].groupby("pseudo_id").size() > 1).mean(), abs=0.04)
+
+
+def test_rules_of_real_data_hold_in_the_twin(release, model):
+    tw = model.sample(1500, seed=6)
+    ages = release["tumour"]["age_at_diagnosis"]
+    violations = check_rules(tw, "pseudo_id", (ages.min(), ages.max()))
+    assert violations == {"death_before_diagnosis": 0, "sex_specific_site_wrong_sex": 0, "age_out_of_range": 0,
+                          "treatment_before_diagnosis": 0, "treatment_after_death": 0}
+    # the rule check does bite
+    broken = {k: v.copy() for k, v in tw.items()}
+    broken["patient"].loc[0, "death_date"] = pd.Timestamp("1990-01-01")
+    assert check_rules(broken, "pseudo_id", (0, 120))["death_before_diagnosis"] >= 1
+    # within-patient order: later tumours after the first
+    t = tw["tumour"].sort_values("diagnosis_date")
+    assert t.groupby("pseudo_id")["diagnosis_date"].is_monotonic_increasing.all()
+
+
+def test_same_seed_same_twin_other_seed_other_twin(model):
+    a, b, c = model.sample(300, seed=9), model.sample(300, seed=9), model.sample(300, seed=10)
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name])
+    assert not a["tumour"]["age_at_diagnosis"].equals(c["tumour"]["age_at_diagnosis"])
+
+
+def test_associations_survive_and_identifiers_are_never_synthesised(release):
+    rel = {k: v.copy() for k, v in release.items()}
+    rel["patient"]["nhs_number"] = [f"{9000000000 + i}" for i in range(len(rel["patient"]))]
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(1500, seed=2)
+    assert tw["patient"]["nhs_number"].isna().all()
+    # stage drives death in the example: the twin keeps the gradient
+    t = patient_tumour_table(tw, "pseudo_id")
+    o = patient_tumour_table(release, "pseudo_id")
+    gap_o = o.groupby("stage")["dead"].mean()
+    gap_t = t.groupby("stage")["dead"].mean()
+    assert gap_t["4"] - gap_t["1"] > 0.5 * (gap_o["4"] - gap_o["1"]) > 0
+    # sex-specific sites keep their sex
+    sites = t.groupby("site_icd10")["sex"].unique()
+    assert set(sites["C50"]) == {2} and set(sites["C61"]) == {1}
+
+
+def test_pmse_tells_a_good_twin_from_the_baselines(release, model):
+    tw = model.sample(1500, seed=4)
+    o, t = patient_tumour_table(release, "pseudo_id"), patient_tumour_table(tw, "pseudo_id")
+    vars_ = ["sex", "site_icd10", "stage", "dead", "survival_years", "surgery", "sact"]
+    flat = o[vars_]
+    good = pmse(o, t, vars_)["standardised"]
+    indep = pmse(o, independent_marginals(flat, len(t), seed=1), vars_)["standardised"]
+    assert good < indep
+    assert indep > 10
+    same = pmse(o, o.sample(frac=1.0, random_state=1), vars_)
+    assert same["ratio"] < 1e-6
+    pairs = pairwise_pmse(o, independent_marginals(flat, len(t), seed=1), vars_).set_index(["variable_1", "variable_2"])
+    assert pairs.loc[("sex", "site_icd10"), "standardised"] > 10     # sex x site broken by independence
+
+
+def test_gaussian_copula_keeps_margins_and_rank_correlation():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=3000)
+    df = pd.DataFrame({"x": x, "y": x + rng.normal(scale=0.5, size=3000), "g": np.where(x > 0, "a", "b")})
+    g = gaussian_copula(df, 3000, seed=2)
+    assert g["x"].between(df["x"].min(), df["x"].max()).all()
+    assert abs(g[["x", "y"]].corr(method="spearman").iloc[0, 1] - df[["x", "y"]].corr(method="spearman").iloc[0, 1]) < 0.05
+    assert abs((g["g"] == "a").mean() - (df["g"] == "a").mean()) < 0.03
+
+
+def test_ci_overlap_by_hand():
+    assert ci_overlap(0, 1, 0, 1) == 1.0
+    assert ci_overlap(0, 2, 1, 3) == pytest.approx(0.5)
+    assert ci_overlap(0, 1, 0.25, 0.75) == pytest.approx(0.5 * (0.5 + 1.0))
+    assert ci_overlap(0, 1, 3, 4) == pytest.approx(-2.0)
+
+
+def test_replicated_uniques_and_tcap_by_hand():
+    o = pd.DataFrame({"a": [1, 1, 2, 3], "b": ["x", "x", "y", "z"], "s": ["1", "2", "3", "4"]})
+    t = pd.DataFrame({"a": [1, 2, 3, 3], "b": ["x", "y", "z", "q"], "s": ["2", "3", "9", "1"]})
+    assert replicated_uniques(o, t, ["a", "b"]).tolist() == [False, True, True, False]
+    r = tcap(o, t, ["a", "b"], "s")
+    # original records guessable: (1,x) x2 -> "2" (one right), (2,y) -> "3" right, (3,z) -> "9" wrong
+    assert r["matched"] == 4 and r["tcap"] == pytest.approx(2 / 4)
+    assert r["baseline"] == pytest.approx(4 * (1 / 4) ** 2)
+
+
+def test_generate_removes_replicated_uniques_and_says_how_many(release, model):
+    tw, info = generate(model, release, 1500, seed=1)
+    assert len(tw["patient"]) == 1500
+    first = tw["tumour"].sort_values(["pseudo_id", "diagnosis_date"]).drop_duplicates("pseudo_id")
+    first = first.merge(tw["patient"][["pseudo_id", "sex"]], on="pseudo_id")
+    ofirst = release["tumour"].sort_values(["pseudo_id", "diagnosis_date"]).drop_duplicates("pseudo_id")
+    ofirst = ofirst.merge(release["patient"][["pseudo_id", "sex"]], on="pseudo_id")
+    keys = info["key_variables"]
+    assert not replicated_uniques(key_frame(ofirst), key_frame(first), keys).any()
+    assert info["replicated_uniques_after_removal"] == 0
+    assert info["replicated_uniques_removed"] == info["replicated_uniques_drawn"] > 0   # the example has some
+
+
+def test_bad_input_is_one_clear_sentence(release):
+    with pytest.raises(RegistryLabError, match="no patient key column 'patient_ref'"):
+        fit(release, "patient_ref")
+    with pytest.raises(RegistryLabError, match="size must be a positive number"):
+        fit(release, "pseudo_id", min_stratum=100).sample(0)
+    with pytest.raises(RegistryLabError, match="has no tumour table"):
+        fit({"patient": release["patient"]}, "pseudo_id")
+
+
+def test_release_route_writes_a_synthetic_release_with_report_and_audit(tmp_path, monkeypatch):
+    from registry_lib.release import load_release, read_audit, release_info
+    from registry_lib.release.example import write_example_cohort
+    from registry_lib.release.run import run as release_run
+    from registry_lib.twin import run
+
+    cohort = write_example_cohort(tmp_path / "toy", n_patients=300)
+    release_run(cohort, "research_pseudonymised", "A. Analyst")
+    out = run(cohort, "research_pseudonymised", seed=2, size=250)
+    again = tmp_path / "again.json"
+    again.write_text((out / "twin_report.json").read_text())
+    info = release_info(cohort, "research_pseudonymised_twin")
+    assert info["synthetic"] is True and info["twin_of"] == "research_pseudonymised"
+    assert "SYNTHETIC" in info["notice"] and info["description"].startswith("SYNTHETIC")
+    tw = load_release(cohort, "research_pseudonymised_twin")
+    orig = load_release(cohort, "research_pseudonymised")
+    assert len(tw["patient"]) == 250
+    for name in orig:
+        assert dict(tw[name].dtypes) == dict(orig[name].dtypes), name
+    report = json.loads((out / "twin_report.json").read_text())
+    assert {"independent_marginals", "gaussian_copula", "twin"} == set(report["utility"]["pmse"])
+    assert {"distance_to_closest_record", "tcap"} <= set(report["risk"])
+    audit = read_audit(cohort)
+    assert audit.iloc[-1]["policy"] == "research_pseudonymised_twin" and bool(audit.iloc[-1]["synthetic"])
+    # deterministic: the same seed writes the same bytes
+    run(cohort, "research_pseudonymised", seed=2, size=250)
+    assert (out / "twin_report.json").read_text() == again.read_text()
+    with pytest.raises(RegistryLabError, match="itself synthetic"):
+        run(cohort, "research_pseudonymised_twin")
+    with pytest.raises(RegistryLabError, match="--size must be a positive"):
+        run(cohort, "research_pseudonymised", size=0)
+
+
+def test_verdict_checks_every_target():
+    from registry_lib.studies.synthetic_twin import verdict
+
+    targets = {"standardised_pmse": 10, "ci_overlap": 0.5, "replicated_uniques": 0.001}
+    good = {"standardised_pmse": 3.0, "baseline_standardised_pmse": [50.0, 20.0], "min_ci_overlap": 0.7,
+            "replicated_unique_share": 0.0, "rules_violated": 0}
+    assert verdict(good, targets)["useful"] and verdict(good, targets)["safe"]
+    assert not verdict({**good, "standardised_pmse": 25.0}, targets)["useful"]          # above target and a baseline
+    assert not verdict({**good, "min_ci_overlap": 0.3}, targets)["useful"]
+    assert not verdict({**good, "replicated_unique_share": 0.01}, targets)["safe"]
+    assert not verdict({**good, "rules_violated": 2}, targets)["safe"]
+
+
+def test_a_report_on_a_twin_opens_with_the_synthetic_banner(tmp_path):
+    import nbformat
+
+    from registry_lib.pipeline.notebooks import render_html
+
+    banner = nbformat.v4.new_output("display_data", data={"text/html": "<div>SYNTHETIC DATA: twin</div>"},
+                                    metadata={"registry_lab_synthetic": True})
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# A study"),
+        nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output("stream", name="stdout", text="first\n"),
+                                                banner])])
+    nbformat.write(nb, tmp_path / "s.ipynb")
+    render_html(tmp_path / "s.ipynb", tmp_path / "s.html")
+    html = (tmp_path / "s.html").read_text()
+    assert html.index("SYNTHETIC DATA") < html.index("A study")
+    # a real release: no banner
+    nb.cells[1].outputs = nb.cells[1].outputs[:1]
+    nbformat.write(nb, tmp_path / "r.ipynb")
+    render_html(tmp_path / "r.ipynb", tmp_path / "r.html")
+    assert "SYNTHETIC" not in (tmp_path / "r.html").read_text()
+
+
+def test_birth_dates_of_a_twin_are_derived_from_its_own_ages(release):
+    rel = {k: v.copy() for k, v in release.items()}
+    rel["patient"]["birth_date"] = pd.Timestamp("1950-01-01")     # a constant the twin must not copy
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(400, seed=2)
+    first = tw["tumour"].sort_values("diagnosis_date").drop_duplicates("pseudo_id").merge(tw["patient"], on="pseudo_id")
+    age = (first["diagnosis_date"] - first["birth_date"]).dt.days / 365.25
+    assert (np.floor(age) - first["age_at_diagnosis"]).abs().max() <= 1
+    assert first["birth_date"].nunique() > 100
