@@ -22,3 +22,8 @@ class SchemaError(RegistryLabError):
 
 class ConfigError(RegistryLabError):
     """A params file is missing, malformed, or names an unknown key."""
+
+
+class RegistryLabWarning(UserWarning):
+    """A user-facing warning whose message is one clear sentence (e.g. a column that parsed to
+    mostly nothing)."""

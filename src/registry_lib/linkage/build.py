@@ -53,6 +53,7 @@ from registry_lib.linkage.evaluate import (
 from registry_lib.linkage.optouts import apply_optouts
 from registry_lib.linkage.patients import best_values, patient_ids
 from registry_lib.linkage.persons import KEY, PersonLinkage, cluster_identities, link_persons
+from registry_lib.linkage.review import REVIEW_ROLES, apply_decisions, evidence, read_decisions
 from registry_lib.linkage.treatments import assign_tumours, treatment_rows
 from registry_lib.linkage.tumours import DEFAULT_WINDOW_DAYS, consolidate
 from registry_lib.linkage.validate import FATAL, TREATMENT_FEEDS, Validated, validate_feeds
@@ -120,7 +121,7 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         backend: str = "duckdb", review_band: tuple[float, float] = DEFAULT_REVIEW_BAND,
         window_days: int = DEFAULT_WINDOW_DAYS, out_dir: Path | str | None = None,
         write: bool = True, quiet: bool = False, plain: bool = False,
-        deterministic: bool = True) -> dict[str, Any]:
+        deterministic: bool = True, decisions: Path | str | None = None) -> dict[str, Any]:
     """Build ``<cohort_dir>/registry/`` from ``<cohort_dir>/feeds/`` and return the link report.
 
     Args:
@@ -138,6 +139,9 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         quiet: print nothing (the summary line still prints unless quiet).
         plain: use Splink's default comparisons (for comparing methods).
         deterministic: run the HES-style deterministic pass first.
+        decisions: a reviewed clerical decisions CSV to honour (see
+            :mod:`~registry_lib.linkage.review`); default
+            ``params/linkage/decisions/<cohort name>.csv`` when it exists.
 
     Returns:
         The link report (also written to ``registry/link_report.json``).
@@ -163,6 +167,13 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
     min_p = min(low, threshold, 0.001 if evaluate else 1.0)
     lk = link_persons(recs[usable], threshold=threshold, min_probability=min_p, backend=backend,
                       plain=plain, deterministic=deterministic, keep_gammas=True)
+    dec_path = _decisions_path(cohort_dir, decisions)
+    undecided = None
+    if dec_path is not None:
+        undecided = lk.cluster.copy()
+        decided = _apply_decisions(lk, recs[usable], dec_path, threshold)
+        clock.step("decisions", f"clerical decisions from {dec_path}: {decided['applied_match']} match, "
+                                f"{decided['applied_non_match']} non-match applied")
     person = np.full(len(recs), -1, dtype=np.int64)
     person[usable] = lk.cluster
     recs = recs.assign(person=person)
@@ -183,8 +194,13 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
     review = _clerical_review(lk, recs, built["status"], built["record_patient"], opted_person, low, high, threshold)
     weights, truth_pairs = _match_weights(lk, recs, opted_person, threshold, truth)
     report = _report(recs, built, v, lk, opt, feeds, threshold, review_band, backend, cohort_dir)
+    if dec_path is not None:
+        report["clerical_decisions"] = {"file": dec_path.name, **decided}
     if evaluate:
         report.update(_evaluate(recs, built, lk, truth, threshold, truth_pairs, quiet))
+        if undecided is not None:
+            report["clerical_decisions"]["without_decisions"] = _pairwise(recs, usable, undecided, truth)
+            report["clerical_decisions"]["with_decisions"] = {k: report[k] for k in ("precision", "recall", "f1")}
         clock.step("evaluate", f"evaluated: F1 {report['f1']:.4f}, precision {report['precision']:.4f}, "
                                f"recall {report['recall']:.4f}")
     if write:
@@ -206,6 +222,52 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
 
 
 # ---------------------------------------------------------------------------------------------
+def _decisions_path(cohort_dir: Path, decisions: Path | str | None) -> Path | None:
+    if decisions is not None:
+        path = Path(decisions)
+        if not path.exists():
+            raise RegistryLabError(f"{path}: decisions file not found")
+        return path
+    from registry_lib.paths import project_root
+
+    try:
+        path = project_root() / "params" / "linkage" / "decisions" / f"{cohort_dir.name}.csv"
+    except RegistryLabError:
+        return None
+    return path if path.exists() else None
+
+
+def _record_labels(recs: pd.DataFrame) -> pd.Series:
+    return recs["feed"].astype(str) + ":" + recs["record_id"].astype(str)
+
+
+def _apply_decisions(lk: PersonLinkage, recs: pd.DataFrame, path: Path, threshold: float) -> dict[str, int]:
+    """Honour a reviewed decisions file: re-cluster with decided pairs forced to 1 or 0."""
+    dec = read_decisions(path)
+    identity_of = pd.Series(lk.identity_id, index=_record_labels(recs).to_numpy())
+    identity_of = identity_of[~identity_of.index.duplicated()]
+    lk.pairs, counts = apply_decisions(lk.pairs, dec, identity_of)
+    labels = cluster_identities(lk.identity, lk.pairs, threshold)
+    lk.identity["cluster"] = labels
+    lk.cluster = labels[lk.identity_id]
+    non = dec[dec["decision"] == "non-match"]
+    a = non["record_l"].map(identity_of)
+    b = non["record_r"].map(identity_of)
+    ok = a.notna().to_numpy() & b.notna().to_numpy()
+    counts["overruled"] = int((labels[a[ok].astype(np.int64)] == labels[b[ok].astype(np.int64)]).sum())
+    return counts
+
+
+def _pairwise(recs: pd.DataFrame, usable: np.ndarray, cluster: np.ndarray,
+              truth: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """Pairwise precision, recall, F1 of record clusters (usable records) against truth."""
+    rt = truth["record_truth"].astype({"feed": str, "record_id": str})
+    m = recs.loc[usable, ["feed", "record_id"]].astype(str).merge(rt, on=["feed", "record_id"], how="left")
+    ok = m["patient_id"].notna().to_numpy()
+    res = metrics_from_counts(*pair_counts(cluster[ok], m["patient_id"].to_numpy()[ok].astype(np.int64)))
+    return {k: res[k] for k in ("precision", "recall", "f1")}
+
+
 def _read_truth(cohort_dir: Path) -> dict[str, pd.DataFrame]:
     folder = cohort_dir / "truth"
     if not (folder / "record_truth.parquet").exists():
@@ -352,6 +414,7 @@ def _identity_records(lk: PersonLinkage, recs: pd.DataFrame) -> pd.Series:
 
 def _clerical_review(lk: PersonLinkage, recs: pd.DataFrame, status: pd.Series, record_patient: pd.Series,
                      opted_person: set, low: float, high: float, threshold: float) -> pd.DataFrame:
+    model = lk.model
     p = lk.pairs
     band = p[(p["match_probability"] >= low) & (p["match_probability"] < high)]
     cl = lk.identity["cluster"].to_numpy()
@@ -371,6 +434,11 @@ def _clerical_review(lk: PersonLinkage, recs: pd.DataFrame, status: pd.Series, r
     out["patient_id_r"] = out["identity_id_r"].map(ident_patient).astype("Int64")
     out["records_l"] = out["identity_id_l"].map(labels)
     out["records_r"] = out["identity_id_r"].map(labels)
+    first = labels.str.split(", ").str[0]
+    kl, kr = out["identity_id_l"].map(first), out["identity_id_r"].map(first)
+    out["review_key"] = np.where(kl <= kr, kl + "|" + kr, kr + "|" + kl)
+    ev = evidence(band.reset_index(drop=True), model, REVIEW_ROLES)
+    out = pd.concat([out, ev], axis=1)
     for side in ("l", "r"):
         ident = lk.identity.iloc[out[f"identity_id_{side}"].to_numpy()]
         for col in KEY:

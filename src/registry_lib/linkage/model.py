@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from registry_lib.errors import RegistryLabError
+from registry_lib.linkage import formats as fmt
 from registry_lib.linkage import standardise as std
 
 ROLES = ("nhs_number", "given_name", "family_name", "birth_date", "sex", "postcode", "address")
@@ -103,49 +104,69 @@ def prepare(df: pd.DataFrame, columns: Mapping[str, str], *, nhs_check_digit: bo
     """Standardise the role columns of ``df`` into the matching frame (same row order).
 
     ``nhs_check_digit=True`` treats NHS numbers failing the modulus-11 check as missing (the
-    registry does; the generic API accepts any identifier).
+    registry does; the generic API accepts any identifier). Formats are detected per column
+    (:mod:`registry_lib.linkage.formats`); :func:`prepare_report` also returns what was found.
+    """
+    return prepare_report(df, columns, nhs_check_digit=nhs_check_digit)[0]
+
+
+def prepare_report(df: pd.DataFrame, columns: Mapping[str, str], *,
+                   nhs_check_digit: bool = False) -> tuple[pd.DataFrame, list[fmt.Detected]]:
+    """:func:`prepare`, plus what format detection found in each mapped column.
+
+    Example:
+        >>> frame, found = prepare_report(pd.DataFrame({"dob": ["19151111", "19600101"]}), {"birth_date": "dob"})
+        >>> frame["birth_date"].tolist(), found[0].note
+        (['1915-11-11', '1960-01-01'], "birth_date ('dob'): parsed 2/2 values as YYYYMMDD")
     """
     columns = check_columns(df, columns)
     n = len(df)
     out = pd.DataFrame(index=pd.RangeIndex(n))
     out["unique_id"] = np.arange(n, dtype=np.int64)
+    found: list[fmt.Detected] = []
     if "nhs_number" in columns:
-        nhs = df[columns["nhs_number"]].astype("string").str.replace(r"\s", "", regex=True)
-        nhs = nhs.replace("", pd.NA).reset_index(drop=True)
+        nhs, det = fmt.identifiers(df[columns["nhs_number"]], column=columns["nhs_number"])
         if nhs_check_digit:
             from registry_lib.nhs_number import is_valid_nhs_number
 
             nhs = nhs.where(is_valid_nhs_number(nhs))
-        out["nhs_number"] = nhs.astype("string")
+        out["nhs_number"] = nhs
+        found.append(det)
     if "given_name" in columns:
         given = std.clean_name(df[columns["given_name"]]).reset_index(drop=True)
         sets, key = std.nickname_sets(given)
         out["given_name"] = given
         out["given_formals"] = sets
         out["given_block"] = key
+        found.append(fmt.names(given, df[columns["given_name"]], role="given_name", column=columns["given_name"]))
     if "family_name" in columns:
-        out["family_name"] = std.clean_name(df[columns["family_name"]]).reset_index(drop=True)
+        family = std.clean_name(df[columns["family_name"]]).reset_index(drop=True)
+        out["family_name"] = family
+        found.append(fmt.names(family, df[columns["family_name"]], role="family_name",
+                               column=columns["family_name"]))
     if "birth_date" in columns:
-        raw = df[columns["birth_date"]]
-        if pd.api.types.is_datetime64_any_dtype(raw):
-            raw = raw.dt.strftime("%Y-%m-%d")
-        elif pd.api.types.infer_dtype(raw, skipna=True) in ("date", "datetime", "datetime64"):
-            raw = pd.to_datetime(raw, errors="coerce").dt.strftime("%Y-%m-%d")
-        dob = std.date_pattern(raw.reset_index(drop=True))
+        dob, det = fmt.birth_dates(df[columns["birth_date"]], column=columns["birth_date"])
         out["birth_date"] = dob
         out["dob_swap"] = std.dob_swap_key(dob)
+        found.append(det)
     if "sex" in columns:
-        out["sex"] = std.clean_sex(df[columns["sex"]].reset_index(drop=True))
+        sex, det = fmt.sex(df[columns["sex"]], column=columns["sex"])
+        out["sex"] = sex
+        found.append(det)
     if "postcode" in columns:
-        pc = std.clean_postcode(df[columns["postcode"]].reset_index(drop=True))
+        pc, part, det = fmt.postcodes(df[columns["postcode"]], column=columns["postcode"])
         out["postcode"] = pc
-        out["postcode_outward"] = std.postcode_outward(pc)
+        out["postcode_outward"] = part
+        found.append(det)
     if "address" in columns:
-        addr = (df[columns["address"]].astype("string").str.lower()
+        raw = df[columns["address"]].reset_index(drop=True)
+        addr = (fmt._as_text(raw).str.lower()
                 .str.replace(r"[^a-z0-9 ]", "", regex=True).str.replace(r"\s+", " ", regex=True)
-                .str.strip().replace("", pd.NA).reset_index(drop=True))
+                .str.strip())
+        addr = addr.where(addr.str.len() > 0).astype(std.TEXT)
         out["address"] = addr
-    return out
+        found.append(fmt.names(addr, raw, role="address", column=columns["address"]))
+    return out, found
 
 
 def roles_of(frame: pd.DataFrame) -> list[str]:
@@ -460,6 +481,8 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
                     rule, estimate_without_term_frequencies=True)
             except Exception as exc:  # noqa: BLE001
                 notes.append(f"EM on {rule!r} skipped ({_short(exc)})")
+        if total >= MIN_TRAIN_ROWS:
+            notes += _unestimated(linker)
         result = linker.inference.predict(threshold_match_probability=min_probability)
         pairs = result.as_pandas_dataframe()
         model = linker.misc.save_model_to_json()
@@ -467,6 +490,25 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
             result.drop_table_from_database_and_remove_from_cache()
     pairs = _tidy_pairs(pairs, keep_gammas)
     return Scored(pairs=pairs, model=model, notes=notes)
+
+
+def _unestimated(linker: Any) -> list[str]:
+    """Comparisons none of whose levels training could estimate (Splink: 'level not observed')."""
+    from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
+
+    out = []
+    for comp in linker._settings_obj.comparisons:
+        levels = [cl for cl in comp.comparison_levels if not cl.is_null_level]
+        if not levels:
+            continue
+        m_bad = all(getattr(cl, "_m_probability", None) == LEVEL_NOT_OBSERVED_TEXT or cl._fix_m_probability
+                    for cl in levels)
+        u_bad = all(getattr(cl, "_u_probability", None) == LEVEL_NOT_OBSERVED_TEXT for cl in levels)
+        if m_bad or u_bad:
+            which = " and ".join(w for w, bad in (("m", m_bad), ("u", u_bad)) if bad)
+            out.append(f"comparison '{comp.output_column_name}': {which} probabilities not estimated "
+                       "(no training pair had a value on both sides), so its priors are used")
+    return out
 
 
 def _short(exc: Exception) -> str:

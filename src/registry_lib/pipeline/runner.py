@@ -84,6 +84,9 @@ class Pipeline:
             return [self.root / "params" / "release" / f"{step.option('policy')}.yaml"]
         if step.kind == "notebook":
             return [self.root / step.option("notebook"), self.study_params_file(step)]
+        if step.kind == "link":  # reviewed clerical decisions are honoured by the next link
+            decisions = self.root / "params" / "linkage" / "decisions"
+            return [decisions] if decisions.exists() else []
         return []
 
     def study_params_file(self, step: Step) -> Path:
