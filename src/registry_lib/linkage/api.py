@@ -113,7 +113,7 @@ def dedupe(df: pd.DataFrame, columns: Mapping[str, str], *, threshold: float = D
     frame, found = mdl.prepare_report(df, columns)
     notes = _report_formats(found, "dedupe")
     scored = mdl.score(frame, link_type="dedupe_only", backend=backend, plain=plain,
-                       min_probability=MIN_PROBABILITY, seed=seed)
+                       min_probability=MIN_PROBABILITY, seed=seed, generic=True)
     notes += _report_training(scored.notes, frame, "dedupe")
     labels = df.index.to_numpy()
     cand = pd.DataFrame({
@@ -215,7 +215,7 @@ def link(left: pd.DataFrame, right: pd.DataFrame, columns: Mapping[str, str], *,
     fr, found_r = mdl.prepare_report(right, right_columns)
     notes = _report_formats(found_l, "link left") + _report_formats(found_r, "link right")
     scored = mdl.score([fl, fr], link_type="link_only", backend=backend, plain=plain,
-                       min_probability=MIN_PROBABILITY, seed=seed)
+                       min_probability=MIN_PROBABILITY, seed=seed, generic=True)
     notes += _report_training(scored.notes, fl, "link")
     p = scored.pairs
     flip = p["source_dataset_l"].astype(str) != "left_input"

@@ -177,17 +177,38 @@ def roles_of(frame: pd.DataFrame) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Comparisons and blocking rules
 # ---------------------------------------------------------------------------------------------
-def build_comparisons(roles: Sequence[str], *, plain: bool = False, tf: bool = True) -> list[Any]:
-    """Splink comparisons for the roles present (see the module table)."""
+def build_comparisons(roles: Sequence[str], *, plain: bool = False, tf: bool = True,
+                      generic: bool = False) -> list[Any]:
+    """Splink comparisons for the roles present (see the module table).
+
+    ``generic=True`` (the :func:`~registry_lib.linkage.dedupe` / :func:`~registry_lib.linkage.link`
+    API on data that is not ours) adds what other people's data need: a *names swapped* level
+    (given and family name exchanged, both comparisons), a *one character different* postcode
+    level (a typo in any country's postcode) and lets EM estimate how often the identifier
+    disagrees within a person (the registry fixes it at a small prior: NHS numbers rarely do).
+    """
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
     if plain:
         return _plain_comparisons(roles)
 
+    swap = generic and "given_name" in roles and "family_name" in roles
+    swap_sql = "given_name_l = family_name_r AND family_name_l = given_name_r"
+    m_priors = dict(M_PRIORS)
+    u_priors = dict(U_PRIORS)
+    if swap:
+        m_priors["given_name"] = [0.9, 0.01, 0.04, 0.03, 0.015, 0.005]
+        u_priors["given_name"] = [0.01, 1e-5, 0.002, 0.003, 0.03, 0.95499]
+        m_priors["family_name"] = [0.92, 0.01, 0.03, 0.01, 0.03]
+        u_priors["family_name"] = [0.002, 0.01, 0.002, 0.02, 0.966]
+    if generic and "postcode" in roles:
+        m_priors["postcode"] = [0.85, 0.07, 0.03, 0.05]
+        u_priors["postcode"] = [1e-4, 0.005, 0.001, 0.9939]
+
     def levels(name: str, items: list[Any]) -> Any:
         null, *rest = items
-        for lvl, m, u in zip(rest, M_PRIORS[name], U_PRIORS[name], strict=True):
+        for lvl, m, u in zip(rest, m_priors[name], u_priors[name], strict=True):
             lvl.configure(m_probability=m, u_probability=u)
         return cl.CustomComparison(comparison_levels=[null, *rest], output_column_name=name,
                                    comparison_description=name)
@@ -204,16 +225,20 @@ def build_comparisons(roles: Sequence[str], *, plain: bool = False, tf: bool = T
             cll.NullLevel("nhs_number"), exact("nhs_number", "exact", tf_col=False),
             cll.DamerauLevenshteinLevel("nhs_number", 1).configure(label_for_charts="one edit or transposition"),
             # never 0: a wrong but valid number on one record must not veto an otherwise clear match
-            cll.ElseLevel().configure(fix_m_probability=True)]))
+            cll.ElseLevel().configure(fix_m_probability=not generic)]))
     if "given_name" in roles:
         out.append(levels("given_name", [
             cll.NullLevel("given_name"), exact("given_name", "exact"),
+            *([cll.CustomLevel(swap_sql, label_for_charts="names swapped")] if swap else []),
             cll.CustomLevel(NICKNAME_SQL, label_for_charts="nickname"),
             cll.JaroWinklerLevel("given_name", 0.92), cll.JaroWinklerLevel("given_name", 0.80),
             cll.ElseLevel()]))
     if "family_name" in roles:
         out.append(levels("family_name", [
             cll.NullLevel("family_name"), exact("family_name", "exact"),
+            # the swap is one event: its evidence counts once, on given_name (Bayes factor 1 here)
+            *([cll.CustomLevel(swap_sql, label_for_charts="names swapped (counted on given_name)")
+               .configure(fix_m_probability=True, fix_u_probability=True)] if swap else []),
             cll.JaroWinklerLevel("family_name", 0.92), cll.JaroWinklerLevel("family_name", 0.80),
             cll.ElseLevel()]))
     if "birth_date" in roles:
@@ -235,6 +260,8 @@ def build_comparisons(roles: Sequence[str], *, plain: bool = False, tf: bool = T
         out.append(levels("postcode", [
             cll.NullLevel("postcode"), exact("postcode", "exact"),
             cll.ExactMatchLevel("postcode_outward").configure(label_for_charts="same outward code"),
+            *([cll.DamerauLevenshteinLevel("postcode", 1).configure(label_for_charts="one character different")]
+              if generic else []),
             cll.ElseLevel()]))
     if "address" in roles:
         out.append(levels("address", [
@@ -264,7 +291,7 @@ def _plain_comparisons(roles: Sequence[str]) -> list[Any]:
     return out
 
 
-def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False) -> list[str]:
+def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False, generic: bool = False) -> list[str]:
     """Blocking rules that generate candidate pairs: each is an equality on a selective key,
     so comparisons grow about linearly with the data. ``exclude_same_group`` drops pairs already
     linked by the deterministic pass (column ``det_group``)."""
@@ -289,6 +316,10 @@ def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False) 
                      "AND l.postcode_outward = r.postcode_outward")
     if has_given and has_family and not has_dob:
         rules.append("l.given_block = r.given_block AND l.family_name = r.family_name")
+    if generic and has_family and has_pc:
+        rules.append("l.family_name = r.family_name AND l.postcode = r.postcode")
+    if generic and has_given and has_family:
+        rules.append("l.given_name = r.family_name AND l.family_name = r.given_name")
     if "address" in r:
         rules.append("l.address = r.address")
     if has_dob and not (has_given or has_family or has_pc):
@@ -432,7 +463,7 @@ class Scored:
 def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe_only",
           backend: str = "duckdb", plain: bool = False, min_probability: float = 0.01,
           rules: list[str] | None = None, keep_gammas: bool = False, seed: int = 1,
-          max_u_pairs: float = 1e6) -> Scored:
+          max_u_pairs: float = 1e6, generic: bool = False) -> Scored:
     """Train a Fellegi–Sunter model on prepared frame(s) and score the candidate pairs.
 
     Steps: prior match probability from near-deterministic rules; u probabilities by random
@@ -446,8 +477,8 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
     frames = tables if isinstance(tables, list) else [tables]
     roles = roles_of(frames[0])
     total = sum(len(f) for f in frames)
-    comparisons = build_comparisons(roles, plain=plain)
-    rules = rules if rules is not None else prediction_rules(roles)
+    comparisons = build_comparisons(roles, plain=plain, generic=generic)
+    rules = rules if rules is not None else prediction_rules(roles, generic=generic)
     settings = SettingsCreator(
         link_type=link_type, comparisons=comparisons,
         blocking_rules_to_generate_predictions=rules,
