@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from registry_lib.linkage.standardise import TEXT, POSTCODE_RE, text
+from registry_lib.linkage.standardise import POSTCODE_RE, TEXT, text
 
 #: A mapped column with more than this share of values missing after parsing gets a warning.
 MAX_NULL_SHARE = 0.20
