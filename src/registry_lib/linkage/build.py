@@ -247,7 +247,7 @@ def _apply_decisions(lk: PersonLinkage, recs: pd.DataFrame, path: Path, threshol
     identity_of = pd.Series(lk.identity_id, index=_record_labels(recs).to_numpy())
     identity_of = identity_of[~identity_of.index.duplicated()]
     lk.pairs, counts = apply_decisions(lk.pairs, dec, identity_of)
-    labels = cluster_identities(lk.identity, lk.pairs, threshold)
+    labels = cluster_identities(lk.identity, lk.pairs, threshold, anchored=lk.anchored)
     lk.identity["cluster"] = labels
     lk.cluster = labels[lk.identity_id]
     non = dec[dec["decision"] == "non-match"]
@@ -583,7 +583,7 @@ def _evaluate(recs: pd.DataFrame, built: dict[str, Any], lk: PersonLinkage, trut
     # threshold trade-off (re-clustering, no re-scoring)
     curve = []
     for t in progress(THRESHOLD_GRID, "link: threshold trade-off", disable=quiet or None):
-        lab = cluster_identities(lk.identity, lk.pairs, t)[lk.identity_id]
+        lab = lk.recluster(t)
         sel = m["patient_id"].notna().to_numpy()[recs["person"].to_numpy() >= 0]
         c = metrics_from_counts(*pair_counts(lab[sel], true))
         c.update(cluster_errors(lab[sel], true))
