@@ -335,17 +335,26 @@ def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False, 
     return rules
 
 
-def training_rules(roles: Sequence[str]) -> list[str]:
+def training_rules(roles: Sequence[str], *, generic: bool = True) -> list[str]:
     """Blocking rules for EM sessions: each is selective enough that most of its pairs are
     matches (EM is unreliable when non-matches dominate), and together they leave every
-    comparison estimated at least once."""
+    comparison estimated at least once.
+
+    ``generic=False`` (the registry, where NHS numbers are mostly present): the second session
+    also requires the same given name, so look-alike people (twins share birth date, family name
+    and address but not a given name) cannot teach EM that a different given name is common
+    within a person; given names are then estimated on pairs sharing an NHS number only.
+    """
     r = set(roles)
     has_given, has_family, has_pc = "given_name" in r, "family_name" in r, "postcode" in r
     rules: list[str] = []
     if "nhs_number" in r:
         rules.append("l.nhs_number = r.nhs_number")
     if "birth_date" in r:
-        if has_pc:
+        if not generic and "nhs_number" in r and has_pc and has_given:
+            rules.append("l.birth_date = r.birth_date AND l.postcode_outward = r.postcode_outward "
+                         "AND l.given_block = r.given_block")
+        elif has_pc:
             rules.append("l.birth_date = r.birth_date AND l.postcode_outward = r.postcode_outward")
         elif has_family:
             rules.append("l.birth_date = r.birth_date AND l.family_name = r.family_name")
@@ -506,7 +515,7 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
                 linker.training.estimate_u_using_random_sampling(max_pairs=min(max_u_pairs, n_pairs), seed=seed)
             except Exception as exc:  # noqa: BLE001
                 notes.append(f"u probabilities kept at their priors ({_short(exc)})")
-        for rule in (training_rules(roles) if total >= MIN_TRAIN_ROWS else []):
+        for rule in (training_rules(roles, generic=generic) if total >= MIN_TRAIN_ROWS else []):
             try:
                 linker.training.estimate_parameters_using_expectation_maximisation(
                     rule, estimate_without_term_frequencies=True)

@@ -92,10 +92,11 @@ def cluster_identities(ident: pd.DataFrame, pairs: pd.DataFrame, threshold: floa
 
     ``anchored=False``: plain connected components. ``anchored=True`` (the registry): identities
     with an NHS number are *anchored*; they cluster among themselves (deterministic groups and
-    pairs), identities without one cluster among themselves, and each such group then joins
-    the one anchored person it is most strongly linked to. So a record without an NHS number
-    that resembles two people (twins, a same-name-same-birthday pair) joins one of them instead
-    of chaining the two into one person.
+    pairs). Each identity without an NHS number that is linked to an anchored one joins the one
+    anchored person it is most strongly linked to; the remaining identities cluster among
+    themselves and each such group joins the one person it is most strongly linked to. So a
+    record without an NHS number that resembles two people (twins, a same-name-same-birthday
+    pair) joins one of them instead of chaining the two into one person.
 
     Example:
         >>> ident = pd.DataFrame({"nhs_number": ["1", "2", None], "det_group": [0, 1, 2]})
@@ -118,20 +119,38 @@ def cluster_identities(ident: pd.DataFrame, pairs: pd.DataFrame, threshold: floa
     if has.all() or not has.any():
         return connected_clusters(n, np.concatenate([det_l, pl]), np.concatenate([det_r, pr]))
     prob = pairs["match_probability"].to_numpy()[keep]
-    same_kind = has[pl] == has[pr]
-    # components of anchored identities, and of the others, each among themselves
-    base_l = np.concatenate([det_l, pl[same_kind]])
-    base_r = np.concatenate([det_r, pr[same_kind]])
+    both = has[pl] & has[pr]
+    base_l, base_r = np.concatenate([det_l, pl[both]]), np.concatenate([det_r, pr[both]])
     comp = connected_clusters(n, base_l, base_r)
-    # each component without an NHS number joins its most strongly linked anchored component
-    cross = np.flatnonzero(~same_kind)
+    # 1. each identity without an NHS number linked to an anchored one joins its best (alone)
+    cross = np.flatnonzero(has[pl] != has[pr])
     free_end = np.where(has[pl[cross]], pr[cross], pl[cross])
     anch_end = np.where(has[pl[cross]], pl[cross], pr[cross])
-    att = pd.DataFrame({"f": comp[free_end], "a": comp[anch_end], "p": prob[cross],
-                        "fi": free_end, "ai": anch_end})
-    att = att.sort_values(["f", "p", "a"], ascending=[True, False, True], kind="stable").drop_duplicates("f")
-    return connected_clusters(n, np.concatenate([base_l, att["fi"].to_numpy()]),
-                              np.concatenate([base_r, att["ai"].to_numpy()]))
+    a1 = _best(free_end, comp[anch_end], prob[cross], anch_end)
+    attached = np.zeros(n, dtype=bool)
+    attached[a1[0]] = True
+    # 2. the others cluster among themselves; each such group joins the best attached identity
+    free = ~has
+    uu = free[pl] & free[pr] & ~attached[pl] & ~attached[pr]
+    comp_u = connected_clusters(n, pl[uu], pr[uu])
+    ua = free[pl] & free[pr] & (attached[pl] != attached[pr])
+    idx = np.flatnonzero(ua)
+    u_end = np.where(attached[pl[idx]], pr[idx], pl[idx])
+    t_end = np.where(attached[pl[idx]], pl[idx], pr[idx])
+    a2 = _best(comp_u[u_end], comp[t_end], prob[idx], t_end, nodes=u_end)
+    return connected_clusters(n, np.concatenate([base_l, a1[0], pl[uu], a2[0]]),
+                              np.concatenate([base_r, a1[1], pr[uu], a2[1]]))
+
+
+def _best(group: np.ndarray, target: np.ndarray, prob: np.ndarray, target_node: np.ndarray,
+          nodes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One edge per ``group``: to the ``target`` with the highest probability (ties: lowest
+    target). Returns (node, target node) arrays."""
+    nodes = group if nodes is None else nodes
+    df = pd.DataFrame({"g": group, "t": target, "p": prob, "node": nodes, "tn": target_node})
+    df = df.sort_values(["g", "p", "t", "node"], ascending=[True, False, True, True], kind="stable")
+    df = df.drop_duplicates("g")
+    return df["node"].to_numpy(np.int64), df["tn"].to_numpy(np.int64)
 
 
 def link_persons(records: pd.DataFrame, *, threshold: float, min_probability: float,
