@@ -121,7 +121,8 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         backend: str = "duckdb", review_band: tuple[float, float] = DEFAULT_REVIEW_BAND,
         window_days: int = DEFAULT_WINDOW_DAYS, out_dir: Path | str | None = None,
         write: bool = True, quiet: bool = False, plain: bool = False,
-        deterministic: bool = True, decisions: Path | str | None = None) -> dict[str, Any]:
+        deterministic: bool = True, decisions: Path | str | None = None,
+        compare_methods: bool = False) -> dict[str, Any]:
     """Build ``<cohort_dir>/registry/`` from ``<cohort_dir>/feeds/`` and return the link report.
 
     Args:
@@ -142,6 +143,9 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         decisions: a reviewed clerical decisions CSV to honour (see
             :mod:`~registry_lib.linkage.review`); default
             ``params/linkage/decisions/<cohort name>.csv`` when it exists.
+        compare_methods: with ``evaluate``, also link the same records with plain Splink
+            (default comparisons, no deterministic pass) and report it beside exact NHS-number
+            matching and this model (``evaluation.methods``; exact matching is always there).
 
     Returns:
         The link report (also written to ``registry/link_report.json``).
@@ -198,6 +202,8 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         report["clerical_decisions"] = {"file": dec_path.name, **decided}
     if evaluate:
         report.update(_evaluate(recs, built, lk, truth, threshold, truth_pairs, quiet))
+        report["evaluation"]["methods"] = _methods(recs, usable, truth, report, threshold, backend,
+                                                   compare_methods and not plain)
         if undecided is not None:
             report["clerical_decisions"]["without_decisions"] = _pairwise(recs, usable, undecided, truth)
             report["clerical_decisions"]["with_decisions"] = {k: report[k] for k in ("precision", "recall", "f1")}
@@ -259,13 +265,32 @@ def _apply_decisions(lk: PersonLinkage, recs: pd.DataFrame, path: Path, threshol
 
 
 def _pairwise(recs: pd.DataFrame, usable: np.ndarray, cluster: np.ndarray,
-              truth: dict[str, pd.DataFrame]) -> dict[str, float]:
+              truth: dict[str, pd.DataFrame], keys: tuple[str, ...] = ("precision", "recall", "f1")) -> dict[str, Any]:
     """Pairwise precision, recall, F1 of record clusters (usable records) against truth."""
     rt = truth["record_truth"].astype({"feed": str, "record_id": str})
     m = recs.loc[usable, ["feed", "record_id"]].astype(str).merge(rt, on=["feed", "record_id"], how="left")
     ok = m["patient_id"].notna().to_numpy()
-    res = metrics_from_counts(*pair_counts(cluster[ok], m["patient_id"].to_numpy()[ok].astype(np.int64)))
-    return {k: res[k] for k in ("precision", "recall", "f1")}
+    true = m["patient_id"].to_numpy()[ok].astype(np.int64)
+    res = metrics_from_counts(*pair_counts(cluster[ok], true))
+    res.update(cluster_errors(cluster[ok], true))
+    return {k: res[k] for k in keys}
+
+
+def _methods(recs: pd.DataFrame, usable: np.ndarray, truth: dict[str, pd.DataFrame], report: dict[str, Any],
+             threshold: float, backend: str, plain: bool) -> list[dict[str, Any]]:
+    """Exact NHS-number matching, (optionally) plain Splink and this model on the same records."""
+    keys = ("precision", "recall", "f1", "false_match_rate", "persons_split", "persons_merged")
+    sub = recs[usable]
+    codes, _ = pd.factorize(sub["nhs_number"].astype(object))
+    single = np.flatnonzero(codes < 0)
+    codes[single] = (codes.max() + 1 if len(codes) else 0) + np.arange(len(single))
+    rows = [{"method": "exact NHS number", **_pairwise(recs, usable, codes, truth, keys)}]
+    if plain:
+        lk = link_persons(sub, threshold=threshold, min_probability=threshold, backend=backend, plain=True,
+                          deterministic=False)
+        rows.append({"method": "plain Splink", **_pairwise(recs, usable, lk.cluster, truth, keys)})
+    rows.append({"method": "Registry Lab", **{k: report[k] for k in keys}})
+    return rows
 
 
 def _read_truth(cohort_dir: Path) -> dict[str, pd.DataFrame]:

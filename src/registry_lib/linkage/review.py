@@ -162,3 +162,45 @@ def apply_decisions(pairs: pd.DataFrame, decisions: pd.DataFrame,
               "added_pairs": int((new & (out["_p"].to_numpy() == 1.0)).sum())}
     out = out.drop(columns=["_p", "_merge"]).sort_values(["unique_id_l", "unique_id_r"], ignore_index=True)
     return out, counts
+
+
+def decisions_template(review: pd.DataFrame) -> pd.DataFrame:
+    """A decisions sheet for the pairs of ``clerical_review.parquet``: one row per pair, the
+    evidence to read and empty ``decision``, ``reviewer``, ``decided_at`` to fill in.
+
+    Example:
+        >>> rv = pd.DataFrame({"review_key": ["notifications:N1|deaths:D9"], "match_probability": [0.7],
+        ...                    "evidence": ["given_name exact (+7.1)"]})
+        >>> decisions_template(rv)[["record_l", "record_r", "decision"]].values.tolist()
+        [['notifications:N1', 'deaths:D9', '']]
+    """
+    keys = review["review_key"].astype(str).str.split("|", n=1, expand=True)
+    return pd.DataFrame({"record_l": keys[0], "record_r": keys[1], "decision": "", "reviewer": "",
+                         "decided_at": "", "match_probability": review["match_probability"].to_numpy(),
+                         "evidence": review["evidence"].to_numpy()})
+
+
+def simulated_decisions(review: pd.DataFrame, record_truth: pd.DataFrame, *, reviewer: str,
+                        decided_at: str, limit: int | None = None) -> pd.DataFrame:
+    """Decisions a perfectly informed officer would make (validation and demonstration only:
+    it reads the synthetic truth). ``limit``: only the first pairs, most probable first.
+
+    Example:
+        >>> rv = pd.DataFrame({"review_key": ["a:1|b:2", "a:3|b:4"], "match_probability": [0.9, 0.6]})
+        >>> rt = pd.DataFrame({"feed": ["a", "b", "a", "b"], "record_id": ["1", "2", "3", "4"],
+        ...                    "patient_id": [10, 10, 11, 12]})
+        >>> simulated_decisions(rv, rt, reviewer="x", decided_at="2024-01-01")["decision"].tolist()
+        ['match', 'non-match']
+    """
+    rv = review.sort_values("match_probability", ascending=False, kind="stable")
+    if limit is not None:
+        rv = rv.head(int(limit))
+    keys = rv["review_key"].astype(str).str.split("|", n=1, expand=True)
+    who = pd.Series(record_truth["patient_id"].to_numpy(),
+                    index=record_truth["feed"].astype(str) + ":" + record_truth["record_id"].astype(str))
+    who = who[~who.index.duplicated()]
+    a, b = keys[0].map(who), keys[1].map(who)
+    known = a.notna() & b.notna()
+    return pd.DataFrame({"record_l": keys[0][known].to_numpy(), "record_r": keys[1][known].to_numpy(),
+                         "decision": np.where((a == b)[known], "match", "non-match"),
+                         "reviewer": reviewer, "decided_at": decided_at})

@@ -149,7 +149,8 @@ class Pipeline:
             from registry_lib import linkage
 
             linkage.run(self.cohort_path, evaluate=bool(step.option("evaluate", False)),
-                        threshold=step.option("threshold"))
+                        threshold=step.option("threshold"),
+                        compare_methods=bool(step.option("compare_methods", False)))
         elif step.kind == "release":
             from registry_lib import release
 

@@ -18,7 +18,7 @@ from registry_lib.config import load_yaml
 from registry_lib.errors import ConfigError
 
 STEP_KINDS = {"synth", "link", "release", "notebook"}
-STEP_KEYS = {"name", "kind", "needs", "config", "evaluate", "policy", "requester", "notebook", "params"}
+STEP_KEYS = {"name", "kind", "needs", "config", "evaluate", "compare_methods", "policy", "requester", "notebook", "params"}
 
 
 @dataclass(frozen=True)
