@@ -22,6 +22,8 @@ Example:
     >>> ev = evidence(pd.DataFrame({"gamma_sex": [1, 0, -1]}), model)
     >>> ev["level_sex"].tolist(), ev["weight_sex"].round(2).tolist()
     (['exact', 'else', 'missing'], [1.0, -4.67, 0.0])
+
+A level Splink labels "All other comparisons" is shown as ``disagrees``.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ def levels(model: dict[str, Any]) -> dict[str, pd.DataFrame]:
                 rows.append((-1, "missing", 0.0))
                 continue
             m, u = float(x.get("m_probability", np.nan)), float(x.get("u_probability", np.nan))
-            rows.append((n_non_null - 1 - k, str(x.get("label_for_charts", "")), float(np.log2(m / u))))
+            label = str(x.get("label_for_charts", ""))
+            label = "disagrees" if label == "All other comparisons" else label
+            rows.append((n_non_null - 1 - k, label, float(np.log2(m / u))))
             k += 1
         out[name] = pd.DataFrame(rows, columns=["gamma", "label", "weight"]).set_index("gamma")
     return out
@@ -83,8 +87,8 @@ def evidence(pairs: pd.DataFrame, model: dict[str, Any], roles: tuple[str, ...] 
         else:
             out[f"level_{role}"] = pd.array([pd.NA] * len(pairs), dtype="string")
             out[f"weight_{role}"] = np.nan
-    out["evidence"] = (pd.concat(parts, axis=1).agg("; ".join, axis=1) if parts
-                       else pd.Series("", index=pairs.index)).astype("string")
+    joined = parts[0].str.cat(parts[1:], sep="; ") if parts else pd.Series("", index=pairs.index)
+    out["evidence"] = joined.astype("string")
     return out
 
 
@@ -122,8 +126,9 @@ def read_decisions(path: Path | str) -> pd.DataFrame:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise RegistryLabError(f"{path}: row {i + 2} has no {c}; every decision says who made it and when")
-    lo = np.minimum(df["record_l"].to_numpy(str), df["record_r"].to_numpy(str))
-    hi = np.maximum(df["record_l"].to_numpy(str), df["record_r"].to_numpy(str))
+    a, b = df["record_l"].to_numpy(object), df["record_r"].to_numpy(object)
+    first = a <= b
+    lo, hi = np.where(first, a, b), np.where(first, b, a)
     df["record_l"], df["record_r"] = lo, hi
     return df.drop_duplicates(["record_l", "record_r"], keep="last").reset_index(drop=True)
 
