@@ -112,6 +112,7 @@ def dedupe(df: pd.DataFrame, columns: Mapping[str, str], *, threshold: float = D
     _check_index(df, "dedupe input")
     frame, found = mdl.prepare_report(df, columns)
     notes = _report_formats(found, "dedupe")
+    frame = _drop_empty([frame], [found], "dedupe")[0]
     scored = mdl.score(frame, link_type="dedupe_only", backend=backend, plain=plain,
                        min_probability=MIN_PROBABILITY, seed=seed, generic=True)
     notes += _report_training(scored.notes, frame, "dedupe")
@@ -146,6 +147,25 @@ def _report_formats(found: list[fmt.Detected], where: str) -> list[str]:
             _warn(msg)
             notes.append(msg)
     return notes
+
+
+#: Matching-frame columns that belong to each role (dropped together when a role has no value).
+_ROLE_COLUMNS = {"nhs_number": ["nhs_number"], "given_name": ["given_name", "given_formals", "given_block"],
+                 "family_name": ["family_name"], "birth_date": ["birth_date", "dob_swap"], "sex": ["sex"],
+                 "postcode": ["postcode", "postcode_outward"], "address": ["address"]}
+
+
+def _drop_empty(frames: list[pd.DataFrame], found: list[list[fmt.Detected]], where: str) -> list[pd.DataFrame]:
+    """Leave out a role with no usable value in some table (already warned about); raise when none is left."""
+    empty = sorted({d.role for f in found for d in f if d.parsed == 0})
+    if not empty:
+        return frames
+    out = [f.drop(columns=[c for r in empty for c in _ROLE_COLUMNS[r] if c in f.columns]) for f in frames]
+    if not mdl.roles_of(out[0]):
+        raise RegistryLabError(f"{where}: no mapped column has a usable value ({', '.join(empty)} parsed to nothing); "
+                               "see the warnings above for example values")
+    LOG.warning("%s: left out %s (no usable value)", where, ", ".join(empty))
+    return out
 
 
 def _report_training(train_notes: list[str], frame: pd.DataFrame, where: str) -> list[str]:
@@ -214,6 +234,7 @@ def link(left: pd.DataFrame, right: pd.DataFrame, columns: Mapping[str, str], *,
     fl, found_l = mdl.prepare_report(left, columns)
     fr, found_r = mdl.prepare_report(right, right_columns)
     notes = _report_formats(found_l, "link left") + _report_formats(found_r, "link right")
+    fl, fr = _drop_empty([fl, fr], [found_l, found_r], "link")
     scored = mdl.score([fl, fr], link_type="link_only", backend=backend, plain=plain,
                        min_probability=MIN_PROBABILITY, seed=seed, generic=True)
     notes += _report_training(scored.notes, fl, "link")

@@ -193,7 +193,9 @@ def build_comparisons(roles: Sequence[str], *, plain: bool = False, tf: bool = T
     if plain:
         return _plain_comparisons(roles)
 
-    swap = generic and "given_name" in roles and "family_name" in roles
+    # (only with another identifier: EM blocked on a name would deactivate both name comparisons)
+    swap = (generic and "given_name" in roles and "family_name" in roles
+            and bool(set(roles) & {"nhs_number", "birth_date", "postcode"}))
     swap_sql = "given_name_l = family_name_r AND family_name_l = given_name_r"
     m_priors = dict(M_PRIORS)
     u_priors = dict(U_PRIORS)
@@ -318,7 +320,7 @@ def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False, 
         rules.append("l.given_block = r.given_block AND l.family_name = r.family_name")
     if generic and has_family and has_pc:
         rules.append("l.family_name = r.family_name AND l.postcode = r.postcode")
-    if generic and has_given and has_family:
+    if generic and has_given and has_family and (has_dob or has_pc or "nhs_number" in r):
         rules.append("l.given_name = r.family_name AND l.family_name = r.given_name")
     if "address" in r:
         rules.append("l.address = r.address")
