@@ -121,7 +121,7 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         backend: str = "duckdb", review_band: tuple[float, float] = DEFAULT_REVIEW_BAND,
         window_days: int = DEFAULT_WINDOW_DAYS, out_dir: Path | str | None = None,
         write: bool = True, quiet: bool = False, plain: bool = False,
-        deterministic: bool = True, decisions: Path | str | None = None,
+        deterministic: bool = True, decisions: Path | str | bool | None = None,
         compare_methods: bool = False) -> dict[str, Any]:
     """Build ``<cohort_dir>/registry/`` from ``<cohort_dir>/feeds/`` and return the link report.
 
@@ -142,7 +142,7 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         deterministic: run the HES-style deterministic pass first.
         decisions: a reviewed clerical decisions CSV to honour (see
             :mod:`~registry_lib.linkage.review`); default
-            ``params/linkage/decisions/<cohort name>.csv`` when it exists.
+            ``params/linkage/decisions/<cohort name>.csv`` when it exists; ``False``: none.
         compare_methods: with ``evaluate``, also link the same records with plain Splink
             (default comparisons, no deterministic pass) and report it beside exact NHS-number
             matching and this model (``evaluation.methods``; exact matching is always there).
@@ -228,8 +228,10 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
 
 
 # ---------------------------------------------------------------------------------------------
-def _decisions_path(cohort_dir: Path, decisions: Path | str | None) -> Path | None:
-    if decisions is not None:
+def _decisions_path(cohort_dir: Path, decisions: Path | str | bool | None) -> Path | None:
+    if decisions is False:
+        return None
+    if decisions is not None and decisions is not True:
         path = Path(decisions)
         if not path.exists():
             raise RegistryLabError(f"{path}: decisions file not found")

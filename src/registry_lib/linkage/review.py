@@ -160,11 +160,11 @@ def apply_decisions(pairs: pd.DataFrame, decisions: pd.DataFrame,
     for c in out.columns:
         if c.startswith("gamma_"):
             out[c] = out[c].fillna(-1).astype(np.int8)
-    out = out[~(new & (out["_p"].to_numpy() == 0.0))]  # a non-match never scored needs nothing
     counts = {"decisions": int(len(decisions)), "unknown_records": int((~known).sum()),
               "same_identity": int(same.sum()),
               "applied_match": int((want["_p"] == 1.0).sum()), "applied_non_match": int((want["_p"] == 0.0).sum()),
               "added_pairs": int((new & (out["_p"].to_numpy() == 1.0)).sum())}
+    out = out[~(new & (out["_p"].to_numpy() == 0.0))]  # a non-match never scored needs nothing
     out = out.drop(columns=["_p", "_merge"]).sort_values(["unique_id_l", "unique_id_r"], ignore_index=True)
     return out, counts
 
