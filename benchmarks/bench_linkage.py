@@ -77,7 +77,8 @@ def _worker(method: str, cohort: str, out: str | None) -> dict:
         return {"precision": report["precision"], "recall": report["recall"], "f1": report["f1"],
                 "false_match_rate": report["false_match_rate"], "persons_split": report["persons_split"],
                 "persons_merged": report["persons_merged"], "f1_at_0.5": curve[0.5]["f1"],
-                "seconds": seconds, "records": report["evaluation"]["records_evaluated"]}
+                "seconds": seconds, "records": report["evaluation"]["records_evaluated"],
+                "curve": report["evaluation"]["threshold_curve"]}
     if method == "exact_nhs":
         feeds, _ = read_feeds(Path(cohort))
         v = validate_feeds(feeds)
@@ -206,6 +207,13 @@ def _cohort_section(name: str, tmp: Path) -> None:
     if name == "hard":
         gaps = [f"{label} F1 {r['f1']:.4f} ({ours['f1'] - r['f1']:+.4f} for ours)" for label, r in rows[:-1]]
         print("hard: " + "; ".join(gaps) + ".")
+        print("\nours re-clustered at other thresholds (same scores):\n")
+        print("| threshold | precision | recall | F1 | false match rate | persons merged | persons split |")
+        print("|---|---|---|---|---|---|---|")
+        for c in ours["curve"]:
+            if c["threshold"] >= 0.5:
+                print(f"| {c['threshold']:g} | {c['precision']:.5f} | {c['recall']:.5f} | {c['f1']:.5f} "
+                      f"| {c['false_match_rate']:.5f} | {c['persons_merged']} | {c['persons_split']} |")
 
 
 def main() -> None:
