@@ -37,3 +37,13 @@ class ConfigError(RegistryLabError):
         >>> issubclass(ConfigError, RegistryLabError)
         True
     """
+
+
+class RegistryLabWarning(UserWarning):
+    """A user-facing warning whose message is one clear sentence (e.g. a column that parsed to
+    mostly nothing).
+
+    Example:
+        >>> issubclass(RegistryLabWarning, UserWarning)
+        True
+    """

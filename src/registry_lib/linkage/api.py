@@ -24,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +33,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from registry_lib.errors import RegistryLabError
+from registry_lib.errors import RegistryLabError, RegistryLabWarning
+from registry_lib.linkage import formats as fmt
 from registry_lib.linkage import model as mdl
 from registry_lib.linkage.clustering import connected_clusters
 
 DEFAULT_THRESHOLD = 0.5
+LOG = logging.getLogger("registry_lib.linkage")
 #: Candidate pairs scoring below this are not kept at all.
 MIN_PROBABILITY = 0.001
 
@@ -53,7 +57,9 @@ class DedupeResult:
             cluster are the same person); ids are 0, 1, … in order of first appearance.
         threshold: the threshold used.
         model: Splink's settings JSON with the trained m and u probabilities.
-        notes: training steps that could not run on these data (empty when all ran).
+        notes: what format detection found in each mapped column (``"birth_date ('dob'):
+            parsed 4,997/5,000 values as YYYYMMDD"``), then any warning: a column mostly
+            missing after parsing, a comparison training could not estimate.
     """
 
     pairs: pd.DataFrame
@@ -104,9 +110,12 @@ def dedupe(df: pd.DataFrame, columns: Mapping[str, str], *, threshold: float = D
     """
     threshold = _check_threshold(threshold)
     _check_index(df, "dedupe input")
-    frame = mdl.prepare(df, columns)
+    frame, found = mdl.prepare_report(df, columns)
+    notes = _report_formats(found, "dedupe")
+    frame = _drop_empty([frame], [found], "dedupe")[0]
     scored = mdl.score(frame, link_type="dedupe_only", backend=backend, plain=plain,
-                       min_probability=MIN_PROBABILITY, seed=seed)
+                       min_probability=MIN_PROBABILITY, seed=seed, generic=True)
+    notes += _report_training(scored.notes, frame, "dedupe")
     labels = df.index.to_numpy()
     cand = pd.DataFrame({
         "id_l": labels[scored.pairs["unique_id_l"].to_numpy()],
@@ -116,8 +125,82 @@ def dedupe(df: pd.DataFrame, columns: Mapping[str, str], *, threshold: float = D
     })
     clusters = _clusters(df.index, cand, threshold)
     pairs = cand[cand["match_probability"] >= threshold].reset_index(drop=True)
+    if len(pairs) == 0 and len(df) > 1:
+        notes += _explain_empty([frame], threshold, cand, "dedupe")
     return DedupeResult(pairs=pairs, candidates=cand, clusters=clusters, threshold=threshold,
-                        model=scored.model, notes=scored.notes)
+                        model=scored.model, notes=notes)
+
+
+def _warn(message: str) -> None:
+    LOG.warning(message)
+    warnings.warn(message, RegistryLabWarning, stacklevel=3)
+
+
+def _report_formats(found: list[fmt.Detected], where: str) -> list[str]:
+    """Log what format detection found; warn (one sentence) on a mostly missing column."""
+    notes = []
+    for det in found:
+        LOG.info("%s: %s", where, det.note)
+        notes.append(det.note)
+        if det.problem:
+            msg = f"{where}: {det.problem}"
+            _warn(msg)
+            notes.append(msg)
+    return notes
+
+
+#: Matching-frame columns that belong to each role (dropped together when a role has no value).
+_ROLE_COLUMNS = {"nhs_number": ["nhs_number"], "given_name": ["given_name", "given_formals", "given_block"],
+                 "family_name": ["family_name"], "birth_date": ["birth_date", "dob_swap"], "sex": ["sex"],
+                 "postcode": ["postcode", "postcode_outward"], "address": ["address"]}
+
+
+def _drop_empty(frames: list[pd.DataFrame], found: list[list[fmt.Detected]], where: str) -> list[pd.DataFrame]:
+    """Leave out a role with no usable value in some table (already warned about); raise when none is left."""
+    empty = sorted({d.role for f in found for d in f if d.parsed == 0})
+    if not empty:
+        return frames
+    out = [f.drop(columns=[c for r in empty for c in _ROLE_COLUMNS[r] if c in f.columns]) for f in frames]
+    if not mdl.roles_of(out[0]):
+        raise RegistryLabError(f"{where}: no mapped column has a usable value ({', '.join(empty)} parsed to nothing); "
+                               "see the warnings above for example values")
+    LOG.warning("%s: left out %s (no usable value)", where, ", ".join(empty))
+    return out
+
+
+def _report_training(train_notes: list[str], frame: pd.DataFrame, where: str) -> list[str]:
+    """Warn on every comparison training could not estimate, with two example values."""
+    out = []
+    for note in train_notes:
+        msg = f"{where}: {note}"
+        role = next((r for r in mdl.ROLES if f"'{r}'" in note), None)
+        if role is not None and "not estimated" in note:
+            vals = frame[role].dropna().drop_duplicates().head(2).tolist() if role in frame.columns else []
+            msg += f"; example values {' and '.join(repr(v) for v in vals) or 'none (all missing)'}"
+            _warn(msg)
+        else:  # e.g. too few records to train: the priors are used, which is expected on tiny data
+            LOG.info(msg)
+        out.append(msg)
+    return out
+
+
+def _explain_empty(frames: list[pd.DataFrame], threshold: float, cand: pd.DataFrame, where: str) -> list[str]:
+    """Why no pair reached the threshold, as one warned sentence."""
+    best = float(cand["match_probability"].max()) if len(cand) else None
+    shared = 0
+    if "nhs_number" in frames[0].columns:
+        if len(frames) == 2:
+            shared = int(frames[0]["nhs_number"].dropna().isin(set(frames[1]["nhs_number"].dropna())).sum())
+        else:
+            shared = int(frames[0]["nhs_number"].dropna().duplicated().sum())
+    why = (f"no candidate pair scored above {MIN_PROBABILITY}" if best is None
+           else f"the best candidate pair scored {best:.3g}")
+    msg = f"{where}: 0 pairs at threshold {threshold}: {why}"
+    if shared:
+        msg += (f", although {shared:,} records share an exact nhs_number value; the other identifiers "
+                "disagree or were not understood (see the notes on each column)")
+    _warn(msg)
+    return [msg]
 
 
 def link(left: pd.DataFrame, right: pd.DataFrame, columns: Mapping[str, str], *,
@@ -130,7 +213,8 @@ def link(left: pd.DataFrame, right: pd.DataFrame, columns: Mapping[str, str], *,
     ``match_probability`` and ``match_weight`` for pairs with ``match_probability >=
     threshold``, sorted by ``id_l`` then descending probability. A left record can match several
     right records; keep the best with ``pairs.drop_duplicates("id_r")`` if each right record
-    is one person.
+    is one person. What format detection found in each column, and any warning, is in
+    ``pairs.attrs["notes"]`` (and logged on ``registry_lib.linkage``).
 
     Example:
         >>> import pandas as pd
@@ -147,11 +231,13 @@ def link(left: pd.DataFrame, right: pd.DataFrame, columns: Mapping[str, str], *,
     right_columns = dict(right_columns) if right_columns is not None else dict(columns)
     if set(right_columns) != set(columns):
         raise RegistryLabError("link: `columns` and `right_columns` must name the same roles")
-    fl = mdl.prepare(left, columns)
-    fr = mdl.prepare(right, right_columns)
+    fl, found_l = mdl.prepare_report(left, columns)
+    fr, found_r = mdl.prepare_report(right, right_columns)
+    notes = _report_formats(found_l, "link left") + _report_formats(found_r, "link right")
+    fl, fr = _drop_empty([fl, fr], [found_l, found_r], "link")
     scored = mdl.score([fl, fr], link_type="link_only", backend=backend, plain=plain,
-                       min_probability=max(threshold, MIN_PROBABILITY) if threshold > 0 else MIN_PROBABILITY,
-                       seed=seed)
+                       min_probability=MIN_PROBABILITY, seed=seed, generic=True)
+    notes += _report_training(scored.notes, fl, "link")
     p = scored.pairs
     flip = p["source_dataset_l"].astype(str) != "left_input"
     uid_left = np.where(flip, p["unique_id_r"], p["unique_id_l"])
@@ -163,6 +249,11 @@ def link(left: pd.DataFrame, right: pd.DataFrame, columns: Mapping[str, str], *,
         "match_weight": p["match_weight"].to_numpy(),
         "_l": uid_left, "_r": uid_right,
     })
+    cand = out
     out = out[out["match_probability"] >= threshold]
+    if len(out) == 0 and len(left) and len(right):
+        notes += _explain_empty([fl, fr], threshold, cand, "link")
     out = out.sort_values(["_l", "match_probability", "_r"], ascending=[True, False, True])
-    return out.drop(columns=["_l", "_r"]).reset_index(drop=True)
+    out = out.drop(columns=["_l", "_r"]).reset_index(drop=True)
+    out.attrs["notes"] = notes
+    return out

@@ -57,6 +57,7 @@ from registry_lib.linkage.evaluate import (
 from registry_lib.linkage.optouts import apply_optouts
 from registry_lib.linkage.patients import best_values, patient_ids
 from registry_lib.linkage.persons import KEY, PersonLinkage, cluster_identities, link_persons
+from registry_lib.linkage.review import REVIEW_ROLES, apply_decisions, evidence, read_decisions
 from registry_lib.linkage.treatments import assign_tumours, treatment_rows
 from registry_lib.linkage.tumours import DEFAULT_WINDOW_DAYS, consolidate
 from registry_lib.linkage.validate import (
@@ -153,7 +154,8 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         backend: str = "duckdb", review_band: tuple[float, float] = DEFAULT_REVIEW_BAND,
         window_days: int = DEFAULT_WINDOW_DAYS, out_dir: Path | str | None = None,
         write: bool = True, quiet: bool = False, plain: bool = False,
-        deterministic: bool = True, extract_date: str | None = None) -> dict[str, Any]:
+        deterministic: bool = True, extract_date: str | None = None,
+        decisions: Path | str | bool | None = None, compare_methods: bool = False) -> dict[str, Any]:
     """Build ``<cohort_dir>/registry/`` from ``<cohort_dir>/feeds/`` and return the link report.
 
     Args:
@@ -174,6 +176,12 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         extract_date: the date of the extract (default: the cohort's configured one, see
             :func:`configured_extract_date`); later receipt, registration and death dates are
             quarantined.
+        decisions: a reviewed clerical decisions CSV to honour (see
+            :mod:`~registry_lib.linkage.review`); default
+            ``params/linkage/decisions/<cohort name>.csv`` when it exists; ``False``: none.
+        compare_methods: with ``evaluate``, also link the same records with plain Splink
+            (default comparisons, no deterministic pass) and report it beside exact NHS-number
+            matching and this model (``evaluation.methods``; exact matching is always there).
 
     Returns:
         The link report (also written to ``registry/link_report.json``).
@@ -201,6 +209,13 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
     min_p = min(low, threshold, 0.001 if evaluate else 1.0)
     lk = link_persons(recs[usable], threshold=threshold, min_probability=min_p, backend=backend,
                       plain=plain, deterministic=deterministic, keep_gammas=True)
+    dec_path = _decisions_path(cohort_dir, decisions)
+    undecided = None
+    if dec_path is not None:
+        undecided = lk.cluster.copy()
+        decided = _apply_decisions(lk, recs[usable], dec_path, threshold)
+        clock.step("decisions", f"clerical decisions from {dec_path}: {decided['applied_match']} match, "
+                                f"{decided['applied_non_match']} non-match applied")
     person = np.full(len(recs), -1, dtype=np.int64)
     person[usable] = lk.cluster
     recs = recs.assign(person=person)
@@ -226,8 +241,15 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
     report["ndop_invalid_entries"] = int(built["ndop_invalid_entries"])
     report["patients_without_valid_nhs_number"] = int(built["patient"]["nhs_number"].isna().sum())
     report["key_fingerprint"] = key_fingerprint()
+    if dec_path is not None:
+        report["clerical_decisions"] = {"file": dec_path.name, **decided}
     if evaluate:
         report.update(_evaluate(recs, built, lk, truth, threshold, truth_pairs, quiet))
+        report["evaluation"]["methods"] = _methods(recs, usable, truth, report, threshold, backend,
+                                                   compare_methods and not plain)
+        if undecided is not None:
+            report["clerical_decisions"]["without_decisions"] = _pairwise(recs, usable, undecided, truth)
+            report["clerical_decisions"]["with_decisions"] = {k: report[k] for k in ("precision", "recall", "f1")}
         clock.step("evaluate", f"evaluated: F1 {report['f1']:.4f}, precision {report['precision']:.4f}, "
                                f"recall {report['recall']:.4f}")
     if write:
@@ -249,6 +271,73 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
 
 
 # ---------------------------------------------------------------------------------------------
+def _decisions_path(cohort_dir: Path, decisions: Path | str | bool | None) -> Path | None:
+    if decisions is False:
+        return None
+    if decisions is not None and decisions is not True:
+        path = Path(decisions)
+        if not path.exists():
+            raise RegistryLabError(f"{path}: decisions file not found")
+        return path
+    from registry_lib.paths import project_root
+
+    try:
+        path = project_root() / "params" / "linkage" / "decisions" / f"{cohort_dir.name}.csv"
+    except RegistryLabError:
+        return None
+    return path if path.exists() else None
+
+
+def _record_labels(recs: pd.DataFrame) -> pd.Series:
+    return recs["feed"].astype(str) + ":" + recs["record_id"].astype(str)
+
+
+def _apply_decisions(lk: PersonLinkage, recs: pd.DataFrame, path: Path, threshold: float) -> dict[str, int]:
+    """Honour a reviewed decisions file: re-cluster with decided pairs forced to 1 or 0."""
+    dec = read_decisions(path)
+    identity_of = pd.Series(lk.identity_id, index=_record_labels(recs).to_numpy())
+    identity_of = identity_of[~identity_of.index.duplicated()]
+    lk.pairs, counts = apply_decisions(lk.pairs, dec, identity_of)
+    labels = cluster_identities(lk.identity, lk.pairs, threshold, anchored=lk.anchored)
+    lk.identity["cluster"] = labels
+    lk.cluster = labels[lk.identity_id]
+    non = dec[dec["decision"] == "non-match"]
+    a = non["record_l"].map(identity_of)
+    b = non["record_r"].map(identity_of)
+    ok = a.notna().to_numpy() & b.notna().to_numpy()
+    counts["overruled"] = int((labels[a[ok].astype(np.int64)] == labels[b[ok].astype(np.int64)]).sum())
+    return counts
+
+
+def _pairwise(recs: pd.DataFrame, usable: np.ndarray, cluster: np.ndarray,
+              truth: dict[str, pd.DataFrame], keys: tuple[str, ...] = ("precision", "recall", "f1")) -> dict[str, Any]:
+    """Pairwise precision, recall, F1 of record clusters (usable records) against truth."""
+    rt = truth["record_truth"].astype({"feed": str, "record_id": str})
+    m = recs.loc[usable, ["feed", "record_id"]].astype(str).merge(rt, on=["feed", "record_id"], how="left")
+    ok = m["patient_id"].notna().to_numpy()
+    true = m["patient_id"].to_numpy()[ok].astype(np.int64)
+    res = metrics_from_counts(*pair_counts(cluster[ok], true))
+    res.update(cluster_errors(cluster[ok], true))
+    return {k: res[k] for k in keys}
+
+
+def _methods(recs: pd.DataFrame, usable: np.ndarray, truth: dict[str, pd.DataFrame], report: dict[str, Any],
+             threshold: float, backend: str, plain: bool) -> list[dict[str, Any]]:
+    """Exact NHS-number matching, (optionally) plain Splink and this model on the same records."""
+    keys = ("precision", "recall", "f1", "false_match_rate", "persons_split", "persons_merged")
+    sub = recs[usable]
+    codes, _ = pd.factorize(sub["nhs_number"].astype(object))
+    single = np.flatnonzero(codes < 0)
+    codes[single] = (codes.max() + 1 if len(codes) else 0) + np.arange(len(single))
+    rows = [{"method": "exact NHS number", **_pairwise(recs, usable, codes, truth, keys)}]
+    if plain:
+        lk = link_persons(sub, threshold=threshold, min_probability=threshold, backend=backend, plain=True,
+                          deterministic=False)
+        rows.append({"method": "plain Splink", **_pairwise(recs, usable, lk.cluster, truth, keys)})
+    rows.append({"method": "Registry Lab", **{k: report[k] for k in keys}})
+    return rows
+
+
 def _read_truth(cohort_dir: Path) -> dict[str, pd.DataFrame]:
     folder = cohort_dir / "truth"
     if not (folder / "record_truth.parquet").exists():
@@ -400,6 +489,7 @@ def _identity_records(lk: PersonLinkage, recs: pd.DataFrame) -> pd.Series:
 
 def _clerical_review(lk: PersonLinkage, recs: pd.DataFrame, status: pd.Series, record_patient: pd.Series,
                      opted_person: set, low: float, high: float, threshold: float) -> pd.DataFrame:
+    model = lk.model
     p = lk.pairs
     band = p[(p["match_probability"] >= low) & (p["match_probability"] < high)]
     cl = lk.identity["cluster"].to_numpy()
@@ -419,6 +509,11 @@ def _clerical_review(lk: PersonLinkage, recs: pd.DataFrame, status: pd.Series, r
     out["patient_id_r"] = out["identity_id_r"].map(ident_patient).astype("Int64")
     out["records_l"] = out["identity_id_l"].map(labels)
     out["records_r"] = out["identity_id_r"].map(labels)
+    first = labels.str.split(", ").str[0]
+    kl, kr = out["identity_id_l"].map(first), out["identity_id_r"].map(first)
+    out["review_key"] = np.where(kl <= kr, kl + "|" + kr, kr + "|" + kl)
+    ev = evidence(band.reset_index(drop=True), model, REVIEW_ROLES)
+    out = pd.concat([out, ev], axis=1)
     for side in ("l", "r"):
         ident = lk.identity.iloc[out[f"identity_id_{side}"].to_numpy()]
         for col in KEY:
@@ -563,7 +658,7 @@ def _evaluate(recs: pd.DataFrame, built: dict[str, Any], lk: PersonLinkage, trut
     # threshold trade-off (re-clustering, no re-scoring)
     curve = []
     for t in progress(THRESHOLD_GRID, "link: threshold trade-off", disable=quiet or None):
-        lab = cluster_identities(lk.identity, lk.pairs, t)[lk.identity_id]
+        lab = lk.recluster(t)
         sel = m["patient_id"].notna().to_numpy()[recs["person"].to_numpy() >= 0]
         c = metrics_from_counts(*pair_counts(lab[sel], true))
         c.update(cluster_errors(lab[sel], true))

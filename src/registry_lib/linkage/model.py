@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from registry_lib.errors import RegistryLabError
+from registry_lib.linkage import formats as fmt
 from registry_lib.linkage import standardise as std
 
 ROLES = ("nhs_number", "given_name", "family_name", "birth_date", "sex", "postcode", "address")
@@ -103,49 +104,69 @@ def prepare(df: pd.DataFrame, columns: Mapping[str, str], *, nhs_check_digit: bo
     """Standardise the role columns of ``df`` into the matching frame (same row order).
 
     ``nhs_check_digit=True`` treats NHS numbers failing the modulus-11 check as missing (the
-    registry does; the generic API accepts any identifier).
+    registry does; the generic API accepts any identifier). Formats are detected per column
+    (:mod:`registry_lib.linkage.formats`); :func:`prepare_report` also returns what was found.
+    """
+    return prepare_report(df, columns, nhs_check_digit=nhs_check_digit)[0]
+
+
+def prepare_report(df: pd.DataFrame, columns: Mapping[str, str], *,
+                   nhs_check_digit: bool = False) -> tuple[pd.DataFrame, list[fmt.Detected]]:
+    """:func:`prepare`, plus what format detection found in each mapped column.
+
+    Example:
+        >>> frame, found = prepare_report(pd.DataFrame({"dob": ["19151111", "19600101"]}), {"birth_date": "dob"})
+        >>> frame["birth_date"].tolist(), found[0].note
+        (['1915-11-11', '1960-01-01'], "birth_date ('dob'): parsed 2/2 values as YYYYMMDD")
     """
     columns = check_columns(df, columns)
     n = len(df)
     out = pd.DataFrame(index=pd.RangeIndex(n))
     out["unique_id"] = np.arange(n, dtype=np.int64)
+    found: list[fmt.Detected] = []
     if "nhs_number" in columns:
-        nhs = df[columns["nhs_number"]].astype("string").str.replace(r"\s", "", regex=True)
-        nhs = nhs.replace("", pd.NA).reset_index(drop=True)
+        nhs, det = fmt.identifiers(df[columns["nhs_number"]], column=columns["nhs_number"])
         if nhs_check_digit:
             from registry_lib.nhs_number import is_valid_nhs_number
 
             nhs = nhs.where(is_valid_nhs_number(nhs))
-        out["nhs_number"] = nhs.astype("string")
+        out["nhs_number"] = nhs
+        found.append(det)
     if "given_name" in columns:
         given = std.clean_name(df[columns["given_name"]]).reset_index(drop=True)
         sets, key = std.nickname_sets(given)
         out["given_name"] = given
         out["given_formals"] = sets
         out["given_block"] = key
+        found.append(fmt.names(given, df[columns["given_name"]], role="given_name", column=columns["given_name"]))
     if "family_name" in columns:
-        out["family_name"] = std.clean_name(df[columns["family_name"]]).reset_index(drop=True)
+        family = std.clean_name(df[columns["family_name"]]).reset_index(drop=True)
+        out["family_name"] = family
+        found.append(fmt.names(family, df[columns["family_name"]], role="family_name",
+                               column=columns["family_name"]))
     if "birth_date" in columns:
-        raw = df[columns["birth_date"]]
-        if pd.api.types.is_datetime64_any_dtype(raw):
-            raw = raw.dt.strftime("%Y-%m-%d")
-        elif pd.api.types.infer_dtype(raw, skipna=True) in ("date", "datetime", "datetime64"):
-            raw = pd.to_datetime(raw, errors="coerce").dt.strftime("%Y-%m-%d")
-        dob = std.date_pattern(raw.reset_index(drop=True))
+        dob, det = fmt.birth_dates(df[columns["birth_date"]], column=columns["birth_date"])
         out["birth_date"] = dob
         out["dob_swap"] = std.dob_swap_key(dob)
+        found.append(det)
     if "sex" in columns:
-        out["sex"] = std.clean_sex(df[columns["sex"]].reset_index(drop=True))
+        sex, det = fmt.sex(df[columns["sex"]], column=columns["sex"])
+        out["sex"] = sex
+        found.append(det)
     if "postcode" in columns:
-        pc = std.clean_postcode(df[columns["postcode"]].reset_index(drop=True))
+        pc, part, det = fmt.postcodes(df[columns["postcode"]], column=columns["postcode"])
         out["postcode"] = pc
-        out["postcode_outward"] = std.postcode_outward(pc)
+        out["postcode_outward"] = part
+        found.append(det)
     if "address" in columns:
-        addr = (df[columns["address"]].astype("string").str.lower()
+        raw = df[columns["address"]].reset_index(drop=True)
+        addr = (fmt._as_text(raw).str.lower()
                 .str.replace(r"[^a-z0-9 ]", "", regex=True).str.replace(r"\s+", " ", regex=True)
-                .str.strip().replace("", pd.NA).reset_index(drop=True))
+                .str.strip())
+        addr = addr.where(addr.str.len() > 0).astype(std.TEXT)
         out["address"] = addr
-    return out
+        found.append(fmt.names(addr, raw, role="address", column=columns["address"]))
+    return out, found
 
 
 def roles_of(frame: pd.DataFrame) -> list[str]:
@@ -156,17 +177,40 @@ def roles_of(frame: pd.DataFrame) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Comparisons and blocking rules
 # ---------------------------------------------------------------------------------------------
-def build_comparisons(roles: Sequence[str], *, plain: bool = False, tf: bool = True) -> list[Any]:
-    """Splink comparisons for the roles present (see the module table)."""
+def build_comparisons(roles: Sequence[str], *, plain: bool = False, tf: bool = True,
+                      generic: bool = False) -> list[Any]:
+    """Splink comparisons for the roles present (see the module table).
+
+    ``generic=True`` (the :func:`~registry_lib.linkage.dedupe` / :func:`~registry_lib.linkage.link`
+    API on data that is not ours) adds what other people's data need: a *names swapped* level
+    (given and family name exchanged, both comparisons), a *one character different* postcode
+    level (a typo in any country's postcode) and lets EM estimate how often the identifier
+    disagrees within a person (the registry fixes it at a small prior: NHS numbers rarely do).
+    """
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
     if plain:
         return _plain_comparisons(roles)
 
+    # (only with another identifier: EM blocked on a name would deactivate both name comparisons)
+    swap = (generic and "given_name" in roles and "family_name" in roles
+            and bool(set(roles) & {"nhs_number", "birth_date", "postcode"}))
+    swap_sql = "given_name_l = family_name_r AND family_name_l = given_name_r"
+    m_priors = dict(M_PRIORS)
+    u_priors = dict(U_PRIORS)
+    if swap:
+        m_priors["given_name"] = [0.9, 0.01, 0.04, 0.03, 0.015, 0.005]
+        u_priors["given_name"] = [0.01, 1e-5, 0.002, 0.003, 0.03, 0.95499]
+        m_priors["family_name"] = [0.92, 0.01, 0.03, 0.01, 0.03]
+        u_priors["family_name"] = [0.002, 0.01, 0.002, 0.02, 0.966]
+    if generic and "postcode" in roles:
+        m_priors["postcode"] = [0.85, 0.07, 0.03, 0.05]
+        u_priors["postcode"] = [1e-4, 0.005, 0.001, 0.9939]
+
     def levels(name: str, items: list[Any]) -> Any:
         null, *rest = items
-        for lvl, m, u in zip(rest, M_PRIORS[name], U_PRIORS[name], strict=True):
+        for lvl, m, u in zip(rest, m_priors[name], u_priors[name], strict=True):
             lvl.configure(m_probability=m, u_probability=u)
         return cl.CustomComparison(comparison_levels=[null, *rest], output_column_name=name,
                                    comparison_description=name)
@@ -183,16 +227,20 @@ def build_comparisons(roles: Sequence[str], *, plain: bool = False, tf: bool = T
             cll.NullLevel("nhs_number"), exact("nhs_number", "exact", tf_col=False),
             cll.DamerauLevenshteinLevel("nhs_number", 1).configure(label_for_charts="one edit or transposition"),
             # never 0: a wrong but valid number on one record must not veto an otherwise clear match
-            cll.ElseLevel().configure(fix_m_probability=True)]))
+            cll.ElseLevel().configure(fix_m_probability=not generic)]))
     if "given_name" in roles:
         out.append(levels("given_name", [
             cll.NullLevel("given_name"), exact("given_name", "exact"),
+            *([cll.CustomLevel(swap_sql, label_for_charts="names swapped")] if swap else []),
             cll.CustomLevel(NICKNAME_SQL, label_for_charts="nickname"),
             cll.JaroWinklerLevel("given_name", 0.92), cll.JaroWinklerLevel("given_name", 0.80),
             cll.ElseLevel()]))
     if "family_name" in roles:
         out.append(levels("family_name", [
             cll.NullLevel("family_name"), exact("family_name", "exact"),
+            # the swap is one event: its evidence counts once, on given_name (Bayes factor 1 here)
+            *([cll.CustomLevel(swap_sql, label_for_charts="names swapped (counted on given_name)")
+               .configure(fix_m_probability=True, fix_u_probability=True)] if swap else []),
             cll.JaroWinklerLevel("family_name", 0.92), cll.JaroWinklerLevel("family_name", 0.80),
             cll.ElseLevel()]))
     if "birth_date" in roles:
@@ -214,6 +262,8 @@ def build_comparisons(roles: Sequence[str], *, plain: bool = False, tf: bool = T
         out.append(levels("postcode", [
             cll.NullLevel("postcode"), exact("postcode", "exact"),
             cll.ExactMatchLevel("postcode_outward").configure(label_for_charts="same outward code"),
+            *([cll.DamerauLevenshteinLevel("postcode", 1).configure(label_for_charts="one character different")]
+              if generic else []),
             cll.ElseLevel()]))
     if "address" in roles:
         out.append(levels("address", [
@@ -243,7 +293,7 @@ def _plain_comparisons(roles: Sequence[str]) -> list[Any]:
     return out
 
 
-def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False) -> list[str]:
+def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False, generic: bool = False) -> list[str]:
     """Blocking rules that generate candidate pairs: each is an equality on a selective key,
     so comparisons grow about linearly with the data. ``exclude_same_group`` drops pairs already
     linked by the deterministic pass (column ``det_group``)."""
@@ -268,6 +318,10 @@ def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False) 
                      "AND l.postcode_outward = r.postcode_outward")
     if has_given and has_family and not has_dob:
         rules.append("l.given_block = r.given_block AND l.family_name = r.family_name")
+    if generic and has_family and has_pc:
+        rules.append("l.family_name = r.family_name AND l.postcode = r.postcode")
+    if generic and has_given and has_family and (has_dob or has_pc or "nhs_number" in r):
+        rules.append("l.given_name = r.family_name AND l.family_name = r.given_name")
     if "address" in r:
         rules.append("l.address = r.address")
     if has_dob and not (has_given or has_family or has_pc):
@@ -283,17 +337,26 @@ def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False) 
     return rules
 
 
-def training_rules(roles: Sequence[str]) -> list[str]:
+def training_rules(roles: Sequence[str], *, generic: bool = True) -> list[str]:
     """Blocking rules for EM sessions: each is selective enough that most of its pairs are
     matches (EM is unreliable when non-matches dominate), and together they leave every
-    comparison estimated at least once."""
+    comparison estimated at least once.
+
+    ``generic=False`` (the registry, where NHS numbers are mostly present): the second session
+    also requires the same given name, so look-alike people (twins share birth date, family name
+    and address but not a given name) cannot teach EM that a different given name is common
+    within a person; given names are then estimated on pairs sharing an NHS number only.
+    """
     r = set(roles)
     has_given, has_family, has_pc = "given_name" in r, "family_name" in r, "postcode" in r
     rules: list[str] = []
     if "nhs_number" in r:
         rules.append("l.nhs_number = r.nhs_number")
     if "birth_date" in r:
-        if has_pc:
+        if not generic and "nhs_number" in r and has_pc and has_given:
+            rules.append("l.birth_date = r.birth_date AND l.postcode_outward = r.postcode_outward "
+                         "AND l.given_block = r.given_block")
+        elif has_pc:
             rules.append("l.birth_date = r.birth_date AND l.postcode_outward = r.postcode_outward")
         elif has_family:
             rules.append("l.birth_date = r.birth_date AND l.family_name = r.family_name")
@@ -411,7 +474,7 @@ class Scored:
 def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe_only",
           backend: str = "duckdb", plain: bool = False, min_probability: float = 0.01,
           rules: list[str] | None = None, keep_gammas: bool = False, seed: int = 1,
-          max_u_pairs: float = 1e6) -> Scored:
+          max_u_pairs: float = 1e6, generic: bool = False) -> Scored:
     """Train a Fellegi–Sunter model on prepared frame(s) and score the candidate pairs.
 
     Steps: prior match probability from near-deterministic rules; u probabilities by random
@@ -425,8 +488,8 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
     frames = tables if isinstance(tables, list) else [tables]
     roles = roles_of(frames[0])
     total = sum(len(f) for f in frames)
-    comparisons = build_comparisons(roles, plain=plain)
-    rules = rules if rules is not None else prediction_rules(roles)
+    comparisons = build_comparisons(roles, plain=plain, generic=generic)
+    rules = rules if rules is not None else prediction_rules(roles, generic=generic)
     settings = SettingsCreator(
         link_type=link_type, comparisons=comparisons,
         blocking_rules_to_generate_predictions=rules,
@@ -454,12 +517,14 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
                 linker.training.estimate_u_using_random_sampling(max_pairs=min(max_u_pairs, n_pairs), seed=seed)
             except Exception as exc:  # noqa: BLE001
                 notes.append(f"u probabilities kept at their priors ({_short(exc)})")
-        for rule in (training_rules(roles) if total >= MIN_TRAIN_ROWS else []):
+        for rule in (training_rules(roles, generic=generic) if total >= MIN_TRAIN_ROWS else []):
             try:
                 linker.training.estimate_parameters_using_expectation_maximisation(
                     rule, estimate_without_term_frequencies=True)
             except Exception as exc:  # noqa: BLE001
                 notes.append(f"EM on {rule!r} skipped ({_short(exc)})")
+        if total >= MIN_TRAIN_ROWS:
+            notes += _unestimated(linker)
         result = linker.inference.predict(threshold_match_probability=min_probability)
         pairs = result.as_pandas_dataframe()
         model = linker.misc.save_model_to_json()
@@ -467,6 +532,25 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
             result.drop_table_from_database_and_remove_from_cache()
     pairs = _tidy_pairs(pairs, keep_gammas)
     return Scored(pairs=pairs, model=model, notes=notes)
+
+
+def _unestimated(linker: Any) -> list[str]:
+    """Comparisons none of whose levels training could estimate (Splink: 'level not observed')."""
+    from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
+
+    out = []
+    for comp in linker._settings_obj.comparisons:
+        levels = [cl for cl in comp.comparison_levels if not cl.is_null_level]
+        if not levels:
+            continue
+        m_bad = all(getattr(cl, "_m_probability", None) == LEVEL_NOT_OBSERVED_TEXT or cl._fix_m_probability
+                    for cl in levels)
+        u_bad = all(getattr(cl, "_u_probability", None) == LEVEL_NOT_OBSERVED_TEXT for cl in levels)
+        if m_bad or u_bad:
+            which = " and ".join(w for w, bad in (("m", m_bad), ("u", u_bad)) if bad)
+            out.append(f"comparison '{comp.output_column_name}': {which} probabilities not estimated "
+                       "(no training pair had a value on both sides), so its priors are used")
+    return out
 
 
 def _short(exc: Exception) -> str:

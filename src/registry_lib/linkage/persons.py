@@ -7,8 +7,9 @@
    are the same person (``det_group``).
 3. **Probabilistic pass**: Splink scores identity pairs from the blocking rules, skipping pairs
    the deterministic pass already joined (:mod:`registry_lib.linkage.model`).
-4. **Clustering**: connected components over deterministic links and pairs with
-   ``match_probability >= threshold``.
+4. **Clustering**: deterministic links and pairs with ``match_probability >= threshold``;
+   identities without an NHS number join the one anchored person they are most strongly
+   linked to, so they never chain two NHS numbers into one person (:func:`cluster_identities`).
 
 Example:
     >>> import pandas as pd
@@ -78,22 +79,78 @@ class PersonLinkage:
     model: dict[str, Any]
     stats: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    anchored: bool = True
 
     def recluster(self, threshold: float) -> np.ndarray:
         """Record clusters at another threshold (no re-scoring)."""
-        return cluster_identities(self.identity, self.pairs, threshold)[self.identity_id]
+        return cluster_identities(self.identity, self.pairs, threshold, anchored=self.anchored)[self.identity_id]
 
 
-def cluster_identities(ident: pd.DataFrame, pairs: pd.DataFrame, threshold: float) -> np.ndarray:
-    """Connected components over deterministic groups and pairs at or above ``threshold``."""
+def cluster_identities(ident: pd.DataFrame, pairs: pd.DataFrame, threshold: float, *,
+                       anchored: bool = True) -> np.ndarray:
+    """Persons from deterministic groups and pairs at or above ``threshold``.
+
+    ``anchored=False``: plain connected components. ``anchored=True`` (the registry): identities
+    with an NHS number are *anchored*; they cluster among themselves (deterministic groups and
+    pairs). Each identity without an NHS number that is linked to an anchored one joins the one
+    anchored person it is most strongly linked to; the remaining identities cluster among
+    themselves and each such group joins the one person it is most strongly linked to. So a
+    record without an NHS number that resembles two people (twins, a same-name-same-birthday
+    pair) joins one of them instead of chaining the two into one person.
+
+    Example:
+        >>> ident = pd.DataFrame({"nhs_number": ["1", "2", None], "det_group": [0, 1, 2]})
+        >>> pairs = pd.DataFrame({"unique_id_l": [0, 1], "unique_id_r": [2, 2], "match_probability": [0.97, 0.99]})
+        >>> cluster_identities(ident, pairs, 0.95, anchored=False).tolist()
+        [0, 0, 0]
+        >>> cluster_identities(ident, pairs, 0.95).tolist()
+        [0, 1, 1]
+    """
     det = ident["det_group"].to_numpy()
     order = np.argsort(det, kind="stable")
     same = det[order][1:] == det[order][:-1]
     det_l, det_r = order[:-1][same], order[1:][same]
     keep = pairs["match_probability"].to_numpy() >= threshold
-    left = np.concatenate([det_l, pairs["unique_id_l"].to_numpy()[keep]])
-    right = np.concatenate([det_r, pairs["unique_id_r"].to_numpy()[keep]])
-    return connected_clusters(len(ident), left, right)
+    pl, pr = pairs["unique_id_l"].to_numpy()[keep], pairs["unique_id_r"].to_numpy()[keep]
+    n = len(ident)
+    if not anchored or "nhs_number" not in ident.columns:
+        return connected_clusters(n, np.concatenate([det_l, pl]), np.concatenate([det_r, pr]))
+    has = ident["nhs_number"].notna().to_numpy()
+    if has.all() or not has.any():
+        return connected_clusters(n, np.concatenate([det_l, pl]), np.concatenate([det_r, pr]))
+    prob = pairs["match_probability"].to_numpy()[keep]
+    both = has[pl] & has[pr]
+    base_l, base_r = np.concatenate([det_l, pl[both]]), np.concatenate([det_r, pr[both]])
+    comp = connected_clusters(n, base_l, base_r)
+    # 1. each identity without an NHS number linked to an anchored one joins its best (alone)
+    cross = np.flatnonzero(has[pl] != has[pr])
+    free_end = np.where(has[pl[cross]], pr[cross], pl[cross])
+    anch_end = np.where(has[pl[cross]], pl[cross], pr[cross])
+    a1 = _best(free_end, comp[anch_end], prob[cross], anch_end)
+    attached = np.zeros(n, dtype=bool)
+    attached[a1[0]] = True
+    # 2. the others cluster among themselves; each such group joins the best attached identity
+    free = ~has
+    uu = free[pl] & free[pr] & ~attached[pl] & ~attached[pr]
+    comp_u = connected_clusters(n, pl[uu], pr[uu])
+    ua = free[pl] & free[pr] & (attached[pl] != attached[pr])
+    idx = np.flatnonzero(ua)
+    u_end = np.where(attached[pl[idx]], pr[idx], pl[idx])
+    t_end = np.where(attached[pl[idx]], pl[idx], pr[idx])
+    a2 = _best(comp_u[u_end], comp[t_end], prob[idx], t_end, nodes=u_end)
+    return connected_clusters(n, np.concatenate([base_l, a1[0], pl[uu], a2[0]]),
+                              np.concatenate([base_r, a1[1], pr[uu], a2[1]]))
+
+
+def _best(group: np.ndarray, target: np.ndarray, prob: np.ndarray, target_node: np.ndarray,
+          nodes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One edge per ``group``: to the ``target`` with the highest probability (ties: lowest
+    target). Returns (node, target node) arrays."""
+    nodes = group if nodes is None else nodes
+    df = pd.DataFrame({"g": group, "t": target, "p": prob, "node": nodes, "tn": target_node})
+    df = df.sort_values(["g", "p", "t", "node"], ascending=[True, False, True, True], kind="stable")
+    df = df.drop_duplicates("g")
+    return df["node"].to_numpy(np.int64), df["tn"].to_numpy(np.int64)
 
 
 def link_persons(records: pd.DataFrame, *, threshold: float, min_probability: float,
@@ -112,7 +169,7 @@ def link_persons(records: pd.DataFrame, *, threshold: float, min_probability: fl
     rules = mdl.prediction_rules(roles, exclude_same_group=deterministic)
     scored = mdl.score(frame, link_type="dedupe_only", backend=backend, plain=plain,
                        min_probability=min_probability, rules=rules, keep_gammas=keep_gammas, seed=seed)
-    labels = cluster_identities(ident, scored.pairs, threshold)
+    labels = cluster_identities(ident, scored.pairs, threshold, anchored=not plain)
     ident["cluster"] = labels
     n_det_groups = int(pd.Series(ident["det_group"]).nunique())
     stats = {
@@ -125,4 +182,5 @@ def link_persons(records: pd.DataFrame, *, threshold: float, min_probability: fl
         "clusters": int(labels.max() + 1) if len(labels) else 0,
     }
     return PersonLinkage(identity=ident, identity_id=identity_id, cluster=labels[identity_id],
-                         pairs=scored.pairs, model=scored.model, stats=stats, notes=scored.notes)
+                         pairs=scored.pairs, model=scored.model, stats=stats, notes=scored.notes,
+                         anchored=not plain)

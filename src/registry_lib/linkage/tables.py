@@ -84,6 +84,7 @@ _SIDE = [("nhs_number", S, "valid NHS number (cleaned)"), ("given_name", S, "giv
          ("family_name", S, "family name (cleaned)"), ("birth_date", S, "birth date as sent (YYYY-MM-DD shape)"),
          ("sex", S, "1 male, 2 female"), ("postcode", S, "postcode (cleaned)")]
 
+_REVIEW_ROLES = ("nhs_number", "given_name", "family_name", "birth_date", "sex", "postcode")
 CLERICAL_REVIEW = register(Table("clerical_review", "Record pairs in the clerical review band (uncertain matches), with both identities.", [
     C("identity_id_l", I64, False, "identity (distinct cleaned identifiers) on the left"),
     C("identity_id_r", I64, False, "identity on the right"),
@@ -97,6 +98,10 @@ CLERICAL_REVIEW = register(Table("clerical_review", "Record pairs in the clerica
     C("records_r", S, False, "feed:record_id of the records with the right identity (up to 5)"),
     *[C(f"{n}_l", t, True, f"left: {d}") for n, t, d in _SIDE],
     *[C(f"{n}_r", t, True, f"right: {d}") for n, t, d in _SIDE],
+    C("review_key", S, False, "the pair for a decisions file: first record of each side, 'feed:record_id|feed:record_id'"),
+    C("evidence", S, False, "one line: each identifier's comparison level and its weight of evidence (log2 m/u)"),
+    *[C(f"level_{r}", S, True, f"{r}: comparison level reached (e.g. exact, nickname, missing)") for r in _REVIEW_ROLES],
+    *[C(f"weight_{r}", F64, True, f"{r}: weight of evidence of that level, log2(m/u); 0 when missing") for r in _REVIEW_ROLES],
 ], stage="registry"))
 
 OPTOUT_HASHES = register(Table("optout_hashes", "Keyed hashes of opted-out persons' NHS numbers, and the records removed or blocked.", [

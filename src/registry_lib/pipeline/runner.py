@@ -87,6 +87,9 @@ class Pipeline:
             return [self.root / "params" / "release" / f"{step.option('policy')}.yaml"]
         if step.kind == "notebook":
             return [self.root / step.option("notebook"), self.study_params_file(step)]
+        if step.kind == "link":  # reviewed clerical decisions are honoured by the next link
+            decisions = self.root / "params" / "linkage" / "decisions"
+            return [decisions] if decisions.exists() else []
         return []
 
     def study_params_file(self, step: Step) -> Path:
@@ -172,7 +175,8 @@ class Pipeline:
             from registry_lib import linkage
 
             linkage.run(self.cohort_path, evaluate=bool(step.option("evaluate", False)),
-                        threshold=step.option("threshold"))
+                        threshold=step.option("threshold"),
+                        compare_methods=bool(step.option("compare_methods", False)))
         elif step.kind == "release":
             from registry_lib import release
 

@@ -19,7 +19,7 @@ from registry_lib.errors import ConfigError
 from registry_lib.paths import NAME_PATTERN, validate_name
 
 STEP_KINDS = {"synth", "link", "release", "notebook"}
-STEP_KEYS = {"name", "kind", "needs", "config", "evaluate", "policy", "requester", "notebook", "params"}
+STEP_KEYS = {"name", "kind", "needs", "config", "evaluate", "compare_methods", "policy", "requester", "notebook", "params"}
 
 
 @dataclass(frozen=True)

@@ -526,3 +526,66 @@ def strip_truth(pairs: pd.DataFrame) -> pd.DataFrame:
     """The match-weights table without its truth columns (``is_match``, ``errors_l/r``): what
     the registry knows without the truth."""
     return pairs.drop(columns=[c for c in _TRUTH_COLUMNS if c in pairs.columns])
+
+
+# ---------------------------------------------------------------------------------------------
+# methods compared, clerical evidence and decisions (issue 12)
+# ---------------------------------------------------------------------------------------------
+def methods_table(report: dict[str, Any]) -> pd.DataFrame:
+    """Exact NHS-number matching, plain Splink (when the link step compared it) and this model on
+    the same records: precision, recall, F1, false match rate, persons split and merged.
+
+    Example:
+        >>> rep = {"evaluation": {"methods": [{"method": "exact NHS number", "precision": 1.0, "recall": 0.9,
+        ...     "f1": 0.947, "false_match_rate": 0.0, "persons_split": 10, "persons_merged": 0}]}}
+        >>> methods_table(rep)["method"].tolist()
+        ['exact NHS number']
+    """
+    rows = report.get("evaluation", {}).get("methods")
+    if not rows:
+        raise RegistryLabError("link report: no method comparison (re-run `registry-lab link --evaluate`)")
+    return pd.DataFrame(rows)[["method", "precision", "recall", "f1", "false_match_rate",
+                               "persons_split", "persons_merged"]]
+
+
+def review_evidence(review: pd.DataFrame) -> pd.DataFrame:
+    """How the clerical review pairs compare, identifier by identifier: pairs per level.
+
+    Example:
+        >>> rv = pd.DataFrame({"level_sex": ["exact", "exact", "else"], "weight_sex": [1.0, 1.0, -5.0]})
+        >>> review_evidence(rv).values.tolist()
+        [['sex', 'else', 1, -5.0], ['sex', 'exact', 2, 1.0]]
+    """
+    rows = []
+    for col in [c for c in review.columns if c.startswith("level_")]:
+        role = col.removeprefix("level_")
+        g = review.groupby(review[col].fillna("missing"))
+        for level, grp in g:
+            rows.append({"identifier": role, "level": level, "n_pairs": int(len(grp)),
+                         "weight": float(grp[f"weight_{role}"].iloc[0]) if f"weight_{role}" in grp else np.nan})
+    return pd.DataFrame(rows, columns=["identifier", "level", "n_pairs", "weight"])
+
+
+def decisions_effect(report: dict[str, Any]) -> tuple[dict[str, int], pd.DataFrame | None]:
+    """Clerical decisions honoured by the last link: counts, and pairwise precision, recall and
+    F1 without and with them (when the link was evaluated). ``({}, None)`` when none were read.
+
+    Example:
+        >>> rep = {"clerical_decisions": {"file": "x.csv", "decisions": 3, "applied_match": 2,
+        ...        "applied_non_match": 1, "without_decisions": {"precision": 0.9, "recall": 0.9, "f1": 0.9},
+        ...        "with_decisions": {"precision": 1.0, "recall": 0.95, "f1": 0.974}}}
+        >>> counts, eff = decisions_effect(rep)
+        >>> counts["decisions"], eff["change"].round(3).tolist()
+        (3, [0.1, 0.05, 0.074])
+    """
+    d = report.get("clerical_decisions")
+    if not d:
+        return {}, None
+    counts = {k: v for k, v in d.items() if isinstance(v, int | np.integer)}
+    if "without_decisions" not in d:
+        return counts, None
+    rows = [{"measure": k, "without_decisions": float(d["without_decisions"][k]),
+             "with_decisions": float(d["with_decisions"][k])} for k in ("precision", "recall", "f1")]
+    eff = pd.DataFrame(rows)
+    eff["change"] = eff["with_decisions"] - eff["without_decisions"]
+    return counts, eff

@@ -39,17 +39,38 @@ def _defaults(path: str) -> dict[str, Any]:
 
 
 def default_feed_params(root: Path | None = None) -> dict[str, Any]:
-    """The defaults from ``params/epidemiology/feeds.yaml`` (a fresh copy)."""
+    """The defaults from ``params/epidemiology/feeds.yaml`` (a fresh copy, without ``profiles``)."""
     path = (root or project_root()) / FEEDS_YAML
-    return deep_merge(_defaults(str(path)), {})
+    return {k: v for k, v in deep_merge(_defaults(str(path)), {}).items() if k != "profiles"}
+
+
+def feed_profiles(root: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The named error profiles of ``feeds.yaml`` (``typical``, ``hard`` …): overrides of the defaults."""
+    path = (root or project_root()) / FEEDS_YAML
+    return deep_merge(_defaults(str(path)).get("profiles") or {}, {})
 
 
 def feed_params(config: dict[str, Any] | None = None, root: Path | None = None) -> dict[str, Any]:
-    """Defaults deep-merged with ``config["feeds"]``; unknown keys raise ConfigError."""
+    """Defaults, then the cohort's ``feeds.profile`` (if any), then ``config["feeds"]``; unknown
+    keys raise ConfigError.
+
+    Example:
+        >>> feed_params({"feeds": {"profile": "hard"}})["errors"]["nhs_wrong"]["default"] > 0
+        True
+    """
     base = default_feed_params(root)
-    override = (config or {}).get("feeds") or {}
+    override = dict((config or {}).get("feeds") or {})
     if not isinstance(override, dict):
         raise ConfigError("feeds: expected a mapping of overrides of params/epidemiology/feeds.yaml")
+    profile = override.pop("profile", None)
+    if profile is not None:
+        profiles = feed_profiles(root)
+        if profile not in profiles:
+            raise ConfigError(f"feeds.profile: {profile!r} is not a profile of {FEEDS_YAML} "
+                              f"(known: {', '.join(sorted(profiles))})")
+        prof = profiles[profile] or {}
+        _check_keys(base, prof, f"{FEEDS_YAML}: profiles.{profile}")
+        base = deep_merge(base, prof)
     _check_keys(base, override, "feeds")
     merged = deep_merge(base, override)
     _check_rates(merged.get("errors", {}), "feeds.errors")
@@ -57,7 +78,7 @@ def feed_params(config: dict[str, Any] | None = None, root: Path | None = None) 
 
 
 def _check_keys(base: dict[str, Any], override: dict[str, Any], where: str) -> None:
-    per_source = where.startswith("feeds.errors.") or where.rsplit(".", 1)[-1] in _PER_SOURCE
+    per_source = ".errors." in where or where.rsplit(".", 1)[-1] in _PER_SOURCE
     for key, value in override.items():
         if per_source and key in SOURCES:
             continue

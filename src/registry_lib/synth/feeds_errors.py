@@ -36,6 +36,8 @@ ERROR_KINDS: dict[str, str] = {
     "unusable": "no name, no birth date and no NHS number",
     "icd10_invalid": "site code that is not valid ICD-10",
     "morphology_invalid": "morphology code that is not valid ICD-O-3",
+    "nhs_wrong": "another person's valid NHS number",
+    "dob_default": "birth date sent as a default: 1 January of the birth year, or 1900-01-01",
 }
 
 

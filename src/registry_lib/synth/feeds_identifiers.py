@@ -143,6 +143,16 @@ def identifiers_as_sent(people: People, rows: np.ndarray, dates: np.ndarray, sou
     nhs[pick] = new.astype(object)
     kinds[pick[changed], KIND_INDEX["nhs_transposed"]] = True
 
+    # Another person's valid NHS number (drawn only when the profile asks for it, so the
+    # default cohort's random stream is unchanged).
+    if rate("nhs_wrong").any():
+        pick = np.flatnonzero((rng.random(n) < rate("nhs_wrong")) & ~nhs_missing)
+        other = rng.integers(0, len(people.nhs), size=len(pick))
+        other_nhs = people.nhs[other]
+        differs = other_nhs != nhs[pick]
+        nhs[pick[differs]] = other_nhs[differs]
+        kinds[pick[differs], KIND_INDEX["nhs_wrong"]] = True
+
     # Given name: nickname (where the name has one), then typos; family name typos.
     given = people.given[rows]
     pick = np.flatnonzero(rng.random(n) < rate("given_nickname"))
@@ -181,6 +191,18 @@ def identifiers_as_sent(people: People, rows: np.ndarray, dates: np.ndarray, sou
         new_day = ((d - first) / DAY).astype(np.int64) + shift[pick]
         birth[pick] = date_text(first + (new_day % 28) * DAY)
         kinds[pick, KIND_INDEX["dob_typo"]] = True
+
+    # Default dates: 1 January of the birth year, or the 1900-01-01 placeholder (profile only).
+    if rate("dob_first_january").any() or rate("dob_1900").any():
+        u = rng.random(n)
+        jan = u < rate("dob_first_january")
+        ph = ~jan & (u < rate("dob_first_january") + rate("dob_1900"))
+        year = birth_days.astype("datetime64[Y]")
+        jan1 = date_text(year.astype("datetime64[D]"))
+        new = np.where(ph, "1900-01-01", jan1).astype(object)
+        hit = (jan | ph) & (new != birth.astype(str))
+        birth[hit] = new[hit]
+        kinds[hit, KIND_INDEX["dob_default"]] = True
 
     # Sex: 1 <-> 2 miscoded, or 9 not specified.
     true_sex = people.sex[rows]

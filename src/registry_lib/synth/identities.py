@@ -340,4 +340,57 @@ def assign_identities(patients: pd.DataFrame, postcodes: pd.DataFrame, config: d
     moved = (rng.random(n) < float(hm["rate"])) & ok & possible
     out["postcode_later"] = np.where(moved, pcs[new_pos].astype(object), None)
     out["move_date"] = pd.to_datetime(np.where(moved, move_date, np.datetime64("NaT")))
+    look = params.get("lookalikes") or {}
+    if float(look.get("twins", 0.0)) > 0 or float(look.get("same_name_birthday", 0.0)) > 0:
+        out = make_lookalikes(out, float(look.get("twins", 0.0)), float(look.get("same_name_birthday", 0.0)), rng)
+    return out
+
+
+_TWIN_COLUMNS = ("family_name", "family_name_later", "name_change_date", "postcode", "postcode_later", "move_date")
+
+
+def make_lookalikes(people: pd.DataFrame, twins: float, same_name: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Make pairs of patients who share a birth date look alike (vectorised; rows unchanged).
+
+    ``twins``: share of patients made one of a twin pair: the second takes the first's family
+    name (and later surname) and home postcode (and later move). ``same_name``: share made one of
+    a same-name-same-birthday pair (same sex): the second takes the first's given and family
+    name. NHS numbers, sex (twins) and everything else stay their own. Pairs come only from
+    patients already sharing a birth date, so no date or age changes; where there are too few,
+    fewer pairs are made.
+
+    Example:
+        >>> df = pd.DataFrame({"patient_id": [1, 2, 3], "sex": [1, 1, 2],
+        ...     "birth_date": pd.to_datetime(["1950-01-02"] * 2 + ["1960-01-01"]),
+        ...     "given_name": ["Ann", "Bob", "Cy"], "family_name": ["Lee", "Kay", "Day"],
+        ...     "family_name_later": [None] * 3, "name_change_date": pd.to_datetime([None] * 3),
+        ...     "postcode": ["A1 1AA", "B1 1BB", "C1 1CC"], "postcode_later": [None] * 3,
+        ...     "move_date": pd.to_datetime([None] * 3)})
+        >>> out = make_lookalikes(df, 1.0, 0.0, np.random.default_rng(0))
+        >>> out["family_name"].nunique(), out["postcode"].nunique(), out["given_name"].tolist()
+        (2, 2, ['Ann', 'Bob', 'Cy'])
+    """
+    out = people.copy()
+    n = len(out)
+    used = np.zeros(n, dtype=bool)
+    for share, by_sex, cols in ((twins, False, _TWIN_COLUMNS), (same_name, True, ("given_name", "family_name"))):
+        if share <= 0:
+            continue
+        keys = ["birth_date", "sex"] if by_sex else ["birth_date"]
+        free = np.flatnonzero(~used)
+        sub = out.iloc[free][keys].reset_index(drop=True)
+        order = np.lexsort([rng.random(len(free))] + [sub[k].to_numpy() for k in reversed(keys)])
+        grp = sub.iloc[order].groupby(keys, sort=False).ngroup().to_numpy() if len(order) else np.array([], int)
+        rank = pd.Series(grp).groupby(grp).cumcount().to_numpy()
+        first = np.flatnonzero((rank % 2 == 0)[:-1] & (grp[1:] == grp[:-1]))  # pair (k, k+1) within a group
+        a, b = free[order[first]], free[order[first + 1]]
+        want = min(len(a), int(round(share * n / 2)))
+        pick = rng.permutation(len(a))[:want]
+        sel = pick[np.argsort(a[pick], kind="stable")]
+        a, b = a[sel], b[sel]
+        for c in cols:
+            vals = out[c].to_numpy(copy=True)
+            vals[b] = vals[a]
+            out[c] = vals if not pd.api.types.is_datetime64_any_dtype(out[c]) else pd.to_datetime(vals)
+        used[a] = used[b] = True
     return out
