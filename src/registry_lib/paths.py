@@ -45,3 +45,36 @@ def require_cohort(name: str, stage: str = "feeds", root: Path | None = None) ->
         hint = makers.get(stage, f"registry-lab release --cohort {name} --policy <policy>")
         raise RegistryLabError(f"synthetic/{name}/{stage}: not found; make it with `{hint}`")
     return path
+
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+
+
+def validate_name(name: str, what: str) -> str:
+    """``name`` if it is safe as one path component (letters, digits, ``_`` and ``-``, not
+    starting with ``_`` or ``-``); otherwise a :class:`RegistryLabError` naming ``what``.
+
+    Example:
+        >>> validate_name("small", "cohort")
+        'small'
+    """
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        raise RegistryLabError(f"{what} {name!r}: use only letters, digits, '_' and '-' "
+                               "(starting with a letter or digit)")
+    return name
+
+
+def cohort_folder_name(name: str, seed: int | None = None, *, config_seed: int | None = None) -> str:
+    """The folder name of a cohort under ``synthetic/``: the config's ``name``, plus
+    ``-seed<N>`` when ``seed`` overrides the config's own seed.
+
+    Example:
+        >>> cohort_folder_name("small"), cohort_folder_name("small", 7, config_seed=20240607)
+        ('small', 'small-seed7')
+    """
+    validate_name(name, "cohort name")
+    if seed is None or seed == config_seed:
+        return name
+    return f"{name}-seed{int(seed)}"

@@ -17,12 +17,14 @@ Example:
 from __future__ import annotations
 
 import copy
+import re
 import datetime as dt
 from pathlib import Path
 from typing import Any
 
 from registry_lib.config import deep_merge, load_yaml
 from registry_lib.errors import ConfigError
+from registry_lib.paths import NAME_PATTERN
 from registry_lib.synth.params import epidemiology_params, site_codes
 
 TOP_KEYS = {"name", "description", "seed", "scale", "years", "end_of_follow_up", "sites",
@@ -68,8 +70,9 @@ def resolve_config(raw: dict[str, Any], *, where: str = "config") -> dict[str, A
     params = epidemiology_params()
     known_sites = site_codes(params)
     cfg.setdefault("name", "cohort")
-    if not isinstance(cfg["name"], str) or not cfg["name"].strip():
-        raise ConfigError(f"{where}: name must be a non-empty string")
+    if not isinstance(cfg["name"], str) or not re.fullmatch(NAME_PATTERN, cfg["name"]):
+        raise ConfigError(f"{where}: name {cfg['name']!r} must use only letters, digits, '_' and '-' "
+                          "(starting with a letter or digit): it becomes the cohort's folder name")
     cfg.setdefault("description", "")
     cfg["seed"] = _int(cfg.get("seed", 0), "seed", where, lo=0)
     cfg["scale"] = _float(cfg.get("scale"), "scale", where, lo=1e-5, hi=2.0)
