@@ -839,6 +839,21 @@ def conclusion(results: dict[str, Any], site_label: str) -> str:
             + "; ".join(parts) + f". Conclusion: {verdict}.")
 
 
+def excess_supported(results: dict[str, Any]) -> bool:
+    """The screening verdict of :func:`conclusion` as a yes/no: is an excess near the source
+    supported (the study's headline test)?
+
+    Example:
+        >>> r = {"source": "PS1", "alpha": 0.05, "bands": [{"band": "0-2", "sir": 1.1,
+        ...      "lower": 0.6, "upper": 1.9, "suppressed": False}],
+        ...      "trend": {"p_value_decreasing_with_distance": 0.4}, "stone": {"p_value": 0.5},
+        ...      "most_likely_cluster": None}
+        >>> excess_supported(r)
+        False
+    """
+    return "Conclusion: an excess near the source is supported" in conclusion(results, "the sites")
+
+
 def plot_study_map(study: PointSourceStudy, axes=None, *, zoom_km: float | None = None):
     """The study map (see :meth:`PointSourceStudy.plot_map`)."""
     import matplotlib.pyplot as plt
