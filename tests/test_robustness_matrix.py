@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT, make_project_copy, registry_lab
 
 from registry_lib.synth.config import EFFECTS
 from registry_lib.synth.draws import draw_effects
-
-from conftest import ROOT, make_project_copy, registry_lab
 
 pytestmark = [pytest.mark.slow]
 

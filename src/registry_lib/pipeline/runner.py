@@ -16,7 +16,13 @@ import registry_lib
 from registry_lib.config import load_yaml, params_hash
 from registry_lib.errors import ConfigError, RegistryLabError
 from registry_lib.keys import KEY_HELP, keygen, project_key
-from registry_lib.paths import NAME_PATTERN, cohort_dir, cohort_folder_name, project_root, validate_name
+from registry_lib.paths import (
+    NAME_PATTERN,
+    cohort_dir,
+    cohort_folder_name,
+    project_root,
+    validate_name,
+)
 from registry_lib.pipeline.cache import StepState, code_hash, combine, hash_files
 from registry_lib.pipeline.notebooks import NotebookFailed, execute_notebook, render_html
 from registry_lib.pipeline.spec import PipelineSpec, Step

@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import copy
-
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
