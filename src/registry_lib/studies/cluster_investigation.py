@@ -35,7 +35,7 @@ Example:
     >>> src = resolve_sources(pd.DataFrame({"source_id": ["PS1"], "source_type": ["mast"],
     ...                                     "name": ["a mast"], "x": [0.0], "y": [0.0]}), "PS1")
     >>> study = investigate_point_source(cases, pop, areas, src, by=["age_band", "sex"],
-    ...                                  n_sim=99, seed=1)
+    ...                                  n_sim=99, seed=1, exclude_from_reference_km=0)
     >>> study.bands.table[["band", "observed", "expected"]]
         band  observed  expected
     0    0-2        18     12.50
@@ -923,4 +923,4 @@ def _example_study() -> PointSourceStudy:
                        index=pd.Index(["PS1"], name="source_id"))
     src.attrs.update(kind="id", label="PS1")
     return investigate_point_source(cases, pop, areas, src, by=["age_band", "sex"], n_sim=99,
-                                    seed=1)
+                                    seed=1, exclude_from_reference_km=0)
