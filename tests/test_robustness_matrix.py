@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import ROOT, make_project_copy, registry_lab
@@ -89,3 +90,48 @@ def test_every_study_runs_to_completion(name, tmp_path):
         assert key not in not_estimable, (key, not_estimable[key])
     if "covid" in null:  # no COVID-19 deaths: said so, and the study went on
         assert "covid_impact.covid_death_on_sact" in not_estimable
+
+
+def test_a_section_that_cannot_be_estimated_is_recorded_and_the_study_goes_on(tmp_path, capsys):
+    from registry_lib.reporting import NotEstimable, StudyResults, read_results
+
+    study = StudyResults(tmp_path, cohort="toy")
+    with study.section("first"):
+        study.record("first", {"n": 3})
+    with study.section("late_effect"):
+        raise NotEstimable("no women in the late-effect cohort")
+    assert read_results(tmp_path)["late_effect"] == {"not_estimable": "no women in the late-effect cohort"}
+    with study.section("late_effect"):  # a later cell of the failed section: already explained
+        print(undefined_name)  # noqa: F821
+    assert read_results(tmp_path)["late_effect"] == {"not_estimable": "no women in the late-effect cohort"}
+    with study.section("figure"):  # a section using what the failed one would have made
+        print(undefined_name)  # noqa: F821
+    assert "late_effect" in read_results(tmp_path)["figure"]["not_estimable"]
+    with study.section("fit"):
+        raise np.linalg.LinAlgError("Singular matrix")
+    assert read_results(tmp_path)["fit"] == {"not_estimable": "Singular matrix"}
+    assert read_results(tmp_path)["first"] == {"n": 3}
+    assert "section late_effect: not estimable" in capsys.readouterr().out
+    with pytest.raises(AttributeError):  # a programming error is not hidden
+        with study.section("bug"):
+            None.missing  # noqa: B018
+
+
+def test_recall_list_and_late_effect_cohort_leave_out_records_lacking_what_they_need():
+    import pandas as pd
+
+    from registry_lib.studies import treatment_effects as ts
+
+    rel = {"patient": pd.DataFrame({"patient_ref": ["r1", "r2", "r3"], "nhs_number": ["1", "2", "3"],
+                                    "given_name": "A", "family_name": "B", "postcode": "LS1 1AA",
+                                    "birth_date": pd.to_datetime(["1980-05-01", None, "1981-01-01"]),
+                                    "sex": [2, 2, None], "death_date": pd.to_datetime([None, None, None])}),
+           "tumour": pd.DataFrame({"tumour_id": ["t1", "t2", "t3"], "patient_ref": ["r1", "r2", "r3"],
+                                   "diagnosis_date": pd.to_datetime(["1998-01-10"] * 3),
+                                   "age_at_diagnosis": [17, 17, 17], "site_icd10": "C81"}),
+           "treatment": pd.DataFrame({"patient_ref": ["r1", "r2", "r3"], "tumour_id": ["t1", "t2", "t3"],
+                                      "modality": "radiotherapy", "rt_region": "mantle",
+                                      "start_date": pd.to_datetime(["1998-02-01"] * 3)})}
+    due = ts.recall_list(rel, "2024-06-30")
+    assert due["patient_ref"].tolist() == ["r1"]
+    assert due.attrs["left_out_no_birth_date"] == 1 and due.attrs["left_out_missing_sex"] == 1

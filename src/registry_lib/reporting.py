@@ -205,9 +205,9 @@ class _Section:
     def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
         if exc is None:
             return False
-        if self.key in self.study.failed and isinstance(exc, NameError | KeyError | _estimation_errors()):
+        if self.key in self.study.failed and isinstance(exc, (NameError, KeyError, *_estimation_errors())):
             return True  # the section already said why it is not estimable
-        if isinstance(exc, NameError | KeyError | TypeError) and self.study.failed:
+        if isinstance(exc, (NameError, KeyError, TypeError)) and self.study.failed:
             names = ", ".join(sorted(self.study.failed))
             self.study.not_estimable(self.key, f"it needs the result of section(s) {names}, not estimable")
             return True
