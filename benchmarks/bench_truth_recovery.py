@@ -68,6 +68,10 @@ def _project(folder: Path, cluster: dict | None) -> Path:
     if cluster is not None:  # study the injected source and site, as the truth check needs
         params["source"], params["sites"] = cluster["source_id"], [cluster["site"]]
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+    path = folder / "params" / "studies" / "covid_impact.yaml"
+    params = yaml.safe_load(path.read_text())
+    params["n_sims"] = 500  # simulated counterfactual draws for the intervals (2000 in the study)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
     (folder / "bench_pipeline.yaml").write_text(yaml.safe_dump(PIPELINE, sort_keys=False))
     return folder
 
