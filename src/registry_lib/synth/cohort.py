@@ -725,7 +725,8 @@ def true_contrasts(eff: dict[str, Any], params: dict[str, Any], covid_sites: dic
                    sites: list[str]) -> dict[str, Any]:
     """The true value of every contrast a study estimates, 1.0 (or 0 missing diagnoses) when the
     effect is switched off; the contrast's definition comes from the effect, or from
-    ``params/epidemiology/effects.yaml`` when it is off.
+    ``params/epidemiology/effects.yaml`` when it is off. (The COVID-19 death hazard ratio on SACT
+    has no true value without COVID-19: there are no COVID-19 deaths.)
 
     Example:
         >>> from registry_lib.synth.params import epidemiology_params
@@ -759,6 +760,9 @@ def true_contrasts(eff: dict[str, Any], params: dict[str, Any], covid_sites: dic
         "covid_cumulative_missing_diagnoses": {
             s: (covid_sites[s]["cumulative_deficit"] if covid_sites and s in covid_sites
                 else {"2020-03..2020-12": 0.0, "2020-03..2021-12": 0.0}) for s in sites},
+        "covid_late_stage_odds_ratio": (float(eff["covid"]["stage_shift"]["late_stage_odds_ratio"])
+                                        if eff["covid"] else 1.0),
+        "covid_death_hr_recent_sact": (float(eff["covid"]["death_recent_sact_hr"]) if eff["covid"] else None),
         "baseline": {
             "second_primary_rate_ratio": float(params["incidence"]["second_primary_rate_ratio"]),
             "generic_excess_hazard_ratio": {k: float(v) for k, v in surv_hr.items()},
