@@ -211,6 +211,7 @@ def toy_study(region: str = "england", **kwargs):
     py = cs.person_years(toy_population(), comp, years=[2019, 2020], age_range=[60, 69])
     kwargs.setdefault("n_sim", 199)
     kwargs.setdefault("seed", 3)
+    kwargs.setdefault("exclude_from_reference_km", 0)  # the region's own rates (ΣO = ΣE)
     return cs.investigate_point_source(cases, py, comp, sources, **kwargs)
 
 
@@ -230,6 +231,25 @@ def test_indirect_standardisation_by_hand():
     ml = study.scan.most_likely
     assert ml["members"][0] == "A" and ml["observed"] == 21
     assert study.n_cases_outside == 0
+
+
+def test_reference_rates_leave_out_the_study_area_by_default():
+    """As the Rapid Inquiry Facility does: the rates come from areas beyond the last band edge."""
+    study = toy_study(by=["sex"], exclude_from_reference_km=None)
+    a = study.areas
+    assert a["observed"].tolist() == [21, 9, 4, 4, 4]
+    # D and E (beyond 25 km) hold 8 cases in 16,000 person-years: 4 expected per area
+    np.testing.assert_allclose(a["expected"], [4.0] * 5)
+    t = study.bands.table
+    assert t.loc[0, "sir"] == pytest.approx(30 / 8.0)  # 30 / 16.8 with the study area in the rates
+    assert study.settings["exclude_from_reference_km"] == 25.0
+    assert study.settings["reference_areas"] == 2
+    inner = toy_study(by=["sex"], exclude_from_reference_km=3)  # leaves out A and B only
+    np.testing.assert_allclose(inner.areas["expected"], [4.0] * 5)  # C, D, E: 12 cases in 24,000
+    with pytest.raises(RegistryLabError, match="no comparison area lies farther"):
+        toy_study(by=["sex"], exclude_from_reference_km=500)
+    with pytest.raises(RegistryLabError, match="exclude_from_reference_km"):
+        toy_study(by=["sex"], exclude_from_reference_km=-1)
 
 
 def test_comparison_region_restricts_reference_and_scan():
@@ -334,7 +354,7 @@ def test_observed_equals_expected_over_the_comparison_region(counts, pops):
     cases = pd.DataFrame({"area_id": np.repeat(list("ABCDE"), counts), "sex": 1, "age_band": 60})
     py = pd.DataFrame({"area_id": list("ABCDE"), "sex": 1, "age_band": 60, "population": pops})
     study = cs.investigate_point_source(cases, py, areas, cs.resolve_sources(toy_sources(), "PS1"),
-                                        by=["age_band", "sex"], n_sim=0)
+                                        by=["age_band", "sex"], n_sim=0, exclude_from_reference_km=0)
     assert study.areas["observed"].sum() == sum(counts)
     assert study.areas["expected"].sum() == pytest.approx(sum(counts))
     np.testing.assert_allclose(study.areas["expected"] / study.areas["population"],
@@ -385,7 +405,8 @@ def run_study(cases, py, region, sources, **overrides):
     settings_ = {"by": PARAMS["standardise_by"], "bands_km": PARAMS["bands_km"],
                  "max_pop_fraction": PARAMS["max_pop_fraction"], "n_sim": PARAMS["n_sim"],
                  "seed": PARAMS["seed"], "level": PARAMS["level"],
-                 "trend_score": PARAMS["trend_score"]}
+                 "trend_score": PARAMS["trend_score"],
+                 "exclude_from_reference_km": PARAMS["exclude_from_reference_km"]}
     settings_.update(overrides)
     return cs.investigate_point_source(cases, py, region, sources, **settings_)
 

@@ -4,8 +4,8 @@
     registry-lab link --cohort NAME [--evaluate] [--threshold P] [--backend duckdb|spark]
     registry-lab release --cohort NAME --policy POLICY --requester TEXT
     registry-lab twin --cohort NAME --policy POLICY [--size N] [--seed S]
-    registry-lab run STUDY [--cohort NAME] [-p KEY VALUE ...] [-f params.yaml]
-    registry-lab reproduce [--pipeline params/pipeline.yaml] [--cohort NAME] [--force]
+    registry-lab run STUDY [--cohort NAME | --config FILE] [--seed N] [-p KEY VALUE ...] [-f params.yaml]
+    registry-lab reproduce [--pipeline params/pipeline.yaml] [--cohort NAME | --config FILE] [--seed N] [--force]
     registry-lab keygen [--overwrite]
     registry-lab lab
 
@@ -57,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="run one study with other parameters")
     s.add_argument("study")
-    s.add_argument("--cohort")
+    s.add_argument("--cohort", help="name of params/cohort/<name>.yaml")
+    s.add_argument("--config", help="a cohort config file at any path (instead of --cohort)")
+    s.add_argument("--seed", type=int, help="override the cohort config's seed")
     s.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="override a study parameter (VALUE is read as YAML)")
     s.add_argument("-f", "--params-file", help="a YAML file of parameter overrides")
@@ -65,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("reproduce", help="run the whole pipeline, skipping unchanged steps")
     s.add_argument("--pipeline")
-    s.add_argument("--cohort")
+    s.add_argument("--cohort", help="name of params/cohort/<name>.yaml")
+    s.add_argument("--config", help="a cohort config file at any path (instead of --cohort)")
+    s.add_argument("--seed", type=int, help="override the cohort config's seed")
     s.add_argument("--force", action="store_true", help="re-run every step")
 
     s = sub.add_parser("keygen", help="create the project key for pseudonyms")
@@ -138,12 +142,14 @@ def _run(args: argparse.Namespace) -> int:
 
         overrides = {k: load_plain(v, f"-p {k}") for k, v in args.param}
         out = run_study(args.study, cohort=args.cohort, overrides=overrides,
-                        params_file=args.params_file, pipeline=args.pipeline)
+                        params_file=args.params_file, pipeline=args.pipeline,
+                        config=args.config, seed=args.seed)
         print(f"wrote {out}")
     elif args.command == "reproduce":
         from registry_lib.pipeline import reproduce
 
-        results = reproduce(args.pipeline, cohort=args.cohort, force=args.force)
+        results = reproduce(args.pipeline, cohort=args.cohort, force=args.force, config=args.config,
+                            seed=args.seed)
         ran = sum(r.status == "ran" for r in results)
         print(f"pipeline done: {ran} step(s) ran, {len(results) - ran} unchanged; see reports/index.html")
     elif args.command == "keygen":

@@ -96,3 +96,17 @@ def require_cohort(name: str, stage: str = "feeds", root: Path | None = None) ->
         hint = makers.get(stage, f"registry-lab release --cohort {name} --policy <policy>")
         raise RegistryLabError(f"synthetic/{name}/{stage}: not found; make it with `{hint}`")
     return path
+
+
+def cohort_folder_name(name: str, seed: int | None = None, *, config_seed: int | None = None) -> str:
+    """The folder name of a cohort under ``synthetic/``: the config's ``name``, plus
+    ``-seed<N>`` when ``seed`` overrides the config's own seed.
+
+    Example:
+        >>> cohort_folder_name("small"), cohort_folder_name("small", 7, config_seed=20240607)
+        ('small', 'small-seed7')
+    """
+    validate_name(name, "cohort")
+    if seed is None or seed == config_seed:
+        return name
+    return f"{name}-seed{int(seed)}"

@@ -19,8 +19,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from registry_lib.errors import RegistryLabError
 from registry_lib.io import read_parquet, write_json
 from registry_lib.paths import cohort_dir, project_root, require_cohort
 
@@ -107,3 +109,109 @@ def read_params(relative: str) -> dict[str, Any]:
     from registry_lib.config import load_yaml
 
     return load_yaml(project_root() / "params" / relative)
+
+
+class NotEstimable(RegistryLabError):
+    """A study section cannot be estimated on this cohort (the message says why, in one sentence)."""
+
+
+# Failures that mean "this cohort cannot support this section", not a bug: user-facing errors,
+# and the numerical errors of fitting models to empty or degenerate data.
+_ESTIMATION_ERRORS: tuple[type[BaseException], ...] = (RegistryLabError, ZeroDivisionError, np.linalg.LinAlgError)
+
+
+def _estimation_errors() -> tuple[type[BaseException], ...]:
+    extra: list[type[BaseException]] = []
+    try:
+        from lifelines.exceptions import ConvergenceError
+
+        extra.append(ConvergenceError)
+    except ImportError:  # pragma: no cover - lifelines is a dependency
+        pass
+    try:
+        from statsmodels.tools.sm_exceptions import PerfectSeparationError
+
+        extra.append(PerfectSeparationError)
+    except ImportError:  # pragma: no cover
+        pass
+    return _ESTIMATION_ERRORS + tuple(extra)
+
+
+class StudyResults:
+    """A study's ``results.json``, written section by section as each result exists.
+
+    ``with results.section(name):`` runs one section of a study. If the cohort cannot support it
+    (a :class:`RegistryLabError` such as :class:`NotEstimable`, or a model that cannot be fitted
+    to empty or degenerate data), the section records ``{"not_estimable": reason}``, prints one
+    sentence saying so, and the study goes on; a later section that uses what a failed one
+    would have made is recorded as not estimable too, naming it. Programming errors still raise.
+    ``record(key, value)`` stores a result and rewrites ``results.json`` at once.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     study = StudyResults(d, cohort="small")
+        ...     with study.section("late_effect"):
+        ...         raise NotEstimable("no women in the late-effect cohort")
+        ...     read_results(d)["late_effect"]
+        section late_effect: not estimable on this cohort: no women in the late-effect cohort
+        {'not_estimable': 'no women in the late-effect cohort'}
+    """
+
+    def __init__(self, output_dir: str | Path, **header: Any):
+        self.output_dir = output_dir
+        self.results: dict[str, Any] = dict(header)
+        self.failed: dict[str, str] = {}
+        write_results(self.results, output_dir)
+
+    def record(self, key: str, value: Any) -> Any:
+        """Store ``results[key] = value`` and write ``results.json`` now; returns ``value``."""
+        self.results[key] = value
+        write_results(self.results, self.output_dir)
+        return value
+
+    def not_estimable(self, key: str, reason: str) -> None:
+        """Record that section ``key`` cannot be estimated, and say so in one sentence."""
+        reason = " ".join(str(reason).split()) or "no reason given"
+        self.failed[key] = reason
+        self.record(key, {"not_estimable": reason})
+        import sys
+
+        sys.stdout.write(f"section {key}: not estimable on this cohort: {reason}\n")
+        sys.stdout.flush()
+
+    def estimable(self, *keys: str) -> bool:
+        """True when none of the sections ``keys`` failed."""
+        return not any(k in self.failed for k in keys)
+
+    def section(self, key: str) -> _Section:
+        """A context manager running one section; see the class docstring."""
+        return _Section(self, key)
+
+    def record_from(self, key: str, make: Any) -> Any:
+        """``record(key, make())`` as a section of its own: not estimable if ``make`` fails so."""
+        with self.section(key):
+            return self.record(key, make())
+        return None
+
+
+class _Section:
+    def __init__(self, study: StudyResults, key: str):
+        self.study, self.key = study, key
+
+    def __enter__(self) -> _Section:
+        return self
+
+    def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            return False
+        if self.key in self.study.failed and isinstance(exc, (NameError, KeyError, *_estimation_errors())):
+            return True  # the section already said why it is not estimable
+        if isinstance(exc, (NameError, KeyError, TypeError)) and self.study.failed:
+            names = ", ".join(sorted(self.study.failed))
+            self.study.not_estimable(self.key, f"it needs the result of section(s) {names}, not estimable")
+            return True
+        if isinstance(exc, _estimation_errors()):
+            self.study.not_estimable(self.key, str(exc) or type(exc).__name__)
+            return True
+        return False

@@ -22,15 +22,24 @@ from pathlib import Path
 from registry_lib.io import sha256_file, sha256_tree
 
 
+def _label(path: Path, root: Path) -> str:
+    """A path relative to the project root; a file outside it (a cohort config given with
+    ``--config``) by its name only, so that no absolute path enters a manifest."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return f"(outside the project)/{path.name}"
+
+
 def hash_files(paths: list[Path], root: Path) -> dict[str, str]:
     """``{path relative to root: sha256}`` for files and every file under folders."""
     out: dict[str, str] = {}
     for path in paths:
         if path.is_dir():
             for rel, digest in sha256_tree(path).items():
-                out[str((path / rel).relative_to(root))] = digest
+                out[_label(path / rel, root)] = digest
         elif path.exists():
-            out[str(path.relative_to(root))] = sha256_file(path)
+            out[_label(path, root)] = sha256_file(path)
     return dict(sorted(out.items()))
 
 

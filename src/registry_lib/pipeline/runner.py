@@ -17,7 +17,7 @@ from registry_lib.config import load_yaml, params_hash
 from registry_lib.errors import ConfigError, RegistryLabError
 from registry_lib.keys import KEY_HELP, current_fingerprint, keygen, project_key
 from registry_lib.parameters import check_parameters, load_plain_file, split_declarations
-from registry_lib.paths import cohort_dir, inside, project_root, validate_name
+from registry_lib.paths import cohort_dir, cohort_folder_name, inside, project_root, validate_name
 from registry_lib.pipeline.cache import StepState, code_hash, combine, hash_files
 from registry_lib.pipeline.notebooks import NotebookFailed, execute_notebook, render_html
 from registry_lib.pipeline.spec import PipelineSpec, Step
@@ -48,11 +48,26 @@ def _now() -> str:
 class Pipeline:
     """A pipeline bound to a project root and a cohort."""
 
-    def __init__(self, spec: PipelineSpec, root: Path, cohort: str | None = None, force: bool = False):
+    def __init__(self, spec: PipelineSpec, root: Path, cohort: str | None = None, force: bool = False,
+                 *, config: str | Path | None = None, seed: int | None = None):
         self.spec = spec
         self.root = root
-        self.cohort = validate_name(cohort or spec.cohort, "cohort")
         self.force = force
+        self.seed = seed
+        self.config = _config_path(config, root) if config is not None else None
+        if self.config is not None and cohort is not None:
+            raise ConfigError("give either --cohort NAME or --config FILE, not both")
+        if self.config is not None:
+            raw = load_yaml(self.config)
+            name = raw.get("name", self.config.stem)
+            validate_name(name, f"{self.config}: cohort")
+            config_seed = raw.get("seed")
+        else:
+            name = validate_name(cohort or spec.cohort, "cohort")
+            known = self.root / "params" / "cohort" / f"{name}.yaml"
+            config_seed = load_yaml(known).get("seed") if seed is not None and known.exists() else None
+        self.base_name = name
+        self.cohort = cohort_folder_name(name, seed, config_seed=config_seed)
         self.code = code_hash(Path(registry_lib.__file__).parent)
         self.results: list[StepResult] = []
         self._keys: dict[str, str] = {}
@@ -63,10 +78,13 @@ class Pipeline:
         return cohort_dir(self.cohort, self.root)
 
     def cohort_config(self) -> Path:
-        path = self.root / "params" / "cohort" / f"{self.cohort}.yaml"
+        if self.config is not None:
+            return self.config
+        path = self.root / "params" / "cohort" / f"{self.base_name}.yaml"
         if not path.exists():
             known = ", ".join(sorted(p.stem for p in (self.root / "params" / "cohort").glob("*.yaml")))
-            raise ConfigError(f"params/cohort/{self.cohort}.yaml: no such cohort (known: {known})")
+            raise ConfigError(f"params/cohort/{self.base_name}.yaml: no such cohort (known: {known}); "
+                              "to study a cohort from another config file use --config FILE")
         return path
 
     def outputs(self, step: Step, report_dir: Path | None = None) -> list[Path]:
@@ -106,7 +124,7 @@ class Pipeline:
         params = hash_files([p for p in self.inputs(step) if p.exists()], self.root)
         # The key's fingerprint (never the key): a new key re-runs every step that uses it.
         return combine(step.name, step.kind, step.options, self.cohort, self.code, params, upstream, extra,
-                       current_fingerprint(self.root))
+                       current_fingerprint(self.root), *([self.seed] if self.seed is not None else []))
 
     def run_step(self, step: Step, *, parameters: dict[str, Any] | None = None,
                  report_dir: Path | None = None, label: str | None = None) -> StepResult:
@@ -170,7 +188,7 @@ class Pipeline:
         if step.kind == "synth":
             from registry_lib import synth
 
-            synth.run(self.cohort_config(), out=self.cohort_path)
+            synth.run(self.cohort_config(), seed=self.seed, out=self.cohort_path)
         elif step.kind == "link":
             from registry_lib import linkage
 
@@ -227,19 +245,36 @@ def load_spec(pipeline: str | Path | None, root: Path) -> PipelineSpec:
     return PipelineSpec.load(path)
 
 
+def _config_path(config: str | Path, root: Path) -> Path:
+    """A cohort config given on the command line: relative to the working folder, else the root."""
+    path = Path(config)
+    if not path.is_absolute() and not path.exists():
+        path = root / path
+    if not path.is_file():
+        raise ConfigError(f"{config}: no such cohort config file")
+    return path.resolve()
+
+
 def reproduce(pipeline: str | Path | None = None, *, cohort: str | None = None, force: bool = False,
-              root: Path | None = None) -> list[StepResult]:
-    """Run every step of the pipeline; write ``reports/index.html`` and ``reports/manifest.json``."""
+              root: Path | None = None, config: str | Path | None = None,
+              seed: int | None = None) -> list[StepResult]:
+    """Run every step of the pipeline; write ``reports/index.html`` and ``reports/manifest.json``.
+
+    The cohort is ``params/cohort/<cohort>.yaml`` (default: the pipeline's), or ``config``, a
+    cohort config at any path; ``seed`` overrides the config's seed. The cohort's folder is
+    ``synthetic/<name>`` (``<name>-seed<N>`` with another seed), ``name`` from the config.
+    """
     root = root or project_root()
-    with project_lock(root, f"reproduce --cohort {cohort or '(pipeline default)'}"):
-        return _reproduce(pipeline, cohort=cohort, force=force, root=root)
+    with project_lock(root, f"reproduce --cohort {cohort or config or '(pipeline default)'}"):
+        return _reproduce(pipeline, cohort=cohort, force=force, root=root, config=config, seed=seed)
 
 
-def _reproduce(pipeline: str | Path | None, *, cohort: str | None, force: bool, root: Path) -> list[StepResult]:
+def _reproduce(pipeline: str | Path | None, *, cohort: str | None, force: bool, root: Path,
+               config: str | Path | None = None, seed: int | None = None) -> list[StepResult]:
     from registry_lib.pipeline.manifest import write_index, write_manifest
 
     spec = load_spec(pipeline, root)
-    pipe = Pipeline(spec, root, cohort=cohort, force=force)
+    pipe = Pipeline(spec, root, cohort=cohort, force=force, config=config, seed=seed)
     pipe.cohort_config()  # a missing cohort is a user mistake: say so before doing anything
     for step in spec.steps:  # every study's parameters are checked before any step runs
         if step.kind == "notebook":
@@ -256,24 +291,27 @@ def _reproduce(pipeline: str | Path | None, *, cohort: str | None, force: bool, 
 
 def run_study(study: str, *, cohort: str | None = None, overrides: dict[str, Any] | None = None,
               params_file: str | Path | None = None, pipeline: str | Path | None = None,
-              root: Path | None = None) -> Path:
+              root: Path | None = None, config: str | Path | None = None,
+              seed: int | None = None) -> Path:
     """Run one study with other parameters into ``reports/<study>-<params hash>/``.
 
-    Upstream steps (synth, link, releases) run first if they are out of date.
+    Upstream steps (synth, link, releases) run first if they are out of date. The cohort is
+    chosen as in :func:`reproduce` (``cohort``, or ``config`` at any path, and ``seed``).
     """
     root = root or project_root()
-    with project_lock(root, f"run {study} --cohort {cohort or '(pipeline default)'}"):
+    with project_lock(root, f"run {study} --cohort {cohort or config or '(pipeline default)'}"):
         return _run_study(study, cohort=cohort, overrides=overrides, params_file=params_file,
-                          pipeline=pipeline, root=root)
+                          pipeline=pipeline, root=root, config=config, seed=seed)
 
 
 def _run_study(study: str, *, cohort: str | None, overrides: dict[str, Any] | None,
-               params_file: str | Path | None, pipeline: str | Path | None, root: Path) -> Path:
+               params_file: str | Path | None, pipeline: str | Path | None, root: Path,
+               config: str | Path | None = None, seed: int | None = None) -> Path:
     spec = load_spec(pipeline, root)
     step = spec.step(study)
     if step.kind != "notebook":
         raise ConfigError(f"{study!r} is a {step.kind} step, not a study")
-    pipe = Pipeline(spec, root, cohort=cohort)
+    pipe = Pipeline(spec, root, cohort=cohort, config=config, seed=seed)
     pipe.cohort_config()
     ensure_project_key(root)
     merged = dict(overrides or {})

@@ -267,10 +267,14 @@ def late_effects_cohort(
     rt = rt.assign(rt_date=_dates(rt["start_date"], "start_date"))
     rt = rt.sort_values(["rt_date", "tumour_id"]).drop_duplicates(key, keep="first")
     pat = patients.copy()
+    left_out_sex = 0
     if sex is not None:
         if "sex" not in pat.columns:
             raise RegistryLabError("patients: column 'sex' needed to select by sex")
-        pat = pat[pat["sex"].astype(int) == int(sex)]
+        sex_code = pd.to_numeric(pat["sex"], errors="coerce")
+        # people treated in the cohort's way whose sex is not recorded cannot be selected by sex
+        left_out_sex = int(pat.loc[sex_code.isna(), key].isin(rt[key]).sum())
+        pat = pat[sex_code == int(sex)]
     c = rt[[key, "rt_date"]].merge(pat, on=key, how="inner")
     if has_birth:
         c["birth_date"] = _dates(c["birth_date"], "birth_date")
@@ -305,7 +309,9 @@ def late_effects_cohort(
     cols = [key] + [x for x in ("sex", "birth_date") if x in c.columns] + [
         "birth", "rt_date", "rt", "age_at_rt", "death_date", "second_cancer_date",
         "exit_date", "exit", "second_cancer", "died"]
-    return c[cols].sort_values(key).reset_index(drop=True)
+    out = c[cols].sort_values(key).reset_index(drop=True)
+    out.attrs["left_out_missing_sex"] = left_out_sex
+    return out
 
 
 def second_cancer_sir(

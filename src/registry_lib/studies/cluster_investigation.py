@@ -35,7 +35,7 @@ Example:
     >>> src = resolve_sources(pd.DataFrame({"source_id": ["PS1"], "source_type": ["mast"],
     ...                                     "name": ["a mast"], "x": [0.0], "y": [0.0]}), "PS1")
     >>> study = investigate_point_source(cases, pop, areas, src, by=["age_band", "sex"],
-    ...                                  n_sim=99, seed=1)
+    ...                                  n_sim=99, seed=1, exclude_from_reference_km=0)
     >>> study.bands.table[["band", "observed", "expected"]]
         band  observed  expected
     0    0-2        18     12.50
@@ -508,6 +508,7 @@ class PointSourceStudy:
                       "distance_km": _round(st.distance_km), "n_areas": int(st.n_units),
                       "n_sim": int(st.n_sim), "null": st.null},
             "nearest_areas": list(self.nearest_areas),
+            "exclude_from_reference_km": self.settings.get("exclude_from_reference_km"),
             "most_likely_cluster": None,
             "n_significant_clusters": 0,
         }
@@ -599,11 +600,14 @@ def investigate_point_source(
     level: float = 0.95,
     trend_score: str = "rank",
     n_jobs: int | None = None,
+    exclude_from_reference_km: float | None = None,
 ) -> PointSourceStudy:
     """Run the investigation around ``sources`` with ``areas`` as the comparison region.
 
     Reference rates are the comparison region's own rates by the strata ``by`` (indirect
-    standardisation, so ΣO = ΣE over the region). Stone's test uses the areas within the last
+    standardisation), leaving out the areas within ``exclude_from_reference_km`` of a source
+    (default: the last band edge; 0 keeps them), as the Rapid Inquiry Facility does: otherwise
+    the excess under investigation inflates its own reference rates and biases the SIR towards 1. Stone's test uses the areas within the last
     band edge, ordered by distance; the scan covers every comparison area, with coordinates in
     km and the expected counts as its population. Stone's test and the scan get independent
     seeds derived from ``seed``.
@@ -624,6 +628,8 @@ def investigate_point_source(
         trend_score: ``"rank"`` or ``"midpoint"`` (see
             :func:`~registry_lib.stats.cluster.band_sir_from_areas`).
         n_jobs: threads for the scan.
+        exclude_from_reference_km: radius (km) of the study area left out of the reference
+            rates; None means the last band edge, 0 none.
 
     Example:
         >>> s = _example_study()
@@ -649,15 +655,33 @@ def investigate_point_source(
     population = population[population["area_id"].isin(region.index)]
     if population.empty:
         raise RegistryLabError("population: no person-years in the comparison region")
-    # reference rates over the comparison region, every stratum with person-years
-    by_counts = cases.groupby(by, observed=True).size().rename("count").reset_index()
-    strata = population.groupby(by, as_index=False, observed=True)["population"].sum()
+    exclude_km = float(bands_km[-1]) if exclude_from_reference_km is None else float(exclude_from_reference_km)
+    if not np.isfinite(exclude_km) or exclude_km < 0:
+        raise RegistryLabError(f"exclude_from_reference_km={exclude_from_reference_km!r}: give a distance "
+                               "in km (0 keeps the study area in the reference rates)")
+    all_dist = distance_to_nearest_source(region[["x", "y"]], sources[["x", "y"]])["distance_km"]
+    reference_ids = all_dist.index[all_dist.to_numpy() > exclude_km] if exclude_km > 0 else region.index
+    ref_cases = cases[cases["area_id"].isin(reference_ids)]
+    ref_population = population[population["area_id"].isin(reference_ids)]
+    if ref_population.empty:
+        raise RegistryLabError(f"exclude_from_reference_km={exclude_km:g}: no comparison area lies farther "
+                               "from the source, so there are no reference rates; use a smaller distance")
+    # reference rates over the comparison region outside the study area, every stratum with person-years
+    by_counts = ref_cases.groupby(by, observed=True).size().rename("count").reset_index()
+    strata = ref_population.groupby(by, as_index=False, observed=True)["population"].sum()
     merged = strata.merge(by_counts, on=by, how="outer")
     orphan = merged["population"].isna() | (merged["population"] <= 0)
     if (orphan & (merged["count"].fillna(0) > 0)).any():
         row = merged.loc[orphan & (merged["count"].fillna(0) > 0), by].iloc[0].to_dict()
         raise RegistryLabError(f"cases in stratum {row} but no person-years there")
     merged = merged[~orphan].fillna({"count": 0})
+    study_strata = population.groupby(by, observed=True)["population"].sum()
+    study_strata = study_strata[study_strata > 0].reset_index()[by]
+    no_rate = study_strata.merge(merged[by], on=by, how="left", indicator=True)
+    if (no_rate["_merge"] == "left_only").any():
+        row = no_rate.loc[no_rate["_merge"] == "left_only", by].iloc[0].to_dict()
+        raise RegistryLabError(f"stratum {row} has person-years only within {exclude_km:g} km of the source: "
+                               "no reference rate; lower exclude_from_reference_km")
     rates = stratum_rates(merged, "count", "population", by)
     oe = area_observed_expected(cases, population, rates, by)
     oe = oe.reindex(region.index.intersection(oe.index))
@@ -704,7 +728,8 @@ def investigate_point_source(
         for sx, sy in sources[["x", "y"]].to_numpy()]
     settings = {"by": by, "bands_km": [float(b) for b in bands_km],
                 "max_pop_fraction": float(max_pop_fraction), "n_sim": int(n_sim), "seed": seed,
-                "level": level, "trend_score": trend_score}
+                "level": level, "trend_score": trend_score, "exclude_from_reference_km": exclude_km,
+                "reference_areas": len(reference_ids)}
     return PointSourceStudy(
         areas=table, reference_rates=rates, bands=bands, stone=stone, scan=scan,
         sources=sources, nearest_areas=sorted(set(nearest)), settings=settings,
@@ -814,6 +839,21 @@ def conclusion(results: dict[str, Any], site_label: str) -> str:
             + "; ".join(parts) + f". Conclusion: {verdict}.")
 
 
+def excess_supported(results: dict[str, Any]) -> bool:
+    """The screening verdict of :func:`conclusion` as a yes/no: is an excess near the source
+    supported (the study's headline test)?
+
+    Example:
+        >>> r = {"source": "PS1", "alpha": 0.05, "bands": [{"band": "0-2", "sir": 1.1,
+        ...      "lower": 0.6, "upper": 1.9, "suppressed": False}],
+        ...      "trend": {"p_value_decreasing_with_distance": 0.4}, "stone": {"p_value": 0.5},
+        ...      "most_likely_cluster": None}
+        >>> excess_supported(r)
+        False
+    """
+    return "Conclusion: an excess near the source is supported" in conclusion(results, "the sites")
+
+
 def plot_study_map(study: PointSourceStudy, axes=None, *, zoom_km: float | None = None):
     """The study map (see :meth:`PointSourceStudy.plot_map`)."""
     import matplotlib.pyplot as plt
@@ -883,4 +923,4 @@ def _example_study() -> PointSourceStudy:
                        index=pd.Index(["PS1"], name="source_id"))
     src.attrs.update(kind="id", label="PS1")
     return investigate_point_source(cases, pop, areas, src, by=["age_band", "sex"], n_sim=99,
-                                    seed=1)
+                                    seed=1, exclude_from_reference_km=0)

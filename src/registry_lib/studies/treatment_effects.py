@@ -380,7 +380,7 @@ def population_rates(
     if sex is not None:
         _require(patients, [k, "sex"], "patients")
         t = with_patient_columns(t, patients, ["sex"], key=k)
-        t = t[t["sex"].astype(int) == int(sex)]
+        t = t[pd.to_numeric(t["sex"], errors="coerce") == int(sex)]  # unknown sex: not counted
     t = t.assign(diagnosis_date=pd.to_datetime(t["diagnosis_date"]))
     if first_per_person:
         t = t.sort_values(["diagnosis_date", "tumour_id"]).drop_duplicates(k, keep="first")
@@ -451,7 +451,9 @@ def recall_list(
     ``until_age`` on the reference date (the NHS Breast Screening Programme screens very-high-risk
     women until their 71st birthday; None = no upper age). Women who have had a breast cancer
     (``second_site``) since the radiotherapy are under breast-cancer follow-up instead and are
-    left out when ``exclude_with_second_cancer``.
+    left out when ``exclude_with_second_cancer``. Patients without a birth date (the rule needs
+    exact ages) or, when selecting by ``sex``, without a recorded sex are left out; their counts
+    are in ``.attrs["left_out_no_birth_date"]`` and ``.attrs["left_out_missing_sex"]``.
 
     Returns:
         The identifiable list (columns of :data:`RECALL_LIST`), sorted by ``due_from`` then
@@ -479,10 +481,9 @@ def recall_list(
                                    "direct_care release)")
     pat = release["patient"]
     _require(pat, [key, "birth_date", "sex", "death_date"], "patients")
-    if pat["birth_date"].isna().any():
-        i = int(np.flatnonzero(pat["birth_date"].isna().to_numpy())[0])
-        raise RegistryLabError(f"patient {pat[key].iloc[i]!r}: birth date missing; the recall rule "
-                               "needs exact birth dates")
+    # the recall rule needs exact birth dates: patients without one are left out (and counted)
+    no_birth = pat["birth_date"].isna()
+    pat = pat[~no_birth]
     ren = {key: "patient_id"}
     cohort = late_effects_cohort(
         pat[[key, "sex", "birth_date", "death_date"]].rename(columns=ren),
@@ -507,7 +508,10 @@ def recall_list(
     out = out.sort_values(["due_from", key], kind="stable").reset_index(drop=True)
     for c in ("age_at_rt", "age_on_reference_date"):
         out[c] = out[c].astype(np.int64)
-    return out[RECALL_LIST.column_names]
+    out = out[RECALL_LIST.column_names]
+    out.attrs["left_out_no_birth_date"] = int(no_birth.sum())
+    out.attrs["left_out_missing_sex"] = int(cohort.attrs.get("left_out_missing_sex", 0))
+    return out
 
 
 def write_recall_list(

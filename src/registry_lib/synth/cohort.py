@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -118,9 +119,9 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
     cfg = resolve_config(config, where=f"cohort {config.get('name', '?')!r}")
     quiet = in_ci() if quiet is None else quiet
     timer = _Timer(quiet)
-    params = epidemiology_params()
     rng = _streams(cfg["seed"])
     eff = cfg["effects"]
+    params = _switch_off_baselines(epidemiology_params(), eff)
     y0, y1 = cfg["years"]
     hist = cfg["historic"]
     first_year = hist["start"] if hist else y0
@@ -700,6 +701,78 @@ def _effects_summary(cfg: dict[str, Any], truth: dict[str, pd.DataFrame], expect
                     "expected_without_covid × (1 − multiplier). Route multipliers: the site multiplier times this "
                     "relative factor.",
         }
+    out["contrasts"] = true_contrasts(eff, params, out["covid"]["sites"] if out["covid"] else None, list(sites))
+    return out
+
+
+def _switch_off_baselines(params: dict[str, Any], eff: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the generic effects of a switched-off kind removed (a copy if changed).
+
+    ``treatment_effect: null`` also removes the generic SACT excess-hazard ratio of survival.yaml
+    (no SACT effect on survival anywhere); ``late_effect: null`` also sets the generic
+    ``second_primary_rate_ratio`` of incidence.yaml to 1 (second cancers at population rates).
+    """
+    if eff["treatment_effect"] is not None and eff["late_effect"] is not None:
+        return params
+    params = copy.deepcopy(params)
+    if eff["treatment_effect"] is None:
+        params["survival"]["treatment_hazard_ratio"]["sact"] = 1.0
+    if eff["late_effect"] is None:
+        params["incidence"]["second_primary_rate_ratio"] = 1.0
+    return params
+
+
+def true_contrasts(eff: dict[str, Any], params: dict[str, Any], covid_sites: dict[str, Any] | None,
+                   sites: list[str]) -> dict[str, Any]:
+    """The true value of every contrast a study estimates, 1.0 (or 0 missing diagnoses) when the
+    effect is switched off; the contrast's definition comes from the effect, or from
+    ``params/epidemiology/effects.yaml`` when it is off. (The COVID-19 death hazard ratio on SACT
+    has no true value without COVID-19: there are no COVID-19 deaths.)
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> off = {"cluster": None, "treatment_effect": None, "late_effect": None, "covid": None}
+        >>> t = true_contrasts(off, epidemiology_params(), None, ["C50"])
+        >>> t["cluster_sir_within_radius"]["true_value"], t["adjuvant_sact_hazard_ratio"]["true_value"]
+        (1.0, 1.0)
+    """
+    defaults = params["effects"]
+    c = eff["cluster"] or defaults["cluster"]
+    te = eff["treatment_effect"] or defaults["treatment_effect"]
+    le = eff["late_effect"] or defaults["late_effect"]
+    surv_hr = params["survival"]["treatment_hazard_ratio"]
+    rr_c = float(eff["cluster"]["relative_risk"]) if eff["cluster"] else 1.0
+    hr_t = float(eff["treatment_effect"]["hazard_ratio"]) if eff["treatment_effect"] else 1.0
+    rr_l = (float(eff["late_effect"]["relative_risk"]) if eff["late_effect"]
+            else float(params["incidence"]["second_primary_rate_ratio"]))
+    out: dict[str, Any] = {
+        "cluster_sir_within_radius": {
+            **{k: c[k] for k in ("site", "source_id", "radius_km", "years")},
+            "relative_risk": rr_c, "true_value": rr_c, "present": eff["cluster"] is not None},
+        "adjuvant_sact_hazard_ratio": {
+            **{k: te[k] for k in ("sites", "stage", "treatment", "applies_to", "grace_days")},
+            "hazard_ratio": hr_t, "true_value": hr_t, "present": eff["treatment_effect"] is not None},
+        "late_effect_sir": {
+            **{k: le[k] for k in ("first_site", "second_site", "sex", "rt_regions", "ages", "latency_years")},
+            "relative_risk": rr_l, "true_value": rr_l, "present": eff["late_effect"] is not None},
+        "covid_april_2020_multiplier": {
+            s: (float(covid_sites[s]["april_2020_multiplier"]) if covid_sites and s in covid_sites
+                and covid_sites[s]["april_2020_multiplier"] is not None else 1.0) for s in sites},
+        "covid_cumulative_missing_diagnoses": {
+            s: (covid_sites[s]["cumulative_deficit"] if covid_sites and s in covid_sites
+                else {"2020-03..2020-12": 0.0, "2020-03..2021-12": 0.0}) for s in sites},
+        "covid_late_stage_odds_ratio": (float(eff["covid"]["stage_shift"]["late_stage_odds_ratio"])
+                                        if eff["covid"] else 1.0),
+        "covid_death_hr_recent_sact": (float(eff["covid"]["death_recent_sact_hr"]) if eff["covid"] else None),
+        "baseline": {
+            "second_primary_rate_ratio": float(params["incidence"]["second_primary_rate_ratio"]),
+            "generic_excess_hazard_ratio": {k: float(v) for k, v in surv_hr.items()},
+            "note": "Generic effects the generator applies besides the injected ones (after switching off: "
+                    "treatment_effect null sets the SACT ratio to 1, late_effect null the second-primary "
+                    "ratio to 1). The late-effect SIR is measured after the latency, where the rate is the "
+                    "population rate times the late effect's relative_risk (or the second-primary ratio "
+                    "when the late effect is off)."},
+    }
     return out
 
 
@@ -757,10 +830,12 @@ def write(cohort: Cohort, path: Path | str) -> Path:
 def run(config_path: Path | str, *, seed: int | None = None, scale: float | None = None,
         years: tuple[int, int] | None = None, out: Path | str | None = None) -> Path:
     """What ``registry-lab synth`` calls: load the config, generate, write; returns the folder."""
-    from registry_lib.paths import cohort_dir
+    from registry_lib.config import load_yaml
+    from registry_lib.paths import cohort_dir, cohort_folder_name
 
     cfg = load_config(config_path, seed=seed, scale=scale, years=years)
-    target = Path(out).resolve() if out else cohort_dir(cfg["name"])
+    target = Path(out).resolve() if out else cohort_dir(cohort_folder_name(
+        cfg["name"], seed, config_seed=load_yaml(Path(config_path)).get("seed")))
     if target.exists() and not target.is_dir():
         raise RegistryLabError(f"{target}: exists and is not a folder; choose another --out")
     cohort = generate(cfg)
