@@ -35,7 +35,7 @@ from registry_lib.studies.cluster_investigation import excess_supported  # noqa:
 from registry_lib.synth.config import EFFECTS  # noqa: E402
 from registry_lib.synth.draws import draw_effects  # noqa: E402
 
-KEY = "5e" * 32
+KEY = "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a"
 STUDIES = ("cluster_investigation", "treatment_effects", "covid_impact")
 PIPELINE = {
     "cohort": "small",

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from registry_lib.linkage.toy import write_toy_cohort
+from fixtures.toy import write_toy_cohort
 
 from registry_lib import linkage
 from registry_lib.errors import ConfigError, RegistryLabError, RegistryLabWarning
@@ -17,7 +17,7 @@ from registry_lib.linkage import review
 from registry_lib.linkage.model import prepare_report
 from registry_lib.linkage.persons import cluster_identities
 
-KEY = "5a" * 32
+KEY = "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a"
 
 
 @pytest.mark.parametrize("values, name", [

@@ -159,7 +159,7 @@ def test_bad_input_is_one_clear_sentence(release):
 
 
 def test_release_route_writes_a_synthetic_release_with_report_and_audit(tmp_path, monkeypatch):
-    from registry_lib.release.example import write_example_cohort
+    from fixtures.registry import write_example_cohort
 
     from registry_lib.release import load_release, read_audit, release_info
     from registry_lib.release.run import run as release_run

@@ -16,15 +16,14 @@ patients whose first tumour replicates a record unique in the original on the ke
 One JSON line is appended to ``synthetic/<cohort>/releases/audit.jsonl``.
 
 Example:
-    >>> import os, tempfile
-    >>> from registry_lib.release.example import write_example_cohort
+    >>> import os
+    >>> from registry_lib.linkage.tiny import tiny_cohort
     >>> from registry_lib.release.run import run as release
-    >>> os.environ["REGISTRY_LAB_KEY"] = "ab" * 32
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     cohort = write_example_cohort(Path(d) / "toy", n_patients=60)
-    ...     _ = release(cohort, "research_pseudonymised", "A. Analyst")
-    ...     out = run(cohort, "research_pseudonymised", seed=1)
-    ...     sorted(p.name for p in out.iterdir())[-2:], json.loads((out / "release.json").read_text())["synthetic"]
+    >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+    >>> cohort = tiny_cohort()   # the tiny cohort, generated and linked (once per process)
+    >>> _ = release(cohort, "research_pseudonymised", "A. Analyst")
+    >>> out = run(cohort, "research_pseudonymised", seed=1)
+    >>> sorted(p.name for p in out.iterdir())[-2:], json.loads((out / "release.json").read_text())["synthetic"]
     (['tumour.parquet', 'twin_report.json'], True)
 """
 
