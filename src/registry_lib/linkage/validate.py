@@ -31,6 +31,7 @@ import pandas as pd
 from registry_lib.errors import RegistryLabError
 from registry_lib.linkage import codes
 from registry_lib.linkage import standardise as std
+from registry_lib.linkage.linked_feeds import LINKED_FATAL, LINKED_FEEDS, LINKED_REQUIRED, validate_linked
 from registry_lib.nhs_number import is_valid_nhs_number
 
 #: Reason codes that send a record to quarantine.
@@ -47,6 +48,7 @@ FATAL: dict[str, str] = {
     "DEATH_IN_FUTURE": "death date after the date the death was registered",
     "DEATH_BEFORE_BIRTH": "death date before the birth date",
     "NO_REGISTERED_PERSON": "treatment or death record that links to no registered person",
+    **LINKED_FATAL,
 }
 #: Reason codes that flag a field (treated as missing); the record is kept.
 FLAGS: dict[str, str] = {
@@ -68,11 +70,11 @@ FLAGS: dict[str, str] = {
     "INVALID_REQUEST_DATE": "opt-out request date is not a real date: the opt-out applies from the start",
 }
 
-PERSON_FEEDS = ("notifications", "sact", "radiotherapy", "surgery", "deaths", "registration_optouts")
+PERSON_FEEDS = ("notifications", "sact", "radiotherapy", "surgery", "deaths", "registration_optouts", *LINKED_FEEDS)
 TREATMENT_FEEDS = {"sact": "start_date", "radiotherapy": "start_date", "surgery": "procedure_date"}
 EVENT_DATE = {"notifications": "received_date", "sact": "start_date", "radiotherapy": "start_date",
               "surgery": "procedure_date", "deaths": "registration_date",
-              "registration_optouts": "request_date"}
+              "registration_optouts": "request_date", **LINKED_FEEDS}
 REQUIRED = {
     "notifications": ("record_id", "received_date"),
     "sact": ("record_id", "start_date"),
@@ -80,6 +82,7 @@ REQUIRED = {
     "surgery": ("record_id", "procedure_date"),
     "deaths": ("record_id", "death_date", "registration_date"),
     "registration_optouts": ("record_id",),
+    **LINKED_REQUIRED,
 }
 IDENTIFIERS = ("nhs_number", "given_name", "family_name", "birth_date", "sex", "postcode")
 
@@ -355,6 +358,8 @@ def validate_feeds(feeds: dict[str, pd.DataFrame]) -> Validated:
             cleaned[feed] = _treatment(feed, df, checks, ident, as_of)
         elif feed == "deaths":
             cleaned[feed] = _deaths(df, checks, ident)
+        elif feed in LINKED_FEEDS:
+            cleaned[feed] = validate_linked(feed, df, checks)
         else:
             cleaned[feed] = _optouts(df, checks)
         rec = ident.copy()
