@@ -250,7 +250,13 @@ def assign_screening(tumours: pd.DataFrame, patients: pd.DataFrame, areas: pd.Da
         k = np.minimum(np.floor(g).astype(np.int64), len(pi) - 1)
         tilt = np.asarray(p["stage_log_odds"], dtype=float)[np.clip(stage[first], 1, 4) - 1]
         u_detect = rng.random(n)
-        lapsed = rng.random(n) < float(p["lapsed_share"])
+        # lapsed: attended the round before, which must itself have been within the programme
+        prev_day = screen_day - interval * YEAR
+        prev_year = np.floor(prev_day).astype(np.int64).astype("datetime64[D]").astype("datetime64[Y]").astype(
+            np.int64) + 1970
+        plo, phi = age_limits(p, prev_year)
+        prev_ok = (prev_year >= int(p["start_year"])) & (screen_age - interval >= plo) & (screen_age - interval < phi + 1)
+        lapsed = (rng.random(n) < float(p["lapsed_share"])) & prev_ok
         a = np.flatnonzero(attended)
         found = np.zeros(n, dtype=bool)
         if len(a):
