@@ -288,3 +288,45 @@ def truth_agreement(classified: pd.DataFrame, truth: pd.DataFrame, *, tumour_map
     return {"compared": int(len(m)), "agreement": float(agree.mean()) if len(m) else float("nan"),
             "interval_agreement": float((ic_true == ic_est).mean()) if len(m) else float("nan"),
             "confusion": confusion, "disagreements": m.loc[~agree]}
+
+
+def truth_tumour_map(record_links: pd.DataFrame, record_truth: pd.DataFrame) -> pd.Series:
+    """Validation only: registry tumour id -> true tumour id, through the notifications behind
+    each registry tumour (the true tumour holding most of them)."""
+    links = record_links[(record_links["feed"] == "notifications") & record_links["tumour_id"].notna()]
+    rt = record_truth[record_truth["feed"] == "notifications"][["record_id", "tumour_id"]]
+    m = links[["record_id", "tumour_id"]].astype({"record_id": str}).merge(
+        rt.astype({"record_id": str}), on="record_id", suffixes=("", "_true"))
+    m = m.dropna(subset=["tumour_id_true"])
+    top = (m.groupby(["tumour_id", "tumour_id_true"]).size().rename("n").reset_index()
+           .sort_values(["tumour_id", "n", "tumour_id_true"], ascending=[True, False, True])
+           .drop_duplicates("tumour_id"))
+    return pd.Series(top["tumour_id_true"].astype("int64").to_numpy(), index=top["tumour_id"].astype("int64").to_numpy())
+
+
+def explain_disagreements(disagreements: pd.DataFrame, record_links: pd.DataFrame, record_truth: pd.DataFrame,
+                          true_tumours: pd.DataFrame) -> pd.DataFrame:
+    """Validation only: why each disagreeing tumour was misclassified.
+
+    ``screening records lost or mislinked``: the true person's screening records are not all
+    linked to the registry person (quarantined, or linked to someone else); ``identifier
+    errors``: they are, but carry injected identifier errors; ``other``: neither (the rule itself).
+    """
+    if disagreements.empty:
+        return pd.DataFrame({"reason": [], "tumours": []})
+    rt = record_truth[record_truth["feed"] == "screening"].astype({"record_id": str})
+    rl = record_links[record_links["feed"] == "screening"].astype({"record_id": str})
+    true_pid = true_tumours.set_index("tumour_id")["patient_id"]
+    d = disagreements.assign(true_patient=disagreements["true_tumour"].map(true_pid))
+    recs = rt[rt["patient_id"].isin(set(d["true_patient"]))].merge(rl[["record_id", "patient_id"]], on="record_id",
+                                                                     how="left", suffixes=("", "_registry"))
+    reg_pid = d.set_index("true_patient")["patient_id"] if "patient_id" in d else None
+    recs["expected_registry"] = recs["patient_id"].map(reg_pid) if reg_pid is not None else np.nan
+    recs["_lost"] = (recs["patient_id_registry"].isna() | (recs["patient_id_registry"] != recs["expected_registry"])
+                     ).fillna(True).astype(bool)
+    recs["_err"] = recs["errors"].fillna("").astype(str) != ""
+    lost = recs.groupby("patient_id")["_lost"].any()
+    errs = recs.groupby("patient_id")["_err"].any()
+    reason = np.where(d["true_patient"].map(lost).fillna(False).astype(bool), "screening records lost or mislinked",
+                      np.where(d["true_patient"].map(errs).fillna(False).astype(bool), "identifier errors", "other"))
+    return pd.Series(reason).value_counts().rename_axis("reason").rename("tumours").reset_index()

@@ -336,7 +336,8 @@ def feeds_linked_detection(scr: Any) -> pd.DataFrame:
 def _linked_feeds(cfg: dict[str, Any], params: dict[str, Any], reference: dict[str, pd.DataFrame],
                   truth: dict[str, pd.DataFrame], scr: Any, rng: dict[str, np.random.Generator]
                   ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict[str, Any]]:
-    """The screening and CPES feeds, their record truth and their true effects (issue 14)."""
+    """The screening and CPES feeds, their record truth and their true effects (issue 14); the
+    programme statistics (public aggregates) go to ``reference["screening_statistics"]``."""
     from registry_lib.synth import cpes as cpes_mod
     from registry_lib.synth import screening as screening_mod
     from registry_lib.synth.feeds_linked import make_linked_feeds
@@ -345,7 +346,9 @@ def _linked_feeds(cfg: dict[str, Any], params: dict[str, Any], reference: dict[s
                                           rng["cpes"])
     stats = screening_mod.screening_statistics(reference["population"], reference["areas"], cfg, params,
                                                rng["screening_statistics"])
-    feeds, record_truth = make_linked_feeds(truth["patients"], scr, stats, frame, cfg, rng["linked_feeds"])
+    reference["screening_statistics"] = stats.sort_values(["programme", "year", "area_id", "sex", "age_band"],
+                                                          kind="stable").reset_index(drop=True)
+    feeds, record_truth = make_linked_feeds(truth["patients"], scr, frame, cfg, rng["linked_feeds"])
     return feeds, record_truth, {"cpes": cpes_effects,
                                  "screening": screening_mod.effects_summary(scr, cfg, params)}
 

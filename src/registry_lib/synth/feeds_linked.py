@@ -1,8 +1,8 @@
 """The screening and CPES feeds as their senders send them, with identifier errors and truth.
 
 :func:`make_linked_feeds` turns the screening histories (:mod:`~registry_lib.synth.screening`)
-and the CPES sample (:mod:`~registry_lib.synth.cpes`) into the feeds ``screening``,
-``screening_statistics`` and ``cpes``, each person-level record carrying its patient's
+and the CPES sample (:mod:`~registry_lib.synth.cpes`) into the feeds ``screening`` and
+``cpes``, each person-level record carrying its patient's
 identifiers as of its date with the feed's own identifier errors (rates of
 ``params/epidemiology/feeds.yaml`` ``errors``, keyed ``screening_feed`` and ``cpes`` where
 given, else the default), and their ``record_truth`` rows.
@@ -10,7 +10,7 @@ given, else the default), and their ``record_truth`` rows.
 Example:
     >>> from registry_lib.synth.feeds_linked import LINKED_FEED_NAMES
     >>> LINKED_FEED_NAMES
-    ('screening', 'screening_statistics', 'cpes')
+    ('screening', 'cpes')
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from registry_lib.synth.feeds_identifiers import identifiers_as_sent, people_fro
 from registry_lib.synth.screening import TEST_TYPE, ScreeningResult
 from registry_lib.synth.tables_linked import LINKED_FEEDS
 
-LINKED_FEED_NAMES = ("screening", "screening_statistics", "cpes")
+LINKED_FEED_NAMES = ("screening", "cpes")
 #: Error-rate source label of each feed in ``feeds.yaml`` (``screening`` there is the
 #: notification source, so the screening programme feed has its own label).
 SOURCE = {"screening": "screening_feed", "cpes": "cpes"}
@@ -51,10 +51,9 @@ def _bool(values: np.ndarray) -> pd.arrays.BooleanArray:
     return pd.arrays.BooleanArray(np.where(ok, values, 0).astype(bool), ~ok)
 
 
-def make_linked_feeds(patients: pd.DataFrame, screening: ScreeningResult, statistics: pd.DataFrame,
-                      cpes_frame: pd.DataFrame, config: dict[str, Any],
+def make_linked_feeds(patients: pd.DataFrame, screening: ScreeningResult, cpes_frame: pd.DataFrame, config: dict[str, Any],
                       rng: np.random.Generator) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """The three feeds and their ``record_truth`` rows (see the module docstring)."""
+    """The two feeds and their ``record_truth`` rows (see the module docstring)."""
     params = feed_params(config)
     people = people_from_patients(patients)
     eof = np.datetime64(config["end_of_follow_up"], "D")
@@ -90,9 +89,6 @@ def make_linked_feeds(patients: pd.DataFrame, screening: ScreeningResult, statis
         "result": np.where(attended, ep["result"].to_numpy(dtype=object), None),
     })
     truths.append(_truth_frame("screening", ids, ep["patient_id"].to_numpy(), ep["tumour_id"].to_numpy(), None, kinds))
-
-    feeds["screening_statistics"] = statistics.sort_values(
-        ["programme", "year", "area_id", "sex", "age_band"], kind="stable").reset_index(drop=True)
 
     # CPES
     cf = cpes_frame

@@ -241,7 +241,8 @@ TRUTH = {t.name: t for t in (TRUE_PATIENTS, TRUE_TUMOURS, TRUE_TREATMENTS, RECOR
 REFERENCE = {t.name: t for t in (AREAS, POPULATION, POSTCODES, POINT_SOURCES, LIFE_TABLE, STANDARD_POPULATIONS, TRUSTS)}
 
 # The screening and CPES feeds (issue 14) live in tables_linked.py; written with the others.
-from registry_lib.synth.tables_linked import LINKED_FEEDS, LINKED_TRUTH  # noqa: E402
+from registry_lib.synth.tables_linked import LINKED_FEEDS, LINKED_REFERENCE, LINKED_TRUTH  # noqa: E402
 
 FEEDS.update(LINKED_FEEDS)
+REFERENCE.update(LINKED_REFERENCE)
 TRUTH.update(LINKED_TRUTH)

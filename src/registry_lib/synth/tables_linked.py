@@ -30,8 +30,8 @@ SCREENING = register(Table("screening", "Screening programme histories of people
     C("result", S, True, "negative | positive (positive: referred for assessment)"),
 ], stage="feeds", key=("record_id",)))
 
-SCREENING_STATISTICS = register(Table("screening_statistics", "Programme statistics: people eligible and tested "
-                                      "per programme, year, area, sex and age band.", [
+SCREENING_STATISTICS = register(Table("screening_statistics", "Programme statistics (published, aggregate): people "
+                                      "eligible and tested per programme, year, area, sex and age band.", [
     C("programme", S, False, "breast | bowel | cervical"),
     C("year", I16, False, "calendar year"),
     C("area_id", S, False, "area code"),
@@ -39,7 +39,7 @@ SCREENING_STATISTICS = register(Table("screening_statistics", "Programme statist
     C("age_band", I8, False, "lower bound of the 5-year age band"),
     C("eligible", I32, False, "residents of the band within the programme's ages"),
     C("tested", I32, False, "people tested in the year"),
-], stage="feeds", key=("programme", "year", "area_id", "sex", "age_band")))
+], stage="reference", key=("programme", "year", "area_id", "sex", "age_band")))
 
 CPES = register(Table("cpes", "National Cancer Patient Experience Survey: the sample, response and answers "
                       "(one row per sampled patient and survey year).", [
@@ -66,5 +66,6 @@ SCREENING_DETECTION = register(Table("screening_detection", "How each tumour of 
     C("years_since_screen", F64, True, "years from that test to diagnosis (interval cancers; 0 if screen-detected)"),
 ], stage="truth", key=("tumour_id",)))
 
-LINKED_FEEDS = {t.name: t for t in (SCREENING, SCREENING_STATISTICS, CPES)}
+LINKED_FEEDS = {t.name: t for t in (SCREENING, CPES)}
+LINKED_REFERENCE = {t.name: t for t in (SCREENING_STATISTICS,)}
 LINKED_TRUTH = {t.name: t for t in (SCREENING_DETECTION,)}
