@@ -295,7 +295,9 @@ def _histories(name: str, p: dict[str, Any], first: np.ndarray, pid: np.ndarray,
         age = (day - birth[first[base]]) / YEAR
         year = np.floor(day).astype(np.int64).astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
         lo, hi = age_limits(p, year)
-        ok = (year >= int(p["start_year"])) & (age >= lo) & (age < hi + 1)
+        # the last round is the one eligibility was decided on (a screen-detected cancer's test is
+        # dated at diagnosis, no lead time): always kept; earlier rounds only within the programme
+        ok = np.ones(len(base), dtype=bool) if j == 0 else (year >= int(p["start_year"])) & (age >= lo) & (age < hi + 1)
         if j == 0:
             att = attended[base]
             positive = found[base]
