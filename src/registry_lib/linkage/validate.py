@@ -31,7 +31,12 @@ import pandas as pd
 from registry_lib.errors import RegistryLabError
 from registry_lib.linkage import codes
 from registry_lib.linkage import standardise as std
-from registry_lib.linkage.linked_feeds import LINKED_FATAL, LINKED_FEEDS, LINKED_REQUIRED, validate_linked
+from registry_lib.linkage.linked_feeds import (
+    LINKED_FATAL,
+    LINKED_FEEDS,
+    LINKED_REQUIRED,
+    validate_linked,
+)
 from registry_lib.nhs_number import is_valid_nhs_number
 
 #: Reason codes that send a record to quarantine.

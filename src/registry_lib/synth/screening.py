@@ -100,7 +100,7 @@ def age_limits(programme: dict[str, Any], years: np.ndarray) -> tuple[np.ndarray
     Example:
         >>> lo, hi = age_limits({"ages": [[2006, 60, 74], [2021, 56, 74]]}, np.array([2010, 2022]))
         >>> lo.tolist(), hi.tolist()
-        [[60.0, 56.0], [74.0, 74.0]]
+        ([60.0, 56.0], [74.0, 74.0])
     """
     rows = sorted(programme["ages"])
     lo = np.full(len(years), np.inf)
@@ -131,7 +131,7 @@ def coverage_probability(programme: dict[str, Any], quintile: np.ndarray, london
     Example:
         >>> p = {"coverage": 0.7, "coverage_deprivation_per_quintile": -0.2, "coverage_london": -0.4}
         >>> coverage_probability(p, np.array([3, 5]), np.array([False, True])).round(3).tolist()
-        [0.7, 0.524]
+        [0.7, 0.512]
     """
     lo = (_logit(float(programme["coverage"])) + float(programme["coverage_deprivation_per_quintile"])
           * (quintile.astype(float) - 3.0) + float(programme["coverage_london"]) * london.astype(float))
