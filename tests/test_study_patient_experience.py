@@ -75,7 +75,7 @@ def test_casemix_adjustment_removes_a_case_mix_difference():
     rating = 8 + 1.0 * old + rng.normal(0, 1, n)
     d = pd.DataFrame({"trust_code": trust, "age_band": np.where(old, "75-84", "45-54"), "overall_rating": rating})
     t = pe.casemix_adjusted(d, "overall_rating", covariates=["age_band"]).set_index("trust_code")
-    assert abs(t.at["A", "observed"] - t.at["B", "observed"]) > 0.5
+    assert abs(t.at["A", "observed_mean"] - t.at["B", "observed_mean"]) > 0.5
     assert abs(t.at["A", "adjusted"] - t.at["B", "adjusted"]) < 0.15
     assert (t["outlier_99_8"] == "").all()
 

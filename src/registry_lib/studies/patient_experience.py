@@ -176,7 +176,7 @@ def casemix_adjusted(respondents: pd.DataFrame, question: str, covariates: Seque
 
     The expected score of each respondent comes from a model of the answer on the case-mix
     covariates only (linear for the rating, logistic for yes/no items) fitted on all
-    respondents; a trust's adjusted score is ``national + observed - expected``. Limits around
+    respondents; a trust's adjusted score is ``national + observed_mean - expected_mean``. Limits around
     the national score are ``national ± z · sd / sqrt(n)`` (``sd`` the residual SD for the
     rating, ``sqrt(p(1-p))`` for items); a trust is flagged at a level when its adjusted score
     lies outside that level's limits.
@@ -193,8 +193,9 @@ def casemix_adjusted(respondents: pd.DataFrame, question: str, covariates: Seque
         expected = fit.fittedvalues.to_numpy()
     national = float(y.mean())
     d = d.assign(_y=y, _e=expected)
-    t = d.groupby("trust_code").agg(n=("_y", "size"), observed=("_y", "mean"), expected=("_e", "mean")).reset_index()
-    t["adjusted"] = national + t["observed"] - t["expected"]
+    t = d.groupby("trust_code").agg(n=("_y", "size"), observed_mean=("_y", "mean"),
+                                    expected_mean=("_e", "mean")).reset_index()
+    t["adjusted"] = national + t["observed_mean"] - t["expected_mean"]
     sd = np.sqrt(national * (1 - national)) if binary else float(np.sqrt(fit.scale))
     se = sd / np.sqrt(t["n"].to_numpy(float))
     t["z"] = (t["adjusted"] - national) / se
