@@ -18,7 +18,7 @@ Example:
     >>> reg, ref = example_registry(n_patients=50, seed=1)
     >>> rel = build_record_release(reg, load_policy("research_pseudonymised"), areas=ref["areas"])
     >>> sorted(rel.tables), "nhs_number" in rel.tables["patient"].columns
-    (['patient', 'treatment', 'tumour'], False)
+    (['cpes', 'patient', 'screening', 'treatment', 'tumour'], False)
 """
 
 from __future__ import annotations
@@ -192,6 +192,16 @@ def register_release_tables(root: Path | None = None) -> list[Table]:
     return out
 
 
+#: Registry tables a registry built without their feed lacks (screening, CPES): a policy that
+#: lists them releases them empty.
+OPTIONAL_TABLES = ("screening", "cpes")
+
+
+def _empty(table: str) -> pd.DataFrame:
+    """An empty registry table with its schema's columns and types."""
+    return pd.DataFrame({c.name: pd.Series(dtype=c.type.to_pandas_dtype()) for c in REGISTRY[table].columns})
+
+
 def build_record_release(
     registry: dict[str, pd.DataFrame],
     policy: Policy,
@@ -207,6 +217,7 @@ def build_record_release(
     """
     if policy.output != "record_level":
         raise RegistryLabError(f"policy {policy.name}: not a record-level policy")
+    registry = {**{t: _empty(t) for t in OPTIONAL_TABLES if t in policy.tables}, **registry}
     missing = [t for t in (*policy.tables, "patient") if t not in registry]
     if missing:
         raise RegistryLabError(f"policy {policy.name}: registry table(s) {missing} not given")

@@ -12,7 +12,7 @@ Example:
     >>> cfg = synth.load_config("params/cohort/small.yaml", scale=0.0005, years=(2019, 2019))
     >>> cohort = synth.generate(cfg, quiet=True)
     >>> sorted(cohort.truth)
-    ['patients', 'record_truth', 'treatments', 'tumours']
+    ['patients', 'record_truth', 'screening_detection', 'treatments', 'tumours']
 """
 
 from __future__ import annotations

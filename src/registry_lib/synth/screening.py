@@ -28,7 +28,7 @@ Example:
     >>> from registry_lib.synth.params import epidemiology_params
     >>> p = epidemiology_params()["screening"]["programmes"]["breast"]
     >>> p["interval_years"], round(sensitivity(p), 3)
-    (3, 0.55)
+    (3, 0.613)
 """
 
 from __future__ import annotations
@@ -262,11 +262,17 @@ def assign_screening(tumours: pd.DataFrame, patients: pd.DataFrame, areas: pd.Da
         if len(a):
             prob = centred_probabilities(np.zeros(len(a)), tilt[a], k[a], 1.0 - pi)
             found[a] = u_detect[a] < prob
+        # a screen-detected cancer's test is dated just before diagnosis: if screening was paused
+        # then (COVID-19), the test did not happen and the cancer presented otherwise
+        recall = rng.uniform(float(p["recall_days"][0]), float(p["recall_days"][1]), n)
+        paused = found & ~(rng.random(n) < _covid_pause(dx[first] - recall, covid))
+        found &= ~paused
+        attended &= ~paused
+        lapsed |= paused & prev_ok
         cat = np.where(~eligible, "not_eligible",
                        np.where(found, "screen_detected",
                                 np.where(attended, "interval", np.where(lapsed, "lapsed", "never_screened"))))
         new_sd[first[found]] = True
-        recall = rng.uniform(float(p["recall_days"][0]), float(p["recall_days"][1]), n)
         last_test = np.where(found, dx[first] - recall, screen_day)
         detections.append(pd.DataFrame({
             "tumour_id": tumours["tumour_id"].to_numpy()[first], "programme": name, "detection": cat,
