@@ -34,7 +34,9 @@ def test_feeds_truth_and_effects_are_written(cohort):
         ids = set(rt.loc[rt["feed"] == feed, "record_id"])
         assert ids == set(cohort.feeds[feed]["record_id"]), feed
     assert cohort.effects["cpes"]["enabled"] and cohort.effects["screening"]["enabled"]
-    assert cohort.effects["screening"]["programmes"]["breast"]["sensitivity"] == pytest.approx(0.55)
+    breast = epidemiology_params()["screening"]["programmes"]["breast"]
+    assert cohort.effects["screening"]["programmes"]["breast"]["sensitivity"] == pytest.approx(
+        1 - np.mean(breast["proportional_incidence"]))
 
 
 def test_cpes_is_calibrated_to_the_published_year(cohort):

@@ -265,7 +265,7 @@ def assign_screening(tumours: pd.DataFrame, patients: pd.DataFrame, areas: pd.Da
         # a screen-detected cancer's test is dated just before diagnosis: if screening was paused
         # then (COVID-19), the test did not happen and the cancer presented otherwise
         recall = rng.uniform(float(p["recall_days"][0]), float(p["recall_days"][1]), n)
-        paused = found & ~(rng.random(n) < _covid_pause(dx[first] - recall, covid))
+        paused = found & ~(rng.random(n) < _covid_pause(dx[first], covid))   # by diagnosis month, as the routes
         found &= ~paused
         attended &= ~paused
         lapsed |= paused & prev_ok
