@@ -285,6 +285,7 @@ def assign_screening(tumours: pd.DataFrame, patients: pd.DataFrame, areas: pd.Da
     redraw = old_sd & ~new_sd
     routes[redraw] = _symptomatic_routes(site[redraw], params, rng)
     routes[new_sd] = "Screen detected"
+    episodes = [e for e in episodes if len(e)]
     ep = pd.concat(episodes, ignore_index=True) if episodes else empty_ep
     det = pd.concat(detections, ignore_index=True) if detections else empty_det
     return ScreeningResult(routes, ep, det)
