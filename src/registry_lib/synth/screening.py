@@ -186,6 +186,45 @@ def _symptomatic_routes(site: np.ndarray, params: dict[str, Any], rng: np.random
     return out
 
 
+def _lead_time_pool(p: dict[str, Any], g: np.ndarray, interval: np.ndarray, eligible: np.ndarray,
+                    attended: np.ndarray, lapsed: np.ndarray, prev_ok: np.ndarray, screen_day: np.ndarray,
+                    screen_age: np.ndarray, cov: np.ndarray, pi: np.ndarray,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Cancers found at an earlier screen, in their preclinical (detectable) phase: the lead-time pool.
+
+    A cancer that surfaced clinically after a missed round (lapsed: lead time ``L = g + interval``)
+    or after the woman had left the programme's ages (her last round within the ages, ``j`` rounds
+    back, attended with the programme's coverage: ``L = g + j * interval``) was detectable at
+    that round if its preclinical sojourn time exceeded ``L``: probability ``exp(-L / sojourn_years)``
+    (exponential sojourn), found with the year-1 sensitivity ``1 - PI_1``. Interval cancers (a
+    negative screen at ``g``) are not touched, so the proportional incidence is unchanged.
+    ``sojourn_years: null``: no pool. Returns ``(found, aged_out_and_attended)``.
+    """
+    n = len(g)
+    sojourn = p.get("sojourn_years")
+    if not sojourn:
+        return np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    if float(sojourn) <= 0:
+        raise ConfigError(f"screening.yaml: sojourn_years must be positive or null, got {sojourn!r}")
+    year = np.floor(screen_day).astype(np.int64).astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
+    _, hi = age_limits(p, year)
+    # rounds back to the last one within the ages (j >= 1 where the screen at g was past them)
+    j = np.maximum(np.floor((screen_age - (hi + 1)) / interval) + 1, 1.0)
+    last_day = screen_day - j * interval * YEAR
+    last_age = screen_age - j * interval
+    last_year = np.floor(last_day).astype(np.int64).astype("datetime64[D]").astype("datetime64[Y]").astype(
+        np.int64) + 1970
+    llo, lhi = age_limits(p, last_year)
+    aged_out = (~eligible & (year >= int(p["start_year"])) & (screen_age >= hi + 1) & (last_year >= int(p["start_year"]))
+                & (last_age >= llo) & (last_age < lhi + 1))
+    went = aged_out & (rng.random(n) < cov)
+    u = rng.random(n)
+    lead = np.where(aged_out, g + j * interval, g + interval)
+    candidate = went | (eligible & ~attended & lapsed & prev_ok)
+    prob = (1.0 - float(pi[0])) * np.exp(-lead / float(sojourn))
+    return candidate & (u < prob), went
+
+
 def assign_screening(tumours: pd.DataFrame, patients: pd.DataFrame, areas: pd.DataFrame,
                      config: dict[str, Any], params: dict[str, Any], rng: np.random.Generator) -> ScreeningResult:
     """Detection mode, routes and screening histories of the tumours; see the module docstring.
@@ -262,6 +301,10 @@ def assign_screening(tumours: pd.DataFrame, patients: pd.DataFrame, areas: pd.Da
         if len(a):
             prob = centred_probabilities(np.zeros(len(a)), tilt[a], k[a], 1.0 - pi)
             found[a] = u_detect[a] < prob
+        pool, aged_out = _lead_time_pool(p, g, interval, eligible, attended, lapsed, prev_ok, screen_day,
+                                         screen_age, cov, pi, rng)
+        found |= pool
+        attended |= pool
         # a screen-detected cancer's test is dated just before diagnosis: if screening was paused
         # then (COVID-19), the test did not happen and the cancer presented otherwise
         recall = rng.uniform(float(p["recall_days"][0]), float(p["recall_days"][1]), n)
@@ -269,6 +312,7 @@ def assign_screening(tumours: pd.DataFrame, patients: pd.DataFrame, areas: pd.Da
         found &= ~paused
         attended &= ~paused
         lapsed |= paused & prev_ok
+        eligible |= aged_out & found     # found at her last screen within the programme's ages
         cat = np.where(~eligible, "not_eligible",
                        np.where(found, "screen_detected",
                                 np.where(attended, "interval", np.where(lapsed, "lapsed", "never_screened"))))
