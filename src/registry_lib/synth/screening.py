@@ -209,7 +209,8 @@ def _lead_time_pool(p: dict[str, Any], g: np.ndarray, interval: np.ndarray, elig
     year = np.floor(screen_day).astype(np.int64).astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
     _, hi = age_limits(p, year)
     # rounds back to the last one within the ages (j >= 1 where the screen at g was past them)
-    j = np.maximum(np.floor((screen_age - (hi + 1)) / interval) + 1, 1.0)
+    # (before the programme started hi is -inf: one round back, excluded below by the start year)
+    j = np.where(np.isfinite(hi), np.maximum(np.floor((screen_age - (hi + 1)) / interval) + 1, 1.0), 1.0)
     last_day = screen_day - j * interval * YEAR
     last_age = screen_age - j * interval
     last_year = np.floor(last_day).astype(np.int64).astype("datetime64[D]").astype("datetime64[Y]").astype(
