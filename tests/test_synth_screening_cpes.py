@@ -102,6 +102,32 @@ def test_effects_switch_off_with_null(cohort):
     assert not eff["enabled"] and eff["outlier_trust"] is None and eff["emergency_rating_effect"] == 0.0
 
 
+def test_lead_time_pool_adds_screen_detected_cancers_and_leaves_interval_cancers(cohort):
+    params = epidemiology_params()
+    off = copy.deepcopy(params)
+    off["screening"]["programmes"]["breast"]["sojourn_years"] = None
+    cfg = copy.deepcopy(cohort.config)
+    cfg["effects"]["covid"] = None      # the COVID-19 pause draws come later in the stream
+    args = (cohort.truth["tumours"], cohort.truth["patients"], cohort.reference["areas"], cfg)
+
+    def breast(p):
+        d = screening.assign_screening(*args, p, np.random.default_rng(3)).detection
+        return d[d["programme"] == "breast"].set_index("tumour_id")["detection"]
+
+    with_pool, without = breast(params), breast(off)
+    changed = with_pool != without
+    assert changed.sum() > 0
+    assert (with_pool[changed] == "screen_detected").all()
+    # only cancers after a missed round (lapsed) or after leaving the ages are found earlier
+    assert without[changed].isin(["lapsed", "not_eligible"]).all()
+    # interval cancers (and so the proportional incidence) are untouched
+    assert ((with_pool == "interval") == (without == "interval")).all()
+    bad = copy.deepcopy(params)
+    bad["screening"]["programmes"]["breast"]["sojourn_years"] = -1
+    with pytest.raises(ConfigError, match="sojourn_years"):
+        screening.assign_screening(*args, bad, np.random.default_rng(3))
+
+
 def test_survey_is_deterministic(cohort):
     params = epidemiology_params()
     a, _ = cpes.survey(cohort.truth["tumours"], cohort.truth["treatments"], cohort.truth["patients"], cohort.config,

@@ -14,7 +14,10 @@ C18-C20, cervix C53), how it was found, from the programme's rules in
 * found: **screen-detected** (route "Screen detected", a positive test a few weeks before the
   diagnosis date); missed: **interval** cancer (a negative test ``g`` years before); not
   attended: **lapsed** (attended an earlier round) or **never screened**; outside the ages or
-  years of the programme: **not eligible**. Routes of tumours that were "Screen detected" but
+  years of the programme: **not eligible**. Lead-time pool (``sojourn_years``): a cancer after a
+  missed round or after the woman left the programme's ages was detectable at her last attended
+  round with probability ``exp(-lead time / mean sojourn)`` and is screen-detected if found there
+  (:func:`_lead_time_pool`); interval cancers are not touched. Routes of tumours that were "Screen detected" but
   are no longer are redrawn among the symptomatic routes of their site. Screens due in the
   COVID-19 pause (the "Screen detected" route factors of ``covid.yaml``) did not happen.
 
