@@ -89,7 +89,8 @@ def test_release_writes_folder_manifest_and_audit(cohort, key):
     out = run(cohort, "research_pseudonymised", "Dr A. Analyst, study 03")
     assert out == cohort / "releases" / "research_pseudonymised"
     assert sorted(p.name for p in out.iterdir()) == [
-        "patient.parquet", "release.json", "risk_report.json", "treatment.parquet", "tumour.parquet"]
+        "cpes.parquet", "patient.parquet", "release.json", "risk_report.json", "screening.parquet",
+        "treatment.parquet", "tumour.parquet"]
     info = json.loads((out / "release.json").read_text())
     reg = {n: read_parquet(cohort / "registry" / f"{n}.parquet") for n in ("patient", "tumour", "treatment")}
     # NDOP patients, and patients the NDOP could not be checked for (no valid NHS number), are out
@@ -101,6 +102,7 @@ def test_release_writes_folder_manifest_and_audit(cohort, key):
         "patient": len(opted),
         "tumour": int(reg["tumour"]["patient_id"].isin(opted).sum()),
         "treatment": int(reg["treatment"]["patient_id"].isin(opted).sum()),
+        "screening": 0, "cpes": 0,   # the example registry has no screening or CPES feed
     }
     assert info["row_counts"]["patient"] == len(reg["patient"]) - len(opted)
     assert info["purpose"] == "research_pseudonymised" and info["national_data_opt_out_applied"]

@@ -51,6 +51,9 @@ RESULT_KEYS = {
     "treatment_effects": {"hazard_ratios", "net_survival", "late_effect_sir", "recall_list_women"},
     "covid_impact": {"sites", "stage_shift", "covid_death_on_sact", "breast_rt_5_fraction_share"},
     "registry_statistics": {"national_totals"},
+    "patient_experience": {"response_rate", "national", "emergency_rating_difference", "outliers_99_8"},
+    "screening_interval_cancers": {"screen_detected_per_1000", "interval_per_1000_by_year", "sensitivity",
+                                   "late_stage_share"},
     "synthetic_twin": {"pmse", "baselines", "min_ci_overlap", "replicated_uniques", "useful", "safe"},
 }
 
@@ -65,6 +68,15 @@ def test_results_json_holds_the_estimates_each_study_names(small_run):
     assert {"members", "relative_risk", "llr", "p_value"} <= set(cluster["most_likely_cluster"])
     hrs = json.loads((small_run / "reports/treatment_effects/results.json").read_text())["hazard_ratios"]
     assert len(hrs) >= 3
+
+
+def test_cpes_and_screening_studies_recover_their_truth(small_run):
+    """Issue 14: on the small cohort, through linkage and the research release."""
+    cpes = json.loads((small_run / "reports/patient_experience/results.json").read_text())["truth_check"]
+    assert cpes["emergency_rating_effect"]["covered"] and cpes["outlier_trust"]["flagged_99_8"]
+    scr = json.loads((small_run / "reports/screening_interval_cancers/results.json").read_text())["truth_check"]
+    assert scr["sensitivity"]["covered"]
+    assert scr["classification_agreement"] >= 0.99 and scr["interval_agreement"] >= 0.99
 
 
 def test_notebook_outputs_carry_no_absolute_paths(small_run):

@@ -22,7 +22,7 @@ def _cfg(**changes):
 def test_shipped_configs_load(name):
     cfg = load_config(f"params/cohort/{name}.yaml")
     assert cfg["name"] == name
-    assert set(cfg["effects"]) == {"cluster", "treatment_effect", "late_effect", "covid"}
+    assert set(cfg["effects"]) == {"cluster", "treatment_effect", "late_effect", "covid", "cpes", "screening"}
     assert cfg["effects"]["treatment_effect"]["hazard_ratio"] == 0.70
     assert cfg["effects"]["late_effect"]["relative_risk"] == 5.0
     assert cfg["effects"]["covid"]["diagnosis_multipliers"]["C61"][1] == 0.40   # April 2020

@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import atomic_dir, write_json, write_parquet
 from registry_lib.keys import key_fingerprint
+from registry_lib.linkage import linked_feeds as linked
 from registry_lib.linkage import standardise as std
 from registry_lib.linkage import tables as T
 from registry_lib.linkage.deaths import choose_deaths, death_flags
@@ -80,7 +81,8 @@ DEFAULT_THRESHOLD = 0.95
 #: sides of the threshold (about 250 pairs on the default cohort, half of them true matches).
 DEFAULT_REVIEW_BAND = (0.2, 0.99)
 THRESHOLD_GRID = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
-FEED_ORDER = ("notifications", "sact", "radiotherapy", "surgery", "deaths", "registration_optouts")
+FEED_ORDER = ("notifications", "sact", "radiotherapy", "surgery", "deaths", "registration_optouts", "screening",
+              "cpes")
 
 
 def _read(folder: Path, name: str, required: bool = False) -> pd.DataFrame | None:
@@ -431,6 +433,7 @@ def _build_tables(recs: pd.DataFrame, status: pd.Series, v: Validated, ref: dict
     else:
         patients["ndop_opted_out"] = False
     patients = patients[T.PATIENT.column_names]
+    linked_tables = _linked_tables(v, recs_linked, offsets, tumours)
     final_status = pd.Series("linked", index=recs.index, dtype="string")
     final_status[reason.notna().to_numpy()] = "quarantined"
     final_status[opted] = status[opted]
@@ -438,8 +441,23 @@ def _build_tables(recs: pd.DataFrame, status: pd.Series, v: Validated, ref: dict
         "patient": patients, "tumour": tumours, "treatment": treatments, "death_flags": flags,
         "status": final_status, "reason": reason, "detail": detail, "record_patient": record_patient,
         "record_tumour": record_tumour_t, "record_treatment": record_treatment,
-        "deaths_conflicting": conflicting, "ndop_invalid_entries": ndop_invalid,
+        "deaths_conflicting": conflicting, "ndop_invalid_entries": ndop_invalid, **linked_tables,
     }
+
+
+def _linked_tables(v: Validated, recs_linked: pd.DataFrame, offsets: dict[str, int],
+                   tumours: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The registry's ``screening`` and ``cpes`` tables (issue 14)."""
+    out = {"screening": linked.empty_table("screening"), "cpes": linked.empty_table("cpes")}
+    if "screening" in v.feeds:
+        rows = _rows(v.feeds["screening"], recs_linked, offsets, "screening")
+        if len(rows):
+            out["screening"] = linked.screening_rows(rows)
+    if "cpes" in v.feeds:
+        rows = _rows(v.feeds["cpes"], recs_linked, offsets, "cpes")
+        if len(rows):
+            out["cpes"] = linked.cpes_rows(rows, assign_tumours(rows, tumours))
+    return out
 
 
 def _feed_offsets(recs: pd.DataFrame) -> dict[str, int]:
@@ -603,6 +621,7 @@ def _report(recs: pd.DataFrame, built: dict[str, Any], v: Validated, lk: PersonL
         "validation_issues": {k: int(n) for k, n in sorted(iss["reason"].value_counts().items())},
         "patients": int(len(built["patient"])), "tumours": int(len(built["tumour"])),
         "treatments": int(len(built["treatment"])),
+        "screening_records": int(len(built["screening"])), "cpes_records": int(len(built["cpes"])),
         "treatments_without_tumour": int(built["treatment"]["tumour_id"].isna().sum()),
         "deaths_linked": int(built["patient"]["death_date"].notna().sum()),
         "deaths_conflicting": int(built["deaths_conflicting"]),
@@ -745,6 +764,8 @@ def _write(out: Path, built: dict[str, Any], review: pd.DataFrame, weights: pd.D
         write_parquet(review, tmp / "clerical_review.parquet", T.CLERICAL_REVIEW)
         write_parquet(hashes, tmp / "optout_hashes.parquet", T.OPTOUT_HASHES)
         write_parquet(built["death_flags"], tmp / "death_flags.parquet", T.DEATH_FLAGS)
+        for name, schema in linked.LINKED_TABLES.items():
+            write_parquet(built[name], tmp / f"{name}.parquet", schema)
         write_parquet(issues, tmp / "validation_issues.parquet", T.VALIDATION_ISSUES)
         write_parquet(links, tmp / "record_links.parquet", T.RECORD_LINKS)
         write_parquet(weights, tmp / "match_weights.parquet", T.MATCH_WEIGHTS)

@@ -77,6 +77,11 @@ QUARANTINE = register(Table("quarantine", "Feed records that could not be used, 
 
 REGISTRY = {t.name: t for t in (PATIENT, TUMOUR, TREATMENT, QUARANTINE)}
 
+# The screening and CPES tables (issue 14), defined beside their builders.
+from registry_lib.linkage.linked_feeds import LINKED_TABLES  # noqa: E402
+
+REGISTRY.update(LINKED_TABLES)
+
 # --------------------------------------------------------------------------------------------
 # Added by linkage (helper L): outputs beside the four core tables.
 # --------------------------------------------------------------------------------------------

@@ -31,6 +31,12 @@ import pandas as pd
 from registry_lib.errors import RegistryLabError
 from registry_lib.linkage import codes
 from registry_lib.linkage import standardise as std
+from registry_lib.linkage.linked_feeds import (
+    LINKED_FATAL,
+    LINKED_FEEDS,
+    LINKED_REQUIRED,
+    validate_linked,
+)
 from registry_lib.nhs_number import is_valid_nhs_number
 
 #: Reason codes that send a record to quarantine.
@@ -53,6 +59,7 @@ FATAL: dict[str, str] = {
     "DATE_AFTER_EXTRACT": "a receipt, registration or death date after the extract date",
     "IMPLAUSIBLE_DATE": "a date before 1900",
     "INVALID_NUMBER": "text or an impossible value in a numeric field (e.g. dose_gy)",
+    **LINKED_FATAL,
 }
 #: Reason codes that flag a field (treated as missing); the record is kept.
 FLAGS: dict[str, str] = {
@@ -74,11 +81,11 @@ FLAGS: dict[str, str] = {
     "INVALID_REQUEST_DATE": "opt-out request date is not a real date: the opt-out applies from the start",
 }
 
-PERSON_FEEDS = ("notifications", "sact", "radiotherapy", "surgery", "deaths", "registration_optouts")
+PERSON_FEEDS = ("notifications", "sact", "radiotherapy", "surgery", "deaths", "registration_optouts", *LINKED_FEEDS)
 TREATMENT_FEEDS = {"sact": "start_date", "radiotherapy": "start_date", "surgery": "procedure_date"}
 EVENT_DATE = {"notifications": "received_date", "sact": "start_date", "radiotherapy": "start_date",
               "surgery": "procedure_date", "deaths": "registration_date",
-              "registration_optouts": "request_date"}
+              "registration_optouts": "request_date", **LINKED_FEEDS}
 REQUIRED = {
     "notifications": ("record_id", "received_date"),
     "sact": ("record_id", "start_date"),
@@ -86,6 +93,7 @@ REQUIRED = {
     "surgery": ("record_id", "procedure_date"),
     "deaths": ("record_id", "death_date", "registration_date"),
     "registration_optouts": ("record_id",),
+    **LINKED_REQUIRED,
 }
 IDENTIFIERS = ("nhs_number", "given_name", "family_name", "birth_date", "sex", "postcode")
 
@@ -504,6 +512,8 @@ def validate_feeds(feeds: dict[str, pd.DataFrame], as_of: str | pd.Timestamp | N
             cleaned[feed] = _treatment(feed, df, checks, ident, as_of)
         elif feed == "deaths":
             cleaned[feed] = _deaths(df, checks, ident)
+        elif feed in LINKED_FEEDS:
+            cleaned[feed] = validate_linked(feed, df, checks)
         else:
             cleaned[feed] = _optouts(df, checks)
         rec = ident.copy()

@@ -293,8 +293,8 @@ def load_policy(policy: str | Path, root: Path | None = None) -> Policy:
         if not isinstance(spec_tables, dict) or not spec_tables:
             raise ConfigError(f"{where}: a record-level policy needs a 'tables' mapping")
         for table, fields in spec_tables.items():
-            if table not in ("patient", "tumour", "treatment"):
-                raise ConfigError(f"{where}: unknown table {table!r} (patient, tumour, treatment)")
+            if table not in ("patient", "tumour", "treatment", "screening", "cpes"):
+                raise ConfigError(f"{where}: unknown table {table!r} (patient, tumour, treatment, screening, cpes)")
             if not isinstance(fields, dict) or not fields:
                 raise ConfigError(f"{where}: table {table} needs a mapping of fields")
             tables[table] = [_field_spec(table, n, s, where) for n, s in fields.items()]

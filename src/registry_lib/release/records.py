@@ -22,7 +22,7 @@ Example:
     >>> areas = read_parquet(cohort / "reference" / "areas.parquet")
     >>> rel = build_record_release(reg, load_policy("research_pseudonymised"), areas=areas)
     >>> sorted(rel.tables), "nhs_number" in rel.tables["patient"].columns
-    (['patient', 'treatment', 'tumour'], False)
+    (['cpes', 'patient', 'screening', 'treatment', 'tumour'], False)
 """
 
 from __future__ import annotations
@@ -202,6 +202,16 @@ def register_release_tables(root: Path | None = None) -> list[Table]:
     return out
 
 
+#: Registry tables a registry built without their feed lacks (screening, CPES): a policy that
+#: lists them releases them empty.
+OPTIONAL_TABLES = ("screening", "cpes")
+
+
+def _empty(table: str) -> pd.DataFrame:
+    """An empty registry table with its schema's columns and types."""
+    return pd.DataFrame({c.name: pd.Series(dtype=c.type.to_pandas_dtype()) for c in REGISTRY[table].columns})
+
+
 def build_record_release(
     registry: dict[str, pd.DataFrame],
     policy: Policy,
@@ -217,6 +227,7 @@ def build_record_release(
     """
     if policy.output != "record_level":
         raise RegistryLabError(f"policy {policy.name}: not a record-level policy")
+    registry = {**{t: _empty(t) for t in OPTIONAL_TABLES if t in policy.tables}, **registry}
     missing = [t for t in (*policy.tables, "patient") if t not in registry]
     if missing:
         raise RegistryLabError(f"policy {policy.name}: registry table(s) {missing} not given")

@@ -23,7 +23,7 @@ Example:
     >>> cohort = tiny_cohort()   # the tiny cohort, generated and linked (once per process)
     >>> out = run(cohort, "research_pseudonymised", "A. Analyst (study 03)")
     >>> sorted(p.name for p in out.iterdir())
-    ['patient.parquet', 'release.json', 'risk_report.json', 'treatment.parquet', 'tumour.parquet']
+    ['cpes.parquet', 'patient.parquet', 'release.json', 'risk_report.json', 'screening.parquet', 'treatment.parquet', 'tumour.parquet']
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from registry_lib.paths import cohort_dir as _cohort_dir
 from registry_lib.paths import project_root
 from registry_lib.release.policy import TRANSFORMS, Policy, load_policy
 from registry_lib.release.records import (
+    OPTIONAL_TABLES,
     ReleaseTables,
     build_aggregate_release,
     build_record_release,
@@ -89,6 +90,8 @@ def _read_registry(cohort_dir: Path, tables: list[str]) -> dict[str, pd.DataFram
     for name in tables:
         path = folder / f"{name}.parquet"
         if not path.exists():
+            if name in OPTIONAL_TABLES:   # a registry built without the screening or CPES feed
+                continue
             raise RegistryLabError(f"{path}: registry table missing; re-run `registry-lab link --cohort {cohort_dir.name}`")
         out[name] = read_parquet(path)
     return out

@@ -12,7 +12,7 @@ Example:
     >>> cfg = synth.load_config("params/cohort/small.yaml", scale=0.0005, years=(2019, 2019))
     >>> cohort = synth.generate(cfg, quiet=True)
     >>> sorted(cohort.truth)
-    ['patients', 'record_truth', 'treatments', 'tumours']
+    ['patients', 'record_truth', 'screening_detection', 'treatments', 'tumours']
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ from registry_lib.synth.tumours import (
 # Random streams, one per stage. Append new names at the END so existing streams keep their seeds.
 STREAMS = ("geography", "incidence", "cluster", "tumours", "treatment", "outcomes", "subsequent",
            "tumours2", "treatment2", "outcomes2", "covid", "causes", "postcodes", "identities",
-           "optouts", "feeds", "thinning")
+           "optouts", "feeds", "thinning", "screening", "cpes", "screening_statistics", "linked_feeds")
 
 
 @dataclass
@@ -282,6 +282,13 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
     timer.done("truth", f"{len(truth['patients']):,} patients, {len(truth['tumours']):,} tumours, "
                f"{len(truth['treatments']):,} treatments")
 
+    # ---------------------------------------------------------------- screening programmes (issue 14)
+    from registry_lib.synth import screening as screening_mod
+
+    scr = screening_mod.assign_screening(truth["tumours"], truth["patients"], areas, cfg, params, rng["screening"])
+    truth["tumours"] = truth["tumours"].assign(route_to_diagnosis=scr.routes)
+    timer.done("screening", f"{len(scr.episodes):,} screening invitations")
+
     # ---------------------------------------------------------------- identities, opt-outs, feeds
     from registry_lib.synth import feeds as feeds_mod
     from registry_lib.synth import identities, optouts
@@ -294,7 +301,10 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
     timer.done("identities", f"{len(postcodes):,} postcodes")
     feeds, record_truth = feeds_mod.make_feeds(reference, {k: truth[k] for k in ("patients", "tumours", "treatments")},
                                                cfg, rng["feeds"])
-    truth["record_truth"] = record_truth
+    linked, linked_truth, linked_effects = _linked_feeds(cfg, params, reference, truth, scr, rng)
+    feeds.update(linked)
+    truth["record_truth"] = pd.concat([record_truth, linked_truth], ignore_index=True)
+    truth["screening_detection"] = feeds_linked_detection(scr)
     n_records = sum(len(f) for f in feeds.values())
     timer.done("feeds", f"{n_records:,} feed records")
 
@@ -302,6 +312,7 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
     effects = _effects_summary(cfg, truth, expected, cmult, sites, rates, cluster_info, plan1, dx, eligible,
                                late_from, rt_day, sub, keep2, final, birth, quint, ry, first_year, t_end,
                                cov_death, params, rshares, exp2019)
+    effects.update(linked_effects)
     summary = {
         "stage_seconds": timer.times,
         "sizes": {"areas": len(areas), "patients": len(truth["patients"]), "tumours": len(truth["tumours"]),
@@ -317,6 +328,33 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
 
 
 # ----------------------------------------------------------------------------------------------
+def feeds_linked_detection(scr: Any) -> pd.DataFrame:
+    """``truth/screening_detection`` (see :func:`registry_lib.synth.feeds_linked.detection_truth`)."""
+    from registry_lib.synth.feeds_linked import detection_truth
+
+    return detection_truth(scr)
+
+
+def _linked_feeds(cfg: dict[str, Any], params: dict[str, Any], reference: dict[str, pd.DataFrame],
+                  truth: dict[str, pd.DataFrame], scr: Any, rng: dict[str, np.random.Generator]
+                  ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict[str, Any]]:
+    """The screening and CPES feeds, their record truth and their true effects (issue 14); the
+    programme statistics (public aggregates) go to ``reference["screening_statistics"]``."""
+    from registry_lib.synth import cpes as cpes_mod
+    from registry_lib.synth import screening as screening_mod
+    from registry_lib.synth.feeds_linked import make_linked_feeds
+
+    frame, cpes_effects = cpes_mod.survey(truth["tumours"], truth["treatments"], truth["patients"], cfg, params,
+                                          rng["cpes"])
+    stats = screening_mod.screening_statistics(reference["population"], reference["areas"], cfg, params,
+                                               rng["screening_statistics"])
+    reference["screening_statistics"] = stats.sort_values(["programme", "year", "area_id", "sex", "age_band"],
+                                                          kind="stable").reset_index(drop=True)
+    feeds, record_truth = make_linked_feeds(truth["patients"], scr, frame, cfg, rng["linked_feeds"])
+    return feeds, record_truth, {"cpes": cpes_effects,
+                                 "screening": screening_mod.effects_summary(scr, cfg, params)}
+
+
 def _cluster_cases(cluster: dict[str, Any], areas: pd.DataFrame, sources: pd.DataFrame, years: list[int],
                    gen_mask: np.ndarray, rates: Any, pop: np.ndarray, factors: np.ndarray,
                    cmult: dict[str, np.ndarray], rng: np.random.Generator) -> tuple[Diagnoses, dict[str, Any]]:

@@ -28,7 +28,7 @@ from registry_lib.synth.params import epidemiology_params, site_codes
 
 TOP_KEYS = {"name", "description", "seed", "scale", "years", "end_of_follow_up", "sites",
             "historic", "effects", "feeds"}
-EFFECTS = ("cluster", "treatment_effect", "late_effect", "covid")
+EFFECTS = ("cluster", "treatment_effect", "late_effect", "covid", "cpes", "screening")
 MIN_YEAR, MAX_YEAR = 1950, 2035
 
 

@@ -24,7 +24,7 @@ from registry_lib.errors import ConfigError
 from registry_lib.paths import project_root
 
 FILES = ("population", "mortality", "geography", "incidence", "tumour", "treatment",
-         "survival", "standard_populations", "effects", "covid")
+         "survival", "standard_populations", "effects", "covid", "cpes", "screening")
 AGE_BANDS = np.arange(0, 95, 5)          # lower bounds 0, 5, ..., 90 (90 = 90+)
 N_BANDS = len(AGE_BANDS)
 

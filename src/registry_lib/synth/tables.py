@@ -239,3 +239,10 @@ NDOP = register(Table("ndop", "The national data opt-out list, by NHS number.", 
 FEEDS = {t.name: t for t in (NOTIFICATIONS, SACT, RADIOTHERAPY, SURGERY, DEATHS, REGISTRATION_OPTOUTS, NDOP)}
 TRUTH = {t.name: t for t in (TRUE_PATIENTS, TRUE_TUMOURS, TRUE_TREATMENTS, RECORD_TRUTH)}
 REFERENCE = {t.name: t for t in (AREAS, POPULATION, POSTCODES, POINT_SOURCES, LIFE_TABLE, STANDARD_POPULATIONS, TRUSTS)}
+
+# The screening and CPES feeds (issue 14) live in tables_linked.py; written with the others.
+from registry_lib.synth.tables_linked import LINKED_FEEDS, LINKED_REFERENCE, LINKED_TRUTH  # noqa: E402
+
+FEEDS.update(LINKED_FEEDS)
+REFERENCE.update(LINKED_REFERENCE)
+TRUTH.update(LINKED_TRUTH)

@@ -1,0 +1,276 @@
+"""Study 06: patient experience (the National Cancer Patient Experience Survey, CPES).
+
+The logic behind ``notebooks/06_patient_experience.ipynb`` (parameters in
+``params/studies/patient_experience.yaml``):
+
+1. :func:`survey_sample` — the CPES sample of the release joined to the patient (sex,
+   ethnicity, deprivation) and the tumour of the episode (age, stage, route, tumour group);
+2. :func:`response_rates` and :func:`non_response_model` — response by group and the adjusted
+   odds ratios of responding (who does not answer);
+3. :func:`national_results` — the mean overall rating and % positive per question with CIs;
+4. :func:`casemix_adjusted` — trust results adjusted as NHS England publishes them (indirect
+   standardisation on age, sex, ethnicity, deprivation and tumour group: a trust's adjusted
+   score is the national score plus its observed minus its expected score), with funnel-plot
+   limits at 95% and 99.8% and outlier flags;
+5. :func:`response_weights` and :func:`weighted_results` — experience by route, stage and
+   deprivation weighted for non-response (inverse probability of responding);
+6. :func:`route_effect` — the difference in overall rating for emergency presentations,
+   adjusted for case mix, stage and trust, with its CI.
+
+Example:
+    >>> tumour_group(pd.Series(["C50", "C18", "C34", "C91"])).tolist()
+    ['Breast', 'Colorectal', 'Lung', 'Haematological']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import stats as st
+
+from registry_lib.errors import RegistryLabError
+
+QUESTIONS = {
+    "overall_rating": "Overall rating of care (0-10, mean)",
+    "cns_name": "Given the name of a clinical nurse specialist (%)",
+    "told_sensitively": "Told sensitively that they had cancer (%)",
+    "involved_decisions": "Involved as much as wanted in treatment decisions (%)",
+    "support_after_treatment": "Given enough support after treatment (%)",
+}
+CASEMIX = ("age_band", "sex", "ethnicity", "deprivation_quintile", "tumour_group")
+EMERGENCY = "Emergency presentation"
+_GROUPS = [
+    ("Breast", ["C50"]), ("Colorectal", ["C18", "C19", "C20", "C21"]), ("Lung", ["C33", "C34"]),
+    ("Prostate", ["C61"]), ("Upper gastro", ["C15", "C16", "C17", "C22", "C23", "C24", "C25"]),
+    ("Urological", ["C60", "C62", "C63", "C64", "C65", "C66", "C67", "C68"]),
+    ("Gynaecological", ["C51", "C52", "C53", "C54", "C55", "C56", "C57", "C58"]),
+    ("Skin", ["C43", "C44"]), ("Head and neck", [f"C{i:02d}" for i in range(0, 15)] + ["C30", "C31", "C32", "C73"]),
+    ("Brain/CNS", ["C70", "C71", "C72"]),
+    ("Haematological", [f"C{i}" for i in range(81, 97)]),
+]
+_GROUP_OF = {s: g for g, sites in _GROUPS for s in sites}
+
+
+def tumour_group(site: pd.Series) -> pd.Series:
+    """The CPES tumour group of ICD-10 sites (3 characters); others are "Other"."""
+    return site.astype("string").str[:3].map(_GROUP_OF).fillna("Other").astype(str)
+
+
+def survey_sample(release: dict[str, pd.DataFrame], *, key: str = "pseudo_id") -> pd.DataFrame:
+    """The CPES sample with the case-mix columns (see the module docstring)."""
+    for name in ("cpes", "patient", "tumour"):
+        if name not in release:
+            raise RegistryLabError(f"release: no {name} table (the policy must list it to study patient experience)")
+    c = release["cpes"].copy()
+    p = release["patient"][[key, "sex", "ethnicity", "deprivation_quintile", "region"]]
+    t = release["tumour"][["tumour_id", "diagnosis_date", "age_at_diagnosis", "stage", "route_to_diagnosis"]]
+    c = c.merge(p, on=key, how="left").merge(t, on="tumour_id", how="left")
+    c["episode_date"] = pd.to_datetime(c["episode_date"])
+    years = (c["episode_date"] - pd.to_datetime(c["diagnosis_date"])).dt.days / 365.25
+    c["age"] = c["age_at_diagnosis"].astype(float) + years.fillna(0).clip(lower=0)
+    bands = [16, 25, 35, 45, 55, 65, 75, 85, 200]
+    labels = ["16-24", "25-34", "35-44", "45-54", "55-64", "65-74", "75-84", "85+"]
+    c["age_band"] = pd.cut(c["age"], bands, right=False, labels=labels).astype("string").fillna("unknown")
+    c["sex"] = c["sex"].astype("Int64").astype("string").fillna("unknown")
+    c["ethnicity"] = c["ethnicity"].astype("string").fillna("Unknown")
+    c["deprivation_quintile"] = c["deprivation_quintile"].astype("Int64").astype("string").fillna("unknown")
+    c["tumour_group"] = tumour_group(c["site_icd10"])
+    c["stage"] = c["stage"].astype("string").where(c["stage"].astype("string").isin(["1", "2", "3", "4"]), "unknown")
+    c["route_to_diagnosis"] = c["route_to_diagnosis"].astype("string").fillna("Unknown")
+    c["emergency"] = (c["route_to_diagnosis"] == EMERGENCY).astype(int)
+    c["responded"] = c["responded"].astype(bool)
+    for q in QUESTIONS:
+        c[q] = pd.to_numeric(c[q].astype("Float64"), errors="coerce").astype(float)
+    return c
+
+
+def _wilson(x: np.ndarray, n: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    z = st.norm.ppf(0.5 + level / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = x / n
+        centre = (p + z ** 2 / (2 * n)) / (1 + z ** 2 / n)
+        half = z * np.sqrt(p * (1 - p) / n + z ** 2 / (4 * n ** 2)) / (1 + z ** 2 / n)
+    return centre - half, centre + half
+
+
+def response_rates(sample: pd.DataFrame, by: Sequence[str], level: float = 0.95) -> pd.DataFrame:
+    """Sampled, responded and the response rate (Wilson CI) by each grouping in ``by`` (long table)."""
+    parts = []
+    for g in by:   # a few groupings
+        t = sample.groupby(g, observed=True)["responded"].agg(sampled="size", responded="sum").reset_index()
+        t = t.rename(columns={g: "level"}).assign(grouping=g)
+        parts.append(t)
+    out = pd.concat(parts, ignore_index=True)[["grouping", "level", "sampled", "responded"]]
+    lo, hi = _wilson(out["responded"].to_numpy(float), out["sampled"].to_numpy(float), level)
+    out["response_rate"] = out["responded"] / out["sampled"]
+    out["lower"], out["upper"] = lo, hi
+    out["level"] = out["level"].astype(str)
+    return out
+
+
+def _design(df: pd.DataFrame, columns: Sequence[str], reference: dict[str, str] | None = None) -> pd.DataFrame:
+    """Dummy-coded covariates (first level, or the given reference, dropped) with a constant."""
+    parts = []
+    for col in columns:   # a few covariates
+        values = df[col].astype(str)
+        levels = sorted(values.unique())
+        ref = (reference or {}).get(col, levels[0])
+        for lv in levels:
+            if lv != ref:
+                parts.append(pd.Series((values == lv).astype(float).to_numpy(), name=f"{col}[{lv}]", index=df.index))
+    x = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=df.index)
+    x = x.loc[:, x.std() > 0] if len(x.columns) else x
+    return sm.add_constant(x, has_constant="add")
+
+
+def non_response_model(sample: pd.DataFrame, covariates: Sequence[str] = CASEMIX,
+                       level: float = 0.95) -> pd.DataFrame:
+    """Adjusted odds ratios of responding (logistic regression on the case-mix covariates)."""
+    x = _design(sample, covariates)
+    fit = sm.GLM(sample["responded"].astype(float), x, family=sm.families.Binomial()).fit()
+    ci = fit.conf_int(1 - level)
+    out = pd.DataFrame({"term": fit.params.index, "odds_ratio": np.exp(fit.params.to_numpy()),
+                        "lower": np.exp(ci[0].to_numpy()), "upper": np.exp(ci[1].to_numpy()),
+                        "p_value": fit.pvalues.to_numpy()})
+    return out[out["term"] != "const"].reset_index(drop=True)
+
+
+def response_weights(sample: pd.DataFrame, covariates: Sequence[str] = CASEMIX) -> pd.Series:
+    """Inverse-probability-of-response weights of the respondents (mean 1), from the logistic
+    model of :func:`non_response_model`; non-respondents get 0."""
+    x = _design(sample, covariates)
+    fit = sm.GLM(sample["responded"].astype(float), x, family=sm.families.Binomial()).fit()
+    p = np.clip(fit.predict(x).to_numpy(), 1e-3, 1.0)
+    w = np.where(sample["responded"].to_numpy(), 1.0 / p, 0.0)
+    resp = sample["responded"].to_numpy()
+    w[resp] = w[resp] / w[resp].mean()
+    return pd.Series(w, index=sample.index, name="weight")
+
+
+def national_results(respondents: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Mean overall rating (t CI) and % positive per yes/no question (Wilson CI)."""
+    rows = []
+    z = st.norm.ppf(0.5 + level / 2)
+    for q, label in QUESTIONS.items():   # five questions
+        v = respondents[q].dropna().to_numpy(float)
+        n = len(v)
+        if q == "overall_rating":
+            m = v.mean()
+            se = v.std(ddof=1) / np.sqrt(n)
+            rows.append({"question": q, "label": label, "n": n, "estimate": m, "lower": m - z * se,
+                         "upper": m + z * se})
+        else:
+            lo, hi = _wilson(np.array([v.sum()]), np.array([float(n)]), level)
+            rows.append({"question": q, "label": label, "n": n, "estimate": 100 * v.mean(), "lower": 100 * lo[0],
+                         "upper": 100 * hi[0]})
+    return pd.DataFrame(rows)
+
+
+def casemix_adjusted(respondents: pd.DataFrame, question: str, covariates: Sequence[str] = CASEMIX,
+                     limits: Sequence[float] = (0.95, 0.998)) -> pd.DataFrame:
+    """Case-mix-adjusted trust scores with funnel-plot limits and outlier flags.
+
+    The expected score of each respondent comes from a model of the answer on the case-mix
+    covariates only (linear for the rating, logistic for yes/no items) fitted on all
+    respondents; a trust's adjusted score is ``national + observed_mean - expected_mean``. Limits around
+    the national score are ``national ± z · sd / sqrt(n)`` (``sd`` the residual SD for the
+    rating, ``sqrt(p(1-p))`` for items); a trust is flagged at a level when its adjusted score
+    lies outside that level's limits.
+    """
+    d = respondents[respondents[question].notna()].copy()
+    y = d[question].to_numpy(float)
+    x = _design(d, covariates)
+    binary = question != "overall_rating"
+    if binary:
+        fit = sm.GLM(y, x, family=sm.families.Binomial()).fit()
+        expected = fit.predict(x).to_numpy()
+    else:
+        fit = sm.OLS(y, x).fit()
+        expected = fit.fittedvalues.to_numpy()
+    national = float(y.mean())
+    d = d.assign(_y=y, _e=expected)
+    t = d.groupby("trust_code").agg(n=("_y", "size"), observed_mean=("_y", "mean"),
+                                    expected_mean=("_e", "mean")).reset_index()
+    t["adjusted"] = national + t["observed_mean"] - t["expected_mean"]
+    sd = np.sqrt(national * (1 - national)) if binary else float(np.sqrt(fit.scale))
+    se = sd / np.sqrt(t["n"].to_numpy(float))
+    t["z"] = (t["adjusted"] - national) / se
+    for lv in limits:   # two limit levels
+        zc = st.norm.ppf(0.5 + lv / 2)
+        tag = f"{100 * lv:g}".replace(".", "_")
+        t[f"lower_{tag}"] = national - zc * se
+        t[f"upper_{tag}"] = national + zc * se
+        t[f"outlier_{tag}"] = np.where(t["adjusted"] < t[f"lower_{tag}"], "below",
+                                       np.where(t["adjusted"] > t[f"upper_{tag}"], "above", ""))
+    t.insert(1, "question", question)
+    t["national"] = national
+    return t.sort_values("trust_code", kind="stable").reset_index(drop=True)
+
+
+def funnel_plot(table: pd.DataFrame, ax: Any, *, title: str = "", scale: float = 1.0) -> Any:
+    """Draw a funnel plot of :func:`casemix_adjusted` on ``ax`` (95% and 99.8% limits)."""
+    national = float(table["national"].iloc[0]) * scale
+    n = np.linspace(max(table["n"].min() * 0.8, 5), table["n"].max() * 1.1, 200)
+    binary = table["question"].iloc[0] != "overall_rating"
+    se_unit = (table["upper_95"] - table["national"]).to_numpy()[0] * np.sqrt(table["n"].to_numpy()[0]) / \
+        st.norm.ppf(0.975)
+    for lv, style in ((0.95, "--"), (0.998, ":")):   # two limit levels
+        zc = st.norm.ppf(0.5 + lv / 2)
+        ax.plot(n, (national + zc * se_unit * scale / np.sqrt(n)), "k" + style, lw=0.9,
+                label=f"{100 * lv:g}% limits")
+        ax.plot(n, (national - zc * se_unit * scale / np.sqrt(n)), "k" + style, lw=0.9)
+    ax.axhline(national, color="grey", lw=0.8)
+    flag = table["outlier_99_8"] != ""
+    ax.scatter(table["n"], table["adjusted"] * scale, s=18, color="tab:blue", label="trust")
+    ax.scatter(table.loc[flag, "n"], table.loc[flag, "adjusted"] * scale, s=40, color="tab:red",
+               label="outside 99.8%")
+    for _, r in table[flag].iterrows():
+        ax.annotate(str(r["trust_code"]), (r["n"], r["adjusted"] * scale), textcoords="offset points", xytext=(4, 4))
+    ax.set_xlabel("respondents")
+    ax.set_ylabel(("% positive" if binary else "mean rating") + " (case-mix adjusted)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def weighted_results(respondents: pd.DataFrame, weights: pd.Series, by: Sequence[str],
+                     level: float = 0.95) -> pd.DataFrame:
+    """Mean rating and % positive per question by each grouping, weighted for non-response
+    (CI from the weighted standard error with Kish's effective sample size)."""
+    z = st.norm.ppf(0.5 + level / 2)
+    rows = []
+    d = respondents.assign(_w=weights.loc[respondents.index].to_numpy())
+    for g in by:   # a few groupings
+        for lv, part in d.groupby(g, observed=True):
+            for q in QUESTIONS:   # five questions
+                v = part[[q, "_w"]].dropna()
+                if v.empty:
+                    continue
+                w = v["_w"].to_numpy()
+                y = v[q].to_numpy(float)
+                m = float(np.average(y, weights=w))
+                n_eff = w.sum() ** 2 / (w ** 2).sum()
+                var = float(np.average((y - m) ** 2, weights=w))
+                se = np.sqrt(var / n_eff) if n_eff > 1 else np.nan
+                k = 1.0 if q == "overall_rating" else 100.0
+                rows.append({"grouping": g, "level": str(lv), "question": q, "n": len(v), "estimate": k * m,
+                             "lower": k * (m - z * se), "upper": k * (m + z * se)})
+    return pd.DataFrame(rows)
+
+
+def route_effect(respondents: pd.DataFrame, *, covariates: Sequence[str] = (*CASEMIX, "stage"),
+                 trust: bool = True, level: float = 0.95) -> dict[str, float]:
+    """Difference in mean overall rating, emergency presentation against every other route,
+    adjusted for the covariates (and trust, as fixed effects); OLS with robust (HC1) errors."""
+    d = respondents[respondents["overall_rating"].notna()]
+    cols = [*covariates, *(["trust_code"] if trust else [])]
+    x = _design(d, cols)
+    x.insert(1, "emergency", d["emergency"].astype(float).to_numpy())
+    fit = sm.OLS(d["overall_rating"].to_numpy(float), x).fit(cov_type="HC1")
+    ci = fit.conf_int(1 - level).loc["emergency"]
+    return {"estimate": float(fit.params["emergency"]), "lower": float(ci[0]), "upper": float(ci[1]),
+            "p_value": float(fit.pvalues["emergency"]), "n": int(len(d)), "n_emergency": int(d["emergency"].sum())}
