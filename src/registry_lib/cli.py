@@ -6,7 +6,7 @@
     registry-lab run STUDY [--cohort NAME] [-p KEY VALUE ...] [-f params.yaml]
     registry-lab reproduce [--pipeline params/pipeline.yaml] [--cohort NAME] [--force]
     registry-lab keygen [--overwrite]
-    registry-lab lab
+    registry-lab lab [JUPYTER LAB OPTIONS ...]
 
 User mistakes (unknown study, missing cohort, bad parameter) print one sentence and exit 2,
 with no traceback. A failing notebook exits 1 after printing the failing cell and the error.
@@ -65,7 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("keygen", help="create the project key for pseudonyms")
     s.add_argument("--overwrite", action="store_true")
 
-    sub.add_parser("lab", help="start JupyterLab on the project kernel")
+    s = sub.add_parser("lab", help="start JupyterLab on the project kernel (other options go to jupyter lab)",
+                       description="Start JupyterLab on the project kernel; every other argument "
+                                   "(e.g. --port 8890 --no-browser) is passed to 'jupyter lab'.")
+    s.add_argument("jupyter_args", nargs="*", help="options for jupyter lab")
     return p
 
 
@@ -124,13 +127,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         import os
 
         extra = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-        return subprocess.call([sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={root}", *extra])
+        return subprocess.call([sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={root}", *extra,
+                                *args.jupyter_args])
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``registry-lab`` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "lab":
+        args.jupyter_args = [*unknown, *args.jupyter_args]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return _dispatch(args)
     except RegistryLabError as exc:

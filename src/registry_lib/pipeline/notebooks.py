@@ -19,7 +19,7 @@ import nbformat
 from registry_lib.errors import RegistryLabError
 from registry_lib.progress import in_ci
 
-KERNEL_NAME = "python3"
+KERNEL_NAME = "registry-lab"
 
 
 class NotebookFailed(RegistryLabError):
@@ -122,13 +122,31 @@ def _failing_source(path: Path, exec_count: int | None) -> str:
     return "(failing cell not found)"
 
 
-def render_html(executed: Path, html: Path) -> None:
-    """nbconvert the executed notebook to HTML with figures embedded and input cells hidden."""
+def render_html(executed: Path, html: Path, context: dict[str, Any] | None = None) -> None:
+    """nbconvert the executed notebook to HTML with figures embedded and input cells hidden.
+
+    With ``context`` (study, folder, cohort, params, defaults, rerun, run_key, root) the page
+    becomes a document: the study title in ``<title>`` and a header with cohort, date, commit,
+    parameters, links to every output and back to the index, and the command to rerun it.
+    """
     from nbconvert import HTMLExporter
+
+    from registry_lib.reporting.document import decorate_report, notebook_title, report_header
 
     exporter = HTMLExporter(template_name="lab")
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    nb = nbformat.read(executed, as_version=4)
+    body, _ = exporter.from_notebook_node(nb)
+    if context is not None:
+        from registry_lib.pipeline.manifest import git_state
+
+        title = notebook_title(nb.cells, context["study"])
+        git = git_state(context["root"])
+        header = report_header(title=title, study=context["study"], folder=context["folder"],
+                               cohort=context["cohort"], commit=git["commit"], dirty=git["dirty"],
+                               params=context["params"], defaults=context["defaults"],
+                               rerun=context["rerun"], run_key=context["run_key"])
+        body = decorate_report(body, title=title, header=header)
     html.write_text(body)

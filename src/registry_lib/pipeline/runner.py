@@ -20,6 +20,7 @@ from registry_lib.pipeline.cache import StepState, code_hash, combine, hash_file
 from registry_lib.pipeline.notebooks import NotebookFailed, execute_notebook, render_html
 from registry_lib.pipeline.spec import PipelineSpec, Step
 from registry_lib.progress import say
+from registry_lib.reporting.document import rerun_command
 
 RESERVED_PARAMS = {"cohort", "output_dir"}
 
@@ -36,6 +37,9 @@ class StepResult:
     seconds: float
     parameters: dict[str, Any] = field(default_factory=dict)
     report: str | None = None
+    # the run that made the current outputs (this one, or the earlier run a cached step reuses)
+    output_finished: str | None = None
+    output_seconds: float | None = None
 
 
 def _now() -> str:
@@ -122,17 +126,20 @@ class Pipeline:
                 raise
             state.record(key, hash_files(outputs, self.root))
             status = "ran"
+            state.record_run(_now(), round(time.perf_counter() - t0, 2))
         # Downstream keys depend on the outputs' content, not only on this step's key.
         self._keys[step.name] = combine(key, hash_files(outputs, self.root))
-        return self._finish(step, label, status, started, t0, parameters, report_dir)
+        return self._finish(step, label, status, started, t0, parameters, report_dir, state.last_run())
 
-    def _finish(self, step, label, status, started, t0, parameters, report_dir) -> StepResult:
+    def _finish(self, step, label, status, started, t0, parameters, report_dir, made=None) -> StepResult:
         seconds = round(time.perf_counter() - t0, 2)
         report = None
         if step.kind == "notebook":
             folder = report_dir or self.root / "reports" / step.name
             report = str((folder / f"{folder.name}.html").relative_to(self.root / "reports"))
-        result = StepResult(label, step.kind, status, started, _now(), seconds, parameters or {}, report)
+        made = made or {}
+        result = StepResult(label, step.kind, status, started, _now(), seconds, parameters or {}, report,
+                            made.get("finished"), made.get("seconds"))
         self.results.append(result)
         say(f"[{label}] {status} in {seconds:.1f} s", summary=True)
         return result
@@ -156,9 +163,21 @@ class Pipeline:
             folder = report_dir or self.root / "reports" / step.name
             executed = folder / f"{folder.name}.ipynb"
             execute_notebook(self.root / step.option("notebook"), executed, parameters or {}, self.root)
-            render_html(executed, folder / f"{folder.name}.html")
+            params = parameters or {}
+            defaults = self.study_defaults(step)
+            published = report_dir is None
+            render_html(executed, folder / f"{folder.name}.html", context={
+                "study": step.name, "folder": folder, "cohort": self.cohort, "params": params,
+                "defaults": defaults, "run_key": folder.name, "root": self.root,
+                "rerun": rerun_command(step.name, self.cohort, params, defaults, published=published,
+                                       default_cohort=self.spec.cohort)})
 
     # ---- study parameters ---------------------------------------------------------------
+    def study_defaults(self, step: Step) -> dict[str, Any]:
+        """The study's parameters as ``params/studies/<study>.yaml`` sets them."""
+        params_file = self.study_params_file(step)
+        return load_yaml(params_file) if params_file.exists() else {}
+
     def study_parameters(self, step: Step, overrides: dict[str, Any] | None = None,
                          output_dir: str | None = None) -> dict[str, Any]:
         params_file = self.study_params_file(step)
@@ -203,6 +222,10 @@ def reproduce(pipeline: str | Path | None = None, *, cohort: str | None = None, 
     pipe = Pipeline(spec, root, cohort=cohort, force=force)
     pipe.cohort_config()  # a missing cohort is a user mistake: say so before doing anything
     ensure_project_key(root)  # linkage (opt-out hashes) and releases (pseudonyms) need it
+    if pipe.cohort != spec.cohort:
+        say(f"reproduce --cohort {pipe.cohort}: the published reports in reports/ (index, study reports, "
+            f"tables, figures, results.json) are replaced by the {pipe.cohort!r} cohort's; "
+            f"'registry-lab reproduce' puts the {spec.cohort!r} ones back", summary=True)
     started = _now()
     try:
         pipe.run()
@@ -237,8 +260,13 @@ def run_study(study: str, *, cohort: str | None = None, overrides: dict[str, Any
     params["output_dir"] = f"reports/{label}"
     for need in spec.ordered(list(step.needs)):
         pipe.run_step(need)
-    pipe.run_step(step, parameters=params, report_dir=root / "reports" / label, label=label)
+    (root / "reports" / label).mkdir(parents=True, exist_ok=True)
     (root / "reports" / label / "params.yaml").write_text(_yaml_dump(params))
+    result = pipe.run_step(step, parameters=params, report_dir=root / "reports" / label, label=label)
+    from registry_lib.pipeline.manifest import write_run_times
+
+    write_run_times(root / "reports", {label: {"finished": result.output_finished,
+                                               "seconds": result.output_seconds}})
     return root / "reports" / label
 
 
