@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("lab", help="start JupyterLab on the project kernel (other options go to jupyter lab)",
                        description="Start JupyterLab on the project kernel; every other argument "
                                    "(e.g. --port 8890 --no-browser) is passed to 'jupyter lab'.")
-    s.add_argument("jupyter_args", nargs="*", help="options for jupyter lab")
+    s.add_argument("jupyter_args", nargs="*", metavar="JUPYTER_LAB_OPTION", help="options for jupyter lab")
     return p
 
 
@@ -135,11 +135,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``registry-lab`` console script."""
     parser = _parser()
-    args, unknown = parser.parse_known_args(argv)
-    if args.command == "lab":
-        args.jupyter_args = [*unknown, *args.jupyter_args]
-    elif unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"] and argv[1:] not in (["-h"], ["--help"]):
+        # everything after 'lab' belongs to jupyter lab, in its order (--port 8890 --no-browser)
+        args = argparse.Namespace(command="lab", jupyter_args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     try:
         return _dispatch(args)
     except RegistryLabError as exc:

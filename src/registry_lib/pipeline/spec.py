@@ -18,7 +18,8 @@ from registry_lib.config import load_yaml
 from registry_lib.errors import ConfigError
 
 STEP_KINDS = {"synth", "link", "release", "notebook"}
-STEP_KEYS = {"name", "kind", "needs", "config", "evaluate", "policy", "requester", "notebook", "params"}
+STEP_KEYS = {"name", "kind", "needs", "config", "evaluate", "policy", "requester", "notebook", "params",
+             "title", "question"}  # title and question: shown on the reports index
 
 
 @dataclass(frozen=True)
