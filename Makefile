@@ -29,7 +29,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Registry Lab (.venv)" >/dev/null
 	@# .gitattributes sends notebooks through nbstripout: outputs never reach a commit.
-	-git config filter.nbstripout.clean "$(BIN)/nbstripout --keep-id --keep-output=false" 2>/dev/null
+	-git config filter.nbstripout.clean "$(BIN)/nbstripout --keep-id" 2>/dev/null
 	-git config filter.nbstripout.smudge cat 2>/dev/null
 	-git config diff.ipynb.textconv "$(BIN)/nbstripout -t" 2>/dev/null
 	@$(MAKE) --no-print-directory browser
