@@ -115,7 +115,12 @@ def _headline(folder: Path) -> str:
 def write_index(pipe: Pipeline, reports: Path) -> Path:
     """Write ``reports/index.html``: per study its question, headline result, status, run time,
     date, commit and parameters (as a table, differences from the defaults highlighted)."""
-    from registry_lib.reporting.document import PAGE_CSS, RUN_INFO_JS, parameter_rows, parameters_html
+    from registry_lib.reporting.document import (
+        PAGE_CSS,
+        RUN_INFO_JS,
+        parameter_rows,
+        parameters_html,
+    )
 
     git = git_state(pipe.root)
     commit = (git["commit"] or "")[:12] or "not a git checkout"

@@ -130,11 +130,11 @@ from registry_lib.reporting.prose import (  # noqa: E402  (the presentation laye
 from registry_lib.reporting.tables import (  # noqa: E402
     add_suppressed_flag,
     captioned,
-    read_published_table,
     format_count,
     format_p,
     format_table,
     label,
+    read_published_table,
     show_table,
     table_html,
 )

@@ -54,7 +54,7 @@ LABELS: dict[str, str] = {
     "survival": "Survival", "n_at_risk": "Number at risk", "age_at_diagnosis": "Age at diagnosis",
     "deprivation_quintile": "Deprivation quintile", "stage": "Stage", "sex": "Sex",
     "england_equivalent": "Synthetic, scaled to England", "published": "Published",
-    "ratio": "Ratio (synthetic ÷ published)", "share": "Share", "completeness": "Stage completeness",
+    "share": "Share", "completeness": "Stage completeness",
     "llr": "Log-likelihood ratio", "o_e": "O/E", "oe": "O/E", "events": "Events",
     "time": "Time", "year": "Year", "route_to_diagnosis": "Route to diagnosis",
 }
