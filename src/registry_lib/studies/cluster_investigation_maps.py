@@ -86,7 +86,7 @@ def interactive_map(study: Any, outline_km: Sequence[Sequence[float]], protect: 
     the area's protected observed count, expected count and smoothed SIR."""
     import altair as alt
 
-    a = study.areas.reset_index(drop=True)
+    a = study.areas.reset_index()
     cells = area_polygons(a, outline_km)
     observed = pd.Series(list(protect(a["observed"].to_numpy())), index=a.index)
     props = pd.DataFrame({
