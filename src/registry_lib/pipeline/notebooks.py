@@ -133,7 +133,9 @@ def render_html(executed: Path, html: Path, context: dict[str, Any] | None = Non
 
     from registry_lib.reporting.document import decorate_report, notebook_title, report_header
 
-    exporter = HTMLExporter(template_name="lab")
+    # the lab template minus require.js and MathJax from a CDN: the page works offline
+    exporter = HTMLExporter(template_name="registry_lab",
+                            extra_template_basedirs=[str(Path(__file__).with_name("templates"))])
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
