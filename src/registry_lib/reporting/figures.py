@@ -161,7 +161,8 @@ def survival_small_multiples(curve: pd.DataFrame, *, panel: str, line: str, time
                 continue
             ax.step(c[time], c[value], where="post", color=colours[g], label=line_label(g), lw=1.6)
             if lower in c.columns and upper in c.columns:
-                ax.fill_between(c[time], c[lower], c[upper], step="post", color=colours[g], alpha=0.15, lw=0)
+                lo, hi = _steady_band(c[lower].to_numpy(float), c[upper].to_numpy(float))
+                ax.fill_between(c[time], lo, hi, step="post", color=colours[g], alpha=0.15, lw=0)
         ax.set_title(panel_label(p), fontsize=10)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
@@ -181,6 +182,15 @@ def survival_small_multiples(curve: pd.DataFrame, *, panel: str, line: str, time
                bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
+
+
+def _steady_band(lower: np.ndarray, upper: np.ndarray, factor: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """The band without isolated spikes: points whose width exceeds ``factor`` times the median
+    width of their 9 neighbours are not drawn (unstable variance at single grid points)."""
+    width = pd.Series(upper - lower)
+    local = width.rolling(9, center=True, min_periods=1).median()
+    spike = (width > factor * local) & (width > 0.05)
+    return np.where(spike, np.nan, lower), np.where(spike, np.nan, upper)
 
 
 def km_with_numbers_at_risk(table: pd.DataFrame, *, group: str, time: str = "time", value: str = "survival",

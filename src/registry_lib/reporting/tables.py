@@ -228,9 +228,12 @@ def format_table(
         elif name in percent:
             d = decimals.get(name, 1) if isinstance(decimals, Mapping) else 1
             text = s.map(lambda v, d=d: v if pd.isna(v) else f"{100 * float(v):,.{d}f}%")
+        elif "year" in name.lower() and _is_integer_valued(s):
+            text = s.map(lambda v: v if pd.isna(v) else f"{round(float(v))}")  # 2019, not 2,019
         elif (name in (counts or [])) or (counts is None and _is_integer_valued(s)
                                           and (is_count_name(name) or pd.api.types.is_integer_dtype(s)
-                                               or name in suppressed_columns)):
+                                               or name in suppressed_columns
+                                               or float(s.dropna().abs().median()) >= 10)):
             text = s.map(lambda v: v if pd.isna(v) else f"{round(float(v)):,}")
         else:
             if isinstance(decimals, Mapping) and name in decimals:
@@ -330,6 +333,7 @@ def table_html(
              ".rl-table caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}"
              ".rl-table th{border-bottom:1px solid #444;padding:.25em .6em;text-align:left;vertical-align:bottom}"
              ".rl-table td{border-bottom:1px solid #ddd;padding:.2em .6em;white-space:normal}"
+             ".rl-table td.txt,.rl-table th{text-align:left}"
              ".rl-table td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
              ".rl-note{font-size:12px;color:#555;margin:.1em 0}"
              "details.rl-fold>summary{cursor:pointer;color:#1f5f99}</style>")
