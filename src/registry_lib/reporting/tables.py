@@ -133,19 +133,24 @@ def format_count(n: float | None) -> str:
 
 
 def _decimals_for(values: pd.Series) -> int:
-    """A fixed number of decimals for a column of estimates, from its typical magnitude."""
+    """A fixed number of decimals for a column of estimates: from its typical magnitude, and
+    for probabilities and rates (all within 0–1) enough to show two significant digits of the
+    smallest value or of the smallest distance from 1 (a precision of 0.99995 is not 1.000)."""
     v = values.dropna().abs()
     v = v[np.isfinite(v)]
     if v.empty:
         return 2
+    if bool((v <= 1).all()):
+        tiny = v[v > 0]
+        near = 1 - v[(v < 1) & (v > 0.9)]
+        smallest = float(pd.concat([tiny, near]).min()) if len(tiny) or len(near) else 0.1
+        return int(np.clip(np.ceil(-np.log10(smallest)) + 1, 3, 6))
     typical = float(v.median())
     if typical >= 100:
         return 1
     if typical >= 1:
         return 2
-    if typical >= 0.01 or typical == 0:
-        return 3
-    return 4
+    return 3
 
 
 def _is_integer_valued(values: pd.Series) -> bool:
