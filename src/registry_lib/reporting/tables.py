@@ -233,6 +233,8 @@ def format_table(
         elif name in percent:
             d = decimals.get(name, 1) if isinstance(decimals, Mapping) else 1
             text = s.map(lambda v, d=d: v if pd.isna(v) else f"{100 * float(v):,.{d}f}%")
+        elif name.lower() in ("df", "dof", "degrees_of_freedom") and _is_integer_valued(s):
+            text = s.map(lambda v: v if pd.isna(v) else f"{round(float(v))}")
         elif "year" in name.lower() and _is_integer_valued(s):
             text = s.map(lambda v: v if pd.isna(v) else f"{round(float(v))}")  # 2019, not 2,019
         elif (name in (counts or [])) or (counts is None and _is_integer_valued(s)
