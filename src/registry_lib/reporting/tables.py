@@ -41,7 +41,7 @@ _WORDS = {
     "sir": "SIR", "smr": "SMR", "hr": "HR", "or": "OR", "rr": "RR", "ci": "CI", "se": "SE",
     "icd10": "ICD-10", "icdo3": "ICD-O-3", "id": "ID", "nhs": "NHS", "ndop": "NDOP", "sact": "SACT",
     "iptw": "IPTW", "llr": "LLR", "f1": "F1", "km": "km", "asr": "ASR", "o": "O", "e": "E",
-    "smd": "SMD", "ess": "ESS", "n": "n", "pct": "%", "percent": "%", "lsoa": "LSOA", "rt": "RT",
+    "smd": "SMD", "ess": "ESS", "oe": "O/E", "n": "n", "pct": "%", "percent": "%", "lsoa": "LSOA", "rt": "RT",
 }
 
 # Column names with a label of their own.
@@ -145,7 +145,7 @@ def _decimals_for(values: pd.Series) -> int:
         near = 1 - v[(v < 1) & (v > 0.9)]
         smallest = float(pd.concat([tiny, near]).min()) if len(tiny) or len(near) else 0.1
         return int(np.clip(np.ceil(-np.log10(smallest)) + 1, 3, 6))
-    typical = float(v.median())
+    typical = float(v.median()) or float(v.max())
     if typical >= 100:
         return 1
     if typical >= 1:
@@ -186,14 +186,15 @@ def format_table(
             a withheld one (a derived value blanked because its count is suppressed).
         labels: column labels overriding the defaults.
         levels: per column, labels of its values (e.g. ``{"sex": {1: "male", 2: "female"}}``).
-        index: keep the index as columns (default: only if it is named or not a plain 0..n-1).
+        index: keep the index as columns (default: unless it is an unnamed integer index).
 
     Returns:
         A DataFrame of strings with human column labels and a plain 0..n-1 index.
     """
     table = df.copy()
+    # an unnamed integer index (0..n-1, or what is left of it after filtering) means nothing
     plain = isinstance(table.index, pd.RangeIndex) or (
-        table.index.name is None and list(table.index) == list(range(len(table))))
+        all(n is None for n in table.index.names) and pd.api.types.is_integer_dtype(table.index))
     keep_index = (not plain) if index is None else index
     if keep_index:
         if any(n is None for n in table.index.names) and table.index.nlevels == 1:

@@ -47,23 +47,21 @@ def interactive_series(analysis: Any, *, threshold: int = 7, rounding: int = 5, 
         data = part[["month_start", "observed_published", "observed_text", "expected", "pi_lower",
                      "pi_upper"]].assign(group=str(name))
         zoom = alt.selection_interval(bind="scales", encodings=["x"], name=f"zoom_{k}")
-        hover = alt.selection_point(on="pointerover", nearest=True, encodings=["x"], empty=False,
-                                    name=f"hover_{k}")
+        tooltip = [alt.Tooltip("group:N", title="site group"),
+                   alt.Tooltip("month_start:T", title="month", format="%B %Y"),
+                   alt.Tooltip("observed_text:N", title="observed (published)"),
+                   alt.Tooltip("expected:Q", title="expected"),
+                   alt.Tooltip("pi_lower:Q", title=f"{level}% PI lower"),
+                   alt.Tooltip("pi_upper:Q", title=f"{level}% PI upper")]
         base = alt.Chart(data).encode(x=alt.X("month_start:T", title="month of diagnosis"))
         band = base.mark_area(opacity=0.25, color="#4c78a8").encode(
             y=alt.Y("pi_lower:Q", title="diagnoses / month"), y2="pi_upper:Q")
         line = base.mark_line(color="#4c78a8").encode(y="expected:Q")
-        points = base.mark_circle(color="black", size=18).encode(y="observed_published:Q")
-        rule = base.mark_rule(color="grey").encode(
-            opacity=alt.condition(hover, alt.value(0.6), alt.value(0)),
-            tooltip=[alt.Tooltip("group:N", title="site group"),
-                     alt.Tooltip("month_start:T", title="month", format="%B %Y"),
-                     alt.Tooltip("observed_text:N", title="observed (published)"),
-                     alt.Tooltip("expected:Q", title="expected"),
-                     alt.Tooltip("pi_lower:Q", title=f"{level}% PI lower"),
-                     alt.Tooltip("pi_upper:Q", title=f"{level}% PI upper")],
-        ).add_params(hover)
-        charts.append(alt.layer(band, line, points, rule).add_params(zoom).properties(
+        points = base.mark_circle(color="black", size=18).encode(y="observed_published:Q", tooltip=tooltip)
+        # a transparent band per month: hovering anywhere over a month shows its values
+        hover = base.mark_rule(strokeWidth=6, opacity=0.001).encode(y="pi_lower:Q", y2="pi_upper:Q",
+                                                                    tooltip=tooltip)
+        charts.append(alt.layer(band, line, hover, points).add_params(zoom).properties(
             width=width, height=height, title=f"{name}: observed (dots, published) and expected "
                                               f"(line, {level}% prediction band)"))
     return alt.vconcat(*charts).resolve_scale(x="independent")
