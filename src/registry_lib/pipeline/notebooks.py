@@ -19,7 +19,14 @@ import nbformat
 from registry_lib.errors import RegistryLabError
 from registry_lib.progress import in_ci
 
-KERNEL_NAME = "registry-lab"
+KERNEL_NAME = "registry-lab"  # what the notebooks name; `make setup` installs it into .venv
+
+
+def kernel_name() -> str:
+    """The project kernel when it is installed, else the environment's own ``python3``."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
 
 
 class NotebookFailed(RegistryLabError):
@@ -87,7 +94,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], r
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     try:
         pm.execute_notebook(
-            str(notebook), str(output), parameters=parameters, kernel_name=KERNEL_NAME, language="python",
+            str(notebook), str(output), parameters=parameters, kernel_name=kernel_name(), language="python",
             cwd=str(root), progress_bar=not in_ci(), log_output=False, report_mode=False,
         )
     except pm.PapermillExecutionError as exc:
