@@ -149,7 +149,7 @@ def write_index(pipe: Pipeline, reports: Path) -> Path:
 <dt>Made by the run that finished</dt><dd><span data-rl-run="{html_escape(r.name)}" data-rl-field="finished">see manifest.json</span>
  in <span data-rl-run="{html_escape(r.name)}" data-rl-field="seconds">(not recorded)</span></dd>
 <dt>Outputs</dt><dd>{'' if failed else f'<a href="{html_escape(r.report)}">report</a> · '}<a href="{html_escape(folder)}/{html_escape(Path(folder).name)}.ipynb">executed notebook</a>{'' if failed else f' · <a href="{html_escape(folder)}/results.json">results.json</a>'}</dd></dl>
-<details><summary>Parameters ({'all defaults' if not changed else f'{changed} differ from the defaults, highlighted'})</summary>
+<details><summary>Parameters ({'all defaults' if not changed else f"{changed} differ{'s' if changed == 1 else ''} from the defaults, highlighted"})</summary>
 {parameters_html(params, defaults)}</details>
 </section>""")
     steps = "".join(f"<li>{html_escape(r.name)} ({r.kind}): {'FAILED' if r.status == 'failed' else 'ok'}"
