@@ -141,7 +141,8 @@ def survival_small_multiples(curve: pd.DataFrame, *, panel: str, line: str, time
                              panel_label: Callable[[Any], str] = str, line_label: Callable[[Any], str] = str,
                              xlabel: str = "years since diagnosis", ylabel: str = "survival") -> Any:
     """One panel per ``panel`` value, one step curve per ``line`` value (a colour each, the same
-    in every panel) with its confidence band; each curve stops where fewer than 8 are at risk."""
+    in every panel) with its 95% confidence band; each curve stops where fewer than 8 are at
+    risk. A net-survival curve's band is exp(-(H ± 1.96 SE)) from its cumulative excess hazard H."""
     import matplotlib.pyplot as plt
 
     panels = sorted(curve[panel].dropna().unique().tolist())
@@ -160,7 +161,14 @@ def survival_small_multiples(curve: pd.DataFrame, *, panel: str, line: str, time
             if c.empty:
                 continue
             ax.step(c[time], c[value], where="post", color=colours[g], label=line_label(g), lw=1.6)
-            if lower in c.columns and upper in c.columns:
+            if {"cumulative_excess_hazard", "var_cumulative_excess_hazard"} <= set(c.columns):
+                # the band on the log-hazard-free scale: exp(-(H ± 1.96 √var H)); the log-log
+                # interval collapses where the cumulative excess hazard is near 0
+                h = c["cumulative_excess_hazard"].to_numpy(float)
+                half = 1.959964 * np.sqrt(np.clip(c["var_cumulative_excess_hazard"].to_numpy(float), 0, None))
+                lo, hi = np.exp(-(h + half)), np.minimum(np.exp(-(h - half)), 1.0)
+                ax.fill_between(c[time], lo, hi, step="post", color=colours[g], alpha=0.15, lw=0)
+            elif lower in c.columns and upper in c.columns:
                 lo, hi = _steady_band(c[lower].to_numpy(float), c[upper].to_numpy(float))
                 ax.fill_between(c[time], lo, hi, step="post", color=colours[g], alpha=0.15, lw=0)
         ax.set_title(panel_label(p), fontsize=10)
