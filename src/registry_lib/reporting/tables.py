@@ -227,8 +227,10 @@ def format_table(
         elif pd.api.types.is_bool_dtype(s) or s.dropna().map(lambda v: isinstance(v, bool | np.bool_)).all() and s.notna().any():
             text = s.map(lambda v: v if pd.isna(v) else ("yes" if bool(v) else "no"))
         elif not numeric:
-            text = s.map(lambda v: v if (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA
-                                         or v is pd.NaT) else _text(v))
+            as_term = name.lower() in _TERM_COLUMNS
+            text = s.map(lambda v, t=as_term: v if (v is None or (isinstance(v, float) and np.isnan(v))
+                                                    or v is pd.NA or v is pd.NaT)
+                         else (label(v) if t and isinstance(v, str) else _text(v)))
         elif name in p_cols:
             text = s.map(lambda v: v if pd.isna(v) else format_p(v))
         elif name in percent:
@@ -250,8 +252,7 @@ def format_table(
                 d = decimals
             else:
                 d = _decimals_for(s.astype(float))
-            text = s.map(lambda v, d=d: v if pd.isna(v) else (f"{float(v):,.{d}f}" if abs(float(v)) >= 1e4
-                                                                 else f"{float(v):.{d}f}"))
+            text = s.map(lambda v, d=d: v if pd.isna(v) else _number(float(v), d))
         text = text.astype(object)
         isna = text.isna()
         text[isna] = missing_mark[isna]
@@ -261,6 +262,17 @@ def format_table(
     out = out.reset_index(drop=True)
     out.attrs["numeric"] = numeric_labels
     return out
+
+
+_TERM_COLUMNS = {"term", "model", "covariate", "variable", "measure"}
+
+
+def _number(v: float, d: int) -> str:
+    """A number with ``d`` decimals: ∞ for an unbounded limit, no negative zero."""
+    if not np.isfinite(v):
+        return "∞" if v > 0 else "−∞"
+    text = f"{v:,.{d}f}" if abs(v) >= 1e4 else f"{v:.{d}f}"
+    return text[1:] if text.startswith("-") and float(text.replace(",", "")) == 0 else text
 
 
 def _text(v: Any) -> str:
