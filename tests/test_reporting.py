@@ -162,3 +162,17 @@ def test_area_polygons_tile_the_hull_and_are_deterministic():
 def test_visible_problems():
     assert visible_problems("n = 5 (95% CI 1-9), Nantes") == []
     assert visible_problems("value NaN, <NA>, None") == ["NaN", "<NA>", "None"]
+
+
+def test_published_csvs_flag_suppressed_rows_and_keep_values_machine_readable(tmp_path):
+    from registry_lib.release import publish_table
+
+    t = pd.DataFrame({"site_icd10": ["C50", "C61", "C34"], "n_patients": [1203, 4, 55], "share": [0.5, 0.2, 0.3]})
+    path = publish_table(t, tmp_path, "by_site", kind="estimates", count_columns=["n_patients"],
+                         derived_columns=["share"], policy={"threshold": 7, "rounding": 5})
+    written = pd.read_csv(path)
+    assert written["suppressed"].tolist() == [False, True, False]
+    assert written["n_patients"].isna().tolist() == [False, True, False]  # empty, not "[c]"
+    assert json.loads(path.with_name("by_site.meta.json").read_text())["suppressed_flag"] == "suppressed"
+    html = table_html(path)
+    assert "Suppressed" not in html and html.count("[c]") >= 3  # the count, its share, the footnote
