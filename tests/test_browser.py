@@ -43,7 +43,8 @@ def _published(reports: Path) -> dict[str, str]:
 def test_every_report_reads_cleanly_in_chromium(small_run):
     reports = small_run / "reports"
     pages = report_pages(reports)
-    assert sorted(p.parent.name for p in pages[1:]) == sorted(STUDIES) and pages[0].name == "index.html"
+    # every published study, plus any run-with-other-parameters folder the session made
+    assert set(STUDIES) <= {p.parent.name for p in pages[1:]} and pages[0].name == "index.html"
     with chromium() as browser:
         checks = [check_page(browser, p) for p in pages]
     for c in checks:
