@@ -10,7 +10,7 @@ export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: setup reproduce test lab clean lock docs help
+.PHONY: setup reproduce test lab clean lock docs help browser
 
 help:
 	@echo "make reproduce  - set up .venv from the lock and run the whole pipeline"
@@ -29,7 +29,21 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Registry Lab (.venv)" >/dev/null
+	@# .gitattributes sends notebooks through nbstripout: outputs never reach a commit.
+	-git config filter.nbstripout.clean "$(BIN)/nbstripout --keep-id" 2>/dev/null
+	-git config filter.nbstripout.smudge cat 2>/dev/null
+	-git config diff.ipynb.textconv "$(BIN)/nbstripout -t" 2>/dev/null
+	@$(MAKE) --no-print-directory browser
 	@touch $(STAMP)
+
+# The browser test (tests/test_browser.py) drives Debian's Chromium through Playwright.
+# Installed here when missing (needs apt and root, or sudo); otherwise the test says why it skips.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { command -v apt-get >/dev/null && \
+	  { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium not installed: tests/test_browser.py will be skipped"; }
 
 reproduce: $(STAMP)
 	$(BIN)/registry-lab reproduce
@@ -43,9 +57,9 @@ test: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python scripts/build_docs.py --out docs/site
 
+# make lab ARGS="--port 8890 --no-browser": ARGS go to jupyter lab.
 lab: $(STAMP)
-	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Registry Lab (.venv)" >/dev/null
-	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(BIN)/registry-lab lab $(ARGS)
 
 clean:
 	rm -rf reports/* synthetic/*/ .pytest_cache

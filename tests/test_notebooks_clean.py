@@ -41,3 +41,21 @@ def test_notebook_is_a_pipeline_step_with_matching_parameters(path):
     source = "".join(cell["source"])
     for key in params:
         assert f"{key} =" in source, f"{path.name}: parameters cell lacks a default for {key!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_names_the_project_kernel_and_writes_to_scratch(path):
+    nb = json.loads(path.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "registry-lab"
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    source = "".join(cell["source"])
+    assert 'output_dir = "reports/_scratch/' in source, "run in Lab, a notebook must not write the published reports"
+    text = path.read_text()
+    assert "print(" not in text, "conclusions are Markdown (registry_lib.reporting.say), not prints"
+    assert "shared/reference" not in text and "issue 4" not in text
+
+
+def test_git_strips_notebook_outputs():
+    attributes = (ROOT / ".gitattributes").read_text()
+    assert "*.ipynb filter=nbstripout" in attributes
+    assert "filter.nbstripout.clean" in (ROOT / "Makefile").read_text()

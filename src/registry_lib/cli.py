@@ -7,7 +7,7 @@
     registry-lab run STUDY [--cohort NAME | --config FILE] [--seed N] [-p KEY VALUE ...] [-f params.yaml]
     registry-lab reproduce [--pipeline params/pipeline.yaml] [--cohort NAME | --config FILE] [--seed N] [--force]
     registry-lab keygen [--overwrite]
-    registry-lab lab
+    registry-lab lab [JUPYTER LAB OPTIONS ...]
 
 User mistakes (unknown study, missing cohort, bad parameter) print one sentence and exit 2,
 with no traceback. A failing notebook exits 1 after printing the failing cell and the error.
@@ -75,7 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("keygen", help="create the project key for pseudonyms")
     s.add_argument("--overwrite", action="store_true")
 
-    sub.add_parser("lab", help="start JupyterLab on the project kernel")
+    s = sub.add_parser("lab", help="start JupyterLab on the project kernel (other options go to jupyter lab)",
+                       description="Start JupyterLab on the project kernel; every other argument "
+                                   "(e.g. --port 8890 --no-browser) is passed to 'jupyter lab'.")
+    s.add_argument("jupyter_args", nargs="*", metavar="JUPYTER_LAB_OPTION", help="options for jupyter lab")
     return p
 
 
@@ -165,13 +168,20 @@ def _run(args: argparse.Namespace) -> int:
         import os
 
         extra = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-        return subprocess.call([sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={root}", *extra])
+        return subprocess.call([sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={root}", *extra,
+                                *args.jupyter_args])
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``registry-lab`` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"] and argv[1:] not in (["-h"], ["--help"]):
+        # everything after 'lab' belongs to jupyter lab, in its order (--port 8890 --no-browser)
+        args = argparse.Namespace(command="lab", jupyter_args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     try:
         return _dispatch(args)
     except RegistryLabError as exc:

@@ -80,3 +80,19 @@ class StepState:
 
     def forget(self) -> None:
         self.path.unlink(missing_ok=True)
+
+    @property
+    def _run_path(self) -> Path:
+        return self.path.with_name(self.path.stem + ".run.json")
+
+    def record_run(self, finished: str, seconds: float) -> None:
+        """When the run that made the current outputs finished, and how long it took."""
+        self._run_path.parent.mkdir(parents=True, exist_ok=True)
+        self._run_path.write_text(json.dumps({"finished": finished, "seconds": seconds}, sort_keys=True))
+
+    def last_run(self) -> dict:
+        """``{"finished", "seconds"}`` of the run that made the current outputs (``{}`` if unknown)."""
+        try:
+            return json.loads(self._run_path.read_text())
+        except (OSError, ValueError):
+            return {}

@@ -27,7 +27,7 @@ from registry_lib.pipeline.cache import hash_files
 if TYPE_CHECKING:
     from registry_lib.pipeline.runner import Pipeline
 
-TIMING_FIELDS = ("started", "finished", "seconds")
+TIMING_FIELDS = ("started", "finished", "seconds", "output_finished", "output_seconds")
 
 
 def html_escape(text: str) -> str:
@@ -77,7 +77,8 @@ def write_manifest(pipe: Pipeline, reports: Path, *, started: str) -> Path:
         "outputs": outputs,
         "steps": [
             {"name": r.name, "kind": r.kind, "status": r.status, "report": r.report,
-             "started": r.started, "finished": r.finished, "seconds": r.seconds}
+             "started": r.started, "finished": r.finished, "seconds": r.seconds,
+             "output_finished": r.output_finished, "output_seconds": r.output_seconds}
             for r in pipe.results
         ],
         "started": started,
@@ -85,50 +86,101 @@ def write_manifest(pipe: Pipeline, reports: Path, *, started: str) -> Path:
     }
     reports.mkdir(parents=True, exist_ok=True)
     path = write_json(manifest, reports / "manifest.json")
-    times = {r.name: r.seconds for r in pipe.results}
-    (reports / "run_times.js").write_text(
-        "// Timing fields of manifest.json, for index.html opened from disk.\n"
-        f"window.REGISTRY_LAB_RUN_TIMES = {json.dumps(times, sort_keys=True)};\n")
+    write_run_times(reports, {r.name: {"finished": r.output_finished, "seconds": r.output_seconds}
+                              for r in pipe.results if r.status != "failed"})
     return path
 
 
+def write_run_times(reports: Path, runs: dict[str, dict[str, Any]]) -> Path:
+    """Merge ``runs`` into ``reports/run_times.js``: for each step or report folder, when the run
+    that made its outputs finished and how long it took (read by the pages opened from disk)."""
+    path = reports / "run_times.js"
+    known: dict[str, Any] = {}
+    if path.exists():
+        text = path.read_text()
+        start, end = text.find("{"), text.rfind("}")
+        try:
+            known = json.loads(text[start:end + 1]) if start >= 0 else {}
+        except ValueError:
+            known = {}
+    known.update(runs)
+    reports.mkdir(parents=True, exist_ok=True)
+    path.write_text("// When the run that made each output finished, and its run time (from manifest.json),\n"
+                    "// for the pages opened from disk.\n"
+                    f"window.REGISTRY_LAB_RUN_TIMES = {json.dumps(known, sort_keys=True)};\n")
+    return path
+
+
+def _headline(folder: Path) -> str:
+    """The headline sentence a study wrote into its ``results.json`` (empty if none)."""
+    try:
+        results = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    return str(results.get("headline") or "")
+
+
 def write_index(pipe: Pipeline, reports: Path) -> Path:
-    """Write ``reports/index.html``: every study report with its status, run time and parameters."""
-    rows = []
+    """Write ``reports/index.html``: per study its question, headline result, status, run time,
+    date, commit and parameters (as a table, differences from the defaults highlighted)."""
+    from registry_lib.reporting.document import (
+        PAGE_CSS,
+        RUN_INFO_JS,
+        parameter_rows,
+        parameters_html,
+    )
+
+    git = git_state(pipe.root)
+    commit = (git["commit"] or "")[:12] or "not a git checkout"
+    if git["dirty"]:
+        commit += " (with uncommitted changes)"
+    cards = []
     for r in pipe.results:
         if r.kind != "notebook":
             continue
+        step = pipe.spec.step(r.name)
         params = {k: v for k, v in r.parameters.items() if k not in {"output_dir"}}
-        params_html = "<br>".join(f"<code>{html_escape(k)}</code> = {html_escape(json.dumps(v))}"
-                                  for k, v in sorted(params.items()))
+        defaults = {**pipe.study_defaults(step), "cohort": pipe.spec.cohort}
         folder = Path(r.report).parent.as_posix() if r.report else r.name
-        link = f'<a href="{html_escape(r.report)}">{html_escape(r.name)}</a>' if r.status != "failed" else html_escape(r.name)
-        rows.append(
-            f"<tr><td>{link}</td><td class='{r.status}'>{'ok' if r.status != 'failed' else 'FAILED'}"
-            f"{' (cached)' if r.status == 'skipped' else ''}</td>"
-            f"<td class='time' data-step='{html_escape(r.name)}'>see manifest</td>"
-            f"<td><a href='{folder}/results.json'>results.json</a></td><td>{params_html}</td></tr>")
-    steps = "".join(f"<li>{html_escape(r.name)} ({r.kind}): {r.status}</li>" for r in pipe.results if r.kind != "notebook")
+        changed = sum(row["changed"] for row in parameter_rows(params, defaults))
+        failed = r.status == "failed"
+        title = html_escape(step.option("title", r.name.replace("_", " ").capitalize()))
+        link = title if failed else f'<a href="{html_escape(r.report)}">{title}</a>'
+        status = ("<span class='failed'>FAILED</span>" if failed else
+                  "<span class='ok'>ok</span>" + (" (unchanged since the run below)" if r.status == "skipped" else ""))
+        headline = "" if failed else _headline(reports / folder)
+        cards.append(f"""<section class="study">
+<h2>{link}</h2>
+<p class="question">{html_escape(step.option("question", ""))}</p>
+{f'<p class="headline"><b>Result.</b> {html_escape(headline)}</p>' if headline else ''}
+<dl><dt>Status</dt><dd>{status}</dd>
+<dt>Made by the run that finished</dt><dd><span data-rl-run="{html_escape(r.name)}" data-rl-field="finished">see manifest.json</span>
+ in <span data-rl-run="{html_escape(r.name)}" data-rl-field="seconds">(not recorded)</span></dd>
+<dt>Outputs</dt><dd>{'' if failed else f'<a href="{html_escape(r.report)}">report</a> · '}<a href="{html_escape(folder)}/{html_escape(Path(folder).name)}.ipynb">executed notebook</a>{'' if failed else f' · <a href="{html_escape(folder)}/results.json">results.json</a>'}</dd></dl>
+<details><summary>Parameters ({'all defaults' if not changed else f"{changed} differ{'s' if changed == 1 else ''} from the defaults, highlighted"})</summary>
+{parameters_html(params, defaults)}</details>
+</section>""")
+    steps = "".join(f"<li>{html_escape(r.name)} ({r.kind}): {'FAILED' if r.status == 'failed' else 'ok'}"
+                    f"{' (unchanged)' if r.status == 'skipped' else ''}</li>"
+                    for r in pipe.results if r.kind != "notebook")
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Registry Lab reports — {html_escape(pipe.cohort)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.4rem .6rem;vertical-align:top}}.failed{{color:#b00;font-weight:bold}}
+<html lang="en"><head><meta charset="utf-8"><title>Registry Lab reports — cohort {html_escape(pipe.cohort)}</title>
+<style>{PAGE_CSS}
+body{{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max-width:62rem;padding:1.5rem;color:#222;line-height:1.45}}
+section.study{{border:1px solid #d0d7de;border-radius:6px;padding:.6rem 1.1rem;margin:1rem 0}}
+section.study h2{{margin:.3rem 0;font-size:1.25rem}}.question{{color:#444;margin:.2rem 0 .5rem}}
+.headline{{background:#eef6ee;border-left:4px solid #2e7d32;padding:.4rem .7rem;margin:.5rem 0}}
+dl{{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;font-size:14px;margin:.4rem 0}}dt{{font-weight:600}}dd{{margin:0}}
+.failed{{color:#b00;font-weight:bold}}.ok{{color:#2e7d32;font-weight:600}}details summary{{cursor:pointer;color:#1f5f99;font-size:14px}}
 code{{font-size:.85em}}</style></head><body>
 <h1>Registry Lab reports</h1>
-<p>Cohort <b>{html_escape(pipe.cohort)}</b>. Provenance: <a href="manifest.json">manifest.json</a>
-(git commit, package versions, seed, sha256 of every input and output).</p>
-<table><thead><tr><th>study</th><th>status</th><th>run time (s)</th><th>results</th><th>parameters</th></tr></thead>
-<tbody>
-{chr(10).join(rows)}
-</tbody></table>
+<p>Studies of <b>synthetic England</b>, cohort <b>{html_escape(pipe.cohort)}</b>, from git commit
+<code>{html_escape(commit)}</code>. Provenance of every input and output (package versions, seed,
+sha256): <a href="manifest.json">manifest.json</a>. Made with <code>.venv/bin/registry-lab reproduce{'' if pipe.cohort == pipe.spec.cohort else ' --cohort ' + html_escape(pipe.cohort)}</code>.</p>
+{chr(10).join(cards)}
 <h2>Data steps</h2><ul>{steps}</ul>
 <script src="run_times.js"></script>
-<script>
-const t = window.REGISTRY_LAB_RUN_TIMES || {{}};
-document.querySelectorAll("td.time").forEach(td => {{
-  const s = t[td.dataset.step]; if (s !== undefined) td.textContent = s.toFixed(1);
-}});
-</script>
+<script>{RUN_INFO_JS}</script>
 </body></html>
 """
     reports.mkdir(parents=True, exist_ok=True)

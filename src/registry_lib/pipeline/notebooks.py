@@ -20,7 +20,14 @@ from registry_lib.errors import RegistryLabError
 from registry_lib.parameters import python_literal
 from registry_lib.progress import in_ci
 
-KERNEL_NAME = "python3"
+KERNEL_NAME = "registry-lab"  # what the notebooks name; `make setup` installs it into .venv
+
+
+def kernel_name() -> str:
+    """The project kernel when it is installed, else the environment's own ``python3``."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
 
 
 class NotebookFailed(RegistryLabError):
@@ -93,7 +100,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], r
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     try:
         pm.execute_notebook(
-            str(notebook), str(output), parameters=parameters, kernel_name=KERNEL_NAME, language="python",
+            str(notebook), str(output), parameters=parameters, kernel_name=kernel_name(), language="python",
             cwd=str(root), progress_bar=not in_ci(), log_output=False, report_mode=False,
         )
     except pm.PapermillExecutionError as exc:
@@ -141,11 +148,20 @@ def _failing_source(path: Path, exec_count: int | None) -> str:
     return "(failing cell not found)"
 
 
-def render_html(executed: Path, html: Path) -> None:
-    """nbconvert the executed notebook to HTML with figures embedded and input cells hidden."""
+def render_html(executed: Path, html: Path, context: dict[str, Any] | None = None) -> None:
+    """nbconvert the executed notebook to HTML with figures embedded and input cells hidden.
+
+    With ``context`` (study, folder, cohort, params, defaults, rerun, run_key, root, git: the commit and whether the tree is dirty) the page
+    becomes a document: the study title in ``<title>`` and a header with cohort, date, commit,
+    parameters, links to every output and back to the index, and the command to rerun it.
+    """
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab")
+    from registry_lib.reporting.document import decorate_report, notebook_title, report_header
+
+    # the lab template minus require.js and MathJax from a CDN: the page works offline
+    exporter = HTMLExporter(template_name="registry_lab",
+                            extra_template_basedirs=[str(Path(__file__).with_name("templates"))])
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
@@ -155,4 +171,12 @@ def render_html(executed: Path, html: Path) -> None:
     if banners:  # a study run on a synthetic twin says so at the very top of its report
         nb.cells.insert(0, nbformat.v4.new_code_cell("", outputs=[banners[0]]))
     body, _ = exporter.from_notebook_node(nb)
+    if context is not None:
+        title = notebook_title(nb.cells, context["study"])
+        git = context["git"]
+        header = report_header(title=title, study=context["study"], folder=context["folder"],
+                               cohort=context["cohort"], commit=git["commit"], dirty=git["dirty"],
+                               params=context["params"], defaults=context["defaults"],
+                               rerun=context["rerun"], run_key=context["run_key"])
+        body = decorate_report(body, title=title, header=header)
     html.write_text(body)

@@ -19,9 +19,11 @@ from registry_lib.keys import KEY_HELP, current_fingerprint, keygen, project_key
 from registry_lib.parameters import check_parameters, load_plain_file, split_declarations
 from registry_lib.paths import cohort_dir, cohort_folder_name, inside, project_root, validate_name
 from registry_lib.pipeline.cache import StepState, code_hash, combine, hash_files
+from registry_lib.pipeline.manifest import git_state
 from registry_lib.pipeline.notebooks import NotebookFailed, execute_notebook, render_html
 from registry_lib.pipeline.spec import PipelineSpec, Step
 from registry_lib.progress import say
+from registry_lib.reporting.document import rerun_command
 from registry_lib.runlock import project_lock
 
 RESERVED_PARAMS = {"cohort", "output_dir"}
@@ -39,6 +41,9 @@ class StepResult:
     seconds: float
     parameters: dict[str, Any] = field(default_factory=dict)
     report: str | None = None
+    # the run that made the current outputs (this one, or the earlier run a cached step reuses)
+    output_finished: str | None = None
+    output_seconds: float | None = None
 
 
 def _now() -> str:
@@ -151,9 +156,10 @@ class Pipeline:
                 raise
             state.record(key, hash_files(outputs, self.root))
             status = "ran"
+            state.record_run(_now(), round(time.perf_counter() - t0, 2))
         # Downstream keys depend on the outputs' content, not only on this step's key.
         self._keys[step.name] = combine(key, hash_files(outputs, self.root))
-        return self._finish(step, label, status, started, t0, parameters, report_dir)
+        return self._finish(step, label, status, started, t0, parameters, report_dir, state.last_run())
 
     def _set_aside(self, step: Step, report_dir: Path | None, exc: NotebookFailed | None) -> NotebookFailed | None:
         """A study that failed leaves no folder that looks like a report: its folder moves to
@@ -173,13 +179,15 @@ class Pipeline:
         old, new = str(folder.relative_to(self.root)), str(aside.relative_to(self.root))
         return NotebookFailed(str(exc).replace(f"kept at {old}/", f"kept at {new}/"))
 
-    def _finish(self, step, label, status, started, t0, parameters, report_dir) -> StepResult:
+    def _finish(self, step, label, status, started, t0, parameters, report_dir, made=None) -> StepResult:
         seconds = round(time.perf_counter() - t0, 2)
         report = None
         if step.kind == "notebook":
             folder = report_dir or self.root / "reports" / step.name
             report = str((folder / f"{folder.name}.html").relative_to(self.root / "reports"))
-        result = StepResult(label, step.kind, status, started, _now(), seconds, parameters or {}, report)
+        made = made or {}
+        result = StepResult(label, step.kind, status, started, _now(), seconds, parameters or {}, report,
+                            made.get("finished"), made.get("seconds"))
         self.results.append(result)
         say(f"[{label}] {status} in {seconds:.1f} s", summary=True)
         return result
@@ -204,9 +212,22 @@ class Pipeline:
             folder = report_dir or self.root / "reports" / step.name
             executed = folder / f"{folder.name}.ipynb"
             execute_notebook(self.root / step.option("notebook"), executed, parameters or {}, self.root)
-            render_html(executed, folder / f"{folder.name}.html")
+            params = parameters or {}
+            defaults = self.study_defaults(step)
+            published = report_dir is None
+            render_html(executed, folder / f"{folder.name}.html", context={
+                "study": step.name, "folder": folder, "cohort": self.cohort, "params": params,
+                "defaults": defaults, "run_key": folder.name, "root": self.root, "git": git_state(self.root),
+                "rerun": rerun_command(step.name, self.cohort, params, defaults, published=published,
+                                       default_cohort=self.spec.cohort)})
 
     # ---- study parameters ---------------------------------------------------------------
+    def study_defaults(self, step: Step) -> dict[str, Any]:
+        """The study's parameters as ``params/studies/<study>.yaml`` sets them."""
+        params_file = self.study_params_file(step)
+        data = load_yaml(params_file) if params_file.exists() else {}
+        return split_declarations(data, str(params_file))[0]
+
     def study_parameters(self, step: Step, overrides: dict[str, Any] | None = None,
                          output_dir: str | None = None) -> dict[str, Any]:
         """The study's defaults with ``overrides``, every value checked against its declaration
@@ -280,6 +301,10 @@ def _reproduce(pipeline: str | Path | None, *, cohort: str | None, force: bool, 
         if step.kind == "notebook":
             pipe.study_parameters(step)
     ensure_project_key(root)  # linkage (opt-out hashes) and releases (pseudonyms) need it
+    if pipe.cohort != spec.cohort:
+        say(f"reproduce --cohort {pipe.cohort}: the published reports in reports/ (index, study reports, "
+            f"tables, figures, results.json) are replaced by the {pipe.cohort!r} cohort's; "
+            f"'registry-lab reproduce' puts the {spec.cohort!r} ones back", summary=True)
     started = _now()
     try:
         pipe.run()
@@ -325,8 +350,13 @@ def _run_study(study: str, *, cohort: str | None, overrides: dict[str, Any] | No
     params["output_dir"] = f"reports/{label}"
     for need in spec.ordered(list(step.needs)):
         pipe.run_step(need)
-    pipe.run_step(step, parameters=params, report_dir=root / "reports" / label, label=label)
+    (root / "reports" / label).mkdir(parents=True, exist_ok=True)
     (root / "reports" / label / "params.yaml").write_text(_yaml_dump(params))
+    result = pipe.run_step(step, parameters=params, report_dir=root / "reports" / label, label=label)
+    from registry_lib.pipeline.manifest import write_run_times
+
+    write_run_times(root / "reports", {label: {"finished": result.output_finished,
+                                               "seconds": result.output_seconds}})
     return root / "reports" / label
 
 

@@ -19,7 +19,8 @@ from registry_lib.errors import ConfigError
 from registry_lib.paths import NAME_PATTERN, validate_name
 
 STEP_KINDS = {"synth", "link", "release", "notebook"}
-STEP_KEYS = {"name", "kind", "needs", "config", "evaluate", "compare_methods", "policy", "requester", "notebook", "params"}
+STEP_KEYS = {"name", "kind", "needs", "config", "evaluate", "compare_methods", "policy", "requester", "notebook",
+             "params", "title", "question"}  # title and question: shown on the reports index
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,9 @@ def _protect_long(
     return out
 
 
+SUPPRESSED_FLAG = "suppressed"  # the CSV column flagging rows with a suppressed count
+
+
 def publish_table(
     df: pd.DataFrame,
     output_dir: str | Path,
@@ -299,7 +302,12 @@ def publish_table(
         write_index = not isinstance(out.index, pd.RangeIndex)
     folder = _output_folder(output_dir)
     path = folder / f"{name}.csv"
-    text = out.to_csv(index=write_index, lineterminator="\n", float_format="%.12g")
+    count_cols = [c for c in out.columns if str(c) in set(map(str, counts))]
+    written = out
+    if not (kind == "counts" and write_index) and count_cols and SUPPRESSED_FLAG not in out.columns:
+        # machine-readable: a suppressed cell is empty, and the row says it holds one
+        written = out.assign(**{SUPPRESSED_FLAG: out[count_cols].isna().any(axis=1)})
+    text = written.to_csv(index=write_index, lineterminator="\n", float_format="%.12g")
     meta = {
         "table": name,
         "kind": kind,
@@ -307,7 +315,8 @@ def publish_table(
         "threshold": s.threshold,
         "rounding": s.survival_rounding if kind == "survival" else s.rounding,
         "secondary_suppression": bool(s.secondary) if write_index else False,
-        "suppressed_cells": int(out[[c for c in out.columns if str(c) in set(map(str, counts))]].isna().sum().sum()),
+        "suppressed_cells": int(out[count_cols].isna().sum().sum()),
+        "suppressed_flag": SUPPRESSED_FLAG if written is not out else None,
         "policy": policy if isinstance(policy, str) else getattr(policy, "name", "settings"),
         "written_by": "registry_lib.release.publish_table",
     }

@@ -497,6 +497,7 @@ def read_published(path: str | Path) -> tuple[pd.DataFrame, int]:
         df = df.apply(pd.to_numeric).astype("Int64")
     else:
         df = pd.read_csv(path, dtype={"site_icd10": str, "region": str, "area_id": str, "stage": str})
+        df = df.drop(columns=[c for c in [meta.get("suppressed_flag")] if c and c in df.columns])
         for c in counts:
             df[c] = df[c].astype("Int64")
     return df, int(meta["suppressed_cells"])

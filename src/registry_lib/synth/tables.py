@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from registry_lib.schema import Column as C
 from registry_lib.schema import Table, register
+from registry_lib.synth.feed_columns import IDENTIFIERS as _IDENTIFIERS
 
 S, I8, I16, I32, I64, F64, D, B = (
     pa.string(), pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.float64(), pa.date32(), pa.bool_(),
@@ -152,14 +153,6 @@ RECORD_TRUTH = register(Table("record_truth", "The true person, tumour and treat
 # --------------------------------------------------------------------------------------------
 # feeds/  (identifiers as sent: strings, possibly wrong or missing)
 # --------------------------------------------------------------------------------------------
-_IDENTIFIERS = [
-    C("nhs_number", S, True, "NHS number as sent (may be missing or mistyped)"),
-    C("given_name", S, True, "given name as sent"),
-    C("family_name", S, True, "family name as sent"),
-    C("birth_date", S, True, "date of birth as sent, YYYY-MM-DD (may be impossible)"),
-    C("sex", S, True, "1 male, 2 female, 9 not specified"),
-    C("postcode", S, True, "postcode as sent"),
-]
 
 NOTIFICATIONS = register(Table("notifications", "Hospital cancer notifications: several per tumour.", [
     C("record_id", S, False, "unique record id"),

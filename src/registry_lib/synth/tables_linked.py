@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from registry_lib.schema import Column as C
 from registry_lib.schema import Table, register
-from registry_lib.synth.tables import _IDENTIFIERS
+from registry_lib.synth.feed_columns import IDENTIFIERS as _IDENTIFIERS
 
 S, I8, I16, I32, I64, F64, D, B = (
     pa.string(), pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.float64(), pa.date32(), pa.bool_(),

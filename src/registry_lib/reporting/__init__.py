@@ -36,8 +36,13 @@ def study_output_dir(output_dir: str | Path) -> Path:
     return path
 
 
-def write_results(results: dict[str, Any], output_dir: str | Path) -> Path:
-    """Write ``results.json`` (sorted keys, floats as given) into the study's output folder."""
+def write_results(results: dict[str, Any], output_dir: str | Path, *, headline: str | None = None) -> Path:
+    """Write ``results.json`` (sorted keys, floats as given) into the study's output folder.
+
+    ``headline`` is the one-sentence result the reports index shows for the study.
+    """
+    if headline is not None:
+        results = {**results, "headline": headline}
     return write_json(_clean(results), study_output_dir(output_dir) / "results.json")
 
 
@@ -84,8 +89,9 @@ def read_effects(cohort: str) -> dict[str, Any]:
 
 
 def setup_notebook() -> None:
-    """Quiet, reproducible notebook defaults: no warnings (they print absolute paths),
-    a fixed figure size and resolution, and rounded DataFrame display."""
+    """Quiet, reproducible notebook defaults: no warnings (they print absolute paths), a fixed
+    figure size and resolution, and every DataFrame shown through the presentation layer
+    (:func:`registry_lib.reporting.tables.table_html`)."""
     import warnings
 
     import matplotlib as mpl
@@ -97,6 +103,9 @@ def setup_notebook() -> None:
     pd.set_option("display.precision", 3)
     pd.set_option("display.max_rows", 60)
     pd.set_option("display.width", 120)
+    from registry_lib.reporting.tables import register_table_formatter
+
+    register_table_formatter()
 
 
 def read_cohort_info(cohort: str) -> dict[str, Any]:
@@ -215,3 +224,32 @@ class _Section:
             self.study.not_estimable(self.key, str(exc) or type(exc).__name__)
             return True
         return False
+
+
+from registry_lib.reporting.prose import (  # noqa: E402  (the presentation layer, re-exported)
+    conclude,
+    count_text,
+    interval_text,
+    markdown_text,
+    p_text,
+    percent_text,
+    say,
+)
+from registry_lib.reporting.tables import (  # noqa: E402
+    add_suppressed_flag,
+    captioned,
+    format_count,
+    format_p,
+    format_table,
+    label,
+    read_published_table,
+    show_table,
+    table_html,
+)
+
+__all__ = [
+    "NotEstimable", "StudyResults", "add_suppressed_flag", "captioned", "read_published_table", "conclude", "count_text", "format_count", "format_p", "format_table",
+    "interval_text", "label", "markdown_text", "p_text", "percent_text", "read_cohort_info",
+    "read_effects", "read_params", "read_reference", "read_results", "read_truth", "save_figure",
+    "say", "setup_notebook", "show_table", "study_output_dir", "table_html", "write_results",
+]
