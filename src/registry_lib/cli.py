@@ -2,7 +2,8 @@
 
     registry-lab synth --config params/cohort/small.yaml [--seed N] [--scale F] [--years A B] [--out DIR]
     registry-lab link --cohort NAME [--evaluate] [--threshold P] [--backend duckdb|spark]
-    registry-lab release --cohort NAME --policy POLICY --requester TEXT
+                      [--spark-master URL] [--spark-conf KEY=VALUE ...] [--spark-dir PATH]
+    registry-lab release --cohort NAME --policy POLICY --requester TEXT [--backend duckdb|spark ...]
     registry-lab run STUDY [--cohort NAME] [-p KEY VALUE ...] [-f params.yaml]
     registry-lab reproduce [--pipeline params/pipeline.yaml] [--cohort NAME] [--force]
     registry-lab keygen [--overwrite]
@@ -42,12 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cohort", required=True)
     s.add_argument("--evaluate", action="store_true", help="measure accuracy against truth/")
     s.add_argument("--threshold", type=float, help="match probability for clustering persons")
-    s.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb")
+    _spark_arguments(s)
 
     s = sub.add_parser("release", help="release registry data under a policy")
     s.add_argument("--cohort", required=True)
     s.add_argument("--policy", required=True, help="name of params/release/<policy>.yaml")
     s.add_argument("--requester", required=True, help="who asked for the release")
+    _spark_arguments(s)
 
     s = sub.add_parser("run", help="run one study with other parameters")
     s.add_argument("study")
@@ -69,6 +71,29 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _spark_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb")
+    s.add_argument("--spark-master", help="Spark master URL (default: SPARK_MASTER, "
+                   "spark-defaults.conf, else local[2])")
+    s.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Spark property, e.g. spark.executor.memory=4g (repeatable)")
+    s.add_argument("--spark-dir", help="a folder all Spark executors can read and write "
+                   "(default: REGISTRY_LAB_SPARK_DIR, else <cohort>/.spark)")
+
+
+def _configure_spark(args: argparse.Namespace, cohort: Path) -> None:
+    if args.backend != "spark":
+        if args.spark_master or args.spark_conf or args.spark_dir:
+            raise RegistryLabError("--spark-master, --spark-conf and --spark-dir need --backend spark")
+        return
+    import os
+
+    from registry_lib.engines import configure_spark
+
+    workdir = args.spark_dir or os.environ.get("REGISTRY_LAB_SPARK_DIR") or cohort / ".spark"
+    configure_spark(args.spark_master, args.spark_conf, workdir)
+
+
 def _cohort_path(name: str, stage: str) -> Path:
     from registry_lib.paths import require_cohort
 
@@ -86,6 +111,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from registry_lib import linkage
 
         cohort = _cohort_path(args.cohort, "feeds")
+        _configure_spark(args, cohort)
         report = linkage.run(cohort, threshold=args.threshold,
                              evaluate=args.evaluate, backend=args.backend)
         if args.evaluate:
@@ -96,7 +122,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from registry_lib import release
 
         cohort = _cohort_path(args.cohort, "registry")
-        out = release.run(cohort, args.policy, args.requester)
+        _configure_spark(args, cohort)
+        out = release.run(cohort, args.policy, args.requester, backend=args.backend)
         print(f"wrote {out}")
     elif args.command == "run":
         from registry_lib.pipeline import run_study
