@@ -13,8 +13,8 @@ import os
 
 import pandas as pd
 import pytest
-
 from conftest import make_project_copy, registry_lab
+
 from registry_lib.engines import LocalSparkCluster
 from registry_lib.linkage.model import java_available
 

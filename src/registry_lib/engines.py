@@ -121,7 +121,7 @@ def duckdb_connect(database: str = ":memory:", **kwargs: Any) -> Any:
     import duckdb
 
     con = duckdb.connect(database, **kwargs)
-    con.execute(f"SET memory_limit = '{_mb(memory_limit())}MB'")
+    con.execute(f"SET memory_limit = '{_mb(memory_limit())}MiB'")
     con.execute(f"SET temp_directory = '{str(spill_directory()).replace(chr(39), '')}'")
     con.execute("SET enable_progress_bar = false")
     return con
