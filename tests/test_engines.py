@@ -96,3 +96,10 @@ def test_cli_refuses_spark_options_without_the_spark_backend(tmp_path, monkeypat
     monkeypatch.setenv("REGISTRY_LAB_ROOT", str(tmp_path))
     assert main(["link", "--cohort", "c", "--spark-master", "spark://h:7077"]) == 2
     assert "need --backend spark" in capsys.readouterr().err
+
+
+def test_spark_job_refuses_a_release_without_requester(capsys):
+    from registry_lib.spark_job import main
+
+    assert main(["--cohort", "small", "--release", "aggregate_publication"]) == 2
+    assert "--release needs --requester" in capsys.readouterr().err
