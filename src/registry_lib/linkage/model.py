@@ -380,6 +380,8 @@ def _to_spark(frame: pd.DataFrame, name: str) -> Any:
     import pyarrow.parquet as pq
 
     spark = spark_session()
+    _SPARK["calls"] = _SPARK.get("calls", 0) + 1  # a new file per call: Spark caches file listings
+    name = f"{name}_{_SPARK['calls']}"
     folder = f"{_SPARK['workdir'].rstrip('/')}/input"
     if "://" in folder:  # an object store or HDFS path: let Spark write it from the driver
         path = f"{folder}/{name}"
@@ -395,13 +397,18 @@ def _from_spark(result: Any, name: str) -> pd.DataFrame:
     """Scored pairs written as Parquet by the executors to the shared folder, read by the driver."""
     import pyarrow.dataset as ds
 
-    folder = f"{_SPARK['workdir'].rstrip('/')}/output/{name}"
+    folder = f"{_SPARK['workdir'].rstrip('/')}/output/{name}_{_SPARK.get('calls', 0)}"
     sdf = result.as_spark_dataframe()
     if "://" in folder:
         sdf.write.mode("overwrite").parquet(folder)
         return spark_session().read.parquet(folder).toPandas()
     sdf.write.mode("overwrite").parquet(folder)
-    return ds.dataset(folder, format="parquet").to_table().to_pandas()
+    out = ds.dataset(folder, format="parquet").to_table().to_pandas()
+    # This call's exchange files are no longer needed (each call has its own names).
+    shutil.rmtree(folder, ignore_errors=True)
+    for stale in Path(_SPARK["workdir"], "input").glob(f"*_{_SPARK.get('calls', 0)}.parquet"):
+        stale.unlink(missing_ok=True)
+    return out
 
 
 def db_api(backend: str) -> Any:

@@ -309,7 +309,8 @@ def _spark_cubes(kept: dict[str, pd.DataFrame], sqls: dict[str, str],
     from registry_lib.linkage.model import _SPARK, spark_session
 
     spark = spark_session()
-    folder = Path(_SPARK["workdir"]) / "release"
+    _SPARK["calls"] = _SPARK.get("calls", 0) + 1  # a new folder per call: Spark caches file listings
+    folder = Path(_SPARK["workdir"]) / f"release_{_SPARK['calls']}"
     folder.mkdir(parents=True, exist_ok=True)
     used = ("diagnosis_date", "age_at_diagnosis", "site_icd10", "stage", "area_id", "route_to_diagnosis")
     inputs = {"t": kept["tumour"][["patient_id", *[c for c in used if c in kept["tumour"].columns]]],
