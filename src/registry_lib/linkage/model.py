@@ -380,8 +380,6 @@ def _to_spark(frame: pd.DataFrame, name: str) -> Any:
     import pyarrow.parquet as pq
 
     spark = spark_session()
-    _SPARK["calls"] = _SPARK.get("calls", 0) + 1  # a new file per call: Spark caches file listings
-    name = f"{name}_{_SPARK['calls']}"
     folder = f"{_SPARK['workdir'].rstrip('/')}/input"
     if "://" in folder:  # an object store or HDFS path: let Spark write it from the driver
         path = f"{folder}/{name}"
@@ -393,11 +391,17 @@ def _to_spark(frame: pd.DataFrame, name: str) -> Any:
     return spark.read.parquet(path)
 
 
-def _from_spark(result: Any, name: str) -> pd.DataFrame:
+def _spark_tag() -> str:
+    """A new name for one scoring call's exchange files (Spark caches file listings by path)."""
+    _SPARK["calls"] = _SPARK.get("calls", 0) + 1
+    return f"call{_SPARK['calls']}"
+
+
+def _from_spark(result: Any, tag: str) -> pd.DataFrame:
     """Scored pairs written as Parquet by the executors to the shared folder, read by the driver."""
     import pyarrow.dataset as ds
 
-    folder = f"{_SPARK['workdir'].rstrip('/')}/output/{name}_{_SPARK.get('calls', 0)}"
+    folder = f"{_SPARK['workdir'].rstrip('/')}/output/pairs_{tag}"
     sdf = result.as_spark_dataframe()
     if "://" in folder:
         sdf.write.mode("overwrite").parquet(folder)
@@ -406,7 +410,7 @@ def _from_spark(result: Any, name: str) -> pd.DataFrame:
     out = ds.dataset(folder, format="parquet").to_table().to_pandas()
     # This call's exchange files are no longer needed (each call has its own names).
     shutil.rmtree(folder, ignore_errors=True)
-    for stale in Path(_SPARK["workdir"], "input").glob(f"*_{_SPARK.get('calls', 0)}.parquet"):
+    for stale in Path(_SPARK["workdir"], "input").glob(f"*_{tag}.parquet"):
         stale.unlink(missing_ok=True)
     return out
 
@@ -486,7 +490,8 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
     with quiet_splink():
         inputs: list[Any] = frames
         if backend == "spark":
-            inputs = [_to_spark(f, f"frame_{i}") for i, f in enumerate(frames)]
+            tag = _spark_tag()
+            inputs = [_to_spark(f, f"frame{i}_{tag}") for i, f in enumerate(frames)]
         linker = Linker(inputs if len(inputs) > 1 else inputs[0], settings, db_api=db_api(backend),
                         set_up_basic_logging=False,
                         **({"input_table_aliases": ["left_input", "right_input"]} if len(frames) > 1 else {}))
@@ -512,7 +517,7 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
             except Exception as exc:  # noqa: BLE001
                 notes.append(f"EM on {rule!r} skipped ({_short(exc)})")
         result = linker.inference.predict(threshold_match_probability=min_probability)
-        pairs = _from_spark(result, "pairs") if backend == "spark" else result.as_pandas_dataframe()
+        pairs = _from_spark(result, tag) if backend == "spark" else result.as_pandas_dataframe()
         model = linker.misc.save_model_to_json()
         with contextlib.suppress(Exception):
             result.drop_table_from_database_and_remove_from_cache()
