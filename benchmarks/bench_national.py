@@ -112,10 +112,10 @@ class Sampler(threading.Thread):
     def __init__(self, roots: list[int]) -> None:
         super().__init__(daemon=True)
         self.roots, self.peaks, self.roles = roots, {}, {}
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             kids = _children()
             todo, seen = list(self.roots), set()
             while todo:
@@ -128,10 +128,10 @@ class Sampler(threading.Thread):
                 if got:
                     self.peaks[pid] = max(self.peaks.get(pid, 0.0), got[0])
                     self.roles[pid] = got[1] if got[1] != "other" else self.roles.get(pid, "other")
-            self._stop.wait(0.2)
+            self._halt.wait(0.2)
 
     def stop(self) -> dict[str, list[float]]:
-        self._stop.set()
+        self._halt.set()
         self.join()
         out: dict[str, list[float]] = {}
         for pid, gb in self.peaks.items():
