@@ -2,7 +2,8 @@
 
     registry-lab synth --config params/cohort/small.yaml [--seed N] [--scale F] [--years A B] [--out DIR]
     registry-lab link --cohort NAME [--evaluate] [--threshold P] [--backend duckdb|spark]
-    registry-lab release --cohort NAME --policy POLICY --requester TEXT
+                      [--spark-master URL] [--spark-conf KEY=VALUE ...] [--spark-dir PATH]
+    registry-lab release --cohort NAME --policy POLICY --requester TEXT [--backend duckdb|spark ...]
     registry-lab twin --cohort NAME --policy POLICY [--size N] [--seed S]
     registry-lab run STUDY [--cohort NAME | --config FILE] [--seed N] [-p KEY VALUE ...] [-f params.yaml]
     registry-lab reproduce [--pipeline params/pipeline.yaml] [--cohort NAME | --config FILE] [--seed N] [--force]
@@ -41,12 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cohort", required=True)
     s.add_argument("--evaluate", action="store_true", help="measure accuracy against truth/")
     s.add_argument("--threshold", type=float, help="match probability for clustering persons")
-    s.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb")
+    _spark_arguments(s)
 
     s = sub.add_parser("release", help="release registry data under a policy")
     s.add_argument("--cohort", required=True)
     s.add_argument("--policy", required=True, help="name of params/release/<policy>.yaml")
     s.add_argument("--requester", required=True, help="who asked for the release")
+    _spark_arguments(s)
 
     s = sub.add_parser("twin", help="fit a synthetic twin to a release; write releases/<policy>_twin")
     s.add_argument("--cohort", required=True)
@@ -80,6 +82,29 @@ def _parser() -> argparse.ArgumentParser:
                                    "(e.g. --port 8890 --no-browser) is passed to 'jupyter lab'.")
     s.add_argument("jupyter_args", nargs="*", metavar="JUPYTER_LAB_OPTION", help="options for jupyter lab")
     return p
+
+
+def _spark_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb")
+    s.add_argument("--spark-master", help="Spark master URL (default: SPARK_MASTER, "
+                   "spark-defaults.conf, else local[2])")
+    s.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Spark property, e.g. spark.executor.memory=4g (repeatable)")
+    s.add_argument("--spark-dir", help="a folder all Spark executors can read and write "
+                   "(default: REGISTRY_LAB_SPARK_DIR, else <cohort>/.spark)")
+
+
+def _configure_spark(args: argparse.Namespace, cohort: Path) -> None:
+    if args.backend != "spark":
+        if args.spark_master or args.spark_conf or args.spark_dir:
+            raise RegistryLabError("--spark-master, --spark-conf and --spark-dir need --backend spark")
+        return
+    import os
+
+    from registry_lib.engines import configure_spark
+
+    workdir = args.spark_dir or os.environ.get("REGISTRY_LAB_SPARK_DIR") or cohort / ".spark"
+    configure_spark(args.spark_master, args.spark_conf, workdir)
 
 
 def _cohort_path(name: str, stage: str) -> Path:
@@ -119,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
         from registry_lib import linkage
 
         cohort = _cohort_path(args.cohort, "feeds")
+        _configure_spark(args, cohort)
         report = linkage.run(cohort, threshold=args.threshold,
                              evaluate=args.evaluate, backend=args.backend)
         if args.evaluate:
@@ -129,7 +155,8 @@ def _run(args: argparse.Namespace) -> int:
         from registry_lib import release
 
         cohort = _cohort_path(args.cohort, "registry")
-        out = release.run(cohort, args.policy, args.requester)
+        _configure_spark(args, cohort)
+        out = release.run(cohort, args.policy, args.requester, backend=args.backend)
         print(f"wrote {out}")
     elif args.command == "twin":
         from registry_lib import twin

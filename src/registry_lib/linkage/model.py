@@ -35,14 +35,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from registry_lib import engines
 from registry_lib.errors import RegistryLabError
 from registry_lib.linkage import formats as fmt
 from registry_lib.linkage import standardise as std
@@ -399,44 +400,95 @@ _SPARK: dict[str, Any] = {}
 
 
 def spark_session() -> Any:
-    """A local-mode Spark session with Splink's similarity UDF jar (created once)."""
+    """The Spark session with Splink's similarity UDF jar (created once).
+
+    The cluster comes from standard Spark configuration (``--spark-master``, ``SPARK_MASTER``,
+    ``spark-defaults.conf``, ``--spark-conf``; see :mod:`registry_lib.engines`), else
+    ``local[2]``; checkpoints go to the shared Spark folder (:func:`engines.spark_workdir`).
+    """
     if "session" in _SPARK:
         return _SPARK["session"]
     if not java_available():
         raise RegistryLabError("backend 'spark': Java is not installed (no `java` on the PATH); "
                                "use backend='duckdb' or install a Java 17 runtime")
-    from pyspark.sql import SparkSession
     from splink.backends.spark import similarity_jar_location
 
-    checkpoints = tempfile.mkdtemp(prefix="registry-lab-spark-")
-    spark = (SparkSession.builder.master("local[2]").appName("registry-lab-linkage")
-             .config("spark.jars", similarity_jar_location())
-             .config("spark.sql.shuffle.partitions", "2")
-             .config("spark.default.parallelism", "2")
-             .config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false")
-             .config("spark.driver.memory", "2g")
-             .config("spark.sql.execution.arrow.pyspark.enabled", "false")
-             .getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
-    spark.sparkContext.setCheckpointDir(checkpoints)
+    workdir = engines.spark_workdir()
+    spark = engines.spark_session(jars=[similarity_jar_location()],
+                                  checkpoint_dir=f"{workdir.rstrip('/')}/checkpoints")
     _SPARK["session"] = spark
+    _SPARK["workdir"] = workdir
     return spark
+
+
+def stop_spark() -> None:
+    """Stop the Spark session this process started (a new one is made on next use)."""
+    spark = _SPARK.pop("session", None)
+    _SPARK.pop("workdir", None)
+    if spark is not None:
+        spark.stop()
+
+
+def _spark_partitions(spark: Any) -> int:
+    """Partitions for repartitioning: the cluster's default parallelism (2 on local[2])."""
+    try:
+        return max(2, int(spark.sparkContext.defaultParallelism))
+    except Exception:  # noqa: BLE001 - a session without the property
+        return 2
+
+
+def _to_spark(frame: pd.DataFrame, name: str) -> Any:
+    """``frame`` written as Parquet to the shared Spark folder and read back by the executors."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    spark = spark_session()
+    folder = f"{_SPARK['workdir'].rstrip('/')}/input"
+    if "://" in folder:  # an object store or HDFS path: let Spark write it from the driver
+        path = f"{folder}/{name}"
+        spark.createDataFrame(frame).write.mode("overwrite").parquet(path)
+    else:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        path = f"{folder}/{name}.parquet"
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    return spark.read.parquet(path)
+
+
+def _spark_tag() -> str:
+    """A new name for one scoring call's exchange files (Spark caches file listings by path)."""
+    _SPARK["calls"] = _SPARK.get("calls", 0) + 1
+    return f"call{_SPARK['calls']}"
+
+
+def _from_spark(result: Any, tag: str) -> pd.DataFrame:
+    """Scored pairs written as Parquet by the executors to the shared folder, read by the driver."""
+    import pyarrow.dataset as ds
+
+    folder = f"{_SPARK['workdir'].rstrip('/')}/output/pairs_{tag}"
+    sdf = result.as_spark_dataframe()
+    if "://" in folder:
+        sdf.write.mode("overwrite").parquet(folder)
+        return spark_session().read.parquet(folder).toPandas()
+    sdf.write.mode("overwrite").parquet(folder)
+    out = ds.dataset(folder, format="parquet").to_table().to_pandas()
+    # This call's exchange files are no longer needed (each call has its own names).
+    shutil.rmtree(folder, ignore_errors=True)
+    for stale in Path(_SPARK["workdir"], "input").glob(f"*_{tag}.parquet"):
+        stale.unlink(missing_ok=True)
+    return out
 
 
 def db_api(backend: str) -> Any:
     """A Splink database API for ``backend`` (``duckdb`` or ``spark``)."""
     if backend == "duckdb":
-        import duckdb
         from splink import DuckDBAPI
 
-        con = duckdb.connect(":memory:")
-        con.execute("SET enable_progress_bar = false")
-        return DuckDBAPI(connection=con)
+        return DuckDBAPI(connection=engines.duckdb_connect())
     if backend == "spark":
         from splink import SparkAPI
 
-        return SparkAPI(spark_session=spark_session(), num_partitions_on_repartition=2,
+        spark = spark_session()
+        return SparkAPI(spark_session=spark, num_partitions_on_repartition=_spark_partitions(spark),
                         break_lineage_method="persist")
     raise RegistryLabError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
 
@@ -499,7 +551,11 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
     )
     notes: list[str] = []
     with quiet_splink():
-        linker = Linker(frames if len(frames) > 1 else frames[0], settings, db_api=db_api(backend),
+        inputs: list[Any] = frames
+        if backend == "spark":
+            tag = _spark_tag()
+            inputs = [_to_spark(f, f"frame{i}_{tag}") for i, f in enumerate(frames)]
+        linker = Linker(inputs if len(inputs) > 1 else inputs[0], settings, db_api=db_api(backend),
                         set_up_basic_logging=False,
                         **({"input_table_aliases": ["left_input", "right_input"]} if len(frames) > 1 else {}))
         if total < MIN_TRAIN_ROWS:
@@ -526,7 +582,7 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
         if total >= MIN_TRAIN_ROWS:
             notes += _unestimated(linker)
         result = linker.inference.predict(threshold_match_probability=min_probability)
-        pairs = result.as_pandas_dataframe()
+        pairs = _from_spark(result, tag) if backend == "spark" else result.as_pandas_dataframe()
         model = linker.misc.save_model_to_json()
         with contextlib.suppress(Exception):
             result.drop_table_from_database_and_remove_from_cache()

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from registry_lib.engines import duckdb_connect
 from registry_lib.errors import RegistryLabError
 from registry_lib.release.run import _resolve_cohort, load_release, release_dir
 
@@ -166,8 +167,6 @@ def aggregate_counts(
     Returns:
         DataFrame ``[*by, count]`` with one row per non-empty group, sorted by ``by``.
     """
-    import duckdb
-
     by = _check_by(by)
     cohort = _resolve_cohort(cohort)
     years = default_years(cohort) if years is None else years
@@ -175,7 +174,7 @@ def aggregate_counts(
     cols = ", ".join(by)
     sql = (f"SELECT {cols + ', ' if by else ''}CAST(sum(n) AS BIGINT) AS count FROM ({cases}) "
            f"{'GROUP BY ' + cols + ' ORDER BY ' + cols if by else ''}")
-    with duckdb.connect() as con:
+    with duckdb_connect() as con:
         out = con.execute(sql).df()
     out["count"] = out["count"].fillna(0).astype("int64")
     return out
@@ -205,8 +204,6 @@ def aggregate_rates(
         DataFrame ``[*by, count, population, crude_rate, crude_lower, crude_upper, dsr,
         dsr_lower, dsr_upper]``; ``population`` is person-years over the years chosen.
     """
-    import duckdb
-
     from registry_lib.stats.rates import direct_standardised_rate, poisson_ci
 
     by = _check_by(by)
@@ -241,7 +238,7 @@ def aggregate_rates(
                coalesce(c.n, 0) AS count
         FROM grid g LEFT JOIN c USING ({', '.join([*strata, *case_only])})
     """
-    with duckdb.connect() as con:
+    with duckdb_connect() as con:
         table = con.execute(sql).df()
         total_cases = con.execute(f"SELECT coalesce(sum(n), 0) FROM ({cases})").fetchone()[0]
         std = con.execute(

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from registry_lib.engines import duckdb_connect
 from registry_lib.errors import RegistryLabError
 from registry_lib.keys import keyed_hash
 from registry_lib.linkage.tables import REGISTRY
@@ -265,8 +266,13 @@ def build_record_release(
     return ReleaseTables(tables, schemas, {t: removed[t] for t in policy.tables})
 
 
-def build_aggregate_release(registry: dict[str, pd.DataFrame], policy: Policy) -> ReleaseTables:
-    """Count cubes of an aggregates policy, through DuckDB over the registry tables.
+def build_aggregate_release(registry: dict[str, pd.DataFrame], policy: Policy,
+                            backend: str = "duckdb") -> ReleaseTables:
+    """Count cubes of an aggregates policy, through DuckDB (or Spark SQL) over the registry tables.
+
+    ``backend="spark"`` runs the same SQL on the Spark session of
+    :func:`registry_lib.linkage.model.spark_session` (configured the standard Spark way) and gives
+    identical cubes.
 
     Each cube counts tumours (column ``count``) by its ``group_by`` dimensions; missing values
     form their own group (nothing is dropped). Opt-outs are applied only if the policy says so.
@@ -282,27 +288,24 @@ def build_aggregate_release(registry: dict[str, pd.DataFrame], policy: Policy) -
         >>> int(rel.tables["incidence"]["count"].sum()) == len(reg["tumour"])
         True
     """
-    import duckdb
-
     if policy.output != "aggregates":
         raise RegistryLabError(f"policy {policy.name}: not an aggregates policy")
+    if backend not in ("duckdb", "spark"):
+        raise RegistryLabError(f"backend {backend!r}: choose one of duckdb, spark")
     base = {"patient": registry["patient"], "tumour": registry["tumour"]}
     kept, removed = apply_opt_outs(base, policy.national_data_opt_out, policy.ndop_unchecked)
-    con = duckdb.connect()
-    try:
-        con.register("t", kept["tumour"])
-        con.register("p", kept["patient"][["patient_id", "sex"]])
-        tables, schemas = {}, {}
-        for cube, dims in policy.aggregates.items():
-            select = ", ".join(f"{CUBE_DIMENSIONS[d][0]} AS {d}" for d in dims)
-            order = ", ".join(f"{d} NULLS LAST" for d in dims)
-            sql = (f"SELECT {select}, count(*) AS count FROM t LEFT JOIN p USING (patient_id) "
-                   f"GROUP BY ALL ORDER BY {order}")
-            df = con.execute(sql).df()
-            tables[cube] = df
-            schemas[cube] = _cube_schema(policy, cube)
-    finally:
-        con.close()
+    sqls = {cube: _cube_sql(dims) for cube, dims in policy.aggregates.items()}
+    schemas = {cube: _cube_schema(policy, cube) for cube in policy.aggregates}
+    if backend == "spark":
+        tables = _spark_cubes(kept, sqls, schemas)
+    else:
+        con = duckdb_connect()
+        try:
+            con.register("t", kept["tumour"])
+            con.register("p", kept["patient"][["patient_id", "sex"]])
+            tables = {cube: con.execute(sql).df() for cube, sql in sqls.items()}
+        finally:
+            con.close()
     for cube, df in tables.items():
         if int(df["count"].sum()) != len(kept["tumour"]):
             raise RegistryLabError(
@@ -310,6 +313,44 @@ def build_aggregate_release(registry: dict[str, pd.DataFrame], policy: Policy) -
                 f"registry has {len(kept['tumour'])} (a join lost records)"
             )
     return ReleaseTables(tables, schemas, {"patient": removed["patient"], "tumour": removed["tumour"]})
+
+
+def _cube_sql(dims: list[str]) -> str:
+    """One cube's SQL, valid on DuckDB and Spark SQL alike (tables ``t`` and ``p``)."""
+    select = ", ".join(f"{CUBE_DIMENSIONS[d][0]} AS {d}" for d in dims)
+    group = ", ".join(CUBE_DIMENSIONS[d][0] for d in dims)
+    order = ", ".join(f"{d} NULLS LAST" for d in dims)
+    return (f"SELECT {select}, count(*) AS count FROM t LEFT JOIN p ON t.patient_id = p.patient_id "
+            f"GROUP BY {group} ORDER BY {order}")
+
+
+def _spark_cubes(kept: dict[str, pd.DataFrame], sqls: dict[str, str],
+                 schemas: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """The cubes computed by Spark SQL; inputs and results exchanged as Parquet on the shared folder."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    from registry_lib.linkage.model import _SPARK, spark_session
+
+    spark = spark_session()
+    _SPARK["calls"] = _SPARK.get("calls", 0) + 1  # a new folder per call: Spark caches file listings
+    folder = Path(_SPARK["workdir"]) / f"release_{_SPARK['calls']}"
+    folder.mkdir(parents=True, exist_ok=True)
+    used = ("diagnosis_date", "age_at_diagnosis", "site_icd10", "stage", "area_id", "route_to_diagnosis")
+    inputs = {"t": kept["tumour"][["patient_id", *[c for c in used if c in kept["tumour"].columns]]],
+              "p": kept["patient"][["patient_id", "sex"]]}
+    for name, df in inputs.items():
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), folder / f"{name}.parquet")
+        spark.read.parquet(str(folder / f"{name}.parquet")).createOrReplaceTempView(name)
+    out = {}
+    for cube, sql in sqls.items():
+        target = folder / f"cube_{cube}"
+        spark.sql(sql).coalesce(1).write.mode("overwrite").parquet(str(target))
+        table = ds.dataset(str(target), format="parquet").to_table()
+        df = table.to_pandas()
+        dims = [c for c in df.columns if c != "count"]
+        out[cube] = df.sort_values(dims, na_position="last", kind="stable", ignore_index=True)
+    return out
 
 
 def check_no_registration_optouts(

@@ -133,13 +133,15 @@ def _check_registration_optouts(cohort_dir: Path, patient: pd.DataFrame, key: by
     return "removed by linkage; checked: no registry patient matches registry/optout_hashes.parquet"
 
 
-def run(cohort_dir: Path, policy: str | Path, requester: str) -> Path:
+def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "duckdb") -> Path:
     """Release a cohort's registry under ``policy`` for ``requester``; return the release folder.
 
     Args:
         cohort_dir: the cohort folder (``synthetic/<name>``) holding ``registry/``.
         policy: a policy name in ``params/release/`` or a path to a policy YAML.
         requester: who asked for the release (recorded in the audit log only).
+        backend: ``"duckdb"`` (default) or ``"spark"``: the engine of an aggregates policy's
+            cubes (record-level releases are built in pandas on the driver either way).
     """
     cohort_dir = Path(cohort_dir)
     if not str(requester or "").strip():
@@ -161,7 +163,7 @@ def run(cohort_dir: Path, policy: str | Path, requester: str) -> Path:
         risk = _apply_risk(pol, built)
     else:
         registry = _read_registry(cohort_dir, ["patient", "tumour"])
-        built = build_aggregate_release(registry, pol)
+        built = build_aggregate_release(registry, pol, backend=backend)
         risk = None
     built.notes["registration_opt_outs"] = _check_registration_optouts(
         cohort_dir, registry["patient"], key, root)

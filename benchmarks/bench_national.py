@@ -1,0 +1,228 @@
+"""Benchmark of national scale (issue 17): linkage of one national year on three engines.
+
+Run: ``.venv/bin/python benchmarks/bench_national.py``             (one national year, 2019:
+     about 1 million notifications; 10+ minutes and ~8 GB on a free 2-core machine)
+     ``--scale 0.1``: a tenth of England's population for the same year (a loaded machine)
+
+Section "engines": the same generated cohort linked and written by ``linkage.run`` on
+  * DuckDB (the default backend),
+  * Spark ``local[2]`` (``--backend spark``, master from the default configuration),
+  * a standalone Spark cluster of one master and two workers on this machine
+    (:class:`registry_lib.engines.LocalSparkCluster`, 1 core and ``--worker-memory`` each).
+Each run is its own process. Time is wall-clock for ``linkage.run`` (reading the feeds to
+writing the registry, no evaluation). Peak memory is the maximum resident set size of each
+process, sampled every 0.2 s from /proc: the Python driver, the Spark driver JVM, each executor,
+and the cluster's master and worker daemons. The registries of the Spark runs are compared
+with the DuckDB one (patients, tumours, record links).
+
+The decade-scale sections of issue 17 (synth, link and releases of 2013-2023 and the growth at
+1, 3 and 11 years) are not in this script yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = ("patient", "tumour", "record_links")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("REGISTRY_LAB_KEY", "be" * 32)  # the bench uses its own throwaway key
+    env.update({"CI": "true", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    return env
+
+
+def _worker(cohort: str, out: str, backend: str, master: str | None, executor_memory: str) -> dict:
+    """Link ``cohort`` into ``out`` in this process and return the timings."""
+    from registry_lib import linkage
+    from registry_lib.engines import configure_spark
+
+    if backend == "spark":
+        conf = [f"spark.executor.memory={executor_memory}"]
+        if master and master.startswith("spark://"):
+            conf += ["spark.executor.cores=1", "spark.cores.max=2"]
+        configure_spark(master, conf, Path(out).parent / f".spark-{Path(out).name}")
+    t0 = time.perf_counter()
+    report = linkage.run(cohort, evaluate=False, write=True, quiet=True, out_dir=out, backend=backend)
+    seconds = time.perf_counter() - t0
+    if backend == "spark":
+        from registry_lib.linkage.model import stop_spark
+
+        stop_spark()
+    return {"seconds": seconds, "patients": report["patients"], "tumours": report["tumours"],
+            "records": sum(c["input"] for c in report["counts"].values()),
+            "timings": {k: round(v, 1) for k, v in report["_timings"].items()}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory per process, from /proc
+# ---------------------------------------------------------------------------------------------
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="utf-8") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def _rss_and_role(pid: int) -> tuple[float, str] | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+            rss = next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return None
+    if "CoarseGrainedExecutorBackend" in cmd:
+        role = "executor"
+    elif "deploy.master.Master" in cmd:
+        role = "master daemon"
+    elif "deploy.worker.Worker" in cmd:
+        role = "worker daemon"
+    elif "java" in cmd.split(" ")[0] or "SparkSubmit" in cmd:
+        role = "Spark driver JVM"
+    elif "pyspark.daemon" in cmd or "pyspark/worker" in cmd:
+        role = "Python worker"
+    elif "bench_national" in cmd:
+        role = "Python driver"
+    else:
+        role = "other"
+    return rss / 1024 / 1024, role
+
+
+class Sampler(threading.Thread):
+    """Peak resident memory (GB) of every process under ``roots``, by process."""
+
+    def __init__(self, roots: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.roots, self.peaks, self.roles = roots, {}, {}
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            kids = _children()
+            todo, seen = list(self.roots), set()
+            while todo:
+                pid = todo.pop()
+                if pid in seen:
+                    continue
+                seen.add(pid)
+                todo += kids.get(pid, [])
+                got = _rss_and_role(pid)
+                if got:
+                    self.peaks[pid] = max(self.peaks.get(pid, 0.0), got[0])
+                    self.roles[pid] = got[1] if got[1] != "other" else self.roles.get(pid, "other")
+            self._halt.wait(0.2)
+
+    def stop(self) -> dict[str, list[float]]:
+        self._halt.set()
+        self.join()
+        out: dict[str, list[float]] = {}
+        for pid, gb in self.peaks.items():
+            out.setdefault(self.roles[pid], []).append(round(gb, 2))
+        return {k: sorted(v, reverse=True) for k, v in out.items()}
+
+
+def _measure(label: str, cohort: Path, out: Path, backend: str, master: str | None,
+             executor_memory: str, extra_roots: list[int]) -> dict:
+    cmd = [sys.executable, __file__, "--worker", str(cohort), str(out), backend, master or "",
+           executor_memory]
+    with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=so, stderr=se, env=_env(), cwd=ROOT, text=True)
+        sampler = Sampler([proc.pid, *extra_roots])
+        sampler.start()
+        proc.wait()
+        wall = time.perf_counter() - t0
+        peaks = sampler.stop()
+        so.seek(0)
+        se.seek(0)
+        if proc.returncode:
+            raise SystemExit(f"{label} failed:\n{se.read()[-3000:]}")
+        result = json.loads(so.read().strip().splitlines()[-1])
+    result.update({"label": label, "process_seconds": wall, "peaks_gb": peaks})
+    return result
+
+
+def _same_registry(a: Path, b: Path) -> bool:
+    import pandas as pd
+
+    for name in TABLES:
+        x, y = pd.read_parquet(a / f"{name}.parquet"), pd.read_parquet(b / f"{name}.parquet")
+        if not x.equals(y):
+            return False
+    return True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--year", type=int, default=2019, help="the national year to link")
+    ap.add_argument("--scale", type=float, help="fraction of England (default: the england config, 1.0)")
+    ap.add_argument("--worker-memory", default="2g", help="memory of each standalone worker")
+    ap.add_argument("--executor-memory", default="1536m")
+    ap.add_argument("--cohort", help="an already generated cohort folder (skips generation)")
+    ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        cohort, out, backend, master, mem = args.worker
+        print(json.dumps(_worker(cohort, out, backend, master or None, mem), default=float))
+        return
+    os.environ.update(_env())
+    from registry_lib.engines import LocalSparkCluster, memory_limit
+
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; "
+          f"REGISTRY_LAB_MEMORY = {memory_limit() / 2**30:.1f} GB")
+    with tempfile.TemporaryDirectory(prefix="bench-national-") as d:
+        tmp = Path(d)
+        if args.cohort:
+            cohort = Path(args.cohort)
+        else:
+            from registry_lib import synth
+
+            print(f"generating england {args.year} at scale {args.scale or 1.0} ...", flush=True)
+            cohort = Path(synth.run(ROOT / "params" / "cohort" / "england.yaml", scale=args.scale,
+                                    years=(args.year, args.year), out=tmp / "england"))
+        import pyarrow.parquet as pq
+
+        n_notes = pq.read_metadata(cohort / "feeds" / "notifications.parquet").num_rows
+        rows = [_measure("DuckDB", cohort, tmp / "duckdb", "duckdb", None, args.executor_memory, []),
+                _measure("Spark local[2]", cohort, tmp / "local", "spark", "local[2]",
+                         args.executor_memory, [])]
+        with LocalSparkCluster(workers=2, cores=1, memory=args.worker_memory,
+                               workdir=tmp / "cluster") as cluster:
+            rows.append(_measure("Spark standalone, 2 workers", cohort, tmp / "cluster-out", "spark",
+                                 cluster.url, args.executor_memory, cluster.pids))
+        same = {r["label"]: _same_registry(tmp / "duckdb", tmp / o)
+                for r, o in zip(rows[1:], ("local", "cluster-out"), strict=True)}
+    print(f"\nLinkage of {n_notes:,} notifications ({rows[0]['records']:,} feed records; "
+          f"{rows[0]['patients']:,} patients, {rows[0]['tumours']:,} tumours)\n")
+    print(f"{'engine':<30} {'link s':>8} {'process s':>10}  peak memory per process (GB)   same as DuckDB")
+    for r in rows:
+        peaks = "; ".join(f"{role} {', '.join(f'{g:.2f}' for g in gbs)}"
+                          for role, gbs in sorted(r["peaks_gb"].items()))
+        print(f"{r['label']:<30} {r['seconds']:>8.1f} {r['process_seconds']:>10.1f}  {peaks}   "
+              f"{'-' if r['label'] == 'DuckDB' else ('yes' if same[r['label']] else 'NO')}")
+    steps = list(rows[0]["timings"])
+    print(f"\nseconds by step of linkage.run\n{'engine':<30} " + " ".join(f"{s:>9}" for s in steps))
+    for r in rows:
+        print(f"{r['label']:<30} " + " ".join(f"{r['timings'].get(s, 0):>9.1f}" for s in steps))
+
+
+if __name__ == "__main__":
+    main()
