@@ -116,6 +116,12 @@ FEED_CONTRACT: dict[str, dict[str, str]] = {
     "registration_optouts": {"record_id": "text", "nhs_number": "text", "given_name": "text",
                              "family_name": "text", "birth_date": "date", "request_date": "date"},
     "ndop": {"nhs_number": "text", "optout_date": "date"},
+    # the screening programmes and the Cancer Patient Experience Survey (their own fields are
+    # checked by registry_lib.linkage.linked_feeds.validate_linked)
+    "screening": {"record_id": "text", **dict.fromkeys(IDENTIFIERS, "text"), "birth_date": "date",
+                  "programme": "text", "invitation_date": "date"},
+    "cpes": {"record_id": "text", **dict.fromkeys(IDENTIFIERS, "text"), "birth_date": "date",
+             "trust_code": "text", "episode_date": "date"},
 }
 #: Optional columns every feed may carry, with their kind.
 OPTIONAL: dict[str, dict[str, str]] = {
@@ -131,6 +137,8 @@ OPTIONAL: dict[str, dict[str, str]] = {
     "deaths": {"underlying_cause_icd10": "text"},
     "registration_optouts": {},
     "ndop": {},
+    "screening": {"test_type": "text", "test_date": "text", "result": "text"},
+    "cpes": {"ethnicity": "text", "site_icd10": "text"},
 }
 #: Numeric fields that are counts or codes (whole numbers).
 INTEGER_COLUMNS = ("performance_status", "comorbidity_score", "cycles", "fractions")

@@ -46,7 +46,7 @@ Example:
     ...                             years=[2018, 2021])
     ...     national_totals(pub)["total"]
     ...     len(pub.files)
-    {'count': 255, 'dsr': 599.0, 'dsr_lower': 527.9, 'dsr_upper': 677.0}
+    {'count': 260, 'dsr': 601.3, 'dsr_lower': 530.1, 'dsr_upper': 679.4}
     10
 """
 

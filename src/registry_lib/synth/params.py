@@ -55,7 +55,7 @@ def epidemiology_params(root: Path | None = None) -> dict[str, Any]:
 
     Example:
         >>> sorted(epidemiology_params())[:3]
-        ['covid', 'effects', 'geography']
+        ['covid', 'cpes', 'effects']
     """
     return copy.deepcopy(_load(str(params_dir(root))))
 
