@@ -148,7 +148,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``registry-lab`` console script."""
+    """Entry point of the ``registry-lab`` console script.
+
+    Example:
+        >>> main(["run", "no_such_study"])
+        2
+    """
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)

@@ -22,6 +22,10 @@ def project_root(start: Path | str | None = None) -> Path:
     """The nearest folder at or above ``start`` (default: cwd) holding ``pyproject.toml``.
 
     ``REGISTRY_LAB_ROOT`` overrides the search, so notebooks run from anywhere.
+
+    Example:
+        >>> (project_root() / "params").is_dir()
+        True
     """
     env = os.environ.get("REGISTRY_LAB_ROOT")
     if env:

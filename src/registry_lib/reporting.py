@@ -26,7 +26,14 @@ from registry_lib.paths import cohort_dir, project_root, require_cohort
 
 
 def study_output_dir(output_dir: str | Path) -> Path:
-    """The study's output folder (relative paths are taken from the project root), created."""
+    """The study's output folder (relative paths are taken from the project root), created.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     study_output_dir(Path(d) / "out" / "cohort_overview").is_dir()
+        True
+    """
     path = Path(output_dir)
     if not path.is_absolute():
         path = project_root() / path
@@ -35,12 +42,27 @@ def study_output_dir(output_dir: str | Path) -> Path:
 
 
 def write_results(results: dict[str, Any], output_dir: str | Path) -> Path:
-    """Write ``results.json`` (sorted keys, floats as given) into the study's output folder."""
+    """Write ``results.json`` (sorted keys, floats as given) into the study's output folder.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     print(write_results({"n": 3, "sir": float("nan")}, d).read_text().split())
+        ['{', '"n":', '3,', '"sir":', 'null', '}']
+    """
     return write_json(_clean(results), study_output_dir(output_dir) / "results.json")
 
 
 def read_results(output_dir: str | Path) -> dict[str, Any]:
-    """Read a study's ``results.json``."""
+    """Read a study's ``results.json``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = write_results({"sir": 1.5, "years": (2019, 2020)}, d)
+        ...     read_results(d)
+        {'sir': 1.5, 'years': [2019, 2020]}
+    """
     return json.loads((study_output_dir(output_dir) / "results.json").read_text())
 
 
@@ -58,7 +80,21 @@ def _clean(value: Any) -> Any:
 
 
 def save_figure(fig: Any, output_dir: str | Path, name: str, *, dpi: int = 110) -> Path:
-    """Save a matplotlib figure as ``figures/<name>.png`` with no timestamp metadata."""
+    """Save a matplotlib figure as ``figures/<name>.png`` with no timestamp metadata.
+
+    Example:
+        >>> import tempfile
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> fig, ax = plt.subplots()
+        >>> _ = ax.plot([1, 2], [3, 4])
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = save_figure(fig, d, "trend")
+        ...     path.relative_to(d).as_posix(), path.stat().st_size > 0
+        ('figures/trend.png', True)
+        >>> plt.close(fig)
+    """
     folder = study_output_dir(output_dir) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
@@ -83,7 +119,14 @@ def read_effects(cohort: str) -> dict[str, Any]:
 
 def setup_notebook() -> None:
     """Quiet, reproducible notebook defaults: no warnings (they print absolute paths),
-    a fixed figure size and resolution, and rounded DataFrame display."""
+    a fixed figure size and resolution, and rounded DataFrame display.
+
+    Example:
+        >>> setup_notebook()
+        >>> pd.get_option("display.precision")
+        3
+        >>> pd.reset_option("display.precision")
+    """
     import warnings
 
     import matplotlib as mpl
@@ -103,7 +146,12 @@ def read_cohort_info(cohort: str) -> dict[str, Any]:
 
 
 def read_params(relative: str) -> dict[str, Any]:
-    """A params file by its path relative to ``params/`` (e.g. ``epidemiology/incidence.yaml``)."""
+    """A params file by its path relative to ``params/`` (e.g. ``epidemiology/incidence.yaml``).
+
+    Example:
+        >>> isinstance(read_params("cohort/tiny.yaml"), dict)
+        True
+    """
     from registry_lib.config import load_yaml
 
     return load_yaml(project_root() / "params" / relative)
