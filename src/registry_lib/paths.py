@@ -76,7 +76,12 @@ def inside(path: Path | str, root: Path | str, what: str = "output") -> Path:
 
 
 def cohort_dir(name: str, root: Path | None = None) -> Path:
-    """``synthetic/<name>`` under the project root (``name`` must be a valid name)."""
+    """``synthetic/<name>`` under the project root (``name`` must be a valid name).
+
+    Example:
+        >>> cohort_dir("small", Path("/project")).as_posix()
+        '/project/synthetic/small'
+    """
     validate_name(name, "cohort")
     base = (root or project_root()) / "synthetic"
     return inside(base / name, base, "cohort folder")

@@ -54,6 +54,13 @@ class DedupeResult:
         threshold: the threshold used.
         model: Splink's settings JSON with the trained m and u probabilities.
         notes: training steps that could not run on these data (empty when all ran).
+
+    Example:
+        >>> cand = pd.DataFrame({"id_l": ["a"], "id_r": ["b"], "match_probability": [0.8], "match_weight": [2.0]})
+        >>> r = DedupeResult(pairs=cand, candidates=cand, clusters=pd.Series([0, 0, 1], index=list("abc")),
+        ...                  threshold=0.5, model={})
+        >>> r.cluster_at(0.9).tolist()
+        [0, 1, 2]
     """
 
     pairs: pd.DataFrame
@@ -101,6 +108,14 @@ def dedupe(df: pd.DataFrame, columns: Mapping[str, str], *, threshold: float = D
 
     Returns:
         A :class:`DedupeResult` with ``pairs``, ``candidates``, ``clusters``, ``model``.
+
+    Example:
+        >>> people = pd.DataFrame({"surname": ["Smith", "Smith", "Jones", "Patel"],
+        ...                        "dob": ["1950-02-01", "1950-02-01", "1961-04-23", "1972-12-30"]},
+        ...                       index=["r1", "r2", "r3", "r4"])
+        >>> result = dedupe(people, columns={"family_name": "surname", "birth_date": "dob"})
+        >>> result.clusters.tolist(), result.pairs[["id_l", "id_r"]].values.tolist()
+        ([0, 0, 1, 2], [['r1', 'r2']])
     """
     threshold = _check_threshold(threshold)
     _check_index(df, "dedupe input")
