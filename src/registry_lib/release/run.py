@@ -75,7 +75,12 @@ def _resolve_cohort(cohort: str | Path) -> Path:
 
 
 def release_dir(cohort: str | Path, policy: str) -> Path:
-    """``synthetic/<cohort>/releases/<policy>`` (cohort by name, or a cohort folder path)."""
+    """``synthetic/<cohort>/releases/<policy>`` (cohort by name, or a cohort folder path).
+
+    Example:
+        >>> release_dir(Path("/project/synthetic/tiny"), "direct_care").as_posix()
+        '/project/synthetic/tiny/releases/direct_care'
+    """
     return _resolve_cohort(cohort) / "releases" / str(policy)
 
 
@@ -137,6 +142,13 @@ def run(cohort_dir: Path, policy: str | Path, requester: str) -> Path:
         cohort_dir: the cohort folder (``synthetic/<name>``) holding ``registry/``.
         policy: a policy name in ``params/release/`` or a path to a policy YAML.
         requester: who asked for the release (recorded in the audit log only).
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> out = run(tiny_cohort(), "research_pseudonymised", "A. Analyst (example)")
+        >>> (out / "release.json").exists(), out.name
+        (True, 'research_pseudonymised')
     """
     cohort_dir = Path(cohort_dir)
     if not str(requester or "").strip():
@@ -258,7 +270,16 @@ def _check_key_fingerprint(cohort_dir: Path, link_report: dict[str, Any], key: b
 
 
 def append_audit(path: Path, entry: dict[str, Any]) -> None:
-    """Append one line to the audit log (opened for appending only; never rewritten)."""
+    """Append one line to the audit log (opened for appending only; never rewritten).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     append_audit(Path(d) / "audit.jsonl", {"policy": "direct_care"})
+        ...     append_audit(Path(d) / "audit.jsonl", {"policy": "aggregate_publication"})
+        ...     len((Path(d) / "audit.jsonl").read_text().splitlines())
+        2
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(entry, sort_keys=True, default=str) + "\n"
     with open(path, "a", encoding="utf-8") as fh:
@@ -306,7 +327,16 @@ def load_release(cohort: str | Path, policy: str) -> dict[str, pd.DataFrame]:
 
 
 def release_info(cohort: str | Path, policy: str) -> dict[str, Any]:
-    """``release.json`` of a release (policy, purpose, row counts, opt-out removals, ...)."""
+    """``release.json`` of a release (policy, purpose, row counts, opt-out removals, ...).
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> cohort = tiny_cohort()
+        >>> _ = run(cohort, "research_pseudonymised", "A. Analyst (example)")
+        >>> release_info(cohort, "research_pseudonymised")["policy"]
+        'research_pseudonymised'
+    """
     folder = release_dir(cohort, policy)
     if not (folder / "release.json").exists():
         load_release(cohort, policy)
