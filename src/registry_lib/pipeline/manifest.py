@@ -31,11 +31,24 @@ TIMING_FIELDS = ("started", "finished", "seconds")
 
 
 def html_escape(text: str) -> str:
+    """``text`` (any value, as a string) with ``&``, ``<``, ``>`` and quotes escaped for HTML.
+
+    Example:
+        >>> html_escape('a & "b"')
+        'a &amp; &quot;b&quot;'
+    """
     return html.escape(str(text))
 
 
 def git_state(root: Path) -> dict[str, Any]:
-    """The commit and whether the working tree differs from it."""
+    """The commit and whether the working tree differs from it.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     sorted(git_state(Path(d)))
+        ['commit', 'dirty']
+    """
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
@@ -48,7 +61,13 @@ def git_state(root: Path) -> dict[str, Any]:
 
 
 def environment_summary() -> dict[str, Any]:
-    """Python and package versions for the manifest."""
+    """Python and package versions for the manifest.
+
+    Example:
+        >>> env = environment_summary()
+        >>> env["python"].count(".") >= 1, "pandas" in env["packages"]
+        (True, True)
+    """
     import platform
     from importlib import metadata
 

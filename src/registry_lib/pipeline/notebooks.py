@@ -24,16 +24,35 @@ KERNEL_NAME = "python3"
 
 
 class NotebookFailed(RegistryLabError):
-    """A study notebook raised an error in one of its cells."""
+    """A study notebook raised an error in one of its cells.
+
+    Example:
+        >>> issubclass(NotebookFailed, RegistryLabError)
+        True
+    """
 
 
 def scrub_text(text: str, root: str) -> str:
-    """Replace the absolute project path (and its parent forms) by ``.``."""
+    """Replace the absolute project path (and its parent forms) by ``.``.
+
+    Example:
+        >>> scrub_text("saved to /srv/lab/reports/x.png", "/srv/lab")
+        'saved to ./reports/x.png'
+    """
     return text.replace(root.rstrip("/"), ".")
 
 
 def scrub_notebook(nb: nbformat.NotebookNode, root: Path) -> nbformat.NotebookNode:
-    """Remove timings and absolute paths so two executions give identical bytes."""
+    """Remove timings and absolute paths so two executions give identical bytes.
+
+    Example:
+        >>> nb = nbformat.v4.new_notebook(metadata={"papermill": {"duration": 1.5}})
+        >>> nb.cells.append(nbformat.v4.new_code_cell("print(1)", outputs=[
+        ...     nbformat.v4.new_output("stream", name="stdout", text="/srv/lab/data.csv\\n")]))
+        >>> out = scrub_notebook(nb, Path("/srv/lab"))
+        >>> out.metadata["papermill"], out.cells[0].id, out.cells[0].outputs[0]["text"]
+        ({}, 'cell-000', './data.csv\\n')
+    """
     root_s = str(root)
     meta = nb.metadata.get("papermill", {})
     for key in ("start_time", "end_time", "duration", "input_path", "output_path", "environment_variables"):

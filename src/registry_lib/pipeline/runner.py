@@ -29,7 +29,13 @@ RESERVED_PARAMS = {"cohort", "output_dir"}
 
 @dataclass
 class StepResult:
-    """What happened to one step."""
+    """What happened to one step.
+
+    Example:
+        >>> r = StepResult("link", "link", "skipped", "2024-01-01T00:00:00+00:00", "2024-01-01T00:00:01+00:00", 1.0)
+        >>> r.status, r.report
+        ('skipped', None)
+    """
 
     name: str
     kind: str
@@ -46,7 +52,13 @@ def _now() -> str:
 
 
 class Pipeline:
-    """A pipeline bound to a project root and a cohort."""
+    """A pipeline bound to a project root and a cohort.
+
+    Example:
+        >>> pipe = Pipeline(load_spec(None, project_root()), project_root(), cohort="tiny")
+        >>> pipe.cohort_path.name, pipe.cohort_config().name
+        ('tiny', 'tiny.yaml')
+    """
 
     def __init__(self, spec: PipelineSpec, root: Path, cohort: str | None = None, force: bool = False):
         self.spec = spec
@@ -205,7 +217,12 @@ class Pipeline:
 
 
 def ensure_project_key(root: Path) -> None:
-    """Make a project key on first use in a fresh clone, saying so (never a silent default)."""
+    """Make a project key on first use in a fresh clone, saying so (never a silent default).
+
+    Example:
+        >>> import os; os.environ["REGISTRY_LAB_KEY"] = "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a"
+        >>> ensure_project_key(project_root())   # a key is configured: nothing to do, nothing said
+    """
     try:
         project_key(root)
     except RegistryLabError as exc:
@@ -217,6 +234,13 @@ def ensure_project_key(root: Path) -> None:
 
 
 def load_spec(pipeline: str | Path | None, root: Path) -> PipelineSpec:
+    """The pipeline spec at ``pipeline`` (relative to ``root``; default ``params/pipeline.yaml``).
+
+    Example:
+        >>> spec = load_spec(None, project_root())
+        >>> spec.ordered()[0].name
+        'synth'
+    """
     path = Path(pipeline) if pipeline else root / "params" / "pipeline.yaml"
     if not path.is_absolute():
         path = root / path
