@@ -86,7 +86,17 @@ MIN_TRAIN_ROWS = 200
 # Preparing input
 # ---------------------------------------------------------------------------------------------
 def check_columns(df: pd.DataFrame, columns: Mapping[str, str], where: str = "input") -> dict[str, str]:
-    """Validate a ``{role: column}`` mapping against a frame; return it as a plain dict."""
+    """Validate a ``{role: column}`` mapping against a frame; return it as a plain dict.
+
+    Example:
+        >>> people = pd.DataFrame({"surname": ["Lee"]})
+        >>> check_columns(people, {"family_name": "surname"})
+        {'family_name': 'surname'}
+        >>> check_columns(people, {"family_name": "last"})
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: input: column(s) last named in `columns` are not in the frame
+    """
     columns = dict(columns)
     unknown = sorted(set(columns) - set(ROLES))
     if unknown:
@@ -104,6 +114,12 @@ def prepare(df: pd.DataFrame, columns: Mapping[str, str], *, nhs_check_digit: bo
 
     ``nhs_check_digit=True`` treats NHS numbers failing the modulus-11 check as missing (the
     registry does; the generic API accepts any identifier).
+
+    Example:
+        >>> people = pd.DataFrame({"dob": ["1950-02-01", "02/01/1950"], "sex": ["M", "1"]})
+        >>> frame = prepare(people, {"birth_date": "dob", "sex": "sex"})
+        >>> roles_of(frame)
+        ['birth_date', 'sex']
     """
     columns = check_columns(df, columns)
     n = len(df)
@@ -149,7 +165,12 @@ def prepare(df: pd.DataFrame, columns: Mapping[str, str], *, nhs_check_digit: bo
 
 
 def roles_of(frame: pd.DataFrame) -> list[str]:
-    """The roles present in a prepared matching frame."""
+    """The roles present in a prepared matching frame.
+
+    Example:
+        >>> roles_of(prepare(pd.DataFrame({"last": ["Lee"]}), {"family_name": "last"}))
+        ['family_name']
+    """
     return [r for r in ROLES if r in frame.columns]
 
 
@@ -157,7 +178,12 @@ def roles_of(frame: pd.DataFrame) -> list[str]:
 # Comparisons and blocking rules
 # ---------------------------------------------------------------------------------------------
 def build_comparisons(roles: Sequence[str], *, plain: bool = False, tf: bool = True) -> list[Any]:
-    """Splink comparisons for the roles present (see the module table)."""
+    """Splink comparisons for the roles present (see the module table).
+
+    Example:
+        >>> len(build_comparisons(["family_name", "birth_date"]))
+        2
+    """
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
@@ -246,7 +272,13 @@ def _plain_comparisons(roles: Sequence[str]) -> list[Any]:
 def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False) -> list[str]:
     """Blocking rules that generate candidate pairs: each is an equality on a selective key,
     so comparisons grow about linearly with the data. ``exclude_same_group`` drops pairs already
-    linked by the deterministic pass (column ``det_group``)."""
+    linked by the deterministic pass (column ``det_group``).
+
+    Example:
+        >>> rules = prediction_rules(["family_name", "birth_date"])
+        >>> len(rules) > 0 and all(isinstance(r, str) for r in rules)
+        True
+    """
     r = set(roles)
     has_given, has_family = "given_name" in r, "family_name" in r
     has_dob, has_pc = "birth_date" in r, "postcode" in r
@@ -286,7 +318,13 @@ def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False) 
 def training_rules(roles: Sequence[str]) -> list[str]:
     """Blocking rules for EM sessions: each is selective enough that most of its pairs are
     matches (EM is unreliable when non-matches dominate), and together they leave every
-    comparison estimated at least once."""
+    comparison estimated at least once.
+
+    Example:
+        >>> rules = training_rules(["given_name", "family_name", "birth_date"])
+        >>> len(rules) > 0 and all("l." in r for r in rules)
+        True
+    """
     r = set(roles)
     has_given, has_family, has_pc = "given_name" in r, "family_name" in r, "postcode" in r
     rules: list[str] = []
@@ -311,7 +349,12 @@ def training_rules(roles: Sequence[str]) -> list[str]:
 
 
 def deterministic_rules(roles: Sequence[str]) -> list[str]:
-    """Near-certain rules for estimating the prior probability that two records match."""
+    """Near-certain rules for estimating the prior probability that two records match.
+
+    Example:
+        >>> all(isinstance(r, str) for r in deterministic_rules(["nhs_number", "birth_date"]))
+        True
+    """
     r = set(roles)
     if "nhs_number" in r and "birth_date" in r:
         return ["l.nhs_number = r.nhs_number AND l.birth_date = r.birth_date"]
@@ -328,7 +371,12 @@ def deterministic_rules(roles: Sequence[str]) -> list[str]:
 # Backends
 # ---------------------------------------------------------------------------------------------
 def java_available() -> bool:
-    """True when a ``java`` executable is on the PATH (needed by the Spark backend)."""
+    """True when a ``java`` executable is on the PATH (needed by the Spark backend).
+
+    Example:
+        >>> java_available() in (True, False)
+        True
+    """
     return shutil.which("java") is not None
 
 
@@ -362,7 +410,12 @@ def spark_session() -> Any:
 
 
 def db_api(backend: str) -> Any:
-    """A Splink database API for ``backend`` (``duckdb`` or ``spark``)."""
+    """A Splink database API for ``backend`` (``duckdb`` or ``spark``).
+
+    Example:
+        >>> type(db_api("duckdb")).__name__
+        'DuckDBAPI'
+    """
     if backend == "duckdb":
         import duckdb
         from splink import DuckDBAPI
@@ -380,7 +433,13 @@ def db_api(backend: str) -> Any:
 
 @contextlib.contextmanager
 def quiet_splink() -> Iterator[None]:
-    """Silence Splink's INFO chatter (training iterations) for the duration."""
+    """Silence Splink's INFO chatter (training iterations) for the duration.
+
+    Example:
+        >>> with quiet_splink():
+        ...     logging.getLogger("splink").level == logging.ERROR
+        True
+    """
     logger = logging.getLogger("splink")
     old = logger.level
     logger.setLevel(logging.ERROR)
@@ -401,6 +460,12 @@ class Scored:
     two tables), ``match_weight``, ``match_probability`` and, when asked for, the comparison
     level of each identifier (``gamma_<role>``). ``model`` is Splink's settings JSON with the
     trained m and u probabilities; ``notes`` lists training steps that could not run.
+
+    Example:
+        >>> s = Scored(pairs=pd.DataFrame({"unique_id_l": [0], "unique_id_r": [1], "match_probability": [0.99]}),
+        ...            model={})
+        >>> s.pairs["match_probability"].tolist(), s.notes
+        ([0.99], [])
     """
 
     pairs: pd.DataFrame

@@ -38,7 +38,13 @@ FEED = "registration_optouts"
 @dataclass
 class OptoutResult:
     """``status`` of each record (missing when not opted out; ``optout_request``,
-    ``optout_removed`` or ``optout_blocked``) and the kept ``hashes`` table."""
+    ``optout_removed`` or ``optout_blocked``) and the kept ``hashes`` table.
+
+    Example:
+        >>> r = OptoutResult(status=pd.Series([None, "optout_removed"]), hashes=pd.DataFrame({"nhs_hash": []}), persons=1)
+        >>> int(r.status.notna().sum()), r.persons
+        (1, 1)
+    """
 
     status: pd.Series
     hashes: pd.DataFrame

@@ -40,6 +40,14 @@ def identities(records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 
     The identity table has the :data:`KEY` columns, ``n_records`` and ``det_group`` (shared by
     identities with the same valid NHS number, birth date and sex; unique otherwise).
+
+    Example:
+        >>> recs = pd.DataFrame({"nhs_number": [None, None], "given_name": ["ann", "bob"],
+        ...     "family_name": ["lee", "lee"], "birth_date": ["1950-01-02", "1950-01-02"],
+        ...     "sex": ["2", "1"], "postcode": ["LS6 2AB", "LS6 2AB"]})
+        >>> ident, identity_id = identities(recs)
+        >>> len(ident), identity_id.tolist()
+        (2, [0, 1])
     """
     keys = records[KEY].astype("string")
     identity_id = keys.groupby(KEY, dropna=False, sort=True).ngroup().to_numpy(dtype=np.int64)
@@ -85,7 +93,14 @@ class PersonLinkage:
 
 
 def cluster_identities(ident: pd.DataFrame, pairs: pd.DataFrame, threshold: float) -> np.ndarray:
-    """Connected components over deterministic groups and pairs at or above ``threshold``."""
+    """Connected components over deterministic groups and pairs at or above ``threshold``.
+
+    Example:
+        >>> ident = pd.DataFrame({"det_group": [0, 0, 2, 3]})
+        >>> pairs = pd.DataFrame({"unique_id_l": [2], "unique_id_r": [3], "match_probability": [0.97]})
+        >>> cluster_identities(ident, pairs, threshold=0.95).tolist(), cluster_identities(ident, pairs, threshold=0.99).tolist()
+        ([0, 0, 1, 1], [0, 0, 1, 2])
+    """
     det = ident["det_group"].to_numpy()
     order = np.argsort(det, kind="stable")
     same = det[order][1:] == det[order][:-1]
