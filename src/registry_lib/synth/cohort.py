@@ -80,7 +80,15 @@ STREAMS = ("geography", "incidence", "cluster", "tumours", "treatment", "outcome
 
 @dataclass
 class Cohort:
-    """A generated cohort: the config used, reference data, truth, raw feeds and true effects."""
+    """A generated cohort: the config used, reference data, truth, raw feeds and true effects.
+
+    Example:
+        >>> from registry_lib.synth.config import load_config
+        >>> cfg = load_config("params/cohort/tiny.yaml", scale=0.00005, years=(2019, 2019))
+        >>> cohort = generate(cfg, quiet=True)
+        >>> isinstance(cohort, Cohort), sorted(cohort.truth)
+        (True, ['patients', 'record_truth', 'treatments', 'tumours'])
+    """
 
     config: dict[str, Any]
     reference: dict[str, pd.DataFrame]
@@ -114,7 +122,15 @@ class _Timer:
 
 
 def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
-    """Generate a cohort from a (resolved or raw) config mapping; see the module docstring."""
+    """Generate a cohort from a (resolved or raw) config mapping; see the module docstring.
+
+    Example:
+        >>> from registry_lib.synth.config import load_config
+        >>> cfg = load_config("params/cohort/tiny.yaml", scale=0.00005, years=(2019, 2019))
+        >>> cohort = generate(cfg, quiet=True)
+        >>> sorted(cohort.feeds)[:3], generate(cfg, quiet=True).truth["tumours"].equals(cohort.truth["tumours"])
+        (['deaths', 'ndop', 'notifications'], True)
+    """
     cfg = resolve_config(config, where=f"cohort {config.get('name', '?')!r}")
     quiet = in_ci() if quiet is None else quiet
     timer = _Timer(quiet)
@@ -725,6 +741,15 @@ def write(cohort: Cohort, path: Path | str) -> Path:
 
     Only those four entries of ``path`` are replaced: a cohort's ``registry/`` and ``releases/``
     (with the append-only audit log) are left alone and become stale through the step cache.
+
+    Example:
+        >>> from registry_lib.synth.config import load_config
+        >>> cfg = load_config("params/cohort/tiny.yaml", scale=0.00005, years=(2019, 2019))
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = write(generate(cfg, quiet=True), Path(d) / "mini")
+        ...     sorted(p.name for p in path.iterdir())
+        ['cohort.json', 'feeds', 'reference', 'truth']
     """
     path = Path(path)
     jobs = [(group[name], stage, name, schema)
@@ -756,7 +781,15 @@ def write(cohort: Cohort, path: Path | str) -> Path:
 
 def run(config_path: Path | str, *, seed: int | None = None, scale: float | None = None,
         years: tuple[int, int] | None = None, out: Path | str | None = None) -> Path:
-    """What ``registry-lab synth`` calls: load the config, generate, write; returns the folder."""
+    """What ``registry-lab synth`` calls: load the config, generate, write; returns the folder.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = run("params/cohort/tiny.yaml", scale=0.00005, years=(2019, 2019), out=Path(d) / "mini")
+        ...     (path / "feeds" / "notifications.parquet").exists()
+        True
+    """
     from registry_lib.paths import cohort_dir
 
     cfg = load_config(config_path, seed=seed, scale=scale, years=years)

@@ -24,7 +24,12 @@ from registry_lib.errors import ConfigError
 
 
 def within_radius(x: np.ndarray, y: np.ndarray, sx: float, sy: float, radius_km: float) -> np.ndarray:
-    """Areas whose centroid lies within ``radius_km`` of (sx, sy)."""
+    """Areas whose centroid lies within ``radius_km`` of (sx, sy).
+
+    Example:
+        >>> within_radius(np.array([0.0, 1500.0, 2500.0]), np.array([0.0, 0.0, 0.0]), 0.0, 0.0, 2.0).tolist()
+        [True, True, False]
+    """
     return np.hypot(x - sx, y - sy) <= radius_km * 1000.0
 
 

@@ -39,13 +39,28 @@ def _defaults(path: str) -> dict[str, Any]:
 
 
 def default_feed_params(root: Path | None = None) -> dict[str, Any]:
-    """The defaults from ``params/epidemiology/feeds.yaml`` (a fresh copy)."""
+    """The defaults from ``params/epidemiology/feeds.yaml`` (a fresh copy).
+
+    Example:
+        >>> p = default_feed_params()
+        >>> "errors" in p, default_feed_params() is not p
+        (True, True)
+    """
     path = (root or project_root()) / FEEDS_YAML
     return deep_merge(_defaults(str(path)), {})
 
 
 def feed_params(config: dict[str, Any] | None = None, root: Path | None = None) -> dict[str, Any]:
-    """Defaults deep-merged with ``config["feeds"]``; unknown keys raise ConfigError."""
+    """Defaults deep-merged with ``config["feeds"]``; unknown keys raise ConfigError.
+
+    Example:
+        >>> feed_params({"feeds": {"errors": {"sex_miscoded": 0.02}}})["errors"]["sex_miscoded"]
+        0.02
+        >>> feed_params({"feeds": {"no_such_key": 1}})
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.ConfigError: feeds.no_such_key: unknown key (not in params/epidemiology/feeds.yaml)
+    """
     base = default_feed_params(root)
     override = (config or {}).get("feeds") or {}
     if not isinstance(override, dict):

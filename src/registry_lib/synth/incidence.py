@@ -33,6 +33,11 @@ HAEM_SITES = {"C81", "C82", "C83", "C85", "C90", "C91", "C92", "C95"}
 def site_groups(sites: list[str]) -> np.ndarray:
     """Group id per site: sites in one IARC/IACR multiple-primary topography group share an id
     (from ``registry_lib/data/icd10.csv``), so a subsequent primary is never in the same group.
+
+    Example:
+        >>> g = site_groups(["C33", "C34", "C50"])   # trachea and lung share a group
+        >>> bool(g[0] == g[1]), bool(g[0] == g[2])
+        (True, False)
     """
     from importlib.resources import files
 
