@@ -223,7 +223,12 @@ def model_parameters(model: dict[str, Any]) -> pd.DataFrame:
 
 def prior_match_weight(model: dict[str, Any]) -> float:
     """The prior's match weight: log2 odds that two random records match (the model's
-    ``probability_two_random_records_match``)."""
+    ``probability_two_random_records_match``).
+
+    Example:
+        >>> prior_match_weight({"probability_two_random_records_match": 1 / 1025})
+        -10.0
+    """
     lam = model.get("probability_two_random_records_match")
     if lam is None:
         raise RegistryLabError("linkage model: no probability_two_random_records_match")
@@ -334,6 +339,12 @@ def threshold_tradeoff(pairs: pd.DataFrame, thresholds: Sequence[float], *,
         ``missed_match_rate``. Recall counts only true matches that were scored: pairs joined
         before scoring (same identifiers, deterministic pass) or never blocked together are
         outside this table — see :func:`clustered_tradeoff` for every record.
+
+    Example:
+        >>> pairs = pd.DataFrame({"match_probability": [0.99, 0.7, 0.2], "is_match": [True, True, False],
+        ...                       "n_records_l": [1, 1, 1], "n_records_r": [1, 1, 1]})
+        >>> threshold_tradeoff(pairs, [0.5, 0.95])[["threshold", "linked_pairs", "missed_pairs", "recall"]].values.tolist()
+        [[0.5, 2.0, 0.0, 1.0], [0.95, 1.0, 1.0, 0.5]]
     """
     t = np.asarray(thresholds, dtype=float)
     if t.size == 0 or np.any(~np.isfinite(t)) or np.any((t <= 0) | (t > 1)):
@@ -524,5 +535,11 @@ def review_band_summary(pairs: pd.DataFrame, band: Sequence[float], threshold: f
 
 def strip_truth(pairs: pd.DataFrame) -> pd.DataFrame:
     """The match-weights table without its truth columns (``is_match``, ``errors_l/r``): what
-    the registry knows without the truth."""
+    the registry knows without the truth.
+
+    Example:
+        >>> pairs = pd.DataFrame({"match_probability": [0.99], "is_match": [True], "errors_l": [""], "errors_r": ["typo"]})
+        >>> list(strip_truth(pairs).columns)
+        ['match_probability']
+    """
     return pairs.drop(columns=[c for c in _TRUTH_COLUMNS if c in pairs.columns])
