@@ -103,17 +103,62 @@ def save_figure(fig: Any, output_dir: str | Path, name: str, *, dpi: int = 110) 
 
 
 def read_reference(cohort: str, name: str) -> pd.DataFrame:
-    """A public reference table of a cohort (areas, population, life_table, …)."""
+    """A public reference table of a cohort (areas, population, life_table, …).
+
+    Example:
+        >>> import os, shutil, tempfile
+        >>> from unittest import mock
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> root = Path(tempfile.mkdtemp())   # a project root whose synthetic/tiny is a copy of the tiny cohort
+        >>> _ = shutil.copytree(tiny_cohort(), root / "synthetic" / "tiny", ignore=shutil.ignore_patterns("feeds", "releases"))
+        >>> env = mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": str(root)})
+        >>> with env:
+        ...     areas = read_reference("tiny", "areas")
+        >>> "area_id" in areas.columns, len(areas) > 0
+        (True, True)
+        >>> shutil.rmtree(root)
+    """
     return read_parquet(require_cohort(cohort, "reference") / "reference" / f"{name}.parquet")
 
 
 def read_truth(cohort: str, name: str) -> pd.DataFrame:
-    """Truth, for clearly marked validation ("truth check") cells only: studies never use it."""
+    """Truth, for clearly marked validation ("truth check") cells only: studies never use it.
+
+    Example:
+        >>> import os, shutil, tempfile
+        >>> from unittest import mock
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> root = Path(tempfile.mkdtemp())   # a project root whose synthetic/tiny is a copy of the tiny cohort
+        >>> _ = shutil.copytree(tiny_cohort(), root / "synthetic" / "tiny", ignore=shutil.ignore_patterns("feeds", "releases"))
+        >>> env = mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": str(root)})
+        >>> with env:
+        ...     tumours = read_truth("tiny", "tumours")
+        >>> len(tumours) > 0
+        True
+        >>> shutil.rmtree(root)
+    """
     return read_parquet(require_cohort(cohort, "truth") / "truth" / f"{name}.parquet")
 
 
 def read_effects(cohort: str) -> dict[str, Any]:
-    """The injected effects of a cohort (``truth/effects.json``), for truth-check cells."""
+    """The injected effects of a cohort (``truth/effects.json``), for truth-check cells.
+
+    Example:
+        >>> import os, shutil, tempfile
+        >>> from unittest import mock
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> root = Path(tempfile.mkdtemp())   # a project root whose synthetic/tiny is a copy of the tiny cohort
+        >>> _ = shutil.copytree(tiny_cohort(), root / "synthetic" / "tiny", ignore=shutil.ignore_patterns("feeds", "releases"))
+        >>> env = mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": str(root)})
+        >>> with env:
+        ...     effects = read_effects("tiny")
+        >>> "cluster" in effects
+        True
+        >>> shutil.rmtree(root)
+    """
     return json.loads((cohort_dir(cohort) / "truth" / "effects.json").read_text())
 
 
@@ -141,7 +186,22 @@ def setup_notebook() -> None:
 
 
 def read_cohort_info(cohort: str) -> dict[str, Any]:
-    """The cohort's ``cohort.json``: the config it was generated from, its seed and sizes."""
+    """The cohort's ``cohort.json``: the config it was generated from, its seed and sizes.
+
+    Example:
+        >>> import os, shutil, tempfile
+        >>> from unittest import mock
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> root = Path(tempfile.mkdtemp())   # a project root whose synthetic/tiny is a copy of the tiny cohort
+        >>> _ = shutil.copytree(tiny_cohort(), root / "synthetic" / "tiny", ignore=shutil.ignore_patterns("feeds", "releases"))
+        >>> env = mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": str(root)})
+        >>> with env:
+        ...     info = read_cohort_info("tiny")
+        >>> info["config"]["name"], info["seed"]
+        ('tiny', 20241207)
+        >>> shutil.rmtree(root)
+    """
     return json.loads((require_cohort(cohort, "reference") / "cohort.json").read_text())
 
 

@@ -130,7 +130,17 @@ def optout_rates(patients: pd.DataFrame, on: pd.Timestamp) -> dict[str, pd.Serie
 
 
 def first_primary_survival_frame(tumours: pd.DataFrame, patients: pd.DataFrame, end_of_follow_up) -> pd.DataFrame:
-    """One row per patient's first primary: follow-up (years), death, exact age and year, strata."""
+    """One row per patient's first primary: follow-up (years), death, exact age and year, strata.
+
+    Example:
+        >>> tumours = pd.DataFrame({"patient_id": [1, 1], "tumour_id": [1, 2], "site_icd10": ["C18", "C50"],
+        ...                         "stage": ["2", "1"], "diagnosis_date": pd.to_datetime(["2019-01-01", "2020-01-01"])})
+        >>> patients = pd.DataFrame({"patient_id": [1], "sex": [2], "deprivation_quintile": [3],
+        ...                          "birth_date": pd.to_datetime(["1949-01-01"]), "death_date": pd.to_datetime(["2021-01-01"])})
+        >>> f = first_primary_survival_frame(tumours, patients, "2022-06-30")
+        >>> f[["site_icd10", "dead"]].values.tolist(), round(float(f["time"].iloc[0]), 2)
+        ([['C18', 1]], 2.0)
+    """
     t = tumours.sort_values(["patient_id", "diagnosis_date", "tumour_id"]).drop_duplicates("patient_id")
     t = t.merge(patients[["patient_id", "sex", "deprivation_quintile", "birth_date", "death_date"]], on="patient_id")
     end = pd.Timestamp(end_of_follow_up)

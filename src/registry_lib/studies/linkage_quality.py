@@ -54,7 +54,23 @@ _TRUTH_COLUMNS = ("is_match", "errors_l", "errors_r")
 
 @dataclass
 class LinkageOutputs:
-    """The QA inputs of one cohort's ``registry/`` folder."""
+    """The QA inputs of one cohort's ``registry/`` folder.
+
+    Example:
+        >>> import os, shutil, tempfile
+        >>> from pathlib import Path
+        >>> from unittest import mock
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> root = Path(tempfile.mkdtemp())   # a project root whose synthetic/tiny is a copy of the tiny cohort
+        >>> _ = shutil.copytree(tiny_cohort(), root / "synthetic" / "tiny", ignore=shutil.ignore_patterns("feeds", "releases"))
+        >>> env = mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": str(root)})
+        >>> with env:
+        ...     out = load_linkage_outputs("tiny")
+        >>> isinstance(out, LinkageOutputs), out.evaluated
+        (True, False)
+        >>> shutil.rmtree(root)
+    """
 
     report: dict[str, Any]
     model: dict[str, Any]
@@ -75,6 +91,21 @@ def load_linkage_outputs(cohort: str, *, require_evaluation: bool = False) -> Li
 
     Raises :class:`RegistryLabError` naming the command to run when the registry is missing
     (or, with ``require_evaluation``, was built without ``--evaluate``).
+
+    Example:
+        >>> import os, shutil, tempfile
+        >>> from pathlib import Path
+        >>> from unittest import mock
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> root = Path(tempfile.mkdtemp())   # a project root whose synthetic/tiny is a copy of the tiny cohort
+        >>> _ = shutil.copytree(tiny_cohort(), root / "synthetic" / "tiny", ignore=shutil.ignore_patterns("feeds", "releases"))
+        >>> env = mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": str(root)})
+        >>> with env:
+        ...     out = load_linkage_outputs("tiny")
+        >>> out.report["threshold"] > 0, len(out.match_weights) > 0
+        (True, True)
+        >>> shutil.rmtree(root)
     """
     from registry_lib.io import read_parquet
     from registry_lib.paths import require_cohort

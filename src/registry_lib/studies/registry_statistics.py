@@ -488,6 +488,16 @@ def read_published(path: str | Path) -> tuple[pd.DataFrame, int]:
 
     Count columns (from the sidecar ``.meta.json``) come back as ``Int64`` with ``<NA>`` where
     suppressed; a 2-D count table comes back with its row labels as the index.
+
+    Example:
+        >>> import tempfile
+        >>> from registry_lib.release import publish_table
+        >>> t = pd.DataFrame({"count": [12, 2, 30]}, index=pd.Index(["C18", "C50", "C61"], name="site_icd10"))
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = publish_table(t, d, "by_site", policy={"rounding": 5, "secondary": False})
+        ...     table, suppressed = read_published(path)
+        >>> table.loc["C50"].tolist(), suppressed
+        ([<NA>, <NA>], 1)
     """
     path = Path(path)
     meta = json.loads(path.with_name(path.stem + ".meta.json").read_text())

@@ -140,6 +140,11 @@ class AnalysisCovariates:
         summary: per original covariate: ``covariate, missing_percent, handling``.
         dropped: rows dropped (complete case only).
         method: ``"complete_case"`` or ``"indicator"``.
+
+    Example:
+        >>> a = handle_missing_covariates(pd.DataFrame({"age": [60.0, 70.0], "ps": [1.0, None]}), ["age", "ps"])
+        >>> isinstance(a, AnalysisCovariates), a.method, a.dropped
+        (True, 'indicator', 0)
     """
 
     data: pd.DataFrame
