@@ -68,7 +68,14 @@ class People:
 
 
 def people_from_patients(patients: pd.DataFrame) -> People:
-    """The identifier arrays of truth/patients; a clear error where a required one is missing."""
+    """The identifier arrays of truth/patients; a clear error where a required one is missing.
+
+    Example:
+        >>> people_from_patients(pd.DataFrame({"patient_id": [7, 7]}))
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: make_feeds: truth/patients has patient_id 7 twice
+    """
     ids = pd.Index(patients["patient_id"].to_numpy())
     if not ids.is_unique:
         raise RegistryLabError(f"make_feeds: truth/patients has patient_id {ids[ids.duplicated()][0]} twice")

@@ -62,7 +62,15 @@ def _shape(spec: Any) -> np.ndarray:
 
 @dataclass
 class SiteRates:
-    """Incidence rates of every known site (per person-year)."""
+    """Incidence rates of every known site (per person-year).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> rates = site_rates(p)
+        >>> isinstance(rates, SiteRates), rates.rate(np.array([2019])).shape[:2] == (1, len(rates.sites))
+        (True, True)
+    """
 
     sites: list[str]
     names: list[str]
@@ -106,7 +114,15 @@ class SiteRates:
 
 
 def site_rates(params: dict[str, Any]) -> SiteRates:
-    """Calibrate the rates of every site in ``incidence.yaml`` (see the module docstring)."""
+    """Calibrate the rates of every site in ``incidence.yaml`` (see the module docstring).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> rates = site_rates(p)
+        >>> "C50" in rates.sites, bool(rates.expected_national(2019).sum() > 0)
+        (True, True)
+    """
     inc = params["incidence"]
     ref = int(inc["reference_year"])
     sites = list(inc["sites"])
@@ -168,7 +184,12 @@ class Diagnoses:
 
 
 def covid_month_multipliers(sites: list[str], covid: dict[str, Any] | None) -> dict[str, np.ndarray]:
-    """``{'YYYY-MM': multiplier by site}`` for the COVID-19 months (empty without the effect)."""
+    """``{'YYYY-MM': multiplier by site}`` for the COVID-19 months (empty without the effect).
+
+    Example:
+        >>> covid_month_multipliers(["C18"], None)
+        {}
+    """
     if covid is None:
         return {}
     table = covid["diagnosis_multipliers"]
@@ -211,6 +232,11 @@ def _draw_ages(band_idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def sample_cells(mean: np.ndarray, weights: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Poisson counts for cells ``mean[cell]`` and, for every event, an area drawn with
     probability proportional to ``weights[area, cell]``. Returns (cell index, area index).
+
+    Example:
+        >>> cell, area = sample_cells(np.array([0.0, 50.0]), np.array([[1.0, 1.0], [0.0, 0.0]]), np.random.default_rng(0))
+        >>> set(cell.tolist()), set(area.tolist())   # only cell 1 has cases, all in area 0
+        ({1}, {0})
     """
     n = rng.poisson(mean)
     cell = np.repeat(np.arange(len(mean)), n)

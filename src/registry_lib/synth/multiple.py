@@ -28,7 +28,12 @@ from registry_lib.synth.params import N_BANDS
 
 def exclusion_matrix(group: np.ndarray, haem: np.ndarray) -> np.ndarray:
     """``X[first, next]`` true where a subsequent primary of site ``next`` is not generated after
-    ``first``: same multiple-primary site group, or both haematological."""
+    ``first``: same multiple-primary site group, or both haematological.
+
+    Example:
+        >>> exclusion_matrix(np.array([0, 1]), np.array([False, False])).tolist()
+        [[True, False], [False, True]]
+    """
     same = group[:, None] == group[None, :]
     return same | (haem[:, None] & haem[None, :])
 

@@ -50,7 +50,13 @@ def ndop_probability(sex: np.ndarray, age: np.ndarray, area_effect: np.ndarray,
 
 
 def area_effects(area_ids: np.ndarray, log_sd: float, rng: np.random.Generator) -> np.ndarray:
-    """One lognormal relative rate per area, mean 1 (``exp(N(-sd²/2, sd))``), in ``area_ids`` order."""
+    """One lognormal relative rate per area, mean 1 (``exp(N(-sd²/2, sd))``), in ``area_ids`` order.
+
+    Example:
+        >>> rr = area_effects(np.arange(20000), 0.3, np.random.default_rng(0))
+        >>> round(float(rr.mean()), 2), bool((rr > 0).all())
+        (1.0, True)
+    """
     return np.exp(rng.normal(-0.5 * log_sd**2, log_sd, size=len(area_ids)))
 
 

@@ -46,7 +46,15 @@ def cure_curve(s1: np.ndarray, s5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def excess_curves(sites: list[str], params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """``(a, b)`` arrays ``[site, stage-1]`` from survival.yaml."""
+    """``(a, b)`` arrays ``[site, stage-1]`` from survival.yaml.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> a, b = excess_curves(["C18", "C50"], p)
+        >>> a.shape, bool((a > 0).all() and (b > 0).all())
+        ((2, 4), True)
+    """
     table = params["survival"]["net_survival_by_stage"]
     ns = np.array([table.get(s, table["default"]) for s in sites], dtype=float)   # [site, 4, 2]
     return cure_curve(ns[..., 0], ns[..., 1])
@@ -54,7 +62,15 @@ def excess_curves(sites: list[str], params: dict[str, Any]) -> tuple[np.ndarray,
 
 def cancer_death_years(a: np.ndarray, b: np.ndarray, k: np.ndarray, e: np.ndarray,
                        hr: np.ndarray | float = 1.0, start: np.ndarray | float = np.inf) -> np.ndarray:
-    """Years from diagnosis to death from the cancer (inf if never), hazard × ``hr`` after ``start``."""
+    """Years from diagnosis to death from the cancer (inf if never), hazard × ``hr`` after ``start``.
+
+    Example:
+        >>> a, b = cure_curve(np.array([0.9]), np.array([0.7]))
+        >>> e = np.array([0.01, 5.0])   # unit-exponential draws: small dies early, large never
+        >>> t = cancer_death_years(np.repeat(a, 2), np.repeat(b, 2), np.ones(2), e)
+        >>> bool(0 < t[0] < 1), bool(np.isinf(t[1]))
+        (True, True)
+    """
     cap = k * a
     def h0(t: np.ndarray) -> np.ndarray:
         return cap * (1 - np.exp(-b * t))
@@ -74,7 +90,14 @@ def cancer_death_years(a: np.ndarray, b: np.ndarray, k: np.ndarray, e: np.ndarra
 def segment_event(e: np.ndarray, t0: np.ndarray, t1: np.ndarray, h: np.ndarray, split: np.ndarray,
                   m_before: np.ndarray | float, m_after: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Constant hazard ``h`` on [t0, t1), multiplied by ``m_before``/``m_after`` either side of
-    ``split``: returns (event happens, event time, cumulative hazard used)."""
+    ``split``: returns (event happens, event time, cumulative hazard used).
+
+    Example:
+        >>> event, time, used = segment_event(np.array([0.5, 5.0]), np.zeros(2), np.full(2, 2.0), np.ones(2),
+        ...                                   np.ones(2), 1.0, 2.0)
+        >>> event.tolist(), float(time[0])   # the second draw exceeds the segment's hazard 1 + 2
+        ([True, False], 0.5)
+    """
     sp = np.clip(split, t0, t1)
     hb, ha = h * m_before, h * m_after
     c1 = hb * (sp - t0)

@@ -27,7 +27,12 @@ MODALITIES = ("surgery", "sact", "radiotherapy")
 
 
 def expit_shift(p: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """``expit(logit(p) + shift)``, keeping probabilities of exactly 0 and 1 fixed."""
+    """``expit(logit(p) + shift)``, keeping probabilities of exactly 0 and 1 fixed.
+
+    Example:
+        >>> expit_shift(np.array([0.5]), np.array([np.log(3.0)])).round(3).tolist()   # odds 1 -> 3
+        [0.75]
+    """
     pc = np.clip(p, 1e-9, 1 - 1e-9)
     out = 1.0 / (1.0 + np.exp(-(np.log(pc / (1 - pc)) + shift)))
     return np.where(p <= 0, 0.0, np.where(p >= 1, 1.0, out))
