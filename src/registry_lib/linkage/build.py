@@ -193,6 +193,13 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
 
     Returns:
         The link report (also written to ``registry/link_report.json``).
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> report = run(tiny_cohort(), write=False, quiet=True)   # link again without writing
+        >>> report["threshold"], report["patients"] > 0, report["tumours"] > 0
+        (0.95, True, True)
     """
     cohort_dir = Path(cohort_dir)
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)

@@ -484,6 +484,13 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
     ``rules`` (default :func:`prediction_rules`), keeping pairs with probability ≥
     ``min_probability``. Training steps that cannot run on the data (e.g. a tiny frame) keep
     the prior values and are listed in ``Scored.notes``.
+
+    Example:
+        >>> people = pd.DataFrame({"last": ["Smith", "Smith", "Jones", "Patel"],
+        ...                        "dob": ["1950-02-01", "1950-02-01", "1961-04-23", "1972-12-30"]})
+        >>> scored = score(prepare(people, {"family_name": "last", "birth_date": "dob"}), min_probability=0.5)
+        >>> scored.pairs[["unique_id_l", "unique_id_r"]].values.tolist()
+        [[0, 1]]
     """
     from splink import Linker, SettingsCreator
 

@@ -77,6 +77,15 @@ class PersonLinkage:
             the scoring floor, with ``gamma_*`` levels when asked for.
         model: trained Splink model JSON.
         stats: counts for the link report.
+
+    Example:
+        >>> recs = pd.DataFrame({"nhs_number": ["9434765919", "9434765919", None, None],
+        ...     "given_name": ["ann", "ann", "ann", "bob"], "family_name": ["lee", "lee", "lee", "stone"],
+        ...     "birth_date": ["1950-01-02", "1950-01-02", "1950-01-02", "1961-07-08"], "sex": ["2", "2", "2", "1"],
+        ...     "postcode": ["LS6 2AB", "LS6 2AB", "LS6 2AB", "M1 1AA"]})
+        >>> linked = link_persons(recs, threshold=0.95, min_probability=0.01)
+        >>> isinstance(linked, PersonLinkage), len(linked.identity), linked.identity_id.tolist()
+        (True, 3, [0, 0, 1, 2])
     """
 
     identity: pd.DataFrame
@@ -117,6 +126,15 @@ def link_persons(records: pd.DataFrame, *, threshold: float, min_probability: fl
     """Link person records (cleaned identifiers, see :class:`~registry_lib.linkage.validate.Validated`).
 
     ``deterministic=False`` skips the HES-style pass (for comparing methods in the bench).
+
+    Example:
+        >>> recs = pd.DataFrame({"nhs_number": ["9434765919", "9434765919", None, None],
+        ...     "given_name": ["ann", "ann", "ann", "bob"], "family_name": ["lee", "lee", "lee", "stone"],
+        ...     "birth_date": ["1950-01-02", "1950-01-02", "1950-01-02", "1961-07-08"], "sex": ["2", "2", "2", "1"],
+        ...     "postcode": ["LS6 2AB", "LS6 2AB", "LS6 2AB", "M1 1AA"]})
+        >>> linked = link_persons(recs, threshold=0.95, min_probability=0.01)
+        >>> linked.cluster.tolist()   # the record without an NHS number joins Ann's by name and date
+        [0, 0, 0, 1]
     """
     ident, identity_id = identities(records)
     if not deterministic:
