@@ -34,7 +34,17 @@ def within_radius(x: np.ndarray, y: np.ndarray, sx: float, sy: float, radius_km:
 
 
 def cluster_areas(cluster: dict[str, Any], areas: pd.DataFrame, sources: pd.DataFrame) -> dict[str, Any]:
-    """The named source, the areas within its radius and (optionally) the pooled areas."""
+    """The named source, the areas within its radius and (optionally) the pooled areas.
+
+    Example:
+        >>> areas = pd.DataFrame({"x": [0.0, 3000.0, 9000.0], "y": [0.0, 0.0, 0.0]})
+        >>> sources = pd.DataFrame({"source_id": ["PS1", "PS2"], "source_type": ["mast", "mast"],
+        ...                         "x": [0.0, 9000.0], "y": [0.0, 0.0], "start_year": [1990, 2005]})
+        >>> c = cluster_areas({"source_id": "PS1", "radius_km": 5.0,
+        ...                    "pooled": {"source_type": "mast", "radius_km": 1.0}}, areas, sources)
+        >>> c["named"].tolist(), c["pooled"].tolist(), int(c["pooled_start"][2])
+        ([True, True, False], [False, False, True], 2005)
+    """
     sid = cluster["source_id"]
     row = sources[sources["source_id"] == sid]
     if row.empty:

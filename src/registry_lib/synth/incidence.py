@@ -199,7 +199,16 @@ def covid_month_multipliers(sites: list[str], covid: dict[str, Any] | None) -> d
 
 
 def month_factors(year: int, rates: SiteRates, covid_mult: dict[str, np.ndarray]) -> np.ndarray:
-    """``[site, month]``: share of the year's expected count by month × the COVID multiplier."""
+    """``[site, month]``: share of the year's expected count by month × the COVID multiplier.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> rates = site_rates(p)
+        >>> mf = month_factors(2019, rates, {})
+        >>> mf.shape == (len(rates.sites), 12), bool(np.allclose(mf, mf[0]))   # no COVID-19: every site alike
+        (True, True)
+    """
     w = np.tile(rates.month_weight, (len(rates.sites), 1))
     for m in range(12):   # twelve months
         key = month_key(year, m + 1)

@@ -47,7 +47,17 @@ class SubsequentPrimaries:
 
 
 def rates_by_year(rates: SiteRates, years: range, gen_mask: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    """``[year, site, sex, band, quintile]`` population incidence (no COVID-19, no scaling)."""
+    """``[year, site, sex, band, quintile]`` population incidence (no COVID-19, no scaling).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> from registry_lib.synth.incidence import site_rates
+        >>> rates = site_rates(p)
+        >>> ry = rates_by_year(rates, range(2019, 2021), np.ones((2, len(rates.sites))), p)
+        >>> ry.shape[:2] == (2, len(rates.sites)), ry.shape[2:]
+        (True, (2, 19, 5))
+    """
     r = rates.rate(np.asarray(list(years)))                    # [year, site, sex, band]
     dep = rates.dep_factor()                                   # [site, q]
     out = r[..., None] * dep[None, :, None, None, :]

@@ -66,6 +66,15 @@ def assign_optouts(patients: pd.DataFrame, areas: pd.DataFrame, config: dict[str
 
     ``patients`` needs patient_id, sex (1/2), birth_date, area_id, first_diagnosis_date and
     death_date; ``areas`` needs area_id. Returns a copy, same rows and order.
+
+    Example:
+        >>> pts = pd.DataFrame({"patient_id": [1, 2], "sex": [1, 2], "area_id": "E1",
+        ...     "birth_date": pd.to_datetime(["1950-01-02", "1975-03-04"]),
+        ...     "first_diagnosis_date": pd.to_datetime(["2019-05-01", "2020-01-01"]),
+        ...     "death_date": pd.to_datetime([None, None])})
+        >>> out = assign_optouts(pts, pd.DataFrame({"area_id": ["E1"]}), {}, np.random.default_rng(0))
+        >>> len(out), {"ndop_opted_out", "registration_opted_out", "registration_optout_date"} <= set(out.columns)
+        (2, True)
     """
     required = ["patient_id", "sex", "birth_date", "area_id", "first_diagnosis_date", "death_date"]
     missing = [c for c in required if c not in patients.columns]

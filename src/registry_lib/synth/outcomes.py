@@ -29,7 +29,14 @@ YEAR_DAYS = 365.25
 
 
 def cure_curve(s1: np.ndarray, s5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Solve ``a, b`` so that ``exp(−a(1 − e^(−b t)))`` equals ``s1`` at 1 and ``s5`` at 5 years."""
+    """Solve ``a, b`` so that ``exp(−a(1 − e^(−b t)))`` equals ``s1`` at 1 and ``s5`` at 5 years.
+
+    Example:
+        >>> a, b = cure_curve(np.array([0.8]), np.array([0.6]))
+        >>> s = lambda t: np.exp(-a * (1 - np.exp(-b * t)))
+        >>> [round(float(s(t)[0]), 3) for t in (1, 5)]
+        [0.8, 0.6]
+    """
     s1 = np.clip(np.asarray(s1, dtype=float), 1e-6, 1 - 1e-9)
     s5 = np.clip(np.asarray(s5, dtype=float), 1e-6, s1 - 1e-9)
     r = np.log(s5) / np.log(s1)

@@ -25,7 +25,13 @@ ROUTE_DCO = "Death certificate only"
 
 
 def categorical(prob: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw per row of a probability matrix (rows need not be normalised)."""
+    """One draw per row of a probability matrix (rows need not be normalised).
+
+    Example:
+        >>> draws = categorical(np.tile([1.0, 3.0], (10000, 1)), np.random.default_rng(0))   # rows need not sum to 1
+        >>> round(float(draws.mean()), 2)
+        0.75
+    """
     cum = np.cumsum(prob, axis=1)
     u = rng.random(len(prob)) * cum[:, -1]
     return np.minimum((u[:, None] >= cum).sum(axis=1), prob.shape[1] - 1)
