@@ -536,6 +536,17 @@ def write_recall_list(
 
     Returns:
         The path written.
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> from registry_lib.release.run import run
+        >>> cohort = tiny_cohort()
+        >>> _ = run(cohort, "research_pseudonymised", "A. Analyst (example)")
+        >>> write_recall_list(pd.DataFrame(), cohort, requester="BARD team", policy="research_pseudonymised")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: recall list: release 'research_pseudonymised' was made for 'research_pseudonymised', not direct care; an identifiable list may only be written under the direct_care policy
     """
     from registry_lib.io import sha256_file, write_parquet
     from registry_lib.release import release_dir, release_info
