@@ -77,7 +77,20 @@ def environment_summary() -> dict[str, Any]:
 
 
 def write_manifest(pipe: Pipeline, reports: Path, *, started: str) -> Path:
-    """Write ``reports/manifest.json`` and ``reports/run_times.js``."""
+    """Write ``reports/manifest.json`` and ``reports/run_times.js``.
+
+    Example:
+        >>> import tempfile
+        >>> from registry_lib.paths import project_root
+        >>> from registry_lib.pipeline.runner import Pipeline, load_spec
+        >>> pipe = Pipeline(load_spec(None, project_root()), project_root(), cohort="tiny")   # nothing run yet
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     manifest = json.loads(write_manifest(pipe, Path(d), started="2024-01-01T00:00:00+00:00").read_text())
+        ...     sorted(p.name for p in Path(d).iterdir())
+        ['manifest.json', 'run_times.js']
+        >>> manifest["cohort"], manifest["started"]
+        ('tiny', '2024-01-01T00:00:00+00:00')
+    """
     root = pipe.root
     cohort_json = pipe.cohort_path / "cohort.json"
     seed = json.loads(cohort_json.read_text()).get("seed") if cohort_json.exists() else None
@@ -112,7 +125,18 @@ def write_manifest(pipe: Pipeline, reports: Path, *, started: str) -> Path:
 
 
 def write_index(pipe: Pipeline, reports: Path) -> Path:
-    """Write ``reports/index.html``: every study report with its status, run time and parameters."""
+    """Write ``reports/index.html``: every study report with its status, run time and parameters.
+
+    Example:
+        >>> import tempfile
+        >>> from registry_lib.paths import project_root
+        >>> from registry_lib.pipeline.runner import Pipeline, load_spec
+        >>> pipe = Pipeline(load_spec(None, project_root()), project_root(), cohort="tiny")   # nothing run yet
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     html = write_index(pipe, Path(d)).read_text()
+        >>> html.startswith("<!doctype html>"), "Registry Lab reports — tiny" in html
+        (True, True)
+    """
     rows = []
     for r in pipe.results:
         if r.kind != "notebook":

@@ -120,6 +120,14 @@ def ndop_dates(patients: pd.DataFrame, config: dict[str, Any], rng: np.random.Ge
     Before the June 2021 surge (share_before_surge), during it, or after (share_after_surge),
     never after death; people who died before NDOP began carry its start date (their earlier
     type-2 objection was converted).
+
+    Example:
+        >>> pts = pd.DataFrame({"birth_date": pd.to_datetime(["1950-01-02", "1975-03-04"]),
+        ...     "first_diagnosis_date": pd.to_datetime(["2019-05-01", "2020-01-01"]),
+        ...     "death_date": pd.to_datetime(["2020-02-01", None])})
+        >>> d = ndop_dates(pts, {"end_of_follow_up": "2022-06-30"}, np.random.default_rng(0))
+        >>> d.dtype, bool(d[0] <= np.datetime64("2020-02-01"))   # never after death
+        (dtype('<M8[D]'), True)
     """
     nd = feed_params(config)["optouts"]["ndop"]
     n = len(patients)
