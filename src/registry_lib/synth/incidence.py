@@ -163,7 +163,15 @@ def area_factors(rates: SiteRates, areas: pd.DataFrame, pop_ref: np.ndarray) -> 
 
 @dataclass
 class Diagnoses:
-    """Tumours drawn by the incidence model (one row per tumour, arrays of equal length)."""
+    """Tumours drawn by the incidence model (one row per tumour, arrays of equal length).
+
+    Example:
+        >>> one = Diagnoses(site=np.array([3]), sex=np.array([2]), age=np.array([61.5]), area=np.array([0]),
+        ...                 date=np.array(["2019-04-02"], dtype="datetime64[D]"), in_cluster=np.array([False]))
+        >>> both = Diagnoses.concat([one, one])
+        >>> both.site.tolist(), both.date.astype(str).tolist()
+        ([3, 3], ['2019-04-02', '2019-04-02'])
+    """
 
     site: np.ndarray
     sex: np.ndarray            # 1/2
