@@ -40,6 +40,15 @@ def exclusion_matrix(group: np.ndarray, haem: np.ndarray) -> np.ndarray:
 
 @dataclass
 class SubsequentPrimaries:
+    """Subsequent primaries drawn by :func:`subsequent_primaries`: one row per tumour (arrays).
+
+    Example:
+        >>> sp = SubsequentPrimaries(patient=np.array([4]), site=np.array([12]), day=np.array([18000]),
+        ...                          late_effect=np.array([False]))
+        >>> sp.patient.tolist(), str(np.datetime64(int(sp.day[0]), "D"))
+        ([4], '2019-04-14')
+    """
+
     patient: np.ndarray        # index of the person
     site: np.ndarray           # site index
     day: np.ndarray            # diagnosis day (days since 1970)
