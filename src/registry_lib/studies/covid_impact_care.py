@@ -501,6 +501,18 @@ def cohort_survival(
 
     Returns:
         :func:`hazard_ratios` table, the period rows first.
+
+    Example:
+        >>> rng = np.random.default_rng(1); n = 300
+        >>> dx = pd.Timestamp("2019-01-01") + pd.to_timedelta(rng.integers(0, 700, n), "D")
+        >>> period = np.where(dx < pd.Timestamp("2020-03-01"), "baseline", "pandemic")
+        >>> death = dx + pd.to_timedelta(rng.exponential(np.where(period == "pandemic", 500, 1000)).astype(int), "D")
+        >>> t = pd.DataFrame({"period": period, "diagnosis_date": dx, "death_date": death,
+        ...                   "stage": rng.choice(["1", "2", "3", "4"], n), "age_at_diagnosis": rng.integers(40, 90, n),
+        ...                   "sex": rng.choice([1, 2], n)})
+        >>> hr = cohort_survival(t, censor_date="2021-12-31")
+        >>> hr["term"].iloc[0], bool(hr["hazard_ratio"].iloc[0] > 1)   # pandemic cohort: twice the hazard
+        ('period[pandemic]', True)
     """
     _require(tumours, [period, "diagnosis_date", "death_date"], "cohort_survival input")
     data = tumours.loc[tumours[period].notna().to_numpy()].copy()

@@ -144,7 +144,19 @@ def subsequent_primaries(d0: np.ndarray, birth: np.ndarray, sex: np.ndarray, qui
 def late_effect_expected(d_from: np.ndarray, d_to: np.ndarray, birth: np.ndarray, sex: np.ndarray,
                          quintile: np.ndarray, site: int, ry: np.ndarray, y_first: int) -> tuple[float, float]:
     """(expected breast cancers at population rates, person-years) for people at risk from
-    ``d_from`` to ``d_to`` (days)."""
+    ``d_from`` to ``d_to`` (days).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> from registry_lib.synth.incidence import site_rates
+        >>> p = epidemiology_params(); rates = site_rates(p)
+        >>> ry = rates_by_year(rates, range(2019, 2021), np.ones((2, len(rates.sites))), p)
+        >>> day = lambda s: np.array([np.datetime64(s, "D").astype(int)])
+        >>> expected, person_years = late_effect_expected(day("2019-01-01"), day("2021-01-01"), day("1960-01-01"),
+        ...     np.array([2]), np.array([3]), rates.sites.index("C50"), ry, 2019)
+        >>> round(person_years, 2), bool(0 < expected < 0.1)   # a woman of 59-61 followed for two years
+        (2.0, True)
+    """
     expected, person_years = 0.0, 0.0
     for yi in range(ry.shape[0]):   # loop over calendar years
         year = y_first + yi
