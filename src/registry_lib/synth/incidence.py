@@ -151,6 +151,15 @@ def site_rates(params: dict[str, Any]) -> SiteRates:
 def area_factors(rates: SiteRates, areas: pd.DataFrame, pop_ref: np.ndarray) -> np.ndarray:
     """``[site, area]`` relative rates from deprivation and geography, normalised per site so
     that the expected national count is unchanged (weights: expected cases in the reference year).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> rates = site_rates(epidemiology_params())
+        >>> areas = pd.DataFrame({"deprivation_quintile": [1, 5], "y": [300_000.0, 300_000.0]})
+        >>> pop = np.full((2, 2, 19), 5000)   # [area, sex, band]
+        >>> f = area_factors(rates, areas, pop)
+        >>> f.shape == (len(rates.sites), 2), bool(np.allclose(f.mean(axis=1), 1))   # equal areas: factors average 1
+        (True, True)
     """
     q = areas["deprivation_quintile"].to_numpy().astype(int) - 1
     y = areas["y"].to_numpy()
@@ -277,6 +286,16 @@ def draw_year(year: int, site_list: list[int], rates: SiteRates, pop_y: np.ndarr
 
     ``first_factor[site]`` scales the rates down for the subsequent primaries generated later;
     ``expected[site][year]`` receives the expected count of all primaries by month (no COVID-19).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> rates = site_rates(epidemiology_params())
+        >>> areas = pd.DataFrame({"deprivation_quintile": [1, 5], "y": [300_000.0, 300_000.0]})
+        >>> pop = np.full((2, 2, 19), 5000)   # [area, sex, band]
+        >>> f = area_factors(rates, areas, pop)
+        >>> d = draw_year(2019, [rates.sites.index("C50")], rates, pop, f, {}, np.random.default_rng(0))
+        >>> isinstance(d, Diagnoses), len(d.site) > 0, bool((d.date.astype("datetime64[Y]").astype(int) + 1970 == 2019).all())
+        (True, True, True)
     """
     if not site_list:
         return Diagnoses.concat([])
