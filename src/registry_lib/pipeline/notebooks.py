@@ -161,7 +161,20 @@ def _failing_source(path: Path, exec_count: int | None) -> str:
 
 
 def render_html(executed: Path, html: Path) -> None:
-    """nbconvert the executed notebook to HTML with figures embedded and input cells hidden."""
+    """nbconvert the executed notebook to HTML with figures embedded and input cells hidden.
+
+    Example:
+        >>> import tempfile
+        >>> nb = nbformat.v4.new_notebook()
+        >>> nb.cells.append(nbformat.v4.new_code_cell("secret_code = 1", outputs=[
+        ...     nbformat.v4.new_output("stream", name="stdout", text="42 patients")]))
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     nbformat.write(nb, Path(d) / "run.ipynb")
+        ...     render_html(Path(d) / "run.ipynb", Path(d) / "run.html")
+        ...     html = (Path(d) / "run.html").read_text()
+        >>> "42 patients" in html, "secret_code" in html   # outputs shown, input cells hidden
+        (True, False)
+    """
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(template_name="lab")

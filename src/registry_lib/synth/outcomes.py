@@ -126,6 +126,18 @@ def background_deaths(d0: np.ndarray, birth: np.ndarray, sex: np.ndarray, quinti
 
     ``mu[year - mu_first_year, sex-1, quintile-1, age]`` is the annual hazard; the hazard is
     multiplied by ``hr_after`` from day ``split`` (the injected treatment effect).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> from registry_lib.synth.population import mortality_hazard
+        >>> mu = mortality_hazard(np.arange(2019, 2023), epidemiology_params())
+        >>> d0 = np.array(["2019-01-01"] * 2, dtype="datetime64[D]")
+        >>> birth = np.array(["1940-01-01"] * 2, dtype="datetime64[D]")
+        >>> end = int(np.datetime64("2022-06-30", "D").astype(int))
+        >>> death = background_deaths(d0, birth, np.array([1, 1]), np.array([3, 3]), end, mu, 2019,
+        ...                           np.array([0.01, 10.0]), np.full(2, np.inf), np.ones(2))
+        >>> bool(death[0] < end), bool(np.isinf(death[1]))   # a small draw dies in follow-up, a huge one never
+        (True, True)
     """
     n = len(d0)
     death = np.full(n, np.inf)
