@@ -98,6 +98,18 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], r
 
     On a failing cell the partly executed notebook is kept at ``output`` and NotebookFailed
     names the cell and the error.
+
+    Example:
+        >>> import tempfile
+        >>> nb = nbformat.v4.new_notebook()
+        >>> nb.cells.append(nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"]}))
+        >>> nb.cells.append(nbformat.v4.new_code_cell("print(n * 2)"))
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     nbformat.write(nb, Path(d) / "study.ipynb")
+        ...     execute_notebook(Path(d) / "study.ipynb", Path(d) / "out" / "study.ipynb", {"n": 21}, Path(d))
+        ...     out = nbformat.read(Path(d) / "out" / "study.ipynb", as_version=4)
+        >>> out.cells[-1].outputs[0]["text"]
+        '42\\n'
     """
     import papermill as pm
 
