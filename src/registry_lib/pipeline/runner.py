@@ -249,7 +249,16 @@ def load_spec(pipeline: str | Path | None, root: Path) -> PipelineSpec:
 
 def reproduce(pipeline: str | Path | None = None, *, cohort: str | None = None, force: bool = False,
               root: Path | None = None) -> list[StepResult]:
-    """Run every step of the pipeline; write ``reports/index.html`` and ``reports/manifest.json``."""
+    """Run every step of the pipeline; write ``reports/index.html`` and ``reports/manifest.json``.
+
+    Example:
+        >>> import tempfile   # (a real run: ``reproduce(cohort="small")``)
+        >>> with tempfile.TemporaryDirectory() as d:   # a folder that is no project: one clear sentence
+        ...     reproduce(root=Path(d))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.ConfigError: .../params/pipeline.yaml: no such params file
+    """
     root = root or project_root()
     with project_lock(root, f"reproduce --cohort {cohort or '(pipeline default)'}"):
         return _reproduce(pipeline, cohort=cohort, force=force, root=root)
@@ -280,6 +289,14 @@ def run_study(study: str, *, cohort: str | None = None, overrides: dict[str, Any
     """Run one study with other parameters into ``reports/<study>-<params hash>/``.
 
     Upstream steps (synth, link, releases) run first if they are out of date.
+
+    Example:
+        >>> import tempfile   # (a real run: ``run_study("cohort_overview", cohort="small")``)
+        >>> with tempfile.TemporaryDirectory() as d:   # a folder that is no project: one clear sentence
+        ...     run_study("cohort_overview", root=Path(d))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.ConfigError: .../params/pipeline.yaml: no such params file
     """
     root = root or project_root()
     with project_lock(root, f"run {study} --cohort {cohort or '(pipeline default)'}"):
