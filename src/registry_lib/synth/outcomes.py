@@ -171,6 +171,17 @@ def covid_deaths(start: np.ndarray, alive_until: np.ndarray, birth: np.ndarray, 
     """Day of COVID-19 death (inf if none) for people at risk from ``start`` to ``alive_until``.
 
     ``sact_days`` lists arrays (one per tumour slot) of SACT start days (nan if none).
+
+    Example:
+        >>> from registry_lib.synth.config import load_config
+        >>> covid = load_config("params/cohort/tiny.yaml")["effects"]["covid"]
+        >>> day = lambda s: int(np.datetime64(s, "D").astype(int))
+        >>> n = 2
+        >>> death = covid_deaths(np.full(n, day("2020-01-01")), np.full(n, day("2022-06-30")),
+        ...                      np.full(n, day("1945-01-01")), np.array([1, 1]), np.array([1, 1]), [np.full(n, np.nan)],
+        ...                      covid, day("2022-06-30"), np.array([1e-9, 50.0]))
+        >>> bool(day(covid["months"][0] + "-01") <= death[0] < day("2022-06-30")), bool(np.isinf(death[1]))
+        (True, True)
     """
     n = len(start)
     death = np.full(n, np.inf)
