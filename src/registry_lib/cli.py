@@ -151,7 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``registry-lab`` console script.
 
     Example:
-        >>> main(["run", "no_such_study"])
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> with tempfile.TemporaryDirectory() as d, mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": d}):
+        ...     main(["link", "--cohort", "nowhere"])   # one sentence on stderr, exit status 2
         2
     """
     args = _parser().parse_args(argv)
