@@ -127,7 +127,13 @@ def key_fingerprint(key: bytes | None = None) -> str:
 
 
 def current_fingerprint(root: Path | None = None) -> str | None:
-    """The project key's fingerprint, or None when no key is configured yet."""
+    """The project key's fingerprint, or None when no key is configured yet.
+
+    Example:
+        >>> import os; os.environ["REGISTRY_LAB_KEY"] = "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a"
+        >>> current_fingerprint() == key_fingerprint(project_key())
+        True
+    """
     try:
         return key_fingerprint(project_key(root))
     except RegistryLabError:

@@ -42,7 +42,12 @@ _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool",
 
 
 class PlainLoader(yaml.SafeLoader):
-    """A YAML loader for outside input: scalars, lists and mappings only; dates stay text."""
+    """A YAML loader for outside input: scalars, lists and mappings only; dates stay text.
+
+    Example:
+        >>> yaml.load("{when: 2020-03-01, n: 3}", Loader=PlainLoader)
+        {'when': '2020-03-01', 'n': 3}
+    """
 
 
 # No implicit timestamps: `2020-04-01` is the text "2020-04-01", checked by its declaration.
@@ -89,7 +94,15 @@ def load_plain(text: str, where: str) -> Any:
 
 
 def load_plain_file(path: Path | str) -> dict[str, Any]:
-    """A YAML file of parameter values (a mapping), parsed as plain data."""
+    """A YAML file of parameter values (a mapping), parsed as plain data.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = (Path(d) / "p.yaml").write_text("{alpha: 0.05, sites: [C18, C19]}")
+        ...     load_plain_file(Path(d) / "p.yaml")
+        {'alpha': 0.05, 'sites': ['C18', 'C19']}
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such params file")
@@ -144,7 +157,12 @@ def _normal(decl: Any, where: str) -> dict[str, Any]:
 
 
 def describe(decl: dict[str, Any]) -> str:
-    """What a declaration expects, in words."""
+    """What a declaration expects, in words.
+
+    Example:
+        >>> describe({"type": "float", "min": 0, "max": 1})
+        'a number in [0, 1]'
+    """
     kind = decl["type"]
     words = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
              "month": "a month 'YYYY-MM' (quoted)", "date": "a date 'YYYY-MM-DD' (quoted)",
@@ -173,7 +191,16 @@ def _short(value: Any) -> str:
 
 
 def check_value(value: Any, decl: Any, name: str, default: Any = None) -> Any:
-    """``value`` if it matches ``decl`` (a declaration), else a ConfigError naming ``name``."""
+    """``value`` if it matches ``decl`` (a declaration), else a ConfigError naming ``name``.
+
+    Example:
+        >>> check_value("2020-03", {"type": "month"}, "start")
+        '2020-03'
+        >>> check_value(12, {"type": "int", "max": 10}, "k")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.ConfigError: parameter k = 12 is not allowed: expected a whole number <= 10
+    """
     decl = _normal(decl, name)
 
     def bad(expected: str | None = None) -> ConfigError:
@@ -265,7 +292,13 @@ def _plain_check(value: Any, name: str) -> Any:
 
 
 def split_declarations(data: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(defaults, declarations)`` of a study params file's mapping."""
+    """``(defaults, declarations)`` of a study params file's mapping.
+
+    Example:
+        >>> values, decls = split_declarations({"k": 3, "parameter_types": {"k": "int"}}, "demo.yaml")
+        >>> values, sorted(decls)
+        ({'k': 3}, ['k'])
+    """
     values = {k: v for k, v in data.items() if k != TYPES_KEY}
     decls = data.get(TYPES_KEY) or {}
     if not isinstance(decls, dict):
@@ -278,7 +311,16 @@ def split_declarations(data: dict[str, Any], where: str) -> tuple[dict[str, Any]
 
 def check_parameters(values: dict[str, Any], defaults: dict[str, Any], declarations: dict[str, Any],
                      where: str = "") -> dict[str, Any]:
-    """Check every value against its declaration (or its default's type); unknown names refused."""
+    """Check every value against its declaration (or its default's type); unknown names refused.
+
+    Example:
+        >>> check_parameters({"k": 5}, {"k": 3}, {})
+        {'k': 5}
+        >>> check_parameters({"j": 5}, {"k": 3}, {})
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.ConfigError: no parameter 'j' (known: k)
+    """
     out = {}
     for name, value in values.items():
         if not isinstance(name, str) or not name.isidentifier() or name == TYPES_KEY:

@@ -22,6 +22,10 @@ def project_root(start: Path | str | None = None) -> Path:
     """The nearest folder at or above ``start`` (default: cwd) holding ``pyproject.toml``.
 
     ``REGISTRY_LAB_ROOT`` overrides the search, so notebooks run from anywhere.
+
+    Example:
+        >>> (project_root() / "params").is_dir()
+        True
     """
     env = os.environ.get("REGISTRY_LAB_ROOT")
     if env:
@@ -72,7 +76,12 @@ def inside(path: Path | str, root: Path | str, what: str = "output") -> Path:
 
 
 def cohort_dir(name: str, root: Path | None = None) -> Path:
-    """``synthetic/<name>`` under the project root (``name`` must be a valid name)."""
+    """``synthetic/<name>`` under the project root (``name`` must be a valid name).
+
+    Example:
+        >>> cohort_dir("small", Path("/project")).as_posix()
+        '/project/synthetic/small'
+    """
     validate_name(name, "cohort")
     base = (root or project_root()) / "synthetic"
     return inside(base / name, base, "cohort folder")

@@ -35,7 +35,12 @@ _held: dict[str, int] = {}  # lock path -> depth (re-entrant within one process)
 
 
 def lock_path(root: Path) -> Path:
-    """``.registry-lab/run.lock`` under the project root."""
+    """``.registry-lab/run.lock`` under the project root.
+
+    Example:
+        >>> lock_path(Path("/project")).as_posix()
+        '/project/.registry-lab/run.lock'
+    """
     return Path(root) / ".registry-lab" / LOCK_NAME
 
 
@@ -68,7 +73,14 @@ def _holder(fh) -> dict:
 
 
 def clean_leftovers(root: Path) -> list[Path]:
-    """Remove what killed runs left under ``synthetic/`` and ``reports/`` (call with the lock held)."""
+    """Remove what killed runs left under ``synthetic/`` and ``reports/`` (call with the lock held).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     clean_leftovers(Path(d))
+        []
+    """
     root = Path(root)
     removed = remove_leftovers(root / "synthetic") + remove_leftovers(root / "reports")
     synthetic = root / "synthetic"
@@ -83,6 +95,13 @@ def project_lock(root: Path, what: str) -> Iterator[None]:
     """Hold the project's run lock while the block runs, or refuse naming the process holding it.
 
     Re-entrant within one process (``run`` calls the pipeline, which takes it again).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     with project_lock(Path(d), "demo"):
+        ...         lock_path(Path(d)).exists()
+        True
     """
     path = lock_path(root)
     key = str(path.resolve()) if path.exists() else str(path)

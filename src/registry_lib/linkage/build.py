@@ -102,7 +102,15 @@ def _read(folder: Path, name: str, required: bool = False) -> pd.DataFrame | Non
 
 
 def read_feeds(cohort_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    """The feeds and the reference tables linkage uses (postcodes, areas)."""
+    """The feeds and the reference tables linkage uses (postcodes, areas).
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> feeds, ref = read_feeds(tiny_cohort())
+        >>> "notifications" in feeds, sorted(ref)
+        (True, ['areas', 'postcodes'])
+    """
     feeds_dir = Path(cohort_dir) / "feeds"
     if not feeds_dir.is_dir():
         raise RegistryLabError(f"{feeds_dir}: not found; make it with `registry-lab synth --config ...`")
@@ -125,7 +133,15 @@ def read_feeds(cohort_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, pd.
 
 def configured_extract_date(cohort_dir: Path) -> tuple[str, str]:
     """The cohort's extract date and where it came from: ``cohort.json``'s ``extract_date`` or
-    ``end_of_follow_up`` (the date the synthetic extract was taken), else today (the run date)."""
+    ``end_of_follow_up`` (the date the synthetic extract was taken), else today (the run date).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = (Path(d) / "cohort.json").write_text('{"config": {"end_of_follow_up": "2024-12-31"}}')
+        ...     configured_extract_date(Path(d))
+        ('2024-12-31', 'cohort.json end_of_follow_up')
+    """
     path = Path(cohort_dir) / "cohort.json"
     if path.exists():
         try:
@@ -187,6 +203,13 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
 
     Returns:
         The link report (also written to ``registry/link_report.json``).
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> report = run(tiny_cohort(), write=False, quiet=True)   # link again without writing
+        >>> report["threshold"], report["patients"] > 0, report["tumours"] > 0
+        (0.95, True, True)
     """
     cohort_dir = Path(cohort_dir)
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)

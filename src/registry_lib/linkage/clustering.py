@@ -17,6 +17,10 @@ def connected_clusters(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarra
     """Cluster label (0..k-1) of each of ``n`` nodes joined by the edges ``left[i]–right[i]``.
 
     Labels are numbered in order of each cluster's smallest node, so they are deterministic.
+
+    Example:
+        >>> connected_clusters(4, np.array([2]), np.array([3])).tolist()
+        [0, 1, 2, 2]
     """
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)

@@ -23,7 +23,17 @@ import pandas as pd
 
 def choose_deaths(deaths: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """One death per person (``patient_id``, ``death_date``, ``death_cause_icd10``) and the
-    number of persons with conflicting death dates."""
+    number of persons with conflicting death dates.
+
+    Example:
+        >>> d = pd.DataFrame({"patient_id": [1, 1, 2], "record_id": ["D2", "D1", "D3"],
+        ...                   "registration_value": pd.to_datetime(["2020-01-09", "2020-01-08", "2021-05-10"]),
+        ...                   "death_value": pd.to_datetime(["2020-01-03", "2020-01-01", "2021-05-05"]),
+        ...                   "cause": ["C18", "C18", "I21"]})
+        >>> chosen, conflicts = choose_deaths(d)   # the first registered death of each person
+        >>> chosen["death_date"].dt.strftime("%Y-%m-%d").tolist(), conflicts
+        (['2020-01-01', '2021-05-05'], 1)
+    """
     d = deaths.sort_values(["patient_id", "registration_value", "record_id"], kind="stable")
     conflicting = int((d.groupby("patient_id")["death_value"].nunique() > 1).sum())
     first = d.drop_duplicates("patient_id")
@@ -36,7 +46,14 @@ def choose_deaths(deaths: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 def death_flags(deaths: pd.DataFrame, activity: pd.DataFrame) -> pd.DataFrame:
     """Persons whose death date is before their last activity (``patient_id``, ``date``,
     ``activity``): ``patient_id``, ``death_date``, ``last_activity_date``, ``last_activity``,
-    ``days_before``."""
+    ``days_before``.
+
+    Example:
+        >>> d = pd.DataFrame({"patient_id": [1], "death_date": pd.to_datetime(["2021-01-01"])})
+        >>> act = pd.DataFrame({"patient_id": [1], "date": pd.to_datetime(["2020-03-01"]), "activity": ["diagnosis"]})
+        >>> len(death_flags(d, act))   # death after the last activity: nothing to flag
+        0
+    """
     last = (activity.sort_values(["patient_id", "date", "activity"], ascending=[True, False, True], kind="stable")
             .drop_duplicates("patient_id"))
     m = deaths[["patient_id", "death_date"]].merge(last, on="patient_id")

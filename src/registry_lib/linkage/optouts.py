@@ -38,7 +38,13 @@ FEED = "registration_optouts"
 @dataclass
 class OptoutResult:
     """``status`` of each record (missing when not opted out; ``optout_request``,
-    ``optout_removed`` or ``optout_blocked``) and the kept ``hashes`` table."""
+    ``optout_removed`` or ``optout_blocked``) and the kept ``hashes`` table.
+
+    Example:
+        >>> r = OptoutResult(status=pd.Series([None, "optout_removed"]), hashes=pd.DataFrame({"nhs_hash": []}), persons=1)
+        >>> int(r.status.notna().sum()), r.persons
+        (1, 1)
+    """
 
     status: pd.Series
     hashes: pd.DataFrame
@@ -47,7 +53,17 @@ class OptoutResult:
 
 def apply_optouts(records: pd.DataFrame, person_col: str = "person") -> OptoutResult:
     """Find opted-out persons among linked ``records`` (``feed``, ``record_id``, ``nhs_number``
-    valid or missing, ``event_date``, ``person``)."""
+    valid or missing, ``event_date``, ``person``).
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> recs = pd.DataFrame({"feed": ["notifications", "notifications"], "record_id": ["N1", "N2"],
+        ...     "person": [0, 1], "nhs_number": ["9434765919", None],
+        ...     "event_date": pd.to_datetime(["2019-01-01", "2021-01-01"])})
+        >>> result = apply_optouts(recs)   # nobody opted out
+        >>> bool(result.status.isna().all()), len(result.hashes), result.persons
+        (True, 0, 0)
+    """
     status = pd.Series(pd.NA, index=records.index, dtype="string")
     empty = pd.DataFrame({"nhs_number_hash": pd.Series(dtype="string"), "optout_person": pd.Series(dtype="int64"),
                           "request_date": pd.Series(dtype="datetime64[ns]"),

@@ -44,7 +44,14 @@ def _first_per_key(keys: np.ndarray, order_idx: np.ndarray) -> tuple[np.ndarray,
 
 
 def most_frequent(df: pd.DataFrame, key: str, col: str) -> pd.Series:
-    """Per ``key``: the most frequent non-missing ``col`` (ties: latest event, then later row)."""
+    """Per ``key``: the most frequent non-missing ``col`` (ties: latest event, then later row).
+
+    Example:
+        >>> recs = pd.DataFrame({"person": [7, 7, 7], "event_date": pd.to_datetime(["2020-01-01", "2020-02-01", "2021-01-01"]),
+        ...                      "record_id": ["a", "b", "c"], "ethnicity": ["A", "A", "B"]})
+        >>> most_frequent(recs, "person", "ethnicity").tolist()
+        ['A']
+    """
     code, uniques = pd.factorize(df[col])
     ok = code >= 0
     d = pd.DataFrame({"k": df[key].to_numpy()[ok], "c": code[ok], "e": _event(df)[ok], "o": _order(df)[ok]})
@@ -56,7 +63,14 @@ def most_frequent(df: pd.DataFrame, key: str, col: str) -> pd.Series:
 
 
 def latest_value(df: pd.DataFrame, key: str, col: str) -> pd.Series:
-    """Per ``key``: ``col`` on the latest record that has one (ties: later row)."""
+    """Per ``key``: ``col`` on the latest record that has one (ties: later row).
+
+    Example:
+        >>> recs = pd.DataFrame({"person": [1, 1], "event_date": pd.to_datetime(["2020-01-01", "2021-01-01"]),
+        ...                      "record_id": ["a", "b"], "postcode": ["LS6 2AB", None]})
+        >>> latest_value(recs, "person", "postcode").tolist()
+        ['LS6 2AB']
+    """
     ok = df[col].notna().to_numpy()
     k = df[key].to_numpy()[ok]
     idx = np.lexsort((-_order(df)[ok], -_event(df)[ok], k))
@@ -65,7 +79,15 @@ def latest_value(df: pd.DataFrame, key: str, col: str) -> pd.Series:
 
 
 def patient_ids(records: pd.DataFrame, person_col: str = "person") -> pd.Series:
-    """Registry patient id (1, 2, …) for each person with a usable notification."""
+    """Registry patient id (1, 2, …) for each person with a usable notification.
+
+    Example:
+        >>> recs = pd.DataFrame({"feed": ["notifications", "notifications", "deaths", "notifications"],
+        ...     "record_id": ["n1", "n2", "d1", "n3"], "person": [4, 9, 5, 4], "reason": [None, None, None, None],
+        ...     "event_date": pd.to_datetime(["2020-05-01", "2019-01-01", "2020-01-01", "2021-01-01"])})
+        >>> patient_ids(recs).to_dict()   # person 9 was notified first; person 5 only died
+        {9: 1, 4: 2}
+    """
     notes = records[(records["feed"] == "notifications") & records["reason"].isna()]
     first = (notes.sort_values(["event_date", "record_id"], kind="stable")
              .drop_duplicates(person_col)[person_col].to_numpy())

@@ -30,7 +30,15 @@ DEFAULT_LEAD_DAYS = 90
 
 
 def assign_tumours(treat: pd.DataFrame, tumours: pd.DataFrame, lead_days: int = DEFAULT_LEAD_DAYS) -> pd.Series:
-    """Registry tumour id of each treatment (``patient_id``, ``site3``, ``start_value``)."""
+    """Registry tumour id of each treatment (``patient_id``, ``site3``, ``start_value``).
+
+    Example:
+        >>> tr = pd.DataFrame({"patient_id": [1], "site3": ["C18"], "start_value": pd.to_datetime(["2020-06-01"])})
+        >>> tu = pd.DataFrame({"tumour_id": [5], "patient_id": [1], "site_icd10": ["C18"],
+        ...                    "diagnosis_date": pd.to_datetime(["2020-05-01"])})
+        >>> assign_tumours(tr, tu).tolist()
+        [5]
+    """
     t = treat[["patient_id", "site3", "start_value"]].reset_index(drop=True).copy()
     t["_row"] = np.arange(len(t))
     t["grp"] = codes.site_group(t["site3"])
@@ -53,7 +61,14 @@ def _fmt(num: pd.Series) -> pd.Series:
 
 
 def treatment_rows(feed: str, df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the TREATMENT table (without ids) from one validated treatment feed."""
+    """Rows of the TREATMENT table (without ids) from one validated treatment feed.
+
+    Example:
+        >>> surgery = pd.DataFrame({"patient_id": [1], "start_value": pd.to_datetime(["2020-06-01"]),
+        ...                         "record_id": ["S1"], "procedure_code": ["H33"]})
+        >>> treatment_rows("surgery", surgery)[["modality", "details"]].values.tolist()
+        [['surgery', 'H33']]
+    """
     n = len(df)
     na = pd.Series(pd.NA, index=df.index, dtype="string")
     out = pd.DataFrame({"patient_id": df["patient_id"], "modality": feed if feed != "sact" else "sact",

@@ -94,6 +94,13 @@ def tumour_keys(notes: pd.DataFrame, window_days: int = DEFAULT_WINDOW_DAYS) -> 
     rules in the module docstring; an undated one joins the tumour of its person, site, side and
     histology diagnosed latest before its receipt (else the earliest after), and forms a tumour
     of its own only when there is none.
+
+    Example:
+        >>> n = pd.DataFrame({"patient_id": [1, 1, 2], "site3": ["C18", "C18", "C18"],
+        ...     "laterality": [None, None, None], "morphology_icdo3": ["8140", "8140", "8140"],
+        ...     "diagnosis_value": pd.to_datetime(["2020-01-01", "2020-02-01", "2020-01-01"])})
+        >>> tumour_keys(n).tolist()   # the same person's two notifications of one tumour share a key
+        [0, 0, 1]
     """
     real = notes["diagnosis_value"]
     proxy = notes["diagnosis_proxy"] if "diagnosis_proxy" in notes.columns else real

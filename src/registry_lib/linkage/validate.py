@@ -247,6 +247,15 @@ class Validated:
             normalised codes with invalid ones set missing), same row order as ``records``.
         issues: field-level flags: ``feed``, ``record_id``, ``reason``, ``detail``.
         as_of: the extract date (the cohort's configured extract date, or the run date).
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.build import read_feeds
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> feeds, _ = read_feeds(tiny_cohort())
+        >>> v = validate_feeds(feeds, as_of="2022-06-30")
+        >>> isinstance(v, Validated), len(v.records) > 0, "reason" in v.records.columns
+        (True, True, True)
     """
 
     records: pd.DataFrame
@@ -490,6 +499,15 @@ def validate_feeds(feeds: dict[str, pd.DataFrame], as_of: str | pd.Timestamp | N
 
     ``as_of`` is the extract date (default: today). A feed that breaks the contract's shape is
     refused (:func:`check_contract`); a bad record is quarantined with a reason.
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.build import read_feeds
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> feeds, _ = read_feeds(tiny_cohort())
+        >>> v = validate_feeds(feeds, as_of="2022-06-30")
+        >>> sorted(v.records["feed"].unique())[:3], str(v.as_of.date())
+        (['deaths', 'notifications', 'radiotherapy'], '2022-06-30')
     """
     feeds, _ = check_contract(feeds)
     as_of = extract_date(as_of)

@@ -32,7 +32,15 @@ def _label(path: Path, root: Path) -> str:
 
 
 def hash_files(paths: list[Path], root: Path) -> dict[str, str]:
-    """``{path relative to root: sha256}`` for files and every file under folders."""
+    """``{path relative to root: sha256}`` for files and every file under folders.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = (Path(d) / "a.txt").write_text("x")
+        ...     hash_files([Path(d) / "a.txt"], Path(d))
+        {'a.txt': '2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881'}
+    """
     out: dict[str, str] = {}
     for path in paths:
         if path.is_dir():
@@ -44,7 +52,13 @@ def hash_files(paths: list[Path], root: Path) -> dict[str, str]:
 
 
 def code_hash(package_dir: Path) -> str:
-    """One sha256 over every source and data file of the installed library."""
+    """One sha256 over every source and data file of the installed library.
+
+    Example:
+        >>> import registry_lib
+        >>> len(code_hash(Path(registry_lib.__file__).parent))
+        64
+    """
     h = hashlib.sha256()
     for path in sorted(package_dir.rglob("*")):
         if path.is_file() and path.suffix in {".py", ".csv", ".yaml", ".json", ".txt"} and "__pycache__" not in path.parts:
@@ -54,12 +68,28 @@ def code_hash(package_dir: Path) -> str:
 
 
 def combine(*parts: object) -> str:
-    """A sha256 of JSON-serialised parts."""
+    """A sha256 of JSON-serialised parts.
+
+    Example:
+        >>> combine("link", {"threshold": 0.95}) == combine("link", {"threshold": 0.95})
+        True
+        >>> combine("link", {"threshold": 0.95}) == combine("link", {"threshold": 0.9})
+        False
+    """
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class StepState:
-    """The record of a step's last successful run: its key and its output hashes."""
+    """The record of a step's last successful run: its key and its output hashes.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     state = StepState(Path(d) / "link.json")
+        ...     state.record("key-1", {"registry/tumour.parquet": "ab12"})
+        ...     state.is_fresh("key-1", {"registry/tumour.parquet": "ab12"}), state.is_fresh("key-2", {})
+        (True, False)
+    """
 
     def __init__(self, path: Path):
         self.path = path

@@ -25,7 +25,13 @@ STEP_KEYS = {"name", "kind", "needs", "config", "evaluate", "compare_methods", "
 
 @dataclass(frozen=True)
 class Step:
-    """One pipeline step. ``notebook`` steps are studies: their name is the study name."""
+    """One pipeline step. ``notebook`` steps are studies: their name is the study name.
+
+    Example:
+        >>> step = Step("release_research", "release", ("link",), {"policy": "research_pseudonymised"})
+        >>> step.option("policy"), step.option("requester", "unknown")
+        ('research_pseudonymised', 'unknown')
+    """
 
     name: str
     kind: str
@@ -38,7 +44,14 @@ class Step:
 
 @dataclass(frozen=True)
 class PipelineSpec:
-    """The cohort the pipeline runs on and its steps."""
+    """The cohort the pipeline runs on and its steps.
+
+    Example:
+        >>> spec = PipelineSpec.from_dict({"cohort": "tiny", "steps": [
+        ...     {"name": "link", "kind": "link", "needs": ["synth"]}, {"name": "synth", "kind": "synth"}]})
+        >>> spec.cohort, [s.name for s in spec.ordered()]
+        ('tiny', ['synth', 'link'])
+    """
 
     cohort: str
     steps: tuple[Step, ...]

@@ -105,6 +105,12 @@ def default_years(cohort: Path) -> tuple[int, int] | None:
 
     A cohort may also hold earlier diagnoses of a few sites only (e.g. for late effects), so
     rates over "all years" would be diluted: counts and rates default to these years.
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> default_years(tiny_cohort())
+        (2018, 2021)
     """
     import json
 
@@ -166,6 +172,16 @@ def aggregate_counts(
 
     Returns:
         DataFrame ``[*by, count]`` with one row per non-empty group, sorted by ``by``.
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> from registry_lib.release.run import run
+        >>> cohort = tiny_cohort()
+        >>> _ = run(cohort, "aggregate_publication", "example")
+        >>> counts = aggregate_counts(cohort, by=["sex"], years=(2018, 2021))
+        >>> list(counts.columns), len(counts), bool((counts["count"] > 0).all())
+        (['sex', 'count'], 2, True)
     """
     by = _check_by(by)
     cohort = _resolve_cohort(cohort)
@@ -203,6 +219,16 @@ def aggregate_rates(
     Returns:
         DataFrame ``[*by, count, population, crude_rate, crude_lower, crude_upper, dsr,
         dsr_lower, dsr_upper]``; ``population`` is person-years over the years chosen.
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> from registry_lib.release.run import run
+        >>> cohort = tiny_cohort()
+        >>> _ = run(cohort, "aggregate_publication", "example")
+        >>> rates = aggregate_rates(cohort, years=2019)
+        >>> len(rates), bool(rates["dsr_lower"].iloc[0] < rates["dsr"].iloc[0] < rates["dsr_upper"].iloc[0])
+        (1, True)
     """
     from registry_lib.stats.rates import direct_standardised_rate, poisson_ci
 

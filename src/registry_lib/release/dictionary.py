@@ -61,7 +61,12 @@ How a cohort is made (details and sources in `params/epidemiology/*.yaml`):
 
 
 def data_dictionary() -> str:
-    """The Markdown text of the data dictionary (every registered table)."""
+    """The Markdown text of the data dictionary (every registered table).
+
+    Example:
+        >>> data_dictionary().startswith("#")
+        True
+    """
     import importlib
 
     for name in TABLE_MODULES:   # register every package's tables, whatever was imported before
@@ -79,7 +84,15 @@ def data_dictionary() -> str:
 
 
 def write_data_dictionary(path: Path | str | None = None) -> Path:
-    """Write the data dictionary to ``path`` (default ``synthetic/README.md``); returns the path."""
+    """Write the data dictionary to ``path`` (default ``synthetic/README.md``); returns the path.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = write_data_dictionary(Path(d) / "README.md")
+        ...     path.read_text() == data_dictionary()
+        True
+    """
     from registry_lib.paths import project_root
 
     path = Path(path) if path else project_root() / "synthetic" / "README.md"

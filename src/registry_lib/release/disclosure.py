@@ -67,7 +67,12 @@ Rounding = int | str | None
 
 
 class UnsafeTableError(RegistryLabError):
-    """A table would disclose a small count: it must not be written."""
+    """A table would disclose a small count: it must not be written.
+
+    Example:
+        >>> issubclass(UnsafeTableError, RegistryLabError)
+        True
+    """
 
 
 # ---------------------------------------------------------------------------------------------

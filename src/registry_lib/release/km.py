@@ -122,6 +122,13 @@ def protect_km(
     Returns:
         One row per published step per group, starting at time 0 with survival 1; counts
         ``Int64`` (suppressed censored counts are ``<NA>``).
+
+    Example:
+        >>> km = pd.DataFrame({"time": [1, 2, 3], "n_at_risk": [30, 25, 20],
+        ...                    "n_events": [5, 5, 4], "n_censored": [0, 0, 16],
+        ...                    "survival": [0.833, 0.667, 0.533]})
+        >>> protect_km(km, rounding=None)["n_events"].tolist()
+        [0, 10]
     """
     missing = [c for c in KM_REQUIRED if c not in km_table.columns]
     if missing:

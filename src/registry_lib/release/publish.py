@@ -257,6 +257,19 @@ def publish_table(
     Returns:
         The path of the CSV written. Raises :class:`UnsafeTableError` if the table would still
         disclose a small count, and writes nothing then.
+
+    Example:
+        >>> import tempfile
+        >>> t = pd.DataFrame({"count": [12, 2, 30]}, index=pd.Index(["C18", "C50", "C61"], name="site_icd10"))
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = publish_table(t, d, "by_site", policy={"rounding": 5, "secondary": False})
+        ...     print(path.read_text())
+        site_icd10,count,Total
+        C18,10,10
+        C50,,
+        C61,30,30
+        Total,45,45
+        <BLANKLINE>
     """
     if not _NAME.match(str(name)):
         raise RegistryLabError(f"publish_table: name {name!r} must be letters, digits, '_', '.' or '-'")

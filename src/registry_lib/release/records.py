@@ -47,7 +47,14 @@ PSEUDONYM_PURPOSE = "pseudonym"
 
 @dataclass
 class ReleaseTables:
-    """The tables of one release with their schemas and what the opt-outs removed."""
+    """The tables of one release with their schemas and what the opt-outs removed.
+
+    Example:
+        >>> rel = ReleaseTables(tables={"tumour": pd.DataFrame({"site_icd10": ["C18"]})}, schemas={},
+        ...                     opt_out_removals={"patient": 0})
+        >>> sorted(rel.tables), rel.notes
+        (['tumour'], {})
+    """
 
     tables: dict[str, pd.DataFrame]
     schemas: dict[str, Table]
@@ -183,14 +190,25 @@ def _cube_schema(policy: Policy, cube: str) -> Table:
 
 
 def release_schemas(policy: Policy) -> dict[str, Table]:
-    """The schemas of every file a policy releases, ``{table or cube name: Table}``."""
+    """The schemas of every file a policy releases, ``{table or cube name: Table}``.
+
+    Example:
+        >>> from registry_lib.release.policy import load_policy
+        >>> sorted(release_schemas(load_policy("research_pseudonymised")))
+        ['patient', 'treatment', 'tumour']
+    """
     if policy.output == "record_level":
         return {t: _schema(policy, t) for t in policy.tables}
     return {c: _cube_schema(policy, c) for c in policy.aggregates}
 
 
 def register_release_tables(root: Path | None = None) -> list[Table]:
-    """Add the tables of every policy in ``params/release/`` to the data dictionary."""
+    """Add the tables of every policy in ``params/release/`` to the data dictionary.
+
+    Example:
+        >>> len(register_release_tables()) > 0
+        True
+    """
     from registry_lib.release.policy import list_policies, load_policy
 
     out = []
@@ -225,6 +243,17 @@ def build_record_release(
     Opt-outs first (if the policy applies NDOP), then each released field is derived by its
     transform; rows are sorted by the keyed columns. Raises if a table the policy releases is
     missing from ``registry``.
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> from registry_lib.io import read_parquet
+        >>> from registry_lib.release.policy import load_policy
+        >>> cohort = tiny_cohort()
+        >>> reg = {t: read_parquet(cohort / "registry" / f"{t}.parquet") for t in ("patient", "tumour", "treatment")}
+        >>> rel = build_record_release(reg, load_policy("direct_care"))
+        >>> sorted(rel.tables)
+        ['patient', 'treatment', 'tumour']
     """
     if policy.output != "record_level":
         raise RegistryLabError(f"policy {policy.name}: not a record-level policy")

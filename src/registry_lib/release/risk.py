@@ -76,6 +76,14 @@ def quasi_identifier_frame(
     """One row per released tumour with its quasi-identifiers (blanks as ``<NA>``).
 
     Returns the frame and the quasi-identifiers the release does not contain at all.
+
+    Example:
+        >>> tumour = pd.DataFrame({"pid": ["a", "b"], "age_at_diagnosis": [61, 80]})
+        >>> patient = pd.DataFrame({"pid": ["a", "b"], "sex": [1, 2]})
+        >>> frame, absent = quasi_identifier_frame({"patient": patient, "tumour": tumour}, "pid",
+        ...                                        ["age_band", "sex", "postcode_district"])
+        >>> list(frame.columns), absent
+        (['age_band', 'sex'], ['postcode_district'])
     """
     if "tumour" not in tables:
         raise RegistryLabError("risk report: the release has no tumour table")
@@ -90,7 +98,12 @@ def quasi_identifier_frame(
 
 
 def class_sizes(frame: pd.DataFrame) -> np.ndarray:
-    """Size of each record's equivalence class (blanks are a value of their own)."""
+    """Size of each record's equivalence class (blanks are a value of their own).
+
+    Example:
+        >>> class_sizes(pd.DataFrame({"sex": [1, 1, 2], "site": ["C18", "C18", None]})).tolist()
+        [2, 2, 1]
+    """
     if frame.shape[1] == 0:
         return np.full(len(frame), len(frame), dtype=np.int64)
     codes = pd.DataFrame({c: pd.factorize(frame[c], use_na_sentinel=True)[0] for c in frame.columns})
@@ -126,6 +139,13 @@ def risk_report(
     ``equivalence_classes``, ``records_in_small_classes`` (class size < k) and its share,
     ``unique_records`` and share, ``records_by_class_size``, and ``share_at_risk_without``
     (the share in small classes if each quasi-identifier were withheld).
+
+    Example:
+        >>> tumour = pd.DataFrame({"pid": ["a", "b", "c"], "site_icd10": ["C18", "C18", "C50"]})
+        >>> patient = pd.DataFrame({"pid": ["a", "b", "c"], "sex": [1, 1, 2]})
+        >>> r = risk_report({"patient": patient, "tumour": tumour}, "pid", ["sex", "site_icd10"], k=2)
+        >>> r["equivalence_classes"], r["unique_records"]
+        (2, 1)
     """
     if int(k) < 2:
         raise RegistryLabError(f"risk report: k={k!r} must be at least 2")

@@ -82,6 +82,15 @@ class TrialCohort:
         flow: eligibility flow (``step, n, excluded``): every tumour considered is accounted
             for.
         method: ``"landmark"`` or ``"clone_censor_weight"``.
+
+    Example:
+        >>> tum = pd.DataFrame({"tumour_id": [1], "patient_id": [10], "diagnosis_date": ["2016-01-01"],
+        ...                     "age_at_diagnosis": [60], "site_icd10": ["C18"], "stage": ["3"]})
+        >>> pat = pd.DataFrame({"patient_id": [10], "death_date": [None]})
+        >>> trt = pd.DataFrame({"tumour_id": [1], "modality": ["sact"], "start_date": ["2016-02-15"]})
+        >>> cohort = TargetTrial(("C18",), (2015, 2017), "sact", stages=("3",)).landmark_cohort(tum, pat, trt, "2020-12-31")
+        >>> isinstance(cohort, TrialCohort), cohort.method, len(cohort.data), list(cohort.flow.columns)
+        (True, 'landmark', 1, ['step', 'n', 'excluded'])
     """
 
     data: pd.DataFrame
@@ -368,6 +377,21 @@ class CloneCensorWeight:
         data: the cloned, split and weighted analysis rows.
         flow: eligibility flow.
         model: the weighted Cox fit (dict: log_hr, se, naive_se, …).
+
+    Example:
+        >>> rng = np.random.default_rng(0); n = 40
+        >>> dx = pd.Timestamp("2016-01-01") + pd.to_timedelta(rng.integers(0, 700, n), "D")
+        >>> tum = pd.DataFrame({"tumour_id": range(n), "patient_id": range(n), "diagnosis_date": dx,
+        ...                     "age_at_diagnosis": rng.integers(50, 85, n), "site_icd10": "C18", "stage": "3"})
+        >>> death = dx + pd.to_timedelta(rng.integers(100, 1500, n), "D")
+        >>> pat = pd.DataFrame({"patient_id": range(n), "death_date": death.where(rng.random(n) < 0.5)})
+        >>> treated = rng.random(n) < 0.6
+        >>> trt = pd.DataFrame({"tumour_id": np.arange(n)[treated], "modality": "sact",
+        ...                     "start_date": (dx + pd.to_timedelta(rng.integers(10, 80, n), "D"))[treated]})
+        >>> trial = TargetTrial(("C18",), (2015, 2018), "sact", stages=("3",))
+        >>> r = trial.clone_censor_weight(tum, pat, trt, "2020-12-31", ["age_at_diagnosis"])
+        >>> isinstance(r, CloneCensorWeight), r.hazard_ratio["model"].iloc[0], sorted(r.survival["arm"].unique().tolist())
+        (True, 'clone_censor_weight', [0, 1])
     """
 
     hazard_ratio: pd.DataFrame

@@ -375,6 +375,18 @@ class PointSourceStudy:
         nearest_areas: the area nearest each source.
         settings: the settings used.
         n_cases_outside: cases in areas outside the comparison region (left out).
+
+    Example:
+        >>> areas = pd.DataFrame({"area_id": ["A", "B", "C", "D"], "region": "R",
+        ...                       "x": [0.0, 1500.0, 8000.0, 20000.0], "y": 0.0, "deprivation_quintile": [1, 2, 3, 4]})
+        >>> pop = pd.DataFrame({"area_id": np.repeat(["A", "B", "C", "D"], 2), "sex": [1, 2] * 4,
+        ...                     "age_band": 60, "population": 5000})
+        >>> cases = pd.DataFrame({"area_id": ["A"] * 12 + ["B"] * 6 + ["C"] * 4 + ["D"] * 3, "sex": 1, "age_band": 60})
+        >>> src = resolve_sources(pd.DataFrame({"source_id": ["PS1"], "source_type": ["mast"],
+        ...                                     "name": ["a mast"], "x": [0.0], "y": [0.0]}), "PS1")
+        >>> study = investigate_point_source(cases, pop, areas, src, by=["age_band", "sex"], n_sim=19, seed=1)
+        >>> isinstance(study, PointSourceStudy), int(study.areas["observed"].sum()), study.n_cases_outside
+        (True, 25, 0)
     """
 
     areas: pd.DataFrame
@@ -855,7 +867,25 @@ def excess_supported(results: dict[str, Any]) -> bool:
 
 
 def plot_study_map(study: PointSourceStudy, axes=None, *, zoom_km: float | None = None):
-    """The study map (see :meth:`PointSourceStudy.plot_map`)."""
+    """The study map (see :meth:`PointSourceStudy.plot_map`).
+
+    Example:
+        >>> areas = pd.DataFrame({"area_id": ["A", "B", "C", "D"], "region": "R",
+        ...                       "x": [0.0, 1500.0, 8000.0, 20000.0], "y": 0.0, "deprivation_quintile": [1, 2, 3, 4]})
+        >>> pop = pd.DataFrame({"area_id": np.repeat(["A", "B", "C", "D"], 2), "sex": [1, 2] * 4,
+        ...                     "age_band": 60, "population": 5000})
+        >>> cases = pd.DataFrame({"area_id": ["A"] * 12 + ["B"] * 6 + ["C"] * 4 + ["D"] * 3, "sex": 1, "age_band": 60})
+        >>> src = resolve_sources(pd.DataFrame({"source_id": ["PS1"], "source_type": ["mast"],
+        ...                                     "name": ["a mast"], "x": [0.0], "y": [0.0]}), "PS1")
+        >>> study = investigate_point_source(cases, pop, areas, src, by=["age_band", "sex"], n_sim=19, seed=1)
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> fig = plot_study_map(study)
+        >>> len(fig.axes) >= 2
+        True
+        >>> plt.close(fig)
+    """
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Circle

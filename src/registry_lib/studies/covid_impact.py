@@ -210,6 +210,16 @@ class DeficitAnalysis:
         p_values: one row per group × quantity (``"O/E YYYY-MM"``, ``"missing <window>"``):
             ``p_value``, the one-sided Monte Carlo p-value of a deficit (O/E below 1, missing
             diagnoses above 0) from the same simulation draws as the CIs.
+
+    Example:
+        >>> rng = np.random.default_rng(2)
+        >>> days = pd.date_range("2016-01-01", "2020-12-31", freq="D")
+        >>> n = rng.poisson(np.where(days.to_period("M") == pd.Period("2020-04"), 2.0, 4.0))
+        >>> t = pd.DataFrame({"diagnosis_date": np.repeat(days.values, n), "site_icd10": "C50"})
+        >>> d = diagnosis_deficits(t, ["C50"], baseline=("2016-01", "2020-02"), end="2020-12",
+        ...                        family="poisson", seasonality="none", n_sims=200, seed=1)
+        >>> isinstance(d, DeficitAnalysis), d.group, len(d.ratio)
+        (True, 'site_group', 1)
     """
 
     group: str
@@ -738,6 +748,17 @@ def deficit_results(
     Returns:
         ``{group: {"month": {...}, "cumulative_missing": {window: {...}},
         "significant_deficit": bool}}``.
+
+    Example:
+        >>> rng = np.random.default_rng(2)
+        >>> days = pd.date_range("2016-01-01", "2020-12-31", freq="D")
+        >>> n = rng.poisson(np.where(days.to_period("M") == pd.Period("2020-04"), 2.0, 4.0))
+        >>> t = pd.DataFrame({"diagnosis_date": np.repeat(days.values, n), "site_icd10": "C50"})
+        >>> d = diagnosis_deficits(t, ["C50"], baseline=("2016-01", "2020-02"), end="2020-12",
+        ...                        family="poisson", seasonality="none", n_sims=200, seed=1)
+        >>> r = deficit_results(d)
+        >>> sorted(r), sorted(r["C50"])
+        (['C50'], ['cumulative_missing', 'month', 'significant_deficit'])
     """
     from registry_lib.release import protect_counts
 

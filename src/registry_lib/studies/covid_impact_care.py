@@ -382,6 +382,18 @@ def covid_death_cohort(
     Returns:
         DataFrame ``[patient_id, age, sex, comorbidity_score, on_sact, covid_death,
         other_death, time_days]``.
+
+    Example:
+        >>> patients = pd.DataFrame({"patient_id": [1, 2], "sex": [1, 2],
+        ...     "birth_date": pd.to_datetime(["1950-01-01", "1960-01-01"]),
+        ...     "death_date": pd.to_datetime(["2020-05-01", None]), "death_cause_icd10": ["U07.1", None]})
+        >>> tumours = pd.DataFrame({"tumour_id": [10, 20], "patient_id": [1, 2], "age_at_diagnosis": [68, 58],
+        ...     "diagnosis_date": pd.to_datetime(["2019-01-01", "2019-06-01"]), "comorbidity_score": [1, 0]})
+        >>> treatments = pd.DataFrame({"patient_id": [1], "tumour_id": [10], "modality": ["sact"],
+        ...     "start_date": pd.to_datetime(["2020-03-10"])})
+        >>> c = covid_death_cohort(patients, tumours, treatments, start="2020-03-23", end="2020-06-30")
+        >>> c["on_sact"].tolist(), c["covid_death"].tolist()
+        ([True, False], [True, False])
     """
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
     if t1 <= t0:
@@ -489,6 +501,18 @@ def cohort_survival(
 
     Returns:
         :func:`hazard_ratios` table, the period rows first.
+
+    Example:
+        >>> rng = np.random.default_rng(1); n = 300
+        >>> dx = pd.Timestamp("2019-01-01") + pd.to_timedelta(rng.integers(0, 700, n), "D")
+        >>> period = np.where(dx < pd.Timestamp("2020-03-01"), "baseline", "pandemic")
+        >>> death = dx + pd.to_timedelta(rng.exponential(np.where(period == "pandemic", 500, 1000)).astype(int), "D")
+        >>> t = pd.DataFrame({"period": period, "diagnosis_date": dx, "death_date": death,
+        ...                   "stage": rng.choice(["1", "2", "3", "4"], n), "age_at_diagnosis": rng.integers(40, 90, n),
+        ...                   "sex": rng.choice([1, 2], n)})
+        >>> hr = cohort_survival(t, censor_date="2021-12-31")
+        >>> hr["term"].iloc[0], bool(hr["hazard_ratio"].iloc[0] > 1)   # pandemic cohort: twice the hazard
+        ('period[pandemic]', True)
     """
     _require(tumours, [period, "diagnosis_date", "death_date"], "cohort_survival input")
     data = tumours.loc[tumours[period].notna().to_numpy()].copy()

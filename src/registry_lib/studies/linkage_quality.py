@@ -54,7 +54,23 @@ _TRUTH_COLUMNS = ("is_match", "errors_l", "errors_r")
 
 @dataclass
 class LinkageOutputs:
-    """The QA inputs of one cohort's ``registry/`` folder."""
+    """The QA inputs of one cohort's ``registry/`` folder.
+
+    Example:
+        >>> import os, shutil, tempfile
+        >>> from pathlib import Path
+        >>> from unittest import mock
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> root = Path(tempfile.mkdtemp())   # a project root whose synthetic/tiny is a copy of the tiny cohort
+        >>> _ = shutil.copytree(tiny_cohort(), root / "synthetic" / "tiny", ignore=shutil.ignore_patterns("feeds", "releases"))
+        >>> env = mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": str(root)})
+        >>> with env:
+        ...     out = load_linkage_outputs("tiny")
+        >>> isinstance(out, LinkageOutputs), out.evaluated
+        (True, False)
+        >>> shutil.rmtree(root)
+    """
 
     report: dict[str, Any]
     model: dict[str, Any]
@@ -75,6 +91,21 @@ def load_linkage_outputs(cohort: str, *, require_evaluation: bool = False) -> Li
 
     Raises :class:`RegistryLabError` naming the command to run when the registry is missing
     (or, with ``require_evaluation``, was built without ``--evaluate``).
+
+    Example:
+        >>> import os, shutil, tempfile
+        >>> from pathlib import Path
+        >>> from unittest import mock
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> root = Path(tempfile.mkdtemp())   # a project root whose synthetic/tiny is a copy of the tiny cohort
+        >>> _ = shutil.copytree(tiny_cohort(), root / "synthetic" / "tiny", ignore=shutil.ignore_patterns("feeds", "releases"))
+        >>> env = mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": str(root)})
+        >>> with env:
+        ...     out = load_linkage_outputs("tiny")
+        >>> out.report["threshold"] > 0, len(out.match_weights) > 0
+        (True, True)
+        >>> shutil.rmtree(root)
     """
     from registry_lib.io import read_parquet
     from registry_lib.paths import require_cohort
@@ -223,7 +254,12 @@ def model_parameters(model: dict[str, Any]) -> pd.DataFrame:
 
 def prior_match_weight(model: dict[str, Any]) -> float:
     """The prior's match weight: log2 odds that two random records match (the model's
-    ``probability_two_random_records_match``)."""
+    ``probability_two_random_records_match``).
+
+    Example:
+        >>> prior_match_weight({"probability_two_random_records_match": 1 / 1025})
+        -10.0
+    """
     lam = model.get("probability_two_random_records_match")
     if lam is None:
         raise RegistryLabError("linkage model: no probability_two_random_records_match")
@@ -334,6 +370,12 @@ def threshold_tradeoff(pairs: pd.DataFrame, thresholds: Sequence[float], *,
         ``missed_match_rate``. Recall counts only true matches that were scored: pairs joined
         before scoring (same identifiers, deterministic pass) or never blocked together are
         outside this table — see :func:`clustered_tradeoff` for every record.
+
+    Example:
+        >>> pairs = pd.DataFrame({"match_probability": [0.99, 0.7, 0.2], "is_match": [True, True, False],
+        ...                       "n_records_l": [1, 1, 1], "n_records_r": [1, 1, 1]})
+        >>> threshold_tradeoff(pairs, [0.5, 0.95])[["threshold", "linked_pairs", "missed_pairs", "recall"]].values.tolist()
+        [[0.5, 2.0, 0.0, 1.0], [0.95, 1.0, 1.0, 0.5]]
     """
     t = np.asarray(thresholds, dtype=float)
     if t.size == 0 or np.any(~np.isfinite(t)) or np.any((t <= 0) | (t > 1)):
@@ -524,7 +566,13 @@ def review_band_summary(pairs: pd.DataFrame, band: Sequence[float], threshold: f
 
 def strip_truth(pairs: pd.DataFrame) -> pd.DataFrame:
     """The match-weights table without its truth columns (``is_match``, ``errors_l/r``): what
-    the registry knows without the truth."""
+    the registry knows without the truth.
+
+    Example:
+        >>> pairs = pd.DataFrame({"match_probability": [0.99], "is_match": [True], "errors_l": [""], "errors_r": ["typo"]})
+        >>> list(strip_truth(pairs).columns)
+        ['match_probability']
+    """
     return pairs.drop(columns=[c for c in _TRUTH_COLUMNS if c in pairs.columns])
 
 

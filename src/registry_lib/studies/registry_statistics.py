@@ -240,6 +240,18 @@ class Publication:
         invalid_sex_site: exact number of tumours left out of every table because their sex
             contradicts a sex-specific site (publish only through :func:`protected_value`).
         release: the release's ``release.json``.
+
+    Example:
+        >>> from registry_lib.release.policy import Disclosure
+        >>> sites = pd.DataFrame({"site_icd10": ["C18", "C50"], "count": pd.array([40, None], dtype="Int64"),
+        ...                       "dsr": [80.0, None], "dsr_lower": [57.0, None], "dsr_upper": [109.0, None]})
+        >>> total = pd.DataFrame({"count": pd.array([45], dtype="Int64"), "dsr": [90.0], "dsr_lower": [66.0],
+        ...                       "dsr_upper": [120.0]})
+        >>> pub = Publication(cohort="tiny", years=(2019, 2019), sites=None, settings=Disclosure(),
+        ...                   rates={("site_icd10",): sites, (): total}, counts={}, files={}, suppressed={},
+        ...                   withheld={}, audit={}, excluded={}, invalid_sex_site=0, release={})
+        >>> pub.table("site_icd10")["count"].tolist(), pub.excluded_cases
+        ([40, <NA>], 0)
     """
 
     cohort: str
@@ -488,6 +500,16 @@ def read_published(path: str | Path) -> tuple[pd.DataFrame, int]:
 
     Count columns (from the sidecar ``.meta.json``) come back as ``Int64`` with ``<NA>`` where
     suppressed; a 2-D count table comes back with its row labels as the index.
+
+    Example:
+        >>> import tempfile
+        >>> from registry_lib.release import publish_table
+        >>> t = pd.DataFrame({"count": [12, 2, 30]}, index=pd.Index(["C18", "C50", "C61"], name="site_icd10"))
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = publish_table(t, d, "by_site", policy={"rounding": 5, "secondary": False})
+        ...     table, suppressed = read_published(path)
+        >>> table.loc["C50"].tolist(), suppressed   # C50 count and its row total
+        ([<NA>, <NA>], 2)
     """
     path = Path(path)
     meta = json.loads(path.with_name(path.stem + ".meta.json").read_text())
@@ -533,6 +555,19 @@ def national_totals(pub: Publication) -> dict[str, Any]:
 
     Returns:
         ``{"by_site": {site: {count, dsr, dsr_lower, dsr_upper}}, "total": {...}}``.
+
+    Example:
+        >>> from registry_lib.release.policy import Disclosure
+        >>> sites = pd.DataFrame({"site_icd10": ["C18", "C50"], "count": pd.array([40, None], dtype="Int64"),
+        ...                       "dsr": [80.0, None], "dsr_lower": [57.0, None], "dsr_upper": [109.0, None]})
+        >>> total = pd.DataFrame({"count": pd.array([45], dtype="Int64"), "dsr": [90.0], "dsr_lower": [66.0],
+        ...                       "dsr_upper": [120.0]})
+        >>> pub = Publication(cohort="tiny", years=(2019, 2019), sites=None, settings=Disclosure(),
+        ...                   rates={("site_icd10",): sites, (): total}, counts={}, files={}, suppressed={},
+        ...                   withheld={}, audit={}, excluded={}, invalid_sex_site=0, release={})
+        >>> t = national_totals(pub)
+        >>> t["total"]["count"], t["by_site"]["C50"]["count"]   # C50 was suppressed
+        (45, None)
     """
     sites = pub.table("site_icd10")
     total = pub.table()
@@ -642,6 +677,18 @@ def reconcile_total(pub: Publication) -> dict[str, int]:
     From the site table an attacker (or a reader) knows the total lies in
     ``[Σ lower, Σ upper]`` of the sites' rounding intervals (suppressed sites: 0..threshold).
     Returns that interval and the published total's own rounding interval; they must overlap.
+
+    Example:
+        >>> from registry_lib.release.policy import Disclosure
+        >>> sites = pd.DataFrame({"site_icd10": ["C18", "C50"], "count": pd.array([40, None], dtype="Int64"),
+        ...                       "dsr": [80.0, None], "dsr_lower": [57.0, None], "dsr_upper": [109.0, None]})
+        >>> total = pd.DataFrame({"count": pd.array([45], dtype="Int64"), "dsr": [90.0], "dsr_lower": [66.0],
+        ...                       "dsr_upper": [120.0]})
+        >>> pub = Publication(cohort="tiny", years=(2019, 2019), sites=None, settings=Disclosure(),
+        ...                   rates={("site_icd10",): sites, (): total}, counts={}, files={}, suppressed={},
+        ...                   withheld={}, audit={}, excluded={}, invalid_sex_site=0, release={})
+        >>> reconcile_total(pub)   # sites: 40 rounded (38..42) + one suppressed (1..7); total 45 (43..47)
+        {'sites_lower': 39, 'sites_upper': 49, 'total_lower': 43, 'total_upper': 47}
     """
     sites = pub.table("site_icd10")["count"]
     shown = sites.dropna().to_numpy(dtype=np.int64)

@@ -56,6 +56,18 @@ def dsr_bars(
         labels, hue_labels: display names of categories and hue values.
         horizontal: horizontal bars (categories read top to bottom).
         xlabel: the value axis label.
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> t = pd.DataFrame({"sex": [1, 2, 1, 2], "region": ["North", "North", "South", "South"],
+        ...                   "dsr": [610.0, 540.0, None, 500.0], "dsr_lower": [580.0, 510.0, None, 470.0],
+        ...                   "dsr_upper": [640.0, 570.0, None, 530.0]})
+        >>> fig, ax = plt.subplots()
+        >>> dsr_bars(ax, t, "region", hue="sex", hue_labels={1: "male", 2: "female"})   # a suppressed DSR is not drawn
+        3
+        >>> plt.close(fig)
     """
     need = {category, "dsr", "dsr_lower", "dsr_upper"} | ({hue} if hue else set())
     if not need <= set(table.columns):

@@ -140,6 +140,11 @@ class AnalysisCovariates:
         summary: per original covariate: ``covariate, missing_percent, handling``.
         dropped: rows dropped (complete case only).
         method: ``"complete_case"`` or ``"indicator"``.
+
+    Example:
+        >>> a = handle_missing_covariates(pd.DataFrame({"age": [60.0, 70.0], "ps": [1.0, None]}), ["age", "ps"])
+        >>> isinstance(a, AnalysisCovariates), a.method, a.dropped
+        (True, 'indicator', 0)
     """
 
     data: pd.DataFrame
@@ -535,6 +540,17 @@ def write_recall_list(
 
     Returns:
         The path written.
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> from registry_lib.release.run import run
+        >>> cohort = tiny_cohort()
+        >>> _ = run(cohort, "research_pseudonymised", "A. Analyst (example)")
+        >>> write_recall_list(pd.DataFrame(), cohort, requester="BARD team", policy="research_pseudonymised")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: recall list: release 'research_pseudonymised' was made for 'research_pseudonymised', not direct care; an identifiable list may only be written under the direct_care policy
     """
     from registry_lib.io import sha256_file, write_parquet
     from registry_lib.release import release_dir, release_info

@@ -39,6 +39,11 @@ def load_config(path: Path | str, *, seed: int | None = None, scale: float | Non
     ``years`` limits every diagnosis year generated, so it also drops the historic cohort.
     Returns the resolved config: effects fully spelt out (defaults merged), as written to
     ``cohort.json``.
+
+    Example:
+        >>> cfg = load_config("params/cohort/tiny.yaml")
+        >>> cfg["name"], cfg["years"], cfg["scale"]
+        ('tiny', [2018, 2021], 0.0002)
     """
     path = Path(path)
     raw = load_yaml(path)

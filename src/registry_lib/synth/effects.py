@@ -24,12 +24,27 @@ from registry_lib.errors import ConfigError
 
 
 def within_radius(x: np.ndarray, y: np.ndarray, sx: float, sy: float, radius_km: float) -> np.ndarray:
-    """Areas whose centroid lies within ``radius_km`` of (sx, sy)."""
+    """Areas whose centroid lies within ``radius_km`` of (sx, sy).
+
+    Example:
+        >>> within_radius(np.array([0.0, 1500.0, 2500.0]), np.array([0.0, 0.0, 0.0]), 0.0, 0.0, 2.0).tolist()
+        [True, True, False]
+    """
     return np.hypot(x - sx, y - sy) <= radius_km * 1000.0
 
 
 def cluster_areas(cluster: dict[str, Any], areas: pd.DataFrame, sources: pd.DataFrame) -> dict[str, Any]:
-    """The named source, the areas within its radius and (optionally) the pooled areas."""
+    """The named source, the areas within its radius and (optionally) the pooled areas.
+
+    Example:
+        >>> areas = pd.DataFrame({"x": [0.0, 3000.0, 9000.0], "y": [0.0, 0.0, 0.0]})
+        >>> sources = pd.DataFrame({"source_id": ["PS1", "PS2"], "source_type": ["mast", "mast"],
+        ...                         "x": [0.0, 9000.0], "y": [0.0, 0.0], "start_year": [1990, 2005]})
+        >>> c = cluster_areas({"source_id": "PS1", "radius_km": 5.0,
+        ...                    "pooled": {"source_type": "mast", "radius_km": 1.0}}, areas, sources)
+        >>> c["named"].tolist(), c["pooled"].tolist(), int(c["pooled_start"][2])
+        ([True, True, False], [False, False, True], 2005)
+    """
     sid = cluster["source_id"]
     row = sources[sources["source_id"] == sid]
     if row.empty:

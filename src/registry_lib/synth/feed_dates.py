@@ -58,7 +58,14 @@ def date_in_window(start: np.ndarray, end: np.ndarray, rng: np.random.Generator)
 
 def change_window_end(first_diagnosis: np.ndarray, death: np.ndarray, config: dict[str, Any],
                       window_years: float) -> np.ndarray:
-    """Last day a name change or move can happen: window end, death or end of follow-up."""
+    """Last day a name change or move can happen: window end, death or end of follow-up.
+
+    Example:
+        >>> first = np.array(["2019-01-01", "2019-01-01"], dtype="datetime64[D]")
+        >>> death = np.array(["NaT", "2019-06-01"], dtype="datetime64[D]")
+        >>> change_window_end(first, death, {"end_of_follow_up": "2022-06-30"}, 5.0).astype(str).tolist()
+        ['2022-06-30', '2019-06-01']
+    """
     end = first_diagnosis + np.int64(round(window_years * 365.25)) * DAY
     end = np.where(np.isnat(death) | (death >= end), end, death)
     eof = end_of_follow_up(config)

@@ -55,19 +55,34 @@ def zero_padded(values: np.ndarray, width: int) -> np.ndarray:
 
 
 def char_matrix(strings: np.ndarray, width: int) -> np.ndarray:
-    """An (n × width) uint32 view of fixed-width strings (copy)."""
+    """An (n × width) uint32 view of fixed-width strings (copy).
+
+    Example:
+        >>> char_matrix(np.array(["ab", "c"]), 2).tolist()
+        [[97, 98], [99, 0]]
+    """
     fixed = np.ascontiguousarray(strings.astype(f"U{width}"))
     return fixed.view(np.uint32).reshape(len(fixed), width).copy()
 
 
 def from_char_matrix(codes: np.ndarray) -> np.ndarray:
-    """Fixed-width strings from an (n × width) uint32 character matrix (inverse of char_matrix)."""
+    """Fixed-width strings from an (n × width) uint32 character matrix (inverse of char_matrix).
+
+    Example:
+        >>> from_char_matrix(char_matrix(np.array(["ab", "c"]), 2)).tolist()
+        ['ab', 'c']
+    """
     width = codes.shape[1]
     return np.ascontiguousarray(codes).view(f"U{width}").reshape(len(codes))
 
 
 def swap_day_month(dates: np.ndarray) -> np.ndarray:
-    """``YYYY-MM-DD`` → ``YYYY-DD-MM`` (the result may be an impossible date; kept as sent)."""
+    """``YYYY-MM-DD`` → ``YYYY-DD-MM`` (the result may be an impossible date; kept as sent).
+
+    Example:
+        >>> swap_day_month(np.array(["2001-12-03"])).tolist()
+        ['2001-03-12']
+    """
     if len(dates) == 0:
         return dates.astype("U10")
     m = char_matrix(dates, 10)

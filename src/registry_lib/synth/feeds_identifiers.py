@@ -38,7 +38,18 @@ KIND_INDEX = {k: i for i, k in enumerate(ERROR_KINDS)}
 # --------------------------------------------------------------------------------------------
 @dataclass
 class People:
-    """Identifiers of the true patients as object arrays (None where absent), by patient row."""
+    """Identifiers of the true patients as object arrays (None where absent), by patient row.
+
+    Example:
+        >>> pts = pd.DataFrame({"patient_id": [1, 2], "nhs_number": ["9434765919", "9000000009"],
+        ...     "given_name": ["Ann", "Bob"], "family_name": ["Lee", "Stone"], "family_name_later": ["Khan", None],
+        ...     "name_change_date": pd.to_datetime(["2021-03-01", None]), "birth_date": pd.to_datetime(["1950-01-02", "1961-07-08"]),
+        ...     "sex": [2, 1], "postcode": ["LS6 2AB", "M1 1AA"], "postcode_later": [None, None],
+        ...     "move_date": pd.to_datetime([None, None]), "death_date": pd.to_datetime([None, None])})
+        >>> people = people_from_patients(pts)
+        >>> isinstance(people, People), people.family_later.tolist(), people.birth_text.tolist()
+        (True, ['Khan', None], ['1950-01-02', '1961-07-08'])
+    """
 
     ids: pd.Index
     nhs: np.ndarray
@@ -68,7 +79,14 @@ class People:
 
 
 def people_from_patients(patients: pd.DataFrame) -> People:
-    """The identifier arrays of truth/patients; a clear error where a required one is missing."""
+    """The identifier arrays of truth/patients; a clear error where a required one is missing.
+
+    Example:
+        >>> people_from_patients(pd.DataFrame({"patient_id": [7, 7]}))
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: make_feeds: truth/patients has patient_id 7 twice
+    """
     ids = pd.Index(patients["patient_id"].to_numpy())
     if not ids.is_unique:
         raise RegistryLabError(f"make_feeds: truth/patients has patient_id {ids[ids.duplicated()][0]} twice")

@@ -33,6 +33,11 @@ HAEM_SITES = {"C81", "C82", "C83", "C85", "C90", "C91", "C92", "C95"}
 def site_groups(sites: list[str]) -> np.ndarray:
     """Group id per site: sites in one IARC/IACR multiple-primary topography group share an id
     (from ``registry_lib/data/icd10.csv``), so a subsequent primary is never in the same group.
+
+    Example:
+        >>> g = site_groups(["C33", "C34", "C50"])   # trachea and lung share a group
+        >>> bool(g[0] == g[1]), bool(g[0] == g[2])
+        (True, False)
     """
     from importlib.resources import files
 
@@ -57,7 +62,15 @@ def _shape(spec: Any) -> np.ndarray:
 
 @dataclass
 class SiteRates:
-    """Incidence rates of every known site (per person-year)."""
+    """Incidence rates of every known site (per person-year).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> rates = site_rates(p)
+        >>> isinstance(rates, SiteRates), rates.rate(np.array([2019])).shape[:2] == (1, len(rates.sites))
+        (True, True)
+    """
 
     sites: list[str]
     names: list[str]
@@ -101,7 +114,15 @@ class SiteRates:
 
 
 def site_rates(params: dict[str, Any]) -> SiteRates:
-    """Calibrate the rates of every site in ``incidence.yaml`` (see the module docstring)."""
+    """Calibrate the rates of every site in ``incidence.yaml`` (see the module docstring).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> rates = site_rates(p)
+        >>> "C50" in rates.sites, bool(rates.expected_national(2019).sum() > 0)
+        (True, True)
+    """
     inc = params["incidence"]
     ref = int(inc["reference_year"])
     sites = list(inc["sites"])
@@ -130,6 +151,15 @@ def site_rates(params: dict[str, Any]) -> SiteRates:
 def area_factors(rates: SiteRates, areas: pd.DataFrame, pop_ref: np.ndarray) -> np.ndarray:
     """``[site, area]`` relative rates from deprivation and geography, normalised per site so
     that the expected national count is unchanged (weights: expected cases in the reference year).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> rates = site_rates(epidemiology_params())
+        >>> areas = pd.DataFrame({"deprivation_quintile": [1, 5], "y": [300_000.0, 300_000.0]})
+        >>> pop = np.full((2, 2, 19), 5000)   # [area, sex, band]
+        >>> f = area_factors(rates, areas, pop)
+        >>> f.shape == (len(rates.sites), 2), bool(np.allclose(f.mean(axis=1), 1))   # equal areas: factors average 1
+        (True, True)
     """
     q = areas["deprivation_quintile"].to_numpy().astype(int) - 1
     y = areas["y"].to_numpy()
@@ -142,7 +172,15 @@ def area_factors(rates: SiteRates, areas: pd.DataFrame, pop_ref: np.ndarray) -> 
 
 @dataclass
 class Diagnoses:
-    """Tumours drawn by the incidence model (one row per tumour, arrays of equal length)."""
+    """Tumours drawn by the incidence model (one row per tumour, arrays of equal length).
+
+    Example:
+        >>> one = Diagnoses(site=np.array([3]), sex=np.array([2]), age=np.array([61.5]), area=np.array([0]),
+        ...                 date=np.array(["2019-04-02"], dtype="datetime64[D]"), in_cluster=np.array([False]))
+        >>> both = Diagnoses.concat([one, one])
+        >>> both.site.tolist(), both.date.astype(str).tolist()
+        ([3, 3], ['2019-04-02', '2019-04-02'])
+    """
 
     site: np.ndarray
     sex: np.ndarray            # 1/2
@@ -163,7 +201,12 @@ class Diagnoses:
 
 
 def covid_month_multipliers(sites: list[str], covid: dict[str, Any] | None) -> dict[str, np.ndarray]:
-    """``{'YYYY-MM': multiplier by site}`` for the COVID-19 months (empty without the effect)."""
+    """``{'YYYY-MM': multiplier by site}`` for the COVID-19 months (empty without the effect).
+
+    Example:
+        >>> covid_month_multipliers(["C18"], None)
+        {}
+    """
     if covid is None:
         return {}
     table = covid["diagnosis_multipliers"]
@@ -173,7 +216,16 @@ def covid_month_multipliers(sites: list[str], covid: dict[str, Any] | None) -> d
 
 
 def month_factors(year: int, rates: SiteRates, covid_mult: dict[str, np.ndarray]) -> np.ndarray:
-    """``[site, month]``: share of the year's expected count by month × the COVID multiplier."""
+    """``[site, month]``: share of the year's expected count by month × the COVID multiplier.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> rates = site_rates(p)
+        >>> mf = month_factors(2019, rates, {})
+        >>> mf.shape == (len(rates.sites), 12), bool(np.allclose(mf, mf[0]))   # no COVID-19: every site alike
+        (True, True)
+    """
     w = np.tile(rates.month_weight, (len(rates.sites), 1))
     for m in range(12):   # twelve months
         key = month_key(year, m + 1)
@@ -206,6 +258,11 @@ def _draw_ages(band_idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def sample_cells(mean: np.ndarray, weights: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Poisson counts for cells ``mean[cell]`` and, for every event, an area drawn with
     probability proportional to ``weights[area, cell]``. Returns (cell index, area index).
+
+    Example:
+        >>> cell, area = sample_cells(np.array([0.0, 50.0]), np.array([[1.0, 1.0], [0.0, 0.0]]), np.random.default_rng(0))
+        >>> set(cell.tolist()), set(area.tolist())   # only cell 1 has cases, all in area 0
+        ({1}, {0})
     """
     n = rng.poisson(mean)
     cell = np.repeat(np.arange(len(mean)), n)
@@ -229,6 +286,16 @@ def draw_year(year: int, site_list: list[int], rates: SiteRates, pop_y: np.ndarr
 
     ``first_factor[site]`` scales the rates down for the subsequent primaries generated later;
     ``expected[site][year]`` receives the expected count of all primaries by month (no COVID-19).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> rates = site_rates(epidemiology_params())
+        >>> areas = pd.DataFrame({"deprivation_quintile": [1, 5], "y": [300_000.0, 300_000.0]})
+        >>> pop = np.full((2, 2, 19), 5000)   # [area, sex, band]
+        >>> f = area_factors(rates, areas, pop)
+        >>> d = draw_year(2019, [rates.sites.index("C50")], rates, pop, f, {}, np.random.default_rng(0))
+        >>> isinstance(d, Diagnoses), len(d.site) > 0, bool((d.date.astype("datetime64[Y]").astype(int) + 1970 == 2019).all())
+        (True, True, True)
     """
     if not site_list:
         return Diagnoses.concat([])

@@ -28,13 +28,27 @@ from registry_lib.synth.params import N_BANDS
 
 def exclusion_matrix(group: np.ndarray, haem: np.ndarray) -> np.ndarray:
     """``X[first, next]`` true where a subsequent primary of site ``next`` is not generated after
-    ``first``: same multiple-primary site group, or both haematological."""
+    ``first``: same multiple-primary site group, or both haematological.
+
+    Example:
+        >>> exclusion_matrix(np.array([0, 1]), np.array([False, False])).tolist()
+        [[True, False], [False, True]]
+    """
     same = group[:, None] == group[None, :]
     return same | (haem[:, None] & haem[None, :])
 
 
 @dataclass
 class SubsequentPrimaries:
+    """Subsequent primaries drawn by :func:`subsequent_primaries`: one row per tumour (arrays).
+
+    Example:
+        >>> sp = SubsequentPrimaries(patient=np.array([4]), site=np.array([12]), day=np.array([18000]),
+        ...                          late_effect=np.array([False]))
+        >>> sp.patient.tolist(), str(np.datetime64(int(sp.day[0]), "D"))
+        ([4], '2019-04-14')
+    """
+
     patient: np.ndarray        # index of the person
     site: np.ndarray           # site index
     day: np.ndarray            # diagnosis day (days since 1970)
@@ -42,7 +56,17 @@ class SubsequentPrimaries:
 
 
 def rates_by_year(rates: SiteRates, years: range, gen_mask: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    """``[year, site, sex, band, quintile]`` population incidence (no COVID-19, no scaling)."""
+    """``[year, site, sex, band, quintile]`` population incidence (no COVID-19, no scaling).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> from registry_lib.synth.incidence import site_rates
+        >>> rates = site_rates(p)
+        >>> ry = rates_by_year(rates, range(2019, 2021), np.ones((2, len(rates.sites))), p)
+        >>> ry.shape[:2] == (2, len(rates.sites)), ry.shape[2:]
+        (True, (2, 19, 5))
+    """
     r = rates.rate(np.asarray(list(years)))                    # [year, site, sex, band]
     dep = rates.dep_factor()                                   # [site, q]
     out = r[..., None] * dep[None, :, None, None, :]
@@ -120,7 +144,19 @@ def subsequent_primaries(d0: np.ndarray, birth: np.ndarray, sex: np.ndarray, qui
 def late_effect_expected(d_from: np.ndarray, d_to: np.ndarray, birth: np.ndarray, sex: np.ndarray,
                          quintile: np.ndarray, site: int, ry: np.ndarray, y_first: int) -> tuple[float, float]:
     """(expected breast cancers at population rates, person-years) for people at risk from
-    ``d_from`` to ``d_to`` (days)."""
+    ``d_from`` to ``d_to`` (days).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> from registry_lib.synth.incidence import site_rates
+        >>> p = epidemiology_params(); rates = site_rates(p)
+        >>> ry = rates_by_year(rates, range(2019, 2021), np.ones((2, len(rates.sites))), p)
+        >>> day = lambda s: np.array([np.datetime64(s, "D").astype(int)])
+        >>> expected, person_years = late_effect_expected(day("2019-01-01"), day("2021-01-01"), day("1960-01-01"),
+        ...     np.array([2]), np.array([3]), rates.sites.index("C50"), ry, 2019)
+        >>> round(person_years, 2), bool(0 < expected < 0.1)   # a woman of 59-61 followed for two years
+        (2.0, True)
+    """
     expected, person_years = 0.0, 0.0
     for yi in range(ry.shape[0]):   # loop over calendar years
         year = y_first + yi

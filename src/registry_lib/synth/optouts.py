@@ -50,7 +50,13 @@ def ndop_probability(sex: np.ndarray, age: np.ndarray, area_effect: np.ndarray,
 
 
 def area_effects(area_ids: np.ndarray, log_sd: float, rng: np.random.Generator) -> np.ndarray:
-    """One lognormal relative rate per area, mean 1 (``exp(N(-sd²/2, sd))``), in ``area_ids`` order."""
+    """One lognormal relative rate per area, mean 1 (``exp(N(-sd²/2, sd))``), in ``area_ids`` order.
+
+    Example:
+        >>> rr = area_effects(np.arange(20000), 0.3, np.random.default_rng(0))
+        >>> round(float(rr.mean()), 2), bool((rr > 0).all())
+        (1.0, True)
+    """
     return np.exp(rng.normal(-0.5 * log_sd**2, log_sd, size=len(area_ids)))
 
 
@@ -60,6 +66,15 @@ def assign_optouts(patients: pd.DataFrame, areas: pd.DataFrame, config: dict[str
 
     ``patients`` needs patient_id, sex (1/2), birth_date, area_id, first_diagnosis_date and
     death_date; ``areas`` needs area_id. Returns a copy, same rows and order.
+
+    Example:
+        >>> pts = pd.DataFrame({"patient_id": [1, 2], "sex": [1, 2], "area_id": "E1",
+        ...     "birth_date": pd.to_datetime(["1950-01-02", "1975-03-04"]),
+        ...     "first_diagnosis_date": pd.to_datetime(["2019-05-01", "2020-01-01"]),
+        ...     "death_date": pd.to_datetime([None, None])})
+        >>> out = assign_optouts(pts, pd.DataFrame({"area_id": ["E1"]}), {}, np.random.default_rng(0))
+        >>> len(out), {"ndop_opted_out", "registration_opted_out", "registration_optout_date"} <= set(out.columns)
+        (2, True)
     """
     required = ["patient_id", "sex", "birth_date", "area_id", "first_diagnosis_date", "death_date"]
     missing = [c for c in required if c not in patients.columns]
@@ -105,6 +120,14 @@ def ndop_dates(patients: pd.DataFrame, config: dict[str, Any], rng: np.random.Ge
     Before the June 2021 surge (share_before_surge), during it, or after (share_after_surge),
     never after death; people who died before NDOP began carry its start date (their earlier
     type-2 objection was converted).
+
+    Example:
+        >>> pts = pd.DataFrame({"birth_date": pd.to_datetime(["1950-01-02", "1975-03-04"]),
+        ...     "first_diagnosis_date": pd.to_datetime(["2019-05-01", "2020-01-01"]),
+        ...     "death_date": pd.to_datetime(["2020-02-01", None])})
+        >>> d = ndop_dates(pts, {"end_of_follow_up": "2022-06-30"}, np.random.default_rng(0))
+        >>> d.dtype, bool(d[0] <= np.datetime64("2020-02-01"))   # never after death
+        (dtype('<M8[D]'), True)
     """
     nd = feed_params(config)["optouts"]["ndop"]
     n = len(patients)

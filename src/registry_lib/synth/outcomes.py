@@ -29,7 +29,14 @@ YEAR_DAYS = 365.25
 
 
 def cure_curve(s1: np.ndarray, s5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Solve ``a, b`` so that ``exp(−a(1 − e^(−b t)))`` equals ``s1`` at 1 and ``s5`` at 5 years."""
+    """Solve ``a, b`` so that ``exp(−a(1 − e^(−b t)))`` equals ``s1`` at 1 and ``s5`` at 5 years.
+
+    Example:
+        >>> a, b = cure_curve(np.array([0.8]), np.array([0.6]))
+        >>> s = lambda t: np.exp(-a * (1 - np.exp(-b * t)))
+        >>> [round(float(s(t)[0]), 3) for t in (1, 5)]
+        [0.8, 0.6]
+    """
     s1 = np.clip(np.asarray(s1, dtype=float), 1e-6, 1 - 1e-9)
     s5 = np.clip(np.asarray(s5, dtype=float), 1e-6, s1 - 1e-9)
     r = np.log(s5) / np.log(s1)
@@ -46,7 +53,15 @@ def cure_curve(s1: np.ndarray, s5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def excess_curves(sites: list[str], params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """``(a, b)`` arrays ``[site, stage-1]`` from survival.yaml."""
+    """``(a, b)`` arrays ``[site, stage-1]`` from survival.yaml.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> a, b = excess_curves(["C18", "C50"], p)
+        >>> a.shape, bool((a > 0).all() and (b > 0).all())
+        ((2, 4), True)
+    """
     table = params["survival"]["net_survival_by_stage"]
     ns = np.array([table.get(s, table["default"]) for s in sites], dtype=float)   # [site, 4, 2]
     return cure_curve(ns[..., 0], ns[..., 1])
@@ -54,7 +69,15 @@ def excess_curves(sites: list[str], params: dict[str, Any]) -> tuple[np.ndarray,
 
 def cancer_death_years(a: np.ndarray, b: np.ndarray, k: np.ndarray, e: np.ndarray,
                        hr: np.ndarray | float = 1.0, start: np.ndarray | float = np.inf) -> np.ndarray:
-    """Years from diagnosis to death from the cancer (inf if never), hazard × ``hr`` after ``start``."""
+    """Years from diagnosis to death from the cancer (inf if never), hazard × ``hr`` after ``start``.
+
+    Example:
+        >>> a, b = cure_curve(np.array([0.9]), np.array([0.7]))
+        >>> e = np.array([0.01, 5.0])   # unit-exponential draws: small dies early, large never
+        >>> t = cancer_death_years(np.repeat(a, 2), np.repeat(b, 2), np.ones(2), e)
+        >>> bool(0 < t[0] < 1), bool(np.isinf(t[1]))
+        (True, True)
+    """
     cap = k * a
     def h0(t: np.ndarray) -> np.ndarray:
         return cap * (1 - np.exp(-b * t))
@@ -74,7 +97,14 @@ def cancer_death_years(a: np.ndarray, b: np.ndarray, k: np.ndarray, e: np.ndarra
 def segment_event(e: np.ndarray, t0: np.ndarray, t1: np.ndarray, h: np.ndarray, split: np.ndarray,
                   m_before: np.ndarray | float, m_after: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Constant hazard ``h`` on [t0, t1), multiplied by ``m_before``/``m_after`` either side of
-    ``split``: returns (event happens, event time, cumulative hazard used)."""
+    ``split``: returns (event happens, event time, cumulative hazard used).
+
+    Example:
+        >>> event, time, used = segment_event(np.array([0.5, 5.0]), np.zeros(2), np.full(2, 2.0), np.ones(2),
+        ...                                   np.ones(2), 1.0, 2.0)
+        >>> event.tolist(), float(time[0])   # the second draw exceeds the segment's hazard 1 + 2
+        ([True, False], 0.5)
+    """
     sp = np.clip(split, t0, t1)
     hb, ha = h * m_before, h * m_after
     c1 = hb * (sp - t0)
@@ -96,6 +126,18 @@ def background_deaths(d0: np.ndarray, birth: np.ndarray, sex: np.ndarray, quinti
 
     ``mu[year - mu_first_year, sex-1, quintile-1, age]`` is the annual hazard; the hazard is
     multiplied by ``hr_after`` from day ``split`` (the injected treatment effect).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> from registry_lib.synth.population import mortality_hazard
+        >>> mu = mortality_hazard(np.arange(2019, 2023), epidemiology_params())
+        >>> d0 = np.array(["2019-01-01"] * 2, dtype="datetime64[D]")
+        >>> birth = np.array(["1940-01-01"] * 2, dtype="datetime64[D]")
+        >>> end = int(np.datetime64("2022-06-30", "D").astype(int))
+        >>> death = background_deaths(d0, birth, np.array([1, 1]), np.array([3, 3]), end, mu, 2019,
+        ...                           np.array([0.01, 10.0]), np.full(2, np.inf), np.ones(2))
+        >>> bool(death[0] < end), bool(np.isinf(death[1]))   # a small draw dies in follow-up, a huge one never
+        (True, True)
     """
     n = len(d0)
     death = np.full(n, np.inf)
@@ -129,6 +171,17 @@ def covid_deaths(start: np.ndarray, alive_until: np.ndarray, birth: np.ndarray, 
     """Day of COVID-19 death (inf if none) for people at risk from ``start`` to ``alive_until``.
 
     ``sact_days`` lists arrays (one per tumour slot) of SACT start days (nan if none).
+
+    Example:
+        >>> from registry_lib.synth.config import load_config
+        >>> covid = load_config("params/cohort/tiny.yaml")["effects"]["covid"]
+        >>> day = lambda s: int(np.datetime64(s, "D").astype(int))
+        >>> n = 2
+        >>> death = covid_deaths(np.full(n, day("2020-01-01")), np.full(n, day("2022-06-30")),
+        ...                      np.full(n, day("1945-01-01")), np.array([1, 1]), np.array([1, 1]), [np.full(n, np.nan)],
+        ...                      covid, day("2022-06-30"), np.array([1e-9, 50.0]))
+        >>> bool(day(covid["months"][0] + "-01") <= death[0] < day("2022-06-30")), bool(np.isinf(death[1]))
+        (True, True)
     """
     n = len(start)
     death = np.full(n, np.inf)

@@ -41,7 +41,14 @@ def _interp_years(years: np.ndarray, table: dict[Any, Any]) -> np.ndarray:
 
 
 def national_population(years: list[int] | np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    """England's mid-year population as an array ``[year, sex(0=male,1=female), band]``."""
+    """England's mid-year population as an array ``[year, sex(0=male,1=female), band]``.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> national_population([2019, 2020], p).shape   # [year, sex, age band]
+        (2, 2, 19)
+    """
     pp = params["population"]
     years = np.asarray(years, dtype=float)
     totals = _interp_years(years, {int(k): v for k, v in pp["total_population"].items()})[:, 0]
@@ -56,6 +63,12 @@ def area_population(nat: np.ndarray, size: np.ndarray, tilt: np.ndarray, scale_p
     """Residents ``[year, area, sex, band]`` (int32) summing to ``nat × scale_people``.
 
     Each area's share of a band is proportional to ``size × exp(tilt × (mid age − 40)/25)``.
+
+    Example:
+        >>> nat = np.full((1, 2, 19), 1000.0)
+        >>> pop = area_population(nat, np.array([1.0, 3.0]), np.zeros(2), 0.01)
+        >>> pop.shape, pop[0, :, 0, 0].tolist()   # 10 people per band and sex, split 1:3
+        ((1, 2, 2, 19), [2, 8])
     """
     mid = (AGE_BANDS + np.where(AGE_BANDS == 90, 5.0, 2.5) - 40.0) / 25.0
     w = size[:, None] * np.exp(tilt[:, None] * mid[None, :])          # [area, band]
@@ -65,7 +78,14 @@ def area_population(nat: np.ndarray, size: np.ndarray, tilt: np.ndarray, scale_p
 
 
 def population_frame(pop: np.ndarray, years: list[int], area_ids: np.ndarray) -> pd.DataFrame:
-    """``reference/population`` rows from the ``[year, area, sex, band]`` array."""
+    """``reference/population`` rows from the ``[year, area, sex, band]`` array.
+
+    Example:
+        >>> pop = np.ones((1, 1, 2, 19), dtype=np.int32)
+        >>> f = population_frame(pop, [2019], np.array(["E1"]))
+        >>> len(f), int(f["population"].sum()), f.columns.tolist()
+        (38, 38, ['area_id', 'year', 'sex', 'age_band', 'population'])
+    """
     ny, na, ns, nb = pop.shape
     return pd.DataFrame({
         "area_id": np.tile(np.repeat(area_ids, ns * nb), ny),
@@ -77,7 +97,15 @@ def population_frame(pop: np.ndarray, years: list[int], area_ids: np.ndarray) ->
 
 
 def mortality_hazard(years: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    """Annual all-cause hazard ``[year, sex, quintile, age 0-100]`` of the general population."""
+    """Annual all-cause hazard ``[year, sex, quintile, age 0-100]`` of the general population.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> mu = mortality_hazard(np.array([2019]), p)
+        >>> mu.shape, bool(mu[0, 0, 0, 80] > mu[0, 0, 0, 40]), bool(mu[0, 0, 4, 60] > mu[0, 0, 0, 60])
+        ((1, 2, 5, 101), True, True)
+    """
     mp = params["mortality"]
     years = np.asarray(years, dtype=float)
     ages = np.arange(MAX_AGE + 1) + 0.5
@@ -95,7 +123,15 @@ def mortality_hazard(years: np.ndarray, params: dict[str, Any]) -> np.ndarray:
 
 
 def life_table(years: list[int] | np.ndarray, params: dict[str, Any]) -> pd.DataFrame:
-    """``reference/life_table``: qx by year, sex, deprivation quintile and age 0-100 (100+)."""
+    """``reference/life_table``: qx by year, sex, deprivation quintile and age 0-100 (100+).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> lt = life_table([2019], p)
+        >>> len(lt), bool(lt["qx"].between(0, 1).all())
+        (1010, True)
+    """
     years = np.asarray(years)
     qx = 1.0 - np.exp(-mortality_hazard(years, params))
     ny = len(years)
@@ -129,7 +165,15 @@ def life_expectancy(table: pd.DataFrame, year: int, sex: int, quintile: int | No
 
 
 def standard_populations(params: dict[str, Any]) -> pd.DataFrame:
-    """``reference/standard_populations``: ESP 2013 and ICSS 1-3 weights."""
+    """``reference/standard_populations``: ESP 2013 and ICSS 1-3 weights.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> sp = standard_populations(p)
+        >>> sorted(sp["standard"].unique()), int(sp[sp["standard"] == "esp2013"]["weight"].sum())
+        (['esp2013', 'icss1', 'icss2', 'icss3'], 100000)
+    """
     rows = []
     for name in ("esp2013", "icss1", "icss2", "icss3"):   # four standards
         sp = params["standard_populations"][name]

@@ -27,7 +27,12 @@ MODALITIES = ("surgery", "sact", "radiotherapy")
 
 
 def expit_shift(p: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """``expit(logit(p) + shift)``, keeping probabilities of exactly 0 and 1 fixed."""
+    """``expit(logit(p) + shift)``, keeping probabilities of exactly 0 and 1 fixed.
+
+    Example:
+        >>> expit_shift(np.array([0.5]), np.array([np.log(3.0)])).round(3).tolist()   # odds 1 -> 3
+        [0.75]
+    """
     pc = np.clip(p, 1e-9, 1 - 1e-9)
     out = 1.0 / (1.0 + np.exp(-(np.log(pc / (1 - pc)) + shift)))
     return np.where(p <= 0, 0.0, np.where(p >= 1, 1.0, out))
@@ -35,7 +40,18 @@ def expit_shift(p: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 @dataclass
 class TreatmentPlan:
-    """Planned treatments (one row each) and per-tumour flags used by the outcome model."""
+    """Planned treatments (one row each) and per-tumour flags used by the outcome model.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> tumours = pd.DataFrame({"site_icd10": ["C18", "C50", "C61"], "stage": [3, 1, 4], "age": [65.0, 55.0, 80.0],
+        ...     "sex": [1, 2, 1], "performance_status": [0, 1, 2], "comorbidity_score": [0, 0, 2],
+        ...     "deprivation_quintile": [1, 3, 5], "route_to_diagnosis": ["GP referral", "Screen detected", "Emergency presentation"],
+        ...     "diagnosis_date": pd.to_datetime(["2019-01-01", "2019-02-01", "2019-03-01"])})
+        >>> plan = plan_treatments(tumours, epidemiology_params(), {}, np.random.default_rng(0))
+        >>> isinstance(plan, TreatmentPlan), bool(plan.rows["tumour"].between(0, 2).all())
+        (True, True)
+    """
 
     rows: pd.DataFrame            # tumour (row index), modality, offset_days, intent, details
     surgery: np.ndarray           # per tumour: planned surgery
@@ -66,7 +82,18 @@ def _choose(options: list[Any], n: int, rng: np.random.Generator) -> np.ndarray:
 def plan_treatments(tumours: pd.DataFrame, params: dict[str, Any], effects: dict[str, Any],
                     rng: np.random.Generator) -> TreatmentPlan:
     """Plan treatments for ``tumours`` (columns site_icd10, stage, age, sex, performance_status,
-    comorbidity_score, deprivation_quintile, route_to_diagnosis, diagnosis_date)."""
+    comorbidity_score, deprivation_quintile, route_to_diagnosis, diagnosis_date).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> tumours = pd.DataFrame({"site_icd10": ["C18", "C50", "C61"], "stage": [3, 1, 4], "age": [65.0, 55.0, 80.0],
+        ...     "sex": [1, 2, 1], "performance_status": [0, 1, 2], "comorbidity_score": [0, 0, 2],
+        ...     "deprivation_quintile": [1, 3, 5], "route_to_diagnosis": ["GP referral", "Screen detected", "Emergency presentation"],
+        ...     "diagnosis_date": pd.to_datetime(["2019-01-01", "2019-02-01", "2019-03-01"])})
+        >>> plan = plan_treatments(tumours, epidemiology_params(), {}, np.random.default_rng(0))
+        >>> len(plan.surgery) == len(tumours), set(plan.rows["modality"]) <= {"surgery", "sact", "radiotherapy"}
+        (True, True)
+    """
     tp = params["treatment"]
     n = len(tumours)
     site = tumours["site_icd10"].to_numpy()

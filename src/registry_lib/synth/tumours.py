@@ -25,7 +25,13 @@ ROUTE_DCO = "Death certificate only"
 
 
 def categorical(prob: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw per row of a probability matrix (rows need not be normalised)."""
+    """One draw per row of a probability matrix (rows need not be normalised).
+
+    Example:
+        >>> draws = categorical(np.tile([1.0, 3.0], (10000, 1)), np.random.default_rng(0))   # rows need not sum to 1
+        >>> round(float(draws.mean()), 2)
+        0.75
+    """
     cum = np.cumsum(prob, axis=1)
     u = rng.random(len(prob)) * cum[:, -1]
     return np.minimum((u[:, None] >= cum).sum(axis=1), prob.shape[1] - 1)
@@ -35,6 +41,14 @@ def route_table(sites: list[str], expected: np.ndarray, params: dict[str, Any]) 
     """``[site, route]`` shares: listed sites as given; all others one common mix solved so that
     the national mix (weighted by ``expected`` counts) equals the published shares, with no
     screen-detected route for unscreened sites.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> sites = ["C18", "C50", "C61"]
+        >>> t = route_table(sites, np.array([1000.0, 1500.0, 1200.0]), p)
+        >>> t.shape == (3, len(p["tumour"]["routes"])), bool(np.allclose(t.sum(axis=1), 1))
+        (True, True)
     """
     tp = params["tumour"]
     routes = tp["routes"]
@@ -62,7 +76,16 @@ def _ordered(latent: np.ndarray, cutpoints: list[float], rng: np.random.Generato
 
 def patient_state(age: np.ndarray, quintile: np.ndarray, stage: np.ndarray, params: dict[str, Any],
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(WHO performance status 0-4, Charlson 0-3) at diagnosis, by ordered logit."""
+    """(WHO performance status 0-4, Charlson 0-3) at diagnosis, by ordered logit.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> ps, cci = patient_state(np.array([50.0, 85.0]), np.array([1, 5]), np.array([1, 4]), p,
+        ...                         np.random.default_rng(0))
+        >>> ps.dtype.name, bool(((ps >= 0) & (ps <= 4)).all()), bool(((cci >= 0) & (cci <= 3)).all())
+        ('int8', True, True)
+    """
     out = []
     for key in ("performance_status", "comorbidity"):   # two scores
         sp = params["tumour"][key]
@@ -73,7 +96,15 @@ def patient_state(age: np.ndarray, quintile: np.ndarray, stage: np.ndarray, para
 
 
 def ethnicity(age: np.ndarray, london: np.ndarray, params: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
-    """ONS 5-group ethnicity by region (London vs elsewhere) and age."""
+    """ONS 5-group ethnicity by region (London vs elsewhere) and age.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> e = ethnicity(np.array([30.0, 70.0, 45.0]), np.array([True, False, False]), p, np.random.default_rng(1))
+        >>> len(e), set(e) <= set(p["tumour"]["ethnicity"]["groups"])
+        (3, True)
+    """
     ep = params["tumour"]["ethnicity"]
     groups = np.array(ep["groups"], dtype=object)
     p = np.where(london[:, None], np.asarray(ep["london"])[None, :], np.asarray(ep["england"])[None, :])
