@@ -144,7 +144,8 @@ def notebook_question(notebook: Path) -> str:
 
 
 def results_keys(notebook: Path) -> list[str]:
-    """Top-level keys of the ``results`` dict the notebook passes to ``write_results``."""
+    """Top-level keys of ``results.json``: the ``results`` dict the notebook passes to
+    ``write_results``, and the sections a :class:`~registry_lib.reporting.StudyResults` records."""
     nb = json.loads(notebook.read_text())
     keys: list[str] = []
     for cell in nb["cells"]:
@@ -164,6 +165,13 @@ def results_keys(notebook: Path) -> list[str]:
                           and target.value.id == "results"
                           and isinstance(target.slice, ast.Constant)):
                         keys.append(str(target.slice.value))
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr in ("record", "record_from", "section") and node.args
+                  and isinstance(node.args[0], ast.Constant)):  # StudyResults: section by section
+                keys.append(str(node.args[0].value))
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                  and node.func.id == "StudyResults"):  # its header keys
+                keys += [k.arg for k in node.keywords if k.arg]
             elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                   and node.func.attr == "update" and isinstance(node.func.value, ast.Name)
                   and node.func.value.id == "results" and node.args):

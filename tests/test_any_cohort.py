@@ -48,7 +48,7 @@ def test_pipeline_takes_a_config_from_any_path_and_a_seed(tmp_path):
     assert Pipeline(spec, ROOT, cohort="small").cohort == "small"
     with pytest.raises(ConfigError, match="either --cohort NAME or --config FILE"):
         Pipeline(spec, ROOT, cohort="small", config=path)
-    with pytest.raises(ConfigError, match="must use only letters"):
+    with pytest.raises(ConfigError, match="letters, digits"):
         Pipeline(spec, ROOT, config=_config(tmp_path, name="../../etc"))
     with pytest.raises(ConfigError, match="no such cohort config file"):
         Pipeline(spec, ROOT, config=tmp_path / "missing.yaml")
@@ -57,7 +57,7 @@ def test_pipeline_takes_a_config_from_any_path_and_a_seed(tmp_path):
 
 
 def test_a_cohort_name_that_is_not_a_safe_folder_name_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="becomes the cohort's folder name"):
+    with pytest.raises(ConfigError, match="letters, digits"):
         load_config(_config(tmp_path, name="my cohort"))
 
 

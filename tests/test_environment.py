@@ -49,9 +49,10 @@ def test_project_dependencies_are_all_in_the_lock():
 
 
 # Needed at run time without being imported: the kernel the pipeline runs the notebooks on.
-RUNTIME_NOT_IMPORTED = {"ipykernel"}
-# Imported by the library only when the user asks for it (the Spark linkage backend).
-OPTIONAL_IMPORTS = {"pyspark": "spark"}
+# ipykernel runs the notebooks; vl-convert-python is the engine altair saves static charts with.
+RUNTIME_NOT_IMPORTED = {"ipykernel", "vl-convert-python"}
+# Imported by the library only when the user asks for it (the Spark backend, the browser check).
+OPTIONAL_IMPORTS = {"pyspark": "spark", "playwright": "test"}
 
 
 def _library_imports() -> set[str]:

@@ -176,7 +176,10 @@ def test_release_route_writes_a_synthetic_release_with_report_and_audit(tmp_path
     tw = load_release(cohort, "research_pseudonymised_twin")
     orig = load_release(cohort, "research_pseudonymised")
     assert len(tw["patient"]) == 250
-    for name in orig:
+    # the twin synthesises patients, tumours and treatments (the survey and screening tables of
+    # issue 14 are not twinned yet); those it has keep the release's schema
+    assert {"patient", "tumour", "treatment"} <= set(tw) <= set(orig)
+    for name in tw:
         assert dict(tw[name].dtypes) == dict(orig[name].dtypes), name
     report = json.loads((out / "twin_report.json").read_text())
     assert {"independent_marginals", "gaussian_copula", "twin"} == set(report["utility"]["pmse"])

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -123,7 +124,8 @@ def duckdb_connect(database: str = ":memory:", **kwargs: Any) -> Any:
     con = duckdb.connect(database, **kwargs)
     con.execute(f"SET memory_limit = '{_mb(memory_limit())}MiB'")
     con.execute(f"SET temp_directory = '{str(spill_directory()).replace(chr(39), '')}'")
-    con.execute("SET enable_progress_bar = false")
+    with contextlib.suppress(duckdb.Error):  # in a Jupyter kernel DuckDB refuses without ipywidgets
+        con.execute("SET enable_progress_bar = false")
     return con
 
 
@@ -346,13 +348,13 @@ class LocalSparkCluster:
 
         for p in reversed(self._procs):
             if p.poll() is None:
-                with contextlib_suppress():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(p.pid, signal.SIGTERM)
         for p in reversed(self._procs):
             try:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                with contextlib_suppress():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(p.pid, signal.SIGKILL)
                 p.wait(timeout=15)
         self._procs.clear()
@@ -362,10 +364,3 @@ class LocalSparkCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def contextlib_suppress() -> Any:
-    """``contextlib.suppress(ProcessLookupError, PermissionError)``."""
-    import contextlib
-
-    return contextlib.suppress(ProcessLookupError, PermissionError)
