@@ -507,7 +507,7 @@ def validate_feeds(feeds: dict[str, pd.DataFrame], as_of: str | pd.Timestamp | N
         >>> feeds, _ = read_feeds(tiny_cohort())
         >>> v = validate_feeds(feeds, as_of="2022-06-30")
         >>> sorted(v.records["feed"].unique())[:3], str(v.as_of.date())
-        (['deaths', 'notifications', 'radiotherapy'], '2022-06-30')
+        (['cpes', 'deaths', 'notifications'], '2022-06-30')
     """
     feeds, _ = check_contract(feeds)
     as_of = extract_date(as_of)

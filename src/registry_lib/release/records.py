@@ -195,7 +195,7 @@ def release_schemas(policy: Policy) -> dict[str, Table]:
     Example:
         >>> from registry_lib.release.policy import load_policy
         >>> sorted(release_schemas(load_policy("research_pseudonymised")))
-        ['patient', 'treatment', 'tumour']
+        ['cpes', 'patient', 'screening', 'treatment', 'tumour']
     """
     if policy.output == "record_level":
         return {t: _schema(policy, t) for t in policy.tables}

@@ -384,7 +384,8 @@ class PointSourceStudy:
         >>> cases = pd.DataFrame({"area_id": ["A"] * 12 + ["B"] * 6 + ["C"] * 4 + ["D"] * 3, "sex": 1, "age_band": 60})
         >>> src = resolve_sources(pd.DataFrame({"source_id": ["PS1"], "source_type": ["mast"],
         ...                                     "name": ["a mast"], "x": [0.0], "y": [0.0]}), "PS1")
-        >>> study = investigate_point_source(cases, pop, areas, src, by=["age_band", "sex"], n_sim=19, seed=1)
+        >>> study = investigate_point_source(cases, pop, areas, src, by=["age_band", "sex"], n_sim=19, seed=1,
+        ...                                  exclude_from_reference_km=0)
         >>> isinstance(study, PointSourceStudy), int(study.areas["observed"].sum()), study.n_cases_outside
         (True, 25, 0)
     """
@@ -877,7 +878,8 @@ def plot_study_map(study: PointSourceStudy, axes=None, *, zoom_km: float | None 
         >>> cases = pd.DataFrame({"area_id": ["A"] * 12 + ["B"] * 6 + ["C"] * 4 + ["D"] * 3, "sex": 1, "age_band": 60})
         >>> src = resolve_sources(pd.DataFrame({"source_id": ["PS1"], "source_type": ["mast"],
         ...                                     "name": ["a mast"], "x": [0.0], "y": [0.0]}), "PS1")
-        >>> study = investigate_point_source(cases, pop, areas, src, by=["age_band", "sex"], n_sim=19, seed=1)
+        >>> study = investigate_point_source(cases, pop, areas, src, by=["age_band", "sex"], n_sim=19, seed=1,
+        ...                                  exclude_from_reference_km=0)
         >>> import matplotlib
         >>> matplotlib.use("Agg")
         >>> import matplotlib.pyplot as plt
