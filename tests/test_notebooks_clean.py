@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,14 @@ def test_git_strips_notebook_outputs():
     attributes = (ROOT / ".gitattributes").read_text()
     assert "*.ipynb filter=nbstripout" in attributes
     assert "filter.nbstripout.clean" in (ROOT / "Makefile").read_text()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_records_the_language_info_the_project_kernel_reports(path):
+    """JupyterLab writes the kernel's ``language_info`` into a notebook it opens; one that differs
+    from what the project kernel reports opens modified (a dirty tab before the user typed)."""
+    from ipykernel.ipkernel import IPythonKernel
+
+    expected = {**IPythonKernel.language_info, "version": platform.python_version()}
+    recorded = json.loads(path.read_text())["metadata"].get("language_info", {})
+    assert recorded == expected, f"{path.name}: language_info {recorded} != the kernel's {expected}"

@@ -223,6 +223,8 @@ def test_a_report_on_a_twin_opens_with_the_synthetic_banner(tmp_path):
     render_html(tmp_path / "s.ipynb", tmp_path / "s.html")
     html = (tmp_path / "s.html").read_text()
     assert html.index("SYNTHETIC DATA") < html.index("A study")
+    render_html(tmp_path / "s.ipynb", tmp_path / "again.html")   # the banner cell adds nothing random
+    assert (tmp_path / "again.html").read_bytes() == html.encode()
     # a real release: no banner
     nb.cells[1].outputs = nb.cells[1].outputs[:1]
     nbformat.write(nb, tmp_path / "r.ipynb")

@@ -169,7 +169,9 @@ def render_html(executed: Path, html: Path, context: dict[str, Any] | None = Non
     banners = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                if o.get("metadata", {}).get("registry_lab_synthetic")]
     if banners:  # a study run on a synthetic twin says so at the very top of its report
-        nb.cells.insert(0, nbformat.v4.new_code_cell("", outputs=[banners[0]]))
+        banner = nbformat.v4.new_code_cell("", outputs=[banners[0]])
+        banner.id = "synthetic-data-banner"  # a fixed id: a random one would change the page on every run
+        nb.cells.insert(0, banner)
     body, _ = exporter.from_notebook_node(nb)
     if context is not None:
         title = notebook_title(nb.cells, context["study"])

@@ -138,6 +138,11 @@ def screened_women(statistics: pd.DataFrame, areas: pd.DataFrame, *, programme: 
     s = statistics[(statistics["programme"] == programme) & statistics["year"].between(years[0], years[1])]
     if sex is not None:
         s = s[s["sex"] == sex]
+    if not len(s) or s["tested"].sum() <= 0:
+        who = "" if sex is None else f" (sex {sex})"
+        raise RegistryLabError(f"screening statistics: no {programme} screens{who} recorded in {years[0]}-{years[1]} "
+                               "(is the programme switched off in this cohort?); detection rates and "
+                               "sensitivity need women screened")
     s = _with_stratum(s, areas)
     return s.groupby(["year", "age_band", "deprivation_quintile", "london"], as_index=False)["tested"].sum()
 
@@ -232,6 +237,9 @@ def proportional_incidence(classified: pd.DataFrame, screened: pd.DataFrame, inc
                             "lower": pi * np.exp(-z * se), "upper": pi * np.exp(z * se)})
     total_ic = ic.sum()
     total_e = expected * len(ic)
+    if total_e <= 0:
+        raise RegistryLabError("proportional incidence: no cancers expected among the women screened (no underlying "
+                               "incidence in their strata); sensitivity cannot be estimated")
     ratio = total_ic / total_e
     se_t = np.sqrt(1 / total_ic + e_var / expected ** 2) if total_ic > 0 else np.inf
     sens = {"sensitivity": 1 - ratio, "lower": 1 - ratio * np.exp(z * se_t), "upper": 1 - ratio * np.exp(-z * se_t),
