@@ -67,6 +67,14 @@ class Detected:
         n: values in the column; ``present``: not empty; ``parsed``: usable after parsing.
         formats: ``{format: count}`` of the parsed values, most common first.
         failed: up to two example values that were present but could not be parsed.
+
+    Example:
+        >>> found = Detected("birth_date", "dob", n=5, present=4, parsed=3, formats={"YYYYMMDD": 3},
+        ...                  failed=["1961-99"])
+        >>> found.note
+        "birth_date ('dob'): parsed 3/5 values as YYYYMMDD (1 empty; 1 not understood, e.g. '1961-99')"
+        >>> found.problem
+        "birth_date column 'dob': 40% of values are missing after parsing (1 values not understood, e.g. '1961-99'); map another column or convert it"
     """
 
     role: str
@@ -251,7 +259,14 @@ def identifiers(series: pd.Series, *, role: str = "nhs_number", column: str = ""
 
 
 def names(cleaned: pd.Series, raw: pd.Series, *, role: str, column: str = "") -> Detected:
-    """What cleaning left of a name column (see :func:`~registry_lib.linkage.standardise.clean_name`)."""
+    """What cleaning left of a name column (see :func:`~registry_lib.linkage.standardise.clean_name`).
+
+    Example:
+        >>> from registry_lib.linkage.standardise import clean_name
+        >>> raw = pd.Series(["Zoë", "123", None, "Ann"])
+        >>> names(clean_name(raw), raw, role="given_name", column="first").note
+        "given_name ('first'): parsed 2/4 values as names (1 empty; 1 not understood, e.g. '123')"
+    """
     r = _as_text(raw)
     present = r.notna().to_numpy()
     bad = present & cleaned.isna().to_numpy()

@@ -87,7 +87,18 @@ def _date(df: pd.DataFrame, name: str) -> tuple[pd.Series, np.ndarray, np.ndarra
 
 
 def validate_linked(feed: str, df: pd.DataFrame, checks: Any) -> pd.DataFrame:
-    """Cleaned rows of the screening or CPES feed; bad records quarantined through ``checks``."""
+    """Cleaned rows of the screening or CPES feed; bad records quarantined through ``checks``.
+
+    Example:
+        >>> from registry_lib.linkage.validate import _Checks
+        >>> cpes = pd.DataFrame({"record_id": ["C1", "C2", "C3"], "trust_code": ["RR8"] * 3,
+        ...                      "survey_year": [2019] * 3, "episode_date": ["2019-03-02", "2019-04-31", "2019-05-06"],
+        ...                      "site_icd10": ["C509", "C18", "C34"], "overall_rating": [9, 7, 12]})
+        >>> checks = _Checks("cpes", cpes["record_id"])
+        >>> rows = validate_linked("cpes", cpes, checks)
+        >>> checks.reason.tolist(), rows["site3"].tolist()
+        ([None, 'INVALID_SURVEY_RECORD', 'INVALID_SURVEY_RECORD'], ['C50', 'C18', 'C34'])
+    """
     out = df.reset_index(drop=True).copy()
     if feed == "screening":
         inv, _, inv_bad = _date(df, "invitation_date")
@@ -120,7 +131,20 @@ def validate_linked(feed: str, df: pd.DataFrame, checks: Any) -> pd.DataFrame:
 
 
 def screening_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The registry ``screening`` table from linked, validated screening rows (with ``patient_id``)."""
+    """The registry ``screening`` table from linked, validated screening rows (with ``patient_id``).
+
+    Example:
+        >>> from registry_lib.linkage.validate import _Checks
+        >>> feed = pd.DataFrame({"record_id": ["S1", "S2"], "programme": ["bowel", "breast"],
+        ...                      "invitation_date": ["2019-05-01", "2018-01-10"], "attended": [False, True],
+        ...                      "test_type": [None, "mammogram"], "test_date": [None, "2018-01-24"],
+        ...                      "result": [None, "negative"]})
+        >>> rows = validate_linked("screening", feed, _Checks("screening", feed["record_id"]))
+        >>> print(screening_rows(rows.assign(patient_id=[7, 7])).to_string())
+           screening_id  patient_id programme invitation_date  attended  test_type  test_date    result
+        0             1           7     bowel      2019-05-01     False       <NA>        NaT      <NA>
+        1             2           7    breast      2018-01-10      True  mammogram 2018-01-24  negative
+    """
     out = pd.DataFrame({
         "patient_id": rows["patient_id"].astype("int64").to_numpy(),
         "programme": rows["programme"].astype("string").to_numpy(),
@@ -138,7 +162,22 @@ def screening_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def cpes_rows(rows: pd.DataFrame, tumour_id: pd.Series) -> pd.DataFrame:
-    """The registry ``cpes`` table from linked, validated CPES rows and their registry tumours."""
+    """The registry ``cpes`` table from linked, validated CPES rows and their registry tumours.
+
+    Example:
+        >>> from registry_lib.linkage.validate import _Checks
+        >>> feed = pd.DataFrame({"record_id": ["C1", "C2"], "trust_code": ["RR8", "RR8"], "survey_year": [2019, 2019],
+        ...                      "episode_date": ["2019-03-02", "2019-04-01"], "site_icd10": ["C509", "C18"],
+        ...                      "responded": [True, False], "overall_rating": [9, None], "cns_name": [True, None],
+        ...                      "told_sensitively": [True, None], "involved_decisions": [False, None],
+        ...                      "support_after_treatment": [True, None]})
+        >>> rows = validate_linked("cpes", feed, _Checks("cpes", feed["record_id"])).assign(patient_id=[3, 2])
+        >>> table = cpes_rows(rows, tumour_id=pd.Series([11, None]))
+        >>> print(table[["response_id", "patient_id", "tumour_id", "site_icd10", "responded", "cns_name"]].to_string())
+           response_id  patient_id  tumour_id site_icd10  responded cns_name
+        0            1           2       <NA>        C18      False     <NA>
+        1            2           3         11        C50       True     True
+    """
     out = pd.DataFrame({
         "patient_id": rows["patient_id"].astype("int64").to_numpy(),
         "tumour_id": pd.array(tumour_id.to_numpy(), dtype="Int64"),
@@ -158,5 +197,11 @@ def cpes_rows(rows: pd.DataFrame, tumour_id: pd.Series) -> pd.DataFrame:
 
 
 def empty_table(name: str) -> pd.DataFrame:
-    """An empty registry table with the schema's columns (a cohort without the feed)."""
+    """An empty registry table with the schema's columns (a cohort without the feed).
+
+    Example:
+        >>> table = empty_table("screening")
+        >>> len(table), list(table.columns)
+        (0, ['screening_id', 'patient_id', 'programme', 'invitation_date', 'attended', 'test_type', 'test_date', 'result'])
+    """
     return pd.DataFrame({c.name: pd.Series(dtype="object") for c in LINKED_TABLES[name].columns})

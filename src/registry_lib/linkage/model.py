@@ -88,7 +88,21 @@ MIN_TRAIN_ROWS = 200
 # Preparing input
 # ---------------------------------------------------------------------------------------------
 def check_columns(df: pd.DataFrame, columns: Mapping[str, str], where: str = "input") -> dict[str, str]:
-    """Validate a ``{role: column}`` mapping against a frame; return it as a plain dict."""
+    """Validate a ``{role: column}`` mapping against a frame; return it as a plain dict.
+
+    Example:
+        >>> people = pd.DataFrame({"surname": ["Lee"], "dob": ["1950-01-02"]})
+        >>> check_columns(people, {"family_name": "surname", "birth_date": "dob"})
+        {'family_name': 'surname', 'birth_date': 'dob'}
+        >>> check_columns(people, {"surname": "surname"})
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: input: unknown role(s) surname; roles are nhs_number, given_name, family_name, birth_date, sex, postcode, address
+        >>> check_columns(people, {"birth_date": "date_of_birth"}, where="dedupe input")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: dedupe input: column(s) date_of_birth named in `columns` are not in the frame
+    """
     columns = dict(columns)
     unknown = sorted(set(columns) - set(ROLES))
     if unknown:
@@ -107,6 +121,14 @@ def prepare(df: pd.DataFrame, columns: Mapping[str, str], *, nhs_check_digit: bo
     ``nhs_check_digit=True`` treats NHS numbers failing the modulus-11 check as missing (the
     registry does; the generic API accepts any identifier). Formats are detected per column
     (:mod:`registry_lib.linkage.formats`); :func:`prepare_report` also returns what was found.
+
+    Example (a bad check digit becomes missing; a month-first date in a day-first column keeps
+    its impossible shape and still meets its true date on the day–month swap key):
+        >>> people = pd.DataFrame({"nhs": ["943 476 5919", "9434765918"], "dob": ["23/04/1961", "04/23/1961"]})
+        >>> print(prepare(people, {"nhs_number": "nhs", "birth_date": "dob"}, nhs_check_digit=True).to_string())
+           unique_id  nhs_number  birth_date  dob_swap
+        0          0  9434765919  1961-04-23  19610423
+        1          1        <NA>  1961-23-04  19610423
     """
     return prepare_report(df, columns, nhs_check_digit=nhs_check_digit)[0]
 
@@ -171,7 +193,13 @@ def prepare_report(df: pd.DataFrame, columns: Mapping[str, str], *,
 
 
 def roles_of(frame: pd.DataFrame) -> list[str]:
-    """The roles present in a prepared matching frame."""
+    """The roles present in a prepared matching frame.
+
+    Example:
+        >>> frame = prepare(pd.DataFrame({"pc": ["LS6 2AB"], "first": ["Ann"]}), {"postcode": "pc", "given_name": "first"})
+        >>> list(frame.columns), roles_of(frame)
+        (['unique_id', 'given_name', 'given_formals', 'given_block', 'postcode', 'postcode_outward'], ['given_name', 'postcode'])
+    """
     return [r for r in ROLES if r in frame.columns]
 
 
@@ -187,6 +215,14 @@ def build_comparisons(roles: Sequence[str], *, plain: bool = False, tf: bool = T
     (given and family name exchanged, both comparisons), a *one character different* postcode
     level (a typo in any country's postcode) and lets EM estimate how often the identifier
     disagrees within a person (the registry fixes it at a small prior: NHS numbers rarely do).
+
+    Example:
+        >>> family, dob = build_comparisons(["family_name", "birth_date"])
+        >>> [level.label_for_charts for level in family.get_comparison("duckdb").comparison_levels]
+        ['family_name is NULL', 'exact', 'Jaro-Winkler distance of family_name >= 0.92', 'Jaro-Winkler distance of family_name >= 0.8', 'All other comparisons']
+        >>> given = build_comparisons(["given_name", "family_name", "birth_date"], generic=True)[0]
+        >>> [level.label_for_charts for level in given.get_comparison("duckdb").comparison_levels][1:4]
+        ['exact', 'names swapped', 'nickname']
     """
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
@@ -297,7 +333,14 @@ def _plain_comparisons(roles: Sequence[str]) -> list[Any]:
 def prediction_rules(roles: Sequence[str], *, exclude_same_group: bool = False, generic: bool = False) -> list[str]:
     """Blocking rules that generate candidate pairs: each is an equality on a selective key,
     so comparisons grow about linearly with the data. ``exclude_same_group`` drops pairs already
-    linked by the deterministic pass (column ``det_group``)."""
+    linked by the deterministic pass (column ``det_group``).
+
+    Example:
+        >>> prediction_rules(["family_name", "birth_date"])
+        ['l.birth_date = r.birth_date AND l.family_name = r.family_name', 'l.dob_swap = r.dob_swap AND l.family_name = r.family_name']
+        >>> prediction_rules(["nhs_number"], exclude_same_group=True)
+        ['(l.nhs_number = r.nhs_number) AND l.det_group <> r.det_group']
+    """
     r = set(roles)
     has_given, has_family = "given_name" in r, "family_name" in r
     has_dob, has_pc = "birth_date" in r, "postcode" in r
@@ -347,6 +390,12 @@ def training_rules(roles: Sequence[str], *, generic: bool = True) -> list[str]:
     also requires the same given name, so look-alike people (twins share birth date, family name
     and address but not a given name) cannot teach EM that a different given name is common
     within a person; given names are then estimated on pairs sharing an NHS number only.
+
+    Example:
+        >>> training_rules(["given_name", "family_name", "birth_date"])
+        ['l.birth_date = r.birth_date AND l.family_name = r.family_name', 'l.given_block = r.given_block AND l.family_name = r.family_name']
+        >>> training_rules(["nhs_number", "given_name", "birth_date", "postcode"], generic=False)
+        ['l.nhs_number = r.nhs_number', 'l.birth_date = r.birth_date AND l.postcode_outward = r.postcode_outward AND l.given_block = r.given_block']
     """
     r = set(roles)
     has_given, has_family, has_pc = "given_name" in r, "family_name" in r, "postcode" in r
@@ -375,7 +424,14 @@ def training_rules(roles: Sequence[str], *, generic: bool = True) -> list[str]:
 
 
 def deterministic_rules(roles: Sequence[str]) -> list[str]:
-    """Near-certain rules for estimating the prior probability that two records match."""
+    """Near-certain rules for estimating the prior probability that two records match.
+
+    Example:
+        >>> deterministic_rules(["nhs_number", "birth_date", "sex"])
+        ['l.nhs_number = r.nhs_number AND l.birth_date = r.birth_date']
+        >>> deterministic_rules(["family_name", "sex"])  # nothing near-certain: the default prior is kept
+        []
+    """
     r = set(roles)
     if "nhs_number" in r and "birth_date" in r:
         return ["l.nhs_number = r.nhs_number AND l.birth_date = r.birth_date"]
@@ -392,7 +448,18 @@ def deterministic_rules(roles: Sequence[str]) -> list[str]:
 # Backends
 # ---------------------------------------------------------------------------------------------
 def java_available() -> bool:
-    """True when a ``java`` executable is on the PATH (needed by the Spark backend)."""
+    """True when a ``java`` executable is on the PATH (needed by the Spark backend).
+
+    Example:
+        >>> import os, tempfile
+        >>> saved = os.environ["PATH"]
+        >>> with tempfile.TemporaryDirectory() as empty:
+        ...     os.environ["PATH"] = empty  # a PATH without java
+        ...     without = java_available()
+        >>> os.environ["PATH"] = saved
+        >>> without, java_available() == (shutil.which("java") is not None)
+        (False, True)
+    """
     return shutil.which("java") is not None
 
 
@@ -405,6 +472,19 @@ def spark_session() -> Any:
     The cluster comes from standard Spark configuration (``--spark-master``, ``SPARK_MASTER``,
     ``spark-defaults.conf``, ``--spark-conf``; see :mod:`registry_lib.engines`), else
     ``local[2]``; checkpoints go to the shared Spark folder (:func:`engines.spark_workdir`).
+
+    Example (on a machine without Java, the Spark backend says so before starting anything):
+        >>> import os, tempfile
+        >>> saved = os.environ["PATH"]
+        >>> with tempfile.TemporaryDirectory() as empty:
+        ...     os.environ["PATH"] = empty
+        ...     try:
+        ...         spark_session()
+        ...     except RegistryLabError as exc:
+        ...         print(exc)
+        ...     finally:
+        ...         os.environ["PATH"] = saved
+        backend 'spark': Java is not installed (no `java` on the PATH); use backend='duckdb' or install a Java 17 runtime
     """
     if "session" in _SPARK:
         return _SPARK["session"]
@@ -422,7 +502,18 @@ def spark_session() -> Any:
 
 
 def stop_spark() -> None:
-    """Stop the Spark session this process started (a new one is made on next use)."""
+    """Stop the Spark session this process started (a new one is made on next use).
+
+    Example (a stand-in session, so that no Spark starts):
+        >>> class Session:
+        ...     def stop(self):
+        ...         print("stopped")
+        >>> _SPARK.update(session=Session(), workdir="/tmp/spark")
+        >>> stop_spark()
+        stopped
+        >>> sorted(_SPARK), stop_spark()  # forgotten: a second call has nothing to stop
+        ([], None)
+    """
     spark = _SPARK.pop("session", None)
     _SPARK.pop("workdir", None)
     if spark is not None:
@@ -479,7 +570,16 @@ def _from_spark(result: Any, tag: str) -> pd.DataFrame:
 
 
 def db_api(backend: str) -> Any:
-    """A Splink database API for ``backend`` (``duckdb`` or ``spark``)."""
+    """A Splink database API for ``backend`` (``duckdb`` or ``spark``).
+
+    Example:
+        >>> db_api("duckdb").sql_dialect.sql_dialect_str
+        'duckdb'
+        >>> db_api("postgres")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: backend 'postgres': choose one of duckdb, spark
+    """
     if backend == "duckdb":
         from splink import DuckDBAPI
 
@@ -495,7 +595,18 @@ def db_api(backend: str) -> Any:
 
 @contextlib.contextmanager
 def quiet_splink() -> Iterator[None]:
-    """Silence Splink's INFO chatter (training iterations) for the duration."""
+    """Silence Splink's INFO chatter (training iterations) for the duration.
+
+    Example:
+        >>> splink_log = logging.getLogger("splink")
+        >>> splink_log.setLevel(logging.INFO)
+        >>> with quiet_splink():
+        ...     logging.getLevelName(splink_log.level)
+        'ERROR'
+        >>> logging.getLevelName(splink_log.level)
+        'INFO'
+        >>> splink_log.setLevel(logging.NOTSET)
+    """
     logger = logging.getLogger("splink")
     old = logger.level
     logger.setLevel(logging.ERROR)
@@ -516,6 +627,17 @@ class Scored:
     two tables), ``match_weight``, ``match_probability`` and, when asked for, the comparison
     level of each identifier (``gamma_<role>``). ``model`` is Splink's settings JSON with the
     trained m and u probabilities; ``notes`` lists training steps that could not run.
+
+    Example (linking two tables: each pair says which table each side comes from):
+        >>> cols = {"family_name": "last", "birth_date": "dob"}
+        >>> left = prepare(pd.DataFrame({"last": ["Smith", "Jones"], "dob": ["1950-02-01", "1961-04-23"]}), cols)
+        >>> right = prepare(pd.DataFrame({"last": ["Khan", "Jones"], "dob": ["1972-12-30", "1961-04-23"]}), cols)
+        >>> scored = score([left, right], link_type="link_only")
+        >>> print(scored.pairs.to_string())
+          source_dataset_l  unique_id_l source_dataset_r  unique_id_r  match_weight  match_probability
+        0       left_input            1      right_input            1     13.583553           0.999919
+        >>> scored.model["link_type"], scored.notes
+        ('link_only', ['4 records: fewer than 200, so the prior m and u probabilities are used without training'])
     """
 
     pairs: pd.DataFrame
@@ -534,6 +656,13 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
     ``rules`` (default :func:`prediction_rules`), keeping pairs with probability ≥
     ``min_probability``. Training steps that cannot run on the data (e.g. a tiny frame) keep
     the prior values and are listed in ``Scored.notes``.
+
+    Example (three records: too few to train, so the prior m and u probabilities score them):
+        >>> people = pd.DataFrame({"last": ["Smith", "Smith", "Jones"], "dob": ["1950-02-01", "1950-02-01", "1961-04-23"]})
+        >>> frame = prepare(people, {"family_name": "last", "birth_date": "dob"})
+        >>> print(score(frame, keep_gammas=True).pairs.to_string())
+           unique_id_l  unique_id_r  match_weight  match_probability  gamma_family_name  gamma_birth_date
+        0            0            1     13.753478           0.999928                  3                 5
     """
     from splink import Linker, SettingsCreator
 
