@@ -60,6 +60,14 @@ class DedupeResult:
         notes: what format detection found in each mapped column (``"birth_date ('dob'):
             parsed 4,997/5,000 values as YYYYMMDD"``), then any warning: a column mostly
             missing after parsing, a comparison training could not estimate.
+
+    Example (a result kept from a run: clusters at a stricter threshold need no re-scoring):
+        >>> candidates = pd.DataFrame({"id_l": ["r1", "r3"], "id_r": ["r2", "r4"],
+        ...                            "match_probability": [0.9999, 0.97], "match_weight": [13.3, 5.0]})
+        >>> result = DedupeResult(pairs=candidates, candidates=candidates, threshold=0.5, model={},
+        ...                       clusters=pd.Series([0, 0, 1, 1], index=["r1", "r2", "r3", "r4"]))
+        >>> result.cluster_at(0.99).to_dict()
+        {'r1': 0, 'r2': 0, 'r3': 1, 'r4': 2}
     """
 
     pairs: pd.DataFrame
@@ -107,6 +115,20 @@ def dedupe(df: pd.DataFrame, columns: Mapping[str, str], *, threshold: float = D
 
     Returns:
         A :class:`DedupeResult` with ``pairs``, ``candidates``, ``clusters``, ``model``.
+
+    Example (dates of birth in two formats, and a day–month swap):
+        >>> df = pd.DataFrame({"surname": ["Lee", "Lee", "Khan", "Khan"],
+        ...                    "dob": ["1950-01-02", "02/01/1950", "1960-05-06", "1960-06-05"]},
+        ...                   index=["r1", "r2", "r3", "r4"])
+        >>> res = dedupe(df, columns={"family_name": "surname", "birth_date": "dob"})
+        >>> print(res.pairs.to_string())
+          id_l id_r  match_probability  match_weight
+        0   r1   r2           0.999919     13.583553
+        1   r3   r4           0.999463     10.861087
+        >>> res.clusters.to_dict()
+        {'r1': 0, 'r2': 0, 'r3': 1, 'r4': 1}
+        >>> res.notes[1]
+        "birth_date ('dob'): parsed 4/4 values as 3 as YYYY-MM-DD and 1 as DD/MM/YYYY"
     """
     threshold = _check_threshold(threshold)
     _check_index(df, "dedupe input")

@@ -100,6 +100,30 @@ def best_values(records: pd.DataFrame, notifications: pd.DataFrame, postcodes: p
 
     ``records`` are validated person records with ``patient_id``; ``raw_names`` holds the names
     as sent (``given_name_raw``, ``family_name_raw``) aligned with ``records``.
+
+    Example (patient 1 married and moved: the latest family name and postcode win; her name
+    as sent in capitals is shown as sent elsewhere):
+        >>> recs = pd.DataFrame({"patient_id": [1, 1, 1, 2], "record_id": ["n1", "n2", "d1", "n3"],
+        ...     "event_date": pd.to_datetime(["2019-03-01", "2020-06-01", "2021-01-05", "2020-02-02"]),
+        ...     "nhs_number": ["9434765919", "9434765919", None, "4010232137"],
+        ...     "given_name": ["ann", "ann", "anne", "bob"], "family_name": ["lee", "stone", "stone", "khan"],
+        ...     "birth_date_value": pd.to_datetime(["1950-01-02", "1950-01-02", "1950-02-01", "1961-04-23"]),
+        ...     "sex": ["2", "2", "2", "1"], "postcode": ["LS6 2AB", "LS1 4AP", None, "M1 1AA"]})
+        >>> raw = pd.DataFrame({"given_name_raw": ["ANN", "Ann", "Anne", "Bob"],
+        ...                     "family_name_raw": ["LEE", "STONE", "Stone", "Khan"]})
+        >>> notes = recs[recs["record_id"].str.startswith("n")].assign(
+        ...     received_value=lambda d: d["event_date"], ethnicity=["A", "Not stated", "B"])
+        >>> postcodes = pd.DataFrame({"postcode": ["LS1 4AP", "M1 1AA"], "area_id": ["E01011", "E01005"]})
+        >>> areas = pd.DataFrame({"area_id": ["E01011", "E01005"], "deprivation_quintile": [3, 1]})
+        >>> patients = best_values(recs, notes, postcodes, areas, raw)
+        >>> print(patients[["patient_id", "nhs_number", "given_name", "family_name", "birth_date", "sex"]].to_string())
+           patient_id  nhs_number given_name family_name birth_date  sex
+        0           1  9434765919        Ann       Stone 1950-01-02    2
+        1           2  4010232137        Bob        Khan 1961-04-23    1
+        >>> print(patients[["patient_id", "ethnicity", "postcode", "area_id", "deprivation_quintile"]].to_string())
+           patient_id ethnicity postcode area_id  deprivation_quintile
+        0           1         A  LS1 4AP  E01011                     3
+        1           2         B   M1 1AA  E01005                     1
     """
     recs = records.assign(given_name_raw=raw_names["given_name_raw"].to_numpy(),
                           family_name_raw=raw_names["family_name_raw"].to_numpy())

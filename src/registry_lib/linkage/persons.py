@@ -41,6 +41,20 @@ def identities(records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 
     The identity table has the :data:`KEY` columns, ``n_records`` and ``det_group`` (shared by
     identities with the same valid NHS number, birth date and sex; unique otherwise).
+
+    Example (Ann's two addresses are two identities of one deterministic group):
+        >>> recs = pd.DataFrame({"nhs_number": ["9434765919", "9434765919", "9434765919", None],
+        ...     "given_name": ["ann", "ann", "ann", "anne"], "family_name": ["lee"] * 4,
+        ...     "birth_date": ["1950-01-02"] * 4, "sex": ["2"] * 4,
+        ...     "postcode": ["LS6 2AB", "LS1 4AP", "LS6 2AB", "LS6 2AB"]})
+        >>> ident, identity_id = identities(recs)
+        >>> identity_id.tolist()
+        [1, 0, 1, 2]
+        >>> print(ident[["nhs_number", "given_name", "postcode", "n_records", "det_group"]].to_string())
+           nhs_number given_name postcode  n_records  det_group
+        0  9434765919        ann  LS1 4AP          1          0
+        1  9434765919        ann  LS6 2AB          2          0
+        2        <NA>       anne  LS6 2AB          1          5
     """
     keys = records[KEY].astype("string")
     identity_id = keys.groupby(KEY, dropna=False, sort=True).ngroup().to_numpy(dtype=np.int64)
@@ -70,6 +84,15 @@ class PersonLinkage:
             the scoring floor, with ``gamma_*`` levels when asked for.
         model: trained Splink model JSON.
         stats: counts for the link report.
+
+    Example (three identities, the last without an NHS number; clusters at another threshold
+    come from the stored pairs, without scoring again):
+        >>> ident = pd.DataFrame({"nhs_number": ["9434765919", None, None], "det_group": [0, 1, 2]})
+        >>> pairs = pd.DataFrame({"unique_id_l": [0, 1], "unique_id_r": [1, 2], "match_probability": [0.97, 0.6]})
+        >>> linked = PersonLinkage(identity=ident, identity_id=np.array([0, 0, 1, 2]),
+        ...                        cluster=np.array([0, 0, 0, 1]), pairs=pairs, model={})
+        >>> linked.recluster(0.95).tolist(), linked.recluster(0.5).tolist()
+        ([0, 0, 0, 1], [0, 0, 0, 0])
     """
 
     identity: pd.DataFrame

@@ -44,7 +44,21 @@ DECISION_COLUMNS = ("record_l", "record_r", "decision", "reviewer", "decided_at"
 
 def levels(model: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """Per comparison: a table indexed by gamma (-1 null, then highest = closest) with the
-    level's ``label`` and ``weight`` (log2 m/u; 0 for the null level)."""
+    level's ``label`` and ``weight`` (log2 m/u; 0 for the null level).
+
+    Example:
+        >>> model = {"comparisons": [{"output_column_name": "birth_date", "comparison_levels": [
+        ...     {"is_null_level": True, "label_for_charts": "null"},
+        ...     {"label_for_charts": "exact", "m_probability": 0.9, "u_probability": 0.001},
+        ...     {"label_for_charts": "day and month swapped", "m_probability": 0.05, "u_probability": 0.0001},
+        ...     {"label_for_charts": "All other comparisons", "m_probability": 0.05, "u_probability": 0.9989}]}]}
+        >>> print(levels(model)["birth_date"].round(2).reset_index().to_string(index=False))
+         gamma                 label  weight
+            -1               missing    0.00
+             2                 exact    9.81
+             1 day and month swapped    8.97
+             0             disagrees   -4.32
+    """
     out = {}
     for comp in model.get("comparisons", []):
         name = comp.get("output_column_name") or comp.get("comparison_description", "?")
@@ -68,6 +82,19 @@ def evidence(pairs: pd.DataFrame, model: dict[str, Any], roles: tuple[str, ...] 
     """``level_<role>``, ``weight_<role>`` and a one-line ``evidence`` for pairs with ``gamma_<role>``.
 
     Roles the model has no comparison for get missing level and weight.
+
+    Example:
+        >>> model = {"comparisons": [{"output_column_name": "birth_date", "comparison_levels": [
+        ...     {"is_null_level": True, "label_for_charts": "null"},
+        ...     {"label_for_charts": "exact", "m_probability": 0.9, "u_probability": 0.001},
+        ...     {"label_for_charts": "day and month swapped", "m_probability": 0.05, "u_probability": 0.0001},
+        ...     {"label_for_charts": "All other comparisons", "m_probability": 0.05, "u_probability": 0.9989}]}]}
+        >>> ev = evidence(pd.DataFrame({"gamma_birth_date": [2, 1, -1]}), model, roles=("birth_date", "sex"))
+        >>> print(ev.to_string())
+                level_birth_date  weight_birth_date level_sex  weight_sex                                 evidence
+        0                  exact              9.814      <NA>         NaN                  birth_date exact (+9.8)
+        1  day and month swapped              8.966      <NA>         NaN  birth_date day and month swapped (+9.0)
+        2                missing              0.000      <NA>         NaN                birth_date missing (+0.0)
     """
     table = levels(model)
     out = pd.DataFrame(index=pairs.index)
@@ -97,6 +124,26 @@ def read_decisions(path: Path | str) -> pd.DataFrame:
 
     Returns the rows with ``record_l``/``record_r`` ordered (smaller first) and the last
     decision kept where a pair was decided twice.
+
+    Example (the second reviewer overrules the first on D9/N1):
+        >>> import tempfile
+        >>> sheet = pd.DataFrame({"record_l": ["deaths:D9", "notifications:N2", "notifications:N1"],
+        ...                       "record_r": ["notifications:N1", "notifications:N3", "deaths:D9"],
+        ...                       "decision": ["Match", "nonmatch", "non-match"], "reviewer": ["jo", "jo", "al"],
+        ...                       "decided_at": ["2024-03-01", "2024-03-01", "2024-03-02"]})
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp, "decisions.csv")
+        ...     sheet.to_csv(path, index=False)
+        ...     print(read_decisions(path).to_string())
+        ...     sheet.assign(decision="maybe").to_csv(path, index=False)
+        ...     try:
+        ...         read_decisions(path)
+        ...     except RegistryLabError as exc:
+        ...         print(str(exc).split(": ", 1)[1])  # after the file's path
+                   record_l          record_r   decision reviewer  decided_at
+        0  notifications:N2  notifications:N3  non-match       jo  2024-03-01
+        1         deaths:D9  notifications:N1  non-match       al  2024-03-02
+        row 2 has decision 'maybe'; write 'match' or 'non-match'
     """
     path = Path(path)
     try:
@@ -140,6 +187,24 @@ def apply_decisions(pairs: pd.DataFrame, decisions: pd.DataFrame,
     ``identity_of`` maps ``feed:record_id`` to identity id. A ``match`` sets the pair's
     probability to 1 (adding the pair if it was not scored), a ``non-match`` to 0. Decisions
     naming an unknown record, or two records of one identity, are counted, not applied.
+
+    Example:
+        >>> pairs = pd.DataFrame({"unique_id_l": [0, 1], "unique_id_r": [1, 2], "match_weight": [3.2, 8.0],
+        ...                       "match_probability": [0.9, 0.997]})
+        >>> decisions = pd.DataFrame({
+        ...     "record_l": ["notifications:N1", "notifications:N2", "deaths:D9", "notifications:N1"],
+        ...     "record_r": ["notifications:N2", "treatments:T4", "notifications:N5", "notifications:N7"],
+        ...     "decision": ["non-match", "match", "match", "match"]})
+        >>> identity_of = pd.Series({"notifications:N1": 0, "notifications:N2": 1, "deaths:D9": 2,
+        ...                          "notifications:N5": 2, "treatments:T4": 3})
+        >>> out, counts = apply_decisions(pairs, decisions, identity_of)
+        >>> print(out.to_string())
+           unique_id_l  unique_id_r  match_weight  match_probability
+        0            0            1         -99.0              0.000
+        1            1            2           8.0              0.997
+        2            1            3          99.0              1.000
+        >>> counts
+        {'decisions': 4, 'unknown_records': 1, 'same_identity': 1, 'applied_match': 1, 'applied_non_match': 1, 'added_pairs': 1}
     """
     il = decisions["record_l"].map(identity_of)
     ir = decisions["record_r"].map(identity_of)
