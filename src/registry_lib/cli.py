@@ -201,7 +201,25 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``registry-lab`` console script."""
+    """Entry point of the ``registry-lab`` console script.
+
+    Example (``argv`` as typed after ``registry-lab``; a user mistake prints one sentence to
+    stderr and returns 2):
+        >>> import contextlib, os, tempfile
+        >>> from unittest import mock
+        >>> with tempfile.TemporaryDirectory() as root, mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": root}):
+        ...     with contextlib.redirect_stderr(sys.stdout):
+        ...         main(["link", "--cohort", "demo"])
+        ...         (Path(root) / "synthetic" / "demo" / "feeds").mkdir(parents=True)
+        ...         main(["link", "--cohort", "demo", "--spark-master", "local[2]"])
+        ...         main(["release", "--cohort", "demo", "--policy", "research_pseudonymised", "--requester", "me"])
+        registry-lab link: synthetic/demo/feeds: not found; make it with `registry-lab synth --config params/cohort/demo.yaml`
+        2
+        registry-lab link: --spark-master, --spark-conf and --spark-dir need --backend spark
+        2
+        registry-lab release: synthetic/demo/registry: not found; make it with `registry-lab link --cohort demo`
+        2
+    """
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["lab"] and argv[1:] not in (["-h"], ["--help"]):

@@ -55,7 +55,13 @@ _CLI_SPARK: dict[str, Any] = {"master": None, "conf": {}, "workdir": None}
 
 
 def machine_memory() -> int:
-    """Total physical memory of this machine in bytes."""
+    """Total physical memory of this machine in bytes.
+
+    Example (the base of a share such as ``REGISTRY_LAB_MEMORY=50%``):
+        >>> total = machine_memory()
+        >>> total == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), parse_memory("50%") == total // 2
+        (True, True)
+    """
     try:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
@@ -101,7 +107,14 @@ def _mb(n: int) -> int:
 
 
 def spill_directory(env: Mapping[str, str] | None = None) -> Path:
-    """Where engines spill to disk: ``REGISTRY_LAB_TMP`` or the system temporary folder."""
+    """Where engines spill to disk: ``REGISTRY_LAB_TMP`` or the system temporary folder.
+
+    Example:
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     spill = spill_directory({"REGISTRY_LAB_TMP": tmp})
+        ...     spill.relative_to(tmp).as_posix(), spill.is_dir()
+        ('registry-lab-spill', True)
+    """
     env = os.environ if env is None else env
     base = Path(env.get(TMP_ENV) or tempfile.gettempdir()) / "registry-lab-spill"
     base.mkdir(parents=True, exist_ok=True)
@@ -151,7 +164,18 @@ def parse_spark_conf(items: Sequence[str]) -> dict[str, str]:
 
 
 def spark_defaults_file(env: Mapping[str, str] | None = None) -> Path | None:
-    """``spark-defaults.conf`` in ``SPARK_CONF_DIR`` (or ``SPARK_HOME/conf``), if there is one."""
+    """``spark-defaults.conf`` in ``SPARK_CONF_DIR`` (or ``SPARK_HOME/conf``), if there is one.
+
+    Example:
+        >>> with tempfile.TemporaryDirectory() as home:
+        ...     conf = Path(home, "conf")
+        ...     conf.mkdir()
+        ...     before = spark_defaults_file({"SPARK_HOME": home})
+        ...     _ = (conf / "spark-defaults.conf").write_text("spark.master local[4]")
+        ...     found = spark_defaults_file({"SPARK_HOME": home})
+        ...     before, found.relative_to(home).as_posix()
+        (None, 'conf/spark-defaults.conf')
+    """
     env = os.environ if env is None else env
     for folder in (env.get("SPARK_CONF_DIR"), env.get("SPARK_HOME") and str(Path(env["SPARK_HOME"]) / "conf")):
         if folder and (Path(folder) / "spark-defaults.conf").is_file():
@@ -160,7 +184,18 @@ def spark_defaults_file(env: Mapping[str, str] | None = None) -> Path | None:
 
 
 def read_spark_defaults(path: Path | None) -> dict[str, str]:
-    """Properties in a ``spark-defaults.conf`` (``key value`` or ``key=value`` lines, ``#`` comments)."""
+    """Properties in a ``spark-defaults.conf`` (``key value`` or ``key=value`` lines, ``#`` comments).
+
+    Example:
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp, "spark-defaults.conf")
+        ...     _ = path.write_text("# cluster defaults\\nspark.master   spark://m:7077\\n"
+        ...                         "spark.executor.memory=4g\\n")
+        ...     read_spark_defaults(path)
+        {'spark.master': 'spark://m:7077', 'spark.executor.memory': '4g'}
+        >>> read_spark_defaults(None)
+        {}
+    """
     if path is None:
         return {}
     out: dict[str, str] = {}
@@ -180,6 +215,19 @@ def configure_spark(master: str | None = None, conf: Sequence[str] | Mapping[str
 
     ``workdir`` is a folder every executor can read and write (a shared file system, HDFS or
     an object store path): the Spark backend exchanges its Parquet files and checkpoints there.
+
+    Example (the command line wins over the environment; ``configure_spark()`` forgets it):
+        >>> configure_spark("spark://m:7077", ["spark.executor.cores=2"], workdir="s3a://bucket/spark")
+        >>> settings = spark_settings(_CLI_SPARK["master"], _CLI_SPARK["conf"], env={"SPARK_MASTER": "local[4]"})
+        >>> settings["spark.master"], settings["spark.executor.cores"], spark_workdir()
+        ('spark://m:7077', '2', 's3a://bucket/spark')
+        >>> configure_spark(conf=["executor.cores=2"])
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: --spark-conf 'executor.cores=2': give KEY=VALUE with a key starting 'spark.', e.g. spark.executor.memory=4g
+        >>> configure_spark()
+        >>> _CLI_SPARK
+        {'master': None, 'conf': {}, 'workdir': None}
     """
     _CLI_SPARK["master"] = master
     _CLI_SPARK["conf"] = dict(conf) if isinstance(conf, Mapping) else parse_spark_conf(conf)
@@ -191,6 +239,16 @@ def spark_workdir(default: str | Path | None = None) -> str:
 
     ``--spark-dir``, else ``REGISTRY_LAB_SPARK_DIR``, else ``default`` (e.g. the cohort folder),
     else a local temporary folder (fine for ``local[...]`` and single-machine clusters).
+
+    Example (no ``--spark-dir`` and no ``REGISTRY_LAB_SPARK_DIR`` here, so ``default`` is used):
+        >>> saved = os.environ.pop("REGISTRY_LAB_SPARK_DIR", None)
+        >>> spark_workdir("hdfs://namenode/registry-lab")
+        'hdfs://namenode/registry-lab'
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     Path(spark_workdir(Path(tmp, "cohort", "spark"))).relative_to(Path(tmp).resolve()).as_posix()
+        'cohort/spark'
+        >>> if saved is not None:
+        ...     os.environ["REGISTRY_LAB_SPARK_DIR"] = saved
     """
     chosen = _CLI_SPARK["workdir"] or os.environ.get("REGISTRY_LAB_SPARK_DIR") or default
     if chosen is None:
@@ -231,6 +289,18 @@ def spark_session(jars: Sequence[str] = (), checkpoint_dir: str | None = None) -
 
     Under ``spark-submit`` (or when a session already runs) the existing session is used as it
     is, with ``jars`` added. ``checkpoint_dir`` should be on a path all executors see.
+
+    Example (without Java, the Spark backend says so before starting anything):
+        >>> saved = {k: os.environ.pop(k, None) for k in ("PATH", "JAVA_HOME")}
+        >>> with tempfile.TemporaryDirectory() as empty:
+        ...     os.environ["PATH"] = empty  # a PATH without java
+        ...     try:
+        ...         spark_session()
+        ...     except RegistryLabError as exc:
+        ...         print(exc)
+        ...     finally:
+        ...         os.environ.update({k: v for k, v in saved.items() if v is not None})
+        backend 'spark': Java is not installed (no `java` on the PATH); use backend='duckdb' or install a Java 17 runtime
     """
     import shutil
 

@@ -41,7 +41,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, link the cohort on Spark, then the requested releases; return an exit code."""
+    """Parse ``argv``, link the cohort on Spark, then the requested releases; return an exit code.
+
+    Example (mistakes are refused before any Spark starts):
+        >>> run(["--cohort", "england", "--release", "aggregate_publication"])
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: --release needs --requester (who asked for the release)
+    """
     import os
 
     from registry_lib import linkage, release
@@ -65,7 +72,17 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: one clear sentence and exit code 2 for a user mistake, as ``registry-lab``."""
+    """Entry point: one clear sentence and exit code 2 for a user mistake, as ``registry-lab``.
+
+    Example (a project without the cohort's feeds; the sentence goes to stderr):
+        >>> import contextlib, os, tempfile
+        >>> from unittest import mock
+        >>> with tempfile.TemporaryDirectory() as root, mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": root}):
+        ...     with contextlib.redirect_stderr(sys.stdout):
+        ...         main(["--cohort", "england"])
+        spark_job: synthetic/england/feeds: not found; make it with `registry-lab synth --config params/cohort/england.yaml`
+        2
+    """
     try:
         return run(argv)
     except RegistryLabError as exc:

@@ -174,6 +174,28 @@ def consolidate(notes: pd.DataFrame, patients: pd.DataFrame, postcode_areas: pd.
 
     Returns:
         ``(tumour table in the TUMOUR schema, tumour_id of each notification)``.
+
+    Example (a left breast cancer notified by PAS and pathology, then a right one by an MDT):
+        >>> notes = pd.DataFrame({"record_id": ["a", "b", "c"], "patient_id": [1, 1, 1],
+        ...     "source": ["pas", "pathology", "mdt"], "trust_code": ["RR8", "RR8", "RR8"],
+        ...     "site3": ["C50", "C50", "C50"], "laterality": ["L", "L", "R"],
+        ...     "morphology_icdo3": [None, "8500", "8500"], "behaviour": [None, "3", "3"],
+        ...     "diagnosis_value": pd.to_datetime(["2020-01-08", "2020-01-03", "2020-02-01"]),
+        ...     "stage": [None, "2", "1"], "grade": [None, "G2", "GX"],
+        ...     "route_to_diagnosis": ["GP referral", None, None], "basis_of_diagnosis": ["9", "7", "7"],
+        ...     "performance_status": [None, None, "1"], "comorbidity_score": [0, None, None]})
+        >>> patients = pd.DataFrame({"patient_id": [1], "birth_date": pd.to_datetime(["1950-06-01"]),
+        ...                          "area_id": ["E01011"]})
+        >>> tumours, tumour_id = consolidate(notes, patients)
+        >>> tumour_id.tolist()
+        [1, 1, 2]
+        >>> print(tumours[["tumour_id", "diagnosis_date", "age_at_diagnosis", "site_icd10", "laterality",
+        ...                "morphology_icdo3", "stage", "grade", "basis_of_diagnosis"]].to_string())
+           tumour_id diagnosis_date  age_at_diagnosis site_icd10 laterality morphology_icdo3 stage grade basis_of_diagnosis
+        0          1     2020-01-03                69        C50          L             8500     2    G2                  7
+        1          2     2020-02-01                69        C50          R             8500     1    GX                  7
+        >>> tumours[["route_to_diagnosis", "area_id"]].values.tolist()
+        [['GP referral', 'E01011'], [nan, 'E01011']]
     """
     df = notes.reset_index(drop=True)
     tk = tumour_keys(df, window_days).to_numpy(dtype=np.int64)
