@@ -76,7 +76,14 @@ def _resolve_cohort(cohort: str | Path) -> Path:
 
 
 def release_dir(cohort: str | Path, policy: str) -> Path:
-    """``synthetic/<cohort>/releases/<policy>`` (cohort by name, or a cohort folder path)."""
+    """``synthetic/<cohort>/releases/<policy>`` (cohort by name, or a cohort folder path).
+
+    Example:
+        >>> release_dir(Path("/project/synthetic/small"), "research_pseudonymised").as_posix()
+        '/project/synthetic/small/releases/research_pseudonymised'
+        >>> release_dir("small", "direct_care").relative_to(project_root()).as_posix()
+        'synthetic/small/releases/direct_care'
+    """
     return _resolve_cohort(cohort) / "releases" / str(policy)
 
 
@@ -142,6 +149,52 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
         requester: who asked for the release (recorded in the audit log only).
         backend: ``"duckdb"`` (default) or ``"spark"``: the engine of an aggregates policy's
             cubes (record-level releases are built in pandas on the driver either way).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     cohort = Path(d) / "demo"   # a linked registry: three patients, four tumours
+        ...     _ = write_parquet(pd.DataFrame({"patient_id": [1, 2, 3], "sex": [1, 2, 2]}),
+        ...                       cohort / "registry" / "patient.parquet")
+        ...     _ = write_parquet(pd.DataFrame({"tumour_id": [10, 11, 12, 13], "patient_id": [1, 2, 3, 3],
+        ...                                     "site_icd10": ["C61", "C50", "C50", "C18"]}),
+        ...                       cohort / "registry" / "tumour.parquet")
+        ...     policy = Path(d) / "site_counts.yaml"   # YAML; JSON is YAML too
+        ...     _ = policy.write_text(json.dumps({
+        ...         "purpose": "aggregate_publication", "description": "Tumours by site and sex.",
+        ...         "national_data_opt_out": False, "output": "aggregates",
+        ...         "aggregates": {"by_site": {"group_by": ["site_icd10", "sex"]}}}))
+        ...     out = run(cohort, policy, "A. Analyst (incidence tables)")
+        ...     print(out.relative_to(d).as_posix(), sorted(p.name for p in out.iterdir()))
+        ...     print(read_parquet(out / "by_site.parquet").to_string())
+        ...     read_audit(cohort).loc[0, ["policy", "requester", "row_counts"]].tolist()
+        demo/releases/site_counts ['by_site.parquet', 'release.json']
+          site_icd10  sex  count
+        0        C18    2      1
+        1        C50    2      2
+        2        C61    1      1
+        ['site_counts', 'A. Analyst (incidence tables)', {'by_site': 3}]
+
+    A policy releasing a forbidden field is refused before anything is read or written:
+
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     leaky = Path(d) / "leaky.yaml"
+        ...     _ = leaky.write_text(json.dumps({
+        ...         "purpose": "research_pseudonymised", "description": "NHS numbers, by mistake.",
+        ...         "national_data_opt_out": True, "output": "record_level", "patient_key": "pseudo_id",
+        ...         "tables": {"patient": {"pseudo_id": {"from": "nhs_number", "transform": "pseudonym"},
+        ...                                "nhs_number": "copy"}}}))
+        ...     try:
+        ...         run(Path(d) / "demo", leaky, "A. Analyst")
+        ...     except RegistryLabError as e:
+        ...         print(str(e).split("leaky.yaml: ")[1])
+        ...     (Path(d) / "demo").exists()
+        field patient.nhs_number releases nhs_number unchanged, which policy leaky (purpose research_pseudonymised) forbids; nothing was released
+        False
+        >>> run(Path("synthetic/demo"), "aggregate_publication", " ")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: release: --requester must say who asked for the release
     """
     cohort_dir = Path(cohort_dir)
     if not str(requester or "").strip():
@@ -263,7 +316,19 @@ def _check_key_fingerprint(cohort_dir: Path, link_report: dict[str, Any], key: b
 
 
 def append_audit(path: Path, entry: dict[str, Any]) -> None:
-    """Append one line to the audit log (opened for appending only; never rewritten)."""
+    """Append one line to the audit log (opened for appending only; never rewritten).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     log = Path(d) / "releases" / AUDIT_LOG
+        ...     append_audit(log, {"policy": "direct_care", "requester": "Dr B. Clinician"})
+        ...     append_audit(log, {"requester": "A. Analyst", "policy": "research_pseudonymised",
+        ...                        "time": dt.date(2024, 5, 1)})
+        ...     print(log.read_text(), end="")
+        {"policy": "direct_care", "requester": "Dr B. Clinician"}
+        {"policy": "research_pseudonymised", "requester": "A. Analyst", "time": "2024-05-01"}
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(entry, sort_keys=True, default=str) + "\n"
     with open(path, "a", encoding="utf-8") as fh:
@@ -341,7 +406,21 @@ def announce_synthetic(notice: str) -> None:
 
 
 def release_info(cohort: str | Path, policy: str) -> dict[str, Any]:
-    """``release.json`` of a release (policy, purpose, row counts, opt-out removals, ...)."""
+    """``release.json`` of a release (policy, purpose, row counts, opt-out removals, ...).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     folder = release_dir(Path(d) / "small", "aggregate_publication")
+        ...     _ = write_json({"policy": "aggregate_publication", "row_counts": {"incidence": 412}},
+        ...                    folder / "release.json")
+        ...     release_info(Path(d) / "small", "aggregate_publication")["row_counts"]
+        {'incidence': 412}
+        >>> release_info(Path("/nonexistent/small"), "direct_care")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: synthetic/small/releases/direct_care: not found; make it with `registry-lab release --cohort small --policy direct_care --requester "<who>"`
+    """
     folder = release_dir(cohort, policy)
     if not (folder / "release.json").exists():
         load_release(cohort, policy)

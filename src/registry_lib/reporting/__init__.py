@@ -28,7 +28,16 @@ from registry_lib.paths import cohort_dir, project_root, require_cohort
 
 
 def study_output_dir(output_dir: str | Path) -> Path:
-    """The study's output folder (relative paths are taken from the project root), created."""
+    """The study's output folder (relative paths are taken from the project root), created.
+
+    Example:
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> with tempfile.TemporaryDirectory() as root, mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": root}):
+        ...     out = study_output_dir("reports/cluster_investigation")
+        ...     out.relative_to(project_root()).as_posix(), out.is_dir()
+        ('reports/cluster_investigation', True)
+    """
     path = Path(output_dir)
     if not path.is_absolute():
         path = project_root() / path
@@ -40,6 +49,22 @@ def write_results(results: dict[str, Any], output_dir: str | Path, *, headline: 
     """Write ``results.json`` (sorted keys, floats as given) into the study's output folder.
 
     ``headline`` is the one-sentence result the reports index shows for the study.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = write_results({"sir": np.float64(1.52), "ci": (1.1, 2.05), "trend_p": float("nan")},
+        ...                       d, headline="More bladder cancer within 2 km of the works.")
+        ...     print(p.read_text(), end="")
+        {
+          "ci": [
+            1.1,
+            2.05
+          ],
+          "headline": "More bladder cancer within 2 km of the works.",
+          "sir": 1.52,
+          "trend_p": null
+        }
     """
     if headline is not None:
         results = {**results, "headline": headline}
@@ -47,7 +72,15 @@ def write_results(results: dict[str, Any], output_dir: str | Path, *, headline: 
 
 
 def read_results(output_dir: str | Path) -> dict[str, Any]:
-    """Read a study's ``results.json``."""
+    """Read a study's ``results.json``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = write_results({"n_patients": np.int64(3195), "net_survival_5y": 0.584}, d)
+        ...     read_results(d)
+        {'n_patients': 3195, 'net_survival_5y': 0.584}
+    """
     return json.loads((study_output_dir(output_dir) / "results.json").read_text())
 
 
@@ -65,7 +98,20 @@ def _clean(value: Any) -> Any:
 
 
 def save_figure(fig: Any, output_dir: str | Path, name: str, *, dpi: int = 110) -> Path:
-    """Save a matplotlib figure as ``figures/<name>.png`` with no timestamp metadata."""
+    """Save a matplotlib figure as ``figures/<name>.png`` with no timestamp metadata.
+
+    Example:
+        >>> import tempfile
+        >>> from matplotlib.figure import Figure
+        >>> fig = Figure(figsize=(3, 2))
+        >>> _ = fig.subplots().plot([2019, 2020, 2021], [310, 280, 330])
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = save_figure(fig, d, "incidence_trend")
+        ...     first = p.read_bytes()
+        ...     same = save_figure(fig, d, "incidence_trend").read_bytes() == first
+        ...     p.relative_to(d).as_posix(), first[1:4], b"matplotlib" in first, same
+        ('figures/incidence_trend.png', b'PNG', False, True)
+    """
     folder = study_output_dir(output_dir) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
@@ -74,24 +120,69 @@ def save_figure(fig: Any, output_dir: str | Path, name: str, *, dpi: int = 110) 
 
 
 def read_reference(cohort: str, name: str) -> pd.DataFrame:
-    """A public reference table of a cohort (areas, population, life_table, …)."""
+    """A public reference table of a cohort (areas, population, life_table, …).
+
+    Example:
+        >>> from registry_lib.io import write_parquet
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> with tempfile.TemporaryDirectory() as root, mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": root}):
+        ...     areas = pd.DataFrame({"area_id": ["E01000001", "E01000002"], "population": [1520, 1710]})
+        ...     _ = write_parquet(areas, cohort_dir("demo") / "reference" / "areas.parquet")
+        ...     print(read_reference("demo", "areas").to_string())
+             area_id  population
+        0  E01000001        1520
+        1  E01000002        1710
+    """
     return read_parquet(require_cohort(cohort, "reference") / "reference" / f"{name}.parquet")
 
 
 def read_truth(cohort: str, name: str) -> pd.DataFrame:
-    """Truth, for clearly marked validation ("truth check") cells only: studies never use it."""
+    """Truth, for clearly marked validation ("truth check") cells only: studies never use it.
+
+    Example:
+        >>> from registry_lib.io import write_parquet
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> with tempfile.TemporaryDirectory() as root, mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": root}):
+        ...     truth = pd.DataFrame({"person_id": [1, 2], "stage": ["II", "IV"]})
+        ...     _ = write_parquet(truth, cohort_dir("demo") / "truth" / "tumours.parquet")
+        ...     print(read_truth("demo", "tumours").to_string())
+           person_id stage
+        0          1    II
+        1          2    IV
+    """
     return read_parquet(require_cohort(cohort, "truth") / "truth" / f"{name}.parquet")
 
 
 def read_effects(cohort: str) -> dict[str, Any]:
-    """The injected effects of a cohort (``truth/effects.json``), for truth-check cells."""
+    """The injected effects of a cohort (``truth/effects.json``), for truth-check cells.
+
+    Example:
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> with tempfile.TemporaryDirectory() as root, mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": root}):
+        ...     _ = write_json({"point_source": {"sir_within_2km": 1.5}}, cohort_dir("demo") / "truth" / "effects.json")
+        ...     read_effects("demo")["point_source"]
+        {'sir_within_2km': 1.5}
+    """
     return json.loads((cohort_dir(cohort) / "truth" / "effects.json").read_text())
 
 
 def setup_notebook() -> None:
     """Quiet, reproducible notebook defaults: no warnings (they print absolute paths), a fixed
     figure size and resolution, and every DataFrame shown through the presentation layer
-    (:func:`registry_lib.reporting.tables.table_html`)."""
+    (:func:`registry_lib.reporting.tables.table_html`).
+
+    Example:
+        >>> import warnings
+        >>> import matplotlib as mpl
+        >>> undo = pd.option_context("display.precision", 6, "display.max_rows", 60, "display.width", 80)
+        >>> with undo, mpl.rc_context(), warnings.catch_warnings():   # restored after the example
+        ...     setup_notebook()
+        ...     pd.get_option("display.precision"), mpl.rcParams["figure.figsize"], warnings.filters[0][0]
+        (3, [8.0, 4.5], 'ignore')
+    """
     import warnings
 
     import matplotlib as mpl
@@ -109,19 +200,50 @@ def setup_notebook() -> None:
 
 
 def read_cohort_info(cohort: str) -> dict[str, Any]:
-    """The cohort's ``cohort.json``: the config it was generated from, its seed and sizes."""
+    """The cohort's ``cohort.json``: the config it was generated from, its seed and sizes.
+
+    Example:
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> with tempfile.TemporaryDirectory() as root, mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": root}):
+        ...     (cohort_dir("demo") / "reference").mkdir(parents=True)   # a generated cohort has reference/
+        ...     info = {"config": {"end_of_follow_up": "2024-12-31"}, "seed": 7}
+        ...     _ = write_json(info, cohort_dir("demo") / "cohort.json")
+        ...     read_cohort_info("demo")
+        {'config': {'end_of_follow_up': '2024-12-31'}, 'seed': 7}
+    """
     return json.loads((require_cohort(cohort, "reference") / "cohort.json").read_text())
 
 
 def read_params(relative: str) -> dict[str, Any]:
-    """A params file by its path relative to ``params/`` (e.g. ``epidemiology/incidence.yaml``)."""
+    """A params file by its path relative to ``params/`` (e.g. ``epidemiology/incidence.yaml``).
+
+    Example:
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> with tempfile.TemporaryDirectory() as root, mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": root}):
+        ...     p = Path(root) / "params" / "epidemiology" / "incidence.yaml"
+        ...     p.parent.mkdir(parents=True)
+        ...     _ = p.write_text("sites: [C50, C61]\\nstandard_population: esp2013\\n")
+        ...     read_params("epidemiology/incidence.yaml")
+        {'sites': ['C50', 'C61'], 'standard_population': 'esp2013'}
+    """
     from registry_lib.config import load_yaml
 
     return load_yaml(project_root() / "params" / relative)
 
 
 class NotEstimable(RegistryLabError):
-    """A study section cannot be estimated on this cohort (the message says why, in one sentence)."""
+    """A study section cannot be estimated on this cohort (the message says why, in one sentence).
+
+    Example:
+        >>> issubclass(NotEstimable, RegistryLabError)   # a section records it and the study goes on
+        True
+        >>> raise NotEstimable("no deaths after diagnosis, so no hazard ratio")
+        Traceback (most recent call last):
+        ...
+        registry_lib.reporting.NotEstimable: no deaths after diagnosis, so no hazard ratio
+    """
 
 
 # Failures that mean "this cohort cannot support this section", not a bug: user-facing errors,

@@ -76,7 +76,18 @@ def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def parameter_rows(params: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per parameter leaf: ``name`` (dotted for nested), ``value`` (text), ``default``
-    (text, or None when unknown) and ``changed`` (differs from the default, or has none)."""
+    (text, or None when unknown) and ``changed`` (differs from the default, or has none).
+
+    Example:
+        >>> for row in parameter_rows({"grace_days": 120, "sites": ["C50", "C61"], "ndop": True},
+        ...                           {"grace_days": 90, "sites": ["C50", "C61"]}):
+        ...     print(row)
+        {'name': 'grace_days', 'value': '120', 'default': '90', 'changed': True}
+        {'name': 'ndop', 'value': 'yes', 'default': None, 'changed': True}
+        {'name': 'sites', 'value': 'C50, C61', 'default': 'C50, C61', 'changed': False}
+        >>> parameter_rows({"trial": {"arms": None}})   # no defaults given: nothing is marked
+        [{'name': 'trial.arms', 'value': 'none', 'default': None, 'changed': False}]
+    """
     flat = _flatten(params)
     flat_defaults = _flatten(defaults or {}) if defaults is not None else None
     rows = []
@@ -89,7 +100,13 @@ def parameter_rows(params: Mapping[str, Any], defaults: Mapping[str, Any] | None
 
 
 def parameters_html(params: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> str:
-    """A parameter table (differences from the defaults highlighted, their defaults shown)."""
+    """A parameter table (differences from the defaults highlighted, their defaults shown).
+
+    Example:
+        >>> page = parameters_html({"grace_days": 120, "sites": ["C67"]}, {"grace_days": 90, "sites": ["C67"]})
+        >>> re.findall(r"<tr class='(\\w*)'><td><code>(\\w+)</code></td><td>([^<]*)</td><td>([^<]*)</td>", page)
+        [('changed', 'grace_days', '120', 'default: 90'), ('', 'sites', 'C67', '')]
+    """
     rows = parameter_rows(params, defaults)
     body = "".join(
         f"<tr class='{'changed' if r['changed'] else ''}'><td><code>{html.escape(r['name'])}</code></td>"
@@ -119,7 +136,16 @@ def rerun_command(study: str, cohort: str, params: Mapping[str, Any], defaults: 
 
 
 def notebook_title(cells: Sequence[Mapping[str, Any]], fallback: str) -> str:
-    """The text of the first ``# `` heading of a notebook's Markdown cells."""
+    """The text of the first ``# `` heading of a notebook's Markdown cells.
+
+    Example:
+        >>> cells = [{"cell_type": "code", "source": "# not a heading: a comment"},
+        ...          {"cell_type": "markdown", "source": ["Intro\\n", "# *Cluster* investigation\\n"]}]
+        >>> notebook_title(cells, "02_cluster_investigation")
+        'Cluster investigation'
+        >>> notebook_title([], "02_cluster_investigation")
+        '02_cluster_investigation'
+    """
     for cell in cells:
         if cell.get("cell_type") == "markdown":
             source = cell.get("source", "")
@@ -136,7 +162,30 @@ def _link_list(folder: Path, pattern: str) -> list[str]:
 
 def report_header(*, title: str, study: str, folder: Path, cohort: str, commit: str | None, dirty: bool | None,
                   params: Mapping[str, Any], defaults: Mapping[str, Any], rerun: str, run_key: str) -> str:
-    """The header of a report page: title, cohort, date, commit, parameters, links, how to rerun."""
+    """The header of a report page: title, cohort, date, commit, parameters, links, how to rerun.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     folder = Path(d) / "covid_impact"
+        ...     (folder / "tables").mkdir(parents=True)
+        ...     _ = (folder / "results.json").write_text("{}")
+        ...     _ = (folder / "tables" / "monthly.csv").write_text("n\\n10\\n")
+        ...     head = report_header(title="COVID-19 and diagnoses", study="covid_impact", folder=folder,
+        ...                          cohort="small", commit="0123456789abcdef", dirty=True,
+        ...                          params={"grace_days": 120, "output_dir": "reports/covid_impact"},
+        ...                          defaults={"grace_days": 90}, run_key="covid_impact",
+        ...                          rerun="registry-lab run covid_impact --cohort small -p grace_days 120")
+        >>> for term, value in re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", head):
+        ...     print(f"{term}: {value}")
+        Study: <code>covid_impact</code>
+        Cohort: <b>small</b>
+        Git commit: <code>0123456789ab (with uncommitted changes)</code>
+        Files: <a href='results.json'>key results (results.json)</a>
+        How to rerun: <code>registry-lab run covid_impact --cohort small -p grace_days 120</code>
+        >>> re.findall(r"<summary>(.*?)</summary>", head)
+        ['Parameters (1; highlighted where they differ from <code>params/studies/covid_impact.yaml</code>)', '1 tables (CSV, disclosure-controlled)']
+    """
     name = folder.name
     files = [(f"{name}.ipynb", "executed notebook"), ("results.json", "key results (results.json)")]
     files = [(f, t) for f, t in files if (folder / f).exists()]
@@ -174,7 +223,15 @@ def report_header(*, title: str, study: str, folder: Path, cohort: str, commit: 
 
 
 def decorate_report(page: str, *, title: str, header: str) -> str:
-    """Put the study title in ``<title>`` and the header at the top of an nbconvert HTML page."""
+    """Put the study title in ``<title>`` and the header at the top of an nbconvert HTML page.
+
+    Example:
+        >>> page = "<html><head><title>Notebook</title></head><body class='jp-Notebook'><p>SIR 1.52</p></body></html>"
+        >>> decorate_report(page, title="Cluster investigation", header="<header>H</header>")
+        "<html><head><title>Cluster investigation</title></head><body class='jp-Notebook'>\\n<header>H</header><p>SIR 1.52</p></body></html>"
+        >>> decorate_report("<p>no body tag</p>", title="T", header="<header>H</header>")
+        '<header>H</header><p>no body tag</p>'
+    """
     page = re.sub(r"<title>.*?</title>", f"<title>{html.escape(title)}</title>", page, count=1, flags=re.S)
     m = re.search(r"<body[^>]*>", page)
     if not m:

@@ -61,7 +61,14 @@ def _clip_convex(poly: np.ndarray, clip: np.ndarray) -> np.ndarray:
 def area_polygons(areas: pd.DataFrame, outline_km: Sequence[Sequence[float]], *, x: str = "x",
                   y: str = "y") -> list[np.ndarray]:
     """A polygon (km, counter-clockwise) per area: the Voronoi cell of its centroid (metres in
-    ``areas[x]``, ``areas[y]``) clipped to the convex hull of ``outline_km``. Deterministic."""
+    ``areas[x]``, ``areas[y]``) clipped to the convex hull of ``outline_km``. Deterministic.
+
+    Example:
+        >>> areas = pd.DataFrame({"x": [0, 10_000], "y": [5_000, 5_000]})   # two centroids, metres
+        >>> cells = area_polygons(areas, [[-10, 0], [20, 0], [20, 10], [-10, 10]])   # outline, km
+        >>> [(np.round(c, 3) + 0.0).tolist() for c in cells]   # split halfway between the centroids, at x = 5 km
+        [[[5.0, 0.0], [5.0, 10.0], [-10.0, 10.0], [-10.0, 0.0]], [[5.0, 10.0], [5.0, 0.0], [20.0, 0.0], [20.0, 10.0]]]
+    """
     from scipy.spatial import ConvexHull, Voronoi
 
     pts = np.column_stack([areas[x].to_numpy(float), areas[y].to_numpy(float)]) / 1000.0
@@ -90,6 +97,20 @@ def choropleth(ax: Any, cells: Sequence[np.ndarray], values: pd.Series | np.ndar
     ``classes`` are the values themselves (categorical data, e.g. quintiles); ``bins`` the
     class edges of continuous data. Cells with a missing value are grey. With ``outline``
     (km) the map is clipped to it and the outline drawn.
+
+    Example:
+        >>> from matplotlib.figure import Figure
+        >>> ax = Figure().subplots()
+        >>> cells = [np.array([[0, 0], [1, 0], [1, 1], [0, 1]]) + [i, 0] for i in range(3)]
+        >>> coll = choropleth(ax, cells, [0.8, 1.3, None], bins=[0.5, 1, 1.5], legend_title="SIR")
+        >>> [t.get_text() for t in ax.get_legend().get_texts()]
+        ['0.5 to <1', '1 to <1.5', 'not available']
+        >>> coll.get_facecolors().round(2).tolist()   # two viridis classes, then grey for missing
+        [[0.28, 0.12, 0.44, 1.0], [0.79, 0.88, 0.12, 1.0], [0.85, 0.85, 0.85, 1.0]]
+        >>> choropleth(ax, cells, [1, 2, 3])
+        Traceback (most recent call last):
+        ...
+        ValueError: choropleth: give classes= (categorical values) or bins= (class edges)
     """
     import matplotlib as mpl
     from matplotlib.collections import PolyCollection
@@ -142,7 +163,22 @@ def survival_small_multiples(curve: pd.DataFrame, *, panel: str, line: str, time
                              xlabel: str = "years since diagnosis", ylabel: str = "survival") -> Any:
     """One panel per ``panel`` value, one step curve per ``line`` value (a colour each, the same
     in every panel) with its 95% confidence band; each curve stops where fewer than 8 are at
-    risk. A net-survival curve's band is exp(-(H ± 1.96 SE)) from its cumulative excess hazard H."""
+    risk. A net-survival curve's band is exp(-(H ± 1.96 SE)) from its cumulative excess hazard H.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> curve = pd.DataFrame({"sex": [1] * 8 + [2] * 4, "stage": ["I"] * 4 + ["IV"] * 4 + ["I"] * 4,
+        ...                       "time": [0, 1, 2, 3] * 3,
+        ...                       "net_survival": [1, .95, .9, .88, 1, .5, .3, .2, 1, .96, .93, .9],
+        ...                       "n_at_risk": [50, 45, 40, 30, 20, 10, 7, 3, 60, 55, 50, 41]})
+        >>> fig = survival_small_multiples(curve, panel="sex", line="stage",
+        ...                                panel_label={1: "men", 2: "women"}.get)
+        >>> [ax.get_title() for ax in fig.axes], [t.get_text() for t in fig.legends[0].get_texts()]
+        (['men', 'women'], ['I', 'IV'])
+        >>> [(line.get_label(), line.get_xdata().tolist()) for line in fig.axes[0].lines]   # IV stops: 7 at risk at 2 years
+        [('I', [0, 1, 2, 3]), ('IV', [0, 1])]
+        >>> plt.close(fig)
+    """
     import matplotlib.pyplot as plt
 
     panels = sorted(curve[panel].dropna().unique().tolist())
@@ -206,7 +242,18 @@ def km_with_numbers_at_risk(table: pd.DataFrame, *, group: str, time: str = "tim
                             ticks: Sequence[float] | None = None, xlabel: str = "time",
                             ylabel: str = "survival", legend_title: str | None = None) -> Any:
     """Kaplan–Meier step curves with bands and, under the axis, the numbers at risk at
-    ``ticks`` read from the (protected) table: a suppressed number reads ``[c]``."""
+    ``ticks`` read from the (protected) table: a suppressed number reads ``[c]``.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> km = pd.DataFrame({"arm": ["surgery"] * 3 + ["radiotherapy"] * 3, "time": [0, 12, 24] * 2,
+        ...                    "survival": [1, .9, .8, 1, .7, .5], "n_at_risk": [120, 96, 80, 40, 25, None]})
+        >>> fig = km_with_numbers_at_risk(km, group="arm", ticks=[0, 12, 24], xlabel="months")
+        >>> curves, risk = fig.axes
+        >>> [line.get_label() for line in curves.lines], [t.get_text() for t in risk.texts]
+        (['surgery', 'radiotherapy'], ['120', '96', '80', '40', '25', '[c]'])
+        >>> plt.close(fig)
+    """
     import matplotlib.pyplot as plt
 
     groups = list(dict.fromkeys(table[group].tolist()))
@@ -246,7 +293,15 @@ def km_with_numbers_at_risk(table: pd.DataFrame, *, group: str, time: str = "tim
 
 def step_curve(ax: Any, time: Sequence[float], value: Sequence[float], lower: Sequence[float] | None = None,
                upper: Sequence[float] | None = None, *, label: str | None = None, colour: str = "C0") -> None:
-    """A curve that starts at 0 at time 0 and steps at each event time (e.g. cumulative incidence)."""
+    """A curve that starts at 0 at time 0 and steps at each event time (e.g. cumulative incidence).
+
+    Example:
+        >>> from matplotlib.figure import Figure
+        >>> ax = Figure().subplots()
+        >>> step_curve(ax, [2.0, 5.0], [0.10, 0.25], [0.05, 0.20], [0.15, 0.30], label="recurrence")
+        >>> ax.lines[0].get_xydata().tolist(), ax.lines[0].get_label(), len(ax.collections)
+        ([[0.0, 0.0], [2.0, 0.1], [5.0, 0.25]], 'recurrence', 1)
+    """
     t = np.r_[0.0, np.asarray(time, dtype=float)]
     v = np.r_[0.0, np.asarray(value, dtype=float)]
     ax.step(t, v, where="post", color=colour, label=label, lw=1.6)
@@ -260,12 +315,32 @@ def step_curve(ax: Any, time: Sequence[float], value: Sequence[float], lower: Se
 # ---------------------------------------------------------------------------------------------
 def interactive_html(chart: Any, name: str) -> str:
     """A self-contained HTML page of an Altair chart with the Vega JavaScript inlined (works
-    offline: no CDN). ``name`` makes the element id unique on the page."""
+    offline: no CDN). ``name`` makes the element id unique on the page.
+
+    Example:
+        >>> class Chart:   # stands in for an Altair chart, whose page inlines ~900 kB of Vega
+        ...     def to_html(self, inline, output_div):
+        ...         return f"<div id='{output_div}'></div><script>/* inline={inline} */</script>"
+        >>> interactive_html(Chart(), "incidence_by_region")
+        "<div id='rl-chart-incidence_by_region'></div><script>/* inline=True */</script>"
+    """
     return chart.to_html(inline=True, output_div=f"rl-chart-{name}")
 
 
 def interactive_chart(chart: Any, output_dir: str | Path, name: str) -> Path:
-    """Save ``figures/<name>.html`` (self-contained) and show the chart in the notebook."""
+    """Save ``figures/<name>.html`` (self-contained) and show the chart in the notebook.
+
+    Example:
+        >>> import tempfile
+        >>> from unittest import mock
+        >>> class Chart:   # stands in for an Altair chart, whose page inlines ~900 kB of Vega
+        ...     def to_html(self, inline, output_div):
+        ...         return f"<div id='{output_div}'></div>"
+        >>> with tempfile.TemporaryDirectory() as d, mock.patch("IPython.display.display") as shown:
+        ...     path = interactive_chart(Chart(), d, "sir_map")
+        ...     path.relative_to(d).as_posix(), path.read_text(), shown.call_args.args[0].data
+        ('figures/sir_map.html', "<div id='rl-chart-sir_map'></div>", "<div id='rl-chart-sir_map'></div>")
+    """
     from IPython.display import HTML, display
 
     from registry_lib.reporting import study_output_dir

@@ -103,12 +103,22 @@ def label(name: Any, labels: Mapping[str, str] | None = None) -> str:
 
 
 def is_count_name(name: Any) -> bool:
-    """Whether a column name is a count by the project's naming convention (``n_*``, ``*_pairs``…)."""
+    """Whether a column name is a count by the project's naming convention (``n_*``, ``*_pairs``…).
+
+    Example:
+        >>> [is_count_name(c) for c in ("n_patients", "deaths", "true_pairs", "net_survival", "age")]
+        [True, True, True, False, False]
+    """
     return bool(_COUNT_NAME.search(str(name)))
 
 
 def is_p_name(name: Any) -> bool:
-    """Whether a column name holds p-values (``p``, ``p_value``, ``trend_p``…)."""
+    """Whether a column name holds p-values (``p``, ``p_value``, ``trend_p``…).
+
+    Example:
+        >>> [is_p_name(c) for c in ("p", "p_value", "trend_p", "stone_p_value", "population")]
+        [True, True, True, True, False]
+    """
     return bool(_P_NAME.search(str(name)))
 
 
@@ -126,7 +136,12 @@ def format_p(p: float | None, digits: int = 3) -> str:
 
 
 def format_count(n: float | None) -> str:
-    """A count as an integer with thousands separators (``326600.0`` → ``326,600``)."""
+    """A count as an integer with thousands separators (``326600.0`` → ``326,600``).
+
+    Example:
+        >>> format_count(326600.0), format_count(7), format_count(None), format_count(float("nan"))
+        ('326,600', '7', '[c]', '[c]')
+    """
     if n is None or pd.isna(n):
         return SUPPRESSED
     return f"{round(float(n)):,}"
@@ -190,6 +205,18 @@ def format_table(
 
     Returns:
         A DataFrame of strings with human column labels and a plain 0..n-1 index.
+
+    Example:
+        >>> t = pd.DataFrame({"stage": ["I", "IV"], "n_patients": [1200.0, None],
+        ...                   "net_survival": [0.9213, 0.1875], "share": [0.512, 0.0417], "sex": [1, 2]})
+        >>> print(format_table(t, percent=["share"], suppressed_columns=["n_patients"]).to_string())
+          Stage Patients Net survival  Share     Sex
+        0     I    1,200        0.921  51.2%    male
+        1    IV      [c]        0.188   4.2%  female
+        >>> print(format_table(t.set_index("stage"), decimals={"net_survival": 2}).to_string())
+          Stage Patients Net survival  Share     Sex
+        0     I    1,200         0.92  0.512    male
+        1    IV      [x]         0.19  0.042  female
     """
     table = df.copy()
     # an unnamed integer index (0..n-1, or what is left of it after filtering) means nothing
@@ -284,7 +311,23 @@ def _text(v: Any) -> str:
 
 
 def read_published(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A CSV written by ``publish_table`` and its ``.meta.json`` sidecar (empty dict if none)."""
+    """A CSV written by ``publish_table`` and its ``.meta.json`` sidecar (empty dict if none).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = Path(d) / "incidence.csv"
+        ...     _ = p.write_text("site,n\\nC50,1200\\nC61,\\n")
+        ...     _ = (Path(d) / "incidence.meta.json").write_text('{"kind": "counts", "count_columns": ["n"]}')
+        ...     table, meta = read_published(p)
+        ...     bare, none = read_published(p.rename(Path(d) / "other.csv"))
+        >>> print(table.to_string())
+          site       n
+        0  C50  1200.0
+        1  C61     NaN
+        >>> meta, none
+        ({'kind': 'counts', 'count_columns': ['n']}, {})
+    """
     path = Path(path)
     table = pd.read_csv(path, keep_default_na=False, na_values=[""])
     side = path.with_name(path.name[: -len(".csv")] + ".meta.json")
@@ -428,7 +471,24 @@ def _dataframe_html(df: pd.DataFrame) -> str:
 def register_table_formatter() -> bool:
     """Show every DataFrame of the running notebook through :func:`table_html` (no pandas
     repr, no index column, ``[c]``/``[x]``, separators, p-values, labels). Returns whether an
-    IPython shell was found."""
+    IPython shell was found.
+
+    Example:
+        >>> register_table_formatter()   # a plain Python process: no notebook, nothing changed
+        False
+        >>> import re
+        >>> from types import SimpleNamespace
+        >>> from unittest import mock
+        >>> from IPython.core.formatters import DisplayFormatter
+        >>> shell = SimpleNamespace(display_formatter=DisplayFormatter())   # a notebook's formatter
+        >>> with mock.patch("IPython.get_ipython", return_value=shell):
+        ...     register_table_formatter()
+        True
+        >>> t = captioned(pd.DataFrame({"n_patients": [1200.0, None]}), "By stage",
+        ...               suppressed_columns=["n_patients"])
+        >>> re.search("<tbody>.*</tbody>", shell.display_formatter.format(t)[0]["text/html"]).group()
+        "<tbody><tr><td class='num'>1,200</td></tr><tr><td class='num'>[c]</td></tr></tbody>"
+    """
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython is a dependency
