@@ -27,7 +27,16 @@ _BAD = re.compile(r"(?<![\w])(NaN|<NA>|None|nan|NaT)(?![\w])")
 
 
 def chromium_path() -> str | None:
-    """The Chromium to drive: ``$REGISTRY_LAB_CHROMIUM``, else Debian's, else ``chromium`` on PATH."""
+    """The Chromium to drive: ``$REGISTRY_LAB_CHROMIUM``, else Debian's, else ``chromium`` on PATH.
+
+    Example:
+        >>> import tempfile
+        >>> from unittest import mock
+        >>> with tempfile.NamedTemporaryFile() as exe:   # a Chromium of one's own, named in the environment
+        ...     with mock.patch.dict(os.environ, {"REGISTRY_LAB_CHROMIUM": exe.name}):
+        ...         chromium_path() == exe.name
+        True
+    """
     env = os.environ.get("REGISTRY_LAB_CHROMIUM")
     if env and Path(env).exists():
         return env
@@ -38,7 +47,17 @@ def chromium_path() -> str | None:
 
 
 def browser_unavailable() -> str | None:
-    """Why the browser checks cannot run here (None when they can)."""
+    """Why the browser checks cannot run here (None when they can).
+
+    Example:
+        >>> from unittest import mock
+        >>> with mock.patch(f"{__name__}.chromium_path", return_value=None):   # a machine without Chromium
+        ...     print(browser_unavailable())
+        no Chromium found (make setup installs Debian's 'chromium' with apt-get when it can; or set REGISTRY_LAB_CHROMIUM to a Chromium executable)
+        >>> with mock.patch(f"{__name__}.chromium_path", return_value="/usr/bin/chromium"):
+        ...     browser_unavailable() is None
+        True
+    """
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -50,7 +69,14 @@ def browser_unavailable() -> str | None:
 
 
 def visible_problems(text: str) -> list[str]:
-    """Raw-pandas leftovers (NaN, <NA>, None, NaT) in a page's visible text, in order found."""
+    """Raw-pandas leftovers (NaN, <NA>, None, NaT) in a page's visible text, in order found.
+
+    Example:
+        >>> visible_problems("Net survival at 5 years: NaN (NaT to 2019-12-31); Nantes: 0.61")
+        ['NaN', 'NaT']
+        >>> visible_problems("Net survival at 5 years: 0.61 (0.58 to 0.64)")
+        []
+    """
     found: list[str] = []
     for m in _BAD.finditer(text):
         if m.group(1) not in found:
@@ -59,7 +85,19 @@ def visible_problems(text: str) -> list[str]:
 
 
 def report_pages(reports: Path) -> list[Path]:
-    """``index.html`` and every study report (``<folder>/<folder>.html``) under ``reports``."""
+    """``index.html`` and every study report (``<folder>/<folder>.html``) under ``reports``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     reports = Path(d)
+        ...     for page in ("index.html", "linkage_quality/linkage_quality.html",
+        ...                  "covid_impact/results.json", ".failed/cluster/cluster.html"):
+        ...         (reports / page).parent.mkdir(parents=True, exist_ok=True)
+        ...         _ = (reports / page).write_text("<html></html>")
+        ...     [p.relative_to(reports).as_posix() for p in report_pages(reports)]
+        ['index.html', 'linkage_quality/linkage_quality.html']
+    """
     pages = [reports / "index.html"] if (reports / "index.html").exists() else []
     for folder in sorted(p for p in reports.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         page = folder / f"{folder.name}.html"
@@ -70,7 +108,16 @@ def report_pages(reports: Path) -> list[Path]:
 
 @dataclass
 class PageCheck:
-    """What a reader would meet on one page."""
+    """What a reader would meet on one page.
+
+    Example:
+        >>> PageCheck(Path("index.html"), title="Registry Lab reports", n_links=12).ok
+        True
+        >>> PageCheck(Path("index.html"), title="Registry Lab reports", problems=["NaN"]).ok
+        False
+        >>> PageCheck(Path("covid_impact/covid_impact.html"), title="Notebook").ok   # nbconvert's default title
+        False
+    """
 
     path: Path
     title: str = ""
@@ -90,7 +137,16 @@ class PageCheck:
 
 @contextmanager
 def chromium(**launch: Any) -> Iterator[Any]:
-    """A headless Chromium browser (Playwright) on the system's Chromium."""
+    """A headless Chromium browser (Playwright) on the system's Chromium.
+
+    Example (where there is no Chromium it says why, before starting anything):
+        >>> from unittest import mock
+        >>> with mock.patch(f"{__name__}.chromium_path", return_value=None):
+        ...     with chromium() as browser:
+        ...         pass
+        Traceback (most recent call last):
+        RuntimeError: no Chromium found (make setup installs Debian's 'chromium' with apt-get when it can; or set REGISTRY_LAB_CHROMIUM to a Chromium executable)
+    """
     from playwright.sync_api import sync_playwright
 
     path = chromium_path()
@@ -107,7 +163,33 @@ def chromium(**launch: Any) -> Iterator[Any]:
 
 
 def check_page(browser: Any, path: Path, *, screenshot: Path | None = None, width: int = 1280) -> PageCheck:
-    """Open ``path`` from disk and check it (and save a full-page screenshot if asked)."""
+    """Open ``path`` from disk and check it (and save a full-page screenshot if asked).
+
+    Example (``browser`` is what :func:`chromium` yields; here a stand-in answering as
+    Chromium would for a page with a NaN, a link to a missing table and an external script):
+        >>> import tempfile
+        >>> from types import SimpleNamespace
+        >>> class Page:
+        ...     def on(self, event, handler):
+        ...         if event == "request":
+        ...             handler(SimpleNamespace(url="https://cdn.example.org/require.js"))
+        ...     def goto(self, url, wait_until): pass
+        ...     def wait_for_timeout(self, ms): pass
+        ...     def title(self): return "Linkage quality"
+        ...     def inner_text(self, selector): return "Recall 0.98, precision NaN"
+        ...     def eval_on_selector_all(self, selector, script):
+        ...         if selector == "a[href]":
+        ...             return ["tables/recall.csv", "../index.html", "#methods", "https://www.ndrs.nhs.uk"]
+        ...         return [["data:image/png;base64,iVBO", True]]
+        ...     def close(self): pass
+        >>> browser = SimpleNamespace(new_page=lambda viewport: Page())
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = (Path(d) / "index.html").write_text("<html></html>")
+        ...     (Path(d) / "linkage_quality").mkdir()
+        ...     r = check_page(browser, Path(d) / "linkage_quality" / "linkage_quality.html")
+        >>> r.title, r.problems, r.broken_links, r.external, r.n_links, r.n_images, r.ok
+        ('Linkage quality', ['NaN'], ['tables/recall.csv'], ['https://cdn.example.org/require.js'], 4, 1, False)
+    """
     result = PageCheck(path)
     page = browser.new_page(viewport={"width": width, "height": 900})
     page.on("console", lambda m: result.console_errors.append(m.text) if m.type == "error" else None)

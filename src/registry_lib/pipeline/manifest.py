@@ -31,11 +31,33 @@ TIMING_FIELDS = ("started", "finished", "seconds", "output_finished", "output_se
 
 
 def html_escape(text: str) -> str:
+    """Text (or any value, as text) safe inside the index page's HTML.
+
+    Example:
+        >>> html_escape('Colorectal <C18-C20> & "anal"'), html_escape(0.95)
+        ('Colorectal &lt;C18-C20&gt; &amp; &quot;anal&quot;', '0.95')
+    """
     return html.escape(str(text))
 
 
 def git_state(root: Path) -> dict[str, Any]:
-    """The commit and whether the working tree differs from it."""
+    """The commit and whether the working tree differs from it.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     print(git_state(Path(d)))          # not a git checkout
+        ...     git = ["git", "-c", "user.name=A. Analyst", "-c", "user.email=a@example.org"]
+        ...     _ = (Path(d) / "analysis.py").write_text("print(1)\\n")
+        ...     for cmd in (["init", "-q"], ["add", "analysis.py"], ["commit", "-qm", "first"]):
+        ...         _ = subprocess.run([*git, *cmd], cwd=d, check=True)
+        ...     clean = git_state(Path(d))
+        ...     _ = (Path(d) / "analysis.py").write_text("print(2)\\n")
+        ...     dirty = git_state(Path(d))
+        {'commit': None, 'dirty': None}
+        >>> len(clean["commit"]), clean["dirty"], dirty["commit"] == clean["commit"], dirty["dirty"]
+        (40, False, True, True)
+    """
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
@@ -48,7 +70,16 @@ def git_state(root: Path) -> dict[str, Any]:
 
 
 def environment_summary() -> dict[str, Any]:
-    """Python and package versions for the manifest."""
+    """Python and package versions for the manifest.
+
+    Example:
+        >>> import platform, pandas
+        >>> env = environment_summary()
+        >>> sorted(env), env["python"] == platform.python_version()
+        (['packages', 'platform', 'python'], True)
+        >>> env["packages"]["pandas"] == pandas.__version__, list(env["packages"]) == sorted(env["packages"])
+        (True, True)
+    """
     import platform
     from importlib import metadata
 
@@ -58,7 +89,31 @@ def environment_summary() -> dict[str, Any]:
 
 
 def write_manifest(pipe: Pipeline, reports: Path, *, started: str) -> Path:
-    """Write ``reports/manifest.json`` and ``reports/run_times.js``."""
+    """Write ``reports/manifest.json`` and ``reports/run_times.js``.
+
+    Example (a pipeline whose one study has run):
+        >>> import json, tempfile
+        >>> from registry_lib.pipeline.runner import Pipeline, StepResult
+        >>> from registry_lib.pipeline.spec import PipelineSpec
+        >>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)   # a project root
+        >>> spec = PipelineSpec.from_dict({"cohort": "tiny", "steps": [{"name": "registry_statistics",
+        ...     "kind": "notebook", "notebook": "notebooks/05_registry_statistics.ipynb",
+        ...     "title": "Cancer registration statistics", "question": "How many cancers are diagnosed?"}]})
+        >>> pipe = Pipeline(spec, root)
+        >>> study = root / "reports" / "registry_statistics"; study.mkdir(parents=True)
+        >>> _ = (study / "results.json").write_text('{"headline": "1,234 cancers were registered in 2019."}')
+        >>> pipe.results.append(StepResult("registry_statistics", "notebook", "ran", "2024-05-01T09:00:00+00:00",
+        ...     "2024-05-01T09:01:00+00:00", 60.0, {"cohort": "tiny"}, "registry_statistics/registry_statistics.html",
+        ...     "2024-05-01T09:01:00+00:00", 60.0))
+        >>> manifest = json.loads(write_manifest(pipe, root / "reports", started="2024-05-01T09:00:00+00:00").read_text())
+        >>> manifest["cohort"], manifest["git"], manifest["steps"][0]["status"], manifest["steps"][0]["seconds"]
+        ('tiny', {'commit': None, 'dirty': None}, 'ran', 60.0)
+        >>> manifest["outputs"]
+        {'reports/registry_statistics/results.json': '385af7f3422b822dd4b0e98c0af8531b0471caffb2d576b13ee4e387d4efa2e6'}
+        >>> print((root / "reports" / "run_times.js").read_text().splitlines()[-1])
+        window.REGISTRY_LAB_RUN_TIMES = {"registry_statistics": {"finished": "2024-05-01T09:01:00+00:00", "seconds": 60.0}};
+        >>> tmp.cleanup()
+    """
     root = pipe.root
     cohort_json = pipe.cohort_path / "cohort.json"
     seed = json.loads(cohort_json.read_text()).get("seed") if cohort_json.exists() else None
@@ -93,7 +148,16 @@ def write_manifest(pipe: Pipeline, reports: Path, *, started: str) -> Path:
 
 def write_run_times(reports: Path, runs: dict[str, dict[str, Any]]) -> Path:
     """Merge ``runs`` into ``reports/run_times.js``: for each step or report folder, when the run
-    that made its outputs finished and how long it took (read by the pages opened from disk)."""
+    that made its outputs finished and how long it took (read by the pages opened from disk).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = write_run_times(Path(d), {"link": {"finished": "2024-05-01T09:00:00+00:00", "seconds": 41.5}})
+        ...     js = write_run_times(Path(d), {"covid_impact": {"finished": "2024-05-01T09:03:10+00:00", "seconds": 12.0}})
+        ...     print(js.read_text().splitlines()[-1])
+        window.REGISTRY_LAB_RUN_TIMES = {"covid_impact": {"finished": "2024-05-01T09:03:10+00:00", "seconds": 12.0}, "link": {"finished": "2024-05-01T09:00:00+00:00", "seconds": 41.5}};
+    """
     path = reports / "run_times.js"
     known: dict[str, Any] = {}
     if path.exists():
@@ -122,7 +186,33 @@ def _headline(folder: Path) -> str:
 
 def write_index(pipe: Pipeline, reports: Path) -> Path:
     """Write ``reports/index.html``: per study its question, headline result, status, run time,
-    date, commit and parameters (as a table, differences from the defaults highlighted)."""
+    date, commit and parameters (as a table, differences from the defaults highlighted).
+
+    Example (a pipeline whose one study has run):
+        >>> import json, tempfile
+        >>> from registry_lib.pipeline.runner import Pipeline, StepResult
+        >>> from registry_lib.pipeline.spec import PipelineSpec
+        >>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)   # a project root
+        >>> spec = PipelineSpec.from_dict({"cohort": "tiny", "steps": [{"name": "registry_statistics",
+        ...     "kind": "notebook", "notebook": "notebooks/05_registry_statistics.ipynb",
+        ...     "title": "Cancer registration statistics", "question": "How many cancers are diagnosed?"}]})
+        >>> pipe = Pipeline(spec, root)
+        >>> study = root / "reports" / "registry_statistics"; study.mkdir(parents=True)
+        >>> _ = (study / "results.json").write_text('{"headline": "1,234 cancers were registered in 2019."}')
+        >>> pipe.results.append(StepResult("registry_statistics", "notebook", "ran", "2024-05-01T09:00:00+00:00",
+        ...     "2024-05-01T09:01:00+00:00", 60.0, {"cohort": "tiny"}, "registry_statistics/registry_statistics.html",
+        ...     "2024-05-01T09:01:00+00:00", 60.0))
+        >>> page = write_index(pipe, root / "reports").read_text()
+        >>> print("\\n".join(line for line in page.splitlines() if line.startswith(("<h2>", "<p class", "<dl>"))))
+        <h2><a href="registry_statistics/registry_statistics.html">Cancer registration statistics</a></h2>
+        <p class="question">How many cancers are diagnosed?</p>
+        <p class="headline"><b>Result.</b> 1,234 cancers were registered in 2019.</p>
+        <dl><dt>Status</dt><dd><span class='ok'>ok</span></dd>
+        <h2>Data steps</h2><ul></ul>
+        >>> "<code>not a git checkout</code>" in page
+        True
+        >>> tmp.cleanup()
+    """
     from registry_lib.reporting.document import (
         PAGE_CSS,
         RUN_INFO_JS,

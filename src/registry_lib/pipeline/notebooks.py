@@ -24,23 +24,64 @@ KERNEL_NAME = "registry-lab"  # what the notebooks name; `make setup` installs i
 
 
 def kernel_name() -> str:
-    """The project kernel when it is installed, else the environment's own ``python3``."""
+    """The project kernel when it is installed, else the environment's own ``python3``.
+
+    Example:
+        >>> from unittest import mock
+        >>> specs = "jupyter_client.kernelspec.KernelSpecManager.find_kernel_specs"
+        >>> with mock.patch(specs, return_value={"python3": "/k/python3", "registry-lab": "/k/registry-lab"}):
+        ...     kernel_name()                      # after make setup
+        'registry-lab'
+        >>> with mock.patch(specs, return_value={"python3": "/k/python3"}):
+        ...     kernel_name()                      # a bare environment
+        'python3'
+    """
     from jupyter_client.kernelspec import KernelSpecManager
 
     return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
 
 
 class NotebookFailed(RegistryLabError):
-    """A study notebook raised an error in one of its cells."""
+    """A study notebook raised an error in one of its cells.
+
+    A :class:`RegistryLabError`, so the command line prints its message (which cell, which
+    error, where the partly executed notebook is) rather than a traceback.
+
+    Example:
+        >>> try:
+        ...     raise NotebookFailed("04_covid_impact.ipynb: cell 7 failed with KeyError: 'stage'")
+        ... except RegistryLabError as exc:
+        ...     print(f"registry-lab: {exc}")
+        registry-lab: 04_covid_impact.ipynb: cell 7 failed with KeyError: 'stage'
+    """
 
 
 def scrub_text(text: str, root: str) -> str:
-    """Replace the absolute project path (and its parent forms) by ``.``."""
+    """Replace the absolute project path (and its parent forms) by ``.``.
+
+    Example:
+        >>> scrub_text("FileNotFoundError: /home/me/registry-lab/synthetic/tiny/registry", "/home/me/registry-lab/")
+        'FileNotFoundError: ./synthetic/tiny/registry'
+    """
     return text.replace(root.rstrip("/"), ".")
 
 
 def scrub_notebook(nb: nbformat.NotebookNode, root: Path) -> nbformat.NotebookNode:
-    """Remove timings and absolute paths so two executions give identical bytes."""
+    """Remove timings and absolute paths so two executions give identical bytes.
+
+    Example:
+        >>> nb = nbformat.v4.new_notebook(metadata={"papermill": {"duration": 12.3, "parameters": {"cohort": "tiny"}}})
+        >>> cell = nbformat.v4.new_code_cell("print(len(tumours))", outputs=[
+        ...     nbformat.v4.new_output("stream", name="stdout", text="reading /home/me/lab/synthetic/tiny\\n"),
+        ...     nbformat.v4.new_output("stream", name="stdout", text="242 tumours\\n")])
+        >>> cell.metadata["execution"] = {"iopub.execute_input": "2024-05-01T09:00:00Z"}
+        >>> nb.cells = [cell]
+        >>> nb = scrub_notebook(nb, Path("/home/me/lab"))
+        >>> nb.metadata["papermill"], nb.cells[0]["id"], dict(nb.cells[0].metadata)
+        ({'parameters': {'cohort': 'tiny'}}, 'cell-000', {})
+        >>> nb.cells[0].outputs[0]["text"]     # one stream output, without the absolute path
+        'reading ./synthetic/tiny\\n242 tumours\\n'
+    """
     root_s = str(root)
     meta = nb.metadata.get("papermill", {})
     for key in ("start_time", "end_time", "duration", "input_path", "output_path", "environment_variables"):
@@ -86,6 +127,16 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], r
 
     On a failing cell the partly executed notebook is kept at ``output`` and NotebookFailed
     names the cell and the error.
+
+    Example (parameters are checked before a kernel starts):
+        >>> execute_notebook(Path("notebooks/05_registry_statistics.ipynb"), Path("out.ipynb"),
+        ...                  {"2019": True}, Path("."))
+        Traceback (most recent call last):
+        registry_lib.errors.RegistryLabError: 05_registry_statistics.ipynb: parameter name '2019' is not a Python name
+        >>> execute_notebook(Path("notebooks/05_registry_statistics.ipynb"), Path("out.ipynb"),
+        ...                  {"sites": {"C50"}}, Path("."))
+        Traceback (most recent call last):
+        registry_lib.errors.ConfigError: parameter value = {'C50'} is not allowed: expected a plain value (text, number, true/false, null, list or mapping)
     """
     import papermill as pm
 
@@ -154,6 +205,21 @@ def render_html(executed: Path, html: Path, context: dict[str, Any] | None = Non
     With ``context`` (study, folder, cohort, params, defaults, rerun, run_key, root, git: the commit and whether the tree is dirty) the page
     becomes a document: the study title in ``<title>`` and a header with cohort, date, commit,
     parameters, links to every output and back to the index, and the command to rerun it.
+
+    Example:
+        >>> import tempfile
+        >>> nb = nbformat.v4.new_notebook()
+        >>> nb.cells = [nbformat.v4.new_markdown_cell("# Cancer registration statistics"),
+        ...             nbformat.v4.new_code_cell("print(f'{n:,} registrations')", outputs=[
+        ...                 nbformat.v4.new_output("stream", name="stdout", text="1,234 registrations\\n")])]
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     nbformat.write(nb, Path(d) / "registry_statistics.ipynb")
+        ...     render_html(Path(d) / "registry_statistics.ipynb", Path(d) / "registry_statistics.html")
+        ...     page = (Path(d) / "registry_statistics.html").read_text()
+        >>> "1,234 registrations" in page, "print(f'" in page    # outputs shown, code hidden
+        (True, False)
+        >>> "require.js" in page or "cdn.jsdelivr" in page       # nothing fetched from the network
+        False
     """
     from nbconvert import HTMLExporter
 

@@ -31,7 +31,14 @@ RESERVED_PARAMS = {"cohort", "output_dir"}
 
 @dataclass
 class StepResult:
-    """What happened to one step."""
+    """What happened to one step.
+
+    Example (as :meth:`Pipeline.run_step` records a study that ran for a minute):
+        >>> r = StepResult("covid_impact", "notebook", "ran", "2024-05-01T09:00:00+00:00",
+        ...                "2024-05-01T09:01:00+00:00", 60.0, {"cohort": "tiny"}, "covid_impact/covid_impact.html")
+        >>> r.status, r.report, r.output_finished is None
+        ('ran', 'covid_impact/covid_impact.html', True)
+    """
 
     name: str
     kind: str
@@ -51,7 +58,38 @@ def _now() -> str:
 
 
 class Pipeline:
-    """A pipeline bound to a project root and a cohort."""
+    """A pipeline bound to a project root and a cohort.
+
+    Example (the cohort's folder, and what each step reads and writes, with another seed):
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)   # a project root
+        >>> (root / "params" / "cohort").mkdir(parents=True)
+        >>> _ = (root / "params" / "cohort" / "tiny.yaml").write_text("name: tiny\\nseed: 20240607\\n")
+        >>> _ = (root / "params" / "pipeline.yaml").write_text('''cohort: tiny
+        ... steps:
+        ...   - {name: synth, kind: synth}
+        ...   - {name: link, kind: link, needs: [synth]}
+        ...   - {name: registry_statistics, kind: notebook, notebook: notebooks/05_registry_statistics.ipynb, needs: [link]}
+        ... ''')
+        >>> (root / "params" / "studies").mkdir()
+        >>> _ = (root / "params" / "studies" / "registry_statistics.yaml").write_text(
+        ...     "threshold: 7\\nparameter_types:\\n  threshold: {type: int, min: 0}\\n")
+        >>> spec = load_spec(None, root)
+        >>> pipe = Pipeline(spec, root, seed=7)
+        >>> pipe.cohort
+        'tiny-seed7'
+        >>> for step in spec.steps:
+        ...     print(step.name, [p.relative_to(root).as_posix() for p in pipe.outputs(step)])
+        synth ['synthetic/tiny-seed7/reference', 'synthetic/tiny-seed7/truth', 'synthetic/tiny-seed7/feeds', 'synthetic/tiny-seed7/cohort.json']
+        link ['synthetic/tiny-seed7/registry']
+        registry_statistics ['reports/registry_statistics']
+        >>> pipe.study_parameters(spec.step("registry_statistics"), {"threshold": 10})
+        {'threshold': 10, 'cohort': 'tiny-seed7', 'output_dir': 'reports/registry_statistics'}
+        >>> pipe.study_parameters(spec.step("registry_statistics"), {"treshold": 10})
+        Traceback (most recent call last):
+        registry_lib.errors.ConfigError: study registry_statistics: no parameter 'treshold' (known: threshold)
+        >>> tmp.cleanup()
+    """
 
     def __init__(self, spec: PipelineSpec, root: Path, cohort: str | None = None, force: bool = False,
                  *, config: str | Path | None = None, seed: int | None = None):
@@ -248,7 +286,20 @@ class Pipeline:
 
 
 def ensure_project_key(root: Path) -> None:
-    """Make a project key on first use in a fresh clone, saying so (never a silent default)."""
+    """Make a project key on first use in a fresh clone, saying so (never a silent default).
+
+    Example (a fresh clone, no key in the environment):
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> with tempfile.TemporaryDirectory() as d, mock.patch.dict(os.environ):
+        ...     for name in ("REGISTRY_LAB_KEY", "REGISTRY_LAB_KEY_FILE"):
+        ...         _ = os.environ.pop(name, None)
+        ...     ensure_project_key(Path(d))   # says "created a new project key at .registry-lab/project.key ..."
+        ...     key = (Path(d) / ".registry-lab" / "project.key").read_text()
+        ...     ensure_project_key(Path(d))   # the key exists: kept as it is
+        ...     (Path(d) / ".registry-lab" / "project.key").read_text() == key, len(key.strip())
+        (True, 64)
+    """
     try:
         project_key(root)
     except RegistryLabError as exc:
@@ -260,6 +311,29 @@ def ensure_project_key(root: Path) -> None:
 
 
 def load_spec(pipeline: str | Path | None, root: Path) -> PipelineSpec:
+    """The pipeline ``pipeline`` (a path, relative to ``root`` unless absolute), by default
+    ``params/pipeline.yaml`` of the project.
+
+    Example:
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)   # a project root
+        >>> (root / "params" / "cohort").mkdir(parents=True)
+        >>> _ = (root / "params" / "cohort" / "tiny.yaml").write_text("name: tiny\\nseed: 20240607\\n")
+        >>> _ = (root / "params" / "pipeline.yaml").write_text('''cohort: tiny
+        ... steps:
+        ...   - {name: synth, kind: synth}
+        ...   - {name: link, kind: link, needs: [synth]}
+        ...   - {name: registry_statistics, kind: notebook, notebook: notebooks/05_registry_statistics.ipynb, needs: [link]}
+        ... ''')
+        >>> spec = load_spec(None, root)
+        >>> spec.cohort, [s.name for s in spec.ordered(["link"])]
+        ('tiny', ['synth', 'link'])
+        >>> _ = (root / "params" / "synth_only.yaml").write_text("cohort: small\\nsteps: [{name: synth, kind: synth}]\\n")
+        >>> spec = load_spec("params/synth_only.yaml", root)       # relative to the root
+        >>> spec.cohort, [s.name for s in spec.steps]
+        ('small', ['synth'])
+        >>> tmp.cleanup()
+    """
     path = Path(pipeline) if pipeline else root / "params" / "pipeline.yaml"
     if not path.is_absolute():
         path = root / path
@@ -284,6 +358,24 @@ def reproduce(pipeline: str | Path | None = None, *, cohort: str | None = None, 
     The cohort is ``params/cohort/<cohort>.yaml`` (default: the pipeline's), or ``config``, a
     cohort config at any path; ``seed`` overrides the config's seed. The cohort's folder is
     ``synthetic/<name>`` (``<name>-seed<N>`` with another seed), ``name`` from the config.
+
+    Example (a cohort with no config is refused before any step runs):
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)   # a project root
+        >>> (root / "params" / "cohort").mkdir(parents=True)
+        >>> _ = (root / "params" / "cohort" / "tiny.yaml").write_text("name: tiny\\nseed: 20240607\\n")
+        >>> _ = (root / "params" / "pipeline.yaml").write_text('''cohort: tiny
+        ... steps:
+        ...   - {name: synth, kind: synth}
+        ...   - {name: link, kind: link, needs: [synth]}
+        ...   - {name: registry_statistics, kind: notebook, notebook: notebooks/05_registry_statistics.ipynb, needs: [link]}
+        ... ''')
+        >>> reproduce(cohort="smal", root=root)
+        Traceback (most recent call last):
+        registry_lib.errors.ConfigError: params/cohort/smal.yaml: no such cohort (known: tiny); to study a cohort from another config file use --config FILE
+        >>> sorted(p.name for p in root.iterdir())   # nothing generated, no reports written
+        ['.registry-lab', 'params']
+        >>> tmp.cleanup()
     """
     root = root or project_root()
     with project_lock(root, f"reproduce --cohort {cohort or config or '(pipeline default)'}"):
@@ -322,6 +414,25 @@ def run_study(study: str, *, cohort: str | None = None, overrides: dict[str, Any
 
     Upstream steps (synth, link, releases) run first if they are out of date. The cohort is
     chosen as in :func:`reproduce` (``cohort``, or ``config`` at any path, and ``seed``).
+
+    Example (what is not a study is refused before any step runs):
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); root = Path(tmp.name)   # a project root
+        >>> (root / "params" / "cohort").mkdir(parents=True)
+        >>> _ = (root / "params" / "cohort" / "tiny.yaml").write_text("name: tiny\\nseed: 20240607\\n")
+        >>> _ = (root / "params" / "pipeline.yaml").write_text('''cohort: tiny
+        ... steps:
+        ...   - {name: synth, kind: synth}
+        ...   - {name: link, kind: link, needs: [synth]}
+        ...   - {name: registry_statistics, kind: notebook, notebook: notebooks/05_registry_statistics.ipynb, needs: [link]}
+        ... ''')
+        >>> run_study("link", root=root)
+        Traceback (most recent call last):
+        registry_lib.errors.ConfigError: 'link' is a link step, not a study
+        >>> run_study("survival", root=root)
+        Traceback (most recent call last):
+        registry_lib.errors.ConfigError: unknown study 'survival'; the studies are: registry_statistics
+        >>> tmp.cleanup()
     """
     root = root or project_root()
     with project_lock(root, f"run {study} --cohort {cohort or config or '(pipeline default)'}"):

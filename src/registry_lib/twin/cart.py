@@ -90,6 +90,17 @@ class CartSampler:
         min_leaf: minimum records per leaf (synthpop's ``minbucket``, 5 by default).
         smooth: smooth numeric values with a Gaussian kernel (``num`` only).
         seed: seed of the tree's random feature permutation.
+
+    Example (days from diagnosis to chemotherapy, given stage: every value is a donor's from
+    the same leaf; ``sample`` ignores the predictors):
+        >>> stage = pd.DataFrame({"stage": np.repeat([1.0, 4.0], 50)})
+        >>> days = pd.Series(np.repeat([30.0, 90.0], 50))
+        >>> cart = CartSampler("num", min_leaf=5, smooth=False).fit(stage, days)
+        >>> cart.sample(pd.DataFrame({"stage": [4.0, 1.0, 4.0]}), np.random.default_rng(0)).tolist()
+        [90.0, 30.0, 90.0]
+        >>> marginal = CartSampler("num", method="sample", smooth=False).fit(stage, days)
+        >>> sorted(set(marginal.sample(pd.DataFrame({"stage": [4.0] * 20}), np.random.default_rng(0)).tolist()))
+        [30.0, 90.0]
     """
 
     def __init__(self, kind: str, *, method: str = "cart", min_leaf: int = 5, smooth: bool = True,

@@ -19,6 +19,17 @@ def example_release(n_patients: int = 200, seed: int = 0) -> dict[str, pd.DataFr
 
     Breast (women), prostate (men) and colon (both) cancers; stage drives treatment and
     survival; a tenth of patients have a second tumour.
+
+    Example:
+        >>> t = example_release(100, seed=3)
+        >>> {name: table.shape for name, table in t.items()}
+        {'patient': (100, 8), 'tumour': (106, 11), 'treatment': (94, 6)}
+        >>> tumours = t["tumour"].merge(t["patient"][["pseudo_id", "sex"]], on="pseudo_id")
+        >>> {site: sorted(int(x) for x in sex.unique()) for site, sex in tumours.groupby("site_icd10")["sex"]}
+        {'C18': [1, 2], 'C50': [2], 'C61': [1]}
+        >>> starts = t["treatment"].merge(t["tumour"][["tumour_id", "diagnosis_date"]], on="tumour_id")
+        >>> bool((starts["start_date"] > starts["diagnosis_date"]).all())
+        True
     """
     rng = np.random.default_rng(seed)
     n = int(n_patients)

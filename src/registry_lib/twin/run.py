@@ -99,6 +99,17 @@ def generate(model: Synthesiser, original: dict[str, pd.DataFrame], n: int, seed
     """Draw ``n`` twin patients with no replicated unique (re-drawing those removed).
 
     Returns the twin tables and ``{"replicated_uniques_drawn", "removed", "rounds", ...}``.
+
+    Example (with sex, age, site and area as the key variables, a few drawn patients replicate
+    a patient unique in the original: they are removed and as many drawn again):
+        >>> from registry_lib.twin.example import example_release
+        >>> tables = example_release(100, seed=1)
+        >>> model = fit(tables, "pseudo_id", seed=1)
+        >>> twin, removal = generate(model, tables, 80, seed=2, keys=["sex", "age_at_diagnosis", "site_icd10", "area_id"])
+        >>> len(twin["patient"]), twin["patient"]["pseudo_id"].is_unique
+        (80, True)
+        >>> {k: removal[k] for k in ("patients_drawn", "replicated_uniques_removed", "replicated_uniques_after_removal", "rounds")}
+        {'patients_drawn': 97, 'replicated_uniques_removed': 8, 'replicated_uniques_after_removal': 0, 'rounds': 2}
     """
     key = model.patient_key
     okeys = key_frame(_first_tumours(original, key))
@@ -181,7 +192,22 @@ def _round(obj: Any, digits: int = 6) -> Any:
 
 def utility_report(original: dict[str, pd.DataFrame], twin: dict[str, pd.DataFrame], key: str,
                    seed: int) -> dict[str, Any]:
-    """pMSE of the patient-tumour table for the twin and both baselines, per pair, distributions."""
+    """pMSE of the patient-tumour table for the twin and both baselines, per pair, distributions.
+
+    Example (a second release from the same generator stands in for a perfect twin):
+        >>> from registry_lib.twin.example import example_release
+        >>> cols = {"patient": ["pseudo_id", "sex"], "tumour": ["tumour_id", "pseudo_id", "diagnosis_date", "site_icd10", "stage"]}
+        >>> original, twin = ({n: example_release(200, seed=s)[n][c] for n, c in cols.items()} for s in (1, 2))
+        >>> report = utility_report(original, twin, "pseudo_id", seed=0)
+        >>> report["variables"]
+        ['sex', 'site_icd10', 'stage', 'diagnosis_year', 'n_tumours']
+        >>> sorted(report["pmse"]), len(report["pairs"])    # the twin and both baselines; 10 pairs of 5 variables
+        (['gaussian_copula', 'independent_marginals', 'twin'], 10)
+        >>> round(report["pmse"]["twin"]["ratio"], 2), round(report["pmse"]["independent_marginals"]["ratio"], 2)
+        (2.59, 5.45)
+        >>> {k: round(v, 3) if isinstance(v, float) else v for k, v in report["distributions"][0].items()}
+        {'variable': 'sex', 'level': '1', 'original': 0.484, 'twin': 0.48, 'difference': -0.005}
+    """
     ot, tt = patient_tumour_table(original, key), patient_tumour_table(twin, key)
     variables = [v for v in UTILITY_VARIABLES if v in ot.columns and v in tt.columns]
     flat = ot[variables].reset_index(drop=True)
@@ -210,6 +236,18 @@ def risk_assessment(original: dict[str, pd.DataFrame], key: str, seed: int, *, m
     it alone. Each twin record's Gower distance to the closest training record is compared with
     the same distance for the held-out half (records the model never saw): a twin that copies
     records would be much closer than the hold-out.
+
+    Example:
+        >>> from registry_lib.twin.example import example_release
+        >>> cols = {"patient": ["pseudo_id", "sex", "death_date", "death_cause_icd10"],
+        ...         "tumour": ["tumour_id", "pseudo_id", "diagnosis_date", "age_at_diagnosis", "site_icd10", "stage"]}
+        >>> tables = {n: example_release(200, seed=1)[n][c] for n, c in cols.items()}
+        >>> risk = risk_assessment(tables, "pseudo_id", seed=0)
+        >>> dcr = risk["distance_to_closest_record"]
+        >>> dcr["records_compared"], dcr["share_exact_twin"], round(dcr["median_twin"], 3), round(dcr["median_holdout"], 3)
+        (100, 0.0, 0.04, 0.058)
+        >>> risk["tcap"]["key_variables"], risk["tcap"]["stage"]
+        (['sex', 'age_at_diagnosis', 'site_icd10', 'diagnosis_month'], {'tcap': 0.0, 'baseline': 0.2586, 'matched': 2})
     """
     rng = np.random.default_rng(seed)
     pids = original["patient"][key].to_numpy()
@@ -254,6 +292,23 @@ def run(cohort_dir: Path, policy: str, *, size: int | None = None, seed: int = 1
         requester: recorded in the audit log.
         estimates: optional ``f(cohort_dir, original_policy, twin_policy) -> dict`` adding the
             studies' own estimates to the report (the CLI passes the synthetic-twin study's).
+
+    Example (what cannot be twinned is refused before anything is fitted):
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory(); cohort = Path(tmp.name) / "tiny"
+        >>> for policy, info in (("aggregate_publication", {"output": "aggregates"}),
+        ...                      ("research_pseudonymised_twin", {"output": "record_level", "synthetic": True})):
+        ...     _ = write_json(info, cohort / "releases" / policy / "release.json")
+        >>> run(cohort, "research_pseudonymised", size=0)
+        Traceback (most recent call last):
+        registry_lib.errors.RegistryLabError: twin: --size must be a positive number of patients, not 0
+        >>> run(cohort, "aggregate_publication")
+        Traceback (most recent call last):
+        registry_lib.errors.RegistryLabError: twin: release aggregate_publication is aggregates; a twin needs a record-level release
+        >>> run(cohort, "research_pseudonymised_twin")
+        Traceback (most recent call last):
+        registry_lib.errors.RegistryLabError: twin: release research_pseudonymised_twin is itself synthetic; fit a twin to a real release
+        >>> tmp.cleanup()
     """
     cohort_dir = Path(cohort_dir)
     if size is not None and int(size) < 1:
@@ -313,7 +368,20 @@ def run(cohort_dir: Path, policy: str, *, size: int | None = None, seed: int = 1
 
 
 def load_twin_report(cohort_dir: Path, policy: str) -> dict[str, Any]:
-    """``twin_report.json`` of a policy's twin."""
+    """``twin_report.json`` of a policy's twin.
+
+    Example:
+        >>> load_twin_report(Path("synthetic/tiny"), "direct_care")
+        Traceback (most recent call last):
+        registry_lib.errors.RegistryLabError: synthetic/tiny/releases/direct_care_twin/twin_report.json: not found; make it with `registry-lab twin --cohort tiny --policy direct_care`
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:          # as run() leaves it
+        ...     _ = write_json({"synthetic": True, "twin_of": "research_pseudonymised", "patients": 236},
+        ...                    Path(d) / "tiny" / "releases" / "research_pseudonymised_twin" / "twin_report.json")
+        ...     report = load_twin_report(Path(d) / "tiny", "research_pseudonymised")
+        >>> report["twin_of"], report["patients"]
+        ('research_pseudonymised', 236)
+    """
     path = Path(cohort_dir) / "releases" / twin_name(policy) / "twin_report.json"
     if not path.exists():
         raise RegistryLabError(f"{path}: not found; make it with `registry-lab twin --cohort "

@@ -106,7 +106,16 @@ def _slug(value: Any) -> str:
 
 @dataclass
 class Prepared:
-    """The release as records for the synthesiser (see :func:`prepare`)."""
+    """The release as records for the synthesiser (see :func:`prepare`).
+
+    Example:
+        >>> from registry_lib.twin.example import example_release
+        >>> prep = prepare(example_release(200, seed=1), "pseudo_id")
+        >>> len(prep.first), len(prep.later), len(prep.treat), prep.modalities
+        (200, 21, 186, ['sact', 'surgery'])
+        >>> prep.bounds["age_at_diagnosis"], sorted(prep.lookups)    # region and quintile follow the area
+        ((28.0, 98.0), ['deprivation_quintile', 'region'])
+    """
 
     first: pd.DataFrame        # one record per patient: patient fields + first tumour + profile
     later: pd.DataFrame        # later tumours (rank >= 2) with their patient's first-tumour fields
@@ -125,6 +134,26 @@ def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
     Records that cannot take part (a tumour or treatment of no released patient, a treatment of
     no released tumour, a patient with no tumour) are counted in ``dropped`` — the report shows
     them — never silently lost.
+
+    Example (a woman with breast then colon cancer, a man with prostate cancer, a patient with
+    no tumour, a tumour of no released patient and a treatment of no released tumour):
+        >>> patient = pd.DataFrame({"pseudo_id": ["a", "b", "c"], "sex": [2, 1, 2]})
+        >>> tumour = pd.DataFrame({"tumour_id": ["t1", "t2", "t3", "t4"], "pseudo_id": ["a", "a", "b", "z"],
+        ...     "diagnosis_date": pd.to_datetime(["2019-01-10", "2020-03-01", "2019-06-01", "2019-07-01"]),
+        ...     "age_at_diagnosis": [61, 62, 70, 50], "site_icd10": ["C50", "C18", "C61", "C34"]})
+        >>> treatment = pd.DataFrame({"treatment_id": ["r1", "r2", "r3"], "pseudo_id": ["a", "a", "b"],
+        ...     "tumour_id": ["t1", "t1", "t9"], "modality": ["surgery", "sact", "surgery"],
+        ...     "start_date": pd.to_datetime(["2019-02-09", "2019-04-10", "2019-07-01"])})
+        >>> prep = prepare({"patient": patient, "tumour": tumour, "treatment": treatment}, "pseudo_id")
+        >>> prep.dropped
+        {'patients_without_tumour': 1, 'tumours_without_patient': 1, 'tumours_without_diagnosis_date': 0, 'treatments_without_tumour': 1}
+        >>> print(prep.first[["sex", "site_icd10", "n_tumours", "first_surgery", "first_sact", "last_gap"]].to_string())
+           sex site_icd10  n_tumours  first_surgery  first_sact  last_gap
+        0    2        C50          2           30.0        90.0     416.0
+        1    1        C61          1            NaN         NaN       0.0
+        >>> print(prep.later[["site_icd10", "rank", "diag_gap", "p_site_icd10"]].to_string())
+          site_icd10  rank  diag_gap p_site_icd10
+        0        C18     2     416.0          C50
     """
     for name in ("patient", "tumour"):
         if name not in tables:
@@ -298,7 +327,21 @@ def _site_strata(first: pd.DataFrame, min_stratum: int) -> pd.Series:
 
 
 class Synthesiser:
-    """A fitted twin model of one release (see :func:`fit`); ``sample(n, seed)`` draws a twin."""
+    """A fitted twin model of one release (see :func:`fit`); ``sample(n, seed)`` draws a twin.
+
+    Example:
+        >>> from registry_lib.twin.example import example_release
+        >>> tables = example_release(100, seed=1)
+        >>> model = Synthesiser(prepare(tables, "pseudo_id"), "pseudo_id", seed=1).fit()
+        >>> twin = model.sample(60, seed=2)
+        >>> {name: list(t.columns) == list(tables[name].columns) for name, t in twin.items()}
+        {'patient': True, 'tumour': True, 'treatment': True}
+        >>> len(twin["patient"]), model.sample(60, seed=2)["tumour"].equals(twin["tumour"])   # same seed, same twin
+        (60, True)
+        >>> model.sample(0)
+        Traceback (most recent call last):
+        registry_lib.errors.RegistryLabError: twin: size must be a positive number of patients, not 0
+    """
 
     def __init__(self, prepared: Prepared, patient_key: str, *, min_leaf: int = 5,
                  min_stratum: int = 200, seed: int = 0) -> None:
@@ -674,6 +717,19 @@ def fit(tables: dict[str, pd.DataFrame], patient_key: str, *, min_leaf: int = 5,
         min_leaf: minimum records per leaf of every tree (synthpop ``minbucket``).
         min_stratum: first tumours of a site with fewer patients than this share one stratum.
         seed: seed of the trees (the twin's own seed is given to ``sample``).
+
+    Example (a twin obeys the rules real data obey, and none of its ids is an original one):
+        >>> from registry_lib.twin.example import example_release
+        >>> from registry_lib.twin.run import check_rules
+        >>> tables = example_release(100, seed=1)
+        >>> twin = fit(tables, "pseudo_id", seed=1).sample(80, seed=2)
+        >>> len(twin["patient"]), check_rules(twin, "pseudo_id", (20, 99))
+        (80, {'death_before_diagnosis': 0, 'sex_specific_site_wrong_sex': 0, 'age_out_of_range': 0, 'treatment_before_diagnosis': 0, 'treatment_after_death': 0})
+        >>> bool(twin["tumour"]["tumour_id"].isin(tables["tumour"]["tumour_id"]).any())
+        False
+        >>> fit({"tumour": tables["tumour"]}, "pseudo_id")
+        Traceback (most recent call last):
+        registry_lib.errors.RegistryLabError: twin: the release has no patient table; a twin needs patient and tumour
     """
     return Synthesiser(prepare(tables, patient_key), patient_key, min_leaf=min_leaf,
                        min_stratum=min_stratum, seed=seed).fit()
