@@ -248,7 +248,7 @@ def assign_screening(tumours: pd.DataFrame, patients: pd.DataFrame, areas: pd.Da
     Example:
         >>> from registry_lib.synth.params import epidemiology_params
         >>> params = epidemiology_params()
-        >>> n = 200   # women with breast cancer diagnosed in 2018 at 51-70, one aged 35, in quintile 3 outside London
+        >>> n = 200   # women with breast cancer diagnosed in 2018 aged 51-69 (one aged 35), quintile 3, not London
         >>> tumours = pd.DataFrame({"tumour_id": range(n), "patient_id": range(n), "site_icd10": "C50", "stage": "2",
         ...                         "diagnosis_date": pd.Timestamp("2018-07-01"), "area_id": "A",
         ...                         "route_to_diagnosis": ["Screen detected", "GP referral"] * (n // 2)})
