@@ -32,7 +32,20 @@ SIR_CMAP = "RdBu_r"
 def plot_choropleth_map(study: Any, outline_km: Sequence[Sequence[float]], *, zoom_km: float | None = None,
                         alpha: float = 0.05):
     """Two maps: the source's surroundings (areas by smoothed-SIR class, the distance bands, the
-    most likely cluster) and the whole comparison region with every significant cluster."""
+    most likely cluster) and the whole comparison region with every significant cluster.
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> from registry_lib.studies.cluster_investigation import _example_study
+        >>> fig = plot_choropleth_map(_example_study(), [[-30, -30], [40, -30], [40, 30], [-30, 30]], zoom_km=20)
+        >>> [ax.get_title() for ax in fig.axes]
+        ['Around the source: bands at 2, 5, 10, 25 km', 'The comparison region']
+        >>> [float(v) for v in fig.axes[0].get_xlim()], [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        ([-20.0, 20.0], ['source', 'most likely cluster (p = 0.050)', 'distance bands'])
+        >>> plt.close(fig)
+    """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.patches import Circle
@@ -83,7 +96,18 @@ def plot_choropleth_map(study: Any, outline_km: Sequence[Sequence[float]], *, zo
 def interactive_map(study: Any, outline_km: Sequence[Sequence[float]], protect: Callable[[Any], Any],
                     *, width: int = 640, height: int = 620):
     """An Altair map of the areas by smoothed-SIR class: scroll to zoom, drag to pan, hover for
-    the area's protected observed count, expected count and smoothed SIR."""
+    the area's protected observed count, expected count and smoothed SIR.
+
+    Example:
+        >>> from registry_lib.studies.cluster_investigation import _example_study
+        >>> protect = lambda c: [None if 1 <= v <= 7 else v for v in c]   # counts 1-7 withheld
+        >>> chart = interactive_map(_example_study(), [[-30, -30], [40, -30], [40, 30], [-30, 30]], protect)
+        >>> areas = chart.layer[0].data.values
+        >>> [(f["properties"]["area"], f["properties"]["observed"], f["properties"]["in_most_likely_cluster"]) for f in areas]
+        [('A', '12', 'yes'), ('B', '[c]', 'no'), ('C', '[c]', 'no'), ('D', '[c]', 'no')]
+        >>> chart.layer[2].data.values[0]["geometry"]
+        {'type': 'Point', 'coordinates': [0.0, 0.0]}
+    """
     import altair as alt
 
     a = study.areas.reset_index()

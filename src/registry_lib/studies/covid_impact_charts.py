@@ -29,7 +29,24 @@ from registry_lib.release import protect_counts
 
 def interactive_series(analysis: Any, *, threshold: int = 7, rounding: int = 5, width: int = 680,
                        height: int = 170) -> Any:
-    """The observed-against-expected series of every group as a zoomable Altair chart."""
+    """The observed-against-expected series of every group as a zoomable Altair chart.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> monthly = pd.DataFrame({"site_group": "Breast", "month": ["2020-03", "2020-04", "2020-05"],
+        ...                         "observed": [52, 3, 41], "expected": [50.04, 49.5, 50.71],
+        ...                         "pi_lower": [37.2, 36.8, 37.9], "pi_upper": [63.0, 62.4, 63.7]})
+        >>> analysis = SimpleNamespace(group="site_group", fit=SimpleNamespace(monthly=monthly, level=0.95))
+        >>> chart = interactive_series(analysis)
+        >>> data = chart.data
+        >>> print(data[["month_start", "observed_text", "expected"]].to_string())   # April: 3 withheld, others rounded to 5
+          month_start observed_text  expected
+        0  2020-03-01            50      50.0
+        1  2020-04-01           [c]      49.5
+        2  2020-05-01            40      50.7
+        >>> chart.vconcat[0].title
+        'Breast: observed (dots, published) and expected (line, 95% prediction band)'
+    """
     import altair as alt
 
     df = analysis.fit.monthly.copy()

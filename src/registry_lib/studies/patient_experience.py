@@ -56,12 +56,40 @@ _GROUP_OF = {s: g for g, sites in _GROUPS for s in sites}
 
 
 def tumour_group(site: pd.Series) -> pd.Series:
-    """The CPES tumour group of ICD-10 sites (3 characters); others are "Other"."""
+    """The CPES tumour group of ICD-10 sites (3 characters); others are "Other".
+
+    Example:
+        >>> tumour_group(pd.Series(["C619", "C443", "C67", "C80", None])).tolist()
+        ['Prostate', 'Skin', 'Urological', 'Other', 'Other']
+    """
     return site.astype("string").str[:3].map(_GROUP_OF).fillna("Other").astype(str)
 
 
 def survey_sample(release: dict[str, pd.DataFrame], *, key: str = "pseudo_id") -> pd.DataFrame:
-    """The CPES sample with the case-mix columns (see the module docstring)."""
+    """The CPES sample with the case-mix columns (see the module docstring).
+
+    Example:
+        >>> release = {
+        ...     "cpes": pd.DataFrame({"pseudo_id": ["p1", "p2"], "tumour_id": ["t1", "t2"], "site_icd10": ["C50", "C34"],
+        ...                           "episode_date": ["2022-03-01", "2022-06-01"], "trust_code": ["RA1", "RB2"],
+        ...                           "responded": [1, 0], "overall_rating": [9, None], "cns_name": [1, None],
+        ...                           "told_sensitively": [1, None], "involved_decisions": [0, None],
+        ...                           "support_after_treatment": [None, None]}),
+        ...     "patient": pd.DataFrame({"pseudo_id": ["p1", "p2"], "sex": [2, 1], "ethnicity": ["White", None],
+        ...                              "deprivation_quintile": [1, None], "region": ["North", "South"]}),
+        ...     "tumour": pd.DataFrame({"tumour_id": ["t1", "t2"], "diagnosis_date": ["2021-09-01", "2022-01-01"],
+        ...                             "age_at_diagnosis": [64.5, 80], "stage": ["2", "X"],
+        ...                             "route_to_diagnosis": ["Screening", "Emergency presentation"]})}
+        >>> s = survey_sample(release)
+        >>> print(s[["pseudo_id", "age_band", "ethnicity", "deprivation_quintile", "tumour_group", "stage",
+        ...          "emergency", "responded"]].to_string())
+          pseudo_id age_band ethnicity deprivation_quintile tumour_group    stage  emergency  responded
+        0        p1    55-64     White                    1       Breast        2          0       True
+        1        p2    75-84   Unknown              unknown         Lung  unknown          1      False
+        >>> survey_sample({"cpes": release["cpes"]})
+        Traceback (most recent call last):
+        registry_lib.errors.RegistryLabError: release: no patient table (the policy must list it to study patient experience)
+    """
     for name in ("cpes", "patient", "tumour"):
         if name not in release:
             raise RegistryLabError(f"release: no {name} table (the policy must list it to study patient experience)")
@@ -98,7 +126,16 @@ def _wilson(x: np.ndarray, n: np.ndarray, level: float) -> tuple[np.ndarray, np.
 
 
 def response_rates(sample: pd.DataFrame, by: Sequence[str], level: float = 0.95) -> pd.DataFrame:
-    """Sampled, responded and the response rate (Wilson CI) by each grouping in ``by`` (long table)."""
+    """Sampled, responded and the response rate (Wilson CI) by each grouping in ``by`` (long table).
+
+    Example:
+        >>> s = pd.DataFrame({"sex": ["1", "2"] * 6, "responded": [True, False, True, False, False, True,
+        ...                                                      True, False, True, True, True, True]})
+        >>> print(response_rates(s, ["sex"]).round(3).to_string())
+          grouping level  sampled  responded  response_rate  lower  upper
+        0      sex     1        6          5          0.833  0.436  0.970
+        1      sex     2        6          3          0.500  0.188  0.812
+    """
     parts = []
     for g in by:   # a few groupings
         t = sample.groupby(g, observed=True)["responded"].agg(sampled="size", responded="sum").reset_index()
@@ -129,7 +166,15 @@ def _design(df: pd.DataFrame, columns: Sequence[str], reference: dict[str, str] 
 
 def non_response_model(sample: pd.DataFrame, covariates: Sequence[str] = CASEMIX,
                        level: float = 0.95) -> pd.DataFrame:
-    """Adjusted odds ratios of responding (logistic regression on the case-mix covariates)."""
+    """Adjusted odds ratios of responding (logistic regression on the case-mix covariates).
+
+    Example:
+        >>> s = pd.DataFrame({"sex": ["1", "2"] * 6, "responded": [True, False, True, False, False, True,
+        ...                                                      True, False, True, True, True, True]})
+        >>> print(non_response_model(s, ["sex"]).round(3).to_string())   # women: 3/6 answer, men 5/6
+             term  odds_ratio  lower  upper  p_value
+        0  sex[2]         0.2  0.014  2.911    0.239
+    """
     x = _design(sample, covariates)
     fit = sm.GLM(sample["responded"].astype(float), x, family=sm.families.Binomial()).fit()
     ci = fit.conf_int(1 - level)
@@ -141,7 +186,14 @@ def non_response_model(sample: pd.DataFrame, covariates: Sequence[str] = CASEMIX
 
 def response_weights(sample: pd.DataFrame, covariates: Sequence[str] = CASEMIX) -> pd.Series:
     """Inverse-probability-of-response weights of the respondents (mean 1), from the logistic
-    model of :func:`non_response_model`; non-respondents get 0."""
+    model of :func:`non_response_model`; non-respondents get 0.
+
+    Example:
+        >>> s = pd.DataFrame({"sex": ["1", "2"] * 6, "responded": [True, False, True, False, False, True,
+        ...                                                      True, False, True, True, True, True]})
+        >>> response_weights(s, ["sex"]).round(3).tolist()   # women answer less often: they weigh more
+        [0.8, 0.0, 0.8, 0.0, 0.0, 1.333, 0.8, 0.0, 0.8, 1.333, 0.8, 1.333]
+    """
     x = _design(sample, covariates)
     fit = sm.GLM(sample["responded"].astype(float), x, family=sm.families.Binomial()).fit()
     p = np.clip(fit.predict(x).to_numpy(), 1e-3, 1.0)
@@ -152,7 +204,20 @@ def response_weights(sample: pd.DataFrame, covariates: Sequence[str] = CASEMIX) 
 
 
 def national_results(respondents: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Mean overall rating (t CI) and % positive per yes/no question (Wilson CI)."""
+    """Mean overall rating (t CI) and % positive per yes/no question (Wilson CI).
+
+    Example:
+        >>> r = pd.DataFrame({"overall_rating": [9, 7, 10, 8, None], "cns_name": [1, 1, 0, 1, 1],
+        ...                   "told_sensitively": [1, 1, 1, 1, 0], "involved_decisions": [0, 1, 1, None, 1],
+        ...                   "support_after_treatment": [1, 0, 1, 0, 1]})
+        >>> print(national_results(r)[["question", "n", "estimate", "lower", "upper"]].round(1).to_string())
+                          question  n  estimate  lower  upper
+        0           overall_rating  4       8.5    7.2    9.8
+        1                 cns_name  5      80.0   37.6   96.4
+        2         told_sensitively  5      80.0   37.6   96.4
+        3       involved_decisions  4      75.0   30.1   95.4
+        4  support_after_treatment  5      60.0   23.1   88.2
+    """
     rows = []
     z = st.norm.ppf(0.5 + level / 2)
     for q, label in QUESTIONS.items():   # five questions
@@ -180,6 +245,19 @@ def casemix_adjusted(respondents: pd.DataFrame, question: str, covariates: Seque
     the national score are ``national ± z · sd / sqrt(n)`` (``sd`` the residual SD for the
     rating, ``sqrt(p(1-p))`` for items); a trust is flagged at a level when its adjusted score
     lies outside that level's limits.
+
+    Example:
+        >>> r = pd.DataFrame({"trust_code": ["RA1"] * 4 + ["RB2"] * 4 + ["RC3"] * 4,
+        ...                   "sex": ["1", "2", "2", "2", "1", "1", "1", "2", "1", "2", "1", "2"],
+        ...                   "overall_rating": [9, 8, 8, 7, 8, 6, 7, 7, 9, 8, 9, 8]})
+        >>> t = casemix_adjusted(r, "overall_rating", ["sex"])
+        >>> print(t[["trust_code", "n", "observed_mean", "expected_mean", "adjusted", "z"]].round(3).to_string())
+          trust_code  n  observed_mean  expected_mean  adjusted      z
+        0        RA1  4            8.0          7.750     8.083  0.518
+        1        RB2  4            7.0          7.917     6.917 -1.898
+        2        RC3  4            8.5          7.833     8.500  1.380
+        >>> round(float(t["national"].iloc[0]), 3), round(float(t["lower_95"].iloc[0]), 3)
+        (7.833, 6.887)
     """
     d = respondents[respondents[question].notna()].copy()
     y = d[question].to_numpy(float)
@@ -212,7 +290,21 @@ def casemix_adjusted(respondents: pd.DataFrame, question: str, covariates: Seque
 
 
 def funnel_plot(table: pd.DataFrame, ax: Any, *, title: str = "", scale: float = 1.0) -> Any:
-    """Draw a funnel plot of :func:`casemix_adjusted` on ``ax`` (95% and 99.8% limits)."""
+    """Draw a funnel plot of :func:`casemix_adjusted` on ``ax`` (95% and 99.8% limits).
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> r = pd.DataFrame({"trust_code": ["RA1"] * 4 + ["RB2"] * 4 + ["RC3"] * 4,
+        ...                   "sex": ["1", "2", "2", "2", "1", "1", "1", "2", "1", "2", "1", "2"],
+        ...                   "overall_rating": [9, 8, 8, 7, 8, 6, 7, 7, 9, 8, 9, 8]})
+        >>> fig, ax = plt.subplots()
+        >>> ax = funnel_plot(casemix_adjusted(r, "overall_rating", ["sex"]), ax, title="Overall rating")
+        >>> ax.get_ylabel(), len(ax.lines), [t.get_text() for t in ax.get_legend().get_texts()]
+        ('mean rating (case-mix adjusted)', 5, ['95% limits', '99.8% limits', 'trust', 'outside 99.8%'])
+        >>> plt.close(fig)
+    """
     national = float(table["national"].iloc[0]) * scale
     n = np.linspace(max(table["n"].min() * 0.8, 5), table["n"].max() * 1.1, 200)
     binary = table["question"].iloc[0] != "overall_rating"
@@ -240,7 +332,21 @@ def funnel_plot(table: pd.DataFrame, ax: Any, *, title: str = "", scale: float =
 def weighted_results(respondents: pd.DataFrame, weights: pd.Series, by: Sequence[str],
                      level: float = 0.95) -> pd.DataFrame:
     """Mean rating and % positive per question by each grouping, weighted for non-response
-    (CI from the weighted standard error with Kish's effective sample size)."""
+    (CI from the weighted standard error with Kish's effective sample size).
+
+    Example:
+        >>> r = pd.DataFrame({"route": ["GP", "GP", "GP", "Emergency", "Emergency", "Emergency"],
+        ...                   "overall_rating": [9, 7, 8, 6, 8, 7], "cns_name": [1, 0, 1, 1, None, 0],
+        ...                   "told_sensitively": None, "involved_decisions": None, "support_after_treatment": None},
+        ...                  index=[0, 2, 3, 5, 7, 8])
+        >>> w = pd.Series([0.5, 1.5, 1.0, 1.0, 1.0, 2.0], index=[0, 2, 3, 5, 7, 8])
+        >>> print(weighted_results(r, w, ["route"]).round(2).to_string())
+          grouping      level        question  n  estimate  lower   upper
+        0    route  Emergency  overall_rating  3      7.00   6.15    7.85
+        1    route  Emergency        cns_name  2     33.33 -35.53  102.20
+        2    route         GP  overall_rating  3      7.67   6.76    8.58
+        3    route         GP        cns_name  3     50.00 -11.11  111.11
+    """
     z = st.norm.ppf(0.5 + level / 2)
     rows = []
     d = respondents.assign(_w=weights.loc[respondents.index].to_numpy())
@@ -265,7 +371,16 @@ def weighted_results(respondents: pd.DataFrame, weights: pd.Series, by: Sequence
 def route_effect(respondents: pd.DataFrame, *, covariates: Sequence[str] = (*CASEMIX, "stage"),
                  trust: bool = True, level: float = 0.95) -> dict[str, float]:
     """Difference in mean overall rating, emergency presentation against every other route,
-    adjusted for the covariates (and trust, as fixed effects); OLS with robust (HC1) errors."""
+    adjusted for the covariates (and trust, as fixed effects); OLS with robust (HC1) errors.
+
+    Example:
+        >>> r = pd.DataFrame({"sex": ["1", "2"] * 6, "trust_code": ["RA1"] * 6 + ["RB2"] * 6,
+        ...                   "emergency": [0, 0, 0, 1, 0, 1, 1, 0, 0, 0, 1, 0],
+        ...                   "overall_rating": [9, 8, 9, 6, 8, 7, 6, 9, 8, 9, 7, 9]})
+        >>> e = route_effect(r, covariates=["sex"])
+        >>> round(e["estimate"], 3), round(e["lower"], 2), round(e["upper"], 2), e["p_value"] < 0.001, e["n_emergency"]
+        (-2.125, -2.84, -1.41, True, 4)
+    """
     d = respondents[respondents["overall_rating"].notna()]
     cols = [*covariates, *(["trust_code"] if trust else [])]
     x = _design(d, cols)

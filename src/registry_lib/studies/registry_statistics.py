@@ -393,6 +393,15 @@ def publish_incidence(
     Raises:
         UnsafeTableError: a suppressed cell stays narrower than ``threshold`` against every
             published table even after the fallback; nothing is left written then.
+
+    Example:
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> settings = publication_settings()
+        >>> with tempfile.TemporaryDirectory() as root, mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": root}):
+        ...     publish_incidence("tiny", root + "/out", years=[2018, 2021], settings=settings)   # no release yet
+        Traceback (most recent call last):
+        registry_lib.errors.RegistryLabError: synthetic/tiny/releases/aggregate_publication: not found; make it with `registry-lab release --cohort tiny --policy aggregate_publication --requester "<who>"`
     """
     import warnings
 
@@ -631,6 +640,31 @@ def differencing_intervals(pub: Publication, group: Sequence[str]) -> pd.DataFra
 
     Returns:
         One row per cell still hidden everywhere: ``row, column, lower, upper, width``.
+
+    Example:
+        >>> from registry_lib.release.policy import Disclosure
+        >>> counts = pd.DataFrame({"1": pd.array([None, None, 10], dtype="Int64"),
+        ...                        "2": pd.array([None, None, 30], dtype="Int64"),
+        ...                        "Total": pd.array([10, 30, 40], dtype="Int64")}, index=["C18", "C50", "Total"])
+        >>> pub = Publication(cohort="tiny", years=(2019, 2019), sites=None, settings=Disclosure(), rates={},
+        ...                   counts={("site_icd10", "sex"): counts}, files={}, suppressed={}, withheld={}, audit={},
+        ...                   excluded={}, invalid_sex_site=0, release={})
+        >>> print(differencing_intervals(pub, ["site_icd10", "sex"]).to_string())   # the count table alone
+           row column  lower  upper  width
+        0  C18      1    0.0   12.0   12.0
+        1  C18      2    0.0   12.0   12.0
+        2  C50      1    0.0   12.0   12.0
+        3  C50      2   16.0   32.0   16.0
+        >>> cells = pd.DataFrame({"site_icd10": ["C50"], "sex": [2], "count": pd.array([30], dtype="Int64")})
+        >>> pub.rates[("site_icd10", "sex")] = cells   # a rates table that shows one hidden cell, rounded
+        >>> print(differencing_intervals(pub, ["site_icd10", "sex"]).to_string())
+           row column  lower  upper  width
+        0  C18      1    4.0   12.0    8.0
+        1  C18      2    0.0    4.0    4.0
+        2  C50      1    0.0    4.0    4.0
+        >>> differencing_intervals(pub, ["sex", "region"])
+        Traceback (most recent call last):
+        registry_lib.errors.RegistryLabError: differencing_intervals: no 2-D count table by ['sex', 'region']
     """
     return _differencing(pub.rates, pub.counts, tuple(group), pub.settings)
 

@@ -58,7 +58,23 @@ def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 
 def programme_tumours(tumours: pd.DataFrame, patients: pd.DataFrame, *, sites: Sequence[str], sex: int | None,
                       key: str = "pseudo_id") -> pd.DataFrame:
-    """Each person's first tumour of the programme's sites, with the person's columns."""
+    """Each person's first tumour of the programme's sites, with the person's columns.
+
+    Example:
+        >>> tum = pd.DataFrame({"pseudo_id": ["a", "a", "b", "c"], "tumour_id": ["t2", "t1", "t3", "t4"],
+        ...                     "site_icd10": ["C504", "C509", "C61", "C50"],
+        ...                     "diagnosis_date": ["2019-03-01", "2017-05-01", "2018-01-01", "2020-02-01"],
+        ...                     "age_at_diagnosis": [63, 61, 70, 55]})
+        >>> pat = pd.DataFrame({"pseudo_id": ["a", "b", "c"], "sex": [2, 1, 1], "region": ["London", "North", "North"]})
+        >>> print(programme_tumours(tum, pat, sites=["C50"], sex=2).to_string())   # a's first breast cancer only
+          pseudo_id tumour_id site_icd10 diagnosis_date  age_at_diagnosis  sex  region
+        0         a        t1       C509     2017-05-01                61    2  London
+        >>> len(programme_tumours(tum, pat, sites=["C50"], sex=None))   # c is a man with breast cancer
+        2
+        >>> programme_tumours(tum.drop(columns="age_at_diagnosis"), pat, sites=["C50"], sex=2)
+        Traceback (most recent call last):
+        registry_lib.errors.RegistryLabError: tumour: column(s) age_at_diagnosis missing
+    """
     _require(tumours, [key, "tumour_id", "site_icd10", "diagnosis_date", "age_at_diagnosis"], "tumour")
     t = tumours[tumours["site_icd10"].astype(str).str[:3].isin(list(sites))].copy()
     t["diagnosis_date"] = pd.to_datetime(t["diagnosis_date"])
@@ -77,6 +93,23 @@ def classify_detection(tumours: pd.DataFrame, screening: pd.DataFrame, *, progra
 
     Adds ``detection``, ``screen_date`` (the positive test, or the last negative one) and
     ``years_since_screen`` (interval cancers; 0 for screen-detected).
+
+    Example:
+        >>> tum = pd.DataFrame({"pseudo_id": ["a", "b", "c", "d", "e"], "tumour_id": ["t1", "t2", "t3", "t4", "t5"],
+        ...                     "diagnosis_date": pd.to_datetime(["2018-06-01"] * 5)})
+        >>> scr = pd.DataFrame({"pseudo_id": ["a", "b", "c", "d"], "programme": "breast",
+        ...                     "invitation_date": pd.to_datetime(["2018-04-01", "2016-01-01", "2012-01-01", "2017-01-01"]),
+        ...                     "attended": [True, True, True, False],
+        ...                     "test_date": pd.to_datetime(["2018-05-01", "2016-02-01", "2012-02-01", None]),
+        ...                     "result": ["positive", "negative", "negative", None]})
+        >>> out = classify_detection(tum, scr, programme="breast", interval_years=3)
+        >>> print(out[["pseudo_id", "detection", "screen_date", "years_since_screen"]].round(2).to_string())
+          pseudo_id        detection screen_date  years_since_screen
+        0         a  screen_detected  2018-05-01                0.00
+        1         b         interval  2016-02-01                2.33
+        2         c           lapsed         NaT                 NaN
+        3         d   never_screened         NaT                 NaN
+        4         e      not_invited         NaT                 NaN
     """
     _require(tumours, [key, "tumour_id", "diagnosis_date"], "tumour")
     _require(screening, [key, "programme", "invitation_date", "attended", "test_date", "result"], "screening")
@@ -133,7 +166,21 @@ def _limits(years: np.ndarray, lo_hi: Sequence[Sequence[int]]) -> tuple[np.ndarr
 
 def screened_women(statistics: pd.DataFrame, areas: pd.DataFrame, *, programme: str, years: Sequence[int],
                    sex: int | None) -> pd.DataFrame:
-    """Women tested per screen year and stratum (age band, deprivation quintile, London)."""
+    """Women tested per screen year and stratum (age band, deprivation quintile, London).
+
+    Example:
+        >>> stats = pd.DataFrame({"programme": "breast", "year": [2018, 2018, 2018, 2019], "area_id": ["A", "B", "B", "A"],
+        ...                       "sex": 2, "age_band": [50, 50, 55, 50], "tested": [120, 80, 40, 100]})
+        >>> areas = pd.DataFrame({"area_id": ["A", "B"], "deprivation_quintile": [1, 5], "region": ["London", "North"]})
+        >>> print(screened_women(stats, areas, programme="breast", years=[2018, 2018], sex=2).to_string())
+           year  age_band  deprivation_quintile  london  tested
+        0  2018        50                     1    True     120
+        1  2018        50                     5   False      80
+        2  2018        55                     5   False      40
+        >>> screened_women(stats, areas, programme="bowel", years=[2018, 2019], sex=2)
+        Traceback (most recent call last):
+        registry_lib.errors.RegistryLabError: screening statistics: no bowel screens (sex 2) recorded in 2018-2019 (is the programme switched off in this cohort?); detection rates and sensitivity need women screened
+    """
     _require(statistics, ["programme", "year", "area_id", "sex", "age_band", "tested"], "screening statistics")
     s = statistics[(statistics["programme"] == programme) & statistics["year"].between(years[0], years[1])]
     if sex is not None:
@@ -156,7 +203,21 @@ def _with_stratum(df: pd.DataFrame, areas: pd.DataFrame) -> pd.DataFrame:
 def underlying_incidence(tumours: pd.DataFrame, population: pd.DataFrame, areas: pd.DataFrame, *,
                          years: Sequence[int], sex: int | None, age_range: Sequence[int]) -> pd.DataFrame:
     """Incidence per woman-year by 5-year age band, quintile and London: every first tumour of
-    the programme's sites (all detection modes: diagnosis dates are not moved by screening here)."""
+    the programme's sites (all detection modes: diagnosis dates are not moved by screening here).
+
+    Example:
+        >>> tum = pd.DataFrame({"diagnosis_date": pd.to_datetime(["2018-03-01", "2018-09-01", "2019-01-01", "2018-05-01"]),
+        ...                     "age_at_diagnosis": [52, 58, 53, 49], "area_id": ["A", "A", "A", "B"]})
+        >>> pop = pd.DataFrame({"year": 2018, "sex": 2, "area_id": ["A", "A", "B"], "age_band": [50, 55, 45],
+        ...                     "population": [1000, 800, 500]})
+        >>> areas = pd.DataFrame({"area_id": ["A", "B"], "deprivation_quintile": [1, 5], "region": ["London", "North"]})
+        >>> inc = underlying_incidence(tum, pop, areas, years=[2018, 2018], sex=2, age_range=[50, 70])
+        >>> print(inc.to_string())   # 2019 and the 49-year-old are outside the study
+           age_band  deprivation_quintile  london  cases  person_years     rate  rate_var
+        0        50                     1    True    1.0          1000  0.00100  0.000001
+        1        55                     1    True    1.0           800  0.00125  0.000002
+        2        45                     5   False    0.0           500  0.00000  0.000000
+    """
     t = tumours[tumours["diagnosis_date"].dt.year.between(years[0], years[1])].copy()
     t["age_band"] = (t["age_at_diagnosis"].astype(int) // 5 * 5).clip(upper=90)
     t = t[t["age_band"].between(age_range[0] // 5 * 5, age_range[1])]
@@ -178,7 +239,27 @@ def underlying_incidence(tumours: pd.DataFrame, population: pd.DataFrame, areas:
 def detection_rates(classified: pd.DataFrame, screened: pd.DataFrame, *, years: Sequence[int],
                     age_range: Sequence[int], interval_years: int, level: float = 0.95) -> dict[str, pd.DataFrame]:
     """Screen-detected cancers per 1,000 women screened by screen year, and interval cancers per
-    1,000 by year since the screen (screens in ``years``), with exact Poisson CIs."""
+    1,000 by year since the screen (screens in ``years``), with exact Poisson CIs.
+
+    Example:
+        >>> c = pd.DataFrame({"detection": ["screen_detected", "screen_detected", "interval", "interval", "lapsed"],
+        ...                   "screen_date": pd.to_datetime(["2018-03-01", "2019-05-01", "2018-06-01", "2018-02-01", None]),
+        ...                   "years_since_screen": [0.0, 0.0, 0.4, 2.5, None], "age_at_diagnosis": [55, 60, 57, 66, 70]})
+        >>> screened = pd.DataFrame({"year": [2018, 2019], "tested": [1000, 500]})
+        >>> r = detection_rates(c, screened, years=[2018, 2019], age_range=[50, 70], interval_years=3)
+        >>> print(r["by_screen_year"].round(2).to_string())
+           screen_year  women_screened  screen_detected  per_1000  lower  upper
+        0         2018            1000                1       1.0   0.03   5.57
+        1         2019             500                1       2.0   0.05  11.14
+        >>> print(r["by_year_since_screen"][["year_since_screen", "interval_cancers", "per_1000"]].to_string())
+           year_since_screen  interval_cancers  per_1000
+        0                  1                 1  0.666667
+        1                  2                 0  0.000000
+        2                  3                 1  0.666667
+        >>> print(r["summary"].to_string())
+           women_screened  screen_detected  interval_cancers  interval_cancer_proportion
+        0            1500                2                 2                         0.5
+    """
     c = classified[classified["screen_date"].notna()].copy()
     c["screen_year"] = c["screen_date"].dt.year
     c["screen_age"] = c["age_at_diagnosis"] - c["years_since_screen"].fillna(0)
@@ -219,6 +300,24 @@ def proportional_incidence(classified: pd.DataFrame, screened: pd.DataFrame, inc
     Expected cancers in year ``k`` after the screens of ``years`` = sum over strata of the women
     tested times the underlying incidence of their stratum (one woman-year each). Returns
     ``{"by_year": DataFrame, "sensitivity": dict}``.
+
+    Example:
+        >>> c = pd.DataFrame({"detection": ["interval", "interval", "interval"],
+        ...                   "screen_date": pd.to_datetime(["2018-06-01", "2018-02-01", "2018-04-01"]),
+        ...                   "years_since_screen": [0.4, 1.2, 2.5], "age_at_diagnosis": [57, 61, 66]})
+        >>> screened = pd.DataFrame({"year": 2018, "age_band": [50, 60], "deprivation_quintile": [1, 1],
+        ...                          "london": False, "tested": [1000, 1000]})
+        >>> inc = pd.DataFrame({"age_band": [50, 60], "deprivation_quintile": [1, 1], "london": False,
+        ...                     "rate": [0.002, 0.003], "rate_var": [1e-8, 1e-8]})
+        >>> r = proportional_incidence(c, screened, inc, years=[2018, 2018], age_range=[50, 70], interval_years=3)
+        >>> print(r["by_year"][["year_since_screen", "interval_cancers", "expected", "proportional_incidence"]].to_string())
+           year_since_screen  interval_cancers  expected  proportional_incidence
+        0                  1                 1       5.0                     0.2
+        1                  2                 1       5.0                     0.2
+        2                  3                 1       5.0                     0.2
+        >>> s = r["sensitivity"]
+        >>> round(float(s["sensitivity"]), 3), round(float(s["lower"]), 3), round(float(s["upper"]), 3), s["expected"]
+        (0.8, 0.379, 0.936, 15.0)
     """
     z = st.norm.ppf(0.5 + level / 2)
     keys = ["age_band", "deprivation_quintile", "london"]
@@ -248,7 +347,18 @@ def proportional_incidence(classified: pd.DataFrame, screened: pd.DataFrame, inc
 
 
 def stage_by_detection(classified: pd.DataFrame, groups: dict[str, Sequence[str]]) -> pd.DataFrame:
-    """Counts by stage (1-4, unknown) and detection group, with the share of known stage 3-4."""
+    """Counts by stage (1-4, unknown) and detection group, with the share of known stage 3-4.
+
+    Example:
+        >>> c = pd.DataFrame({"detection": ["screen_detected", "screen_detected", "interval", "interval", "lapsed", "not_invited"],
+        ...                   "stage": ["1", "2", "3", None, "4", "2"]})
+        >>> groups = {"screen-detected": ["screen_detected"], "interval": ["interval"], "not screened": ["lapsed", "never_screened"]}
+        >>> print(stage_by_detection(c, groups).to_string())
+        stage        detection  stage_1  stage_2  stage_3  stage_4  stage_unknown  late_stage_share
+        0      screen-detected        1        1        0        0              0               0.0
+        1             interval        0        0        1        0              1               1.0
+        2         not screened        0        0        0        1              0               1.0
+    """
     c = classified.copy()
     label = {m: g for g, ms in groups.items() for m in ms}
     c["group"] = c["detection"].map(label)
@@ -265,7 +375,21 @@ def stage_by_detection(classified: pd.DataFrame, groups: dict[str, Sequence[str]
 
 def survival_by_detection(classified: pd.DataFrame, groups: dict[str, Sequence[str]], *, censor_date: str,
                           times_years: Sequence[float], level: float = 0.95) -> pd.DataFrame:
-    """Kaplan-Meier survival (all-cause) by detection group at ``times_years``."""
+    """Kaplan-Meier survival (all-cause) by detection group at ``times_years``.
+
+    Example:
+        >>> c = pd.DataFrame({"detection": ["screen_detected"] * 3 + ["interval"] * 3,
+        ...                   "diagnosis_date": pd.to_datetime(["2015-01-01"] * 6),
+        ...                   "death_date": [None, None, "2017-01-01", "2015-07-01", "2016-07-01", None]})
+        >>> km = survival_by_detection(c, {"screen-detected": ["screen_detected"], "interval": ["interval"]},
+        ...                            censor_date="2020-12-31", times_years=[1, 5])
+        >>> print(km.round(3).to_string())
+                     group  time  n_at_risk  n_events  n_censored  survival  lower  upper
+        0         interval   1.0          2         1           0     0.667  0.054  0.945
+        1         interval   5.0          1         1           0     0.333  0.009  0.774
+        2  screen-detected   1.0          3         0           0     1.000  1.000  1.000
+        3  screen-detected   5.0          2         1           0     0.667  0.054  0.945
+    """
     from registry_lib.stats.survival_curves import km_table
 
     c = classified.copy()
@@ -285,6 +409,15 @@ def truth_agreement(classified: pd.DataFrame, truth: pd.DataFrame, *, tumour_map
 
     ``tumour_map`` maps the classified tumours' ``tumour_id`` to true tumour ids. Returns the
     agreement, the confusion table and the disagreeing tumours.
+
+    Example:
+        >>> c = pd.DataFrame({"tumour_id": [11, 12, 13, 14], "detection": ["screen_detected", "interval", "lapsed", "interval"]})
+        >>> truth = pd.DataFrame({"tumour_id": [1, 2, 3, 4], "detection": ["screen_detected", "interval", "interval", "not_eligible"]})
+        >>> r = truth_agreement(c, truth, tumour_map=pd.Series([1, 2, 3], index=[11, 12, 13]))   # 14 has no true tumour
+        >>> r["compared"], round(r["agreement"], 3), round(r["interval_agreement"], 3)
+        (3, 0.667, 0.667)
+        >>> r["disagreements"][["tumour_id", "detection", "truth"]].values.tolist()
+        [[13, 'lapsed', 'interval']]
     """
     c = classified.assign(true_tumour=classified["tumour_id"].map(tumour_map))
     t = truth.assign(truth=truth["detection"].map(TRUTH_LABEL))[["tumour_id", "truth"]]
@@ -300,7 +433,16 @@ def truth_agreement(classified: pd.DataFrame, truth: pd.DataFrame, *, tumour_map
 
 def truth_tumour_map(record_links: pd.DataFrame, record_truth: pd.DataFrame) -> pd.Series:
     """Validation only: registry tumour id -> true tumour id, through the notifications behind
-    each registry tumour (the true tumour holding most of them)."""
+    each registry tumour (the true tumour holding most of them).
+
+    Example:
+        >>> links = pd.DataFrame({"feed": ["notifications"] * 4 + ["screening"], "record_id": [1, 2, 3, 4, 5],
+        ...                       "tumour_id": [100, 100, 100, 200, 100]})
+        >>> truth = pd.DataFrame({"feed": ["notifications"] * 4 + ["screening"], "record_id": ["1", "2", "3", "4", "5"],
+        ...                       "tumour_id": [7, 7, 8, 9, 8]})
+        >>> truth_tumour_map(links, truth).to_dict()   # registry tumour 100 holds two notifications of true tumour 7
+        {100: 7, 200: 9}
+    """
     links = record_links[(record_links["feed"] == "notifications") & record_links["tumour_id"].notna()]
     rt = record_truth[record_truth["feed"] == "notifications"][["record_id", "tumour_id"]]
     m = links[["record_id", "tumour_id"]].astype({"record_id": str}).merge(
@@ -319,6 +461,18 @@ def explain_disagreements(disagreements: pd.DataFrame, record_links: pd.DataFram
     ``screening records lost or mislinked``: the true person's screening records are not all
     linked to the registry person (quarantined, or linked to someone else); ``identifier
     errors``: they are, but carry injected identifier errors; ``other``: neither (the rule itself).
+
+    Example:
+        >>> d = pd.DataFrame({"true_tumour": [1, 2, 3], "patient_id": [10, 20, 30]})
+        >>> true_tumours = pd.DataFrame({"tumour_id": [1, 2, 3], "patient_id": [501, 502, 503]})
+        >>> truth = pd.DataFrame({"feed": "screening", "record_id": ["s1", "s2", "s3"], "patient_id": [501, 502, 503],
+        ...                       "errors": [None, "nhs_number_typo", None]})
+        >>> links = pd.DataFrame({"feed": "screening", "record_id": ["s1", "s2", "s3"], "patient_id": [99, 20, 30]})
+        >>> print(explain_disagreements(d, links, truth, true_tumours).to_string())   # s1 linked to someone else
+                                        reason  tumours
+        0  screening records lost or mislinked        1
+        1                    identifier errors        1
+        2                                other        1
     """
     if disagreements.empty:
         return pd.DataFrame({"reason": [], "tumours": []})

@@ -81,7 +81,14 @@ STREAMS = ("geography", "incidence", "cluster", "tumours", "treatment", "outcome
 
 @dataclass
 class Cohort:
-    """A generated cohort: the config used, reference data, truth, raw feeds and true effects."""
+    """A generated cohort: the config used, reference data, truth, raw feeds and true effects.
+
+    Example:
+        >>> c = Cohort(config={"name": "demo", "seed": 1}, reference={}, effects={"cluster": None},
+        ...            truth={"patients": pd.DataFrame({"patient_id": [1, 2]})}, feeds={})
+        >>> c.config["name"], len(c.truth["patients"]), c.summary   # summary (stage times, sizes) defaults to empty
+        ('demo', 2, {})
+    """
 
     config: dict[str, Any]
     reference: dict[str, pd.DataFrame]
@@ -115,7 +122,15 @@ class _Timer:
 
 
 def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
-    """Generate a cohort from a (resolved or raw) config mapping; see the module docstring."""
+    """Generate a cohort from a (resolved or raw) config mapping; see the module docstring.
+
+    Example:
+        >>> cfg = load_config("params/cohort/tiny.yaml")
+        >>> cfg["years"] = [2021, 2018]   # generate validates the config before drawing anything
+        >>> generate(cfg, quiet=True)
+        Traceback (most recent call last):
+        registry_lib.errors.ConfigError: cohort 'tiny': years start 2021 is after end 2018
+    """
     cfg = resolve_config(config, where=f"cohort {config.get('name', '?')!r}")
     quiet = in_ci() if quiet is None else quiet
     timer = _Timer(quiet)
@@ -329,7 +344,15 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
 
 # ----------------------------------------------------------------------------------------------
 def feeds_linked_detection(scr: Any) -> pd.DataFrame:
-    """``truth/screening_detection`` (see :func:`registry_lib.synth.feeds_linked.detection_truth`)."""
+    """``truth/screening_detection`` (see :func:`registry_lib.synth.feeds_linked.detection_truth`).
+
+    Example:
+        >>> from registry_lib.synth.screening import ScreeningResult
+        >>> det = pd.DataFrame({"tumour_id": [7], "programme": "bowel", "detection": ["screen_detected"],
+        ...                     "screen_day": [18000.0], "years_since_screen": [0.0]})
+        >>> feeds_linked_detection(ScreeningResult(np.array([]), pd.DataFrame(), det)).to_dict("records")
+        [{'tumour_id': 7, 'programme': 'bowel', 'detection': 'screen_detected', 'screen_date': datetime.date(2019, 4, 14), 'years_since_screen': 0.0}]
+    """
     from registry_lib.synth.feeds_linked import detection_truth
 
     return detection_truth(scr)
@@ -836,6 +859,26 @@ def write(cohort: Cohort, path: Path | str) -> Path:
 
     Only those four entries of ``path`` are replaced: a cohort's ``registry/`` and ``releases/``
     (with the append-only audit log) are left alone and become stale through the step cache.
+
+    Example:
+        >>> import json, os, tempfile
+        >>> from registry_lib import synth
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> src = tiny_cohort()   # written by synth.run; read it back into a Cohort and write it again
+        >>> tables = {g: {name: pd.read_parquet(src / g / f"{name}.parquet") for name in schemas}
+        ...           for g, schemas in (("reference", synth.tables.REFERENCE), ("truth", synth.tables.TRUTH),
+        ...                              ("feeds", synth.tables.FEEDS))}
+        >>> info = json.loads((src / "cohort.json").read_text())
+        >>> cohort = Cohort(info["config"], tables["reference"], tables["truth"], tables["feeds"],
+        ...                 json.loads((src / "truth" / "effects.json").read_text()), {"sizes": info["sizes"]})
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     out = write(cohort, Path(d) / "copy")
+        ...     sorted(p.name for p in out.iterdir())
+        ...     all((out / g / f"{n}.parquet").read_bytes() == (src / g / f"{n}.parquet").read_bytes()
+        ...         for g in tables for n in tables[g])   # same data, byte-identical files
+        ['cohort.json', 'feeds', 'reference', 'truth']
+        True
     """
     path = Path(path)
     jobs = [(group[name], stage, name, schema)
@@ -867,7 +910,19 @@ def write(cohort: Cohort, path: Path | str) -> Path:
 
 def run(config_path: Path | str, *, seed: int | None = None, scale: float | None = None,
         years: tuple[int, int] | None = None, out: Path | str | None = None) -> Path:
-    """What ``registry-lab synth`` calls: load the config, generate, write; returns the folder."""
+    """What ``registry-lab synth`` calls: load the config, generate, write; returns the folder.
+
+    Example:
+        >>> import tempfile
+        >>> from registry_lib.paths import project_root
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     taken = Path(d, "cohort.txt"); _ = taken.write_text("not a cohort")
+        ...     try:
+        ...         run(project_root() / "params" / "cohort" / "tiny.yaml", out=taken)
+        ...     except RegistryLabError as e:
+        ...         print(str(e).replace(str(taken.resolve()), "<out>"))
+        <out>: exists and is not a folder; choose another --out
+    """
     from registry_lib.config import load_yaml
     from registry_lib.paths import cohort_dir, cohort_folder_name
 

@@ -37,7 +37,13 @@ EMERGENCY = "Emergency presentation"
 
 
 def age_log_odds(age: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
-    """Log-odds by age band (``age_bands`` lower bounds, ``age_log_odds`` one value per band)."""
+    """Log-odds by age band (``age_bands`` lower bounds, ``age_log_odds`` one value per band).
+
+    Example:
+        >>> spec = {"age_bands": [16, 25, 35, 45, 55, 65, 75, 85], "age_log_odds": [-0.9, -0.7, -0.45, -0.2, 0.0, 0.15, 0.0, -0.45]}
+        >>> age_log_odds(np.array([16.0, 24.9, 25.0, 70.0, 101.0, 10.0]), spec).tolist()   # below 16: the first band
+        [-0.9, -0.9, -0.7, 0.15, -0.45, -0.9]
+    """
     bands = np.asarray(spec["age_bands"], dtype=float)
     values = np.asarray(spec["age_log_odds"], dtype=float)
     return values[np.clip(np.searchsorted(bands, age, side="right") - 1, 0, len(values) - 1)]
@@ -45,7 +51,24 @@ def age_log_odds(age: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
 
 def sample_frame(tumours: pd.DataFrame, treatments: pd.DataFrame, patients: pd.DataFrame,
                  config: dict[str, Any], params: dict[str, Any]) -> pd.DataFrame:
-    """The CPES sample: one row per patient and survey year (see the module docstring)."""
+    """The CPES sample: one row per patient and survey year (see the module docstring).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> params = epidemiology_params()   # CPES: April-June episodes, mailed in October
+        >>> patients = pd.DataFrame({"patient_id": [1, 2, 3], "sex": [2, 1, 1], "ethnicity": ["White", "Asian", "White"],
+        ...                          "deprivation_quintile": [1, 4, 2], "birth_date": pd.to_datetime(["1950-01-01"] * 3),
+        ...                          "death_date": pd.to_datetime([None, "2019-08-01", None])})
+        >>> tumours = pd.DataFrame({"tumour_id": [10, 20, 30], "site_icd10": ["C50", "C34", "C18"], "stage": ["2", "4", "U"],
+        ...                         "route_to_diagnosis": ["Screen detected", "Emergency presentation", "GP referral"],
+        ...                         "diagnosing_trust": ["RA1", "RB2", "RA1"]})
+        >>> treatments = pd.DataFrame({"patient_id": [1, 1, 2, 3], "tumour_id": [10, 10, 20, 30],
+        ...                            "start_date": pd.to_datetime(["2019-05-02", "2019-06-20", "2019-05-10", "2019-09-01"])})
+        >>> f = sample_frame(tumours, treatments, patients, {"years": [2015, 2020], "end_of_follow_up": "2021-12-31"}, params)
+        >>> print(f[["patient_id", "survey_year", "episode_date", "sex", "site_icd10", "stage", "trust_code"]].to_string())   # 2 died before mailing, 3 was treated in September
+           patient_id  survey_year episode_date  sex site_icd10  stage trust_code
+        0           1         2019   2019-05-02    2        C50      2        RA1
+    """
     sp = params["cpes"]["survey"]
     y0, y1 = config["years"]
     eof = np.datetime64(config["end_of_follow_up"], "D")
@@ -108,6 +131,26 @@ def survey(tumours: pd.DataFrame, treatments: pd.DataFrame, patients: pd.DataFra
 
     Returns ``(frame, effects)``: ``frame`` is :func:`sample_frame` plus ``responded``,
     ``overall_rating`` (NaN for non-respondents) and the :data:`ITEMS` (1.0/0.0, NaN).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> params = epidemiology_params()
+        >>> n = 40
+        >>> patients = pd.DataFrame({"patient_id": range(n), "sex": [1, 2] * (n // 2), "ethnicity": "White",
+        ...                          "deprivation_quintile": [1, 2, 3, 4, 5] * (n // 5),
+        ...                          "birth_date": pd.Timestamp("1950-01-01"), "death_date": pd.NaT})
+        >>> tumours = pd.DataFrame({"tumour_id": range(n), "site_icd10": "C50", "stage": "2",
+        ...                         "route_to_diagnosis": ["GP referral", "Emergency presentation"] * (n // 2),
+        ...                         "diagnosing_trust": ["RA1", "RB2"] * (n // 2)})
+        >>> treatments = pd.DataFrame({"patient_id": range(n), "tumour_id": range(n), "start_date": pd.Timestamp("2019-05-01")})
+        >>> config = {"years": [2015, 2020], "end_of_follow_up": "2021-12-31", "effects": {"cpes": None}}
+        >>> frame, effects = survey(tumours, treatments, patients, config, params, np.random.default_rng(1))
+        >>> effects["sampled"], effects["responded"], effects["enabled"], effects["outlier_trust"]
+        (40, 24, False, None)
+        >>> bool(frame.loc[~frame["responded"], ["overall_rating", *ITEMS]].isna().all().all())   # no answers without a response
+        True
+        >>> sorted(frame["overall_rating"].dropna().unique().tolist()), round(effects["mean_overall_rating"], 2)
+        ([7.0, 8.0, 9.0, 10.0], 8.92)
     """
     cp = params["cpes"]
     eff = config["effects"].get("cpes")

@@ -39,6 +39,16 @@ def draw_effects(seed: int, *, null: Sequence[str] = (), ranges: dict[str, Seque
     ``ranges`` overrides the uniform ranges drawn from: ``cluster_rr`` (default 1.5-4),
     ``radius_km`` (4-10), ``hazard_ratio`` (0.5-1.1), ``late_rr`` (2-8) and ``covid_scale``
     (0.5-1.5, the factor on each site's monthly deficit 1 - multiplier).
+
+    Example:
+        >>> eff = draw_effects(7, ranges={"hazard_ratio": (0.6, 0.6)})
+        >>> eff["cluster"]["site"] in CLUSTER_SITES, eff["treatment_effect"], 2.0 <= eff["late_effect"]["relative_risk"] <= 8.0
+        (True, {'hazard_ratio': 0.6}, True)
+        >>> draw_effects(7, null=["cluster"])["cluster"] is None
+        True
+        >>> draw_effects(7, null=["clusters"])
+        Traceback (most recent call last):
+        registry_lib.errors.ConfigError: draw_effects: unknown effect(s) clusters (known: cluster, treatment_effect, late_effect, covid, cpes, screening)
     """
     bad = sorted(set(null) - set(EFFECTS))
     if bad:

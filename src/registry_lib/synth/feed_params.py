@@ -39,13 +39,31 @@ def _defaults(path: str) -> dict[str, Any]:
 
 
 def default_feed_params(root: Path | None = None) -> dict[str, Any]:
-    """The defaults from ``params/epidemiology/feeds.yaml`` (a fresh copy, without ``profiles``)."""
+    """The defaults from ``params/epidemiology/feeds.yaml`` (a fresh copy, without ``profiles``).
+
+    Example:
+        >>> p = default_feed_params()
+        >>> "profiles" in p, p["errors"]["sex_miscoded"], rate(p["errors"]["nhs_missing"], "pathology")
+        (False, {'default': 0.002, 'registration_optouts': 0.0}, 0.1)
+        >>> p["errors"]["sex_miscoded"] = 0.5   # a fresh copy: the next call is not affected
+        >>> default_feed_params()["errors"]["sex_miscoded"]
+        {'default': 0.002, 'registration_optouts': 0.0}
+    """
     path = (root or project_root()) / FEEDS_YAML
     return {k: v for k, v in deep_merge(_defaults(str(path)), {}).items() if k != "profiles"}
 
 
 def feed_profiles(root: Path | None = None) -> dict[str, dict[str, Any]]:
-    """The named error profiles of ``feeds.yaml`` (``typical``, ``hard`` …): overrides of the defaults."""
+    """The named error profiles of ``feeds.yaml`` (``typical``, ``hard`` …): overrides of the defaults.
+
+    Example:
+        >>> profiles = feed_profiles()
+        >>> sorted(profiles)
+        ['hard', 'typical']
+        >>> feed_params({"feeds": {"profile": "hard"}})["errors"]["nhs_wrong"] == deep_merge(
+        ...     default_feed_params()["errors"]["nhs_wrong"], profiles["hard"]["errors"]["nhs_wrong"])
+        True
+    """
     path = (root or project_root()) / FEEDS_YAML
     return deep_merge(_defaults(str(path)).get("profiles") or {}, {})
 

@@ -136,6 +136,26 @@ def identifiers_as_sent(people: People, rows: np.ndarray, dates: np.ndarray, sou
 
     ``rows`` are patient rows of ``people``, ``dates`` the records' dates (``datetime64[D]``),
     ``sources`` their source labels (for per-source error rates).
+
+    Example:
+        >>> from registry_lib.synth.feed_params import feed_params
+        >>> pts = pd.DataFrame({"patient_id": [1, 2], "nhs_number": ["9434765919", "9000000009"],
+        ...     "given_name": ["Ann", "Bob"], "family_name": ["Lee", "Stone"], "family_name_later": ["Khan", None],
+        ...     "name_change_date": pd.to_datetime(["2021-03-01", None]), "birth_date": pd.to_datetime(["1950-01-02", "1961-07-08"]),
+        ...     "sex": [2, 1], "postcode": ["LS6 2AB", "M1 1AA"], "postcode_later": [None, None],
+        ...     "move_date": pd.to_datetime([None, None]), "death_date": pd.to_datetime([None, None])})
+        >>> people = people_from_patients(pts)
+        >>> dates = np.array(["2020-05-01", "2022-05-01", "2022-05-01"], dtype="datetime64[D]")
+        >>> sources = SourceIndex(np.array(["registration_optouts", "registration_optouts", "deaths"], dtype=object))
+        >>> cols, kinds = identifiers_as_sent(people, np.array([0, 0, 1]), dates, sources, feed_params(),
+        ...                                   np.random.default_rng(0))   # opt-outs carry no errors; ONS sends capitals (here with a typo)
+        >>> print(pd.DataFrame(cols).to_string())
+           nhs_number given_name family_name  birth_date sex postcode
+        0  9434765919        Ann         Lee  1950-01-02   2  LS6 2AB
+        1  9434765919        Ann        Khan  1950-01-02   2  LS6 2AB
+        2  9000000009        BBO       STONE  1961-07-08   1   M1 1AA
+        >>> errors_text(kinds).tolist()
+        ['', 'surname_change', 'given_typo']
     """
     n = len(rows)
     err = params["errors"]

@@ -53,7 +53,39 @@ def _bool(values: np.ndarray) -> pd.arrays.BooleanArray:
 
 def make_linked_feeds(patients: pd.DataFrame, screening: ScreeningResult, cpes_frame: pd.DataFrame, config: dict[str, Any],
                       rng: np.random.Generator) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """The two feeds and their ``record_truth`` rows (see the module docstring)."""
+    """The two feeds and their ``record_truth`` rows (see the module docstring).
+
+    Example:
+        >>> from registry_lib.synth.screening import ScreeningResult
+        >>> pts = pd.DataFrame({"patient_id": [1, 2], "nhs_number": ["9434765919", "9000000009"],
+        ...     "given_name": ["Ann", "Bob"], "family_name": ["Lee", "Stone"], "family_name_later": [None, None],
+        ...     "name_change_date": pd.to_datetime([None, None]), "birth_date": pd.to_datetime(["1950-01-02", "1961-07-08"]),
+        ...     "sex": [2, 1], "postcode": ["LS6 2AB", "M1 1AA"], "postcode_later": [None, None],
+        ...     "move_date": pd.to_datetime([None, None]), "death_date": pd.to_datetime([None, None])})
+        >>> day = lambda s: float(np.datetime64(s, "D").astype(np.int64))
+        >>> episodes = pd.DataFrame({"patient_id": [1, 1, 2], "tumour_id": [10, 10, 20], "programme": "breast",
+        ...                          "invitation_day": [day("2016-03-01"), day("2019-03-01"), day("2023-01-01")],
+        ...                          "attended": [True, False, False], "test_day": [day("2016-03-20"), np.nan, np.nan],
+        ...                          "result": ["negative", None, None]})
+        >>> screening = ScreeningResult(routes=np.array([]), episodes=episodes, detection=pd.DataFrame())
+        >>> cpes = pd.DataFrame({"patient_id": [2], "tumour_id": [20], "survey_year": [2019], "trust_code": ["RB2"],
+        ...                      "episode_date": pd.to_datetime(["2019-05-01"]), "ethnicity": ["White"], "site_icd10": ["C18"],
+        ...                      "responded": [True], "overall_rating": [9.0], "cns_name": [1.0], "told_sensitively": [1.0],
+        ...                      "involved_decisions": [np.nan], "support_after_treatment": [0.0]})
+        >>> feeds, truth = make_linked_feeds(pts, screening, cpes, {"end_of_follow_up": "2021-12-31"}, np.random.default_rng(0))
+        >>> print(feeds["screening"][["family_name", "programme", "invitation_date", "attended", "test_type", "result"]].to_string())
+          family_name programme invitation_date  attended  test_type    result
+        0         Lee    breast      2016-03-01      True  mammogram  negative
+        1         Lee    breast      2019-03-01     False       None      None
+        >>> print(feeds["cpes"][["family_name", "trust_code", "responded", "overall_rating", "involved_decisions"]].to_string())
+          family_name trust_code  responded  overall_rating  involved_decisions
+        0       Stone        RB2       True               9                <NA>
+        >>> print(truth[["feed", "patient_id", "tumour_id"]].to_string())   # the 2023 invitation is after follow-up
+                feed  patient_id  tumour_id
+        0  screening           1         10
+        1  screening           1         10
+        2       cpes           2         20
+    """
     params = feed_params(config)
     people = people_from_patients(patients)
     eof = np.datetime64(config["end_of_follow_up"], "D")
@@ -117,7 +149,17 @@ def make_linked_feeds(patients: pd.DataFrame, screening: ScreeningResult, cpes_f
 
 
 def detection_truth(screening: ScreeningResult) -> pd.DataFrame:
-    """``truth/screening_detection`` from :class:`~registry_lib.synth.screening.ScreeningResult`."""
+    """``truth/screening_detection`` from :class:`~registry_lib.synth.screening.ScreeningResult`.
+
+    Example:
+        >>> from registry_lib.synth.screening import ScreeningResult
+        >>> det = pd.DataFrame({"tumour_id": [20, 10], "programme": "breast", "detection": ["never_screened", "interval"],
+        ...                     "screen_day": [np.nan, 17532.0], "years_since_screen": [np.nan, 1.4]})
+        >>> print(detection_truth(ScreeningResult(routes=np.array([]), episodes=pd.DataFrame(), detection=det)).to_string())
+           tumour_id programme       detection screen_date  years_since_screen
+        0         10    breast        interval  2018-01-01                 1.4
+        1         20    breast  never_screened         NaT                 NaN
+    """
     d = screening.detection
     day = d["screen_day"].to_numpy(dtype=float)
     screen = pd.Series(pd.NaT, index=d.index, dtype="datetime64[s]")

@@ -79,7 +79,29 @@ def subsequent_primaries(d0: np.ndarray, birth: np.ndarray, sex: np.ndarray, qui
                          rates: SiteRates, params: dict[str, Any], late: dict[str, Any] | None,
                          rng: np.random.Generator) -> SubsequentPrimaries:
     """Draw at most one general subsequent primary and one late-effect breast cancer per person,
-    diagnosed before ``until`` (their death so far) and ``t_end``."""
+    diagnosed before ``until`` (their death so far) and ``t_end``.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> from registry_lib.synth.incidence import site_rates
+        >>> p = epidemiology_params(); rates = site_rates(p)
+        >>> years = range(2010, 2020)
+        >>> ry = rates_by_year(rates, years, np.ones((len(years), len(rates.sites))), p)
+        >>> n = 2000   # people aged 60 with a colorectal cancer on 1 January 2010, followed to the end of 2019
+        >>> day = lambda s: int(np.datetime64(s, "D").astype(np.int64))
+        >>> d0 = np.full(n, day("2010-01-01")); birth = np.full(n, day("1950-01-01"))
+        >>> c18 = rates.sites.index("C18")
+        >>> sp = subsequent_primaries(d0, birth, np.array([1, 2] * (n // 2)), np.full(n, 3), np.full(n, c18),
+        ...                           until=np.full(n, np.inf), late_eligible=np.zeros(n, bool), late_from=np.full(n, np.inf),
+        ...                           ry=ry, y_first=2010, t_end=day("2020-01-01"), rates=rates, params=p, late=None,
+        ...                           rng=np.random.default_rng(2))
+        >>> len(sp.patient), len(set(sp.patient.tolist())) == len(sp.patient)   # at most one per person
+        (261, True)
+        >>> bool(exclusion_matrix(rates.group, rates.haem)[c18, sp.site].any())   # never another colorectal primary
+        False
+        >>> bool((sp.day >= day("2010-01-01")).all() and (sp.day < day("2020-01-01")).all()), bool(sp.late_effect.any())
+        (True, False)
+    """
     n = len(d0)
     rr = float(params["incidence"]["second_primary_rate_ratio"])
     x = exclusion_matrix(rates.group, rates.haem)

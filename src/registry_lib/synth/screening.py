@@ -152,6 +152,14 @@ class ScreeningResult:
         detection: one row per tumour of a screened site: ``tumour_id``, ``programme``,
             ``detection`` (:data:`CATEGORIES`), ``screen_day`` (the last routine screen before
             diagnosis, NaN if none), ``years_since_screen``.
+
+    Example:
+        >>> det = pd.DataFrame({"tumour_id": [1, 2], "programme": "bowel", "detection": ["interval", "not_eligible"],
+        ...                     "screen_day": [17000.0, np.nan], "years_since_screen": [1.2, np.nan]})
+        >>> r = ScreeningResult(routes=np.array(["GP referral", "Emergency presentation"], dtype=object),
+        ...                     episodes=pd.DataFrame(), detection=det)
+        >>> r.routes.tolist(), bool(r.detection["detection"].isin(CATEGORIES).all())
+        (['GP referral', 'Emergency presentation'], True)
     """
 
     routes: np.ndarray
@@ -236,6 +244,28 @@ def assign_screening(tumours: pd.DataFrame, patients: pd.DataFrame, areas: pd.Da
     ``tumours`` needs TRUE_TUMOURS columns; ``patients`` ``patient_id``, ``birth_date``, ``sex``;
     ``areas`` ``area_id``, ``region``, ``deprivation_quintile``. ``config["effects"]["screening"]``
     lists the programmes (null: none, routes unchanged).
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> params = epidemiology_params()
+        >>> n = 200   # women with breast cancer diagnosed in 2018 aged 51-69 (one aged 35), quintile 3, not London
+        >>> tumours = pd.DataFrame({"tumour_id": range(n), "patient_id": range(n), "site_icd10": "C50", "stage": "2",
+        ...                         "diagnosis_date": pd.Timestamp("2018-07-01"), "area_id": "A",
+        ...                         "route_to_diagnosis": ["Screen detected", "GP referral"] * (n // 2)})
+        >>> patients = pd.DataFrame({"patient_id": range(n), "sex": 2,
+        ...                          "birth_date": pd.to_datetime(["1983-01-01"] + [f"{1948 + i % 20}-01-01" for i in range(1, n)])})
+        >>> areas = pd.DataFrame({"area_id": ["A"], "region": ["North West"], "deprivation_quintile": [3]})
+        >>> config = {"effects": {"screening": {"programmes": ["breast"]}, "covid": None}}
+        >>> result = assign_screening(tumours, patients, areas, config, params, np.random.default_rng(5))
+        >>> result.detection["detection"].value_counts().sort_index().to_dict()
+        {'interval': 55, 'lapsed': 14, 'never_screened': 27, 'not_eligible': 5, 'screen_detected': 99}
+        >>> result.detection.loc[0, "detection"]   # 35 at diagnosis: outside the programme's ages
+        'not_eligible'
+        >>> bool(((result.routes == "Screen detected") == (result.detection["detection"] == "screen_detected")).all())
+        True
+        >>> assign_screening(tumours, patients, areas, {"effects": {"screening": None}}, params,
+        ...                  np.random.default_rng(5)).detection.empty   # screening switched off
+        True
     """
     eff = config["effects"].get("screening")
     routes = tumours["route_to_diagnosis"].to_numpy(dtype=object).copy()
@@ -388,6 +418,18 @@ def screening_statistics(population: pd.DataFrame, areas: pd.DataFrame, config: 
     a year of the COVID-19 pause the tests are scaled by that year's mean "Screen detected" route
     factor. Bands are the 5-year population bands, the eligible share of a band partly inside the
     programme's ages taken proportionally.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> params = epidemiology_params()
+        >>> population = pd.DataFrame({"year": 2019, "area_id": "A", "sex": [2, 2, 2, 1],
+        ...                            "age_band": [40, 50, 75, 50], "population": [1000, 1000, 1000, 1000]})
+        >>> areas = pd.DataFrame({"area_id": ["A"], "region": ["North West"], "deprivation_quintile": [3]})
+        >>> config = {"years": [2019, 2019], "effects": {"screening": {"programmes": ["breast"]}, "covid": None}}
+        >>> stats = screening_statistics(population, areas, config, params, np.random.default_rng(0))
+        >>> print(stats.to_string())   # women aged 50-70, screened every 3 years: no men, no 40-44s, no 75-79s
+          programme  year area_id  sex  age_band  eligible  tested
+        0    breast  2019       A    2        50      1000     272
     """
     eff = config["effects"].get("screening")
     cols = ["programme", "year", "area_id", "sex", "age_band", "eligible", "tested"]
@@ -431,7 +473,22 @@ def screening_statistics(population: pd.DataFrame, areas: pd.DataFrame, config: 
 
 
 def effects_summary(result: ScreeningResult, config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """The configured programme sensitivities and the realised detection counts, for ``effects.json``."""
+    """The configured programme sensitivities and the realised detection counts, for ``effects.json``.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> params = epidemiology_params()
+        >>> det = pd.DataFrame({"tumour_id": [1, 2, 3], "programme": "breast",
+        ...                     "detection": ["screen_detected", "interval", "screen_detected"],
+        ...                     "screen_day": [17500.0, 16800.0, 17600.0], "years_since_screen": [0.0, 1.9, 0.0]})
+        >>> result = ScreeningResult(routes=np.array([], dtype=object), episodes=pd.DataFrame(), detection=det)
+        >>> s = effects_summary(result, {"effects": {"screening": {"programmes": ["breast"]}}}, params)
+        >>> breast = s["programmes"]["breast"]
+        >>> round(breast["sensitivity"], 3), breast["interval_years"], breast["counts"]
+        (0.613, 3, {'screen_detected': 2, 'interval': 1, 'lapsed': 0, 'never_screened': 0, 'not_eligible': 0})
+        >>> effects_summary(result, {"effects": {"screening": None}}, params)
+        {'enabled': False}
+    """
     eff = config["effects"].get("screening")
     if eff is None:
         return {"enabled": False}

@@ -125,6 +125,28 @@ def tumour_characteristics(site_codes: np.ndarray, dates: np.ndarray, quintile: 
 
     ``site_index`` indexes rows of ``route_shares``; ``area_trusts`` is (n, 3) nearest trusts
     (indices into ``trusts``) of each tumour's home area; ``area_region`` its region name.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> p = epidemiology_params()
+        >>> sites = ["C50", "C34"]
+        >>> shares = route_table(sites, np.array([1500.0, 1000.0]), p)
+        >>> n = 1000   # half breast, half lung cancers of 2019, homes in the North West (quintile 3)
+        >>> codes = np.array(["C50", "C34"] * (n // 2), dtype=object)
+        >>> trusts = pd.DataFrame({"trust_code": ["RA1", "RB2", "RC3", "RD4"], "region": ["North West"] * 4})
+        >>> t = tumour_characteristics(codes, np.full(n, np.datetime64("2019-06-01")), np.full(n, 3),
+        ...                            np.tile([0, 1, 2], (n, 1)), np.full(n, "North West", dtype=object), trusts,
+        ...                            shares, np.array([0, 1] * (n // 2)), p, None, np.random.default_rng(0))
+        >>> print(t.head(4)[["site_icd10", "stage", "stage_recorded", "grade", "laterality", "route_to_diagnosis"]].to_string())
+          site_icd10  stage stage_recorded grade laterality      route_to_diagnosis
+        0        C50      4              U    G2          R        Other outpatient
+        1        C34      2              2    G3          R  Emergency presentation
+        2        C50      2              U    G1          L           Two week wait
+        3        C34      4              4    G2          L  Emergency presentation
+        >>> pd.crosstab(t["site_icd10"], t["stage"]).to_dict("index")   # lung cancers are found later
+        {'C34': {1: 105, 2: 32, 3: 96, 4: 267}, 'C50': {1: 218, 2: 208, 3: 38, 4: 36}}
+        >>> t["diagnosing_trust"].value_counts().to_dict()   # mostly the nearest trust
+        {'RA1': 843, 'RB2': 135, 'RC3': 12, 'RD4': 10}
     """
     tp = params["tumour"]
     n = len(site_codes)
