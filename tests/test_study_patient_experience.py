@@ -100,3 +100,21 @@ def test_response_weights_restore_the_sample_mean():
 def test_a_release_without_the_survey_is_refused():
     with pytest.raises(RegistryLabError, match="cpes"):
         pe.survey_sample({"patient": pd.DataFrame(), "tumour": pd.DataFrame()})
+
+
+def test_share_intervals_stay_within_0_and_100_in_small_groups_and_match_wald_in_large_ones():
+    rng = np.random.default_rng(4)
+    for n in (3, 12, 40):
+        r = pd.DataFrame({"g": "x", "overall_rating": rng.integers(0, 11, n).astype(float),
+                          **{q: rng.integers(0, 2, n).astype(float) for q in pe.QUESTIONS if q != "overall_rating"}})
+        w = pd.Series(rng.uniform(0.5, 3, n), index=r.index)
+        out = pe.weighted_results(r, w, ["g"])
+        shares = out[out["question"] != "overall_rating"]
+        assert (shares["lower"] >= 0).all() and (shares["upper"] <= 100).all()
+        assert ((shares["lower"] <= shares["estimate"]) & (shares["estimate"] <= shares["upper"])).all()
+    big = pd.DataFrame({"g": "x", "overall_rating": 8.0, **{q: (np.arange(40000) % 4 == 0).astype(float)
+                                                           for q in pe.QUESTIONS if q != "overall_rating"}})
+    row = pe.weighted_results(big, pd.Series(1.0, index=big.index), ["g"]).iloc[1]
+    half = 1.959964 * np.sqrt(0.25 * 0.75 / 40000) * 100
+    assert row["estimate"] == pytest.approx(25.0)
+    assert (row["lower"], row["upper"]) == (pytest.approx(25 - half, abs=0.01), pytest.approx(25 + half, abs=0.01))

@@ -100,6 +100,8 @@ def require_cohort(name: str, stage: str = "feeds", root: Path | None = None) ->
     if not (path / stage).is_dir():
         makers = {
             "feeds": f"registry-lab synth --config params/cohort/{name}.yaml",
+            "reference": f"registry-lab synth --config params/cohort/{name}.yaml",
+            "truth": f"registry-lab synth --config params/cohort/{name}.yaml",
             "registry": f"registry-lab link --cohort {name}",
         }
         hint = makers.get(stage, f"registry-lab release --cohort {name} --policy <policy>")

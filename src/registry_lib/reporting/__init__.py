@@ -166,7 +166,7 @@ def read_effects(cohort: str) -> dict[str, Any]:
         ...     read_effects("demo")["point_source"]
         {'sir_within_2km': 1.5}
     """
-    return json.loads((cohort_dir(cohort) / "truth" / "effects.json").read_text())
+    return json.loads((require_cohort(cohort, "truth") / "truth" / "effects.json").read_text())
 
 
 def setup_notebook() -> None:

@@ -196,6 +196,7 @@ def report_header(*, title: str, study: str, folder: Path, cohort: str, commit: 
         if not items:
             return ""
         lis = "".join(f"<li><a href='{html.escape(i)}'>{html.escape(Path(i).name)}</a></li>" for i in items)
+        what = what.replace("tables", "table").replace("figures", "figure") if len(items) == 1 else what
         return f"<details><summary>{len(items)} {what}</summary><ul class='rl-files'>{lis}</ul></details>"
     commit_text = (commit[:12] if commit else "not a git checkout") + (" (with uncommitted changes)" if dirty else "")
     visible = {k: v for k, v in params.items() if k != "output_dir"}

@@ -332,7 +332,8 @@ def funnel_plot(table: pd.DataFrame, ax: Any, *, title: str = "", scale: float =
 def weighted_results(respondents: pd.DataFrame, weights: pd.Series, by: Sequence[str],
                      level: float = 0.95) -> pd.DataFrame:
     """Mean rating and % positive per question by each grouping, weighted for non-response
-    (CI from the weighted standard error with Kish's effective sample size).
+    (ratings: CI from the weighted standard error with Kish's effective sample size; % positive:
+    Wilson score interval on the effective sample size, so it stays within 0-100 in small groups).
 
     Example:
         >>> r = pd.DataFrame({"route": ["GP", "GP", "GP", "Emergency", "Emergency", "Emergency"],
@@ -341,11 +342,11 @@ def weighted_results(respondents: pd.DataFrame, weights: pd.Series, by: Sequence
         ...                  index=[0, 2, 3, 5, 7, 8])
         >>> w = pd.Series([0.5, 1.5, 1.0, 1.0, 1.0, 2.0], index=[0, 2, 3, 5, 7, 8])
         >>> print(weighted_results(r, w, ["route"]).round(2).to_string())
-          grouping      level        question  n  estimate  lower   upper
-        0    route  Emergency  overall_rating  3      7.00   6.15    7.85
-        1    route  Emergency        cns_name  2     33.33 -35.53  102.20
-        2    route         GP  overall_rating  3      7.67   6.76    8.58
-        3    route         GP        cns_name  3     50.00 -11.11  111.11
+          grouping      level        question  n  estimate  lower  upper
+        0    route  Emergency  overall_rating  3      7.00   6.15   7.85
+        1    route  Emergency        cns_name  2     33.33   4.16  85.20
+        2    route         GP  overall_rating  3      7.67   6.76   8.58
+        3    route         GP        cns_name  3     50.00  11.30  88.70
     """
     z = st.norm.ppf(0.5 + level / 2)
     rows = []
@@ -361,10 +362,16 @@ def weighted_results(respondents: pd.DataFrame, weights: pd.Series, by: Sequence
                 m = float(np.average(y, weights=w))
                 n_eff = w.sum() ** 2 / (w ** 2).sum()
                 var = float(np.average((y - m) ** 2, weights=w))
-                se = np.sqrt(var / n_eff) if n_eff > 1 else np.nan
-                k = 1.0 if q == "overall_rating" else 100.0
+                if q == "overall_rating":
+                    se = np.sqrt(var / n_eff) if n_eff > 1 else np.nan
+                    k, lo, hi = 1.0, m - z * se, m + z * se
+                else:   # a share: Wilson score interval on Kish's effective sample size
+                    k, c = 100.0, z * z / n_eff
+                    centre = (m + c / 2) / (1 + c)
+                    half = z * np.sqrt(m * (1 - m) / n_eff + c / (4 * n_eff)) / (1 + c)
+                    lo, hi = centre - half, centre + half
                 rows.append({"grouping": g, "level": str(lv), "question": q, "n": len(v), "estimate": k * m,
-                             "lower": k * (m - z * se), "upper": k * (m + z * se)})
+                             "lower": k * lo, "upper": k * hi})
     return pd.DataFrame(rows)
 
 

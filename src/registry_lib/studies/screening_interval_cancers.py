@@ -323,6 +323,9 @@ def proportional_incidence(classified: pd.DataFrame, screened: pd.DataFrame, inc
     keys = ["age_band", "deprivation_quintile", "london"]
     s = screened.merge(incidence[[*keys, "rate", "rate_var"]], on=keys, how="left").fillna({"rate": 0, "rate_var": 0})
     expected = float((s["tested"] * s["rate"]).sum())
+    if expected <= 0:
+        raise RegistryLabError("proportional incidence: no cancers expected among the women screened (no underlying "
+                               "incidence in their strata); sensitivity cannot be estimated")
     e_var = float((s["tested"] ** 2 * s["rate_var"]).sum())
     rates = detection_rates(classified, screened, years=years, age_range=age_range, interval_years=interval_years,
                             level=level)
@@ -336,9 +339,6 @@ def proportional_incidence(classified: pd.DataFrame, screened: pd.DataFrame, inc
                             "lower": pi * np.exp(-z * se), "upper": pi * np.exp(z * se)})
     total_ic = ic.sum()
     total_e = expected * len(ic)
-    if total_e <= 0:
-        raise RegistryLabError("proportional incidence: no cancers expected among the women screened (no underlying "
-                               "incidence in their strata); sensitivity cannot be estimated")
     ratio = total_ic / total_e
     se_t = np.sqrt(1 / total_ic + e_var / expected ** 2) if total_ic > 0 else np.inf
     sens = {"sensitivity": 1 - ratio, "lower": 1 - ratio * np.exp(z * se_t), "upper": 1 - ratio * np.exp(-z * se_t),

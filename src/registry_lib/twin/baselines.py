@@ -84,7 +84,9 @@ def gaussian_copula(table: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
         kind, info = margins[j]
         if kind == "num":
             idx = np.clip(np.floor(u[:, j] * len(info)).astype(int), 0, len(info) - 1)
-            out[c] = info[idx]
+            # drawn from the original values, so whole-number columns stay whole numbers (and their
+            # dtype): 1.0 and 1 would be different levels to the utility measures
+            out[c] = pd.Series(info[idx]).astype(table[c].dtype).to_numpy()
         else:
             levels, cum = info
             idx = np.clip(np.searchsorted(cum, u[:, j], side="right") - 1, 0, len(levels) - 1)
