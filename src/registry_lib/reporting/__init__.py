@@ -24,7 +24,7 @@ import pandas as pd
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import read_parquet, write_json
-from registry_lib.paths import cohort_dir, project_root, require_cohort
+from registry_lib.paths import cohort_dir, project_root, require_cohort  # noqa: F401  (cohort_dir: used by the examples)
 
 
 def study_output_dir(output_dir: str | Path) -> Path:
