@@ -184,7 +184,7 @@ def report_header(*, title: str, study: str, folder: Path, cohort: str, commit: 
         Files: <a href='results.json'>key results (results.json)</a>
         How to rerun: <code>registry-lab run covid_impact --cohort small -p grace_days 120</code>
         >>> re.findall(r"<summary>(.*?)</summary>", head)
-        ['Parameters (1; highlighted where they differ from <code>params/studies/covid_impact.yaml</code>)', '1 tables (CSV, disclosure-controlled)']
+        ['Parameters (1; highlighted where they differ from <code>params/studies/covid_impact.yaml</code>)', '1 table (CSV, disclosure-controlled)']
     """
     name = folder.name
     files = [(f"{name}.ipynb", "executed notebook"), ("results.json", "key results (results.json)")]
