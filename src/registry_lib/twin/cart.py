@@ -5,7 +5,9 @@ sequence, with leaves of at least ``min_leaf`` records. A synthetic value is dra
 new record down the tree and taking the value of a random original record in the same leaf
 (a donor); numeric values are then smoothed with a Gaussian kernel whose bandwidth is
 Silverman's rule (R ``bw.nrd0``) on the leaf's donors, as ``synthpop`` does with ``smoothing =
-"density"``. Method ``group`` draws donors within exact cells of its predictors (a tree whose
+"density"``, and reflected at the edges of the leaf's donor range: a smoothed value never leaves
+the range of the values it was drawn from (a site diagnosed only from 2013 gets no date in 2011,
+and no date piles up at the edge of the data). Method ``group`` draws donors within exact cells of its predictors (a tree whose
 leaves are the cells), used for high-cardinality variables; method ``sample`` draws from the
 marginal.
 
@@ -76,6 +78,8 @@ class _Leaves:
     start: np.ndarray       # first donor of each leaf (indexed by leaf id)
     count: np.ndarray       # donors per leaf
     bandwidth: np.ndarray   # smoothing bandwidth per leaf (numeric variables)
+    low: np.ndarray         # smallest and largest donor value of each leaf (smoothing stays inside)
+    high: np.ndarray
     donors: np.ndarray      # donor values sorted by leaf
 
 
@@ -145,6 +149,7 @@ class CartSampler:
         start = np.concatenate([[0], np.cumsum(count)[:-1]])
         donors = values[order]
         bw = np.zeros(n_leaves)
+        low = high = np.zeros(n_leaves)
         if self.kind == "num" and self.smooth:
             frame = pd.DataFrame({"leaf": sorted_leaf, "v": donors.astype(float)})
             g = frame.groupby("leaf")["v"]
@@ -154,7 +159,9 @@ class CartSampler:
             lo = np.where(iqr > 0, np.fmin(sd, iqr), sd)
             with np.errstate(invalid="ignore", divide="ignore"):
                 bw = np.nan_to_num(0.9 * lo * n ** -0.2)
-        self.leaves_ = _Leaves(start, count, bw, donors)
+            low = g.min().reindex(range(n_leaves)).to_numpy(float)
+            high = g.max().reindex(range(n_leaves)).to_numpy(float)
+        self.leaves_ = _Leaves(start, count, bw, np.nan_to_num(low), np.nan_to_num(high), donors)
         return self
 
     def _leaf_of(self, x: np.ndarray) -> np.ndarray:
@@ -177,5 +184,19 @@ class CartSampler:
             out = out.astype(float)
             if self.smooth:
                 noise = rng.standard_normal(len(out)) * lv.bandwidth[leaf]
-                out = out + np.where(np.isnan(out), 0.0, noise)
+                out = _reflect(out + np.where(np.isnan(out), 0.0, noise), lv.low[leaf], lv.high[leaf])
         return out
+
+
+def _reflect(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Values folded back into ``[low, high]`` at its edges (a kernel reflected at the boundary).
+
+    Example:
+        >>> _reflect(np.array([12.0, -3.0, 5.0, np.nan, 7.0]), np.array([0.0] * 5), np.array([10.0] * 4 + [7.0])).tolist()
+        [8.0, 3.0, 5.0, nan, 7.0]
+    """
+    width = high - low
+    with np.errstate(invalid="ignore"):
+        folded = np.mod(values - low, 2 * width)
+        inside = low + width - np.abs(folded - width)
+    return np.where(width > 0, inside, np.where(np.isnan(values), values, low))
