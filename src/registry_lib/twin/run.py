@@ -247,7 +247,7 @@ def risk_assessment(original: dict[str, pd.DataFrame], key: str, seed: int, *, m
         >>> dcr["records_compared"], dcr["share_exact_twin"], round(dcr["median_twin"], 3), round(dcr["median_holdout"], 3)
         (100, 0.0, 0.035, 0.058)
         >>> risk["tcap"]["key_variables"], risk["tcap"]["stage"]
-        (['sex', 'age_at_diagnosis', 'site_icd10', 'diagnosis_month'], {'tcap': 0.0, 'baseline': 0.2586, 'matched': 2})
+        (['sex', 'age_at_diagnosis', 'site_icd10', 'diagnosis_month'], {'tcap': 0.5, 'baseline': 0.2586, 'matched': 4})
     """
     rng = np.random.default_rng(seed)
     pids = original["patient"][key].to_numpy()
