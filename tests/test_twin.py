@@ -279,3 +279,26 @@ def test_smoothed_dates_stay_within_what_each_site_was_diagnosed(release):
         assert (pd.to_datetime(t["diagnosis_date"]) == pd.to_datetime(rel["tumour"]["diagnosis_date"]).max()).sum() <= 3
         for s, n in window.items():
             assert int(((year >= lo) & (t["site_icd10"] == s)).sum()) == pytest.approx(n, rel=0.12), s
+
+
+def test_missing_ethnicity_keeps_its_link_to_other_missing_fields(release):
+    """Issue 15, fix 3: a notification that lacks ethnicity usually lacks comorbidity and route too;
+    ethnicity was no predictor of the tumour fields, so the twin spread their gaps independently
+    (ethnicity x comorbidity and x route were the worst pairs after survival)."""
+    rng = np.random.default_rng(4)
+    rel = {k: v.copy() for k, v in release.items()}
+    no_eth = rng.random(len(rel["patient"])) < 0.2
+    rel["patient"]["ethnicity"] = rel["patient"]["ethnicity"].where(~no_eth, None)
+    gap = rel["tumour"]["pseudo_id"].isin(rel["patient"]["pseudo_id"][no_eth]).to_numpy()
+    rel["tumour"]["comorbidity_score"] = rel["tumour"]["comorbidity_score"].astype(float).where(
+        rng.random(len(gap)) > np.where(gap, 0.8, 0.3))
+    rel["tumour"]["route_to_diagnosis"] = rel["tumour"]["route_to_diagnosis"].where(
+        rng.random(len(gap)) > np.where(gap, 0.7, 0.25), None)
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(3000, seed=2)
+    for col in ("comorbidity_score", "route_to_diagnosis"):
+        diff = {}
+        for name, data in (("original", rel), ("twin", tw)):
+            t = patient_tumour_table(data, "pseudo_id")
+            na = t[col].isna().groupby(t["ethnicity"].isna()).mean()
+            diff[name] = na[True] - na[False]
+        assert diff["twin"] > 0.6 * diff["original"] > 0.2, (col, diff)

@@ -61,10 +61,12 @@ GROUPED = {"area_id": [], "diagnosing_trust": ["region"]}
 # The predictor matrix (synthpop ``predictor.matrix``): a variable is drawn given the variables
 # before it that are in CORE or in its own EXTRA list (high-cardinality codes such as area,
 # trust or morphology only where they matter), which keeps the trees fast on large releases.
-CORE = {"site_icd10", "sex", "age_at_diagnosis", "first_day", "stage", "deprivation_quintile",
+# Ethnicity is in it: a record that lacks ethnicity mostly lacks comorbidity and route too (one
+# incomplete notification), a pattern no other predictor carries.
+CORE = {"site_icd10", "sex", "age_at_diagnosis", "first_day", "stage", "deprivation_quintile", "ethnicity",
         "route_to_diagnosis", "performance_status", "comorbidity_score", "rank", "diag_gap", "p_site_icd10",
-        "p_sex", "p_age_at_diagnosis", "p_first_day", "p_stage", "modality", "k", "day", "intent", "last_gap",
-        "n_tumours"}
+        "p_sex", "p_age_at_diagnosis", "p_first_day", "p_stage", "p_ethnicity", "modality", "k", "day", "intent",
+        "last_gap", "n_tumours"}
 PROFILE = ("first_", "n_")
 EXTRA = {"ethnicity": ("region",), "behaviour": ("morphology_icdo3",), "grade": ("morphology_icdo3",),
          "laterality": ("morphology_icdo3",), "regimen": ("regimen",), "dose_gy": ("rt_region",),
