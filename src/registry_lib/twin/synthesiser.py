@@ -90,6 +90,17 @@ def _predictors(name: str, before: list[str]) -> list[str]:
 TREATMENT_DETAILS = ("intent", "regimen", "rt_region", "dose_gy", "fractions", "procedure_code")
 
 
+def _is_duration(name: str) -> bool:
+    """An interval in days (smoothed on a log scale), not a date or a measurement.
+
+    Example:
+        >>> [_is_duration(n) for n in ("death_gap", "first_surgery", "first_day", "dose_gy")]
+        [True, True, False, False]
+    """
+    return name in ("death_gap", "diag_gap", "gap_same", "last_gap") or (name.startswith("first_")
+                                                                         and name != "first_day")
+
+
 def _days(s: pd.Series) -> pd.Series:
     return (pd.to_datetime(s) - EPOCH) / DAY
 
@@ -291,7 +302,7 @@ class _Sequence:
                 method, preds = "group", [c for c in GROUPED[name] if c in enc]
             x = cls._matrix(enc, preds, len(data))
             smooth = kind == "num" and not integer
-            sampler = CartSampler(kind, method=method, min_leaf=min_leaf, smooth=smooth,
+            sampler = CartSampler(kind, method=method, min_leaf=min_leaf, smooth=smooth, log=_is_duration(name),
                                   seed=seed + i).fit(x, data[name])
             steps.append(_Step(name, kind, preds, sampler, integer))
             before.append(name)
