@@ -343,3 +343,25 @@ def test_smoothing_keeps_short_intervals_short():
     assert (drawn <= 60).mean() == pytest.approx((days <= 30).mean(), abs=0.03)   # a 0-20 day one stays under 60
     assert drawn.min() >= 0 and drawn.max() <= days.max()
     assert np.median(drawn[drawn > 60]) == pytest.approx(np.median(days[days > 30]), rel=0.2)
+
+
+def test_a_twin_is_followed_up_to_its_originals_end():
+    """Issue 15, fix 4: survival of a patient alive at the end is end of follow-up - diagnosis.
+    The utility table took each data set's own last date, so a twin whose last drawn death fell
+    a few months earlier gave every living patient a shorter survival than the original."""
+    from registry_lib.twin.run import utility_report
+
+    original = example_release(400, seed=1)
+    twin = {k: v.copy() for k, v in original.items()}
+    death = pd.to_datetime(twin["patient"]["death_date"])
+    late = death > death.max() - pd.Timedelta(days=180)       # the twin drew no death in the last 6 months
+    twin["patient"].loc[late, "death_date"] = death[late] - pd.Timedelta(days=180)
+    twin["patient"]["pseudo_id"] = "x" + twin["patient"]["pseudo_id"]
+    for name in ("tumour", "treatment"):
+        twin[name]["pseudo_id"] = "x" + twin[name]["pseudo_id"]
+    alive = patient_tumour_table(original, "pseudo_id")["dead"].eq(0)
+    report = utility_report(original, twin, "pseudo_id", seed=0)
+    pairs = pd.DataFrame(report["pairs"]).set_index(["variable_1", "variable_2"])
+    assert alive.mean() > 0.4
+    # only the few moved deaths differ: survival of the living is the same in both
+    assert pairs.loc[("survival_years", "dead"), "ratio"] < 0.2     # 0.83 when each was followed to its own end
