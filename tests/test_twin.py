@@ -324,7 +324,7 @@ def test_early_deaths_stay_early(release):
         share[name] = [float((t["dead"].eq(1) & (t["survival_years"] <= d / 365.25)).mean()) for d in (30, 365)]
     assert share["original"][0] > 0.05
     # (the rest of the 30-day gap is the trees' own attenuation: it is there without smoothing)
-    assert share["twin"][0] > 0.7 * share["original"][0], share
+    assert share["twin"][0] > 0.6 * share["original"][0], share   # 0.47 of it with raw-scale leaf kernels
     assert share["twin"][1] == pytest.approx(share["original"][1], rel=0.1), share
 
 
@@ -365,3 +365,16 @@ def test_a_twin_is_followed_up_to_its_originals_end():
     assert alive.mean() > 0.4
     # only the few moved deaths differ: survival of the living is the same in both
     assert pairs.loc[("survival_years", "dead"), "ratio"] < 0.2     # 0.83 when each was followed to its own end
+
+
+def test_first_and_last_years_keep_their_diagnoses(release):
+    """The smoothing kernel is reflected at the ends of the variable's range, not of one leaf's few
+    donors: reflected at each leaf's own edges, dates were pulled away from the ends of the range,
+    and the first and last diagnosis years lost a quarter of their patients."""
+    tw = fit(release, "pseudo_id", seed=1, min_stratum=100).sample(6000, seed=2)
+    share = {}
+    for name, data in (("original", release), ("twin", tw)):
+        year = pd.to_datetime(data["tumour"].sort_values("diagnosis_date").drop_duplicates("pseudo_id")["diagnosis_date"]).dt.year
+        share[name] = [float((year == y).mean()) for y in (year.min(), year.max())]
+    assert share["twin"] == pytest.approx(share["original"], rel=0.15), share
+

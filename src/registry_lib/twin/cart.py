@@ -7,9 +7,12 @@ new record down the tree and taking the value of a random original record in the
 "density"``) whose bandwidth is Silverman's rule (R ``bw.nrd0``) on all the variable's donors —
 on a leaf's five or so donors the rule gives a bandwidth about as wide as the leaf itself, which
 turned deaths within days of diagnosis into deaths months later. Durations are smoothed on a log
-scale (see ``log``), and the kernel is reflected at the edges of the leaf's donor range: a smoothed value never leaves
-the range of the values it was drawn from (a site diagnosed only from 2013 gets no date in 2011,
-and no date piles up at the edge of the data). Method ``group`` draws donors within exact cells of its predictors (a tree whose
+scale (see ``log``), and the kernel is reflected at the edges of the range of the values the
+tree was grown on: a smoothed value never leaves it (a site diagnosed only from 2013 gets no
+date in 2011, and no date piles up at the edge of the data). The edges are those of all the
+donors, not of one leaf: a leaf's few donors span less than the variable does, and reflecting at
+their edges pulled values away from the ends of the range (too few diagnoses in its first and
+last years). Method ``group`` draws donors within exact cells of its predictors (a tree whose
 leaves are the cells), used for high-cardinality variables; method ``sample`` draws from the
 marginal.
 
@@ -80,7 +83,7 @@ class _Leaves:
     start: np.ndarray       # first donor of each leaf (indexed by leaf id)
     count: np.ndarray       # donors per leaf
     bandwidth: np.ndarray   # smoothing bandwidth per leaf (numeric variables)
-    low: np.ndarray         # smallest and largest donor value of each leaf (smoothing stays inside)
+    low: np.ndarray         # smallest and largest donor value (smoothing stays inside)
     high: np.ndarray
     donors: np.ndarray      # donor values sorted by leaf
 
@@ -159,10 +162,15 @@ class CartSampler:
         if self.kind == "num" and self.smooth:
             v = donors.astype(float)
             frame = pd.DataFrame({"leaf": sorted_leaf, "v": _to_log(v) if self.log else v})
-            g = frame.groupby("leaf")["v"]
-            bw = np.full(n_leaves, _bandwidth(frame["v"].to_numpy()))
-            low = g.min().reindex(range(n_leaves)).to_numpy(float)
-            high = g.max().reindex(range(n_leaves)).to_numpy(float)
+            finite = frame["v"].to_numpy()
+            finite = finite[~np.isnan(finite)]
+            bw = np.full(n_leaves, _bandwidth(finite))
+            low = np.full(n_leaves, finite.min() if len(finite) else 0.0)
+            high = np.full(n_leaves, finite.max() if len(finite) else 0.0)
+            if self.log:  # a duration stays within its leaf's (see the module docstring)
+                g = frame.groupby("leaf")["v"]
+                low = g.min().reindex(range(n_leaves)).to_numpy(float)
+                high = g.max().reindex(range(n_leaves)).to_numpy(float)
         self.leaves_ = _Leaves(start, count, bw, np.nan_to_num(low), np.nan_to_num(high), donors)
         return self
 
