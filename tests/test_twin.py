@@ -378,3 +378,24 @@ def test_first_and_last_years_keep_their_diagnoses(release):
         share[name] = [float((year == y).mean()) for y in (year.min(), year.max())]
     assert share["twin"] == pytest.approx(share["original"], rel=0.15), share
 
+
+def test_later_tumours_after_the_data_end_are_left_out_not_piled_up(release):
+    """A later tumour drawn after the data's last diagnosis would not be in a release (the
+    original's are censored there too); moved to the last day it made a patient just diagnosed
+    and alive (dead x n_tumours)."""
+    rng = np.random.default_rng(3)
+    rel = {k: v.copy() for k, v in release.items()}
+    tum = rel["tumour"]
+    later = tum["tumour_id"].duplicated(keep=False) & tum.duplicated("pseudo_id")
+    first = tum.drop_duplicates("pseudo_id").set_index("pseudo_id")["diagnosis_date"]
+    tum.loc[later, "diagnosis_date"] = (tum.loc[later, "pseudo_id"].map(first)
+                                        + pd.to_timedelta(rng.integers(30, 4000, int(later.sum())), unit="D")).to_numpy()
+    tum = tum[pd.to_datetime(tum["diagnosis_date"]) <= pd.Timestamp("2023-12-31")]
+    rel["tumour"] = tum.reset_index(drop=True)
+    rel["treatment"] = rel["treatment"][rel["treatment"]["tumour_id"].isin(tum["tumour_id"])]
+    # large leaves: donors' first diagnoses spread over years, so some drawn intervals overshoot
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100, min_leaf=60).sample(len(rel["patient"]), seed=2)
+    last = pd.to_datetime(rel["tumour"]["diagnosis_date"]).max()
+    assert (pd.to_datetime(tw["tumour"]["diagnosis_date"]) == last).sum() <= 2
+    two = {n: float((d["tumour"].groupby("pseudo_id").size() > 1).mean()) for n, d in (("o", rel), ("t", tw))}
+    assert two["t"] == pytest.approx(two["o"], abs=0.025), two

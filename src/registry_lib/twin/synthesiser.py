@@ -504,9 +504,12 @@ class Synthesiser:
                 if c in extra.columns:
                     later[f"p_{c}"] = extra[c].to_numpy()
             later = self.later_model_.sample(later, rng)
-            later["diag_gap"] = np.maximum(later["diag_gap"].fillna(0), 0)
+            later["diag_gap"] = np.floor(np.maximum(later["diag_gap"].fillna(0), 0))
+            # a later tumour drawn after the data's last diagnosis would not be in the release
+            # (the original's later tumours are censored there too): it is left out, not moved to
+            # the last day, where it piled up as a patient just diagnosed and alive
             hi = prep.bounds.get("diag_day", (0, np.inf))[1]
-            later["diag_gap"] = np.floor(np.minimum(later["diag_gap"], hi - later["p_first_day"]))
+            later = later[(later["p_first_day"] + later["diag_gap"] <= hi).to_numpy()]
             later = later.sort_values(["pid", "diag_gap"], kind="stable")
             later["rank"] = later.groupby("pid").cumcount() + 2
             later["age_at_diagnosis"] = np.floor(later["p_age_at_diagnosis"] + 0.5 + later["diag_gap"] / 365.25)
@@ -600,8 +603,8 @@ class Synthesiser:
             sub = self.gap_model_.sample(trt.loc[more].copy(), rng)
             trt.loc[more, "gap_same"] = np.maximum(sub["gap_same"].fillna(0).to_numpy(), 0)
         trt["day"] = np.floor(np.minimum(trt["first"] + trt["gap_same"], hi))
-        last = self.prep.bounds.get("treatment_day", (0, np.inf))[1]   # no treatment after the data end
-        trt["day"] = np.maximum(np.minimum(trt["day"], last - trt["diag_day"]), 0)
+        last = self.prep.bounds.get("treatment_day", (0, np.inf))[1]   # no treatment after the data end:
+        trt = trt[(trt["diag_day"] + trt["day"] <= last).to_numpy()]      # not recorded, as a later tumour
         return trt.sort_values(["pid", "tid", "day", "modality"], kind="stable").reset_index(drop=True)
 
     def _clip(self, frame: pd.DataFrame, column: str, bound: str | None = None) -> None:
