@@ -240,3 +240,162 @@ def test_birth_dates_of_a_twin_are_derived_from_its_own_ages(release):
     age = (first["diagnosis_date"] - first["birth_date"]).dt.days / 365.25
     assert (np.floor(age) - first["age_at_diagnosis"]).abs().max() <= 1
     assert first["birth_date"].nunique() > 100
+
+
+def _with_early_breast_cancers(release, n=150, seed=0):
+    """The example release plus women with breast cancer diagnosed 1990-2000 (the late-effect
+    cohort of synthetic England): the data now span 1990-2022, but only C50 before 2013."""
+    rng = np.random.default_rng(seed)
+    rel = {k: v.copy() for k, v in release.items()}
+    pid = np.array([f"e{i:05d}" for i in range(n)], dtype=object)
+    pat = rel["patient"].iloc[:n].copy()
+    pat["pseudo_id"], pat["sex"] = pid, 2
+    tum = rel["tumour"][rel["tumour"]["site_icd10"] == "C50"].iloc[:n].copy()
+    tum["pseudo_id"], tum["tumour_id"] = pid, [f"te{i:05d}" for i in range(n)]
+    tum["diagnosis_date"] = pd.Timestamp("1990-01-01") + pd.to_timedelta(rng.integers(0, 3650, n), unit="D")
+    rel["patient"] = pd.concat([rel["patient"], pat], ignore_index=True)
+    rel["tumour"] = pd.concat([rel["tumour"], tum], ignore_index=True)
+    return rel
+
+
+def test_smoothed_dates_stay_within_what_each_site_was_diagnosed(release):
+    """Issue 15, fix 1: the kernel that smooths a drawn date must not carry it out of its leaf's
+    range (colon and prostate cancers of 2013-2022 got dates in 2010-2012 and piled up at the
+    last date of the data, so incidence in the window fell 10-15% short)."""
+    rel = _with_early_breast_cancers(release)
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(len(rel["patient"]), seed=2)
+    for name, data in (("original", rel), ("twin", tw)):
+        t = data["tumour"]
+        year = pd.to_datetime(t["diagnosis_date"]).dt.year
+        if name == "original":
+            lo = year[t["site_icd10"] != "C50"].min()
+            hi = year.max()
+            window = {s: int(((year >= lo) & (t["site_icd10"] == s)).sum()) for s in ("C18", "C61")}
+            continue
+        late = t["site_icd10"].isin(["C18", "C61"])
+        assert year[late].min() >= lo, "a 2013-2022 site got a date before 2013"
+        assert year.max() <= hi
+        # no pile-up at the last date of the data
+        assert (pd.to_datetime(t["diagnosis_date"]) == pd.to_datetime(rel["tumour"]["diagnosis_date"]).max()).sum() <= 3
+        for s, n in window.items():
+            assert int(((year >= lo) & (t["site_icd10"] == s)).sum()) == pytest.approx(n, rel=0.12), s
+
+
+def test_missing_ethnicity_keeps_its_link_to_other_missing_fields(release):
+    """Issue 15, fix 3: a notification that lacks ethnicity usually lacks comorbidity and route too;
+    ethnicity was no predictor of the tumour fields, so the twin spread their gaps independently
+    (ethnicity x comorbidity and x route were the worst pairs after survival)."""
+    rng = np.random.default_rng(4)
+    rel = {k: v.copy() for k, v in release.items()}
+    no_eth = rng.random(len(rel["patient"])) < 0.2
+    rel["patient"]["ethnicity"] = rel["patient"]["ethnicity"].where(~no_eth, None)
+    gap = rel["tumour"]["pseudo_id"].isin(rel["patient"]["pseudo_id"][no_eth]).to_numpy()
+    rel["tumour"]["comorbidity_score"] = rel["tumour"]["comorbidity_score"].astype(float).where(
+        rng.random(len(gap)) > np.where(gap, 0.8, 0.3))
+    rel["tumour"]["route_to_diagnosis"] = rel["tumour"]["route_to_diagnosis"].where(
+        rng.random(len(gap)) > np.where(gap, 0.7, 0.25), None)
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(3000, seed=2)
+    for col in ("comorbidity_score", "route_to_diagnosis"):
+        diff = {}
+        for name, data in (("original", rel), ("twin", tw)):
+            t = patient_tumour_table(data, "pseudo_id")
+            na = t[col].isna().groupby(t["ethnicity"].isna()).mean()
+            diff[name] = na[True] - na[False]
+        assert diff["twin"] > 0.6 * diff["original"] > 0.2, (col, diff)
+
+
+def test_early_deaths_stay_early(release):
+    """Issue 15, fix 2: intervals are smoothed on a log scale. On the raw scale the kernel of a leaf
+    mixing deaths after 3 and after 2,000 days had a bandwidth of hundreds of days, so deaths
+    within a month of diagnosis became deaths months later (survival x dead was the worst pair,
+    1-year net survival too high)."""
+    rng = np.random.default_rng(5)
+    rel = {k: v.copy() for k, v in release.items()}
+    pat, tum = rel["patient"], rel["tumour"]
+    treated = set(rel["treatment"]["pseudo_id"])
+    early = (~pat["pseudo_id"].isin(treated)).to_numpy() & (rng.random(len(pat)) < 0.4)
+    diag = pat["pseudo_id"].map(tum.groupby("pseudo_id")["diagnosis_date"].max())
+    pat.loc[early, "death_date"] = (diag + pd.to_timedelta(rng.integers(0, 21, len(pat)), unit="D"))[early]
+    pat.loc[early, "death_cause_icd10"] = "C18"
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(3000, seed=2)
+    share = {}
+    for name, data in (("original", rel), ("twin", tw)):
+        t = patient_tumour_table(data, "pseudo_id")
+        share[name] = [float((t["dead"].eq(1) & (t["survival_years"] <= d / 365.25)).mean()) for d in (30, 365)]
+    assert share["original"][0] > 0.05
+    # (the rest of the 30-day gap is the trees' own attenuation: it is there without smoothing)
+    assert share["twin"][0] > 0.6 * share["original"][0], share   # 0.47 of it with raw-scale leaf kernels
+    assert share["twin"][1] == pytest.approx(share["original"][1], rel=0.1), share
+
+
+def test_smoothing_keeps_short_intervals_short():
+    """The kernel's bandwidth is the variable's (Silverman over all donors, on the log scale for
+    durations), not a 5-donor leaf's: in a leaf holding a 3-day and a 2,000-day death the leaf's
+    own bandwidth is about its whole spread."""
+    from registry_lib.twin.cart import CartSampler
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    days = pd.Series(np.where(rng.random(n) < 0.3, rng.integers(0, 21, n), rng.integers(300, 3000, n)).astype(float))
+    noise = pd.DataFrame({"x": rng.random(n)})          # a predictor unrelated to the target: small mixed leaves
+    cart = CartSampler("num", min_leaf=5, seed=1, log=True).fit(noise, days)
+    drawn = cart.sample(pd.DataFrame({"x": rng.random(n)}), np.random.default_rng(2))
+    assert (drawn <= 60).mean() == pytest.approx((days <= 30).mean(), abs=0.03)   # a 0-20 day one stays under 60
+    assert drawn.min() >= 0 and drawn.max() <= days.max()
+    assert np.median(drawn[drawn > 60]) == pytest.approx(np.median(days[days > 30]), rel=0.2)
+
+
+def test_a_twin_is_followed_up_to_its_originals_end():
+    """Issue 15, fix 4: survival of a patient alive at the end is end of follow-up - diagnosis.
+    The utility table took each data set's own last date, so a twin whose last drawn death fell
+    a few months earlier gave every living patient a shorter survival than the original."""
+    from registry_lib.twin.run import utility_report
+
+    original = example_release(400, seed=1)
+    twin = {k: v.copy() for k, v in original.items()}
+    death = pd.to_datetime(twin["patient"]["death_date"])
+    late = death > death.max() - pd.Timedelta(days=180)       # the twin drew no death in the last 6 months
+    twin["patient"].loc[late, "death_date"] = death[late] - pd.Timedelta(days=180)
+    twin["patient"]["pseudo_id"] = "x" + twin["patient"]["pseudo_id"]
+    for name in ("tumour", "treatment"):
+        twin[name]["pseudo_id"] = "x" + twin[name]["pseudo_id"]
+    alive = patient_tumour_table(original, "pseudo_id")["dead"].eq(0)
+    report = utility_report(original, twin, "pseudo_id", seed=0)
+    pairs = pd.DataFrame(report["pairs"]).set_index(["variable_1", "variable_2"])
+    assert alive.mean() > 0.4
+    # only the few moved deaths differ: survival of the living is the same in both
+    assert pairs.loc[("survival_years", "dead"), "ratio"] < 0.2     # 0.83 when each was followed to its own end
+
+
+def test_first_and_last_years_keep_their_diagnoses(release):
+    """The smoothing kernel is reflected at the ends of the variable's range, not of one leaf's few
+    donors: reflected at each leaf's own edges, dates were pulled away from the ends of the range,
+    and the first and last diagnosis years lost a quarter of their patients."""
+    tw = fit(release, "pseudo_id", seed=1, min_stratum=100).sample(6000, seed=2)
+    share = {}
+    for name, data in (("original", release), ("twin", tw)):
+        year = pd.to_datetime(data["tumour"].sort_values("diagnosis_date").drop_duplicates("pseudo_id")["diagnosis_date"]).dt.year
+        share[name] = [float((year == y).mean()) for y in (year.min(), year.max())]
+    assert share["twin"] == pytest.approx(share["original"], rel=0.15), share
+
+
+def test_later_tumours_after_the_data_end_are_left_out_not_piled_up(release):
+    """A later tumour drawn after the data's last diagnosis would not be in a release (the
+    original's are censored there too); moved to the last day it made a patient just diagnosed
+    and alive (dead x n_tumours)."""
+    rng = np.random.default_rng(3)
+    rel = {k: v.copy() for k, v in release.items()}
+    tum = rel["tumour"]
+    later = tum["tumour_id"].duplicated(keep=False) & tum.duplicated("pseudo_id")
+    first = tum.drop_duplicates("pseudo_id").set_index("pseudo_id")["diagnosis_date"]
+    tum.loc[later, "diagnosis_date"] = (tum.loc[later, "pseudo_id"].map(first)
+                                        + pd.to_timedelta(rng.integers(30, 4000, int(later.sum())), unit="D")).to_numpy()
+    tum = tum[pd.to_datetime(tum["diagnosis_date"]) <= pd.Timestamp("2023-12-31")]
+    rel["tumour"] = tum.reset_index(drop=True)
+    rel["treatment"] = rel["treatment"][rel["treatment"]["tumour_id"].isin(tum["tumour_id"])]
+    # large leaves: donors' first diagnoses spread over years, so some drawn intervals overshoot
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100, min_leaf=60).sample(len(rel["patient"]), seed=2)
+    last = pd.to_datetime(rel["tumour"]["diagnosis_date"]).max()
+    assert (pd.to_datetime(tw["tumour"]["diagnosis_date"]) == last).sum() <= 2
+    two = {n: float((d["tumour"].groupby("pseudo_id").size() > 1).mean()) for n, d in (("o", rel), ("t", tw))}
+    assert two["t"] == pytest.approx(two["o"], abs=0.025), two

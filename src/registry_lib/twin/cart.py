@@ -3,9 +3,16 @@
 A decision tree (scikit-learn) is grown for one variable on the variables before it in the visit
 sequence, with leaves of at least ``min_leaf`` records. A synthetic value is drawn by dropping the
 new record down the tree and taking the value of a random original record in the same leaf
-(a donor); numeric values are then smoothed with a Gaussian kernel whose bandwidth is
-Silverman's rule (R ``bw.nrd0``) on the leaf's donors, as ``synthpop`` does with ``smoothing =
-"density"``. Method ``group`` draws donors within exact cells of its predictors (a tree whose
+(a donor); numeric values are then smoothed with a Gaussian kernel (``synthpop``'s ``smoothing =
+"density"``) whose bandwidth is Silverman's rule (R ``bw.nrd0``) on all the variable's donors —
+on a leaf's five or so donors the rule gives a bandwidth about as wide as the leaf itself, which
+turned deaths within days of diagnosis into deaths months later. Durations are smoothed on a log
+scale (see ``log``), and the kernel is reflected at the edges of the range of the values the
+tree was grown on: a smoothed value never leaves it (a site diagnosed only from 2013 gets no
+date in 2011, and no date piles up at the edge of the data). The edges are those of all the
+donors, not of one leaf: a leaf's few donors span less than the variable does, and reflecting at
+their edges pulled values away from the ends of the range (too few diagnoses in its first and
+last years). Method ``group`` draws donors within exact cells of its predictors (a tree whose
 leaves are the cells), used for high-cardinality variables; method ``sample`` draws from the
 marginal.
 
@@ -76,6 +83,8 @@ class _Leaves:
     start: np.ndarray       # first donor of each leaf (indexed by leaf id)
     count: np.ndarray       # donors per leaf
     bandwidth: np.ndarray   # smoothing bandwidth per leaf (numeric variables)
+    low: np.ndarray         # smallest and largest donor value (smoothing stays inside)
+    high: np.ndarray
     donors: np.ndarray      # donor values sorted by leaf
 
 
@@ -89,6 +98,9 @@ class CartSampler:
             predictors) or ``"sample"`` (the marginal distribution).
         min_leaf: minimum records per leaf (synthpop's ``minbucket``, 5 by default).
         smooth: smooth numeric values with a Gaussian kernel (``num`` only).
+        log: smooth on the scale ``sign(v) log(1 + |v|)`` (durations: a death 3 days after
+            diagnosis stays within days of 3, one of 2,000 days within months; on the raw
+            scale a leaf's bandwidth of hundreds of days turned early deaths into late ones).
         seed: seed of the tree's random feature permutation.
 
     Example (days from diagnosis to chemotherapy, given stage: every value is a donor's from
@@ -104,8 +116,9 @@ class CartSampler:
     """
 
     def __init__(self, kind: str, *, method: str = "cart", min_leaf: int = 5, smooth: bool = True,
-                 seed: int = 0) -> None:
+                 log: bool = False, seed: int = 0) -> None:
         self.kind, self.method, self.min_leaf, self.smooth, self.seed = kind, method, min_leaf, smooth, seed
+        self.log = log
 
     def fit(self, x: pd.DataFrame | np.ndarray, y: pd.Series) -> CartSampler:
         """Grow the tree (or the cells) on predictors ``x`` (encoded) and target ``y``."""
@@ -145,16 +158,20 @@ class CartSampler:
         start = np.concatenate([[0], np.cumsum(count)[:-1]])
         donors = values[order]
         bw = np.zeros(n_leaves)
+        low = high = np.zeros(n_leaves)
         if self.kind == "num" and self.smooth:
-            frame = pd.DataFrame({"leaf": sorted_leaf, "v": donors.astype(float)})
-            g = frame.groupby("leaf")["v"]
-            sd = g.std(ddof=1).reindex(range(n_leaves)).to_numpy()
-            iqr = (g.quantile(0.75) - g.quantile(0.25)).reindex(range(n_leaves)).to_numpy() / 1.34
-            n = g.count().reindex(range(n_leaves)).to_numpy(float)
-            lo = np.where(iqr > 0, np.fmin(sd, iqr), sd)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                bw = np.nan_to_num(0.9 * lo * n ** -0.2)
-        self.leaves_ = _Leaves(start, count, bw, donors)
+            v = donors.astype(float)
+            frame = pd.DataFrame({"leaf": sorted_leaf, "v": _to_log(v) if self.log else v})
+            finite = frame["v"].to_numpy()
+            finite = finite[~np.isnan(finite)]
+            bw = np.full(n_leaves, _bandwidth(finite))
+            low = np.full(n_leaves, finite.min() if len(finite) else 0.0)
+            high = np.full(n_leaves, finite.max() if len(finite) else 0.0)
+            if self.log:  # a duration stays within its leaf's (see the module docstring)
+                g = frame.groupby("leaf")["v"]
+                low = g.min().reindex(range(n_leaves)).to_numpy(float)
+                high = g.max().reindex(range(n_leaves)).to_numpy(float)
+        self.leaves_ = _Leaves(start, count, bw, np.nan_to_num(low), np.nan_to_num(high), donors)
         return self
 
     def _leaf_of(self, x: np.ndarray) -> np.ndarray:
@@ -177,5 +194,35 @@ class CartSampler:
             out = out.astype(float)
             if self.smooth:
                 noise = rng.standard_normal(len(out)) * lv.bandwidth[leaf]
-                out = out + np.where(np.isnan(out), 0.0, noise)
+                scaled = _to_log(out) if self.log else out
+                scaled = _reflect(scaled + np.where(np.isnan(out), 0.0, noise), lv.low[leaf], lv.high[leaf])
+                out = _from_log(scaled) if self.log else scaled
         return out
+
+
+def _to_log(v: np.ndarray) -> np.ndarray:
+    return np.sign(v) * np.log1p(np.abs(v))
+
+
+def _from_log(v: np.ndarray) -> np.ndarray:
+    """Inverse of the smoothing scale of durations.
+
+    Example:
+        >>> _from_log(_to_log(np.array([-5.0, 0.0, 3.0, 2000.0]))).round(6).tolist()
+        [-5.0, 0.0, 3.0, 2000.0]
+    """
+    return np.sign(v) * np.expm1(np.abs(v))
+
+
+def _reflect(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Values folded back into ``[low, high]`` at its edges (a kernel reflected at the boundary).
+
+    Example:
+        >>> _reflect(np.array([12.0, -3.0, 5.0, np.nan, 7.0]), np.array([0.0] * 5), np.array([10.0] * 4 + [7.0])).tolist()
+        [8.0, 3.0, 5.0, nan, 7.0]
+    """
+    width = high - low
+    with np.errstate(invalid="ignore"):
+        folded = np.mod(values - low, 2 * width)
+        inside = low + width - np.abs(folded - width)
+    return np.where(width > 0, inside, np.where(np.isnan(values), values, low))

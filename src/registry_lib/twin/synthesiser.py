@@ -61,10 +61,12 @@ GROUPED = {"area_id": [], "diagnosing_trust": ["region"]}
 # The predictor matrix (synthpop ``predictor.matrix``): a variable is drawn given the variables
 # before it that are in CORE or in its own EXTRA list (high-cardinality codes such as area,
 # trust or morphology only where they matter), which keeps the trees fast on large releases.
-CORE = {"site_icd10", "sex", "age_at_diagnosis", "first_day", "stage", "deprivation_quintile",
+# Ethnicity is in it: a record that lacks ethnicity mostly lacks comorbidity and route too (one
+# incomplete notification), a pattern no other predictor carries.
+CORE = {"site_icd10", "sex", "age_at_diagnosis", "first_day", "stage", "deprivation_quintile", "ethnicity",
         "route_to_diagnosis", "performance_status", "comorbidity_score", "rank", "diag_gap", "p_site_icd10",
-        "p_sex", "p_age_at_diagnosis", "p_first_day", "p_stage", "modality", "k", "day", "intent", "last_gap",
-        "n_tumours"}
+        "p_sex", "p_age_at_diagnosis", "p_first_day", "p_stage", "p_ethnicity", "modality", "k", "day", "intent",
+        "last_gap", "n_tumours"}
 PROFILE = ("first_", "n_")
 EXTRA = {"ethnicity": ("region",), "behaviour": ("morphology_icdo3",), "grade": ("morphology_icdo3",),
          "laterality": ("morphology_icdo3",), "regimen": ("regimen",), "dose_gy": ("rt_region",),
@@ -86,6 +88,17 @@ def _predictors(name: str, before: list[str]) -> list[str]:
     return [p for p in before if p in CORE or p in extra or (profile and p.startswith(PROFILE))
             or (p.startswith(PROFILE) and name in TREATMENT_DETAILS)]
 TREATMENT_DETAILS = ("intent", "regimen", "rt_region", "dose_gy", "fractions", "procedure_code")
+
+
+def _is_duration(name: str) -> bool:
+    """An interval in days (smoothed on a log scale), not a date or a measurement.
+
+    Example:
+        >>> [_is_duration(n) for n in ("death_gap", "first_surgery", "first_day", "dose_gy")]
+        [True, True, False, False]
+    """
+    return name in ("death_gap", "diag_gap", "gap_same", "last_gap") or (name.startswith("first_")
+                                                                         and name != "first_day")
 
 
 def _days(s: pd.Series) -> pd.Series:
@@ -289,7 +302,7 @@ class _Sequence:
                 method, preds = "group", [c for c in GROUPED[name] if c in enc]
             x = cls._matrix(enc, preds, len(data))
             smooth = kind == "num" and not integer
-            sampler = CartSampler(kind, method=method, min_leaf=min_leaf, smooth=smooth,
+            sampler = CartSampler(kind, method=method, min_leaf=min_leaf, smooth=smooth, log=_is_duration(name),
                                   seed=seed + i).fit(x, data[name])
             steps.append(_Step(name, kind, preds, sampler, integer))
             before.append(name)
@@ -491,9 +504,12 @@ class Synthesiser:
                 if c in extra.columns:
                     later[f"p_{c}"] = extra[c].to_numpy()
             later = self.later_model_.sample(later, rng)
-            later["diag_gap"] = np.maximum(later["diag_gap"].fillna(0), 0)
+            later["diag_gap"] = np.floor(np.maximum(later["diag_gap"].fillna(0), 0))
+            # a later tumour drawn after the data's last diagnosis would not be in the release
+            # (the original's later tumours are censored there too): it is left out, not moved to
+            # the last day, where it piled up as a patient just diagnosed and alive
             hi = prep.bounds.get("diag_day", (0, np.inf))[1]
-            later["diag_gap"] = np.floor(np.minimum(later["diag_gap"], hi - later["p_first_day"]))
+            later = later[(later["p_first_day"] + later["diag_gap"] <= hi).to_numpy()]
             later = later.sort_values(["pid", "diag_gap"], kind="stable")
             later["rank"] = later.groupby("pid").cumcount() + 2
             later["age_at_diagnosis"] = np.floor(later["p_age_at_diagnosis"] + 0.5 + later["diag_gap"] / 365.25)
@@ -587,8 +603,8 @@ class Synthesiser:
             sub = self.gap_model_.sample(trt.loc[more].copy(), rng)
             trt.loc[more, "gap_same"] = np.maximum(sub["gap_same"].fillna(0).to_numpy(), 0)
         trt["day"] = np.floor(np.minimum(trt["first"] + trt["gap_same"], hi))
-        last = self.prep.bounds.get("treatment_day", (0, np.inf))[1]   # no treatment after the data end
-        trt["day"] = np.maximum(np.minimum(trt["day"], last - trt["diag_day"]), 0)
+        last = self.prep.bounds.get("treatment_day", (0, np.inf))[1]   # no treatment after the data end:
+        trt = trt[(trt["diag_day"] + trt["day"] <= last).to_numpy()]      # not recorded, as a later tumour
         return trt.sort_values(["pid", "tid", "day", "modality"], kind="stable").reset_index(drop=True)
 
     def _clip(self, frame: pd.DataFrame, column: str, bound: str | None = None) -> None:

@@ -26,20 +26,39 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
-__all__ = ["ci_overlap", "compare_distributions", "discretise", "pairwise_pmse", "patient_tumour_table",
-           "pmse"]
+__all__ = ["ci_overlap", "compare_distributions", "discretise", "follow_up_end", "pairwise_pmse",
+           "patient_tumour_table", "pmse"]
 
 UTILITY_VARIABLES = ("sex", "age_at_diagnosis", "site_icd10", "stage", "diagnosis_year", "deprivation_quintile",
                      "ethnicity", "route_to_diagnosis", "grade", "performance_status", "comorbidity_score",
                      "survival_years", "dead", "n_tumours", "surgery", "sact", "radiotherapy")
 
 
-def patient_tumour_table(tables: dict[str, pd.DataFrame], patient_key: str) -> pd.DataFrame:
+def follow_up_end(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
+    """The end of follow-up of a release: its last diagnosis or death date.
+
+    Example:
+        >>> from registry_lib.twin.example import example_release
+        >>> follow_up_end(example_release(50, seed=1)) <= pd.Timestamp("2024-06-30")
+        True
+    """
+    diag = pd.to_datetime(tables["tumour"]["diagnosis_date"])
+    death = pd.to_datetime(tables["patient"]["death_date"]) if "death_date" in tables["patient"] else diag.iloc[:0]
+    return max(diag.max(), death.max()) if death.notna().any() else diag.max()
+
+
+def patient_tumour_table(tables: dict[str, pd.DataFrame], patient_key: str,
+                         end: pd.Timestamp | None = None) -> pd.DataFrame:
     """One record per tumour with patient fields, survival and treatments received.
 
     Columns added: ``diagnosis_year``, ``n_tumours``, ``dead`` (death recorded), ``survival_years``
-    (diagnosis to death, or to the last date in the data if alive), and one 0/1 column per
+    (diagnosis to death, or to the end of follow-up ``end`` if alive), and one 0/1 column per
     treatment modality (any treatment of that modality for the tumour).
+
+    ``end`` defaults to the release's own last date (:func:`follow_up_end`). A twin is followed
+    up to its original's end: compared on the twin's own last date (its last drawn death, a few
+    days earlier), every patient alive in the twin would have a shorter survival than in the
+    original.
 
     Example:
         >>> from registry_lib.twin.example import example_release
@@ -55,7 +74,7 @@ def patient_tumour_table(tables: dict[str, pd.DataFrame], patient_key: str) -> p
     t["n_tumours"] = t.groupby(patient_key)[patient_key].transform("size")
     if "death_date" in t.columns:
         death = pd.to_datetime(t["death_date"])
-        end = max(diag.max(), death.max()) if death.notna().any() else diag.max()
+        end = follow_up_end(tables) if end is None else pd.Timestamp(end)
         t["dead"] = death.notna().astype(int)
         t["survival_years"] = ((death.fillna(end) - diag).dt.days / 365.25).clip(lower=0)
     trt = tables.get("treatment")
