@@ -43,28 +43,17 @@ def registry_lab(root: Path, *args: str, check: bool = True, timeout: int = 900)
     return out
 
 
-# pytest-xdist tears session fixtures down whenever a worker's queue runs empty and sets them up
-# again when more tests arrive; the two pipeline runs are cached per worker process, so each is
-# made once (it is read-only for the tests, apart from scratch output and run-with-other-params
-# folders, which the tests that compare trees leave out).
-_RUNS: dict[str, Path] = {}
-
-
-def _small_pipeline_run(tmp_path_factory, name: str) -> Path:
-    if name not in _RUNS:
-        root = make_project_copy(tmp_path_factory.mktemp(name))
-        registry_lab(root, "reproduce", "--cohort", "small", "--force")
-        _RUNS[name] = root
-    return _RUNS[name]
-
-
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory) -> Path:
     """``registry-lab reproduce --cohort small --force`` in a fresh project folder."""
-    return _small_pipeline_run(tmp_path_factory, "reproduce_a")
+    root = make_project_copy(tmp_path_factory.mktemp("reproduce_a"))
+    registry_lab(root, "reproduce", "--cohort", "small", "--force")
+    return root
 
 
 @pytest.fixture(scope="session")
 def small_run_b(tmp_path_factory) -> Path:
     """A second, independent run from scratch (for the determinism check and nbval)."""
-    return _small_pipeline_run(tmp_path_factory, "reproduce_b")
+    root = make_project_copy(tmp_path_factory.mktemp("reproduce_b"))
+    registry_lab(root, "reproduce", "--cohort", "small", "--force")
+    return root

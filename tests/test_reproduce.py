@@ -182,3 +182,11 @@ def test_a_fresh_clone_without_a_key_gets_one_made_and_is_told(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "created a new project key" in out.stderr
     assert len((root / ".registry-lab" / "project.key").read_text().strip()) == 64
+
+
+def test_the_pipeline_tests_share_one_worker(request):
+    """Under ``pytest -n 2 --dist loadgroup`` this module's tests carry their xdist group, so the two
+    small pipeline runs are made once, on one worker (pytest 9.2 dropped the group pytest-xdist 3.8
+    sets, and every run was made on both workers, twice as often)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and getattr(request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@reproduce"), request.node.nodeid

@@ -34,9 +34,6 @@ MATRIX = {
     "null_covid": (1104, ["covid"]),
     "all_null": (1105, list(EFFECTS)),
 }
-#: two xdist groups, so that the matrix shares the two workers with the rest of the suite
-GROUPS = {"null_cluster": "matrix_a", "null_treatment": "matrix_b", "null_late": "matrix_a",
-          "null_covid": "matrix_b", "all_null": "matrix_a"}
 FAST_STUDY_PARAMS = {"cluster_investigation": {"n_sim": 99}, "covid_impact": {"n_sims": 200}}
 
 
@@ -61,7 +58,7 @@ def _config(folder: Path, name: str, seed: int, null: list[str]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xdist_group(GROUPS[n])) for n in MATRIX])
+@pytest.mark.parametrize("name", list(MATRIX))   # each cohort its own project: xdist balances them
 def test_every_study_runs_to_completion(name, tmp_path):
     seed, null = MATRIX[name]
     root = _project(tmp_path / "project")
