@@ -253,8 +253,8 @@ def check_value(value: Any, decl: Any, name: str, default: Any = None) -> Any:
         if not isinstance(value, dict):
             raise bad()
         fields = decl.get("fields")
-        if fields is None and isinstance(default, dict):
-            fields = {k: infer(v) for k, v in default.items()}
+        if isinstance(default, dict):   # fields declared override those inferred from the default
+            fields = {**{k: infer(v) for k, v in default.items()}, **(fields or {})}
         if fields is not None:
             unknown = [k for k in value if k not in fields]
             if unknown:

@@ -70,7 +70,11 @@ class _Draws:
     expected: np.ndarray  # point expected count per month
     mean_draws: np.ndarray  # S x T expected counts under parameter uncertainty
     count_draws: np.ndarray  # S x T counterfactual counts (parameter + sampling)
-    ratio_draws: np.ndarray  # S x T draws of the observed/expected multiplier
+    # S x T draws of the observed/expected multiplier, for its lower and upper limits: the
+    # observed month's Poisson mean drawn from Gamma(obs) and Gamma(obs + 1) (Garwood's exact
+    # limits; Gamma(obs + 1) = Gamma(obs) + Exp(1), so high >= low in every draw)
+    ratio_draws: np.ndarray
+    ratio_high_draws: np.ndarray
 
 
 @dataclass
@@ -252,11 +256,24 @@ class FittedCounterfactual:
         else:
             counts = rng.poisson(mu)
             extra = 1.0
-        # the observed month's own noise: Jeffreys gamma for its Poisson mean, and the NB
-        # gamma frailty when the series is overdispersed.
-        obs_rate = rng.gamma(obs + 0.5, 1.0, size=mu.shape)
-        ratio = obs_rate / (mu * extra)
-        return _Draws(self.predict(idx, d), mu, counts.astype(np.float64), ratio)
+        # the observed month's own noise: exact (Garwood) gamma limits for its Poisson mean,
+        # and the NB gamma frailty when the series is overdispersed.
+        low, high = _exact_poisson_draws(obs, mu.shape, rng)
+        return _Draws(self.predict(idx, d), mu, counts.astype(np.float64), low / (mu * extra),
+                      high / (mu * extra))
+
+
+def _exact_poisson_draws(obs: np.ndarray, shape: tuple[int, ...],
+                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draws of a Poisson mean given ``obs`` events for its lower and upper limits.
+
+    ``Gamma(obs)`` (0 when nothing was observed) and ``Gamma(obs) + Exp(1) = Gamma(obs + 1)``:
+    their 2.5% and 97.5% quantiles are Garwood's exact 95% limits, which cover at least 95% for
+    any mean (the Jeffreys ``Gamma(obs + 0.5)`` used before missed April 2020 ratios resting on
+    0-2 diagnoses in ``benchmarks/bench_truth_recovery.py``: its upper limit for 0 is 2.5, not 3.7).
+    """
+    low = rng.gamma(np.broadcast_to(obs, shape), 1.0) if np.any(obs > 0) else np.zeros(shape)
+    return low, low + rng.exponential(1.0, size=shape)
 
 
 def _fit_sarimax(
@@ -332,14 +349,14 @@ def _simulate_sarimax(
     mean_draws = np.maximum(np.exp(centre + shift + v / 2) * d - 0.5, 0.0)
     counts = np.maximum(np.exp(centre + shift + noise) * d - 0.5, 0.0)
     expected = np.maximum(np.exp(centre + v / 2) * d - 0.5, 0.0)
-    # O/E multiplier: the observed month's Poisson noise (Jeffreys gamma) plus the part of the
+    # O/E multiplier: the observed month's Poisson noise (exact gamma limits) plus the part of the
     # model's error variance that is not Poisson (log-scale Poisson variance ~ 1 / expected).
     with np.errstate(divide="ignore", invalid="ignore"):
         excess = np.clip(v - 1.0 / np.maximum(expected, 0.5), 0, None)
         scale = np.sqrt(np.where(v > 0, excess / v, 0.0))
     rate = np.exp(centre + shift + noise * scale) * d
-    ratio = rng.gamma(obs + 0.5, 1.0, size=counts.shape) / rate
-    return _Draws(expected, mean_draws, counts, ratio)
+    low, high = _exact_poisson_draws(obs, counts.shape, rng)
+    return _Draws(expected, mean_draws, counts, low / rate, high / rate)
 
 
 def group_seed(seed: int, key: tuple) -> np.random.Generator:
@@ -547,7 +564,8 @@ def fit_counterfactual(
         sim = fit.simulate(m, d, o, int(n_sims), group_seed(seed, key))
         e_lo, e_hi = np.quantile(sim.mean_draws, q, axis=0)
         p_lo, p_hi = np.quantile(sim.count_draws, q, axis=0)
-        r_lo, r_hi = np.quantile(sim.ratio_draws, q, axis=0)
+        r_lo = np.quantile(sim.ratio_draws, q[0], axis=0)
+        r_hi = np.quantile(sim.ratio_high_draws, q[1], axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             oe = o / sim.expected
         part = pd.DataFrame(

@@ -394,7 +394,7 @@ def _deficit_p_values(
 
     Each group's draws are re-made with the generator :func:`fit_counterfactual` used (the
     same seed and group key), so the p-values agree with the CIs: ``(1 + #draws showing no
-    deficit) / (1 + draws)``, no deficit being an O/E draw ≥ 1 in ``month`` or a simulated
+    deficit) / (1 + draws)``, no deficit being an O/E draw of the upper limit ≥ 1 in ``month`` or a simulated
     counterfactual window total ≤ the observed one.
     """
     mo = to_month(month, "month")
@@ -411,7 +411,7 @@ def _deficit_p_values(
         sim = model.simulate(months, sub["days_in_month"].to_numpy(), obs, int(n_sims),
                              group_seed(seed, key))
         at = months == mo
-        no_deficit = (sim.ratio_draws[:, at] >= 1).sum()
+        no_deficit = (sim.ratio_high_draws[:, at] >= 1).sum()   # the draws of the CI's upper limit
         label = key[0] if len(key) == 1 else key
         rows.append((label, f"O/E {mo}", (1.0 + no_deficit) / (1.0 + n_sims)))
         for lab, a, b in bounds:

@@ -402,6 +402,63 @@ def population_rates(
     return out[["age_band", "period", "cases", "person_years", "rate"]]
 
 
+def national_rates(
+    national: pd.DataFrame,
+    population: pd.DataFrame,
+    *,
+    site: str,
+    sex: int = 2,
+    years: Sequence[int],
+    age_band_years: int = 5,
+    period_years: int = 5,
+) -> pd.DataFrame:
+    """Published national incidence of a site by age band × calendar period, as SIR reference rates.
+
+    ``national`` is ``reference/national_incidence`` (England's registrations per person-year by
+    ``year, site_icd10, sex, age_band``). Its rates are averaged into the bands and periods of
+    :func:`population_rates`, weighted by the cohort's ``reference/population`` of that sex, so
+    the table has the same grid and ``rate`` column; unlike rates counted in the registry itself
+    they do not rest on a small cohort's few young cases, and they do not contain the excess
+    being measured.
+
+    Returns:
+        ``age_band, period, person_years, rate`` (per person-year), one row per cell.
+
+    Example:
+        >>> nat = pd.DataFrame({"year": [2001, 2002, 2001, 2002], "site_icd10": "C50", "sex": 2,
+        ...                     "age_band": [30, 30, 35, 35], "rate": [0.0004, 0.0006, 0.001, 0.001]})
+        >>> pop = pd.DataFrame({"area_id": "A", "year": [2001, 2002, 2001, 2002], "sex": 2,
+        ...                     "age_band": [30, 30, 35, 35], "population": [1000, 1000, 500, 500]})
+        >>> national_rates(nat, pop, site="C50", years=[2001, 2002], age_band_years=10)
+           age_band  period  person_years      rate
+        0        30    2001        3000.0  0.000667
+    """
+    _require(national, ["year", "site_icd10", "sex", "age_band", "rate"], "national incidence")
+    _require(population, ["year", "sex", "age_band", "population"], "population")
+    if age_band_years <= 0 or period_years <= 0 or age_band_years % 5:
+        raise RegistryLabError("age_band_years must be a positive multiple of 5 and period_years positive")
+    y0, y1 = int(years[0]), int(years[1])
+    nat = national[(national["site_icd10"].astype(str) == site) & (national["sex"].astype(int) == int(sex))
+                   & national["year"].between(y0, y1)]
+    pop = population[(population["sex"].astype(int) == int(sex)) & population["year"].between(y0, y1)]
+    pop = pop.groupby(["year", "age_band"], as_index=False)["population"].sum()
+    cells = pop.merge(nat[["year", "age_band", "rate"]], on=["year", "age_band"], how="left")
+    if cells["rate"].isna().any():
+        row = cells[cells["rate"].isna()].iloc[0]
+        raise RegistryLabError(f"national incidence: no rate for {site}, sex {sex}, year {int(row['year'])}, "
+                               f"age band {int(row['age_band'])}")
+    top = int(cells["age_band"].max())
+    cells = cells.assign(
+        age_band=(np.minimum(cells["age_band"].to_numpy(dtype=int), top) // age_band_years * age_band_years),
+        period=(y0 + (cells["year"].to_numpy(dtype=int) - y0) // period_years * period_years),
+        expected=cells["rate"] * cells["population"])
+    out = cells.groupby(["age_band", "period"], as_index=False)[["population", "expected"]].sum()
+    out["rate"] = out["expected"] / out["population"]
+    out = out.rename(columns={"population": "person_years"}).astype({"person_years": float})
+    out = out.sort_values(["period", "age_band"]).reset_index(drop=True)
+    return out[["age_band", "period", "person_years", "rate"]]
+
+
 def opt_out_inflation(release_info: Mapping[str, Any], table: str = "tumour") -> float:
     """Factor undoing the national data opt-out's removal of rows from a release's counts.
 

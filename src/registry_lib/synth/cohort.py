@@ -42,6 +42,7 @@ from registry_lib.synth.incidence import (
     covid_month_multipliers,
     draw_year,
     month_factors,
+    national_incidence,
     sample_cells,
     site_rates,
 )
@@ -170,6 +171,7 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
         "life_table": life_table(lt_years, params),
         "standard_populations": standard_populations(params),
         "trusts": geo.trusts,
+        "national_incidence": national_incidence(rates, lt_years),
     }
     timer.done("geography", f"{len(areas):,} areas, {int(pop[years.index(y1)].sum()):,} residents in {y1}")
 

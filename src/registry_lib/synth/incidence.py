@@ -200,6 +200,33 @@ class Diagnoses:
         return len(self.site)
 
 
+def national_incidence(rates: SiteRates, years: list[int] | range) -> pd.DataFrame:
+    """``reference/national_incidence``: England's rate of each site by year, sex and age band.
+
+    The rates the generator draws from (all registrations of a site, no COVID-19 months, no
+    cluster or late effect), published as a national statistics office would; a second-cancer
+    SIR takes its expected counts from them rather than from a small cohort's own registrations.
+
+    Example:
+        >>> from registry_lib.synth.params import epidemiology_params
+        >>> rates = site_rates(epidemiology_params())
+        >>> t = national_incidence(rates, [2019])
+        >>> len(t) == len(rates.sites) * 2 * 19, t.columns.tolist()
+        (True, ['year', 'site_icd10', 'sex', 'age_band', 'rate'])
+        >>> r = t[(t.site_icd10 == "C50") & (t.sex == 2)].set_index("age_band")["rate"]
+        >>> bool(r[60] > r[40] > r[20] > 0)
+        True
+    """
+    ys = np.asarray(list(years), dtype=np.int64)
+    r = rates.rate(ys)                                           # [year, site, sex, band]
+    grid = np.meshgrid(np.arange(len(ys)), np.arange(len(rates.sites)), np.arange(2), np.arange(N_BANDS),
+                       indexing="ij")
+    y, s, x, b = (g.ravel() for g in grid)
+    return pd.DataFrame({"year": ys[y].astype(np.int16), "site_icd10": np.asarray(rates.sites, dtype=object)[s],
+                         "sex": (x + 1).astype(np.int8), "age_band": AGE_BANDS[b].astype(np.int8),
+                         "rate": r.ravel()})
+
+
 def covid_month_multipliers(sites: list[str], covid: dict[str, Any] | None) -> dict[str, np.ndarray]:
     """``{'YYYY-MM': multiplier by site}`` for the COVID-19 months (empty without the effect).
 

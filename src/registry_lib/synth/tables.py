@@ -80,6 +80,15 @@ TRUSTS = register(Table("trusts", "NHS trusts that diagnose and treat cancer.", 
     C("y", F64, False, "northing in metres"),
 ], stage="reference", key=("trust_code",)))
 
+NATIONAL_INCIDENCE = register(Table("national_incidence", "Published national cancer incidence (England, all "
+                                   "registrations of the site) per person-year, as the reference rates of SIR studies.", [
+    C("year", I16, False, "calendar year"),
+    C("site_icd10", S, False, "ICD-10 site, 3 characters"),
+    C("sex", I8, False, "1 male, 2 female"),
+    C("age_band", I8, False, "lower bound of the 5-year age band (90 = 90+)"),
+    C("rate", F64, False, "registrations per person-year"),
+], stage="reference", key=("year", "site_icd10", "sex", "age_band")))
+
 # --------------------------------------------------------------------------------------------
 # truth/
 # --------------------------------------------------------------------------------------------
@@ -231,7 +240,8 @@ NDOP = register(Table("ndop", "The national data opt-out list, by NHS number.", 
 
 FEEDS = {t.name: t for t in (NOTIFICATIONS, SACT, RADIOTHERAPY, SURGERY, DEATHS, REGISTRATION_OPTOUTS, NDOP)}
 TRUTH = {t.name: t for t in (TRUE_PATIENTS, TRUE_TUMOURS, TRUE_TREATMENTS, RECORD_TRUTH)}
-REFERENCE = {t.name: t for t in (AREAS, POPULATION, POSTCODES, POINT_SOURCES, LIFE_TABLE, STANDARD_POPULATIONS, TRUSTS)}
+REFERENCE = {t.name: t for t in (AREAS, POPULATION, POSTCODES, POINT_SOURCES, LIFE_TABLE, STANDARD_POPULATIONS, TRUSTS,
+                                  NATIONAL_INCIDENCE)}
 
 # The screening and CPES feeds (issue 14) live in tables_linked.py; written with the others.
 from registry_lib.synth.tables_linked import LINKED_FEEDS, LINKED_REFERENCE, LINKED_TRUTH  # noqa: E402
