@@ -5,7 +5,8 @@ consecutive areas (``chunk_areas`` in the cohort config, default :data:`DEFAULT_
 The geography, populations and reference tables are made once (:func:`cohort.setup
 <registry_lib.synth.cohort.setup>`); then each chunk draws its incidence, tumours, treatments,
 outcomes, identities and feeds from its own random streams (derived from the seed and the chunk
-number), its ids continue those of the chunks before it, its NHS numbers avoid theirs, and its
+number), its ids (people, tumours, treatments, feed records) continue those of the chunks
+before it, its NHS numbers avoid theirs, and its
 tables are appended as row groups to the same Parquet files a small cohort writes
 (``feeds/notifications.parquet`` ...), so every reader is unchanged. The true effects are pooled
 over chunks (:func:`merge_effects`).
@@ -43,6 +44,7 @@ from registry_lib.io import PARQUET_OPTIONS, atomic_parts, write_json, write_par
 from registry_lib.progress import say
 from registry_lib.schema import Table, enforce
 from registry_lib.synth import tables as T
+from registry_lib.synth.feeds import RECORD_NUMBERS
 
 #: Areas per chunk when the config sets no ``chunk_areas`` (England: 10 chunks).
 DEFAULT_CHUNK_AREAS = 4000
@@ -51,8 +53,6 @@ DEFAULT_CHUNK_AREAS = 4000
 #: with a margin of a half.
 BYTES_PER_AREA_YEAR = 52_000
 BYTES_PER_AREA = 25_000
-#: Leading text of every record id is the feed's prefix; the rest is this many digits.
-RECORD_DIGITS = 9
 #: Keys of effects.json whose values (numbers, or mappings of numbers) add up over chunks.
 ADDITIVE = frozenset({
     "expected_without_effect", "expected_extra_cases", "observed_within_radius", "in_cluster_cases",
@@ -95,43 +95,6 @@ def chunk_streams(seed: int, index: int, names: tuple[str, ...]) -> dict[str, np
     """
     root = np.random.SeedSequence(seed, spawn_key=(1_000_000 + index,))
     return {name: np.random.default_rng(child) for name, child in zip(names, root.spawn(len(names)), strict=True)}
-
-
-def record_numbers(ids: np.ndarray) -> np.ndarray:
-    """The number in record ids made of a prefix and :data:`RECORD_DIGITS` digits.
-
-    Example:
-        >>> record_numbers(np.array(["N000000012", "RT000000003"], dtype=object)).tolist()
-        [12, 3]
-    """
-    u = np.asarray(ids).astype(str)
-    if len(u) == 0:
-        return np.zeros(0, dtype=np.int64)
-    width = u.dtype.itemsize // 4
-    codes = u.view(np.uint32).reshape(len(u), width).astype(np.int64)
-    length = np.strings.str_len(u)
-    rows = np.arange(len(u))[:, None]
-    cols = length[:, None] - RECORD_DIGITS + np.arange(RECORD_DIGITS)[None, :]
-    digits = codes[rows, cols] - 48
-    if (length < RECORD_DIGITS).any() or (digits < 0).any() or (digits > 9).any():
-        raise RegistryLabError(f"synth chunks: record ids must end in {RECORD_DIGITS} digits, e.g. {u[0]!r}")
-    return digits @ (10 ** np.arange(RECORD_DIGITS - 1, -1, -1, dtype=np.int64))
-
-
-def shift_record_ids(ids: np.ndarray, offset: int) -> np.ndarray:
-    """Record ids with ``offset`` added to their number (the prefix kept).
-
-    Example:
-        >>> shift_record_ids(np.array(["N000000001", "RT000000020"], dtype=object), 5).tolist()
-        ['N000000006', 'RT000000025']
-    """
-    from registry_lib.synth.feeds_errors import zero_padded
-
-    if offset == 0 or len(ids) == 0:
-        return ids
-    u = np.asarray(ids).astype(str)
-    prefix = np.strings.slice(u, 0, np.strings.str_len(u) - RECORD_DIGITS)
-    return np.strings.add(prefix, zero_padded(record_numbers(u) + offset, RECORD_DIGITS)).astype(object)
 
 
 def _sum(values: list[Any]) -> Any:
@@ -304,7 +267,7 @@ def write_chunked(ctx: Any, target: Path, *, budget: int | None = None) -> dict[
         f"{'writing one chunk while generating the next' if held == 2 else 'one chunk at a time'}")
     effects, weights, sizes = [], [], []
     offsets = {"patient_id": 0, "tumour_id": 0, "treatment_id": 0}
-    record_offsets: dict[str, int] = {}
+    record_numbers: dict[str, int] = {}
     used = np.zeros(0, dtype=np.int64)
     t0 = time.perf_counter()
     with atomic_parts(target, C.SYNTH_PARTS) as tmp:
@@ -319,8 +282,11 @@ def write_chunked(ctx: Any, target: Path, *, budget: int | None = None) -> dict[
                     part = C.Part(np.arange(a, b), offsets["patient_id"], offsets["tumour_id"],
                                   offsets["treatment_id"], used)
                     timer = C._Timer(quiet=True)   # one line per chunk instead
-                    one = C.generate_part(ctx, chunk_streams(cfg["seed"], k, C.STREAMS), timer, part)
-                    _renumber_records(one, record_offsets)
+                    token = RECORD_NUMBERS.set(record_numbers)   # record ids continue across chunks
+                    try:
+                        one = C.generate_part(ctx, chunk_streams(cfg["seed"], k, C.STREAMS), timer, part)
+                    finally:
+                        RECORD_NUMBERS.reset(token)
                     for col, table in (("patient_id", "patients"), ("tumour_id", "tumours"),
                                        ("treatment_id", "treatments")):
                         ids = one.truth[table][col]
@@ -348,27 +314,6 @@ def write_chunked(ctx: Any, target: Path, *, budget: int | None = None) -> dict[
                     "epidemiology_params_sha256": params_hash(epidemiology_params()),
                     "sizes": {k: v for k, v in total.items() if k != "chunks"}}, tmp / "cohort.json")
     return total
-
-
-def _renumber_records(one: Any, record_offsets: dict[str, int]) -> None:
-    """Continue each feed's record ids after those of the earlier chunks (feeds and record truth)."""
-    rt = one.truth["record_truth"]
-    feed_of = rt["feed"].to_numpy(dtype=object)
-    unknown = set(np.unique(feed_of).tolist()) - set(one.feeds)
-    if unknown:
-        raise RegistryLabError(f"synth chunks: record truth names feeds without a table: {sorted(unknown)}")
-    new_rt = rt["record_id"].to_numpy(dtype=object).copy()
-    for name, frame in one.feeds.items():   # one per feed
-        if "record_id" not in frame:   # the national data opt-out list: NHS numbers only
-            continue
-        offset = record_offsets.get(name, 0)
-        ids = shift_record_ids(frame["record_id"].to_numpy(dtype=object), offset)
-        one.feeds[name] = frame.assign(record_id=ids)
-        sel = feed_of == name
-        new_rt[sel] = shift_record_ids(new_rt[sel], offset)
-        if len(ids):
-            record_offsets[name] = int(record_numbers(ids).max())
-    one.truth["record_truth"] = rt.assign(record_id=new_rt)
 
 
 def _append_part(out: _Appender, one: Any) -> None:
