@@ -269,6 +269,7 @@ def write_chunked(ctx: Any, target: Path, *, budget: int | None = None) -> dict[
     offsets = {"patient_id": 0, "tumour_id": 0, "treatment_id": 0}
     record_numbers: dict[str, int] = {}
     used = np.zeros(0, dtype=np.int64)
+    stage_seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     with atomic_parts(target, C.SYNTH_PARTS) as tmp:
         for stage, schemas in (("reference", T.REFERENCE),):   # reference tables: once
@@ -295,24 +296,32 @@ def write_chunked(ctx: Any, target: Path, *, budget: int | None = None) -> dict[
                     effects.append(one.effects)
                     weights.append(one.summary["weights"])
                     sizes.append(one.summary["sizes"])
+                    for stage, sec in timer.times.items():   # one per stage
+                        stage_seconds[stage] = stage_seconds.get(stage, 0.0) + sec
+                    t_wait = time.perf_counter()
                     if pending is not None:
                         pending.result()
                     pending = pool.submit(_append_part, out, one)
                     if held == 1:
                         pending.result()
+                    stage_seconds["write wait"] = stage_seconds.get("write wait", 0.0) + time.perf_counter() - t_wait
                     del one
                     say(f"synth: chunk {k + 1}/{len(chunks)} (areas {a:,}-{b - 1:,}): {sizes[-1]['patients']:,} "
                         f"patients, {sizes[-1]['feed_records']:,} feed records; {time.perf_counter() - t0:6.1f} s")
+                t_wait = time.perf_counter()
                 if pending is not None:
                     pending.result()
+                stage_seconds["write wait"] = stage_seconds.get("write wait", 0.0) + time.perf_counter() - t_wait
             finally:
                 out.close()
         total = {k: sum(s[k] for s in sizes) for k in sizes[0] if k != "areas"}
-        total = {"areas": n_areas, **total, "chunks": len(chunks)}
+        total = {"areas": n_areas, **total, "chunks": len(chunks),
+                 "stage_seconds": {k: round(v, 1) for k, v in stage_seconds.items()}}
         write_json(merge_effects(effects, weights), tmp / "truth" / "effects.json")
         write_json({"config": cfg, "seed": cfg["seed"], "registry_lab_version": __version__,
                     "epidemiology_params_sha256": params_hash(epidemiology_params()),
-                    "sizes": {k: v for k, v in total.items() if k != "chunks"}}, tmp / "cohort.json")
+                    "sizes": {k: v for k, v in total.items() if k not in ("chunks", "stage_seconds")}},
+                   tmp / "cohort.json")
     return total
 
 

@@ -1096,7 +1096,8 @@ def run(config_path: Path | str, *, seed: int | None = None, scale: float | None
         sizes = write_chunked(ctx, target)
         say(f"synth: {cfg['name']} done in {sum(timer.times.values()) + time.perf_counter() - timer.t:.1f} s - "
             f"{sizes['patients']:,} patients, {sizes['tumours']:,} tumours, {sizes['feed_records']:,} feed records "
-            f"({sizes['chunks']} chunks)", summary=True)
+            f"({sizes['chunks']} chunks; seconds by stage, all chunks: "
+            f"{', '.join(f'{k} {v}' for k, v in sizes['stage_seconds'].items())})", summary=True)
         return target
     cohort = generate_part(ctx, ctx.rng, timer)
     _say_done(cohort, timer, quiet)
