@@ -48,11 +48,11 @@ from registry_lib.synth.feeds import RECORD_NUMBERS
 
 #: Areas per chunk when the config sets no ``chunk_areas`` (England: 10 chunks).
 DEFAULT_CHUNK_AREAS = 4000
-#: Peak memory of one chunk per area and diagnosis year, and of the shared part per area
-#: (measured on England 2019 and 2019-2020 in one piece: 1.86 GB and 3.14 GB for 37,000 areas),
-#: with a margin of a half.
-BYTES_PER_AREA_YEAR = 52_000
-BYTES_PER_AREA = 25_000
+#: Peak memory of one chunk per area and diagnosis year, and of the shared part per area: measured
+#: on England out of core (3,700-area chunks, two held: 0.54 GB for 1 year, 1.12 GB for 3, 3.05 GB
+#: for 11, i.e. ~34 kB per area-year of a chunk and ~8 kB per area), with a margin of a half.
+BYTES_PER_AREA_YEAR = 50_000
+BYTES_PER_AREA = 12_000
 #: Keys of effects.json whose values (numbers, or mappings of numbers) add up over chunks.
 ADDITIVE = frozenset({
     "expected_without_effect", "expected_extra_cases", "observed_within_radius", "in_cluster_cases",
@@ -210,7 +210,7 @@ def memory_plan(n_areas: int, size: int, n_years: int, budget: int) -> int:
         (2, 1)
         >>> memory_plan(37_000, 4000, 11, 2**30)
         Traceback (most recent call last):
-        registry_lib.errors.RegistryLabError: synth needs about 3.0 GB for a chunk of 4,000 areas x 11 years, more than REGISTRY_LAB_MEMORY (1.0 GB): raise REGISTRY_LAB_MEMORY or lower chunk_areas in the cohort config
+        registry_lib.errors.RegistryLabError: synth needs about 2.5 GB for a chunk of 4,000 areas x 11 years, more than REGISTRY_LAB_MEMORY (1.0 GB): raise REGISTRY_LAB_MEMORY or lower chunk_areas in the cohort config
     """
     base = BYTES_PER_AREA * n_areas
     chunk = BYTES_PER_AREA_YEAR * min(size, n_areas) * n_years
