@@ -292,7 +292,7 @@ def write_chunked(ctx: Any, target: Path, *, budget: int | None = None) -> dict[
                                        ("treatment_id", "treatments")):
                         ids = one.truth[table][col]
                         offsets[col] = int(ids.max()) if len(ids) else offsets[col]
-                    used = np.concatenate([used, one.truth["patients"]["nhs_number"].to_numpy().astype(np.int64)])
+                    used = np.union1d(used, one.truth["patients"]["nhs_number"].to_numpy().astype(np.int64))
                     effects.append(one.effects)
                     weights.append(one.summary["weights"])
                     sizes.append(one.summary["sizes"])

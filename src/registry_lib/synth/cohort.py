@@ -177,15 +177,16 @@ class Context:
     cmult: dict[str, np.ndarray]
 
 
-def setup(cfg: dict[str, Any], timer: _Timer) -> Context:
+def setup(cfg: dict[str, Any], timer: _Timer | None = None) -> Context:
     """The shared stages of a resolved config: geography, populations, life tables, postcodes and
     screening statistics (each from its own stream of the seed, as :func:`generate` draws them).
 
     Example:
-        >>> ctx = setup(load_config("params/cohort/tiny.yaml"), _Timer(quiet=True))
+        >>> ctx = setup(load_config("params/cohort/tiny.yaml"))
         >>> len(ctx.geo.areas) == len(ctx.reference["areas"]), ctx.pop.shape[0]
         (True, 4)
     """
+    timer = timer or _Timer(quiet=True)
     rng = _streams(cfg["seed"])
     eff = cfg["effects"]
     params = _switch_off_baselines(epidemiology_params(), eff)
@@ -240,7 +241,7 @@ class Part:
     """Which areas a part of a cohort covers and where its ids start (:func:`generate_part`).
 
     ``areas``: indices into the reference areas; the ids of the part start after
-    ``patient_id``, ``tumour_id``, ``treatment_id``; its NHS numbers avoid ``nhs_numbers``.
+    ``patient_id``, ``tumour_id``, ``treatment_id``; its NHS numbers avoid ``nhs_numbers`` (int64, sorted).
 
     Example:
         >>> Part(np.arange(3), 10, 12, 40, np.array([], dtype=np.int64)).patient_id
@@ -720,8 +721,8 @@ def _patients_table(with_ids: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
 
 
 def distinct_nhs_numbers(numbers: np.ndarray, used: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``numbers`` (NHS numbers as text) with those in ``used`` (int64) or repeated redrawn, so a
-    chunk's people never share a number with earlier chunks'.
+    """``numbers`` (NHS numbers as text) with those in ``used`` (int64, sorted) or repeated
+    redrawn, so a chunk's people never share a number with earlier chunks'.
 
     Example:
         >>> out = distinct_nhs_numbers(np.array(["9000000009", "9000000017"], dtype=object),
@@ -735,7 +736,8 @@ def distinct_nhs_numbers(numbers: np.ndarray, used: np.ndarray, rng: np.random.G
     while True:   # a few rounds at most: clashes are rare and redraws rarer
         first = np.zeros(len(num), dtype=bool)
         first[np.unique(num, return_index=True)[1]] = True
-        clash = ~first | np.isin(num, used)
+        at = np.minimum(np.searchsorted(used, num), max(len(used) - 1, 0))
+        clash = ~first | (used[at] == num if len(used) else False)
         if not clash.any():
             return num.astype("U10").astype(object)
         num[clash] = generate_nhs_numbers(int(clash.sum()), rng).astype(np.int64)
