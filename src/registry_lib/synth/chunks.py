@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -312,7 +312,9 @@ def write_chunked(ctx: Any, target: Path, *, budget: int | None = None) -> dict[
                 if pending is not None:
                     pending.result()
                 stage_seconds["write wait"] = stage_seconds.get("write wait", 0.0) + time.perf_counter() - t_wait
-            finally:
+            finally:   # never close a file the writer thread is still appending to
+                if pending is not None:
+                    wait([pending])
                 out.close()
         total = {k: sum(s[k] for s in sizes) for k in sizes[0] if k != "areas"}
         total = {"areas": n_areas, **total, "chunks": len(chunks),
