@@ -272,12 +272,9 @@ def write_chunked(ctx: Any, target: Path, *, budget: int | None = None) -> dict[
     stage_seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     with atomic_parts(target, C.SYNTH_PARTS) as tmp:
-        for stage, schemas in (("reference", T.REFERENCE),):   # reference tables: once
-            for name, schema in schemas.items():   # one per table
-                write_parquet(ctx.reference[name], tmp / stage / f"{name}.parquet", schema)
         out = _Appender(tmp)
-        pending: Future[None] | None = None
         with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: Future[None] | None = pool.submit(_write_reference, tmp, ctx.reference)   # while chunk 1 is drawn
             try:
                 for k, (a, b) in enumerate(chunks):   # one per chunk (a loop over chunks, not people)
                     part = C.Part(np.arange(a, b), offsets["patient_id"], offsets["tumour_id"],
@@ -325,6 +322,11 @@ def write_chunked(ctx: Any, target: Path, *, budget: int | None = None) -> dict[
                     "sizes": {k: v for k, v in total.items() if k not in ("chunks", "stage_seconds")}},
                    tmp / "cohort.json")
     return total
+
+
+def _write_reference(tmp: Path, reference: dict[str, pd.DataFrame]) -> None:
+    for name, schema in T.REFERENCE.items():   # one per table, written once
+        write_parquet(reference[name], tmp / "reference" / f"{name}.parquet", schema)
 
 
 def _append_part(out: _Appender, one: Any) -> None:
