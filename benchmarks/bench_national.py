@@ -1,4 +1,5 @@
-"""Benchmark of national scale (issue 17): linkage of one national year on three engines.
+"""Benchmark of national scale (issue 17): synth of England over 1, 3 and 11 years; linkage of one
+national year on three engines.
 
 Run: ``.venv/bin/python benchmarks/bench_national.py``             (one national year, 2019:
      about 1 million notifications; 10+ minutes and ~8 GB on a free 2-core machine)
@@ -15,8 +16,14 @@ process, sampled every 0.2 s from /proc: the Python driver, the Spark driver JVM
 and the cluster's master and worker daemons. The registries of the Spark runs are compared
 with the DuckDB one (patients, tumours, record links).
 
-The decade-scale sections of issue 17 (synth, link and releases of 2013-2023 and the growth at
-1, 3 and 11 years) are not in this script yet.
+Section "synth" (``--section synth``; ``--synth-years 1 3`` to leave the decade out): ``registry-lab
+synth`` of ``england.yaml`` for the years ending in ``--year`` (1 year: 2019; 3: 2017-2019;
+11: 2013-2023 whatever ``--year``), each in its own process: wall time, peak resident memory
+(sampled every 0.2 s from /proc, the process and its children) and the sizes from cohort.json.
+England is generated out of core, chunk by chunk (:mod:`registry_lib.synth.chunks`).
+
+The other decade-scale sections of issue 17 (link and releases of 2013-2023) are not in this
+script yet.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -160,6 +168,50 @@ def _measure(label: str, cohort: Path, out: Path, backend: str, master: str | No
     return result
 
 
+def synth_years(span: int, last: int) -> tuple[int, int]:
+    """The diagnosis years of a synth run of ``span`` years: the decade is 2013-2023, others end in ``last``.
+
+    Example:
+        >>> synth_years(1, 2019), synth_years(3, 2019), synth_years(11, 2019)
+        ((2019, 2019), (2017, 2019), (2013, 2023))
+    """
+    return (2013, 2023) if span == 11 else (last - span + 1, last)
+
+
+def _measure_synth(span: int, last: int, out: Path) -> dict:
+    """``registry-lab synth`` of england.yaml over ``span`` years in its own process."""
+    y0, y1 = synth_years(span, last)
+    cmd = [sys.executable, "-m", "registry_lib.cli", "synth", "--config", "params/cohort/england.yaml",
+           "--years", str(y0), str(y1), "--out", str(out)]
+    env = {**_env(), "REGISTRY_LAB_ROOT": str(ROOT)}
+    with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=so, stderr=se, env=env, cwd=ROOT, text=True)
+        sampler = Sampler([proc.pid])
+        sampler.start()
+        proc.wait()
+        wall = time.perf_counter() - t0
+        peaks = sampler.stop()
+        se.seek(0)
+        if proc.returncode:
+            raise SystemExit(f"synth of {y0}-{y1} failed:\n{se.read()[-3000:]}")
+    sizes = json.loads((out / "cohort.json").read_text())["sizes"]
+    return {"years": f"{y0}-{y1}", "span": span, "seconds": wall,
+            "peak_gb": max((g for gbs in peaks.values() for g in gbs), default=0.0), **sizes}
+
+
+def synth_section(spans: list[int], last: int, tmp: Path) -> None:
+    """Time and peak memory of synth at each span of years, as a table."""
+    print(f"\nsynth of england.yaml (each run its own process)\n"
+          f"{'years':>6} {'diagnoses':>10} {'patients':>10} {'tumours':>10} {'feed records':>13} {'seconds':>8} "
+          f"{'peak GB':>8}", flush=True)
+    for span in spans:   # one process per span
+        r = _measure_synth(span, last, tmp / f"england-{span}")
+        print(f"{r['span']:>6} {r['years']:>10} {r['patients']:>10,} {r['tumours']:>10,} {r['feed_records']:>13,} "
+              f"{r['seconds']:>8.1f} {r['peak_gb']:>8.2f}", flush=True)
+        shutil.rmtree(tmp / f"england-{span}", ignore_errors=True)
+
+
 def _same_registry(a: Path, b: Path) -> bool:
     import pandas as pd
 
@@ -177,6 +229,8 @@ def main() -> None:
     ap.add_argument("--worker-memory", default="2g", help="memory of each standalone worker")
     ap.add_argument("--executor-memory", default="1536m")
     ap.add_argument("--cohort", help="an already generated cohort folder (skips generation)")
+    ap.add_argument("--section", choices=("engines", "synth"), default="engines")
+    ap.add_argument("--synth-years", type=int, nargs="+", default=[1, 3, 11], help="spans of years for synth")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -188,6 +242,10 @@ def main() -> None:
 
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; "
           f"REGISTRY_LAB_MEMORY = {memory_limit() / 2**30:.1f} GB")
+    if args.section == "synth":
+        with tempfile.TemporaryDirectory(prefix="bench-national-") as d:
+            synth_section(args.synth_years, args.year, Path(d))
+        return
     with tempfile.TemporaryDirectory(prefix="bench-national-") as d:
         tmp = Path(d)
         if args.cohort:

@@ -77,7 +77,8 @@ from registry_lib.synth.tumours import (
 # Random streams, one per stage. Append new names at the END so existing streams keep their seeds.
 STREAMS = ("geography", "incidence", "cluster", "tumours", "treatment", "outcomes", "subsequent",
            "tumours2", "treatment2", "outcomes2", "covid", "causes", "postcodes", "identities",
-           "optouts", "feeds", "thinning", "screening", "cpes", "screening_statistics", "linked_feeds")
+           "optouts", "feeds", "thinning", "screening", "cpes", "screening_statistics", "linked_feeds",
+           "nhs_numbers")
 
 
 @dataclass
@@ -125,6 +126,9 @@ class _Timer:
 def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
     """Generate a cohort from a (resolved or raw) config mapping; see the module docstring.
 
+    The whole cohort is held in memory; :func:`run` writes cohorts of more than ``chunk_areas``
+    areas chunk by chunk instead (:mod:`registry_lib.synth.chunks`).
+
     Example:
         >>> cfg = load_config("params/cohort/tiny.yaml")
         >>> cfg["years"] = [2021, 2018]   # generate validates the config before drawing anything
@@ -135,6 +139,54 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
     cfg = resolve_config(config, where=f"cohort {config.get('name', '?')!r}")
     quiet = in_ci() if quiet is None else quiet
     timer = _Timer(quiet)
+    ctx = setup(cfg, timer)
+    cohort = generate_part(ctx, ctx.rng, timer)
+    _say_done(cohort, timer, quiet)
+    return cohort
+
+
+def _say_done(cohort: Cohort, timer: _Timer, quiet: bool) -> None:
+    if not quiet or in_ci():
+        say(f"synth: {cohort.config['name']} done in {sum(timer.times.values()):.1f} s - "
+            f"{len(cohort.truth['patients']):,} patients, {len(cohort.truth['tumours']):,} tumours, "
+            f"{cohort.summary['sizes']['feed_records']:,} feed records", summary=True)
+
+
+@dataclass
+class Context:
+    """What every part of a cohort shares: the resolved config, the global random streams, the
+    epidemiology, the geography and populations, and the reference tables (written once).
+
+    Example:
+        >>> ctx = setup(load_config("params/cohort/tiny.yaml"), _Timer(quiet=True))
+        >>> ctx.years == list(range(2018, 2022)), sorted(ctx.reference)[:3]
+        (True, ['areas', 'life_table', 'national_incidence'])
+    """
+
+    cfg: dict[str, Any]
+    rng: dict[str, np.random.Generator]
+    params: dict[str, Any]
+    geo: Any
+    rates: Any
+    chosen: set[str]
+    gen_mask: np.ndarray
+    years: list[int]
+    pop: np.ndarray
+    factors: np.ndarray
+    reference: dict[str, pd.DataFrame]
+    cmult: dict[str, np.ndarray]
+
+
+def setup(cfg: dict[str, Any], timer: _Timer | None = None) -> Context:
+    """The shared stages of a resolved config: geography, populations, life tables, postcodes and
+    screening statistics (each from its own stream of the seed, as :func:`generate` draws them).
+
+    Example:
+        >>> ctx = setup(load_config("params/cohort/tiny.yaml"))
+        >>> len(ctx.geo.areas) == len(ctx.reference["areas"]), ctx.pop.shape[0]
+        (True, 4)
+    """
+    timer = timer or _Timer(quiet=True)
     rng = _streams(cfg["seed"])
     eff = cfg["effects"]
     params = _switch_off_baselines(epidemiology_params(), eff)
@@ -142,10 +194,7 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
     hist = cfg["historic"]
     first_year = hist["start"] if hist else y0
     years = list(range(first_year, y1 + 1))
-    eof = _day(cfg["end_of_follow_up"])
     eof_year = int(cfg["end_of_follow_up"][:4])
-
-    # ---------------------------------------------------------------- geography & population
     geo = make_geography(cfg["scale"], params, rng["geography"])
     areas = geo.areas
     rates = site_rates(params)
@@ -173,23 +222,84 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
         "trusts": geo.trusts,
         "national_incidence": national_incidence(rates, lt_years),
     }
-    timer.done("geography", f"{len(areas):,} areas, {int(pop[years.index(y1)].sum()):,} residents in {y1}")
+    from registry_lib.synth import identities
+    from registry_lib.synth import screening as screening_mod
+
+    reference["postcodes"] = identities.make_postcodes(areas, rng["postcodes"])
+    stats = screening_mod.screening_statistics(reference["population"], areas, cfg, params,
+                                               rng["screening_statistics"])
+    reference["screening_statistics"] = stats.sort_values(["programme", "year", "area_id", "sex", "age_band"],
+                                                          kind="stable").reset_index(drop=True)
+    timer.done("geography", f"{len(areas):,} areas, {int(pop[years.index(y1)].sum()):,} residents in {y1}, "
+               f"{len(reference['postcodes']):,} postcodes")
+    return Context(cfg, rng, params, geo, rates, chosen, gen_mask, years, pop, factors, reference,
+                   covid_month_multipliers(sites, eff["covid"]))
+
+
+@dataclass
+class Part:
+    """Which areas a part of a cohort covers and where its ids start (:func:`generate_part`).
+
+    ``areas``: indices into the reference areas; the ids of the part start after
+    ``patient_id``, ``tumour_id``, ``treatment_id``; its NHS numbers avoid ``nhs_numbers`` (int64, sorted).
+
+    Example:
+        >>> Part(np.arange(3), 10, 12, 40, np.array([], dtype=np.int64)).patient_id
+        10
+    """
+
+    areas: np.ndarray
+    patient_id: int
+    tumour_id: int
+    treatment_id: int
+    nhs_numbers: np.ndarray
+
+
+def generate_part(ctx: Context, rng: dict[str, np.random.Generator], timer: _Timer, part: Part | None = None
+                  ) -> Cohort:
+    """The people of ``part`` (all areas when None) from the streams ``rng``: incidence, tumours,
+    treatments, outcomes, identities, feeds and true effects, as one in-memory cohort.
+
+    Example:
+        >>> ctx = setup(load_config("params/cohort/tiny.yaml"), _Timer(quiet=True))
+        >>> one = generate_part(ctx, _streams(1), _Timer(quiet=True), Part(np.arange(5), 0, 0, 0, np.zeros(0, int)))
+        >>> bool(one.truth["patients"]["area_id"].isin(ctx.geo.areas["area_id"][:5]).all())
+        True
+    """
+    cfg, params, eff, geo, rates = ctx.cfg, ctx.params, ctx.cfg["effects"], ctx.geo, ctx.rates
+    reference, years, gen_mask, chosen, cmult = ctx.reference, ctx.years, ctx.gen_mask, ctx.chosen, ctx.cmult
+    y0, y1 = cfg["years"]
+    first_year = years[0]
+    eof = _day(cfg["end_of_follow_up"])
+    eof_year = int(cfg["end_of_follow_up"][:4])
+    lt_years = list(range(first_year, eof_year + 1))
+    areas = geo.areas
+    sites = rates.sites
+    quiet = timer.quiet
+    if part is None:
+        pop, factors, in_part = ctx.pop, ctx.factors, None
+    else:
+        pop, factors = ctx.pop[:, part.areas], ctx.factors[:, part.areas]
+        in_part = np.zeros(len(areas), dtype=bool)
+        in_part[part.areas] = True
 
     # ---------------------------------------------------------------- incidence (+ cluster)
     covid = eff["covid"]
-    cmult = covid_month_multipliers(sites, covid)
     expected: dict[str, Any] = {}
     parts = []
     site_start = np.array([years[int(np.argmax(gen_mask[:, j]))] if gen_mask[:, j].any() else y0
                            for j in range(len(sites))])
     for i, year in progress(list(enumerate(years)), "synth: incidence", disable=quiet or len(years) < 5):
         site_list = [j for j in range(len(sites)) if gen_mask[i, j]]
-        parts.append(draw_year(year, site_list, rates, pop[i], factors, cmult, rng["incidence"], expected,
-                               rates.first_primary_factor(year - site_start)))
+        d = draw_year(year, site_list, rates, pop[i], factors, cmult, rng["incidence"], expected,
+                      rates.first_primary_factor(year - site_start))
+        if part is not None:
+            d = Diagnoses(d.site, d.sex, d.age, part.areas[d.area], d.date, d.in_cluster)
+        parts.append(d)
     cluster_info = None
     if eff["cluster"] is not None and eff["cluster"]["site"] in chosen:
         extra, cluster_info = _cluster_cases(eff["cluster"], areas, geo.point_sources, years, gen_mask, rates,
-                                             pop, factors, cmult, rng["cluster"])
+                                             ctx.pop, ctx.factors, cmult, rng["cluster"], in_part)
         parts.append(extra)
     dx = Diagnoses.concat(parts)
     order = np.lexsort((dx.age, dx.area, dx.site, dx.date))
@@ -295,7 +405,8 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
 
     # ---------------------------------------------------------------- assemble truth
     truth, patients_core = _assemble(cfg, dx, tum1, tum2, plan1, plan2, sub, keep2, d0, birth, ps, cm, eth,
-                                     quint, areas, death_day, cause, eof)
+                                     quint, areas, death_day, cause, eof,
+                                     (part.patient_id, part.tumour_id, part.treatment_id) if part else (0, 0, 0))
     timer.done("truth", f"{len(truth['patients']):,} patients, {len(truth['tumours']):,} tumours, "
                f"{len(truth['treatments']):,} treatments")
 
@@ -310,15 +421,17 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
     from registry_lib.synth import feeds as feeds_mod
     from registry_lib.synth import identities, optouts
 
-    postcodes = identities.make_postcodes(areas, rng["postcodes"])
-    reference["postcodes"] = postcodes
+    postcodes = reference["postcodes"]
     with_ids = identities.assign_identities(patients_core, postcodes, cfg, rng["identities"])
+    if part is not None:
+        with_ids["nhs_number"] = distinct_nhs_numbers(with_ids["nhs_number"].to_numpy(), part.nhs_numbers,
+                                                      rng["nhs_numbers"])
     with_opt = optouts.assign_optouts(with_ids, areas, cfg, rng["optouts"])
     truth["patients"] = _patients_table(with_opt, truth["patients"])
     timer.done("identities", f"{len(postcodes):,} postcodes")
     feeds, record_truth = feeds_mod.make_feeds(reference, {k: truth[k] for k in ("patients", "tumours", "treatments")},
                                                cfg, rng["feeds"])
-    linked, linked_truth, linked_effects = _linked_feeds(cfg, params, reference, truth, scr, rng)
+    linked, linked_truth, linked_effects, weights = _linked_feeds(cfg, params, truth, scr, rng)
     feeds.update(linked)
     truth["record_truth"] = pd.concat([record_truth, linked_truth], ignore_index=True)
     truth["screening_detection"] = feeds_linked_detection(scr)
@@ -337,10 +450,8 @@ def generate(config: dict[str, Any], *, quiet: bool | None = None) -> Cohort:
                   **{f"feed_{k}": len(v) for k, v in feeds.items()}},
         "expected_all_primaries": {s: {int(y): float(v.sum()) for y, v in d.items()} for s, d in expected.items()},
         "net_survival": _net_survival(c1_years, dco1, dx, site_codes, y0),
+        "weights": {**weights, "sact_starts": _sact_counts(truth["treatments"])},
     }
-    if not quiet or in_ci():
-        say(f"synth: {cfg['name']} done in {sum(timer.times.values()):.1f} s - {len(truth['patients']):,} patients, "
-            f"{len(truth['tumours']):,} tumours, {n_records:,} feed records", summary=True)
     return Cohort(cfg, reference, truth, feeds, effects, summary)
 
 
@@ -360,29 +471,33 @@ def feeds_linked_detection(scr: Any) -> pd.DataFrame:
     return detection_truth(scr)
 
 
-def _linked_feeds(cfg: dict[str, Any], params: dict[str, Any], reference: dict[str, pd.DataFrame],
-                  truth: dict[str, pd.DataFrame], scr: Any, rng: dict[str, np.random.Generator]
-                  ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict[str, Any]]:
-    """The screening and CPES feeds, their record truth and their true effects (issue 14); the
-    programme statistics (public aggregates) go to ``reference["screening_statistics"]``."""
+def _linked_feeds(cfg: dict[str, Any], params: dict[str, Any], truth: dict[str, pd.DataFrame], scr: Any,
+                  rng: dict[str, np.random.Generator]
+                  ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict[str, Any], dict[str, int]]:
+    """The screening and CPES feeds, their record truth, their true effects (issue 14) and the
+    respondent counts behind the CPES means (to pool the means of a chunked cohort)."""
     from registry_lib.synth import cpes as cpes_mod
     from registry_lib.synth import screening as screening_mod
     from registry_lib.synth.feeds_linked import make_linked_feeds
 
     frame, cpes_effects = cpes_mod.survey(truth["tumours"], truth["treatments"], truth["patients"], cfg, params,
                                           rng["cpes"])
-    stats = screening_mod.screening_statistics(reference["population"], reference["areas"], cfg, params,
-                                               rng["screening_statistics"])
-    reference["screening_statistics"] = stats.sort_values(["programme", "year", "area_id", "sex", "age_band"],
-                                                          kind="stable").reset_index(drop=True)
+    responded = frame["responded"].to_numpy(dtype=bool)
+    weights = {"cpes_responded": int(responded.sum()),
+               "cpes_emergency": int((responded & (frame["route_to_diagnosis"].to_numpy(dtype=object)
+                                                   == cpes_mod.EMERGENCY)).sum()),
+               "cpes_outlier": int((responded & (frame["trust_code"].to_numpy(dtype=object)
+                                                 == cpes_effects["outlier_trust"])).sum())}
     feeds, record_truth = make_linked_feeds(truth["patients"], scr, frame, cfg, rng["linked_feeds"])
     return feeds, record_truth, {"cpes": cpes_effects,
-                                 "screening": screening_mod.effects_summary(scr, cfg, params)}
+                                 "screening": screening_mod.effects_summary(scr, cfg, params)}, weights
 
 
 def _cluster_cases(cluster: dict[str, Any], areas: pd.DataFrame, sources: pd.DataFrame, years: list[int],
                    gen_mask: np.ndarray, rates: Any, pop: np.ndarray, factors: np.ndarray,
-                   cmult: dict[str, np.ndarray], rng: np.random.Generator) -> tuple[Diagnoses, dict[str, Any]]:
+                   cmult: dict[str, np.ndarray], rng: np.random.Generator, in_part: np.ndarray | None = None
+                   ) -> tuple[Diagnoses, dict[str, Any]]:
+    """The cluster's extra cases (``in_part``: only in those areas) and its expected counts."""
     info = cluster_areas(cluster, areas, sources)
     s = rates.index(cluster["site"])
     src = info["source"]
@@ -399,7 +514,7 @@ def _cluster_cases(cluster: dict[str, Any], areas: pd.DataFrame, sources: pd.Dat
             (info["named"], rr - 1.0, np.full(len(areas), int(src["start_year"]))),
             (info["pooled"], (float(pooled["relative_risk"]) - 1.0) if pooled else 0.0, info["pooled_start"]),
         ):
-            on = mask & (year >= start)
+            on = mask & (year >= start) if in_part is None else mask & (year >= start) & in_part
             if cluster["years"][0] <= year <= cluster["years"][1] and on.any():
                 idx = np.flatnonzero(on)
                 w = pop[i][idx].reshape(len(idx), -1) * factors[s][idx, None]
@@ -519,10 +634,12 @@ def _background_causes(age: np.ndarray, params: dict[str, Any], rng: np.random.G
 def _assemble(cfg: dict[str, Any], dx: Diagnoses, tum1: pd.DataFrame, tum2: pd.DataFrame, plan1: TreatmentPlan,
               plan2: TreatmentPlan, sub: Any, keep2: np.ndarray, d0: np.ndarray, birth: np.ndarray,
               ps: np.ndarray, cm: np.ndarray, eth: np.ndarray, quint: np.ndarray, areas: pd.DataFrame,
-              death_day: np.ndarray, cause: np.ndarray, eof: int) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+              death_day: np.ndarray, cause: np.ndarray, eof: int, offsets: tuple[int, int, int] = (0, 0, 0)
+              ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     n1 = len(d0)
     area_ids = areas["area_id"].to_numpy()
-    pid = np.arange(1, n1 + 1, dtype=np.int64)
+    pid0, tid0, trid0 = offsets
+    pid = np.arange(pid0 + 1, pid0 + n1 + 1, dtype=np.int64)
     p2 = sub.patient[keep2]
     d2 = sub.day[keep2].astype(np.int64)
     tum2k = tum2[keep2].reset_index(drop=True)
@@ -534,7 +651,7 @@ def _assemble(cfg: dict[str, Any], dx: Diagnoses, tum1: pd.DataFrame, tum2: pd.D
     ], ignore_index=True)
     order = np.lexsort((tumours["batch"].to_numpy(), tumours["patient_id"].to_numpy(), tumours["day"].to_numpy()))
     tumours = tumours.iloc[order].reset_index(drop=True)
-    tumours["tumour_id"] = np.arange(1, len(tumours) + 1, dtype=np.int64)
+    tumours["tumour_id"] = np.arange(tid0 + 1, tid0 + len(tumours) + 1, dtype=np.int64)
     dates = tumours["day"].to_numpy().astype("datetime64[D]")
     births = tumours["birth"].to_numpy().astype("datetime64[D]")
     tumours["diagnosis_date"] = dates
@@ -553,14 +670,14 @@ def _assemble(cfg: dict[str, Any], dx: Diagnoses, tum1: pd.DataFrame, tum2: pd.D
         rows = rows[valid]
         t = t[valid]
         start = base_day[t] + rows["offset_days"].to_numpy().astype(np.int64)
-        pat_death = death_day[(pat[t] - 1)]
+        pat_death = death_day[(pat[t] - 1 - pid0)]
         ok = (start <= eof) & (np.isnan(pat_death) | (start < pat_death))
         trs.append(rows[ok].assign(tumour_id=tid_of[batch].loc[t[ok]].to_numpy(), patient_id=pat[t[ok]],
                                    start_day=start[ok]))
     tr = pd.concat(trs, ignore_index=True)
     tr = tr.sort_values(["patient_id", "start_day", "tumour_id", "modality"], kind="stable").reset_index(drop=True)
     treatments = pd.DataFrame({
-        "treatment_id": np.arange(1, len(tr) + 1, dtype=np.int64),
+        "treatment_id": np.arange(trid0 + 1, trid0 + len(tr) + 1, dtype=np.int64),
         "patient_id": tr["patient_id"].to_numpy(), "tumour_id": tr["tumour_id"].to_numpy(),
         "modality": tr["modality"].to_numpy(), "start_date": tr["start_day"].to_numpy().astype("datetime64[D]"),
         "intent": tr["intent"].to_numpy(), "regimen": tr["regimen"].to_numpy(),
@@ -601,6 +718,29 @@ def _patients_table(with_ids: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
                 "registration_optout_date"):
         merged[col] = with_ids[col].to_numpy()
     return merged[T.TRUE_PATIENTS.column_names]
+
+
+def distinct_nhs_numbers(numbers: np.ndarray, used: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``numbers`` (NHS numbers as text) with those in ``used`` (int64, sorted) or repeated
+    redrawn, so a chunk's people never share a number with earlier chunks'.
+
+    Example:
+        >>> out = distinct_nhs_numbers(np.array(["9000000009", "9000000017"], dtype=object),
+        ...                            np.array([9000000009]), np.random.default_rng(0))
+        >>> out[1], out[0] != "9000000009", len(out[0])
+        ('9000000017', True, 10)
+    """
+    from registry_lib.nhs_number import generate_nhs_numbers
+
+    num = np.asarray(numbers).astype(np.int64)
+    while True:   # a few rounds at most: clashes are rare and redraws rarer
+        first = np.zeros(len(num), dtype=bool)
+        first[np.unique(num, return_index=True)[1]] = True
+        at = np.minimum(np.searchsorted(used, num), max(len(used) - 1, 0))
+        clash = ~first | (used[at] == num if len(used) else False)
+        if not clash.any():
+            return num.astype("U10").astype(object)
+        num[clash] = generate_nhs_numbers(int(clash.sum()), rng).astype(np.int64)
 
 
 def _completed_years(birth: np.ndarray, date: np.ndarray) -> np.ndarray:
@@ -839,15 +979,31 @@ def true_contrasts(eff: dict[str, Any], params: dict[str, Any], covid_sites: dic
     return out
 
 
-def _sact_ratios(treatments: pd.DataFrame) -> dict[str, float | None]:
-    """Realised SACT starts in March-June 2020 relative to the same month of 2019."""
+def _sact_counts(treatments: pd.DataFrame) -> dict[str, int]:
+    """SACT starts in March-June of 2019 and 2020, by month ("2019-03": n, ...)."""
     s = treatments.loc[treatments["modality"] == "sact", "start_date"].to_numpy().astype("datetime64[M]")
+    return {f"{y}-{m}": int((s == np.datetime64(f"{y}-{m}", "M")).sum())
+            for y in (2019, 2020) for m in ("03", "04", "05", "06")}
+
+
+def sact_ratios(counts: dict[str, int]) -> dict[str, float | None]:
+    """Realised SACT starts in March-June 2020 relative to the same month of 2019.
+
+    Example:
+        >>> sact_ratios({"2019-03": 10, "2020-03": 7, "2019-04": 0, "2020-04": 3})
+        {'2020-03': 0.7, '2020-04': None, '2020-05': None, '2020-06': None}
+    """
     out: dict[str, float | None] = {}
     for m in ("03", "04", "05", "06"):   # four months
-        base = int((s == np.datetime64(f"2019-{m}", "M")).sum())
-        now = int((s == np.datetime64(f"2020-{m}", "M")).sum())
+        base = counts.get(f"2019-{m}", 0)
+        now = counts.get(f"2020-{m}", 0)
         out[f"2020-{m}"] = round(now / base, 4) if base else None
     return out
+
+
+def _sact_ratios(treatments: pd.DataFrame) -> dict[str, float | None]:
+    """Realised SACT starts in March-June 2020 relative to the same month of 2019."""
+    return sact_ratios(_sact_counts(treatments))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -933,7 +1089,20 @@ def run(config_path: Path | str, *, seed: int | None = None, scale: float | None
         cfg["name"], seed, config_seed=load_yaml(Path(config_path)).get("seed")))
     if target.exists() and not target.is_dir():
         raise RegistryLabError(f"{target}: exists and is not a folder; choose another --out")
-    cohort = generate(cfg)
+    from registry_lib.synth.chunks import chunk_size, write_chunked
+
+    quiet = in_ci()
+    timer = _Timer(quiet)
+    ctx = setup(cfg, timer)
+    if len(ctx.geo.areas) > chunk_size(cfg):   # out of core: generated and written chunk by chunk
+        sizes = write_chunked(ctx, target)
+        say(f"synth: {cfg['name']} done in {sum(timer.times.values()) + time.perf_counter() - timer.t:.1f} s - "
+            f"{sizes['patients']:,} patients, {sizes['tumours']:,} tumours, {sizes['feed_records']:,} feed records "
+            f"({sizes['chunks']} chunks; seconds by stage, all chunks: "
+            f"{', '.join(f'{k} {v}' for k, v in sizes['stage_seconds'].items())})", summary=True)
+        return target
+    cohort = generate_part(ctx, ctx.rng, timer)
+    _say_done(cohort, timer, quiet)
     t = time.perf_counter()
     write(cohort, target)
     say(f"synth: write        {time.perf_counter() - t:6.2f} s  {target}")

@@ -27,7 +27,7 @@ from registry_lib.paths import NAME_PATTERN
 from registry_lib.synth.params import epidemiology_params, site_codes
 
 TOP_KEYS = {"name", "description", "seed", "scale", "years", "end_of_follow_up", "sites",
-            "historic", "effects", "feeds"}
+            "historic", "effects", "feeds", "chunk_areas"}
 EFFECTS = ("cluster", "treatment_effect", "late_effect", "covid", "cpes", "screening")
 MIN_YEAR, MAX_YEAR = 1950, 2035
 
@@ -103,6 +103,10 @@ def resolve_config(raw: dict[str, Any], *, where: str = "config") -> dict[str, A
     if not isinstance(feeds, dict):
         raise ConfigError(f"{where}: feeds must be a mapping of overrides")
     cfg["feeds"] = feeds
+    if cfg.get("chunk_areas") is not None:   # only when set: other configs resolve as before
+        cfg["chunk_areas"] = _int(cfg["chunk_areas"], "chunk_areas", where, lo=1)
+    else:
+        cfg.pop("chunk_areas", None)
     return _plain(cfg)
 
 

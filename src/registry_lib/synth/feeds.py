@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,9 @@ from registry_lib.synth.tables import FEEDS, RECORD_TRUTH
 FEED_NAMES = ("notifications", "sact", "radiotherapy", "surgery", "deaths", "registration_optouts", "ndop")
 RECORD_PREFIX = {"notifications": "N", "sact": "S", "radiotherapy": "R", "surgery": "H",
                  "deaths": "D", "registration_optouts": "O"}
+#: While a chunked cohort is generated (:mod:`registry_lib.synth.chunks`): the last record number
+#: used by prefix, so the ids of a chunk continue those of the chunks before it. Unset: from 1.
+RECORD_NUMBERS: ContextVar[dict[str, int] | None] = ContextVar("record_numbers", default=None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,15 +151,25 @@ def _date_order(dates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def record_ids(prefix: str, n: int) -> np.ndarray:
-    """``n`` record ids ``<prefix>000000001`` … as an object array.
+    """``n`` record ids ``<prefix>000000001`` … as an object array (continuing after the numbers
+    already used when :data:`RECORD_NUMBERS` is set).
 
     Example:
         >>> record_ids("N", 2).tolist()
         ['N000000001', 'N000000002']
+        >>> token = RECORD_NUMBERS.set({"N": 2})
+        >>> record_ids("N", 1).tolist(), RECORD_NUMBERS.get()
+        (['N000000003'], {'N': 3})
+        >>> RECORD_NUMBERS.reset(token)
     """
+    used = RECORD_NUMBERS.get()
+    first = 0
+    if used is not None:
+        first = used.get(prefix, 0)
+        used[prefix] = first + n
     if n == 0:
         return np.array([], dtype=object)
-    return np.strings.add(prefix, zero_padded(np.arange(1, n + 1), 9)).astype(object)
+    return np.strings.add(prefix, zero_padded(np.arange(first + 1, first + n + 1), 9)).astype(object)
 
 
 def _truth_frame(feed: str, ids: np.ndarray, patient_id: np.ndarray, tumour_id: np.ndarray | None,
