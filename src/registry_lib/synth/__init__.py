@@ -20,10 +20,14 @@ __all__ = ["Cohort", "generate", "load_config", "run", "write"]
 
 def __getattr__(name: str) -> Any:
     # Lazy: importing registry_lib.synth.identities etc. must not pull in the whole generator.
-    if name in {"Cohort", "generate", "write", "run"}:
+    if name in {"Cohort", "generate", "write"}:
         from registry_lib.synth import cohort
 
         return getattr(cohort, name)
+    if name == "run":
+        from registry_lib.synth.make import run
+
+        return run
     if name == "load_config":
         from registry_lib.synth.config import load_config
 
