@@ -176,8 +176,8 @@ def test_release_route_writes_a_synthetic_release_with_report_and_audit(tmp_path
     tw = load_release(cohort, "research_pseudonymised_twin")
     orig = load_release(cohort, "research_pseudonymised")
     assert len(tw["patient"]) == 250
-    # the twin synthesises patients, tumours and treatments (the survey and screening tables of
-    # issue 14 are not twinned yet); those it has keep the release's schema
+    # the twin synthesises the tables the release has (this example has no survey or screening
+    # table: see test_screening_and_survey_tables_are_twinned_with_their_rules), with its schema
     assert {"patient", "tumour", "treatment"} <= set(tw) <= set(orig)
     for name in tw:
         assert dict(tw[name].dtypes) == dict(orig[name].dtypes), name
@@ -399,3 +399,48 @@ def test_later_tumours_after_the_data_end_are_left_out_not_piled_up(release):
     assert (pd.to_datetime(tw["tumour"]["diagnosis_date"]) == last).sum() <= 2
     two = {n: float((d["tumour"].groupby("pseudo_id").size() > 1).mean()) for n, d in (("o", rel), ("t", tw))}
     assert two["t"] == pytest.approx(two["o"], abs=0.025), two
+
+
+def test_screening_and_survey_tables_are_twinned_with_their_rules():
+    """Issue 15 point 4: studies 06 and 07 need the release's CPES and screening tables; the twin
+    synthesises them with the same CART machinery, linked to its own patients and tumours."""
+    from registry_lib.twin.example import with_linked_tables
+
+    rel = with_linked_tables(example_release(2000, seed=11), seed=2)
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(2000, seed=3)
+    for name in ("screening", "cpes"):
+        assert list(tw[name].columns) == list(rel[name].columns)
+        assert dict(tw[name].dtypes) == dict(rel[name].dtypes), name
+        assert len(tw[name]) == pytest.approx(len(rel[name]), rel=0.15), name
+        assert tw[name]["pseudo_id"].isin(tw["patient"]["pseudo_id"]).all()
+        assert not tw[name][f"{'screening' if name == 'screening' else 'response'}_id"].isin(
+            rel[name][f"{'screening' if name == 'screening' else 'response'}_id"]).any()
+    # screening: women with breast cancer only, invitations before the diagnosis, no test unattended
+    scr = tw["screening"].merge(tw["patient"][["pseudo_id", "sex"]], on="pseudo_id")
+    first_c50 = tw["tumour"][tw["tumour"]["site_icd10"] == "C50"].sort_values("diagnosis_date").drop_duplicates(
+        "pseudo_id").set_index("pseudo_id")
+    assert (scr["sex"] == 2).all() and scr["pseudo_id"].isin(first_c50.index).all()
+    assert (scr["invitation_date"] < scr["pseudo_id"].map(first_c50["diagnosis_date"])).all()
+    assert scr.loc[~scr["attended"], ["test_date", "test_type", "result"]].isna().all().all()
+    assert (scr.loc[scr["attended"], "test_date"] >= scr.loc[scr["attended"], "invitation_date"]).all()
+    # a positive latest test goes with the "Screening" route, as in the original
+    for data in (rel, tw):
+        s = data["screening"].sort_values("invitation_date").drop_duplicates("pseudo_id", keep="last")
+        route = s["pseudo_id"].map(data["tumour"].drop_duplicates("pseudo_id").set_index("pseudo_id")["route_to_diagnosis"])
+        positive = (s["result"] == "positive").groupby(route == "Screening").mean()
+        assert positive[True] > 0.7 and positive[False] < 0.05, positive
+    # CPES: the episode is a treatment of the patient's own tumour in April-June, the patient alive
+    cp = tw["cpes"]
+    starts = tw["treatment"].set_index(["tumour_id", "start_date"]).index
+    assert pd.MultiIndex.from_arrays([cp["tumour_id"], cp["episode_date"]]).isin(starts).all()
+    owner = cp["tumour_id"].map(tw["tumour"].set_index("tumour_id")["pseudo_id"])
+    assert (owner == cp["pseudo_id"]).all() and cp["episode_date"].dt.month.isin([4, 5, 6]).all()
+    death = cp["pseudo_id"].map(tw["patient"].set_index("pseudo_id")["death_date"])
+    assert not (death < cp["episode_date"]).any()
+    assert cp.loc[~cp["responded"], ["overall_rating", "cns_name"]].isna().all().all()
+    assert cp["responded"].mean() == pytest.approx(rel["cpes"]["responded"].mean(), abs=0.06)
+    # emergency presentations rate their care lower in both
+    for data in (rel, tw):
+        c = data["cpes"].merge(data["tumour"][["tumour_id", "route_to_diagnosis"]], on="tumour_id")
+        gap = c.groupby(c["route_to_diagnosis"] == "Emergency")["overall_rating"].mean()
+        assert gap[False] - gap[True] > 0.8, gap

@@ -13,7 +13,11 @@ time, each from a CART model conditional on the variables drawn before it (the v
 3. **treatments**: further treatments of a modality as intervals from its first one, then
    **death**: the interval from the patient's last event (diagnosis or treatment) to death, or
    none, and the cause, given the first tumour and the treatment profile; then the treatment
-   details (intent, regimen, radiotherapy region, dose, fractions, procedure).
+   details (intent, regimen, radiotherapy region, dose, fractions, procedure);
+4. **linked tables**, where the release has them (:mod:`registry_lib.twin.linked`): screening
+   histories given the patient's first tumour of the programme's sites (invitations as
+   intervals back from its diagnosis), and the CPES survey (who was sampled, who responded and
+   the answers) given the episode, a treatment of the twin in the survey's months.
 
 Dates are intervals (from diagnosis, from the first treatment, from the last event), so the
 within-patient order of dates holds by construction: later tumours after the first, treatments
@@ -43,6 +47,13 @@ import pandas as pd
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.twin.cart import CartSampler, encode_column
+from registry_lib.twin.linked import (
+    anchors,
+    cpes_candidates,
+    invitation_days,
+    programme_sites,
+    screening_records,
+)
 
 __all__ = ["IDENTIFIERS", "Synthesiser", "fit", "prepare"]
 
@@ -88,6 +99,16 @@ def _predictors(name: str, before: list[str]) -> list[str]:
     return [p for p in before if p in CORE or p in extra or (profile and p.startswith(PROFILE))
             or (p.startswith(PROFILE) and name in TREATMENT_DETAILS)]
 TREATMENT_DETAILS = ("intent", "regimen", "rt_region", "dose_gy", "fractions", "procedure_code")
+# Linked tables (issue 14): a screening history is drawn given its anchor tumour and patient, a
+# CPES episode given its tumour and patient (see registry_lib.twin.linked).
+ANCHOR_PATIENT = ("sex", "ethnicity", "deprivation_quintile", "region")
+ANCHOR = ("sex", "age_at_diagnosis", "diag_day", "site_icd10", "stage", "route_to_diagnosis",
+          "deprivation_quintile", "region", "ethnicity")
+CPES_EPISODE = ("survey_year", "trust_code", "site_icd10", "episode_date")   # the rest: response and answers
+CPES_GIVEN = (*ANCHOR, "diagnosing_trust", "survey_year", "month", "day", "age_at_episode", "death_after")
+# Release columns of the linked tables drawn as days (the rest: drawn, derived or new ids).
+LINKED_DATES = {"invitation_date": "inv_day", "test_date": "test_day", "episode_date": "episode_day"}
+LINKED_DERIVED = {"trust_code": "diagnosing_trust"}    # a CPES episode's trust is its tumour's
 
 
 def _is_duration(name: str) -> bool:
@@ -97,7 +118,7 @@ def _is_duration(name: str) -> bool:
         >>> [_is_duration(n) for n in ("death_gap", "first_surgery", "first_day", "dose_gy")]
         [True, True, False, False]
     """
-    return name in ("death_gap", "diag_gap", "gap_same", "last_gap") or (name.startswith("first_")
+    return name in ("death_gap", "diag_gap", "gap_same", "last_gap", "lag", "wait") or (name.startswith("first_")
                                                                          and name != "first_day")
 
 
@@ -139,6 +160,7 @@ class Prepared:
     bounds: dict[str, tuple[float, float]]
     dropped: dict[str, int] = field(default_factory=dict)
     dtypes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    linked: dict[str, dict[str, Any]] = field(default_factory=dict)   # screening, cpes (see linked.py)
 
 
 def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
@@ -261,9 +283,76 @@ def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
         bounds["treatment_day"] = (-np.inf, float((trt["diag_day"] + trt["day"]).max()))
     if "death_date" in p.columns and p["death_date"].notna().any():
         bounds["death_day"] = (-np.inf, float(_days(p["death_date"]).max()))
+    linked_tables = _prepare_linked(tables, patient_key, pidx, tum.join(p[[c for c in ANCHOR_PATIENT if c in p.columns
+                                                                       and c not in tum.columns]], on="_p"),
+                                    trt, p, dropped)
     columns = {n: list(tables[n].columns) for n in tables}
     dtypes = {n: dict(tables[n].dtypes) for n in tables}
-    return Prepared(first, later, trt, modalities, columns, lookups, bounds, dropped=dropped, dtypes=dtypes)
+    return Prepared(first, later, trt, modalities, columns, lookups, bounds, dropped=dropped, dtypes=dtypes,
+                    linked=linked_tables)
+
+
+def _prepare_linked(tables: dict[str, pd.DataFrame], key: str, pidx: pd.Index, tum: pd.DataFrame, trt: pd.DataFrame,
+                    p: pd.DataFrame, dropped: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Screening and CPES records (see :mod:`registry_lib.twin.linked`); counts what is left out."""
+    out: dict[str, dict[str, Any]] = {}
+    scr = tables.get("screening")
+    if scr is not None and len(scr) and {key, "programme", "invitation_date"} <= set(scr.columns):
+        s = scr.copy()
+        s["_p"] = pidx.get_indexer(s[key])
+        s["programme"] = s["programme"].astype(str)
+        s["inv_day"] = _days(s["invitation_date"])
+        s["test_day"] = _days(s["test_date"]) if "test_date" in s.columns else np.nan
+        dropped["screening_without_patient"] = int((s["_p"] < 0).sum())
+        s = s[(s["_p"] >= 0) & s["inv_day"].notna()]
+        sites = programme_sites(tum, s)
+        info: dict[str, Any] = {"sites": sites, "anchors": {}, "rows": {}, "sexes": {},
+                                "first_day": float(s["inv_day"].min())}
+        kept = 0
+        for prog, prog_sites in sites.items():
+            a = anchors(tum, prog_sites)
+            rows = screening_records(s[s["programme"] == prog], a)
+            a["n_invitations"] = a["_p"].map(rows.groupby("_p").size()).fillna(0).to_numpy()
+            feats = [c for c in ANCHOR if c in a.columns]
+            info["anchors"][prog] = a[["_p", *feats, "n_invitations"]]
+            info["rows"][prog] = rows.drop(columns=[c for c in feats if c in rows.columns]).merge(
+                a[["_p", *feats]], on="_p", how="left")
+            info["sexes"][prog] = sorted(a.loc[a["n_invitations"] > 0, "sex"].astype(str).unique()) \
+                if "sex" in a.columns else None
+            kept += len(rows)
+        dropped["screening_without_anchor"] = int(len(s) - kept)
+        out["screening"] = info
+    cp = tables.get("cpes")
+    if cp is not None and len(cp) and len(trt) and {key, "survey_year", "episode_date"} <= set(cp.columns):
+        c = cp.copy()
+        c["_p"] = pidx.get_indexer(c[key])
+        ep = pd.to_datetime(c["episode_date"])
+        months = sorted(int(m) for m in ep.dt.month.dropna().unique())
+        years = (int(c["survey_year"].min()), int(c["survey_year"].max()))
+        cand = cpes_candidates(trt[["_p", "_t", "diag_day", "day"]], months, years)
+        cand = _episode_features(cand, tum.set_index("_t"), _days(p["death_date"]) if "death_date" in p.columns
+                                 else pd.Series(np.nan, index=p.index), "_p", "_t")
+        pairs = pd.MultiIndex.from_arrays([c["_p"], c["survey_year"].astype(int)])
+        cand["sampled"] = pd.MultiIndex.from_arrays([cand["_p"], cand["survey_year"]]).isin(pairs).astype(int)
+        answers = [a for a in c.columns if a not in (key, "_p", *CPES_EPISODE) and not a.endswith("_id")]
+        answers = sorted(answers, key=lambda a: a != "responded")     # the response first, then answers
+        first_row = c.drop_duplicates(["_p", "survey_year"]).set_index(["_p", "survey_year"])[answers]
+        got = first_row.reindex(pd.MultiIndex.from_arrays([cand["_p"], cand["survey_year"]]))
+        for a in answers:
+            cand[a] = got[a].to_numpy()
+        dropped["cpes_without_episode"] = int(len(c) - cand["sampled"].sum())
+        out["cpes"] = {"candidates": cand, "months": months, "years": years, "answers": answers}
+    return out
+
+
+def _episode_features(cand: pd.DataFrame, tum: pd.DataFrame, death_day: pd.Series, patient: str,
+                      tumour: str) -> pd.DataFrame:
+    """A CPES candidate's tumour and patient fields, age at the episode and days to death."""
+    cols = [c for c in (*ANCHOR, "diagnosing_trust") if c in tum.columns and c not in cand.columns]
+    cand = cand.join(tum[cols], on=tumour)
+    cand["age_at_episode"] = cand["age_at_diagnosis"].astype(float) + cand["day"] / 365.25
+    cand["death_after"] = cand[patient].map(death_day).to_numpy(float) - cand["episode_day"].to_numpy(float)
+    return cand
 
 
 @dataclass
@@ -289,7 +378,8 @@ class _Sequence:
     @classmethod
     def fit(cls, data: pd.DataFrame, variables: list[tuple[str, str, bool]], given: list[str],
             min_leaf: int, seed: int, levels: dict[str, pd.Index],
-            derived: dict[str, tuple[str, ...]] | None = None) -> _Sequence:
+            derived: dict[str, tuple[str, ...]] | None = None, allow: tuple[str, ...] = ()) -> _Sequence:
+        """Fit each variable in turn given those before it (``allow``: predictors beyond CORE)."""
         steps = []
         before = [g for g in given if g in data.columns]
         enc = {g: encode_column(data[g], levels.get(g)) for g in before}
@@ -297,7 +387,8 @@ class _Sequence:
             if name not in data.columns:
                 continue
             method = "cart"
-            preds = _predictors(name, before)
+            chosen = set(_predictors(name, before)) | set(allow)
+            preds = [b for b in before if b in chosen]
             if name in GROUPED:
                 method, preds = "group", [c for c in GROUPED[name] if c in enc]
             x = cls._matrix(enc, preds, len(data))
@@ -381,6 +472,14 @@ class Synthesiser:
         cats = {"site_icd10", "sex", "ethnicity", "area_id", "region", "tumour_area_id", "death_cause_icd10",
                 "modality", "intent", "regimen", "rt_region", "procedure_code", "same_area",
                 *[c for c in TUMOUR_FIELDS if c not in NUMERIC]}
+        if "screening" in prep.linked:
+            frames += list(prep.linked["screening"]["rows"].values())
+            cats |= {"test_type", "result"}
+        if "cpes" in prep.linked:
+            cand = prep.linked["cpes"]["candidates"]
+            frames.append(cand)
+            cats |= {a for a in prep.linked["cpes"]["answers"]
+                     if not pd.api.types.is_numeric_dtype(cand[a]) or pd.api.types.is_bool_dtype(cand[a])}
         for c in cats:
             series = [f[c] for f in frames if c in f.columns] + [f[f"p_{c}"] for f in frames if f"p_{c}" in f.columns]
             if not series:
@@ -450,7 +549,49 @@ class Synthesiser:
         for j, (stratum, idx) in enumerate(first.groupby(self.strata_, sort=True).groups.items()):
             self.death_models_[str(stratum)] = _Sequence.fit(first.loc[idx], dvars2, dpred, ml,
                                                              seed + 80_000 + 10 * j, self.levels_)
+        self._fit_linked()
         return self
+
+    def _fit_linked(self) -> None:
+        """Screening histories and the CPES survey, where the release has them (linked.py)."""
+        prep, ml, seed = self.prep, self.min_leaf, self.seed
+        self.screening_models_: dict[str, tuple[_Sequence, _Sequence, _Sequence | None]] = {}
+        info = prep.linked.get("screening")
+        for j, prog in enumerate(sorted(info["anchors"]) if info else []):
+            a, rows = self._strings(info["anchors"][prog]), self._strings(info["rows"][prog])
+            feats = [c for c in ANCHOR if c in a.columns]
+            if len(a) < 2 * ml:
+                continue
+            count = _Sequence.fit(a, [("n_invitations", "num", True)], feats, ml, seed + 90_000 + 100 * j,
+                                  self.levels_, allow=tuple(feats))
+            visits = _Sequence.fit(rows, [("lag", "num", False), ("attended", "cat", False)], [*feats, "k"], ml,
+                                   seed + 90_010 + 100 * j, self.levels_, allow=(*feats, "k", "lag"))
+            tested = rows[_flag(rows["attended"])]
+            tvars = [(c, "num" if c == "wait" else "cat", False) for c in ("wait", "test_type", "result")
+                     if c in tested.columns]
+            tests = _Sequence.fit(tested, tvars, [*feats, "k", "lag"], ml, seed + 90_020 + 100 * j, self.levels_,
+                                  allow=(*feats, "k", "lag", "wait", "test_type")) if len(tested) >= 2 * ml else None
+            self.screening_models_[prog] = (count, visits, tests)
+        self.cpes_models_: list[tuple[str, _Sequence]] = []
+        info = prep.linked.get("cpes")
+        if info and info["candidates"]["sampled"].sum() >= 2 * ml:
+            cand = self._strings(info["candidates"])
+            feats = [c for c in CPES_GIVEN if c in cand.columns]
+            answers = info["answers"]
+            self.cpes_models_.append(("sampled", _Sequence.fit(cand, [("sampled", "cat", False)], feats, ml,
+                                                               seed + 95_000, self.levels_, allow=tuple(feats))))
+            rows = cand[cand["sampled"] == 1]
+            if "responded" in answers:
+                self.cpes_models_.append(("responded", _Sequence.fit(
+                    rows, [("responded", "cat", False)], feats, ml, seed + 95_010, self.levels_, allow=tuple(feats))))
+                rows = rows[_flag(rows["responded"])]
+            avars = [(a, "num" if pd.api.types.is_numeric_dtype(info["candidates"][a])
+                      and not pd.api.types.is_bool_dtype(info["candidates"][a]) else "cat", True)
+                     for a in answers if a != "responded"]
+            avars = [(a, kind, kind == "num") for a, kind, _ in avars]
+            if avars and len(rows) >= 2 * ml:
+                self.cpes_models_.append(("answers", _Sequence.fit(rows, avars, feats, ml, seed + 95_020, self.levels_,
+                                                                   allow=(*feats, *answers))))
 
     def _strings(self, df: pd.DataFrame) -> pd.DataFrame:
         """Categorical columns as plain Python objects (missing as None) so levels match."""
@@ -567,7 +708,72 @@ class Synthesiser:
                         trt.iloc[rows, trt.columns.get_loc(step.name)] = sub[step.name].to_numpy()
             for c in ("dose_gy", "fractions"):
                 self._clip(trt, c)
-        return self._tables(first, tum, trt, rng)
+        linked = self._sample_linked(first, tum, trt, rng)
+        return self._tables(first, tum, trt, rng, linked)
+
+    def _sample_linked(self, first: pd.DataFrame, tum: pd.DataFrame, trt: pd.DataFrame,
+                       rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+        """The twin's screening histories and CPES rows, linked to its own patients and tumours."""
+        out: dict[str, pd.DataFrame] = {}
+        pf = first.set_index("pid")
+        tp = tum.join(pf[[c for c in ANCHOR_PATIENT if c in pf.columns and c not in tum.columns]], on="pid")
+        tp = self._strings(tp)
+        info = self.prep.linked.get("screening")
+        parts = []
+        for prog, (count, visits, tests) in sorted(self.screening_models_.items()):
+            a = anchors(tp, info["sites"][prog], patient="pid")
+            if info["sexes"][prog] is not None:   # a sex the programme never screens gets no history
+                a = a[a["sex"].astype(str).isin(info["sexes"][prog]).to_numpy()]
+            if not len(a):
+                continue
+            a = count.sample(a.reset_index(drop=True), rng)
+            n = np.maximum(np.nan_to_num(a["n_invitations"].to_numpy(float)), 0).astype(int)
+            rows = a.loc[a.index.repeat(n)].reset_index(drop=True)
+            if not len(rows):
+                continue
+            rows["k"] = rows.groupby("pid").cumcount()
+            rows = visits.sample(rows, rng)
+            rows["inv_day"] = np.floor(invitation_days(rows["diag_day"].to_numpy(float), rows["pid"].to_numpy(),
+                                                       rows["lag"].to_numpy(float)))
+            # an invitation before the data's first one would not be recorded (as a later tumour
+            # after the data's end): left out
+            rows = rows[(rows["inv_day"] >= info["first_day"]).to_numpy()].reset_index(drop=True)
+            tested = _flag(rows["attended"])
+            for c in ("wait", "test_type", "result"):
+                rows[c] = np.nan if c == "wait" else None
+            rows[["test_type", "result"]] = rows[["test_type", "result"]].astype(object)
+            if tests is not None and tested.any():
+                sub = tests.sample(rows[tested].copy(), rng)
+                for step in tests.steps:
+                    rows.loc[tested, step.name] = sub[step.name].to_numpy()
+            rows["test_day"] = rows["inv_day"] + np.floor(np.maximum(rows["wait"].to_numpy(float), 0))
+            rows["programme"] = prog
+            parts.append(rows)
+        if parts:
+            out["screening"] = pd.concat(parts, ignore_index=True).sort_values(
+                ["pid", "programme", "inv_day"], kind="stable").reset_index(drop=True)
+        info = self.prep.linked.get("cpes")
+        if self.cpes_models_ and len(trt):
+            cand = cpes_candidates(trt[["pid", "tid", "diag_day", "day"]], info["months"], info["years"], "pid", "tid")
+            death = pf["death_day"] if "death_day" in pf.columns else pd.Series(np.nan, index=pf.index)
+            cand = self._strings(_episode_features(cand, tp.set_index("tid"), death, "pid", "tid"))
+            models = dict(self.cpes_models_)
+            cand = models["sampled"].sample(cand, rng)
+            cand = cand[pd.to_numeric(cand["sampled"]).to_numpy() == 1].reset_index(drop=True)
+            said = np.ones(len(cand), dtype=bool)
+            if "responded" in models and len(cand):
+                cand = models["responded"].sample(cand, rng)
+                said = _flag(cand["responded"])
+            if "answers" in models:
+                steps = models["answers"].steps
+                sub = models["answers"].sample(cand[said].copy(), rng) if said.any() else None
+                for step in steps:     # no answers without a response
+                    values = np.full(len(cand), np.nan if step.kind == "num" else None, dtype=object)
+                    if sub is not None:
+                        values[said] = sub[step.name].to_numpy()
+                    cand[step.name] = values
+            out["cpes"] = cand
+        return out
 
     def _treatments(self, tum: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         rows = []
@@ -621,11 +827,11 @@ class Synthesiser:
         """
         donors = self.prep.first[["sex", "site_icd10"]].dropna().astype(str)
         donors = donors[~_wrong_sex(donors["sex"], donors["site_icd10"])]
-        seen = set(zip(donors["sex"], donors["site_icd10"], strict=True))
+        seen = pd.MultiIndex.from_arrays([donors["sex"], donors["site_icd10"]]).unique()
         for _ in range(20):
             sex, site = frame["sex"].astype(str), frame["site_icd10"].astype(str)
-            pairs = pd.Series(list(zip(sex, site, strict=True)), index=frame.index)
-            bad = (~pairs.isin(seen) | _wrong_sex(sex, site)).to_numpy()
+            known = pd.MultiIndex.from_arrays([sex, site]).isin(seen)
+            bad = ~known | _wrong_sex(sex, site).to_numpy()
             if not bad.any():
                 return
             for sx in pd.unique(sex[bad]):
@@ -636,7 +842,7 @@ class Synthesiser:
         # what is left cannot be fixed by re-drawing (no donor of that sex): reported by check_rules
 
     def _tables(self, first: pd.DataFrame, tum: pd.DataFrame, trt: pd.DataFrame,
-                rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+                rng: np.random.Generator, linked: dict[str, pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
         key, cols = self.patient_key, self.prep.columns
         pids = _new_ids(len(first), rng, 16)
         tids = _new_ids(len(tum), rng, 16)
@@ -688,6 +894,27 @@ class Synthesiser:
             else:
                 tr = pd.DataFrame(columns=cols["treatment"])
             out["treatment"] = tr[cols["treatment"]]
+        for name in self.prep.linked:
+            if name not in cols:
+                continue
+            frame = (linked or {}).get(name, pd.DataFrame(columns=["pid", "tid"]))
+            t = pd.DataFrame(index=range(len(frame)))
+            for c in cols[name]:
+                if c == key:
+                    t[c] = frame["pid"].map(pid_of).to_numpy()
+                elif c == "tumour_id" and "tid" in frame.columns:
+                    t[c] = frame["tid"].map(tid_of).to_numpy()
+                elif c in LINKED_DATES:
+                    t[c] = _dates(frame[LINKED_DATES[c]].to_numpy()) if LINKED_DATES[c] in frame.columns else pd.NaT
+                elif LINKED_DERIVED.get(c) in frame.columns:
+                    t[c] = frame[LINKED_DERIVED[c]].to_numpy()
+                elif c in frame.columns and c not in IDENTIFIERS:
+                    t[c] = frame[c].to_numpy()
+                elif c.endswith("_id"):
+                    t[c] = _new_ids(len(frame), rng, 16)
+                else:
+                    t[c] = None
+            out[name] = t
         return {n: _cast(df[cols[n]], self.prep.dtypes.get(n, {})) for n, df in out.items()}
 
 
@@ -714,12 +941,11 @@ def _cast(df: pd.DataFrame, dtypes: dict[str, Any]) -> pd.DataFrame:
 def _new_ids(n: int, rng: np.random.Generator, length: int) -> np.ndarray:
     """``n`` distinct new random hexadecimal ids (never an id of the original)."""
     raw = rng.integers(0, 16, size=(n, length), dtype=np.int8)
-    digits = np.array(list("0123456789abcdef"))
-    ids = np.array(["".join(r) for r in digits[raw]], dtype=object) if n < 1000 else \
-        pd.DataFrame(digits[raw]).sum(axis=1).to_numpy(dtype=object)
-    ids = np.array(["tw" + s for s in ids], dtype=object)
-    if len(set(ids)) != n:  # astronomically unlikely; fall back to a counter suffix
-        ids = np.array([f"{s}{i:x}" for i, s in enumerate(ids)], dtype=object)
+    ascii_digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[raw]    # one byte per digit
+    text = np.ascontiguousarray(ascii_digits).view(f"S{length}").ravel().astype(str)
+    ids = np.char.add("tw", text).astype(object)
+    if pd.Index(ids).has_duplicates:  # astronomically unlikely; a counter suffix makes them distinct
+        ids = np.char.add(ids.astype(str), np.char.mod("%x", np.arange(n))).astype(object)
     return ids
 
 
@@ -749,3 +975,14 @@ def fit(tables: dict[str, pd.DataFrame], patient_key: str, *, min_leaf: int = 5,
     """
     return Synthesiser(prepare(tables, patient_key), patient_key, min_leaf=min_leaf,
                        min_stratum=min_stratum, seed=seed).fit()
+
+
+def _flag(values: pd.Series) -> np.ndarray:
+    """A yes/no column (bool, 0/1 or objects, missing as no) as a boolean array.
+
+    Example:
+        >>> _flag(pd.Series([True, None, False, 1], dtype=object)).tolist()
+        [True, False, False, True]
+    """
+    v = values.astype(object)
+    return v.where(v.notna(), False).astype(bool).to_numpy()
