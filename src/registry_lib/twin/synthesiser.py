@@ -68,7 +68,8 @@ TUMOUR_FIELDS = ("morphology_icdo3", "behaviour", "stage", "grade", "laterality"
                  "basis_of_diagnosis", "diagnosing_trust", "performance_status", "comorbidity_score")
 NUMERIC = {"age_at_diagnosis", "comorbidity_score", "dose_gy", "fractions"}
 # Variables drawn within exact cells of their predictors (too many levels for a tree).
-GROUPED = {"area_id": [], "diagnosing_trust": ["region"]}
+AREA_KEYS = ("deprivation_quintile", "region")    # fixed by the area (see Synthesiser.fit)
+GROUPED = {"area_id": list(AREA_KEYS), "diagnosing_trust": ["region"]}
 # The predictor matrix (synthpop ``predictor.matrix``): a variable is drawn given the variables
 # before it that are in CORE or in its own EXTRA list (high-cardinality codes such as area,
 # trust or morphology only where they matter), which keeps the trees fast on large releases.
@@ -99,6 +100,8 @@ def _predictors(name: str, before: list[str]) -> list[str]:
     return [p for p in before if p in CORE or p in extra or (profile and p.startswith(PROFILE))
             or (p.startswith(PROFILE) and name in TREATMENT_DETAILS)]
 TREATMENT_DETAILS = ("intent", "regimen", "rt_region", "dose_gy", "fractions", "procedure_code")
+# Draws of a record the original could not hold (after the data's end) repeated at most this often.
+REDRAWS = 10
 # Linked tables (issue 14): a screening history is drawn given its anchor tumour and patient, a
 # CPES episode given its tumour and patient (see registry_lib.twin.linked).
 ANCHOR_PATIENT = ("sex", "ethnicity", "deprivation_quintile", "region")
@@ -424,6 +427,30 @@ class _Sequence:
         return frame
 
 
+    def sample_until(self, frame: pd.DataFrame, rng: np.random.Generator, ok: Any,
+                     rounds: int = 10) -> tuple[pd.DataFrame, np.ndarray]:
+        """Sample, then draw again the records ``ok(frame)`` rejects (at most ``rounds`` times).
+
+        A record the original could not hold (a later tumour after the data's end) is drawn
+        again from the same conditional distribution, which is what the original's records
+        are: draws conditional on being observed. Returns the frame and the final ``ok`` mask.
+        """
+        base = frame.copy()
+        out = self.sample(frame, rng)
+        good = np.asarray(ok(out), dtype=bool)
+        for _ in range(rounds):
+            if good.all():
+                break
+            rows = out.index[~good]
+            again = self.sample(base.loc[rows].copy(), rng)
+            for step in self.steps:
+                if step.kind == "cat":
+                    out[step.name] = out[step.name].astype(object)
+                out.loc[rows, step.name] = again[step.name].to_numpy()
+            good = np.asarray(ok(out), dtype=bool)
+        return out, good
+
+
 def _site_strata(first: pd.DataFrame, min_stratum: int) -> pd.Series:
     counts = first["site_icd10"].astype(object).value_counts()
     big = set(counts[counts >= min_stratum].index)
@@ -495,8 +522,12 @@ class Synthesiser:
         prep, seed, ml = self.prep, self.seed, self.min_leaf
         self.levels_ = self._levels()
         first = prep.first = self._strings(prep.first)
+        # an area's deprivation quintile and region (fixed by the area) are drawn before it, given
+        # sex, age and date, and the area within their cell: drawn from the site's marginal, the
+        # area made deprivation independent of age, sex and date
+        area_keys = [d for d in AREA_KEYS if d in prep.lookups and d in first.columns]
         head = [("sex", "cat", False), ("age_at_diagnosis", "num", True), ("first_day", "num", False),
-                ("area_id", "cat", False), ("ethnicity", "cat", False)]
+                *[(d, "cat", False) for d in area_keys], ("area_id", "cat", False), ("ethnicity", "cat", False)]
         if "area_id" in first.columns:
             for d in ("region", "deprivation_quintile"):
                 if d in first.columns and d not in prep.lookups:
@@ -644,13 +675,16 @@ class Synthesiser:
                       "ethnicity", "n_tumours", "area_id"):
                 if c in extra.columns:
                     later[f"p_{c}"] = extra[c].to_numpy()
-            later = self.later_model_.sample(later, rng)
-            later["diag_gap"] = np.floor(np.maximum(later["diag_gap"].fillna(0), 0))
             # a later tumour drawn after the data's last diagnosis would not be in the release
-            # (the original's later tumours are censored there too): it is left out, not moved to
-            # the last day, where it piled up as a patient just diagnosed and alive
+            # (the original's later tumours are all before it): it is drawn again, and one still
+            # after it is left out, not moved to the last day, where it piled up as a patient
+            # just diagnosed and alive
             hi = prep.bounds.get("diag_day", (0, np.inf))[1]
-            later = later[(later["p_first_day"] + later["diag_gap"] <= hi).to_numpy()]
+            later, seen = self.later_model_.sample_until(
+                later, rng, lambda f: f["p_first_day"] + np.floor(np.maximum(f["diag_gap"].fillna(0), 0)) <= hi,
+                REDRAWS)
+            later = later[seen]
+            later["diag_gap"] = np.floor(np.maximum(later["diag_gap"].fillna(0), 0))
             later = later.sort_values(["pid", "diag_gap"], kind="stable")
             later["rank"] = later.groupby("pid").cumcount() + 2
             later["age_at_diagnosis"] = np.floor(later["p_age_at_diagnosis"] + 0.5 + later["diag_gap"] / 365.25)
@@ -806,8 +840,12 @@ class Synthesiser:
         trt["gap_same"] = 0.0
         more = trt["k"] >= 1
         if more.any() and self.gap_model_ is not None:
-            sub = self.gap_model_.sample(trt.loc[more].copy(), rng)
-            trt.loc[more, "gap_same"] = np.maximum(sub["gap_same"].fillna(0).to_numpy(), 0)
+            last = self.prep.bounds.get("treatment_day", (0, np.inf))[1]   # drawn again after the data end
+            sub, _ = self.gap_model_.sample_until(
+                trt.loc[more].copy(), rng,
+                lambda f: f["diag_day"] + np.floor(f["first"] + np.maximum(f["gap_same"].fillna(0), 0)) <= last,
+                REDRAWS)
+            trt.loc[more, "gap_same"] = np.maximum(sub["gap_same"].fillna(0).to_numpy(float), 0)
         trt["day"] = np.floor(np.minimum(trt["first"] + trt["gap_same"], hi))
         last = self.prep.bounds.get("treatment_day", (0, np.inf))[1]   # no treatment after the data end:
         trt = trt[(trt["diag_day"] + trt["day"] <= last).to_numpy()]      # not recorded, as a later tumour
