@@ -75,7 +75,7 @@ GROUPED = {"area_id": list(AREA_KEYS), "diagnosing_trust": ["region"]}
 # trust or morphology only where they matter), which keeps the trees fast on large releases.
 # Ethnicity is in it: a record that lacks ethnicity mostly lacks comorbidity and route too (one
 # incomplete notification), a pattern no other predictor carries.
-CORE = {"site_icd10", "sex", "age_at_diagnosis", "first_day", "stage", "deprivation_quintile", "ethnicity",
+CORE = {"site_icd10", "sex", "age_at_diagnosis", "first_day", "stage", "grade", "deprivation_quintile", "ethnicity",
         "route_to_diagnosis", "performance_status", "comorbidity_score", "rank", "diag_gap", "p_site_icd10",
         "p_sex", "p_age_at_diagnosis", "p_first_day", "p_stage", "p_ethnicity", "modality", "k", "day", "intent",
         "last_gap", "n_tumours"}
@@ -569,8 +569,8 @@ class Synthesiser:
                 self.detail_models_[m] = _Sequence.fit(sub, dvars, [*tgiven, "day"], ml, seed + 70_000 + 100 * j,
                                                        self.levels_)
         # death, given the first tumour, treatment profile and the last event
-        dgiven = ["sex", "age_at_diagnosis", "first_day", "site_icd10", "stage", "deprivation_quintile",
-                  "ethnicity", "performance_status", "comorbidity_score", "n_tumours", "last_gap",
+        dgiven = ["sex", "age_at_diagnosis", "first_day", "site_icd10", "stage", "grade", "route_to_diagnosis",
+                  "deprivation_quintile", "ethnicity", "performance_status", "comorbidity_score", "n_tumours", "last_gap",
                   *[c for c in first.columns if c.startswith(("first_", "n_")) and c not in ("first_day", "n_tumours")]]
         dvars2 = [("death_gap", "num", False), ("death_cause_icd10", "cat", False)]
         # one death model per site stratum: the effect of a treatment on survival differs by site
