@@ -78,7 +78,7 @@ GROUPED = {"area_id": list(AREA_KEYS), "diagnosing_trust": ["region"]}
 CORE = {"site_icd10", "sex", "age_at_diagnosis", "first_day", "stage", "grade", "deprivation_quintile", "ethnicity",
         "route_to_diagnosis", "performance_status", "comorbidity_score", "rank", "diag_gap", "p_site_icd10",
         "p_sex", "p_age_at_diagnosis", "p_first_day", "p_stage", "p_ethnicity", "modality", "k", "day", "intent",
-        "last_gap", "n_tumours"}
+        "last_gap", "n_tumours", "p_last_gap", "p_death_gap"}
 PROFILE = ("first_", "n_")
 EXTRA = {"ethnicity": ("region",), "behaviour": ("morphology_icdo3",), "grade": ("morphology_icdo3",),
          "laterality": ("morphology_icdo3",), "regimen": ("regimen",), "dose_gy": ("rt_region",),
@@ -96,10 +96,19 @@ def _predictors(name: str, before: list[str]) -> list[str]:
     if name in NARROW:
         return [p for p in before if p in NARROW[name]]
     extra = EXTRA.get(name, ())
-    profile = name.startswith(PROFILE) or name in ("death_gap", "intent", "n_tumours")
+    profile = name.startswith(PROFILE) or name in ("death_gap", "last_gap", "intent", "n_tumours")
     return [p for p in before if p in CORE or p in extra or (profile and p.startswith(PROFILE))
             or (p.startswith(PROFILE) and name in TREATMENT_DETAILS)]
 TREATMENT_DETAILS = ("intent", "regimen", "rt_region", "dose_gy", "fractions", "procedure_code")
+# Categorical predictors split on their levels ordered by the target (rpart), see cart.target_order.
+ORDER_LEVELS = True
+# The last event (as an interval from the first diagnosis) and death are drawn with the first
+# tumour, given all of it: drawn after the twin's own treatments, death was conditioned on a last
+# event the original's death had cut short (a patient who died early had few treatments), not on
+# the original's, which attenuated the effect of stage on death. Later tumours and further
+# treatments are then drawn before that last event.
+DEATH_IN_FIRST = True
+LATER_WITHIN_LAST = True
 # Draws of a record the original could not hold (after the data's end) repeated at most this often.
 REDRAWS = 10
 # Linked tables (issue 14): a screening history is drawn given its anchor tumour and patient, a
@@ -268,7 +277,7 @@ def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
         first["death_gap"] = _days(p["death_date"]).reindex(first.index) - last.reindex(first.index)
     first = first.reset_index()
     keep = ["sex", "age_at_diagnosis", "first_day", "site_icd10", "stage", "deprivation_quintile",
-            "ethnicity", "n_tumours", "area_id"]
+            "ethnicity", "n_tumours", "area_id", "last_gap", "death_gap"]
     keep = [c for c in keep if c in first.columns]
     later = tum[tum["rank"] >= 2].merge(first[["_p", *keep]].rename(
         columns={c: f"p_{c}" for c in keep}), on="_p", how="left")
@@ -397,7 +406,8 @@ class _Sequence:
             x = cls._matrix(enc, preds, len(data))
             smooth = kind == "num" and not integer
             sampler = CartSampler(kind, method=method, min_leaf=min_leaf, smooth=smooth, log=_is_duration(name),
-                                  seed=seed + i).fit(x, data[name])
+                                  seed=seed + i).fit(x, data[name], [p in levels for p in preds] if ORDER_LEVELS
+                                                     else None)
             steps.append(_Step(name, kind, preds, sampler, integer))
             before.append(name)
             enc[name] = encode_column(data[name], levels.get(name))
@@ -533,6 +543,8 @@ class Synthesiser:
                 if d in first.columns and d not in prep.lookups:
                     head.append((d, "cat", False))
         vars1 = head + self._tumour_vars(first) + [("n_tumours", "num", True)]
+        if DEATH_IN_FIRST:   # the last event and death, given the whole first record (see DEATH_IN_FIRST)
+            vars1 += [("last_gap", "num", False), ("death_gap", "num", False), ("death_cause_icd10", "cat", False)]
         self.strata_ = _site_strata(first, self.min_stratum)
         self.first_models_: dict[str, _Sequence] = {}
         self.stratum_sizes_ = self.strata_.value_counts().sort_index()
@@ -577,7 +589,8 @@ class Synthesiser:
         # (adjuvant chemotherapy in stage 3 colon cancer vs palliative chemotherapy elsewhere)
         dpred = [c for c in dgiven if c in first.columns]
         self.death_models_: dict[str, _Sequence] = {}
-        for j, (stratum, idx) in enumerate(first.groupby(self.strata_, sort=True).groups.items()):
+        for j, (stratum, idx) in enumerate(first.groupby(self.strata_, sort=True).groups.items()
+                                           if not DEATH_IN_FIRST else []):
             self.death_models_[str(stratum)] = _Sequence.fit(first.loc[idx], dvars2, dpred, ml,
                                                              seed + 80_000 + 10 * j, self.levels_)
         self._fit_linked()
@@ -672,7 +685,7 @@ class Synthesiser:
             later = pd.DataFrame({"pid": extra["pid"].to_numpy()})
             later["rank"] = later.groupby("pid").cumcount() + 2
             for c in ("sex", "age_at_diagnosis", "first_day", "site_icd10", "stage", "deprivation_quintile",
-                      "ethnicity", "n_tumours", "area_id"):
+                      "ethnicity", "n_tumours", "area_id", "last_gap", "death_gap"):
                 if c in extra.columns:
                     later[f"p_{c}"] = extra[c].to_numpy()
             # a later tumour drawn after the data's last diagnosis would not be in the release
@@ -680,10 +693,20 @@ class Synthesiser:
             # after it is left out, not moved to the last day, where it piled up as a patient
             # just diagnosed and alive
             hi = prep.bounds.get("diag_day", (0, np.inf))[1]
-            later, seen = self.later_model_.sample_until(
-                later, rng, lambda f: f["p_first_day"] + np.floor(np.maximum(f["diag_gap"].fillna(0), 0)) <= hi,
-                REDRAWS)
-            later = later[seen]
+            def fits(f: pd.DataFrame) -> np.ndarray:   # before the data's end (and the patient's last event)
+                gap = np.floor(np.maximum(f["diag_gap"].fillna(0), 0))
+                room = f["p_last_gap"].fillna(np.inf) if "p_last_gap" in f.columns and LATER_WITHIN_LAST else np.inf
+                return ((f["p_first_day"] + gap <= hi) & (gap <= room)).to_numpy()
+            later, seen = self.later_model_.sample_until(later, rng, fits, REDRAWS)
+            # still outside after the redraws (a first tumour late in the data whose leaf's donors
+            # all had more time): the interval is drawn uniformly within the room it has, which
+            # keeps the drawn number of tumours; none is left where the data's end leaves no room
+            room = np.minimum(hi - later["p_first_day"].to_numpy(float),
+                              later["p_last_gap"].fillna(np.inf).to_numpy(float)
+                              if "p_last_gap" in later.columns and LATER_WITHIN_LAST else np.inf)
+            stuck = ~seen & (room >= 0)
+            later.loc[stuck, "diag_gap"] = np.floor(rng.random(int(stuck.sum())) * (room[stuck] + 1))
+            later = later[seen | stuck]
             later["diag_gap"] = np.floor(np.maximum(later["diag_gap"].fillna(0), 0))
             later = later.sort_values(["pid", "diag_gap"], kind="stable")
             later["rank"] = later.groupby("pid").cumcount() + 2
@@ -705,6 +728,9 @@ class Synthesiser:
         tum = tum.sort_values(["pid", "rank"], kind="stable").reset_index(drop=True)
         tum["tid"] = np.arange(len(tum))
         tum["diag_day"] = tum["pid"].map(first.set_index("pid")["first_day"]) + tum["diag_gap"]
+        if "last_gap" in first.columns:   # the patient's last event drawn with the first tumour
+            tum["limit"] = tum["pid"].map(first.set_index("pid")["first_day"]
+                                          + np.floor(np.maximum(first.set_index("pid")["last_gap"].fillna(0), 0)))
         n_t = tum.groupby("pid").size()
         first["n_tumours"] = first["pid"].map(n_t).astype(int)
         # 3. treatments: first of each modality from the profile, further ones as intervals
@@ -713,7 +739,11 @@ class Synthesiser:
         last = tum.groupby("pid")["diag_day"].max()
         if len(trt):
             last = pd.concat([last, (trt["diag_day"] + trt["day"]).groupby(trt["pid"]).max()], axis=1).max(axis=1)
-        first["last_gap"] = first["pid"].map(last) - first["first_day"]
+        realised = first["pid"].map(last) - first["first_day"]
+        if DEATH_IN_FIRST and "last_gap" in first.columns:   # death after the drawn last event, or a later one
+            first["last_gap"] = np.maximum(np.floor(np.maximum(first["last_gap"].fillna(0), 0)), realised)
+        else:
+            first["last_gap"] = realised
         strata = first["site_icd10"].astype(object).where(
             first["site_icd10"].isin(set(self.death_models_) - {"other"}), "other")
         parts = []
@@ -723,9 +753,11 @@ class Synthesiser:
                 parts.append(self.death_models_[stratum].sample(rows.copy(), rng))
         first = pd.concat(parts).loc[first.index] if parts else first
         if "death_gap" in first.columns:
+            hi = prep.bounds.get("death_day", (0, np.inf))[1]
+            if DEATH_IN_FIRST:
+                self._deaths_before_end(first, hi, rng)
             gap = np.maximum(first["death_gap"].to_numpy(float), 0)
             death = first["first_day"] + first["last_gap"] + np.floor(gap)
-            hi = prep.bounds.get("death_day", (0, np.inf))[1]
             death = death.where(death <= hi)
             first["death_day"] = death
             first.loc[first["death_day"].isna(), "death_cause_icd10"] = None
@@ -809,6 +841,38 @@ class Synthesiser:
             out["cpes"] = cand
         return out
 
+    def _deaths_before_end(self, first: pd.DataFrame, hi: float, rng: np.random.Generator) -> None:
+        """A death drawn after the data's end is drawn again, given death (up to ``REDRAWS`` times).
+
+        Whether a patient died was drawn given the whole first record; the interval comes from
+        the leaf's donors, whose deaths all fell before the data's end but after diagnoses
+        spread over years: a twin patient diagnosed late in a leaf got a donor's long interval
+        and a death after the end, so deaths among recent diagnoses fell short. One that stays
+        after the end is drawn uniformly within the room left.
+        """
+        strata = first["site_icd10"].astype(object).where(first["site_icd10"].isin(set(self.first_models_)), "other")
+        for _ in range(REDRAWS + 1):
+            gap = first["death_gap"].to_numpy(float)
+            late = ~np.isnan(gap) & (first["first_day"] + first["last_gap"] + np.floor(np.maximum(gap, 0)) > hi
+                                     ).to_numpy()
+            if not late.any():
+                return
+            for stratum in sorted(pd.unique(strata[late])):
+                rows = np.flatnonzero(late & (strata == stratum).to_numpy())
+                seq = self.first_models_[str(stratum)][1]
+                step = next((st for st in seq.steps if st.name == "death_gap"), None)
+                if step is None:
+                    continue
+                sub = first.iloc[rows]
+                x = np.column_stack([encode_column(sub[c], seq.levels.get(c)) for c in step.predictors]) \
+                    if step.predictors else np.zeros((len(rows), 0))
+                sampler = step.sampler.present_ if step.sampler.missing_ is not None else step.sampler
+                first.iloc[rows, first.columns.get_loc("death_gap")] = sampler.sample(x, rng)
+        room = hi - (first["first_day"] + first["last_gap"]).to_numpy(float)
+        gap = first["death_gap"].to_numpy(float)
+        late = ~np.isnan(gap) & (np.floor(np.maximum(gap, 0)) > room) & (room >= 0)
+        first.loc[late, "death_gap"] = np.floor(rng.random(int(late.sum())) * (room[late] + 1))
+
     def _treatments(self, tum: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         rows = []
         hi = self.prep.bounds.get("day", (0, np.inf))[1]
@@ -826,7 +890,7 @@ class Synthesiser:
             idx = np.repeat(np.arange(len(tum)), count.astype(int))
             if not len(idx):
                 continue
-            keep = [c for c in ("pid", "tid", "site_icd10", "stage", "age_at_diagnosis", "diag_day")
+            keep = [c for c in ("pid", "tid", "site_icd10", "stage", "age_at_diagnosis", "diag_day", "limit")
                     if c in tum.columns]
             keep += [c for c in tum.columns if c.startswith(("first_", "n_")) and c != "n_tumours"]
             part = tum.iloc[idx][keep].reset_index(drop=True)
@@ -843,7 +907,8 @@ class Synthesiser:
             last = self.prep.bounds.get("treatment_day", (0, np.inf))[1]   # drawn again after the data end
             sub, _ = self.gap_model_.sample_until(
                 trt.loc[more].copy(), rng,
-                lambda f: f["diag_day"] + np.floor(f["first"] + np.maximum(f["gap_same"].fillna(0), 0)) <= last,
+                lambda f: f["diag_day"] + np.floor(f["first"] + np.maximum(f["gap_same"].fillna(0), 0))
+                <= np.minimum(last, f["limit"] if "limit" in f.columns else np.inf),
                 REDRAWS)
             trt.loc[more, "gap_same"] = np.maximum(sub["gap_same"].fillna(0).to_numpy(float), 0)
         trt["day"] = np.floor(np.minimum(trt["first"] + trt["gap_same"], hi))
