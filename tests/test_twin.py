@@ -510,3 +510,18 @@ def test_a_death_drawn_after_the_data_end_is_drawn_again_not_dropped():
     assert int(first["death_gap"].notna().sum()) == dead
     assert (first["first_day"] + first["last_gap"] + gap)[first["death_gap"].notna()].le(hi).all()
     assert gap[late].between(0, 40).all()
+
+
+def test_a_sex_site_error_of_the_original_is_not_copied_when_sex_is_stored_as_float():
+    """A release with a missing sex stores sex as 2.0; compared as text "2.0" was never "2", so
+    the check that re-draws a site of the other sex's organs never fired and the original's own
+    errors (women with prostate cancer) were copied (1 in the default cohort's twin)."""
+    rel = {k: v.copy() for k, v in example_release(1500, seed=11).items()}
+    pat, tum = rel["patient"], rel["tumour"]
+    pat["sex"] = pat["sex"].astype(float)
+    pat.loc[0, "sex"] = np.nan
+    women = pat.loc[pat["sex"] == 2, "pseudo_id"].iloc[:40]
+    tum.loc[tum["pseudo_id"].isin(women), "site_icd10"] = "C61"        # 40 recording errors
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(3000, seed=2)
+    assert check_rules(rel, "pseudo_id", (0, 120))["sex_specific_site_wrong_sex"] >= 40
+    assert check_rules(tw, "pseudo_id", (0, 120))["sex_specific_site_wrong_sex"] == 0

@@ -1022,10 +1022,19 @@ class Synthesiser:
 
 
 def _wrong_sex(sex: pd.Series, site: pd.Series) -> pd.Series:
-    """A site of the other sex's genital organs (ICD-10 C51-C58 female, C60-C63 male)."""
+    """A site of the other sex's genital organs (ICD-10 C51-C58 female, C60-C63 male).
+
+    Sex as a number, whatever its type (a release with a missing sex stores it as 2.0: compared
+    as text, "2.0" was never "2" and a woman with prostate cancer copied from the original's
+    error passed).
+
+    Example:
+        >>> _wrong_sex(pd.Series(["2.0", "1", 2.0, "1.0"]), pd.Series(["C61", "C61", "C50", "C53"])).tolist()
+        [True, False, False, True]
+    """
     s3 = site.astype(str).str[:3]
-    return ((s3.between("C51", "C58") & (sex.astype(str) == "1"))
-            | (s3.between("C60", "C63") & (sex.astype(str) == "2")))
+    code = pd.to_numeric(sex.astype(object), errors="coerce")
+    return (s3.between("C51", "C58") & (code == 1)) | (s3.between("C60", "C63") & (code == 2))
 
 
 def _cast(df: pd.DataFrame, dtypes: dict[str, Any]) -> pd.DataFrame:
