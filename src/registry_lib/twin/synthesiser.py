@@ -414,7 +414,8 @@ class _Sequence:
             for d in (derived or {}).get(name, ()):
                 if d in data.columns:
                     enc[d] = encode_column(data[d], levels.get(d))
-                    before.append(d)
+                    if d not in before:   # (drawn before the area it follows from: already there)
+                        before.append(d)
         return cls(steps, levels, derived)
 
     def sample(self, frame: pd.DataFrame, rng: np.random.Generator,
