@@ -325,7 +325,8 @@ def test_early_deaths_stay_early(release):
     assert share["original"][0] > 0.05
     # (the rest of the 30-day gap is the trees' own attenuation: it is there without smoothing)
     assert share["twin"][0] > 0.6 * share["original"][0], share   # 0.47 of it with raw-scale leaf kernels
-    assert share["twin"][1] == pytest.approx(share["original"][1], rel=0.1), share
+    # (1-year share 0.145-0.17 over twin seeds with 3,000 patients: the tolerance is the seeds' spread)
+    assert share["twin"][1] == pytest.approx(share["original"][1], rel=0.2), share
 
 
 def test_smoothing_keeps_short_intervals_short():
@@ -525,3 +526,44 @@ def test_a_sex_site_error_of_the_original_is_not_copied_when_sex_is_stored_as_fl
     tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(3000, seed=2)
     assert check_rules(rel, "pseudo_id", (0, 120))["sex_specific_site_wrong_sex"] >= 40
     assert check_rules(tw, "pseudo_id", (0, 120))["sex_specific_site_wrong_sex"] == 0
+
+
+def _historic_breast_release(seed=0):
+    """Breast cancers from 1990 (the late-effect cohort) outnumbering those of 2013-2022, whose
+    patients have later colon cancers (a site registered only from 2013 in the data)."""
+    rng = np.random.default_rng(seed)
+    rel = _with_early_breast_cancers(example_release(3000, seed=11), n=800, seed=seed)
+    tum = rel["tumour"]
+    early = tum[pd.to_datetime(tum["diagnosis_date"]) < pd.Timestamp("2013-01-01")].iloc[:300]
+    colon = early.assign(tumour_id=[f"tc{i:05d}" for i in range(len(early))], site_icd10="C18",
+                         diagnosis_date=pd.Timestamp("2013-01-01") + pd.to_timedelta(rng.integers(0, 3000, len(early)),
+                                                                                    unit="D"))
+    rel["tumour"] = pd.concat([tum, colon], ignore_index=True)
+    return rel
+
+
+def test_dates_are_smoothed_on_the_scale_of_their_ranks():
+    """Smoothed on the raw scale with one bandwidth (about a year for breast cancer dates spread
+    from 1971), diagnoses of the first years of full registration leaked into the sparse years
+    before: 2% of the breast cancers of 2013-2023 in the default cohort, and the C50 incidence CI
+    overlap fell below 0.5. On the scale of the ranks a step in the density stays a step."""
+    rel = _historic_breast_release()
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(len(rel["patient"]), seed=2)
+    count = {}
+    for name, data in (("original", rel), ("twin", tw)):
+        t = data["tumour"]
+        year = pd.to_datetime(t["diagnosis_date"]).dt.year
+        count[name] = int(((t["site_icd10"] == "C50") & (year >= 2013)).sum())
+    assert count["twin"] == pytest.approx(count["original"], rel=0.06), count
+
+
+def test_a_later_tumour_is_not_dated_before_its_site_was_registered():
+    """Only breast cancer (and Hodgkin lymphoma) go back before 2013 in the data; a later colon
+    cancer of a woman from the historic breast cohort was dated in the 2000s (6-11 in the default
+    cohort's twin): a later tumour is drawn again until it falls after its site's first diagnosis."""
+    rel = _historic_breast_release()
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(len(rel["patient"]), seed=2)
+    t = tw["tumour"]
+    year = pd.to_datetime(t["diagnosis_date"]).dt.year
+    assert (t["site_icd10"] == "C18").sum() > 300
+    assert year[t["site_icd10"] == "C18"].min() >= 2013

@@ -42,6 +42,8 @@ __all__ = ["CartSampler", "encode_column", "encode_frame", "target_order"]
 # spent its splits on the values' spread and mixed, in its leaves, records that differ in what
 # drives the missingness (stage and death).
 MISSING_FIRST = True
+# Numeric values that are not durations are smoothed on the scale of their ranks (_rank_smooth).
+RANK_SMOOTHING = True
 
 
 def encode_column(values: pd.Series, levels: pd.Index | None) -> np.ndarray:
@@ -195,6 +197,10 @@ class CartSampler:
             bw = np.full(n_leaves, _bandwidth(finite))
             low = np.full(n_leaves, finite.min() if len(finite) else 0.0)
             high = np.full(n_leaves, finite.max() if len(finite) else 0.0)
+            self.grid_ = np.sort(finite) if RANK_SMOOTHING and not self.log and len(finite) > 1 else None
+            if self.grid_ is not None:   # bandwidth of the ranks (see _rank_smooth)
+                bw = np.full(n_leaves, _bandwidth(np.arange(len(finite)) / max(len(finite) - 1, 1)))
+                low, high = np.zeros(n_leaves), np.ones(n_leaves)
             if self.log:  # a duration stays within its leaf's (see the module docstring)
                 g = frame.groupby("leaf")["v"]
                 low = g.min().reindex(range(n_leaves)).to_numpy(float)
@@ -237,7 +243,10 @@ class CartSampler:
         out = lv.donors[pick]
         if self.kind == "num":
             out = out.astype(float)
-            if self.smooth:
+            if self.smooth and getattr(self, "grid_", None) is not None:
+                noise = rng.standard_normal(len(out)) * lv.bandwidth[leaf]
+                out = _rank_smooth(out, self.grid_, noise)
+            elif self.smooth:
                 noise = rng.standard_normal(len(out)) * lv.bandwidth[leaf]
                 scaled = _to_log(out) if self.log else out
                 scaled = _reflect(scaled + np.where(np.isnan(out), 0.0, noise), lv.low[leaf], lv.high[leaf])
@@ -284,6 +293,31 @@ def target_order(codes: np.ndarray, target: np.ndarray, kind: str) -> np.ndarray
     ranks = np.empty(n_levels)
     ranks[np.argsort(score, kind="stable")] = np.arange(n_levels, dtype=float)
     return ranks
+
+
+def _rank_smooth(values: np.ndarray, grid: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Kernel smoothing on the scale of the variable's ranks (its empirical distribution).
+
+    A value is placed at its mid-rank ``u`` among all the donors (``grid``, sorted), moved by
+    ``noise`` (reflected at 0 and 1) and turned back through the empirical quantiles. Where the
+    data are dense a value moves a little, where they are sparse more, and a step in the
+    density stays a step: smoothed on the raw scale with one bandwidth (a year for breast cancer
+    dates spread from 1971), diagnoses of the first years of a site's full registration leaked
+    into the sparse years before (2% of the breast cancers of 2013-2023). Ties (a standard
+    dose) keep their value.
+
+    Example (a step: 100 values in 2000-2009, 1,000 in 2010-2019; about 1,000 stay after 2010):
+        >>> grid = np.sort(np.r_[np.linspace(2000, 2009.99, 100), np.linspace(2010, 2019.99, 1000)])
+        >>> out = _rank_smooth(grid, grid, np.random.default_rng(0).normal(0, 0.05, len(grid)))
+        >>> int((out >= 2010).sum()), bool(out.min() >= 2000 and out.max() <= 2019.99)
+        (1001, True)
+    """
+    n = len(grid)
+    rank = (np.searchsorted(grid, values, "left") + np.searchsorted(grid, values, "right") - 1) / 2.0
+    u = rank / max(n - 1, 1)               # the smallest donor at 0, the largest at 1
+    u = _reflect(u + np.where(np.isnan(values), 0.0, noise), np.zeros(len(u)), np.ones(len(u)))
+    out = np.interp(u * (n - 1), np.arange(n), grid)
+    return np.where(np.isnan(values), np.nan, out)
 
 
 def _to_log(v: np.ndarray) -> np.ndarray:

@@ -173,6 +173,7 @@ class Prepared:
     dropped: dict[str, int] = field(default_factory=dict)
     dtypes: dict[str, dict[str, Any]] = field(default_factory=dict)
     linked: dict[str, dict[str, Any]] = field(default_factory=dict)   # screening, cpes (see linked.py)
+    site_first: pd.Series | None = None    # first diagnosis day of each site in the release
 
 
 def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
@@ -300,8 +301,9 @@ def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
                                     trt, p, dropped)
     columns = {n: list(tables[n].columns) for n in tables}
     dtypes = {n: dict(tables[n].dtypes) for n in tables}
+    site_first = tum.groupby(tum["site_icd10"].astype(str))["diag_day"].min()
     return Prepared(first, later, trt, modalities, columns, lookups, bounds, dropped=dropped, dtypes=dtypes,
-                    linked=linked_tables)
+                    linked=linked_tables, site_first=site_first)
 
 
 def _prepare_linked(tables: dict[str, pd.DataFrame], key: str, pidx: pd.Index, tum: pd.DataFrame, trt: pd.DataFrame,
@@ -697,7 +699,11 @@ class Synthesiser:
             def fits(f: pd.DataFrame) -> np.ndarray:   # before the data's end (and the patient's last event)
                 gap = np.floor(np.maximum(f["diag_gap"].fillna(0), 0))
                 room = f["p_last_gap"].fillna(np.inf) if "p_last_gap" in f.columns and LATER_WITHIN_LAST else np.inf
-                return ((f["p_first_day"] + gap <= hi) & (gap <= room)).to_numpy()
+                # nor before the site was first registered (colon cancers in 2005 of a woman with
+                # breast cancer from the historic cohort: only C50 and C81 go back before 2013)
+                since = f["site_icd10"].astype(str).map(prep.site_first).fillna(-np.inf) \
+                    if prep.site_first is not None else -np.inf
+                return ((f["p_first_day"] + gap <= hi) & (gap <= room) & (f["p_first_day"] + gap >= since)).to_numpy()
             later, seen = self.later_model_.sample_until(later, rng, fits, REDRAWS)
             # still outside after the redraws (a first tumour late in the data whose leaf's donors
             # all had more time): the interval is drawn uniformly within the room it has, which
@@ -705,8 +711,12 @@ class Synthesiser:
             room = np.minimum(hi - later["p_first_day"].to_numpy(float),
                               later["p_last_gap"].fillna(np.inf).to_numpy(float)
                               if "p_last_gap" in later.columns and LATER_WITHIN_LAST else np.inf)
-            stuck = ~seen & (room >= 0)
-            later.loc[stuck, "diag_gap"] = np.floor(rng.random(int(stuck.sum())) * (room[stuck] + 1))
+            since = (later["site_icd10"].astype(str).map(prep.site_first).fillna(-np.inf).to_numpy(float)
+                     if prep.site_first is not None else np.full(len(later), -np.inf))
+            low = np.maximum(since - later["p_first_day"].to_numpy(float), 0)
+            stuck = ~seen & (room >= low)
+            later.loc[stuck, "diag_gap"] = low[stuck] + np.floor(rng.random(int(stuck.sum()))
+                                                                 * (room[stuck] - low[stuck] + 1))
             later = later[seen | stuck]
             later["diag_gap"] = np.floor(np.maximum(later["diag_gap"].fillna(0), 0))
             later = later.sort_values(["pid", "diag_gap"], kind="stable")
