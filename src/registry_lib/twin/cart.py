@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-__all__ = ["CartSampler", "encode_column", "encode_frame", "target_order"]
+__all__ = ["CartSampler", "SplitSampler", "encode_column", "encode_frame", "target_order"]
 
 # A numeric variable with missing values (no death, no treatment of a modality) is drawn in two
 # steps as synthpop does: missing or not (a classification tree), then the value (a regression
@@ -228,9 +228,15 @@ class CartSampler:
             return (self.cells_.get_indexer(keys) + 1).astype(np.int64)
         return np.zeros(len(x), dtype=np.int64)
 
-    def sample(self, x: pd.DataFrame | np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One synthetic value per row of ``x`` (encoded like the training predictors)."""
+    def sample(self, x: pd.DataFrame | np.ndarray, rng: np.random.Generator, present: bool = False) -> np.ndarray:
+        """One synthetic value per row of ``x`` (encoded like the training predictors).
+
+        ``present``: a value, never missing (a variable drawn missing-or-not first: its value
+        given that it is not missing).
+        """
         x = np.asarray(x, dtype=float).reshape(len(x), -1)
+        if self.missing_ is not None and present:
+            return self.present_.sample(x, rng)
         if self.missing_ is not None:
             gone = self.missing_.sample(x, rng).astype(bool)
             out = np.full(len(x), np.nan)
@@ -251,6 +257,53 @@ class CartSampler:
                 scaled = _to_log(out) if self.log else out
                 scaled = _reflect(scaled + np.where(np.isnan(out), 0.0, noise), lv.low[leaf], lv.high[leaf])
                 out = _from_log(scaled) if self.log else scaled
+        return out
+
+
+class SplitSampler:
+    """One :class:`CartSampler` per value of one predictor (a first split forced on it).
+
+    Values with fewer than ``2 * min_leaf`` records share one pooled sampler.
+
+    Example (deaths by stage: each stage's own tree):
+        >>> x = np.c_[np.repeat([0.0, 1.0], 50), np.tile(np.arange(10.0), 10)]
+        >>> y = pd.Series(np.repeat([10.0, 500.0], 50))
+        >>> m = SplitSampler(0, "num", min_leaf=5, smooth=False).fit(x, y)
+        >>> m.sample(np.array([[1.0, 3.0], [0.0, 3.0]]), np.random.default_rng(0)).tolist()
+        [500.0, 10.0]
+    """
+
+    def __init__(self, column: int, kind: str, **options: object) -> None:
+        self.column, self.kind, self.options = column, kind, options
+
+    def fit(self, x: np.ndarray, y: pd.Series, categorical: list[bool] | None = None) -> SplitSampler:
+        """A sampler per value of ``x[:, column]`` (and a pooled one)."""
+        x = np.asarray(x, dtype=float)
+        key = x[:, self.column]
+        ml = int(self.options.get("min_leaf", 5))
+        self.pooled_ = CartSampler(self.kind, **self.options).fit(x, y, categorical)   # type: ignore[arg-type]
+        self.parts_: dict[float, CartSampler] = {}
+        values, counts = np.unique(key, return_counts=True)
+        for v, c in zip(values, counts, strict=True):
+            if c >= 2 * ml:
+                rows = key == v
+                self.parts_[float(v)] = CartSampler(self.kind, **self.options).fit(   # type: ignore[arg-type]
+                    x[rows], y[rows], categorical)
+        return self
+
+    def sample(self, x: np.ndarray, rng: np.random.Generator, present: bool = False) -> np.ndarray:
+        """One value per row, from its value's sampler (the pooled one for a rare value)."""
+        x = np.asarray(x, dtype=float).reshape(len(x), -1)
+        key = x[:, self.column]
+        out = np.empty(len(x), dtype=float if self.kind == "num" else object)
+        done = np.zeros(len(x), dtype=bool)
+        for v in sorted(self.parts_):
+            rows = key == v
+            if rows.any():
+                out[rows] = self.parts_[v].sample(x[rows], rng, present)
+                done |= rows
+        if (~done).any():
+            out[~done] = self.pooled_.sample(x[~done], rng, present)
         return out
 
 

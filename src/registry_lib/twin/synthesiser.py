@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from registry_lib.errors import RegistryLabError
-from registry_lib.twin.cart import CartSampler, encode_column
+from registry_lib.twin.cart import CartSampler, SplitSampler, encode_column
 from registry_lib.twin.linked import (
     anchors,
     cpes_candidates,
@@ -108,6 +108,8 @@ ORDER_LEVELS = True
 # the original's, which attenuated the effect of stage on death. Later tumours and further
 # treatments are then drawn before that last event.
 DEATH_IN_FIRST = True
+# Variables drawn with a first split forced on one predictor (a tree per stage within the site).
+SPLIT_BY: dict[str, str] = {"death_gap": "stage"}
 LATER_WITHIN_LAST = True
 # Draws of a record the original could not hold (after the data's end) repeated at most this often.
 REDRAWS = 10
@@ -407,9 +409,12 @@ class _Sequence:
                 method, preds = "group", [c for c in GROUPED[name] if c in enc]
             x = cls._matrix(enc, preds, len(data))
             smooth = kind == "num" and not integer
-            sampler = CartSampler(kind, method=method, min_leaf=min_leaf, smooth=smooth, log=_is_duration(name),
-                                  seed=seed + i).fit(x, data[name], [p in levels for p in preds] if ORDER_LEVELS
-                                                     else None)
+            options = {"method": method, "min_leaf": min_leaf, "smooth": smooth, "log": _is_duration(name),
+                       "seed": seed + i}
+            cats = [p in levels for p in preds] if ORDER_LEVELS else None
+            split = SPLIT_BY.get(name)
+            sampler = SplitSampler(preds.index(split), kind, **options).fit(x, data[name], cats) \
+                if split in preds and method == "cart" else CartSampler(kind, **options).fit(x, data[name], cats)
             steps.append(_Step(name, kind, preds, sampler, integer))
             before.append(name)
             enc[name] = encode_column(data[name], levels.get(name))
@@ -877,8 +882,7 @@ class Synthesiser:
                 sub = first.iloc[rows]
                 x = np.column_stack([encode_column(sub[c], seq.levels.get(c)) for c in step.predictors]) \
                     if step.predictors else np.zeros((len(rows), 0))
-                sampler = step.sampler.present_ if step.sampler.missing_ is not None else step.sampler
-                first.iloc[rows, first.columns.get_loc("death_gap")] = sampler.sample(x, rng)
+                first.iloc[rows, first.columns.get_loc("death_gap")] = step.sampler.sample(x, rng, present=True)
         room = hi - (first["first_day"] + first["last_gap"]).to_numpy(float)
         gap = first["death_gap"].to_numpy(float)
         late = ~np.isnan(gap) & (np.floor(np.maximum(gap, 0)) > room) & (room >= 0)
