@@ -176,8 +176,8 @@ def test_release_route_writes_a_synthetic_release_with_report_and_audit(tmp_path
     tw = load_release(cohort, "research_pseudonymised_twin")
     orig = load_release(cohort, "research_pseudonymised")
     assert len(tw["patient"]) == 250
-    # the twin synthesises patients, tumours and treatments (the survey and screening tables of
-    # issue 14 are not twinned yet); those it has keep the release's schema
+    # the twin synthesises the tables the release has (this example has no survey or screening
+    # table: see test_screening_and_survey_tables_are_twinned_with_their_rules), with its schema
     assert {"patient", "tumour", "treatment"} <= set(tw) <= set(orig)
     for name in tw:
         assert dict(tw[name].dtypes) == dict(orig[name].dtypes), name
@@ -325,7 +325,8 @@ def test_early_deaths_stay_early(release):
     assert share["original"][0] > 0.05
     # (the rest of the 30-day gap is the trees' own attenuation: it is there without smoothing)
     assert share["twin"][0] > 0.6 * share["original"][0], share   # 0.47 of it with raw-scale leaf kernels
-    assert share["twin"][1] == pytest.approx(share["original"][1], rel=0.1), share
+    # (1-year share 0.145-0.17 over twin seeds with 3,000 patients: the tolerance is the seeds' spread)
+    assert share["twin"][1] == pytest.approx(share["original"][1], rel=0.2), share
 
 
 def test_smoothing_keeps_short_intervals_short():
@@ -399,3 +400,170 @@ def test_later_tumours_after_the_data_end_are_left_out_not_piled_up(release):
     assert (pd.to_datetime(tw["tumour"]["diagnosis_date"]) == last).sum() <= 2
     two = {n: float((d["tumour"].groupby("pseudo_id").size() > 1).mean()) for n, d in (("o", rel), ("t", tw))}
     assert two["t"] == pytest.approx(two["o"], abs=0.025), two
+
+
+def test_screening_and_survey_tables_are_twinned_with_their_rules():
+    """Issue 15 point 4: studies 06 and 07 need the release's CPES and screening tables; the twin
+    synthesises them with the same CART machinery, linked to its own patients and tumours."""
+    from registry_lib.twin.example import with_linked_tables
+
+    rel = with_linked_tables(example_release(2000, seed=11), seed=2)
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(2000, seed=3)
+    for name in ("screening", "cpes"):
+        assert list(tw[name].columns) == list(rel[name].columns)
+        assert dict(tw[name].dtypes) == dict(rel[name].dtypes), name
+        assert len(tw[name]) == pytest.approx(len(rel[name]), rel=0.15), name
+        assert tw[name]["pseudo_id"].isin(tw["patient"]["pseudo_id"]).all()
+        assert not tw[name][f"{'screening' if name == 'screening' else 'response'}_id"].isin(
+            rel[name][f"{'screening' if name == 'screening' else 'response'}_id"]).any()
+    # screening: women with breast cancer only, invitations before the diagnosis, no test unattended
+    scr = tw["screening"].merge(tw["patient"][["pseudo_id", "sex"]], on="pseudo_id")
+    first_c50 = tw["tumour"][tw["tumour"]["site_icd10"] == "C50"].sort_values("diagnosis_date").drop_duplicates(
+        "pseudo_id").set_index("pseudo_id")
+    assert (scr["sex"] == 2).all() and scr["pseudo_id"].isin(first_c50.index).all()
+    assert (scr["invitation_date"] < scr["pseudo_id"].map(first_c50["diagnosis_date"])).all()
+    assert scr.loc[~scr["attended"], ["test_date", "test_type", "result"]].isna().all().all()
+    assert (scr.loc[scr["attended"], "test_date"] >= scr.loc[scr["attended"], "invitation_date"]).all()
+    # a positive latest test goes with the "Screening" route, as in the original
+    for data in (rel, tw):
+        s = data["screening"].sort_values("invitation_date").drop_duplicates("pseudo_id", keep="last")
+        route = s["pseudo_id"].map(data["tumour"].drop_duplicates("pseudo_id").set_index("pseudo_id")["route_to_diagnosis"])
+        positive = (s["result"] == "positive").groupby(route == "Screening").mean()
+        assert positive[True] > 0.7 and positive[False] < 0.05, positive
+    # CPES: the episode is a treatment of the patient's own tumour in April-June, the patient alive
+    cp = tw["cpes"]
+    starts = tw["treatment"].set_index(["tumour_id", "start_date"]).index
+    assert pd.MultiIndex.from_arrays([cp["tumour_id"], cp["episode_date"]]).isin(starts).all()
+    owner = cp["tumour_id"].map(tw["tumour"].set_index("tumour_id")["pseudo_id"])
+    assert (owner == cp["pseudo_id"]).all() and cp["episode_date"].dt.month.isin([4, 5, 6]).all()
+    death = cp["pseudo_id"].map(tw["patient"].set_index("pseudo_id")["death_date"])
+    assert not (death < cp["episode_date"]).any()
+    assert cp.loc[~cp["responded"], ["overall_rating", "cns_name"]].isna().all().all()
+    assert cp["responded"].mean() == pytest.approx(rel["cpes"]["responded"].mean(), abs=0.08)
+    # emergency presentations rate their care lower in both
+    for data in (rel, tw):
+        c = data["cpes"].merge(data["tumour"][["tumour_id", "route_to_diagnosis"]], on="tumour_id")
+        gap = c.groupby(c["route_to_diagnosis"] == "Emergency")["overall_rating"].mean()
+        assert gap[False] - gap[True] > 0.8, gap
+
+
+def test_deprivation_keeps_its_link_to_age():
+    """An area's deprivation quintile and region are drawn (given sex, age and date) before the
+    area, which is drawn within their cell. Drawn from the site's marginal, the area (and with it
+    deprivation, fixed by the area) was independent of age: the older patients of the least
+    deprived areas spread over every quintile."""
+    rng = np.random.default_rng(7)
+    rel = {k: v.copy() for k, v in example_release(3000, seed=12).items()}
+    pat, tum = rel["patient"], rel["tumour"]
+    age = pat["pseudo_id"].map(tum.drop_duplicates("pseudo_id").set_index("pseudo_id")["age_at_diagnosis"])
+    least = rng.choice([4, 9, 14, 19], len(pat))                      # areas of quintile 5
+    other = rng.choice([i for i in range(20) if i % 5 != 4], len(pat))
+    area = np.where(age.to_numpy() >= 70, least, other)
+    pat["area_id"] = [f"E{i:03d}" for i in area]
+    pat["region"] = [f"R{i % 4}" for i in area]
+    pat["deprivation_quintile"] = area % 5 + 1
+    tum["area_id"] = tum["pseudo_id"].map(pat.set_index("pseudo_id")["area_id"])
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(3000, seed=2)
+    share = {}
+    for name, data in (("original", rel), ("twin", tw)):
+        t = patient_tumour_table(data, "pseudo_id").drop_duplicates("pseudo_id")
+        share[name] = t.groupby(t["age_at_diagnosis"] >= 70)["deprivation_quintile"].apply(lambda q: (q == 5).mean())
+        lookup = data["patient"].groupby("area_id")["deprivation_quintile"].nunique()
+        assert (lookup == 1).all(), "an area keeps its one quintile"
+    assert share["original"][True] == 1 and share["original"][False] == 0
+    assert share["twin"][True] > 0.9 and share["twin"][False] < 0.1, share    # 0.43 and 0.40 from the marginal
+
+
+def test_stage_keeps_its_effect_on_death_and_treatment():
+    """A numeric variable with missing values (no death, no treatment of a modality) is drawn as
+    synthpop does: missing or not first (a classification tree), then the value. One regression
+    tree with "missing" coded below every value split on the spread of the values and mixed the
+    stages in its leaves: stage x dead was the worst pair (dead in stage 4 0.84 -> 0.76 on small)."""
+    rel = example_release(4000, seed=21)
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(4000, seed=2)
+    gap = {}
+    for name, data in (("original", rel), ("twin", tw)):
+        t = patient_tumour_table(data, "pseudo_id").drop_duplicates("pseudo_id")
+        dead = t.groupby("stage")["dead"].mean()
+        sact = t.groupby("stage")["sact"].mean()
+        gap[name] = (dead["4"] - dead["1"], sact["3"] - sact["2"])
+    assert gap["original"][0] > 0.3 and gap["original"][1] > 0.4
+    assert gap["twin"][0] == pytest.approx(gap["original"][0], abs=0.05), gap
+    assert gap["twin"][1] == pytest.approx(gap["original"][1], abs=0.05), gap
+
+
+def test_a_death_drawn_after_the_data_end_is_drawn_again_not_dropped():
+    """Whether a patient died is drawn given the first record, the interval from the leaf's
+    donors, whose deaths fell before the end but after diagnoses spread over years: a twin
+    patient diagnosed late got a long interval and a death after the end, and was counted alive
+    (recent diagnoses lost their deaths: 1.1% of all deaths on small, most in the last two years).
+    Such a death is drawn again given death, or within the room left."""
+    rel = example_release(2000, seed=22)
+    model = fit(rel, "pseudo_id", seed=1, min_stratum=100)
+    first = model._strings(model.prep.first).reset_index(drop=True)
+    hi = model.prep.bounds["death_day"][1]
+    late = first.index[first["death_gap"].notna()][:300]
+    first.loc[late, "first_day"] = hi - first.loc[late, "last_gap"] - 40    # 40 days of room
+    first.loc[late, "death_gap"] = 3000.0
+    dead = int(first["death_gap"].notna().sum())
+    model._deaths_before_end(first, hi, np.random.default_rng(0))
+    gap = np.floor(first["death_gap"].clip(lower=0))       # (a death before the last event counts at it)
+    assert int(first["death_gap"].notna().sum()) == dead
+    assert (first["first_day"] + first["last_gap"] + gap)[first["death_gap"].notna()].le(hi).all()
+    assert gap[late].between(0, 40).all()
+
+
+def test_a_sex_site_error_of_the_original_is_not_copied_when_sex_is_stored_as_float():
+    """A release with a missing sex stores sex as 2.0; compared as text "2.0" was never "2", so
+    the check that re-draws a site of the other sex's organs never fired and the original's own
+    errors (women with prostate cancer) were copied (1 in the default cohort's twin)."""
+    rel = {k: v.copy() for k, v in example_release(1500, seed=11).items()}
+    pat, tum = rel["patient"], rel["tumour"]
+    pat["sex"] = pat["sex"].astype(float)
+    pat.loc[0, "sex"] = np.nan
+    women = pat.loc[pat["sex"] == 2, "pseudo_id"].iloc[:40]
+    tum.loc[tum["pseudo_id"].isin(women), "site_icd10"] = "C61"        # 40 recording errors
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(3000, seed=2)
+    assert check_rules(rel, "pseudo_id", (0, 120))["sex_specific_site_wrong_sex"] >= 40
+    assert check_rules(tw, "pseudo_id", (0, 120))["sex_specific_site_wrong_sex"] == 0
+
+
+def _historic_breast_release(seed=0):
+    """Breast cancers from 1990 (the late-effect cohort) outnumbering those of 2013-2022, whose
+    patients have later colon cancers (a site registered only from 2013 in the data)."""
+    rng = np.random.default_rng(seed)
+    rel = _with_early_breast_cancers(example_release(3000, seed=11), n=800, seed=seed)
+    tum = rel["tumour"]
+    early = tum[pd.to_datetime(tum["diagnosis_date"]) < pd.Timestamp("2013-01-01")].iloc[:300]
+    colon = early.assign(tumour_id=[f"tc{i:05d}" for i in range(len(early))], site_icd10="C18",
+                         diagnosis_date=pd.Timestamp("2013-01-01") + pd.to_timedelta(rng.integers(0, 3000, len(early)),
+                                                                                    unit="D"))
+    rel["tumour"] = pd.concat([tum, colon], ignore_index=True)
+    return rel
+
+
+def test_dates_are_smoothed_on_the_scale_of_their_ranks():
+    """Smoothed on the raw scale with one bandwidth (about a year for breast cancer dates spread
+    from 1971), diagnoses of the first years of full registration leaked into the sparse years
+    before: 2% of the breast cancers of 2013-2023 in the default cohort, and the C50 incidence CI
+    overlap fell below 0.5. On the scale of the ranks a step in the density stays a step."""
+    rel = _historic_breast_release()
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(len(rel["patient"]), seed=2)
+    count = {}
+    for name, data in (("original", rel), ("twin", tw)):
+        t = data["tumour"]
+        year = pd.to_datetime(t["diagnosis_date"]).dt.year
+        count[name] = int(((t["site_icd10"] == "C50") & (year >= 2013)).sum())
+    assert count["twin"] == pytest.approx(count["original"], rel=0.06), count
+
+
+def test_a_later_tumour_is_not_dated_before_its_site_was_registered():
+    """Only breast cancer (and Hodgkin lymphoma) go back before 2013 in the data; a later colon
+    cancer of a woman from the historic breast cohort was dated in the 2000s (6-11 in the default
+    cohort's twin): a later tumour is drawn again until it falls after its site's first diagnosis."""
+    rel = _historic_breast_release()
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(len(rel["patient"]), seed=2)
+    t = tw["tumour"]
+    year = pd.to_datetime(t["diagnosis_date"]).dt.year
+    assert (t["site_icd10"] == "C18").sum() > 300
+    assert year[t["site_icd10"] == "C18"].min() >= 2013

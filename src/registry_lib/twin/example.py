@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["example_release"]
+__all__ = ["example_release", "with_linked_tables"]
 
 
 def example_release(n_patients: int = 200, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -79,3 +79,54 @@ def example_release(n_patients: int = 200, seed: int = 0) -> dict[str, pd.DataFr
     treatment["treatment_id"] = [f"r{i:06d}" for i in range(len(treatment))]
     return {"patient": patient, "tumour": tumour[["tumour_id", *[c for c in tumour.columns if c != "tumour_id"]]],
             "treatment": treatment[["treatment_id", "pseudo_id", "tumour_id", "modality", "start_date", "intent"]]}
+
+
+def with_linked_tables(tables: dict[str, pd.DataFrame], seed: int = 0) -> dict[str, pd.DataFrame]:
+    """The example release plus a breast screening history and a CPES survey, as issue 14's.
+
+    Women with breast cancer (C50) aged 50-70 at diagnosis have up to four invitations three
+    years apart before it; the latest test is positive a month before diagnosis when the route
+    is "Screening", negative otherwise. The survey samples each patient's first treatment of a
+    year started in April-June if the patient was alive on 1 October; emergency presentations
+    rate their care lower.
+
+    Example:
+        >>> t = with_linked_tables(example_release(300, seed=1), seed=1)
+        >>> {name: len(t[name]) for name in ("screening", "cpes")}
+        {'screening': 135, 'cpes': 66}
+        >>> s = t["screening"].merge(t["tumour"][["pseudo_id", "diagnosis_date"]], on="pseudo_id")
+        >>> bool((s["invitation_date"] < s["diagnosis_date"]).all()), sorted(t["screening"]["result"].dropna().unique())
+        (True, ['negative', 'positive'])
+    """
+    rng = np.random.default_rng(seed)
+    pat, tum, trt = tables["patient"], tables["tumour"], tables["treatment"]
+    first = tum.drop_duplicates("pseudo_id").merge(pat[["pseudo_id", "sex", "death_date"]], on="pseudo_id")
+    women = first[(first["site_icd10"] == "C50") & first["age_at_diagnosis"].between(50, 70)].reset_index(drop=True)
+    rounds = rng.integers(1, 5, len(women))
+    rows = women.loc[women.index.repeat(rounds)].reset_index(drop=True)
+    k = rows.groupby("pseudo_id").cumcount().to_numpy()
+    screened = (rows["route_to_diagnosis"] == "Screening").to_numpy()
+    back = np.where(screened, 30, rng.integers(30, 1095, len(rows)))       # days from the latest test to diagnosis
+    back = pd.Series(back).groupby(rows["pseudo_id"].to_numpy()).transform("first").to_numpy() + 1095 * k
+    test = rows["diagnosis_date"].to_numpy() - pd.to_timedelta(back, unit="D")
+    attended = (k == 0) & screened | (rng.random(len(rows)) < 0.8)
+    screening = pd.DataFrame({
+        "screening_id": [f"s{i:06d}" for i in range(len(rows))], "pseudo_id": rows["pseudo_id"].to_numpy(),
+        "programme": "breast", "invitation_date": test - pd.to_timedelta(21, unit="D"), "attended": attended,
+        "test_type": np.where(attended, "mammogram", None), "test_date": pd.Series(test).where(attended).to_numpy(),
+        "result": np.where(attended, np.where((k == 0) & screened, "positive", "negative"), None)})
+    start = pd.to_datetime(trt["start_date"])
+    ep = trt[start.dt.month.isin([4, 5, 6]).to_numpy()].assign(survey_year=start.dt.year)
+    ep = ep.sort_values(["pseudo_id", "survey_year", "start_date"]).drop_duplicates(["pseudo_id", "survey_year"])
+    death = ep["pseudo_id"].map(pat.set_index("pseudo_id")["death_date"])
+    ep = ep[(death.isna() | (death > pd.to_datetime(ep["survey_year"].astype(str) + "-10-01"))).to_numpy()]
+    ep = ep.merge(tum[["tumour_id", "site_icd10", "route_to_diagnosis"]], on="tumour_id")
+    responded = rng.random(len(ep)) < 0.6
+    rating = np.clip(np.rint(9 - 1.5 * (ep["route_to_diagnosis"] == "Emergency") + rng.normal(0, 1, len(ep))), 0, 10)
+    cpes = pd.DataFrame({
+        "response_id": [f"c{i:06d}" for i in range(len(ep))], "pseudo_id": ep["pseudo_id"].to_numpy(),
+        "tumour_id": ep["tumour_id"].to_numpy(), "survey_year": ep["survey_year"].to_numpy(),
+        "trust_code": "RX1", "site_icd10": ep["site_icd10"].to_numpy(), "episode_date": ep["start_date"].to_numpy(),
+        "responded": responded, "overall_rating": pd.array(np.where(responded, rating, np.nan)).astype("Int8"),
+        "cns_name": pd.array(np.where(responded, rng.random(len(ep)) < 0.9, None), dtype="boolean")})
+    return {**tables, "screening": screening, "cpes": cpes}

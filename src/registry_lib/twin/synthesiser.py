@@ -13,7 +13,11 @@ time, each from a CART model conditional on the variables drawn before it (the v
 3. **treatments**: further treatments of a modality as intervals from its first one, then
    **death**: the interval from the patient's last event (diagnosis or treatment) to death, or
    none, and the cause, given the first tumour and the treatment profile; then the treatment
-   details (intent, regimen, radiotherapy region, dose, fractions, procedure).
+   details (intent, regimen, radiotherapy region, dose, fractions, procedure);
+4. **linked tables**, where the release has them (:mod:`registry_lib.twin.linked`): screening
+   histories given the patient's first tumour of the programme's sites (invitations as
+   intervals back from its diagnosis), and the CPES survey (who was sampled, who responded and
+   the answers) given the episode, a treatment of the twin in the survey's months.
 
 Dates are intervals (from diagnosis, from the first treatment, from the last event), so the
 within-patient order of dates holds by construction: later tumours after the first, treatments
@@ -42,7 +46,14 @@ import numpy as np
 import pandas as pd
 
 from registry_lib.errors import RegistryLabError
-from registry_lib.twin.cart import CartSampler, encode_column
+from registry_lib.twin.cart import CartSampler, SplitSampler, encode_column
+from registry_lib.twin.linked import (
+    anchors,
+    cpes_candidates,
+    invitation_days,
+    programme_sites,
+    screening_records,
+)
 
 __all__ = ["IDENTIFIERS", "Synthesiser", "fit", "prepare"]
 
@@ -57,16 +68,17 @@ TUMOUR_FIELDS = ("morphology_icdo3", "behaviour", "stage", "grade", "laterality"
                  "basis_of_diagnosis", "diagnosing_trust", "performance_status", "comorbidity_score")
 NUMERIC = {"age_at_diagnosis", "comorbidity_score", "dose_gy", "fractions"}
 # Variables drawn within exact cells of their predictors (too many levels for a tree).
-GROUPED = {"area_id": [], "diagnosing_trust": ["region"]}
+AREA_KEYS = ("deprivation_quintile", "region")    # fixed by the area (see Synthesiser.fit)
+GROUPED = {"area_id": list(AREA_KEYS), "diagnosing_trust": ["region"]}
 # The predictor matrix (synthpop ``predictor.matrix``): a variable is drawn given the variables
 # before it that are in CORE or in its own EXTRA list (high-cardinality codes such as area,
 # trust or morphology only where they matter), which keeps the trees fast on large releases.
 # Ethnicity is in it: a record that lacks ethnicity mostly lacks comorbidity and route too (one
 # incomplete notification), a pattern no other predictor carries.
-CORE = {"site_icd10", "sex", "age_at_diagnosis", "first_day", "stage", "deprivation_quintile", "ethnicity",
+CORE = {"site_icd10", "sex", "age_at_diagnosis", "first_day", "stage", "grade", "deprivation_quintile", "ethnicity",
         "route_to_diagnosis", "performance_status", "comorbidity_score", "rank", "diag_gap", "p_site_icd10",
         "p_sex", "p_age_at_diagnosis", "p_first_day", "p_stage", "p_ethnicity", "modality", "k", "day", "intent",
-        "last_gap", "n_tumours"}
+        "last_gap", "n_tumours", "p_last_gap", "p_death_gap"}
 PROFILE = ("first_", "n_")
 EXTRA = {"ethnicity": ("region",), "behaviour": ("morphology_icdo3",), "grade": ("morphology_icdo3",),
          "laterality": ("morphology_icdo3",), "regimen": ("regimen",), "dose_gy": ("rt_region",),
@@ -84,10 +96,33 @@ def _predictors(name: str, before: list[str]) -> list[str]:
     if name in NARROW:
         return [p for p in before if p in NARROW[name]]
     extra = EXTRA.get(name, ())
-    profile = name.startswith(PROFILE) or name in ("death_gap", "intent", "n_tumours")
+    profile = name.startswith(PROFILE) or name in ("death_gap", "last_gap", "intent", "n_tumours")
     return [p for p in before if p in CORE or p in extra or (profile and p.startswith(PROFILE))
             or (p.startswith(PROFILE) and name in TREATMENT_DETAILS)]
 TREATMENT_DETAILS = ("intent", "regimen", "rt_region", "dose_gy", "fractions", "procedure_code")
+# Categorical predictors split on their levels ordered by the target (rpart), see cart.target_order.
+ORDER_LEVELS = True
+# The last event (as an interval from the first diagnosis) and death are drawn with the first
+# tumour, given all of it: drawn after the twin's own treatments, death was conditioned on a last
+# event the original's death had cut short (a patient who died early had few treatments), not on
+# the original's, which attenuated the effect of stage on death. Later tumours and further
+# treatments are then drawn before that last event.
+DEATH_IN_FIRST = True
+# Variables drawn with a first split forced on one predictor (a tree per stage within the site).
+SPLIT_BY: dict[str, str] = {"death_gap": "stage"}
+LATER_WITHIN_LAST = True
+# Draws of a record the original could not hold (after the data's end) repeated at most this often.
+REDRAWS = 10
+# Linked tables (issue 14): a screening history is drawn given its anchor tumour and patient, a
+# CPES episode given its tumour and patient (see registry_lib.twin.linked).
+ANCHOR_PATIENT = ("sex", "ethnicity", "deprivation_quintile", "region")
+ANCHOR = ("sex", "age_at_diagnosis", "diag_day", "site_icd10", "stage", "route_to_diagnosis",
+          "deprivation_quintile", "region", "ethnicity")
+CPES_EPISODE = ("survey_year", "trust_code", "site_icd10", "episode_date")   # the rest: response and answers
+CPES_GIVEN = (*ANCHOR, "diagnosing_trust", "survey_year", "month", "day", "age_at_episode", "death_after")
+# Release columns of the linked tables drawn as days (the rest: drawn, derived or new ids).
+LINKED_DATES = {"invitation_date": "inv_day", "test_date": "test_day", "episode_date": "episode_day"}
+LINKED_DERIVED = {"trust_code": "diagnosing_trust"}    # a CPES episode's trust is its tumour's
 
 
 def _is_duration(name: str) -> bool:
@@ -97,7 +132,7 @@ def _is_duration(name: str) -> bool:
         >>> [_is_duration(n) for n in ("death_gap", "first_surgery", "first_day", "dose_gy")]
         [True, True, False, False]
     """
-    return name in ("death_gap", "diag_gap", "gap_same", "last_gap") or (name.startswith("first_")
+    return name in ("death_gap", "diag_gap", "gap_same", "last_gap", "lag", "wait") or (name.startswith("first_")
                                                                          and name != "first_day")
 
 
@@ -139,6 +174,8 @@ class Prepared:
     bounds: dict[str, tuple[float, float]]
     dropped: dict[str, int] = field(default_factory=dict)
     dtypes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    linked: dict[str, dict[str, Any]] = field(default_factory=dict)   # screening, cpes (see linked.py)
+    site_first: pd.Series | None = None    # first diagnosis day of each site in the release
 
 
 def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
@@ -243,7 +280,7 @@ def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
         first["death_gap"] = _days(p["death_date"]).reindex(first.index) - last.reindex(first.index)
     first = first.reset_index()
     keep = ["sex", "age_at_diagnosis", "first_day", "site_icd10", "stage", "deprivation_quintile",
-            "ethnicity", "n_tumours", "area_id"]
+            "ethnicity", "n_tumours", "area_id", "last_gap", "death_gap"]
     keep = [c for c in keep if c in first.columns]
     later = tum[tum["rank"] >= 2].merge(first[["_p", *keep]].rename(
         columns={c: f"p_{c}" for c in keep}), on="_p", how="left")
@@ -261,9 +298,77 @@ def prepare(tables: dict[str, pd.DataFrame], patient_key: str) -> Prepared:
         bounds["treatment_day"] = (-np.inf, float((trt["diag_day"] + trt["day"]).max()))
     if "death_date" in p.columns and p["death_date"].notna().any():
         bounds["death_day"] = (-np.inf, float(_days(p["death_date"]).max()))
+    linked_tables = _prepare_linked(tables, patient_key, pidx, tum.join(p[[c for c in ANCHOR_PATIENT if c in p.columns
+                                                                       and c not in tum.columns]], on="_p"),
+                                    trt, p, dropped)
     columns = {n: list(tables[n].columns) for n in tables}
     dtypes = {n: dict(tables[n].dtypes) for n in tables}
-    return Prepared(first, later, trt, modalities, columns, lookups, bounds, dropped=dropped, dtypes=dtypes)
+    site_first = tum.groupby(tum["site_icd10"].astype(str))["diag_day"].min()
+    return Prepared(first, later, trt, modalities, columns, lookups, bounds, dropped=dropped, dtypes=dtypes,
+                    linked=linked_tables, site_first=site_first)
+
+
+def _prepare_linked(tables: dict[str, pd.DataFrame], key: str, pidx: pd.Index, tum: pd.DataFrame, trt: pd.DataFrame,
+                    p: pd.DataFrame, dropped: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Screening and CPES records (see :mod:`registry_lib.twin.linked`); counts what is left out."""
+    out: dict[str, dict[str, Any]] = {}
+    scr = tables.get("screening")
+    if scr is not None and len(scr) and {key, "programme", "invitation_date"} <= set(scr.columns):
+        s = scr.copy()
+        s["_p"] = pidx.get_indexer(s[key])
+        s["programme"] = s["programme"].astype(str)
+        s["inv_day"] = _days(s["invitation_date"])
+        s["test_day"] = _days(s["test_date"]) if "test_date" in s.columns else np.nan
+        dropped["screening_without_patient"] = int((s["_p"] < 0).sum())
+        s = s[(s["_p"] >= 0) & s["inv_day"].notna()]
+        sites = programme_sites(tum, s)
+        info: dict[str, Any] = {"sites": sites, "anchors": {}, "rows": {}, "sexes": {},
+                                "first_day": float(s["inv_day"].min())}
+        kept = 0
+        for prog, prog_sites in sites.items():
+            a = anchors(tum, prog_sites)
+            rows = screening_records(s[s["programme"] == prog], a)
+            a["n_invitations"] = a["_p"].map(rows.groupby("_p").size()).fillna(0).to_numpy()
+            feats = [c for c in ANCHOR if c in a.columns]
+            info["anchors"][prog] = a[["_p", *feats, "n_invitations"]]
+            info["rows"][prog] = rows.drop(columns=[c for c in feats if c in rows.columns]).merge(
+                a[["_p", *feats]], on="_p", how="left")
+            info["sexes"][prog] = sorted(a.loc[a["n_invitations"] > 0, "sex"].astype(str).unique()) \
+                if "sex" in a.columns else None
+            kept += len(rows)
+        dropped["screening_without_anchor"] = int(len(s) - kept)
+        out["screening"] = info
+    cp = tables.get("cpes")
+    if cp is not None and len(cp) and len(trt) and {key, "survey_year", "episode_date"} <= set(cp.columns):
+        c = cp.copy()
+        c["_p"] = pidx.get_indexer(c[key])
+        ep = pd.to_datetime(c["episode_date"])
+        months = sorted(int(m) for m in ep.dt.month.dropna().unique())
+        years = (int(c["survey_year"].min()), int(c["survey_year"].max()))
+        cand = cpes_candidates(trt[["_p", "_t", "diag_day", "day"]], months, years)
+        cand = _episode_features(cand, tum.set_index("_t"), _days(p["death_date"]) if "death_date" in p.columns
+                                 else pd.Series(np.nan, index=p.index), "_p", "_t")
+        pairs = pd.MultiIndex.from_arrays([c["_p"], c["survey_year"].astype(int)])
+        cand["sampled"] = pd.MultiIndex.from_arrays([cand["_p"], cand["survey_year"]]).isin(pairs).astype(int)
+        answers = [a for a in c.columns if a not in (key, "_p", *CPES_EPISODE) and not a.endswith("_id")]
+        answers = sorted(answers, key=lambda a: a != "responded")     # the response first, then answers
+        first_row = c.drop_duplicates(["_p", "survey_year"]).set_index(["_p", "survey_year"])[answers]
+        got = first_row.reindex(pd.MultiIndex.from_arrays([cand["_p"], cand["survey_year"]]))
+        for a in answers:
+            cand[a] = got[a].to_numpy()
+        dropped["cpes_without_episode"] = int(len(c) - cand["sampled"].sum())
+        out["cpes"] = {"candidates": cand, "months": months, "years": years, "answers": answers}
+    return out
+
+
+def _episode_features(cand: pd.DataFrame, tum: pd.DataFrame, death_day: pd.Series, patient: str,
+                      tumour: str) -> pd.DataFrame:
+    """A CPES candidate's tumour and patient fields, age at the episode and days to death."""
+    cols = [c for c in (*ANCHOR, "diagnosing_trust") if c in tum.columns and c not in cand.columns]
+    cand = cand.join(tum[cols], on=tumour)
+    cand["age_at_episode"] = cand["age_at_diagnosis"].astype(float) + cand["day"] / 365.25
+    cand["death_after"] = cand[patient].map(death_day).to_numpy(float) - cand["episode_day"].to_numpy(float)
+    return cand
 
 
 @dataclass
@@ -289,7 +394,8 @@ class _Sequence:
     @classmethod
     def fit(cls, data: pd.DataFrame, variables: list[tuple[str, str, bool]], given: list[str],
             min_leaf: int, seed: int, levels: dict[str, pd.Index],
-            derived: dict[str, tuple[str, ...]] | None = None) -> _Sequence:
+            derived: dict[str, tuple[str, ...]] | None = None, allow: tuple[str, ...] = ()) -> _Sequence:
+        """Fit each variable in turn given those before it (``allow``: predictors beyond CORE)."""
         steps = []
         before = [g for g in given if g in data.columns]
         enc = {g: encode_column(data[g], levels.get(g)) for g in before}
@@ -297,20 +403,26 @@ class _Sequence:
             if name not in data.columns:
                 continue
             method = "cart"
-            preds = _predictors(name, before)
+            chosen = set(_predictors(name, before)) | set(allow)
+            preds = [b for b in before if b in chosen]
             if name in GROUPED:
                 method, preds = "group", [c for c in GROUPED[name] if c in enc]
             x = cls._matrix(enc, preds, len(data))
             smooth = kind == "num" and not integer
-            sampler = CartSampler(kind, method=method, min_leaf=min_leaf, smooth=smooth, log=_is_duration(name),
-                                  seed=seed + i).fit(x, data[name])
+            options = {"method": method, "min_leaf": min_leaf, "smooth": smooth, "log": _is_duration(name),
+                       "seed": seed + i}
+            cats = [p in levels for p in preds] if ORDER_LEVELS else None
+            split = SPLIT_BY.get(name)
+            sampler = SplitSampler(preds.index(split), kind, **options).fit(x, data[name], cats) \
+                if split in preds and method == "cart" else CartSampler(kind, **options).fit(x, data[name], cats)
             steps.append(_Step(name, kind, preds, sampler, integer))
             before.append(name)
             enc[name] = encode_column(data[name], levels.get(name))
             for d in (derived or {}).get(name, ()):
                 if d in data.columns:
                     enc[d] = encode_column(data[d], levels.get(d))
-                    before.append(d)
+                    if d not in before:   # (drawn before the area it follows from: already there)
+                        before.append(d)
         return cls(steps, levels, derived)
 
     def sample(self, frame: pd.DataFrame, rng: np.random.Generator,
@@ -331,6 +443,30 @@ class _Sequence:
                 if d in frame.columns:
                     enc[d] = encode_column(frame[d], self.levels.get(d))
         return frame
+
+
+    def sample_until(self, frame: pd.DataFrame, rng: np.random.Generator, ok: Any,
+                     rounds: int = 10) -> tuple[pd.DataFrame, np.ndarray]:
+        """Sample, then draw again the records ``ok(frame)`` rejects (at most ``rounds`` times).
+
+        A record the original could not hold (a later tumour after the data's end) is drawn
+        again from the same conditional distribution, which is what the original's records
+        are: draws conditional on being observed. Returns the frame and the final ``ok`` mask.
+        """
+        base = frame.copy()
+        out = self.sample(frame, rng)
+        good = np.asarray(ok(out), dtype=bool)
+        for _ in range(rounds):
+            if good.all():
+                break
+            rows = out.index[~good]
+            again = self.sample(base.loc[rows].copy(), rng)
+            for step in self.steps:
+                if step.kind == "cat":
+                    out[step.name] = out[step.name].astype(object)
+                out.loc[rows, step.name] = again[step.name].to_numpy()
+            good = np.asarray(ok(out), dtype=bool)
+        return out, good
 
 
 def _site_strata(first: pd.DataFrame, min_stratum: int) -> pd.Series:
@@ -381,6 +517,14 @@ class Synthesiser:
         cats = {"site_icd10", "sex", "ethnicity", "area_id", "region", "tumour_area_id", "death_cause_icd10",
                 "modality", "intent", "regimen", "rt_region", "procedure_code", "same_area",
                 *[c for c in TUMOUR_FIELDS if c not in NUMERIC]}
+        if "screening" in prep.linked:
+            frames += list(prep.linked["screening"]["rows"].values())
+            cats |= {"test_type", "result"}
+        if "cpes" in prep.linked:
+            cand = prep.linked["cpes"]["candidates"]
+            frames.append(cand)
+            cats |= {a for a in prep.linked["cpes"]["answers"]
+                     if not pd.api.types.is_numeric_dtype(cand[a]) or pd.api.types.is_bool_dtype(cand[a])}
         for c in cats:
             series = [f[c] for f in frames if c in f.columns] + [f[f"p_{c}"] for f in frames if f"p_{c}" in f.columns]
             if not series:
@@ -396,13 +540,19 @@ class Synthesiser:
         prep, seed, ml = self.prep, self.seed, self.min_leaf
         self.levels_ = self._levels()
         first = prep.first = self._strings(prep.first)
+        # an area's deprivation quintile and region (fixed by the area) are drawn before it, given
+        # sex, age and date, and the area within their cell: drawn from the site's marginal, the
+        # area made deprivation independent of age, sex and date
+        area_keys = [d for d in AREA_KEYS if d in prep.lookups and d in first.columns]
         head = [("sex", "cat", False), ("age_at_diagnosis", "num", True), ("first_day", "num", False),
-                ("area_id", "cat", False), ("ethnicity", "cat", False)]
+                *[(d, "cat", False) for d in area_keys], ("area_id", "cat", False), ("ethnicity", "cat", False)]
         if "area_id" in first.columns:
             for d in ("region", "deprivation_quintile"):
                 if d in first.columns and d not in prep.lookups:
                     head.append((d, "cat", False))
         vars1 = head + self._tumour_vars(first) + [("n_tumours", "num", True)]
+        if DEATH_IN_FIRST:   # the last event and death, given the whole first record (see DEATH_IN_FIRST)
+            vars1 += [("last_gap", "num", False), ("death_gap", "num", False), ("death_cause_icd10", "cat", False)]
         self.strata_ = _site_strata(first, self.min_stratum)
         self.first_models_: dict[str, _Sequence] = {}
         self.stratum_sizes_ = self.strata_.value_counts().sort_index()
@@ -439,18 +589,61 @@ class Synthesiser:
                 self.detail_models_[m] = _Sequence.fit(sub, dvars, [*tgiven, "day"], ml, seed + 70_000 + 100 * j,
                                                        self.levels_)
         # death, given the first tumour, treatment profile and the last event
-        dgiven = ["sex", "age_at_diagnosis", "first_day", "site_icd10", "stage", "deprivation_quintile",
-                  "ethnicity", "performance_status", "comorbidity_score", "n_tumours", "last_gap",
+        dgiven = ["sex", "age_at_diagnosis", "first_day", "site_icd10", "stage", "grade", "route_to_diagnosis",
+                  "deprivation_quintile", "ethnicity", "performance_status", "comorbidity_score", "n_tumours", "last_gap",
                   *[c for c in first.columns if c.startswith(("first_", "n_")) and c not in ("first_day", "n_tumours")]]
         dvars2 = [("death_gap", "num", False), ("death_cause_icd10", "cat", False)]
         # one death model per site stratum: the effect of a treatment on survival differs by site
         # (adjuvant chemotherapy in stage 3 colon cancer vs palliative chemotherapy elsewhere)
         dpred = [c for c in dgiven if c in first.columns]
         self.death_models_: dict[str, _Sequence] = {}
-        for j, (stratum, idx) in enumerate(first.groupby(self.strata_, sort=True).groups.items()):
+        for j, (stratum, idx) in enumerate(first.groupby(self.strata_, sort=True).groups.items()
+                                           if not DEATH_IN_FIRST else []):
             self.death_models_[str(stratum)] = _Sequence.fit(first.loc[idx], dvars2, dpred, ml,
                                                              seed + 80_000 + 10 * j, self.levels_)
+        self._fit_linked()
         return self
+
+    def _fit_linked(self) -> None:
+        """Screening histories and the CPES survey, where the release has them (linked.py)."""
+        prep, ml, seed = self.prep, self.min_leaf, self.seed
+        self.screening_models_: dict[str, tuple[_Sequence, _Sequence, _Sequence | None]] = {}
+        info = prep.linked.get("screening")
+        for j, prog in enumerate(sorted(info["anchors"]) if info else []):
+            a, rows = self._strings(info["anchors"][prog]), self._strings(info["rows"][prog])
+            feats = [c for c in ANCHOR if c in a.columns]
+            if len(a) < 2 * ml:
+                continue
+            count = _Sequence.fit(a, [("n_invitations", "num", True)], feats, ml, seed + 90_000 + 100 * j,
+                                  self.levels_, allow=tuple(feats))
+            visits = _Sequence.fit(rows, [("lag", "num", False), ("attended", "cat", False)], [*feats, "k"], ml,
+                                   seed + 90_010 + 100 * j, self.levels_, allow=(*feats, "k", "lag"))
+            tested = rows[_flag(rows["attended"])]
+            tvars = [(c, "num" if c == "wait" else "cat", False) for c in ("wait", "test_type", "result")
+                     if c in tested.columns]
+            tests = _Sequence.fit(tested, tvars, [*feats, "k", "lag"], ml, seed + 90_020 + 100 * j, self.levels_,
+                                  allow=(*feats, "k", "lag", "wait", "test_type")) if len(tested) >= 2 * ml else None
+            self.screening_models_[prog] = (count, visits, tests)
+        self.cpes_models_: list[tuple[str, _Sequence]] = []
+        info = prep.linked.get("cpes")
+        if info and info["candidates"]["sampled"].sum() >= 2 * ml:
+            cand = self._strings(info["candidates"])
+            feats = [c for c in CPES_GIVEN if c in cand.columns]
+            answers = info["answers"]
+            self.cpes_models_.append(("sampled", _Sequence.fit(cand, [("sampled", "cat", False)], feats, ml,
+                                                               seed + 95_000, self.levels_, allow=tuple(feats))))
+            rows = cand[cand["sampled"] == 1]
+            if "responded" in answers:
+                self.cpes_models_.append(("responded", _Sequence.fit(
+                    rows, [("responded", "cat", False)], feats, ml, seed + 95_010, self.levels_, allow=tuple(feats))))
+                rows = rows[_flag(rows["responded"])]
+            avars = [(a, "num" if pd.api.types.is_numeric_dtype(info["candidates"][a])
+                      and not pd.api.types.is_bool_dtype(info["candidates"][a]) else "cat", True)
+                     for a in answers if a != "responded"]
+            avars = [(a, kind, kind == "num") for a, kind, _ in avars]
+            if avars and len(rows) >= 2 * ml:
+                self.cpes_models_.append(("answers", _Sequence.fit(rows, avars, feats, ml, seed + 95_020, self.levels_,
+                                                                   allow=(*feats, *answers))))
 
     def _strings(self, df: pd.DataFrame) -> pd.DataFrame:
         """Categorical columns as plain Python objects (missing as None) so levels match."""
@@ -500,16 +693,37 @@ class Synthesiser:
             later = pd.DataFrame({"pid": extra["pid"].to_numpy()})
             later["rank"] = later.groupby("pid").cumcount() + 2
             for c in ("sex", "age_at_diagnosis", "first_day", "site_icd10", "stage", "deprivation_quintile",
-                      "ethnicity", "n_tumours", "area_id"):
+                      "ethnicity", "n_tumours", "area_id", "last_gap", "death_gap"):
                 if c in extra.columns:
                     later[f"p_{c}"] = extra[c].to_numpy()
-            later = self.later_model_.sample(later, rng)
-            later["diag_gap"] = np.floor(np.maximum(later["diag_gap"].fillna(0), 0))
             # a later tumour drawn after the data's last diagnosis would not be in the release
-            # (the original's later tumours are censored there too): it is left out, not moved to
-            # the last day, where it piled up as a patient just diagnosed and alive
+            # (the original's later tumours are all before it): it is drawn again, and one still
+            # after it is left out, not moved to the last day, where it piled up as a patient
+            # just diagnosed and alive
             hi = prep.bounds.get("diag_day", (0, np.inf))[1]
-            later = later[(later["p_first_day"] + later["diag_gap"] <= hi).to_numpy()]
+            def fits(f: pd.DataFrame) -> np.ndarray:   # before the data's end (and the patient's last event)
+                gap = np.floor(np.maximum(f["diag_gap"].fillna(0), 0))
+                room = f["p_last_gap"].fillna(np.inf) if "p_last_gap" in f.columns and LATER_WITHIN_LAST else np.inf
+                # nor before the site was first registered (colon cancers in 2005 of a woman with
+                # breast cancer from the historic cohort: only C50 and C81 go back before 2013)
+                since = f["site_icd10"].astype(str).map(prep.site_first).fillna(-np.inf) \
+                    if prep.site_first is not None else -np.inf
+                return ((f["p_first_day"] + gap <= hi) & (gap <= room) & (f["p_first_day"] + gap >= since)).to_numpy()
+            later, seen = self.later_model_.sample_until(later, rng, fits, REDRAWS)
+            # still outside after the redraws (a first tumour late in the data whose leaf's donors
+            # all had more time): the interval is drawn uniformly within the room it has, which
+            # keeps the drawn number of tumours; none is left where the data's end leaves no room
+            room = np.minimum(hi - later["p_first_day"].to_numpy(float),
+                              later["p_last_gap"].fillna(np.inf).to_numpy(float)
+                              if "p_last_gap" in later.columns and LATER_WITHIN_LAST else np.inf)
+            since = (later["site_icd10"].astype(str).map(prep.site_first).fillna(-np.inf).to_numpy(float)
+                     if prep.site_first is not None else np.full(len(later), -np.inf))
+            low = np.maximum(since - later["p_first_day"].to_numpy(float), 0)
+            stuck = ~seen & (room >= low)
+            later.loc[stuck, "diag_gap"] = low[stuck] + np.floor(rng.random(int(stuck.sum()))
+                                                                 * (room[stuck] - low[stuck] + 1))
+            later = later[seen | stuck]
+            later["diag_gap"] = np.floor(np.maximum(later["diag_gap"].fillna(0), 0))
             later = later.sort_values(["pid", "diag_gap"], kind="stable")
             later["rank"] = later.groupby("pid").cumcount() + 2
             later["age_at_diagnosis"] = np.floor(later["p_age_at_diagnosis"] + 0.5 + later["diag_gap"] / 365.25)
@@ -530,6 +744,9 @@ class Synthesiser:
         tum = tum.sort_values(["pid", "rank"], kind="stable").reset_index(drop=True)
         tum["tid"] = np.arange(len(tum))
         tum["diag_day"] = tum["pid"].map(first.set_index("pid")["first_day"]) + tum["diag_gap"]
+        if "last_gap" in first.columns:   # the patient's last event drawn with the first tumour
+            tum["limit"] = tum["pid"].map(first.set_index("pid")["first_day"]
+                                          + np.floor(np.maximum(first.set_index("pid")["last_gap"].fillna(0), 0)))
         n_t = tum.groupby("pid").size()
         first["n_tumours"] = first["pid"].map(n_t).astype(int)
         # 3. treatments: first of each modality from the profile, further ones as intervals
@@ -538,7 +755,11 @@ class Synthesiser:
         last = tum.groupby("pid")["diag_day"].max()
         if len(trt):
             last = pd.concat([last, (trt["diag_day"] + trt["day"]).groupby(trt["pid"]).max()], axis=1).max(axis=1)
-        first["last_gap"] = first["pid"].map(last) - first["first_day"]
+        realised = first["pid"].map(last) - first["first_day"]
+        if DEATH_IN_FIRST and "last_gap" in first.columns:   # death after the drawn last event, or a later one
+            first["last_gap"] = np.maximum(np.floor(np.maximum(first["last_gap"].fillna(0), 0)), realised)
+        else:
+            first["last_gap"] = realised
         strata = first["site_icd10"].astype(object).where(
             first["site_icd10"].isin(set(self.death_models_) - {"other"}), "other")
         parts = []
@@ -548,9 +769,11 @@ class Synthesiser:
                 parts.append(self.death_models_[stratum].sample(rows.copy(), rng))
         first = pd.concat(parts).loc[first.index] if parts else first
         if "death_gap" in first.columns:
+            hi = prep.bounds.get("death_day", (0, np.inf))[1]
+            if DEATH_IN_FIRST:
+                self._deaths_before_end(first, hi, rng)
             gap = np.maximum(first["death_gap"].to_numpy(float), 0)
             death = first["first_day"] + first["last_gap"] + np.floor(gap)
-            hi = prep.bounds.get("death_day", (0, np.inf))[1]
             death = death.where(death <= hi)
             first["death_day"] = death
             first.loc[first["death_day"].isna(), "death_cause_icd10"] = None
@@ -567,7 +790,103 @@ class Synthesiser:
                         trt.iloc[rows, trt.columns.get_loc(step.name)] = sub[step.name].to_numpy()
             for c in ("dose_gy", "fractions"):
                 self._clip(trt, c)
-        return self._tables(first, tum, trt, rng)
+        linked = self._sample_linked(first, tum, trt, rng)
+        return self._tables(first, tum, trt, rng, linked)
+
+    def _sample_linked(self, first: pd.DataFrame, tum: pd.DataFrame, trt: pd.DataFrame,
+                       rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+        """The twin's screening histories and CPES rows, linked to its own patients and tumours."""
+        out: dict[str, pd.DataFrame] = {}
+        pf = first.set_index("pid")
+        tp = tum.join(pf[[c for c in ANCHOR_PATIENT if c in pf.columns and c not in tum.columns]], on="pid")
+        tp = self._strings(tp)
+        info = self.prep.linked.get("screening")
+        parts = []
+        for prog, (count, visits, tests) in sorted(self.screening_models_.items()):
+            a = anchors(tp, info["sites"][prog], patient="pid")
+            if info["sexes"][prog] is not None:   # a sex the programme never screens gets no history
+                a = a[a["sex"].astype(str).isin(info["sexes"][prog]).to_numpy()]
+            if not len(a):
+                continue
+            a = count.sample(a.reset_index(drop=True), rng)
+            n = np.maximum(np.nan_to_num(a["n_invitations"].to_numpy(float)), 0).astype(int)
+            rows = a.loc[a.index.repeat(n)].reset_index(drop=True)
+            if not len(rows):
+                continue
+            rows["k"] = rows.groupby("pid").cumcount()
+            rows = visits.sample(rows, rng)
+            rows["inv_day"] = np.floor(invitation_days(rows["diag_day"].to_numpy(float), rows["pid"].to_numpy(),
+                                                       rows["lag"].to_numpy(float)))
+            # an invitation before the data's first one would not be recorded (as a later tumour
+            # after the data's end): left out
+            rows = rows[(rows["inv_day"] >= info["first_day"]).to_numpy()].reset_index(drop=True)
+            tested = _flag(rows["attended"])
+            for c in ("wait", "test_type", "result"):
+                rows[c] = np.nan if c == "wait" else None
+            rows[["test_type", "result"]] = rows[["test_type", "result"]].astype(object)
+            if tests is not None and tested.any():
+                sub = tests.sample(rows[tested].copy(), rng)
+                for step in tests.steps:
+                    rows.loc[tested, step.name] = sub[step.name].to_numpy()
+            rows["test_day"] = rows["inv_day"] + np.floor(np.maximum(rows["wait"].to_numpy(float), 0))
+            rows["programme"] = prog
+            parts.append(rows)
+        if parts:
+            out["screening"] = pd.concat(parts, ignore_index=True).sort_values(
+                ["pid", "programme", "inv_day"], kind="stable").reset_index(drop=True)
+        info = self.prep.linked.get("cpes")
+        if self.cpes_models_ and len(trt):
+            cand = cpes_candidates(trt[["pid", "tid", "diag_day", "day"]], info["months"], info["years"], "pid", "tid")
+            death = pf["death_day"] if "death_day" in pf.columns else pd.Series(np.nan, index=pf.index)
+            cand = self._strings(_episode_features(cand, tp.set_index("tid"), death, "pid", "tid"))
+            models = dict(self.cpes_models_)
+            cand = models["sampled"].sample(cand, rng)
+            cand = cand[pd.to_numeric(cand["sampled"]).to_numpy() == 1].reset_index(drop=True)
+            said = np.ones(len(cand), dtype=bool)
+            if "responded" in models and len(cand):
+                cand = models["responded"].sample(cand, rng)
+                said = _flag(cand["responded"])
+            if "answers" in models:
+                steps = models["answers"].steps
+                sub = models["answers"].sample(cand[said].copy(), rng) if said.any() else None
+                for step in steps:     # no answers without a response
+                    values = np.full(len(cand), np.nan if step.kind == "num" else None, dtype=object)
+                    if sub is not None:
+                        values[said] = sub[step.name].to_numpy()
+                    cand[step.name] = values
+            out["cpes"] = cand
+        return out
+
+    def _deaths_before_end(self, first: pd.DataFrame, hi: float, rng: np.random.Generator) -> None:
+        """A death drawn after the data's end is drawn again, given death (up to ``REDRAWS`` times).
+
+        Whether a patient died was drawn given the whole first record; the interval comes from
+        the leaf's donors, whose deaths all fell before the data's end but after diagnoses
+        spread over years: a twin patient diagnosed late in a leaf got a donor's long interval
+        and a death after the end, so deaths among recent diagnoses fell short. One that stays
+        after the end is drawn uniformly within the room left.
+        """
+        strata = first["site_icd10"].astype(object).where(first["site_icd10"].isin(set(self.first_models_)), "other")
+        for _ in range(REDRAWS + 1):
+            gap = first["death_gap"].to_numpy(float)
+            late = ~np.isnan(gap) & (first["first_day"] + first["last_gap"] + np.floor(np.maximum(gap, 0)) > hi
+                                     ).to_numpy()
+            if not late.any():
+                return
+            for stratum in sorted(pd.unique(strata[late])):
+                rows = np.flatnonzero(late & (strata == stratum).to_numpy())
+                seq = self.first_models_[str(stratum)][1]
+                step = next((st for st in seq.steps if st.name == "death_gap"), None)
+                if step is None:
+                    continue
+                sub = first.iloc[rows]
+                x = np.column_stack([encode_column(sub[c], seq.levels.get(c)) for c in step.predictors]) \
+                    if step.predictors else np.zeros((len(rows), 0))
+                first.iloc[rows, first.columns.get_loc("death_gap")] = step.sampler.sample(x, rng, present=True)
+        room = hi - (first["first_day"] + first["last_gap"]).to_numpy(float)
+        gap = first["death_gap"].to_numpy(float)
+        late = ~np.isnan(gap) & (np.floor(np.maximum(gap, 0)) > room) & (room >= 0)
+        first.loc[late, "death_gap"] = np.floor(rng.random(int(late.sum())) * (room[late] + 1))
 
     def _treatments(self, tum: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         rows = []
@@ -586,7 +905,7 @@ class Synthesiser:
             idx = np.repeat(np.arange(len(tum)), count.astype(int))
             if not len(idx):
                 continue
-            keep = [c for c in ("pid", "tid", "site_icd10", "stage", "age_at_diagnosis", "diag_day")
+            keep = [c for c in ("pid", "tid", "site_icd10", "stage", "age_at_diagnosis", "diag_day", "limit")
                     if c in tum.columns]
             keep += [c for c in tum.columns if c.startswith(("first_", "n_")) and c != "n_tumours"]
             part = tum.iloc[idx][keep].reset_index(drop=True)
@@ -600,8 +919,13 @@ class Synthesiser:
         trt["gap_same"] = 0.0
         more = trt["k"] >= 1
         if more.any() and self.gap_model_ is not None:
-            sub = self.gap_model_.sample(trt.loc[more].copy(), rng)
-            trt.loc[more, "gap_same"] = np.maximum(sub["gap_same"].fillna(0).to_numpy(), 0)
+            last = self.prep.bounds.get("treatment_day", (0, np.inf))[1]   # drawn again after the data end
+            sub, _ = self.gap_model_.sample_until(
+                trt.loc[more].copy(), rng,
+                lambda f: f["diag_day"] + np.floor(f["first"] + np.maximum(f["gap_same"].fillna(0), 0))
+                <= np.minimum(last, f["limit"] if "limit" in f.columns else np.inf),
+                REDRAWS)
+            trt.loc[more, "gap_same"] = np.maximum(sub["gap_same"].fillna(0).to_numpy(float), 0)
         trt["day"] = np.floor(np.minimum(trt["first"] + trt["gap_same"], hi))
         last = self.prep.bounds.get("treatment_day", (0, np.inf))[1]   # no treatment after the data end:
         trt = trt[(trt["diag_day"] + trt["day"] <= last).to_numpy()]      # not recorded, as a later tumour
@@ -621,11 +945,11 @@ class Synthesiser:
         """
         donors = self.prep.first[["sex", "site_icd10"]].dropna().astype(str)
         donors = donors[~_wrong_sex(donors["sex"], donors["site_icd10"])]
-        seen = set(zip(donors["sex"], donors["site_icd10"], strict=True))
+        seen = pd.MultiIndex.from_arrays([donors["sex"], donors["site_icd10"]]).unique()
         for _ in range(20):
             sex, site = frame["sex"].astype(str), frame["site_icd10"].astype(str)
-            pairs = pd.Series(list(zip(sex, site, strict=True)), index=frame.index)
-            bad = (~pairs.isin(seen) | _wrong_sex(sex, site)).to_numpy()
+            known = pd.MultiIndex.from_arrays([sex, site]).isin(seen)
+            bad = ~known | _wrong_sex(sex, site).to_numpy()
             if not bad.any():
                 return
             for sx in pd.unique(sex[bad]):
@@ -636,7 +960,7 @@ class Synthesiser:
         # what is left cannot be fixed by re-drawing (no donor of that sex): reported by check_rules
 
     def _tables(self, first: pd.DataFrame, tum: pd.DataFrame, trt: pd.DataFrame,
-                rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+                rng: np.random.Generator, linked: dict[str, pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
         key, cols = self.patient_key, self.prep.columns
         pids = _new_ids(len(first), rng, 16)
         tids = _new_ids(len(tum), rng, 16)
@@ -688,14 +1012,44 @@ class Synthesiser:
             else:
                 tr = pd.DataFrame(columns=cols["treatment"])
             out["treatment"] = tr[cols["treatment"]]
+        for name in self.prep.linked:
+            if name not in cols:
+                continue
+            frame = (linked or {}).get(name, pd.DataFrame(columns=["pid", "tid"]))
+            t = pd.DataFrame(index=range(len(frame)))
+            for c in cols[name]:
+                if c == key:
+                    t[c] = frame["pid"].map(pid_of).to_numpy()
+                elif c == "tumour_id" and "tid" in frame.columns:
+                    t[c] = frame["tid"].map(tid_of).to_numpy()
+                elif c in LINKED_DATES:
+                    t[c] = _dates(frame[LINKED_DATES[c]].to_numpy()) if LINKED_DATES[c] in frame.columns else pd.NaT
+                elif LINKED_DERIVED.get(c) in frame.columns:
+                    t[c] = frame[LINKED_DERIVED[c]].to_numpy()
+                elif c in frame.columns and c not in IDENTIFIERS:
+                    t[c] = frame[c].to_numpy()
+                elif c.endswith("_id"):
+                    t[c] = _new_ids(len(frame), rng, 16)
+                else:
+                    t[c] = None
+            out[name] = t
         return {n: _cast(df[cols[n]], self.prep.dtypes.get(n, {})) for n, df in out.items()}
 
 
 def _wrong_sex(sex: pd.Series, site: pd.Series) -> pd.Series:
-    """A site of the other sex's genital organs (ICD-10 C51-C58 female, C60-C63 male)."""
+    """A site of the other sex's genital organs (ICD-10 C51-C58 female, C60-C63 male).
+
+    Sex as a number, whatever its type (a release with a missing sex stores it as 2.0: compared
+    as text, "2.0" was never "2" and a woman with prostate cancer copied from the original's
+    error passed).
+
+    Example:
+        >>> _wrong_sex(pd.Series(["2.0", "1", 2.0, "1.0"]), pd.Series(["C61", "C61", "C50", "C53"])).tolist()
+        [True, False, False, True]
+    """
     s3 = site.astype(str).str[:3]
-    return ((s3.between("C51", "C58") & (sex.astype(str) == "1"))
-            | (s3.between("C60", "C63") & (sex.astype(str) == "2")))
+    code = pd.to_numeric(sex.astype(object), errors="coerce")
+    return (s3.between("C51", "C58") & (code == 1)) | (s3.between("C60", "C63") & (code == 2))
 
 
 def _cast(df: pd.DataFrame, dtypes: dict[str, Any]) -> pd.DataFrame:
@@ -714,12 +1068,11 @@ def _cast(df: pd.DataFrame, dtypes: dict[str, Any]) -> pd.DataFrame:
 def _new_ids(n: int, rng: np.random.Generator, length: int) -> np.ndarray:
     """``n`` distinct new random hexadecimal ids (never an id of the original)."""
     raw = rng.integers(0, 16, size=(n, length), dtype=np.int8)
-    digits = np.array(list("0123456789abcdef"))
-    ids = np.array(["".join(r) for r in digits[raw]], dtype=object) if n < 1000 else \
-        pd.DataFrame(digits[raw]).sum(axis=1).to_numpy(dtype=object)
-    ids = np.array(["tw" + s for s in ids], dtype=object)
-    if len(set(ids)) != n:  # astronomically unlikely; fall back to a counter suffix
-        ids = np.array([f"{s}{i:x}" for i, s in enumerate(ids)], dtype=object)
+    ascii_digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[raw]    # one byte per digit
+    text = np.ascontiguousarray(ascii_digits).view(f"S{length}").ravel().astype(str)
+    ids = np.char.add("tw", text).astype(object)
+    if pd.Index(ids).has_duplicates:  # astronomically unlikely; a counter suffix makes them distinct
+        ids = np.char.add(ids.astype(str), np.char.mod("%x", np.arange(n))).astype(object)
     return ids
 
 
@@ -749,3 +1102,14 @@ def fit(tables: dict[str, pd.DataFrame], patient_key: str, *, min_leaf: int = 5,
     """
     return Synthesiser(prepare(tables, patient_key), patient_key, min_leaf=min_leaf,
                        min_stratum=min_stratum, seed=seed).fit()
+
+
+def _flag(values: pd.Series) -> np.ndarray:
+    """A yes/no column (bool, 0/1 or objects, missing as no) as a boolean array.
+
+    Example:
+        >>> _flag(pd.Series([True, None, False, 1], dtype=object)).tolist()
+        [True, False, False, True]
+    """
+    v = values.astype(object)
+    return v.where(v.notna(), False).astype(bool).to_numpy()
