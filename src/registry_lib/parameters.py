@@ -200,6 +200,8 @@ def check_value(value: Any, decl: Any, name: str, default: Any = None) -> Any:
         Traceback (most recent call last):
         ...
         registry_lib.errors.ConfigError: parameter k = 12 is not allowed: expected a whole number <= 10
+        >>> check_value({"b": 3}, "mapping", "m", {"a": 1, "b": 2})   # a mapping: fields not given keep their default
+        {'a': 1, 'b': 3}
     """
     decl = _normal(decl, name)
 
@@ -262,6 +264,7 @@ def check_value(value: Any, decl: Any, name: str, default: Any = None) -> Any:
                                   f"(known: {', '.join(map(str, fields))})")
             base = default if isinstance(default, dict) else {}
             value = {k: check_value(v, fields[k], f"{name}.{k}", base.get(k)) for k, v in value.items()}
+            value = {**base, **value}   # fields not given keep their defaults
         else:
             _plain_check(value, name)
     if "choices" in decl and value not in decl["choices"]:

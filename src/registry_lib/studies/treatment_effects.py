@@ -309,6 +309,16 @@ def net_survival_frame(
 # ----------------------------------------------------------------------------------------
 # population rates for expected counts
 # ----------------------------------------------------------------------------------------
+def _age_band(age: np.ndarray, top: int, width: int) -> np.ndarray:
+    """Lower bound of each age's band ``width`` years wide (ages above ``top`` in the last band)."""
+    return (np.minimum(age, top) // width * width).astype(int)
+
+
+def _period(year: np.ndarray, first: int, width: int) -> np.ndarray:
+    """First year of each year's calendar period, ``width`` years wide from ``first``."""
+    return (first + (year - first) // width * width).astype(int)
+
+
 def population_rates(
     tumours: pd.DataFrame,
     patients: pd.DataFrame,
@@ -370,15 +380,8 @@ def population_rates(
         raise RegistryLabError("population_rates: population bands and age_band_years must be "
                                "multiples of 5 years")
     top = int(pop_bands.max())
-
-    def band(age: np.ndarray) -> np.ndarray:
-        return (np.minimum(age, top) // age_band_years * age_band_years).astype(int)
-
-    def period(year: np.ndarray) -> np.ndarray:
-        return (y0 + (year - y0) // period_years * period_years).astype(int)
-
-    denom = pd.DataFrame({"age_band": band(pop["age_band"].to_numpy(dtype=int)),
-                          "period": period(pop["year"].to_numpy(dtype=int)),
+    denom = pd.DataFrame({"age_band": _age_band(pop["age_band"].to_numpy(dtype=int), top, age_band_years),
+                          "period": _period(pop["year"].to_numpy(dtype=int), y0, period_years),
                           "person_years": pop["population"].to_numpy(dtype=float)})
     denom = denom.groupby(["age_band", "period"], as_index=False)["person_years"].sum()
     t = tumours[tumours["site_icd10"].astype(str).str[:3] == site]
@@ -392,8 +395,8 @@ def population_rates(
     yr = t["diagnosis_date"].dt.year.to_numpy()
     t = t[(yr >= y0) & (yr <= y1)]
     cases = pd.DataFrame({
-        "age_band": band(pd.to_numeric(t["age_at_diagnosis"]).to_numpy(dtype=int)),
-        "period": period(t["diagnosis_date"].dt.year.to_numpy()),
+        "age_band": _age_band(pd.to_numeric(t["age_at_diagnosis"]).to_numpy(dtype=int), top, age_band_years),
+        "period": _period(t["diagnosis_date"].dt.year.to_numpy(), y0, period_years),
     }).value_counts().rename("cases").reset_index()
     out = denom.merge(cases, on=["age_band", "period"], how="left")
     out["cases"] = out["cases"].fillna(0).astype(np.int64)
@@ -447,11 +450,10 @@ def national_rates(
         row = cells[cells["rate"].isna()].iloc[0]
         raise RegistryLabError(f"national incidence: no rate for {site}, sex {sex}, year {int(row['year'])}, "
                                f"age band {int(row['age_band'])}")
-    top = int(cells["age_band"].max())
-    cells = cells.assign(
-        age_band=(np.minimum(cells["age_band"].to_numpy(dtype=int), top) // age_band_years * age_band_years),
-        period=(y0 + (cells["year"].to_numpy(dtype=int) - y0) // period_years * period_years),
-        expected=cells["rate"] * cells["population"])
+    ages = cells["age_band"].to_numpy(dtype=int)
+    cells = cells.assign(age_band=_age_band(ages, int(ages.max()), age_band_years),
+                         period=_period(cells["year"].to_numpy(dtype=int), y0, period_years),
+                         expected=cells["rate"] * cells["population"])
     out = cells.groupby(["age_band", "period"], as_index=False)[["population", "expected"]].sum()
     out["rate"] = out["expected"] / out["population"]
     out = out.rename(columns={"population": "person_years"}).astype({"person_years": float})

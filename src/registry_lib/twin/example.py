@@ -14,6 +14,12 @@ import pandas as pd
 __all__ = ["example_release", "with_linked_tables"]
 
 
+
+def _ids(prefix: str, n: int) -> np.ndarray:
+    """``prefix`` followed by 0, 1, ... zero-padded to six digits, as an object array."""
+    return np.char.mod(f"{prefix}%06d", np.arange(n)).astype(object)
+
+
 def example_release(n_patients: int = 200, seed: int = 0) -> dict[str, pd.DataFrame]:
     """A research-release-shaped set of tables with the rules real data obey.
 
@@ -33,7 +39,7 @@ def example_release(n_patients: int = 200, seed: int = 0) -> dict[str, pd.DataFr
     """
     rng = np.random.default_rng(seed)
     n = int(n_patients)
-    pid = np.array([f"p{i:06d}" for i in range(n)], dtype=object)
+    pid = _ids("p", n)
     sex = rng.choice([1, 2], n)
     area = rng.choice([f"E{i:03d}" for i in range(20)], n)
     region = np.array([f"R{int(a[1:]) % 4}" for a in area], dtype=object)
@@ -61,7 +67,7 @@ def example_release(n_patients: int = 200, seed: int = 0) -> dict[str, pd.DataFr
     tumour = pd.DataFrame({"pseudo_id": pid, "diagnosis_date": diag, "age_at_diagnosis": age, "site_icd10": site,
                            "stage": stage})
     tumour = pd.concat([tumour, t2], ignore_index=True)
-    tumour["tumour_id"] = [f"t{i:06d}" for i in range(len(tumour))]
+    tumour["tumour_id"] = _ids("t", len(tumour))
     tumour["morphology_icdo3"] = np.where(tumour["site_icd10"] == "C50", "8500", "8140")
     tumour["route_to_diagnosis"] = rng.choice(["GP", "Emergency", "Screening"], len(tumour))
     tumour["area_id"] = tumour["pseudo_id"].map(patient.set_index("pseudo_id")["area_id"])
@@ -76,7 +82,7 @@ def example_release(n_patients: int = 200, seed: int = 0) -> dict[str, pd.DataFr
                                   "start_date": t["diagnosis_date"].to_numpy() + pd.to_timedelta(offset, unit="D"),
                                   "intent": "adjuvant" if modality == "sact" else "curative"}))
     treatment = pd.concat(rows, ignore_index=True)
-    treatment["treatment_id"] = [f"r{i:06d}" for i in range(len(treatment))]
+    treatment["treatment_id"] = _ids("r", len(treatment))
     return {"patient": patient, "tumour": tumour[["tumour_id", *[c for c in tumour.columns if c != "tumour_id"]]],
             "treatment": treatment[["treatment_id", "pseudo_id", "tumour_id", "modality", "start_date", "intent"]]}
 
@@ -111,7 +117,7 @@ def with_linked_tables(tables: dict[str, pd.DataFrame], seed: int = 0) -> dict[s
     test = rows["diagnosis_date"].to_numpy() - pd.to_timedelta(back, unit="D")
     attended = (k == 0) & screened | (rng.random(len(rows)) < 0.8)
     screening = pd.DataFrame({
-        "screening_id": [f"s{i:06d}" for i in range(len(rows))], "pseudo_id": rows["pseudo_id"].to_numpy(),
+        "screening_id": _ids("s", len(rows)), "pseudo_id": rows["pseudo_id"].to_numpy(),
         "programme": "breast", "invitation_date": test - pd.to_timedelta(21, unit="D"), "attended": attended,
         "test_type": np.where(attended, "mammogram", None), "test_date": pd.Series(test).where(attended).to_numpy(),
         "result": np.where(attended, np.where((k == 0) & screened, "positive", "negative"), None)})
@@ -124,7 +130,7 @@ def with_linked_tables(tables: dict[str, pd.DataFrame], seed: int = 0) -> dict[s
     responded = rng.random(len(ep)) < 0.6
     rating = np.clip(np.rint(9 - 1.5 * (ep["route_to_diagnosis"] == "Emergency") + rng.normal(0, 1, len(ep))), 0, 10)
     cpes = pd.DataFrame({
-        "response_id": [f"c{i:06d}" for i in range(len(ep))], "pseudo_id": ep["pseudo_id"].to_numpy(),
+        "response_id": _ids("c", len(ep)), "pseudo_id": ep["pseudo_id"].to_numpy(),
         "tumour_id": ep["tumour_id"].to_numpy(), "survey_year": ep["survey_year"].to_numpy(),
         "trust_code": "RX1", "site_icd10": ep["site_icd10"].to_numpy(), "episode_date": ep["start_date"].to_numpy(),
         "responded": responded, "overall_rating": pd.array(np.where(responded, rating, np.nan)).astype("Int8"),
