@@ -55,6 +55,44 @@ def write_parquet(df: pd.DataFrame | pa.Table, path: Path, table: Table | None =
     return path
 
 
+class ParquetAppender:
+    """Parquet files under ``root``, each written a part (one row group or more) at a time with
+    its table's schema enforced; :meth:`close` finishes them all.
+
+    Example:
+        >>> import tempfile
+        >>> from registry_lib.schema import Column, Table
+        >>> schema = Table("t", "a demo table", [Column("a", pa.int64(), nullable=False)])
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     out = ParquetAppender(Path(d))
+        ...     out.append("t.parquet", pd.DataFrame({"a": [1, 2]}), schema)
+        ...     out.append("t.parquet", pd.DataFrame({"a": [3]}), schema)
+        ...     out.close()
+        ...     read_parquet(Path(d) / "t.parquet")["a"].tolist()
+        [1, 2, 3]
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.writers: dict[str, pq.ParquetWriter] = {}
+
+    def append(self, rel: str, df: pd.DataFrame, schema: Table) -> None:
+        """Append ``df`` to ``root/rel`` (created with ``schema`` on the first part, even if empty)."""
+        arrow = enforce(df, schema).replace_schema_metadata(None)
+        writer = self.writers.get(rel)
+        if writer is None:
+            path = self.root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = self.writers[rel] = pq.ParquetWriter(path, arrow.schema, **PARQUET_OPTIONS)
+        if arrow.num_rows:
+            writer.write_table(arrow.cast(writer.schema))
+
+    def close(self) -> None:
+        """Finish every file."""
+        for writer in self.writers.values():
+            writer.close()
+
+
 def read_parquet(path: Path) -> pd.DataFrame:
     """Read a Parquet file into pandas (dates as ``datetime64``).
 

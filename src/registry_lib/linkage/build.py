@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +43,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from registry_lib.engines import memory_limit, spill_directory
 from registry_lib.errors import RegistryLabError
-from registry_lib.io import atomic_dir, write_json, write_parquet
+from registry_lib.io import ParquetAppender, atomic_dir, write_json, write_parquet
 from registry_lib.keys import key_fingerprint
 from registry_lib.linkage import linked_feeds as linked
 from registry_lib.linkage import standardise as std
@@ -55,6 +58,7 @@ from registry_lib.linkage.evaluate import (
     metrics_from_counts,
     pair_counts,
 )
+from registry_lib.linkage.intake import FeedRows, Intake, intake_in_parts, intake_memory, read_table
 from registry_lib.linkage.optouts import apply_optouts
 from registry_lib.linkage.patients import best_values, patient_ids
 from registry_lib.linkage.persons import KEY, PersonLinkage, cluster_identities, link_persons
@@ -64,9 +68,6 @@ from registry_lib.linkage.tumours import DEFAULT_WINDOW_DAYS, consolidate
 from registry_lib.linkage.validate import (
     FATAL,
     TREATMENT_FEEDS,
-    Validated,
-    check_contract,
-    validate_feeds,
 )
 from registry_lib.nhs_number import is_valid_nhs_number
 from registry_lib.progress import progress, say
@@ -81,24 +82,18 @@ DEFAULT_THRESHOLD = 0.95
 #: sides of the threshold (about 250 pairs on the default cohort, half of them true matches).
 DEFAULT_REVIEW_BAND = (0.2, 0.99)
 THRESHOLD_GRID = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
+#: Memory per feed record when linking in memory (one national year: 4.8 GB for 1.8 million records).
+BYTES_PER_RECORD = 2_800
+#: Memory per record of a part when linking in parts, and the share of the budget a part may use.
+BYTES_PER_PART_RECORD = 1_800
+PART_SHARE = 0.25
 FEED_ORDER = ("notifications", "sact", "radiotherapy", "surgery", "deaths", "registration_optouts", "screening",
               "cpes")
 
 
 def _read(folder: Path, name: str, required: bool = False) -> pd.DataFrame | None:
-    """A Parquet table with text as Arrow-backed strings (fast vectorised string operations)."""
-    path = folder / f"{name}.parquet"
-    if not path.exists():
-        if required:
-            raise RegistryLabError(f"{folder.name}/{path.name}: not found (the cohort has no {name} table)")
-        return None
-    text = pd.StringDtype("pyarrow")
-    try:
-        table = pq.read_table(path)
-        return table.to_pandas(types_mapper={pa.string(): text, pa.large_string(): text}.get, date_as_object=False)
-    except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
-        raise RegistryLabError(f"{folder.name}/{path.name}: not a readable Parquet file "
-                               f"({exc.__class__.__name__}); the file is empty, truncated or not Parquet") from None
+    """A Parquet table with text as Arrow-backed strings (see :func:`~registry_lib.linkage.intake.read_table`)."""
+    return read_table(folder, name, required)
 
 
 def read_feeds(cohort_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
@@ -121,14 +116,23 @@ def read_feeds(cohort_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, pd.
             feeds[name] = df
     if len(feeds["notifications"]) == 0:
         raise RegistryLabError("feeds/notifications.parquet: has no records; there is nothing to register")
+    return feeds, read_reference(cohort_dir)
+
+
+def read_reference(cohort_dir: Path) -> dict[str, pd.DataFrame]:
+    """The reference tables linkage uses: ``postcodes`` and ``areas``.
+
+    Example:
+        >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> sorted(read_reference(tiny_cohort()))
+        ['areas', 'postcodes']
+    """
     ref_dir = Path(cohort_dir) / "reference"
     if not ref_dir.is_dir():
         raise RegistryLabError(f"{ref_dir}: not found; linkage needs reference/postcodes.parquet and "
                                "reference/areas.parquet to place patients in areas")
-    ref = {}
-    for name in ("postcodes", "areas"):
-        ref[name] = _read(ref_dir, name, required=True)
-    return feeds, ref
+    return {name: _read(ref_dir, name, required=True) for name in ("postcodes", "areas")}
 
 
 def configured_extract_date(cohort_dir: Path) -> tuple[str, str]:
@@ -173,7 +177,8 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         window_days: int = DEFAULT_WINDOW_DAYS, out_dir: Path | str | None = None,
         write: bool = True, quiet: bool = False, plain: bool = False,
         deterministic: bool = True, extract_date: str | None = None,
-        decisions: Path | str | bool | None = None, compare_methods: bool = False) -> dict[str, Any]:
+        decisions: Path | str | bool | None = None, compare_methods: bool = False,
+        part_records: int | None = None) -> dict[str, Any]:
     """Build ``<cohort_dir>/registry/`` from ``<cohort_dir>/feeds/`` and return the link report.
 
     Args:
@@ -200,6 +205,10 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         compare_methods: with ``evaluate``, also link the same records with plain Splink
             (default comparisons, no deterministic pass) and report it beside exact NHS-number
             matching and this model (``evaluation.methods``; exact matching is always there).
+        part_records: link in parts of this many records (feeds read and validated, and the
+            registry built, a part at a time; see :func:`part_size`); default: in memory when the
+            feeds fit ``REGISTRY_LAB_MEMORY``, else parts sized to it. The registry is the same
+            either way (tested); only the row groups of its files differ.
 
     Returns:
         The link report (also written to ``registry/link_report.json``).
@@ -219,20 +228,74 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
     if not 0.0 <= low <= high <= 1.0:
         raise RegistryLabError(f"review_band {review_band!r}: must be two probabilities low <= high")
     clock = _Clock(quiet)
-    feeds, ref = read_feeds(cohort_dir)
-    truth = _read_truth(cohort_dir) if evaluate else None
-    clock.step("read", f"read {sum(len(f) for f in feeds.values()):,} feed records from {cohort_dir}")
+    with tempfile.TemporaryDirectory(dir=spill_directory(), prefix="link-") as spill:
+        return _run(cohort_dir, clock, Path(spill), threshold=threshold, evaluate=evaluate, backend=backend,
+                    review_band=review_band, window_days=window_days, out_dir=out_dir, write=write, quiet=quiet,
+                    plain=plain, deterministic=deterministic, extract_date=extract_date, decisions=decisions,
+                    compare_methods=compare_methods, part_records=part_records)
 
+
+def part_size(cohort_dir: Path, part_records: int | None = None, budget: int | None = None) -> int | None:
+    """Records per part when the cohort's feeds are linked in parts, or None to link in memory.
+
+    ``part_records`` forces parts of that many records; otherwise the feeds (counted from the
+    Parquet footers) are linked in memory when they fit ``REGISTRY_LAB_MEMORY`` at
+    :data:`BYTES_PER_RECORD` each, and in parts sized to the budget when they do not.
+
+    Example (one national year fits 12 GB; a decade does not):
+        >>> part_size(Path("."), budget=12 * 2**30, part_records=500_000)
+        500000
+        >>> _parts_for(1_800_000, 12 * 2**30), _parts_for(18_800_000, 12 * 2**30)
+        (None, 1789569)
+    """
+    if part_records is not None:
+        if int(part_records) < 1:
+            raise RegistryLabError(f"part_records {part_records!r}: must be a positive number of records")
+        return int(part_records)
+    feeds_dir = Path(cohort_dir) / "feeds"
+    n = 0
+    for feed in FEED_ORDER:
+        path = feeds_dir / f"{feed}.parquet"
+        if path.exists():
+            try:
+                n += pq.ParquetFile(path).metadata.num_rows
+            except (pa.ArrowException, OSError, ValueError):
+                return None  # in memory: reading it says what is wrong with the file
+    return _parts_for(n, memory_limit() if budget is None else budget)
+
+
+def _parts_for(n_records: int, budget: int) -> int | None:
+    if n_records * BYTES_PER_RECORD <= budget:
+        return None
+    return max(10_000, int(budget * PART_SHARE) // BYTES_PER_PART_RECORD)
+
+
+def _run(cohort_dir: Path, clock: _Clock, spill: Path, *, threshold: float, evaluate: bool, backend: str,
+         review_band: tuple[float, float], window_days: int, out_dir: Path | str | None, write: bool, quiet: bool,
+         plain: bool, deterministic: bool, extract_date: str | None, decisions: Path | str | bool | None,
+         compare_methods: bool, part_records: int | None) -> dict[str, Any]:
+    low, high = review_band
     as_of, as_of_source = (str(extract_date), "given") if extract_date is not None else configured_extract_date(cohort_dir)
-    feeds, absent_columns = check_contract(feeds)
-    v = validate_feeds(feeds, as_of=as_of)
-    recs = v.records
+    per_part = part_size(cohort_dir, part_records)
+    if per_part is None:
+        feeds, ref = read_feeds(cohort_dir)
+        truth = _read_truth(cohort_dir) if evaluate else None
+        clock.step("read", f"read {sum(len(f) for f in feeds.values()):,} feed records from {cohort_dir}")
+        intake = intake_memory(feeds, as_of)
+        del feeds
+    else:
+        ref = read_reference(cohort_dir)
+        truth = _read_truth(cohort_dir) if evaluate else None
+        intake = intake_in_parts(cohort_dir, as_of, part_rows=per_part, folder=spill / "feeds")
+        clock.step("read", f"read {sum(intake.inputs.values()):,} feed records from {cohort_dir} in "
+                           f"{intake.parts} parts of up to {per_part:,} rows")
+    recs = intake.records
     clock.step("validate", f"validated; {int(recs['reason'].notna().sum()):,} records unusable so far, "
-                           f"{len(v.issues):,} field problems flagged")
+                           f"{len(intake.issues):,} field problems flagged")
 
     usable = (recs["reason"] != "NO_IDENTIFIERS").fillna(True).to_numpy()
     min_p = min(low, threshold, 0.001 if evaluate else 1.0)
-    lk = link_persons(recs[usable], threshold=threshold, min_probability=min_p, backend=backend,
+    lk = link_persons(recs.loc[usable, KEY], threshold=threshold, min_probability=min_p, backend=backend,
                       plain=plain, deterministic=deterministic, keep_gammas=True)
     dec_path = _decisions_path(cohort_dir, decisions)
     undecided = None
@@ -243,28 +306,29 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
                                 f"{decided['applied_non_match']} non-match applied")
     person = np.full(len(recs), -1, dtype=np.int64)
     person[usable] = lk.cluster
-    recs = recs.assign(person=person)
+    recs["person"] = person
     clock.step("link", f"linked {lk.stats['records']:,} records: {lk.stats['identities']:,} identities, "
                        f"{lk.stats['candidate_pairs_scored']:,} pairs scored, {lk.stats['clusters']:,} persons")
 
-    opt = apply_optouts(recs.loc[usable])
+    opt = apply_optouts(recs.loc[usable, ["feed", "record_id", "nhs_number", "event_date", "person"]])
     status = pd.Series(pd.NA, index=recs.index, dtype="string")
     status[usable] = opt.status.to_numpy()
     opted_person = set(recs.loc[status.notna().to_numpy(), "person"])
     clock.step("optouts", f"opt-outs: {opt.persons} persons removed, {int((status == 'optout_blocked').sum())} "
                           "later records blocked")
 
-    built = _build_tables(recs, status, v, ref, feeds, window_days)
-    clock.step("tables", f"registry: {len(built['patient']):,} patients, {len(built['tumour']):,} tumours, "
-                         f"{len(built['treatment']):,} treatments")
+    built = _build_tables(recs, status, intake, ref, window_days, per_part, spill / "tables")
+    n = built["summary"]
+    clock.step("tables", f"registry: {n['patients']:,} patients, {n['tumours']:,} tumours, "
+                         f"{n['treatments']:,} treatments" + (f" in {built['parts']} parts" if built["parts"] > 1 else ""))
 
     review = _clerical_review(lk, recs, built["status"], built["record_patient"], opted_person, low, high, threshold)
     weights, truth_pairs = _match_weights(lk, recs, opted_person, threshold, truth)
-    report = _report(recs, built, v, lk, opt, feeds, threshold, review_band, backend, cohort_dir)
+    report = _report(recs, built, intake, lk, opt, threshold, review_band, backend, cohort_dir)
     report["extract_date_source"] = as_of_source
-    report["optional_columns_missing"] = {f: cols for f, cols in sorted(absent_columns.items())}
+    report["optional_columns_missing"] = {f: cols for f, cols in sorted(intake.absent.items())}
     report["ndop_invalid_entries"] = int(built["ndop_invalid_entries"])
-    report["patients_without_valid_nhs_number"] = int(built["patient"]["nhs_number"].isna().sum())
+    report["patients_without_valid_nhs_number"] = int(built["summary"]["patients_without_valid_nhs_number"])
     report["key_fingerprint"] = key_fingerprint()
     if dec_path is not None:
         report["clerical_decisions"] = {"file": dec_path.name, **decided}
@@ -279,12 +343,12 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
                                f"recall {report['recall']:.4f}")
     if write:
         out = Path(out_dir) if out_dir is not None else cohort_dir / "registry"
-        _write(out, built, review, weights, opt.hashes, v, recs, report, lk.model)
+        _write(out, built, review, weights, opt.hashes, intake.issues, recs, report, lk.model)
         clock.step("write", f"wrote {out}")
     report_time = time.perf_counter() - clock.t0
     if not quiet:
-        summary = (f"link: {len(built['patient']):,} patients, {len(built['tumour']):,} tumours, "
-                   f"{len(built['treatment']):,} treatments, {report['quarantined']:,} quarantined, "
+        summary = (f"link: {n['patients']:,} patients, {n['tumours']:,} tumours, "
+                   f"{n['treatments']:,} treatments, {report['quarantined']:,} quarantined, "
                    f"{report['optouts']['records_removed'] + report['optouts']['records_blocked']:,} opted out "
                    f"in {report_time:.1f} s")
         if evaluate:
@@ -292,6 +356,7 @@ def run(cohort_dir: Path | str, *, threshold: float | None = None, evaluate: boo
         say(summary, summary=True)
     report["clerical_review_pairs"] = int(len(review))
     report["_timings"] = clock.times  # in memory only (never written: not deterministic)
+    report["_parts"] = {"read": intake.parts, "tables": built["parts"]}  # in memory only
     return report
 
 
@@ -375,59 +440,171 @@ def _read_truth(cohort_dir: Path) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _build_tables(recs: pd.DataFrame, status: pd.Series, v: Validated, ref: dict[str, pd.DataFrame],
-                  feeds: dict[str, pd.DataFrame], window_days: int) -> dict[str, Any]:
-    """Patients, tumours, treatments, deaths and the final status of every record."""
+#: Registry tables built part by part, and the schema each is written with.
+TABLES = {"patient": T.PATIENT, "tumour": T.TUMOUR, "treatment": T.TREATMENT, "death_flags": T.DEATH_FLAGS,
+          **linked.LINKED_TABLES}
+
+
+class _Tables:
+    """Registry tables built a part at a time: held in memory, or pickled to ``folder``."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+        self.parts: dict[str, list[pd.DataFrame | Path]] = {name: [] for name in TABLES}
+
+    def add(self, name: str, df: pd.DataFrame) -> None:
+        item: pd.DataFrame | Path = df
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            item = self.folder / f"{name}-{len(self.parts[name]):05d}.pkl"
+            df.to_pickle(item)
+        self.parts[name].append(item)
+
+    def frames(self, name: str) -> Iterator[pd.DataFrame]:
+        for item in self.parts[name]:
+            yield item if isinstance(item, pd.DataFrame) else pd.read_pickle(item)
+
+    def write(self, folder: Path) -> None:
+        """Each table as ``<name>.parquet``: one write when built whole, else a row group per part."""
+        appender = ParquetAppender(folder)
+        for name, schema in TABLES.items():
+            if len(self.parts[name]) == 1:
+                write_parquet(next(self.frames(name)), folder / f"{name}.parquet", schema)
+                continue
+            for df in self.frames(name):
+                appender.append(f"{name}.parquet", df, schema)
+        appender.close()
+
+
+def _part_bounds(patient: np.ndarray, per_part: int | None) -> list[tuple[int, int]]:
+    """Ranges [lo, hi) of patient ids, each holding at most about ``per_part`` records
+    (a patient's records are never split); one range for all when ``per_part`` is None.
+
+    Example:
+        >>> _part_bounds(np.array([1, 1, 2, 3, 3, 3, 4]), 3)
+        [(0, 3), (3, 4), (4, 5)]
+    """
+    top = int(patient.max()) + 1 if len(patient) else 1
+    if per_part is None or len(patient) <= per_part:
+        return [(0, top)]
+    cum = np.cumsum(np.bincount(patient, minlength=top))
+    bounds, lo = [], 0
+    while lo < top:
+        before = int(cum[lo - 1]) if lo else 0
+        hi = int(np.searchsorted(cum, before + per_part, side="right"))
+        hi = min(max(hi, lo + 1), top)
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
+def _ndop_numbers(ndop: pd.DataFrame | None) -> tuple[set[str], int]:
+    """The valid NHS numbers on the national data opt-out list, and how many entries are not valid."""
+    if ndop is None or not len(ndop):
+        return set(), 0
+    numbers = std.text(ndop["nhs_number"]).str.replace(r"\s", "", regex=True)
+    ok = numbers.str.fullmatch(r"\d{10}").fillna(False).to_numpy(dtype=bool)
+    ok[ok] = is_valid_nhs_number(numbers[ok].astype(object))
+    return set(numbers[ok].astype(str)), int((~ok).sum())
+
+
+def _build_tables(recs: pd.DataFrame, status: pd.Series, intake: Intake, ref: dict[str, pd.DataFrame],
+                  window_days: int, per_part: int | None = None, folder: Path | None = None) -> dict[str, Any]:
+    """Patients, tumours, treatments, deaths and the final status of every record.
+
+    The record statuses and patient ids are decided over all records; the tables are built for
+    ranges of patient ids of at most ``per_part`` records each (every id continues the range
+    before it, so the tables are the same as built whole), pickled to ``folder`` when in parts.
+    """
     reason = recs["reason"].copy()
     detail = recs["detail"].copy()
     opted = status.notna().to_numpy()
     valid = reason.isna().to_numpy() & ~opted
-    is_note = (recs["feed"] == "notifications").to_numpy()
+    feed = recs["feed"].to_numpy(dtype=object)
+    is_note = feed == "notifications"
     registry_persons = set(recs.loc[valid & is_note, "person"])
     in_registry = recs["person"].isin(registry_persons).to_numpy()
-    orphan = valid & ~is_note & ~in_registry & (recs["feed"] != "registration_optouts").to_numpy()
+    orphan = valid & ~is_note & ~in_registry & (feed != "registration_optouts")
     reason[orphan] = "NO_REGISTERED_PERSON"
     detail[orphan] = "no registered person matched this record"
     linked = valid & ~orphan
-    pid_map = patient_ids(recs[linked & is_note])
+    pid_map = patient_ids(recs.loc[linked & is_note, ["feed", "record_id", "event_date", "reason", "person"]])
     record_patient = recs["person"].map(pid_map).astype("Int64").where(linked)
-    recs_linked = recs.assign(patient_id=record_patient)[linked & (recs["feed"] != "registration_optouts").to_numpy()]
-    offsets = _feed_offsets(recs)
+    listed, ndop_invalid = _ndop_numbers(intake.ndop)
 
-    raw_names = _raw_names(recs, feeds)
-    patients = best_values(recs_linked, _rows(v.feeds["notifications"], recs_linked, offsets, "notifications"),
-                           ref.get("postcodes"), ref.get("areas"), raw_names.loc[recs_linked.index])
+    keep = np.flatnonzero(linked & (feed != "registration_optouts"))
+    patient = record_patient.to_numpy(dtype=np.int64, na_value=-1)[keep]
+    bounds = _part_bounds(patient, per_part)
+    tables = _Tables(folder if len(bounds) > 1 else None)
+    record_tumour_t = np.full(len(recs), -1, dtype=np.int64)
+    record_treatment = np.full(len(recs), -1, dtype=np.int64)
+    first = {"tumour": 0, "treatment": 0, "screening": 0, "response": 0}
+    summary: dict[str, int] = {}
+    conflicting = 0
+    for lo, hi in bounds:
+        sel = keep[(patient >= lo) & (patient < hi)]
+        sub = recs.iloc[sel].assign(patient_id=record_patient.to_numpy()[sel])
+        part = _registry_part(sub, intake.rows.take(sel), ref, window_days, listed, first)
+        for name in TABLES:
+            tables.add(name, part[name])
+        record_tumour_t[part["note_rec"]] = part["note_tumour"]
+        record_treatment[part["treat_rec"]] = part["treat_id"]
+        record_tumour_t[part["treat_rec"]] = part["treat_tumour"]
+        conflicting += part["deaths_conflicting"]
+        for k, n in part["summary"].items():
+            summary[k] = summary.get(k, 0) + n
+        first = {"tumour": first["tumour"] + len(part["tumour"]), "treatment": first["treatment"] + len(part["treatment"]),
+                 "screening": first["screening"] + len(part["screening"]), "response": first["response"] + len(part["cpes"])}
+    final_status = pd.Series("linked", index=recs.index, dtype="string")
+    final_status[reason.notna().to_numpy()] = "quarantined"
+    final_status[opted] = status[opted]
+
+    def ids(values: np.ndarray) -> pd.Series:
+        return pd.Series(pd.array(np.where(values >= 0, values, 0), dtype="Int64"), index=recs.index).where(values >= 0)
+
+    return {
+        "tables": tables, "parts": len(bounds), "summary": summary,
+        "status": final_status, "reason": reason, "detail": detail, "record_patient": record_patient,
+        "record_tumour": ids(record_tumour_t),
+        "record_treatment": ids(record_treatment),
+        "deaths_conflicting": conflicting, "ndop_invalid_entries": ndop_invalid,
+    }
+
+
+def _registry_part(recs_linked: pd.DataFrame, rows: FeedRows, ref: dict[str, pd.DataFrame], window_days: int,
+                   listed: set[str], first: dict[str, int]) -> dict[str, Any]:
+    """The registry tables of some patients from their linked records (with ``patient_id``) and
+    the validated rows behind them; ids continue from ``first`` (the counts of earlier parts)."""
+    notes = rows.rows("notifications", recs_linked) if rows.has("notifications") else None
+    if notes is None:
+        notes = pd.DataFrame(columns=["patient_id"])
+    patients = best_values(recs_linked, notes, ref.get("postcodes"), ref.get("areas"),
+                           rows.raw_names(recs_linked.index))
     # tumours
-    notes = _rows(v.feeds["notifications"], recs_linked, offsets, "notifications")
-    notes = notes.assign(
-                         postcode=recs_linked.loc[recs_linked["feed"] == "notifications", "postcode"].to_numpy())
+    notes = notes.assign(postcode=recs_linked.loc[(recs_linked["feed"] == "notifications").to_numpy(), "postcode"].to_numpy())
     pc_areas = ref["postcodes"].set_index("postcode")["area_id"] if "postcodes" in ref else None
     tumours, note_tumour = consolidate(notes, patients, pc_areas, window_days)
-    record_tumour = pd.Series(pd.NA, index=recs.index, dtype="Int64")
-    record_tumour[recs_linked.index[recs_linked["feed"] == "notifications"]] = note_tumour.to_numpy()
+    tumours["tumour_id"] += first["tumour"]
+    note_tumour = note_tumour + first["tumour"]
     # treatments
     parts = []
     for feed in TREATMENT_FEEDS:
-        if feed not in v.feeds:
+        if not rows.has(feed):
             continue
-        rows = _rows(v.feeds[feed], recs_linked, offsets, feed)
-        if rows.empty:
+        feed_rows = rows.rows(feed, recs_linked)
+        if feed_rows.empty:
             continue
-        part = treatment_rows(feed, rows)
-        part["tumour_id"] = assign_tumours(rows, tumours).to_numpy()
-        part["_rec"] = recs_linked.index[recs_linked["feed"] == feed]
+        part = treatment_rows(feed, feed_rows)
+        part["tumour_id"] = assign_tumours(feed_rows, tumours).to_numpy()
+        part["_rec"] = feed_rows.index.to_numpy()
         parts.append(part)
     treatments = pd.concat(parts, ignore_index=True) if parts else _empty_treatments()
     treatments = treatments.sort_values(["patient_id", "start_date", "modality", "record_id"], kind="stable",
                                         ignore_index=True)
-    treatments["treatment_id"] = np.arange(1, len(treatments) + 1, dtype=np.int64)
-    record_treatment = pd.Series(pd.NA, index=recs.index, dtype="Int64")
-    record_tumour_t = record_tumour.copy()
-    if len(treatments):
-        record_treatment[treatments["_rec"].to_numpy()] = treatments["treatment_id"].to_numpy()
-        record_tumour_t[treatments["_rec"].to_numpy()] = treatments["tumour_id"].astype("Int64").to_numpy()
+    treatments["treatment_id"] = np.arange(first["treatment"] + 1, first["treatment"] + len(treatments) + 1,
+                                           dtype=np.int64)
     # deaths
-    dead = _rows(v.feeds["deaths"], recs_linked, offsets, "deaths") if "deaths" in v.feeds else None
+    dead = rows.rows("deaths", recs_linked) if rows.has("deaths") else None
     conflicting = 0
     if dead is not None and len(dead):
         dead = dead.assign(registration_value=pd.to_datetime(dead["registration_date"], errors="coerce"))
@@ -438,76 +615,47 @@ def _build_tables(recs: pd.DataFrame, status: pd.Series, v: Validated, ref: dict
         patients["death_cause_icd10"] = pd.NA
     activity = pd.concat([
         pd.DataFrame({"patient_id": tumours["patient_id"], "date": tumours["diagnosis_date"], "activity": "diagnosis"}),
-        pd.DataFrame({"patient_id": treatments["patient_id"], "date": treatments["start_date"],
+        pd.DataFrame({"patient_id": treatments["patient_id"], "date": pd.to_datetime(treatments["start_date"]),
                       "activity": treatments["modality"]}),
     ], ignore_index=True)
     flags = death_flags(patients.dropna(subset=["death_date"]), activity)
     # NDOP: any valid NHS number of the person's records on the list
-    ndop = feeds.get("ndop")
-    ndop_invalid = 0
-    if ndop is not None and len(ndop):
-        ndop_numbers = std.text(ndop["nhs_number"]).str.replace(r"\s", "", regex=True)
-        ndop_ok = ndop_numbers.str.fullmatch(r"\d{10}").fillna(False).to_numpy(dtype=bool)
-        ndop_ok[ndop_ok] = is_valid_nhs_number(ndop_numbers[ndop_ok].astype(object))
-        ndop_invalid = int((~ndop_ok).sum())
-        listed = set(ndop_numbers[ndop_ok].astype(str))
-        on_list = recs_linked.loc[recs_linked["nhs_number"].isin(listed), "patient_id"].unique()
-        patients["ndop_opted_out"] = patients["patient_id"].isin(set(on_list))
-    else:
-        patients["ndop_opted_out"] = False
+    on_list = recs_linked.loc[recs_linked["nhs_number"].isin(listed).to_numpy(dtype=bool), "patient_id"].unique()
+    patients["ndop_opted_out"] = patients["patient_id"].isin(set(on_list))
     patients = patients[T.PATIENT.column_names]
-    linked_tables = _linked_tables(v, recs_linked, offsets, tumours)
-    final_status = pd.Series("linked", index=recs.index, dtype="string")
-    final_status[reason.notna().to_numpy()] = "quarantined"
-    final_status[opted] = status[opted]
-    return {
-        "patient": patients, "tumour": tumours, "treatment": treatments, "death_flags": flags,
-        "status": final_status, "reason": reason, "detail": detail, "record_patient": record_patient,
-        "record_tumour": record_tumour_t, "record_treatment": record_treatment,
-        "deaths_conflicting": conflicting, "ndop_invalid_entries": ndop_invalid, **linked_tables,
-    }
-
-
-def _linked_tables(v: Validated, recs_linked: pd.DataFrame, offsets: dict[str, int],
-                   tumours: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The registry's ``screening`` and ``cpes`` tables (issue 14)."""
-    out = {"screening": linked.empty_table("screening"), "cpes": linked.empty_table("cpes")}
-    if "screening" in v.feeds:
-        rows = _rows(v.feeds["screening"], recs_linked, offsets, "screening")
-        if len(rows):
-            out["screening"] = linked.screening_rows(rows)
-    if "cpes" in v.feeds:
-        rows = _rows(v.feeds["cpes"], recs_linked, offsets, "cpes")
-        if len(rows):
-            out["cpes"] = linked.cpes_rows(rows, assign_tumours(rows, tumours))
+    out = {"patient": patients, "tumour": tumours, "treatment": treatments[T.TREATMENT.column_names],
+           "death_flags": flags, **_linked_tables(rows, recs_linked, tumours, first)}
+    out.update({
+        "note_rec": note_tumour.index.to_numpy(dtype=np.int64), "note_tumour": note_tumour.to_numpy(dtype=np.int64),
+        "treat_rec": treatments["_rec"].to_numpy(dtype=np.int64),
+        "treat_id": treatments["treatment_id"].to_numpy(dtype=np.int64),
+        "treat_tumour": treatments["tumour_id"].astype("Int64").to_numpy(dtype=np.int64, na_value=-1),
+        "deaths_conflicting": int(conflicting),
+        "summary": {"patients": len(patients), "tumours": len(tumours), "treatments": len(treatments),
+                    "screening_records": len(out["screening"]), "cpes_records": len(out["cpes"]),
+                    "treatments_without_tumour": int(treatments["tumour_id"].isna().sum()),
+                    "deaths_linked": int(patients["death_date"].notna().sum()),
+                    "deaths_before_last_activity": len(flags),
+                    "ndop_opted_out_patients": int(patients["ndop_opted_out"].sum()),
+                    "patients_without_valid_nhs_number": int(patients["nhs_number"].isna().sum())},
+    })
     return out
 
 
-def _feed_offsets(recs: pd.DataFrame) -> dict[str, int]:
-    """Row offset of each feed in ``recs`` (feeds are concatenated in order)."""
-    first = recs.reset_index().groupby("feed", sort=False)["index"].min()
-    return {str(k): int(v) for k, v in first.items()}
-
-
-def _rows(feed_df: pd.DataFrame, recs_subset: pd.DataFrame, offsets: dict[str, int], feed: str) -> pd.DataFrame:
-    """The validated feed rows behind ``recs_subset``'s records of ``feed``, with patient_id."""
-    sub = recs_subset[recs_subset["feed"] == feed]
-    pos = sub.index.to_numpy() - offsets.get(feed, 0)
-    rows = feed_df.iloc[pos].copy()
-    rows.index = sub.index
-    rows["patient_id"] = sub["patient_id"].astype("int64").to_numpy()
-    return rows
-
-
-def _raw_names(recs: pd.DataFrame, feeds: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    parts = []
-    for feed in FEED_ORDER:
-        if feed in feeds:
-            f = feeds[feed]
-            parts.append(pd.DataFrame({"given_name_raw": f["given_name"].astype("string[pyarrow]").array,
-                                       "family_name_raw": f["family_name"].astype("string[pyarrow]").array}))
-    out = pd.concat(parts, ignore_index=True)
-    out.index = recs.index
+def _linked_tables(rows: FeedRows, recs_linked: pd.DataFrame, tumours: pd.DataFrame,
+                   first: dict[str, int]) -> dict[str, pd.DataFrame]:
+    """The registry's ``screening`` and ``cpes`` tables (issue 14)."""
+    out = {"screening": linked.empty_table("screening"), "cpes": linked.empty_table("cpes")}
+    if rows.has("screening"):
+        feed_rows = rows.rows("screening", recs_linked)
+        if len(feed_rows):
+            out["screening"] = linked.screening_rows(feed_rows)
+            out["screening"]["screening_id"] += first["screening"]
+    if rows.has("cpes"):
+        feed_rows = rows.rows("cpes", recs_linked)
+        if len(feed_rows):
+            out["cpes"] = linked.cpes_rows(feed_rows, assign_tumours(feed_rows, tumours))
+            out["cpes"]["response_id"] += first["response"]
     return out
 
 
@@ -615,41 +763,41 @@ def _match_weights(lk: PersonLinkage, recs: pd.DataFrame, opted_person: set, thr
     return out, truth_pairs
 
 
-def _report(recs: pd.DataFrame, built: dict[str, Any], v: Validated, lk: PersonLinkage, opt: Any,
-            feeds: dict[str, pd.DataFrame], threshold: float, review_band: tuple[float, float],
-            backend: str, cohort_dir: Path) -> dict[str, Any]:
+def _report(recs: pd.DataFrame, built: dict[str, Any], intake: Intake, lk: PersonLinkage, opt: Any,
+            threshold: float, review_band: tuple[float, float], backend: str, cohort_dir: Path) -> dict[str, Any]:
     st = built["status"]
     counts = {}
+    feed_of = recs["feed"].to_numpy(dtype=object)
     for feed in FEED_ORDER:
-        if feed not in feeds:
+        if feed not in intake.inputs:
             continue
-        s = st[(recs["feed"] == feed).to_numpy()]
+        s = st[feed_of == feed]
         c = {k: int((s == k).sum()) for k in ("linked", "quarantined", "optout_removed", "optout_blocked")}
         c["linked"] += int((s == "optout_request").sum())
-        c["input"] = int(len(feeds[feed]))
+        c["input"] = int(intake.inputs[feed])
         c["reconciles"] = c["input"] == c["linked"] + c["quarantined"] + c["optout_removed"] + c["optout_blocked"]
         counts[feed] = c
     not_opted = ~st.isin(["optout_removed", "optout_blocked", "optout_request"]).to_numpy()
     reasons = built["reason"][not_opted].dropna().value_counts()
     issue_keys = recs.loc[not_opted, ["feed", "record_id"]].astype(str)
-    iss = v.issues.astype({"feed": str, "record_id": str}).merge(issue_keys, on=["feed", "record_id"])
+    iss = intake.issues.astype({"feed": str, "record_id": str}).merge(issue_keys, on=["feed", "record_id"])
+    n = built["summary"]
     return {
         "cohort": cohort_dir.name, "threshold": threshold, "review_band": list(review_band), "backend": backend,
-        "extract_date": v.as_of.date().isoformat(),
+        "extract_date": intake.as_of.date().isoformat(),
         "counts": counts,
         "reconciles": all(c["reconciles"] for c in counts.values()),
         "quarantined": int((st == "quarantined").sum()),
         "quarantine_reasons": {k: int(n) for k, n in sorted(reasons.items())},
         "reason_codes": {**FATAL},
         "validation_issues": {k: int(n) for k, n in sorted(iss["reason"].value_counts().items())},
-        "patients": int(len(built["patient"])), "tumours": int(len(built["tumour"])),
-        "treatments": int(len(built["treatment"])),
-        "screening_records": int(len(built["screening"])), "cpes_records": int(len(built["cpes"])),
-        "treatments_without_tumour": int(built["treatment"]["tumour_id"].isna().sum()),
-        "deaths_linked": int(built["patient"]["death_date"].notna().sum()),
+        "patients": n["patients"], "tumours": n["tumours"], "treatments": n["treatments"],
+        "screening_records": n["screening_records"], "cpes_records": n["cpes_records"],
+        "treatments_without_tumour": n["treatments_without_tumour"],
+        "deaths_linked": n["deaths_linked"],
         "deaths_conflicting": int(built["deaths_conflicting"]),
-        "deaths_before_last_activity": int(len(built["death_flags"])),
-        "ndop_opted_out_patients": int(built["patient"]["ndop_opted_out"].sum()),
+        "deaths_before_last_activity": n["deaths_before_last_activity"],
+        "ndop_opted_out_patients": n["ndop_opted_out_patients"],
         "linkage": {**lk.stats, "training_notes": lk.notes},
         "clerical_review_pairs": None,
         "optouts": {
@@ -727,7 +875,7 @@ def _tumour_accuracy(recs: pd.DataFrame, built: dict[str, Any], m: pd.DataFrame,
     sel = is_note & (built["status"] == "linked").to_numpy() & ~pd.isna(rt_tum)
     df = pd.DataFrame({"true": rt_tum[sel].astype(np.int64), "reg": reg_tum[sel].astype(np.int64)})
     expected = int(df["true"].nunique())
-    registered = int(len(built["tumour"]))
+    registered = int(built["summary"]["tumours"])
     split = int((df.drop_duplicates().groupby("true").size() > 1).sum())
     merged = int((df.drop_duplicates().groupby("reg").size() > 1).sum())
     out = {"registered": registered, "expected_from_linked_notifications": expected,
@@ -764,7 +912,7 @@ def _round_floats(obj: Any, digits: int = 9) -> Any:
 
 
 def _write(out: Path, built: dict[str, Any], review: pd.DataFrame, weights: pd.DataFrame, hashes: pd.DataFrame,
-           v: Validated, recs: pd.DataFrame, report: dict[str, Any], model: dict[str, Any]) -> None:
+           issues: pd.DataFrame, recs: pd.DataFrame, report: dict[str, Any], model: dict[str, Any]) -> None:
     st = built["status"]
     keep = st.isin(["linked", "quarantined"]).to_numpy()
     q = recs.loc[(st == "quarantined").to_numpy(), ["feed", "record_id"]].assign(
@@ -776,19 +924,17 @@ def _write(out: Path, built: dict[str, Any], review: pd.DataFrame, weights: pd.D
         "tumour_id": built["record_tumour"][keep].to_numpy(), "treatment_id": built["record_treatment"][keep].to_numpy(),
     })
     keys = recs.loc[keep, ["feed", "record_id"]].astype(str)
-    issues = v.issues.astype({"feed": str, "record_id": str}).merge(keys, on=["feed", "record_id"])
+    issues = issues.astype({"feed": str, "record_id": str}).merge(keys, on=["feed", "record_id"])
+    # in feed order, then by record: the same whether the feeds were validated whole or in parts
+    rank = issues["feed"].map({f: i for i, f in enumerate(FEED_ORDER)}).to_numpy()
+    issues = issues.iloc[np.lexsort((issues["record_id"].to_numpy(dtype=object), rank))].reset_index(drop=True)
     report = {k: v_ for k, v_ in report.items() if not k.startswith("_")}
     report["clerical_review_pairs"] = int(len(review))
     with atomic_dir(out) as tmp:
-        write_parquet(built["patient"], tmp / "patient.parquet", T.PATIENT)
-        write_parquet(built["tumour"], tmp / "tumour.parquet", T.TUMOUR)
-        write_parquet(built["treatment"][T.TREATMENT.column_names], tmp / "treatment.parquet", T.TREATMENT)
+        built["tables"].write(tmp)
         write_parquet(q, tmp / "quarantine.parquet", T.QUARANTINE)
         write_parquet(review, tmp / "clerical_review.parquet", T.CLERICAL_REVIEW)
         write_parquet(hashes, tmp / "optout_hashes.parquet", T.OPTOUT_HASHES)
-        write_parquet(built["death_flags"], tmp / "death_flags.parquet", T.DEATH_FLAGS)
-        for name, schema in linked.LINKED_TABLES.items():
-            write_parquet(built[name], tmp / f"{name}.parquet", schema)
         write_parquet(issues, tmp / "validation_issues.parquet", T.VALIDATION_ISSUES)
         write_parquet(links, tmp / "record_links.parquet", T.RECORD_LINKS)
         write_parquet(weights, tmp / "match_weights.parquet", T.MATCH_WEIGHTS)

@@ -494,6 +494,62 @@ def extract_date(configured: str | pd.Timestamp | None = None) -> pd.Timestamp:
     return pd.Timestamp(value).normalize()
 
 
+def validate_feed(feed: str, df: pd.DataFrame, as_of: pd.Timestamp, *, first_row: int = 0,
+                  duplicate: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[pd.DataFrame]]:
+    """Validate the rows of one feed (all of it, or a slice of a feed read in parts).
+
+    ``df`` has passed :func:`check_contract`. A slice starting at row ``first_row`` (0-based) of
+    its feed names a record without an id by its row in the whole feed, and ``duplicate`` marks
+    its records whose id an earlier row of the whole feed already used (default: within ``df``).
+    Returns ``(records, cleaned feed rows, field flags)`` as :func:`validate_feeds` assembles them.
+
+    Example:
+        >>> feed = pd.DataFrame({"record_id": ["D1", "D1"], "nhs_number": [None, None], "given_name": ["ann", "ann"],
+        ...     "family_name": ["lee", "lee"], "birth_date": ["1950-01-02"] * 2, "sex": ["2", "2"],
+        ...     "postcode": [None, None], "death_date": ["2020-01-01"] * 2,
+        ...     "underlying_cause_icd10": ["C50"] * 2, "registration_date": ["2020-01-05"] * 2})
+        >>> feed, _ = check_contract({"deaths": feed})
+        >>> rec, rows, flags = validate_feed("deaths", feed["deaths"], pd.Timestamp("2021-01-01"))
+        >>> rec["reason"].tolist()
+        [<NA>, 'DUPLICATE_RECORD_ID']
+    """
+    record_id = _txt(df["record_id"])
+    no_id = record_id.isna() | (record_id == "")
+    record_id = record_id.where(~no_id, "(no record_id: row " + pd.Series(
+        np.arange(first_row + 1, first_row + len(df) + 1), index=record_id.index).astype(str) + ")")
+    checks = _Checks(feed, record_id)
+    checks.fatal(no_id.to_numpy(dtype=bool), "MISSING_RECORD_ID", "record_id is empty")
+    if duplicate is None:
+        duplicate = record_id.duplicated().to_numpy(dtype=bool)
+    first = ~np.asarray(duplicate, dtype=bool) | no_id.to_numpy(dtype=bool)
+    checks.fatal(~first, "DUPLICATE_RECORD_ID", "record_id already used by an earlier record of this feed")
+    _required(checks, feed, df)
+    _date_ranges(feed, df, checks, as_of)
+    df = _numbers(feed, df, checks)
+    event, _, _ = _dates(df, EVENT_DATE[feed])
+    # a birth date is "in the future" after the record's own system date (receipt,
+    # registration, request); treatment dates are clinical, so the extract date serves
+    now = pd.Series(as_of, index=event.index) if feed in TREATMENT_FEEDS else event.fillna(as_of)
+    ident = _identity(feed, df, checks, now)
+    if feed == "notifications":
+        cleaned = _notifications(df, checks, ident)
+    elif feed in TREATMENT_FEEDS:
+        cleaned = _treatment(feed, df, checks, ident, as_of)
+    elif feed == "deaths":
+        cleaned = _deaths(df, checks, ident)
+    elif feed in LINKED_FEEDS:
+        cleaned = validate_linked(feed, df, checks)
+    else:
+        cleaned = _optouts(df, checks)
+    rec = ident.copy()
+    rec.insert(0, "feed", feed)
+    rec.insert(1, "record_id", checks.record_id)
+    rec.insert(2, "event_date", event)
+    rec["reason"] = pd.array(checks.reason, dtype=std.TEXT)
+    rec["detail"] = pd.array(checks.detail, dtype=std.TEXT)
+    return rec, cleaned, checks.flags
+
+
 def validate_feeds(feeds: dict[str, pd.DataFrame], as_of: str | pd.Timestamp | None = None) -> Validated:
     """Check every record of every person-bearing feed; see the module docstring.
 
@@ -515,41 +571,9 @@ def validate_feeds(feeds: dict[str, pd.DataFrame], as_of: str | pd.Timestamp | N
     for feed in PERSON_FEEDS:
         if feed not in feeds:
             continue
-        df = feeds[feed]
-        record_id = _txt(df["record_id"])
-        no_id = record_id.isna() | (record_id == "")
-        record_id = record_id.where(~no_id, "(no record_id: row " + pd.Series(
-            np.arange(1, len(df) + 1), index=record_id.index).astype(str) + ")")
-        checks = _Checks(feed, record_id)
-        checks.fatal(no_id.to_numpy(dtype=bool), "MISSING_RECORD_ID", "record_id is empty")
-        first = ~record_id.duplicated().to_numpy(dtype=bool) | no_id.to_numpy(dtype=bool)
-        checks.fatal(~first, "DUPLICATE_RECORD_ID", "record_id already used by an earlier record of this feed")
-        _required(checks, feed, df)
-        _date_ranges(feed, df, checks, as_of)
-        df = _numbers(feed, df, checks)
-        event, _, _ = _dates(df, EVENT_DATE[feed])
-        # a birth date is "in the future" after the record's own system date (receipt,
-        # registration, request); treatment dates are clinical, so the extract date serves
-        now = pd.Series(as_of, index=event.index) if feed in TREATMENT_FEEDS else event.fillna(as_of)
-        ident = _identity(feed, df, checks, now)
-        if feed == "notifications":
-            cleaned[feed] = _notifications(df, checks, ident)
-        elif feed in TREATMENT_FEEDS:
-            cleaned[feed] = _treatment(feed, df, checks, ident, as_of)
-        elif feed == "deaths":
-            cleaned[feed] = _deaths(df, checks, ident)
-        elif feed in LINKED_FEEDS:
-            cleaned[feed] = validate_linked(feed, df, checks)
-        else:
-            cleaned[feed] = _optouts(df, checks)
-        rec = ident.copy()
-        rec.insert(0, "feed", feed)
-        rec.insert(1, "record_id", checks.record_id)
-        rec.insert(2, "event_date", event)
-        rec["reason"] = pd.array(checks.reason, dtype=std.TEXT)
-        rec["detail"] = pd.array(checks.detail, dtype=std.TEXT)
+        rec, cleaned[feed], flags = validate_feed(feed, feeds[feed], as_of)
         records.append(rec)
-        issues.extend(checks.flags)
+        issues.extend(flags)
     if not records:
         raise RegistryLabError("feeds/: no person-bearing feed found (expected notifications.parquet at least)")
     records_df = pd.concat(records, ignore_index=True)

@@ -37,12 +37,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from registry_lib.errors import RegistryLabError
-from registry_lib.io import PARQUET_OPTIONS, atomic_parts, write_json, write_parquet
+from registry_lib.io import ParquetAppender, atomic_parts, write_json, write_parquet
 from registry_lib.progress import say
-from registry_lib.schema import Table, enforce
 from registry_lib.synth import tables as T
 from registry_lib.synth.feeds import RECORD_NUMBERS
 
@@ -179,28 +177,6 @@ def merge_effects(parts: list[dict[str, Any]], weights: list[dict[str, Any]]) ->
     return out
 
 
-class _Appender:
-    """Parquet files of one cohort folder, each written a chunk (one row group or more) at a time."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.writers: dict[str, pq.ParquetWriter] = {}
-
-    def append(self, rel: str, df: pd.DataFrame, schema: Table) -> None:
-        arrow = enforce(df, schema).replace_schema_metadata(None)
-        writer = self.writers.get(rel)
-        if writer is None:
-            path = self.root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writer = self.writers[rel] = pq.ParquetWriter(path, arrow.schema, **PARQUET_OPTIONS)
-        if arrow.num_rows:
-            writer.write_table(arrow.cast(writer.schema))
-
-    def close(self) -> None:
-        for writer in self.writers.values():   # one per table
-            writer.close()
-
-
 def memory_plan(n_areas: int, size: int, n_years: int, budget: int) -> int:
     """How many chunks may be held at once (2: write one while generating the next; 1: one at a
     time) within ``budget`` bytes; a budget too small for one chunk is refused in one sentence.
@@ -272,7 +248,7 @@ def write_chunked(ctx: Any, target: Path, *, budget: int | None = None) -> dict[
     stage_seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     with atomic_parts(target, C.SYNTH_PARTS) as tmp:
-        out = _Appender(tmp)
+        out = ParquetAppender(tmp)
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending: Future[None] | None = pool.submit(_write_reference, tmp, ctx.reference)   # while chunk 1 is drawn
             try:
@@ -329,7 +305,7 @@ def _write_reference(tmp: Path, reference: dict[str, pd.DataFrame]) -> None:
         write_parquet(reference[name], tmp / "reference" / f"{name}.parquet", schema)
 
 
-def _append_part(out: _Appender, one: Any) -> None:
+def _append_part(out: ParquetAppender, one: Any) -> None:
     for stage, group, schemas in (("truth", one.truth, T.TRUTH), ("feeds", one.feeds, T.FEEDS)):
         for name, schema in schemas.items():   # one per table
             out.append(f"{stage}/{name}.parquet", group[name], schema)
