@@ -106,6 +106,30 @@ def _mb(n: int) -> int:
     return max(64, n // 2**20)
 
 
+def release_memory() -> None:
+    """Hand memory that pandas and Arrow have freed back to the system.
+
+    Between the parts of a long run (linkage in parts, issue 17) the allocators otherwise keep
+    the high-water mark of every part, so the process grows as if the parts were held at once.
+    Runs the garbage collector, releases Arrow's unused pool memory and, on Linux with glibc,
+    trims the C heap (``malloc_trim``).
+
+    Example:
+        >>> release_memory()   # safe to call at any time; returns nothing
+    """
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def spill_directory(env: Mapping[str, str] | None = None) -> Path:
     """Where engines spill to disk: ``REGISTRY_LAB_TMP`` or the system temporary folder.
 

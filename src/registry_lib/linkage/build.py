@@ -43,7 +43,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from registry_lib.engines import memory_limit, spill_directory
+from registry_lib.engines import memory_limit, release_memory, spill_directory
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import ParquetAppender, atomic_dir, write_json, write_parquet
 from registry_lib.keys import key_fingerprint
@@ -165,6 +165,7 @@ class _Clock:
         self.times: dict[str, float] = {}
 
     def step(self, name: str, message: str) -> None:
+        release_memory()  # each step's temporaries go back to the system before the next
         now = time.perf_counter()
         self.times[name] = now - self.t
         self.t = now
@@ -399,11 +400,26 @@ def _apply_decisions(lk: PersonLinkage, recs: pd.DataFrame, path: Path, threshol
     return counts
 
 
+def _truth_of(recs: pd.DataFrame, truth: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The truth row of every record (``patient_id``, ``tumour_id``, ``errors``; missing when the
+    record is not in ``record_truth``), aligned with ``recs`` and computed once per run."""
+    cached = truth.get("_aligned")
+    if cached is not None and len(cached) == len(recs):
+        return cached
+    text = pd.StringDtype("pyarrow")
+    rt = truth["record_truth"]
+    cols = [c for c in ("patient_id", "tumour_id", "errors") if c in rt.columns]
+    right = rt[["feed", "record_id", *cols]].astype({"feed": text, "record_id": text})
+    left = pd.DataFrame({"feed": recs["feed"].astype(text).array, "record_id": recs["record_id"].astype(text).array})
+    m = left.merge(right, on=["feed", "record_id"], how="left")  # Arrow keys: hashed without Python strings
+    truth["_aligned"] = m
+    return m
+
+
 def _pairwise(recs: pd.DataFrame, usable: np.ndarray, cluster: np.ndarray,
               truth: dict[str, pd.DataFrame], keys: tuple[str, ...] = ("precision", "recall", "f1")) -> dict[str, Any]:
     """Pairwise precision, recall, F1 of record clusters (usable records) against truth."""
-    rt = truth["record_truth"].astype({"feed": str, "record_id": str})
-    m = recs.loc[usable, ["feed", "record_id"]].astype(str).merge(rt, on=["feed", "record_id"], how="left")
+    m = _truth_of(recs, truth)[usable]
     ok = m["patient_id"].notna().to_numpy()
     true = m["patient_id"].to_numpy()[ok].astype(np.int64)
     res = metrics_from_counts(*pair_counts(cluster[ok], true))
@@ -555,6 +571,8 @@ def _build_tables(recs: pd.DataFrame, status: pd.Series, intake: Intake, ref: di
             summary[k] = summary.get(k, 0) + n
         first = {"tumour": first["tumour"] + len(part["tumour"]), "treatment": first["treatment"] + len(part["treatment"]),
                  "screening": first["screening"] + len(part["screening"]), "response": first["response"] + len(part["cpes"])}
+        del part, sub
+        release_memory()
     final_status = pd.Series("linked", index=recs.index, dtype="string")
     final_status[reason.notna().to_numpy()] = "quarantined"
     final_status[opted] = status[opted]
@@ -667,11 +685,14 @@ def _empty_treatments() -> pd.DataFrame:
     return df
 
 
-def _identity_records(lk: PersonLinkage, recs: pd.DataFrame) -> pd.Series:
-    """Up to five ``feed:record_id`` labels per identity."""
+def _identity_records(lk: PersonLinkage, recs: pd.DataFrame, wanted: np.ndarray) -> pd.Series:
+    """Up to five ``feed:record_id`` labels per identity of ``wanted`` (sorted, joined by ", ")."""
     usable = recs["person"].to_numpy() >= 0
-    lab = (recs.loc[usable, "feed"].astype(str) + ":" + recs.loc[usable, "record_id"].astype(str))
-    df = pd.DataFrame({"i": lk.identity_id, "lab": lab.to_numpy()})
+    sel = np.isin(lk.identity_id, wanted)
+    rows = np.flatnonzero(usable)[sel]
+    lab = (pd.Series(recs["feed"].to_numpy(dtype=object)[rows], dtype=object).astype(str) + ":"
+           + pd.Series(recs["record_id"].to_numpy(dtype=object)[rows], dtype=object).astype(str))
+    df = pd.DataFrame({"i": lk.identity_id[sel], "lab": lab.to_numpy(dtype=object)})
     df = df.sort_values(["i", "lab"]).groupby("i").head(5)
     return df.groupby("i")["lab"].agg(", ".join)
 
@@ -687,7 +708,7 @@ def _clerical_review(lk: PersonLinkage, recs: pd.DataFrame, status: pd.Series, r
     usable = recs["person"].to_numpy() >= 0
     ident_patient = (pd.DataFrame({"i": lk.identity_id, "p": record_patient[usable].to_numpy()})
                      .dropna().drop_duplicates("i").set_index("i")["p"])
-    labels = _identity_records(lk, recs)
+    labels = _identity_records(lk, recs, np.union1d(band["unique_id_l"].to_numpy(), band["unique_id_r"].to_numpy()))
     out = pd.DataFrame({
         "identity_id_l": band["unique_id_l"].to_numpy(), "identity_id_r": band["unique_id_r"].to_numpy(),
         "match_probability": band["match_probability"].to_numpy(), "match_weight": band["match_weight"].to_numpy(),
@@ -711,13 +732,15 @@ def _clerical_review(lk: PersonLinkage, recs: pd.DataFrame, status: pd.Series, r
                            ignore_index=True)
 
 
-def _identity_truth(lk: PersonLinkage, recs: pd.DataFrame, truth: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per identity: its main true person and the union of injected error kinds."""
+def _identity_truth(lk: PersonLinkage, recs: pd.DataFrame, truth: dict[str, pd.DataFrame],
+                    wanted: np.ndarray) -> pd.DataFrame:
+    """Per identity of ``wanted``: its main true person and the union of injected error kinds
+    (indexed by identity id over all identities; missing for the others)."""
     usable = recs["person"].to_numpy() >= 0
-    rt = truth["record_truth"]
-    key = recs.loc[usable, ["feed", "record_id"]].astype(str)
-    m = key.merge(rt.astype({"feed": str, "record_id": str}), on=["feed", "record_id"], how="left")
-    df = pd.DataFrame({"i": lk.identity_id, "t": m["patient_id"].to_numpy(), "e": m["errors"].fillna("").to_numpy()})
+    m = _truth_of(recs, truth)[usable]
+    sel = np.isin(lk.identity_id, wanted)
+    df = pd.DataFrame({"i": lk.identity_id[sel], "t": m["patient_id"].to_numpy()[sel],
+                       "e": m["errors"].fillna("").to_numpy(dtype=object)[sel]})
     main = (df.dropna(subset=["t"]).groupby(["i", "t"]).size().rename("n").reset_index()
             .sort_values(["i", "n", "t"], ascending=[True, False, True]).drop_duplicates("i").set_index("i")["t"])
     err = df.assign(e=df["e"].str.split(";")).explode("e")
@@ -749,7 +772,7 @@ def _match_weights(lk: PersonLinkage, recs: pd.DataFrame, opted_person: set, thr
     out["n_records_r"] = n_rec[out["identity_id_r"]]
     truth_pairs = None
     if truth is not None:
-        it = _identity_truth(lk, recs, truth)
+        it = _identity_truth(lk, recs, truth, np.union1d(out["identity_id_l"].to_numpy(), out["identity_id_r"].to_numpy()))
         tl = it["true_person"].to_numpy()[out["identity_id_l"]]
         tr = it["true_person"].to_numpy()[out["identity_id_r"]]
         out["is_match"] = pd.array(np.where(pd.isna(tl) | pd.isna(tr), None, tl == tr), dtype="boolean")
@@ -812,9 +835,7 @@ def _report(recs: pd.DataFrame, built: dict[str, Any], intake: Intake, lk: Perso
 
 def _evaluate(recs: pd.DataFrame, built: dict[str, Any], lk: PersonLinkage, truth: dict[str, pd.DataFrame],
               threshold: float, truth_pairs: dict[str, int] | None, quiet: bool = False) -> dict[str, Any]:
-    rt = truth["record_truth"].astype({"feed": str, "record_id": str})
-    key = recs[["feed", "record_id"]].astype(str)
-    m = key.merge(rt, on=["feed", "record_id"], how="left")
+    m = _truth_of(recs, truth)
     usable = (recs["person"].to_numpy() >= 0) & m["patient_id"].notna().to_numpy()
     pred = recs["person"].to_numpy()[usable]
     true = m["patient_id"].to_numpy()[usable].astype(np.int64)

@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from registry_lib.engines import release_memory
 from registry_lib.errors import RegistryLabError
 from registry_lib.linkage.validate import (
     PERSON_FEEDS,
@@ -106,7 +107,7 @@ class FeedRows:
 
     def add(self, feed: str, frame: pd.DataFrame) -> None:
         """Add rows whose index is a run of consecutive positions following the feed's last part."""
-        self.empty.setdefault(feed, frame.iloc[:0])
+        self.empty.setdefault(feed, frame.iloc[:0].copy())  # a copy: a slice would keep the part alive
         if len(frame) == 0:
             return
         start = int(frame.index[0])
@@ -295,6 +296,8 @@ def intake_in_parts(cohort_dir: Path | str, as_of: str | pd.Timestamp | None, *,
                 pos += len(df)
                 row0 += len(df)
                 parts += 1
+                del df, rec, rows
+                release_memory()
         except (pa.ArrowException, OSError) as exc:
             raise _unreadable(feeds_dir, path, exc) from None
         inputs[feed] = row0

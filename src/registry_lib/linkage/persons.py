@@ -56,7 +56,7 @@ def identities(records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         1  9434765919        ann  LS6 2AB          2          0
         2        <NA>       anne  LS6 2AB          1          5
     """
-    keys = records[KEY].astype("string")
+    keys = records[KEY].astype(pd.StringDtype("pyarrow"))  # Arrow text: a national decade in python strings is gigabytes
     identity_id = keys.groupby(KEY, dropna=False, sort=True).ngroup().to_numpy(dtype=np.int64)
     first = pd.Series(np.arange(len(records))).groupby(identity_id).first()
     ident = keys.iloc[first.to_numpy()].reset_index(drop=True)
