@@ -135,7 +135,7 @@ def test_linking_in_parts_gives_the_same_registry(toy, tmp_path_factory, part_re
     path, _ = toy
     out = tmp_path_factory.mktemp("parts") / "registry"
     report = linkage.run(path, evaluate=True, quiet=True, out_dir=out, part_records=part_records)
-    assert report["_parts"]["read"] >= 7 and report["_parts"]["tables"] > 1
+    assert report["_parts"]["read"] >= 3 and report["_parts"]["tables"] >= 2
     _same_registry(path / "registry", out)
 
 

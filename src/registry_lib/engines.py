@@ -145,8 +145,35 @@ def spill_directory(env: Mapping[str, str] | None = None) -> Path:
     return base
 
 
-def duckdb_connect(database: str = ":memory:", **kwargs: Any) -> Any:
-    """A DuckDB connection bounded by ``REGISTRY_LAB_MEMORY``, spilling to :func:`spill_directory`.
+def process_memory() -> int:
+    """Resident memory of this process in bytes (0 where /proc is not available).
+
+    Example:
+        >>> process_memory() > 0
+        True
+    """
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):  # pragma: no cover - non-Linux
+        return 0
+
+
+def remaining_memory(floor: int = 2**30) -> int:
+    """What is left of ``REGISTRY_LAB_MEMORY`` after this process's resident memory (at least
+    ``floor``): the limit for a DuckDB connection opened while pandas holds large tables, so
+    that the two together stay within the budget.
+
+    Example:
+        >>> 2**30 <= remaining_memory() <= max(memory_limit(), 2**30)
+        True
+    """
+    return max(floor, memory_limit() - process_memory())
+
+
+def duckdb_connect(database: str = ":memory:", *, limit: int | None = None, **kwargs: Any) -> Any:
+    """A DuckDB connection bounded by ``REGISTRY_LAB_MEMORY`` (or ``limit`` bytes), spilling to
+    :func:`spill_directory`.
 
     Every DuckDB connection the project opens comes from here.
 
@@ -159,7 +186,7 @@ def duckdb_connect(database: str = ":memory:", **kwargs: Any) -> Any:
     import duckdb
 
     con = duckdb.connect(database, **kwargs)
-    con.execute(f"SET memory_limit = '{_mb(memory_limit())}MiB'")
+    con.execute(f"SET memory_limit = '{_mb(memory_limit() if limit is None else limit)}MiB'")
     con.execute(f"SET temp_directory = '{str(spill_directory()).replace(chr(39), '')}'")
     with contextlib.suppress(duckdb.Error):  # in a Jupyter kernel DuckDB refuses without ipywidgets
         con.execute("SET enable_progress_bar = false")

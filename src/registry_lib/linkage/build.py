@@ -276,17 +276,21 @@ def _run(cohort_dir: Path, clock: _Clock, spill: Path, *, threshold: float, eval
          plain: bool, deterministic: bool, extract_date: str | None, decisions: Path | str | bool | None,
          compare_methods: bool, part_records: int | None) -> dict[str, Any]:
     low, high = review_band
+    if part_size(cohort_dir, part_records) is not None:
+        # large buffers from the C allocator go back to the system when freed (Arrow's default
+        # pool keeps them), so memory between parts and steps stays near what is held
+        pa.set_memory_pool(pa.system_memory_pool())
     as_of, as_of_source = (str(extract_date), "given") if extract_date is not None else configured_extract_date(cohort_dir)
     per_part = part_size(cohort_dir, part_records)
     if per_part is None:
         feeds, ref = read_feeds(cohort_dir)
-        truth = _read_truth(cohort_dir) if evaluate else None
+        _check_truth(cohort_dir, evaluate)
         clock.step("read", f"read {sum(len(f) for f in feeds.values()):,} feed records from {cohort_dir}")
         intake = intake_memory(feeds, as_of)
         del feeds
     else:
         ref = read_reference(cohort_dir)
-        truth = _read_truth(cohort_dir) if evaluate else None
+        _check_truth(cohort_dir, evaluate)
         intake = intake_in_parts(cohort_dir, as_of, part_rows=per_part, folder=spill / "feeds")
         clock.step("read", f"read {sum(intake.inputs.values()):,} feed records from {cohort_dir} in "
                            f"{intake.parts} parts of up to {per_part:,} rows")
@@ -324,6 +328,7 @@ def _run(cohort_dir: Path, clock: _Clock, spill: Path, *, threshold: float, eval
                          f"{n['treatments']:,} treatments" + (f" in {built['parts']} parts" if built["parts"] > 1 else ""))
 
     review = _clerical_review(lk, recs, built["status"], built["record_patient"], opted_person, low, high, threshold)
+    truth = _read_truth(cohort_dir) if evaluate else None  # read late: at national scale it is gigabytes
     weights, truth_pairs = _match_weights(lk, recs, opted_person, threshold, truth)
     report = _report(recs, built, intake, lk, opt, threshold, review_band, backend, cohort_dir)
     report["extract_date_source"] = as_of_source
@@ -444,10 +449,15 @@ def _methods(recs: pd.DataFrame, usable: np.ndarray, truth: dict[str, pd.DataFra
     return rows
 
 
+def _check_truth(cohort_dir: Path, evaluate: bool) -> None:
+    folder = cohort_dir / "truth"
+    if evaluate and not (folder / "record_truth.parquet").exists():
+        raise RegistryLabError(f"{folder}/record_truth.parquet: not found; --evaluate needs the cohort's truth/")
+
+
 def _read_truth(cohort_dir: Path) -> dict[str, pd.DataFrame]:
     folder = cohort_dir / "truth"
-    if not (folder / "record_truth.parquet").exists():
-        raise RegistryLabError(f"{folder}/record_truth.parquet: not found; --evaluate needs the cohort's truth/")
+    _check_truth(cohort_dir, True)
     out = {"record_truth": _read(folder, "record_truth")}
     for name in ("tumours", "patients"):
         df = _read(folder, name)
@@ -694,7 +704,7 @@ def _identity_records(lk: PersonLinkage, recs: pd.DataFrame, wanted: np.ndarray)
            + pd.Series(recs["record_id"].to_numpy(dtype=object)[rows], dtype=object).astype(str))
     df = pd.DataFrame({"i": lk.identity_id[sel], "lab": lab.to_numpy(dtype=object)})
     df = df.sort_values(["i", "lab"]).groupby("i").head(5)
-    return df.groupby("i")["lab"].agg(", ".join)
+    return df.groupby("i")["lab"].agg(", ".join).astype(object)
 
 
 def _clerical_review(lk: PersonLinkage, recs: pd.DataFrame, status: pd.Series, record_patient: pd.Series,
@@ -720,7 +730,7 @@ def _clerical_review(lk: PersonLinkage, recs: pd.DataFrame, status: pd.Series, r
     out["records_l"] = out["identity_id_l"].map(labels)
     out["records_r"] = out["identity_id_r"].map(labels)
     first = labels.str.split(", ").str[0]
-    kl, kr = out["identity_id_l"].map(first), out["identity_id_r"].map(first)
+    kl, kr = out["identity_id_l"].map(first).astype(object), out["identity_id_r"].map(first).astype(object)
     out["review_key"] = np.where(kl <= kr, kl + "|" + kr, kr + "|" + kl)
     ev = evidence(band.reset_index(drop=True), model, REVIEW_ROLES)
     out = pd.concat([out, ev], axis=1)

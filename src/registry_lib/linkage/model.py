@@ -583,7 +583,8 @@ def db_api(backend: str) -> Any:
     if backend == "duckdb":
         from splink import DuckDBAPI
 
-        return DuckDBAPI(connection=engines.duckdb_connect())
+        # what pandas already holds counts against the budget: DuckDB gets the rest, and spills
+        return DuckDBAPI(connection=engines.duckdb_connect(limit=engines.remaining_memory()))
     if backend == "spark":
         from splink import SparkAPI
 

@@ -402,7 +402,7 @@ def check_no_registration_optouts(
         return 0
     kept = optout_hashes["nhs_number_hash"].dropna().astype(str).to_numpy()
     hashed = keyed_hash(patient["nhs_number"], purpose="registration-optout", key=key)
-    return int(np.isin(hashed.dropna().to_numpy(dtype=str), kept).sum())
+    return int(hashed.dropna().isin(set(kept)).sum())
 
 
 # The data dictionary (synthetic/README.md) imports this module to list the release tables: the
