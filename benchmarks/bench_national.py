@@ -22,8 +22,10 @@ synth`` of ``england.yaml`` for the years ending in ``--year`` (1 year: 2019; 3:
 (sampled every 0.2 s from /proc, the process and its children) and the sizes from cohort.json.
 England is generated out of core, chunk by chunk (:mod:`registry_lib.synth.chunks`).
 
-The other decade-scale sections of issue 17 (link and releases of 2013-2023) are not in this
-script yet.
+Section "decade" (``--section decade``; ``--synth-years 1 3`` to leave the decade out): for each
+span, synth, then ``linkage.run`` with evaluation (in parts when the feeds do not fit
+``REGISTRY_LAB_MEMORY``), then the three releases of the pipeline, each its own process: wall
+time, peak resident memory, the parts linkage used (read/tables) and F1.
 """
 
 from __future__ import annotations
@@ -212,6 +214,68 @@ def synth_section(spans: list[int], last: int, tmp: Path) -> None:
         shutil.rmtree(tmp / f"england-{span}", ignore_errors=True)
 
 
+RELEASES = ("research_pseudonymised", "direct_care", "aggregate_publication")
+
+
+def _step_worker(step: str, cohort: str) -> dict:
+    """Link (with evaluation) or release ``cohort`` in this process and return the figures."""
+    t0 = time.perf_counter()
+    if step == "link":
+        from registry_lib import linkage
+
+        r = linkage.run(cohort, evaluate=True, quiet=True)
+        return {"seconds": time.perf_counter() - t0, "f1": r["f1"], "patients": r["patients"],
+                "tumours": r["tumours"], "parts": r["_parts"], "timings": r["_timings"]}
+    from registry_lib.release import run as release
+
+    times = {}
+    for policy in RELEASES:
+        t = time.perf_counter()
+        release(cohort, policy, "bench_national")
+        times[policy] = time.perf_counter() - t
+    return {"seconds": time.perf_counter() - t0, "by_policy": times}
+
+
+def _measure_step(step: str, cohort: Path) -> dict:
+    cmd = [sys.executable, __file__, "--step-worker", step, str(cohort)]
+    with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=so, stderr=se, env=_env(), cwd=ROOT, text=True)
+        sampler = Sampler([proc.pid])
+        sampler.start()
+        proc.wait()
+        wall = time.perf_counter() - t0
+        peaks = sampler.stop()
+        so.seek(0)
+        se.seek(0)
+        if proc.returncode:
+            raise SystemExit(f"{step} of {cohort} failed:\n{se.read()[-3000:]}")
+        result = json.loads(so.read().strip().splitlines()[-1])
+    result.update({"process_seconds": wall, "peak_gb": max((g for gbs in peaks.values() for g in gbs), default=0.0)})
+    return result
+
+
+def decade_section(spans: list[int], last: int, tmp: Path) -> None:
+    """Synth, linkage with evaluation and the three releases of England at each span of years,
+    each step its own process (time, peak resident memory), with issue 17's targets for 11 years."""
+    print(f"\nEngland end to end (each step its own process; targets for 11 years: synth <= 180 s and 6 GB, "
+          f"link with evaluation <= 1200 s and 12 GB with F1 >= 0.995, releases <= 120 s)\n"
+          f"{'years':>6} {'feed records':>13} {'synth s':>8} {'GB':>5} {'link s':>8} {'GB':>5} {'parts':>6} "
+          f"{'F1':>8} {'release s':>10} {'GB':>5}  releases (s)", flush=True)
+    for span in spans:
+        cohort = tmp / f"england-{span}"
+        sy = _measure_synth(span, last, cohort)
+        lk = _measure_step("link", cohort)
+        rel = _measure_step("release", cohort)
+        parts = f"{lk['parts']['read']}/{lk['parts']['tables']}"
+        by = ", ".join(f"{k} {v:.0f}" for k, v in rel["by_policy"].items())
+        print(f"{span:>6} {sy['feed_records']:>13,} {sy['seconds']:>8.1f} {sy['peak_gb']:>5.2f} {lk['seconds']:>8.1f} "
+              f"{lk['peak_gb']:>5.2f} {parts:>6} {lk['f1']:>8.5f} {rel['seconds']:>10.1f} {rel['peak_gb']:>5.2f}  {by}",
+              flush=True)
+        print("        link seconds by step: " + ", ".join(f"{k} {v:.0f}" for k, v in lk["timings"].items()), flush=True)
+        shutil.rmtree(cohort, ignore_errors=True)
+
+
 def _same_registry(a: Path, b: Path) -> bool:
     import pandas as pd
 
@@ -229,10 +293,14 @@ def main() -> None:
     ap.add_argument("--worker-memory", default="2g", help="memory of each standalone worker")
     ap.add_argument("--executor-memory", default="1536m")
     ap.add_argument("--cohort", help="an already generated cohort folder (skips generation)")
-    ap.add_argument("--section", choices=("engines", "synth"), default="engines")
+    ap.add_argument("--section", choices=("engines", "synth", "decade"), default="engines")
     ap.add_argument("--synth-years", type=int, nargs="+", default=[1, 3, 11], help="spans of years for synth")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    ap.add_argument("--step-worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.step_worker:
+        print(json.dumps(_step_worker(*args.step_worker), default=float))
+        return
     if args.worker:
         cohort, out, backend, master, mem = args.worker
         print(json.dumps(_worker(cohort, out, backend, master or None, mem), default=float))
@@ -242,9 +310,9 @@ def main() -> None:
 
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; "
           f"REGISTRY_LAB_MEMORY = {memory_limit() / 2**30:.1f} GB")
-    if args.section == "synth":
-        with tempfile.TemporaryDirectory(prefix="bench-national-") as d:
-            synth_section(args.synth_years, args.year, Path(d))
+    if args.section in ("synth", "decade"):
+        with tempfile.TemporaryDirectory(prefix="bench-national-", dir=ROOT / "synthetic") as d:
+            (synth_section if args.section == "synth" else decade_section)(args.synth_years, args.year, Path(d))
         return
     with tempfile.TemporaryDirectory(prefix="bench-national-") as d:
         tmp = Path(d)

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from registry_lib.engines import duckdb_connect
 from registry_lib.errors import RegistryLabError
@@ -160,9 +160,16 @@ def apply_opt_outs(
 
 
 def _sort_by_hashes(df: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Rows sorted by keyed-hash columns (missing last), with numpy's string sort."""
-    keys = [df[c].to_numpy(dtype=object, na_value="~").astype("U64") for c in reversed(order)]
-    return df.iloc[np.lexsort(keys)].reset_index(drop=True)
+    """Rows sorted by keyed-hash columns (missing last; ties keep their order), with Arrow's sort.
+
+    Example:
+        >>> df = pd.DataFrame({"a": ["b", None, "a", "a"], "b": ["2", "1", None, "1"], "n": [1, 2, 3, 4]})
+        >>> _sort_by_hashes(df, ["a", "b"])["n"].tolist()
+        [4, 3, 1, 2]
+    """
+    keys = pa.table({c: pa.array(df[c].to_numpy(dtype=object, na_value=None), pa.string()) for c in order})
+    index = pc.sort_indices(keys, sort_keys=[(c, "ascending", "at_end") for c in order])
+    return df.iloc[index.to_numpy()].reset_index(drop=True)
 
 
 def _schema(policy: Policy, table: str) -> Table:
