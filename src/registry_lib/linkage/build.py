@@ -300,8 +300,16 @@ def _run(cohort_dir: Path, clock: _Clock, spill: Path, *, threshold: float, eval
 
     usable = (recs["reason"] != "NO_IDENTIFIERS").fillna(True).to_numpy()
     min_p = min(low, threshold, 0.001 if evaluate else 1.0)
-    lk = link_persons(recs.loc[usable, KEY], threshold=threshold, min_probability=min_p, backend=backend,
+    keys = [recs.loc[usable, KEY]]  # handed over (popped) so linkage can free it once identities are made
+    if per_part is not None:  # in parts: the slim records wait on disk while Splink has the memory
+        recs.to_pickle(spill / "records.pkl")
+        intake.records = recs = None
+        release_memory()
+    lk = link_persons(keys.pop(), threshold=threshold, min_probability=min_p, backend=backend,
                       plain=plain, deterministic=deterministic, keep_gammas=True)
+    if recs is None:
+        recs = intake.records = pd.read_pickle(spill / "records.pkl")
+        (spill / "records.pkl").unlink()
     dec_path = _decisions_path(cohort_dir, decisions)
     undecided = None
     if dec_path is not None:
@@ -562,26 +570,36 @@ def _build_tables(recs: pd.DataFrame, status: pd.Series, intake: Intake, ref: di
     patient = record_patient.to_numpy(dtype=np.int64, na_value=-1)[keep]
     bounds = _part_bounds(patient, per_part)
     tables = _Tables(folder if len(bounds) > 1 else None)
+    stores = None
+    if len(bounds) > 1:  # each part's validated rows gathered in one pass over the spilled feeds
+        part_of = np.full(len(recs), -1, dtype=np.int32)
+        for k, (lo, hi) in enumerate(bounds):
+            part_of[keep[(patient >= lo) & (patient < hi)]] = k
+        stores = intake.rows.split(part_of, len(bounds))
+        del part_of
     record_tumour_t = np.full(len(recs), -1, dtype=np.int64)
     record_treatment = np.full(len(recs), -1, dtype=np.int64)
     first = {"tumour": 0, "treatment": 0, "screening": 0, "response": 0}
     summary: dict[str, int] = {}
     conflicting = 0
-    for lo, hi in bounds:
+    for k, (lo, hi) in enumerate(bounds):
         sel = keep[(patient >= lo) & (patient < hi)]
         sub = recs.iloc[sel].assign(patient_id=record_patient.to_numpy()[sel])
-        part = _registry_part(sub, intake.rows.take(sel), ref, window_days, listed, first)
+        rows = intake.rows.take(sel) if stores is None else stores[k]
+        part = _registry_part(sub, rows, ref, window_days, listed, first)
         for name in TABLES:
             tables.add(name, part[name])
         record_tumour_t[part["note_rec"]] = part["note_tumour"]
         record_treatment[part["treat_rec"]] = part["treat_id"]
         record_tumour_t[part["treat_rec"]] = part["treat_tumour"]
         conflicting += part["deaths_conflicting"]
-        for k, n in part["summary"].items():
-            summary[k] = summary.get(k, 0) + n
+        for name, n in part["summary"].items():
+            summary[name] = summary.get(name, 0) + n
         first = {"tumour": first["tumour"] + len(part["tumour"]), "treatment": first["treatment"] + len(part["treatment"]),
                  "screening": first["screening"] + len(part["screening"]), "response": first["response"] + len(part["cpes"])}
-        del part, sub
+        del part, sub, rows
+        if stores is not None:
+            stores[k] = None
         release_memory()
     final_status = pd.Series("linked", index=recs.index, dtype="string")
     final_status[reason.notna().to_numpy()] = "quarantined"

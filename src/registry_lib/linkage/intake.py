@@ -146,6 +146,34 @@ class FeedRows:
                 out.parts[feed] = [(int(pieces[0].index[0]), -1, pd.concat(pieces) if len(pieces) > 1 else pieces[0])]
         return out
 
+    def split(self, part_of: np.ndarray, n_parts: int) -> list[FeedRows]:
+        """The rows divided into ``n_parts`` stores by the part of each position (``part_of``;
+        -1: in none), reading each stored part once; spilled parts are removed as they are split.
+        A store of the result serves :meth:`rows` and :meth:`raw_names` (not :meth:`take`).
+
+        Example:
+            >>> store = FeedRows()
+            >>> store.add("deaths", pd.DataFrame({"d": ["a", "b", "c"]}, index=[0, 1, 2]))
+            >>> parts = store.split(np.array([1, -1, 0]), 2)
+            >>> [p._frame("deaths")["d"].tolist() for p in parts]
+            [['c'], ['a']]
+        """
+        outs = [FeedRows(self.folder / f"part-{k:05d}" if self.folder is not None else None) for k in range(n_parts)]
+        for out in outs:
+            out.empty = dict(self.empty)
+        for feed, parts in self.parts.items():
+            for start, stop, item in parts:
+                frame = self._load(item)
+                which = part_of[start:stop]
+                for k in np.unique(which[which >= 0]):
+                    piece = frame.iloc[np.flatnonzero(which == k)]
+                    outs[k].add(feed, piece.copy() if self.folder is None else piece)
+                if isinstance(item, Path):
+                    item.unlink()
+                del frame
+        self.parts = {}
+        return outs
+
     def _frame(self, feed: str) -> pd.DataFrame:
         frames = [self._load(item) for _, _, item in self.parts.get(feed, [])]
         if not frames:

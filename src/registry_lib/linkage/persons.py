@@ -56,7 +56,8 @@ def identities(records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         1  9434765919        ann  LS6 2AB          2          0
         2        <NA>       anne  LS6 2AB          1          5
     """
-    keys = records[KEY].astype(pd.StringDtype("pyarrow"))  # Arrow text: a national decade in python strings is gigabytes
+    # Arrow text (a national decade in python strings is gigabytes), not copied when it is already
+    keys = records[KEY].astype(pd.StringDtype("pyarrow"), copy=False)
     identity_id = keys.groupby(KEY, dropna=False, sort=True).ngroup().to_numpy(dtype=np.int64)
     first = pd.Series(np.arange(len(records))).groupby(identity_id).first()
     ident = keys.iloc[first.to_numpy()].reset_index(drop=True)
@@ -197,6 +198,8 @@ def link_persons(records: pd.DataFrame, *, threshold: float, min_probability: fl
         {'identities': 6, 'deterministic_groups': 4, 'clusters': 2}
     """
     ident, identity_id = identities(records)
+    n_records = len(records)
+    del records  # only the identities are scored: a caller that handed the records over frees them here
     if not deterministic:
         ident["det_group"] = np.arange(len(ident), dtype=np.int64)
     frame = mdl.prepare(ident, {r: r for r in KEY})
@@ -209,7 +212,7 @@ def link_persons(records: pd.DataFrame, *, threshold: float, min_probability: fl
     ident["cluster"] = labels
     n_det_groups = int(pd.Series(ident["det_group"]).nunique())
     stats = {
-        "records": int(len(records)),
+        "records": int(n_records),
         "identities": int(len(ident)),
         "deterministic_groups": n_det_groups,
         "identities_joined_deterministically": int(len(ident) - n_det_groups),
