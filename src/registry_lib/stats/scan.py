@@ -60,7 +60,7 @@ from registry_lib.errors import RegistryLabError
 from registry_lib.stats.scan_engine import (
     _LLR,
     _METRICS,
-    _build_windows,
+    _observe,
     _prepare,
     _simulated_maxima,
     _spatial_order,
@@ -239,59 +239,50 @@ def kulldorff_scan(
     total_c = int(c.sum())
     total_p = float(pop.sum())
     limit = max_pop_fraction * total_p * (1 + 1e-12)
-    win = _build_windows(xy, pop, limit, metric, inv)
     llr = _LLR(total_c)
-    expected = total_c * win.cum_pop / total_p
-    d, g, thresh = llr.window_terms(expected, win.closed)
-    sizes = np.diff(win.start)
-    centre_of = np.repeat(np.arange(len(labels)), sizes)
 
-    # observed data: window counts and LLRs
-    cs = np.cumsum(c[win.neighbour])
-    seg_base = np.concatenate([[0], cs])[win.start[:-1]]
-    obs_c = cs - np.repeat(seg_base, sizes)
-    obs_llr = llr.values(obs_c, d, g, thresh) if total_c > 0 else np.zeros(len(obs_c))
+    # null data sets, multinomial given the total: drawn in input order, kept in spatial order
+    sims = None
+    if n_sim > 0 and total_c > 0:
+        rng = np.random.default_rng(seed)
+        probs = pop_in / total_p
+        chunk = max(1, min(n_sim, 20_000_000 // max(len(labels), 1)))
+        sims = np.empty((n_sim, len(labels)), dtype=np.int32)
+        for a in range(0, n_sim, chunk):
+            r = min(chunk, n_sim - a)
+            sims[a : a + r] = np.take(rng.multinomial(total_c, probs, size=r), perm, axis=1)
+
+    # windows block by block: the observed scan and the pilot replications
+    tables = _observe(xy, pop, c, limit, metric, inv, llr, total_p, sims, n_jobs)
+    best = tables.best
 
     # best window per centre, then non-overlapping clusters in decreasing LLR
     rows = []
-    if len(obs_llr) and obs_llr.max() > 0:
-        order = np.lexsort((np.arange(len(obs_llr)), -obs_llr, centre_of))
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = centre_of[order[1:]] != centre_of[order[:-1]]
-        best_w = order[first]
-        best_w = best_w[obs_llr[best_w] > 0]
-        best_w = best_w[np.lexsort((perm[centre_of[best_w]], -obs_llr[best_w]))]
-        used = np.zeros(len(labels), dtype=bool)
-        for w in best_w:
-            i = centre_of[w]
-            members = win.neighbour[win.start[i] : w + 1]
-            if used[members].any():
-                continue
-            used[members] = True
-            rows.append((i, w, members))
-            if max_clusters is not None and len(rows) >= max_clusters:
-                break
+    cand = np.flatnonzero(best.llr > 0)
+    cand = cand[np.lexsort((perm[cand], -best.llr[cand]))]
+    used = np.zeros(len(labels), dtype=bool)
+    for i in cand:
+        members = tables.members(i)
+        if used[members].any():
+            continue
+        used[members] = True
+        rows.append((i, members))
+        if max_clusters is not None and len(rows) >= max_clusters:
+            break
 
-    # Monte Carlo null: multinomial given the total
+    # Monte Carlo null: the maximum LLR of every replication
     sim_max = np.zeros(0)
-    if n_sim > 0 and rows:
-        rng = np.random.default_rng(seed)
-        probs = pop_in / total_p  # null data drawn in input order, then put in spatial order
-        chunk = max(1, min(n_sim, 20_000_000 // max(len(labels), 1)))
-        parts = []
-        for a in range(0, n_sim, chunk):
-            r = min(chunk, n_sim - a)
-            draws = rng.multinomial(total_c, probs, size=r).astype(np.int32)
-            sims = np.take(draws, perm, axis=1)  # C-contiguous, unlike draws[:, perm]
-            parts.append(_simulated_maxima(sims, win, llr, expected, d, g, thresh, n_jobs))
-        sim_max = np.concatenate(parts)
+    if sims is not None and rows:
+        sim_max = _simulated_maxima(tables, sims, llr, total_p, n_jobs)
+    n_windows = tables.n_windows
+    del sims, tables  # the windows: up to GBs on national data
 
     records = []
-    for i, w, members in rows:
-        o = int(obs_c[w])
-        e = float(expected[w])
+    for i, members in rows:
+        o = int(best.observed[i])
+        e = float(best.expected[i])
         rr = (o / e) / ((total_c - o) / (total_c - e)) if o < total_c else np.inf
-        lam = float(obs_llr[w])
+        lam = float(best.llr[i])
         p = (
             (1 + int(np.sum(sim_max >= lam - 1e-9 * max(1.0, lam)))) / (n_sim + 1)
             if n_sim
@@ -301,9 +292,9 @@ def kulldorff_scan(
             {
                 "members": labels[members].tolist(),
                 "center": labels[[i]].tolist()[0],
-                "radius": float(win.distance[w]),
+                "radius": float(best.radius[i]),
                 "n_locations": len(members),
-                "population": float(win.cum_pop[w]),
+                "population": float(best.population[i]),
                 "observed": o,
                 "expected": e,
                 "relative_risk": rr,
@@ -322,5 +313,5 @@ def kulldorff_scan(
         max_pop_fraction=float(max_pop_fraction),
         metric=metric,
         seed=seed,
-        n_windows=int(np.sum(win.closed)),
+        n_windows=n_windows,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ from registry_lib.errors import RegistryLabError
 EARTH_RADIUS_KM = 6367.0
 _METRICS = ("euclidean", "haversine")
 _CACHE_BYTES = 1_000_000  # working-set target per thread for the simulation loop
+_BLOCK_KEYS = 4_000_000  # distance keys (centres × locations) per block of centres
 _PILOT = 20  # replications scanned in full to set the screening level
 _SCREEN_FRACTION = 0.75  # screening level = this × the smallest pilot maximum
 
@@ -153,7 +154,7 @@ class _Windows:
 
     start: np.ndarray  # (n+1,) offsets
     neighbour: np.ndarray  # (W,) location index entering at each step
-    distance: np.ndarray  # (W,) its distance from the centre
+    distance: np.ndarray | None  # (W,) its distance from the centre (None: not kept)
     cum_pop: np.ndarray  # (W,) population of the window ending at this step
     closed: np.ndarray  # (W,) bool: the next neighbour is strictly farther (a real window)
 
@@ -220,45 +221,71 @@ def _sorted_neighbours(key: np.ndarray, pop: np.ndarray, limit: float, inv: np.n
     return order_all, ksort_all
 
 
-def _build_windows(
-    xy: np.ndarray, pop: np.ndarray, limit: float, metric: str, inv: np.ndarray | None = None
+def _block_rows(n: int, n_jobs: int = 1) -> list[np.ndarray]:
+    """Centres in blocks: at most ``_BLOCK_KEYS`` distance keys (centres × locations) per
+    block, and at least ``4 × n_jobs`` blocks when there are enough centres, so that threads
+    working on whole blocks stay busy. Every result is independent of the blocking."""
+    if n == 0:
+        return []
+    size = max(1, min(n, _BLOCK_KEYS // max(n, 1), -(-n // (4 * max(1, n_jobs)))))
+    return [np.arange(a, min(n, a + size)) for a in range(0, n, size)]
+
+
+def _window_block(
+    xy: np.ndarray,
+    pop: np.ndarray,
+    limit: float,
+    metric: str,
+    inv: np.ndarray,
+    rows: np.ndarray,
 ) -> _Windows:
-    """Neighbour lists of every centre (locations in the order given; ``inv`` as in
-    :func:`_sorted_neighbours`, identity by default)."""
-    n = len(pop)
-    if inv is None:
-        inv = np.arange(n)
-    block = max(1, min(n, 4_000_000 // max(n, 1)))
-    starts = np.zeros(n + 1, dtype=np.int64)
-    parts_nb, parts_d, parts_cp, parts_closed = [], [], [], []
-    for a in range(0, n, block):
-        rows = np.arange(a, min(n, a + block))
-        order, dsort = _sorted_neighbours(_distance_key(xy, rows, metric), pop, limit, inv)
-        pad = order < 0
-        cp = np.cumsum(np.where(pad, 0.0, pop[np.where(pad, 0, order)]), axis=1)
-        cp[pad] = np.inf
-        closed = np.ones_like(dsort, dtype=bool)
-        closed[:, :-1] = dsort[:, 1:] > dsort[:, :-1]
-        # keep steps up to the largest closed window within the population limit
-        ok = closed & (cp <= limit)
-        has = ok.any(axis=1)
-        last = np.where(has, dsort.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), -1)
-        k = last + 1
-        starts[rows + 1] = k
-        mask = np.arange(dsort.shape[1])[None, :] < k[:, None]
-        parts_nb.append(order[mask])
-        parts_d.append(_key_to_distance(dsort[mask], metric))
-        parts_cp.append(cp[mask])
-        parts_closed.append(closed[mask])
+    """Neighbour lists of the centres ``rows`` (``start`` relative to the block; neighbours
+    are global location indices), each cut at its largest window within ``limit``."""
+    order, dsort = _sorted_neighbours(_distance_key(xy, rows, metric), pop, limit, inv)
+    pad = order < 0
+    cp = np.cumsum(np.where(pad, 0.0, pop[np.where(pad, 0, order)]), axis=1)
+    cp[pad] = np.inf
+    closed = np.ones_like(dsort, dtype=bool)
+    closed[:, :-1] = dsort[:, 1:] > dsort[:, :-1]
+    # keep steps up to the largest closed window within the population limit
+    ok = closed & (cp <= limit)
+    has = ok.any(axis=1)
+    k = np.where(has, dsort.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), -1) + 1
+    mask = np.arange(dsort.shape[1])[None, :] < k[:, None]
     return _Windows(
-        start=np.cumsum(starts),
-        neighbour=np.concatenate(parts_nb).astype(np.intp),
-        distance=np.concatenate(parts_d),
-        cum_pop=np.concatenate(parts_cp),
-        closed=np.concatenate(parts_closed),
+        start=np.concatenate([[0], np.cumsum(k)]).astype(np.int64),
+        neighbour=order[mask].astype(np.intp),
+        distance=_key_to_distance(dsort[mask], metric),
+        cum_pop=cp[mask],
+        closed=closed[mask],
     )
 
 
+def _build_windows(
+    xy: np.ndarray, pop: np.ndarray, limit: float, metric: str, inv: np.ndarray | None = None
+) -> _Windows:
+    """Neighbour lists of every centre at once (locations in the order given; ``inv`` as in
+    :func:`_sorted_neighbours`, identity by default). The scan itself works block by block
+    (:func:`_scan_blocks`); this is the whole table, for small data and tests.
+
+    Example:
+        >>> xy = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+        >>> win = _build_windows(xy, np.array([10.0, 10.0, 10.0]), 20.0, "euclidean")
+        >>> win.start.tolist(), win.neighbour.tolist(), win.cum_pop.tolist()
+        ([0, 2, 4, 6], [0, 1, 1, 0, 2, 1], [10.0, 20.0, 10.0, 20.0, 10.0, 20.0])
+    """
+    n = len(pop)
+    if inv is None:
+        inv = np.arange(n)
+    parts = [_window_block(xy, pop, limit, metric, inv, rows) for rows in _block_rows(n)]
+    offsets = np.cumsum([0] + [len(p.neighbour) for p in parts])
+    return _Windows(
+        start=np.concatenate([[0]] + [p.start[1:] + o for p, o in zip(parts, offsets, strict=False)]),
+        neighbour=np.concatenate([p.neighbour for p in parts]),
+        distance=np.concatenate([p.distance for p in parts]),
+        cum_pop=np.concatenate([p.cum_pop for p in parts]),
+        closed=np.concatenate([p.closed for p in parts]),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,6 +372,7 @@ def _replicate_maxima(
     window get 0 (the caller recomputes them in full). Without it every window is evaluated.
     """
     sims = np.ascontiguousarray(sims)  # the column gathers below need C order
+    neighbour = win.neighbour.astype(np.intp, copy=False)
     n_rep = sims.shape[0]
     sizes = np.diff(win.start)
     centres = np.flatnonzero(sizes > 0)
@@ -377,7 +405,7 @@ def _replicate_maxima(
                 val = val_buf[: m * k].reshape(m, k)
                 tmp = tmp_buf[: m * k].reshape(m, k)
                 msk = msk_buf[: m * k].reshape(m, k)
-                np.take(chunk, win.neighbour[a:b], axis=1, out=cnt)
+                np.take(chunk, neighbour[a:b], axis=1, out=cnt)
                 np.cumsum(cnt, axis=1, out=cnt)
                 np.take(table, cnt, out=val)
                 np.multiply(cnt, d[a:b], out=tmp)
@@ -401,7 +429,7 @@ def _replicate_maxima(
                 k = b - a
                 cnt = cnt_buf[: m * k].reshape(m, k)
                 msk = msk_buf[: m * k].reshape(m, k)
-                np.take(chunk, win.neighbour[a:b], axis=1, out=cnt)
+                np.take(chunk, neighbour[a:b], axis=1, out=cnt)
                 np.cumsum(cnt, axis=1, out=cnt)
                 np.greater_equal(cnt, critical[a:b], out=msk)
                 hit = np.flatnonzero(msk)
@@ -420,38 +448,180 @@ def _replicate_maxima(
     return np.maximum.reduce(results)
 
 
-def _simulated_maxima(
-    sims: np.ndarray,
-    win: _Windows,
-    llr: _LLR,
-    expected: np.ndarray,
-    d: np.ndarray,
-    g: np.ndarray,
-    thresh: np.ndarray,
-    n_jobs: int,
-) -> np.ndarray:
-    """Exact maximum LLR of each replication, evaluating few windows per replication.
+def _map(fn, items: list, n_jobs: int) -> list:
+    """``[fn(x) for x in items]``, on ``n_jobs`` threads (results in the order of ``items``)."""
+    if n_jobs <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(n_jobs, len(items))) as pool:
+        return list(pool.map(fn, items))
 
-    A pilot of ``_PILOT`` replications is scanned in full; the screening level L is then
-    ``_SCREEN_FRACTION`` × the smallest pilot maximum. For the other replications only the
-    windows whose case count reaches the count at which their LLR is L are evaluated (an
-    integer comparison); this finds the exact maximum of every replication whose maximum is
-    at least L, and the few that fall below L are scanned again in full.
+
+@dataclass
+class _BestWindows:
+    """The observed data's best window around each centre: the first of its largest LLR.
+
+    ``step`` is the window's last position in the centre's neighbour list (the window is the
+    ``step + 1`` nearest); a centre with no window has ``step`` -1 and ``llr`` 0.
+    """
+
+    llr: np.ndarray
+    step: np.ndarray
+    observed: np.ndarray
+    expected: np.ndarray
+    population: np.ndarray
+    radius: np.ndarray
+
+
+@dataclass
+class _ScanTables:
+    """The windows of every centre, kept block by block, and the observed data's scan.
+
+    Each block holds the windows of centres ``rows`` compactly (neighbour as int32, cumulative
+    population, closed; no distances): 13 bytes a window, the only part that grows as
+    areas × areas within the maximum window.
+    """
+
+    blocks: list[tuple[np.ndarray, _Windows]]
+    best: _BestWindows
+    n_windows: int
+    pilot: np.ndarray  # maximum LLR of the first min(_PILOT, n_sim) replications
+    _firsts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def members(self, i: int) -> np.ndarray:
+        """Locations (spatial order) of centre ``i``'s best window, nearest first."""
+        if len(self._firsts) != len(self.blocks):
+            self._firsts = np.array([rows[0] for rows, _ in self.blocks])
+        b = int(np.searchsorted(self._firsts, i, side="right")) - 1
+        rows, win = self.blocks[b]
+        a = win.start[i - rows[0]]
+        return win.neighbour[a : a + self.best.step[i] + 1].astype(np.intp)
+
+
+def _observe(
+    xy: np.ndarray,
+    pop: np.ndarray,
+    c: np.ndarray,
+    limit: float,
+    metric: str,
+    inv: np.ndarray,
+    llr: _LLR,
+    total_p: float,
+    sims: np.ndarray | None,
+    n_jobs: int,
+) -> _ScanTables:
+    """First pass over blocks of centres: windows, the observed data's best window per
+    centre, and the full scan of the pilot replications (the first ``_PILOT`` rows of
+    ``sims``). Blocks go to ``n_jobs`` threads; nothing depends on the blocking or threads."""
+    n = len(pop)
+    total_c = llr.C
+    pilot_sims = None if sims is None else np.ascontiguousarray(sims[: min(len(sims), _PILOT)])
+
+    def block(rows: np.ndarray):
+        win = _window_block(xy, pop, limit, metric, inv, rows)
+        sizes = np.diff(win.start)
+        expected = total_c * win.cum_pop / total_p
+        d, g, thresh = llr.window_terms(expected, win.closed)
+        cs = np.cumsum(c[win.neighbour])
+        obs_c = cs - np.repeat(np.concatenate([[0], cs])[win.start[:-1]], sizes)
+        obs = llr.values(obs_c, d, g, thresh) if total_c > 0 else np.zeros(len(obs_c))
+        # best window per centre: the first of its largest LLR
+        has = sizes > 0
+        centre_of = np.repeat(np.arange(len(rows)), sizes)
+        top = np.zeros(len(rows))
+        if has.any():
+            top[has] = np.maximum.reduceat(obs, win.start[:-1][has])
+        at = np.flatnonzero(obs == top[centre_of])
+        first = at[np.concatenate([[True], centre_of[at[1:]] != centre_of[at[:-1]]])[: len(at)]]
+        who = centre_of[first]
+        step = np.full(len(rows), -1, dtype=np.int64)
+        step[who] = first - win.start[who]
+        fields = [np.zeros(len(rows)) for _ in range(4)]
+        for out, values in zip(fields, (obs_c, expected, win.cum_pop, win.distance), strict=True):
+            out[who] = values[first]
+        pilot = None
+        if pilot_sims is not None:
+            pilot = _replicate_maxima(pilot_sims, win, llr, d, g, thresh, 1)
+        kept = _Windows(
+            start=win.start,
+            neighbour=win.neighbour.astype(np.int32),
+            distance=None,
+            cum_pop=win.cum_pop,
+            closed=win.closed,
+        )
+        return rows, kept, top, step, fields, int(np.sum(win.closed)), pilot
+
+    parts = _map(block, _block_rows(n, n_jobs), n_jobs)
+    best = _BestWindows(
+        llr=np.concatenate([p[2] for p in parts]),
+        step=np.concatenate([p[3] for p in parts]),
+        observed=np.concatenate([p[4][0] for p in parts]).astype(np.int64),
+        expected=np.concatenate([p[4][1] for p in parts]),
+        population=np.concatenate([p[4][2] for p in parts]),
+        radius=np.concatenate([p[4][3] for p in parts]),
+    )
+    n_pilot = 0 if pilot_sims is None else len(pilot_sims)
+    pilot = np.zeros(n_pilot)
+    for p in parts:
+        if p[6] is not None:
+            np.maximum(pilot, p[6], out=pilot)
+    return _ScanTables(
+        blocks=[(p[0], p[1]) for p in parts],
+        best=best,
+        n_windows=sum(p[5] for p in parts),
+        pilot=pilot,
+    )
+
+
+def _simulated_maxima(tables: _ScanTables, sims: np.ndarray, llr: _LLR, total_p: float,
+                      n_jobs: int) -> np.ndarray:
+    """Exact maximum LLR of each replication (rows of ``sims``), evaluating few windows.
+
+    The first ``_PILOT`` replications were scanned in full by :func:`_observe`; the
+    screening level L is ``_SCREEN_FRACTION`` × the smallest pilot maximum. For the other
+    replications, block by block, only the windows whose case count reaches the count at
+    which their LLR is L are evaluated (an integer comparison); this finds the exact maximum
+    of every replication whose maximum is at least L, and the few that fall below L are
+    scanned again in full. Memory: one block's per-window terms per thread.
     """
     n_rep = sims.shape[0]
-    pilot = min(n_rep, _PILOT)
+    pilot = len(tables.pilot)
     best = np.empty(n_rep)
-    best[:pilot] = _replicate_maxima(sims[:pilot], win, llr, d, g, thresh, n_jobs)
+    best[:pilot] = tables.pilot
     if pilot == n_rep:
         return best
-    level = _SCREEN_FRACTION * float(best[:pilot].min())
+    rest_sims = np.ascontiguousarray(sims[pilot:])
+    level = _SCREEN_FRACTION * float(tables.pilot.min())
+
+    def terms(win: _Windows):
+        expected = llr.C * win.cum_pop / total_p
+        return (expected, *llr.window_terms(expected, win.closed))
+
+    def full_scan(rows_sims: np.ndarray) -> np.ndarray:
+        def block(item):
+            _, win = item
+            _, d, g, thresh = terms(win)
+            return _replicate_maxima(rows_sims, win, llr, d, g, thresh, 1)
+
+        out = np.zeros(len(rows_sims))
+        for part in _map(block, tables.blocks, n_jobs):
+            np.maximum(out, part, out=out)
+        return out
+
     if not level > 0:
-        best[pilot:] = _replicate_maxima(sims[pilot:], win, llr, d, g, thresh, n_jobs)
+        best[pilot:] = full_scan(rest_sims)
         return best
-    critical = llr.critical_counts(level * (1 - 1e-9), expected, d, g, thresh)
-    rest = _replicate_maxima(sims[pilot:], win, llr, d, g, thresh, n_jobs, critical)
+
+    def screened(item):
+        _, win = item
+        expected, d, g, thresh = terms(win)
+        critical = llr.critical_counts(level * (1 - 1e-9), expected, d, g, thresh)
+        return _replicate_maxima(rest_sims, win, llr, d, g, thresh, 1, critical)
+
+    rest = np.zeros(n_rep - pilot)
+    for part in _map(screened, tables.blocks, n_jobs):
+        np.maximum(rest, part, out=rest)
     low = np.flatnonzero(rest < level)
     if low.size:
-        rest[low] = _replicate_maxima(sims[pilot:][low], win, llr, d, g, thresh, n_jobs)
+        rest[low] = full_scan(np.ascontiguousarray(rest_sims[low]))
     best[pilot:] = rest
     return best
