@@ -29,6 +29,8 @@ _CACHE_BYTES = 1_000_000  # working-set target per thread for the simulation loo
 _BLOCK_KEYS = 4_000_000  # distance keys (centres × locations) per block of centres
 _PILOT = 20  # replications scanned in full to set the screening level
 _SCREEN_FRACTION = 0.75  # screening level = this × the smallest pilot maximum
+_SEGMENT_FRACTION = 0.3  # coarse screening: expected growth over a segment / excess needed
+_SCREEN_CHUNK = 128  # replications per chunk of the coarse screening
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,90 +364,148 @@ def _replicate_maxima(
     d: np.ndarray,
     g: np.ndarray,
     thresh: np.ndarray,
-    n_jobs: int,
-    critical: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Maximum LLR over all windows for each simulated data set (rows of ``sims``).
-
-    With ``critical`` (per-window smallest case count whose LLR reaches a screening level L),
-    only windows at or above their critical count are evaluated; replications with no such
-    window get 0 (the caller recomputes them in full). Without it every window is evaluated.
-    """
+    """Maximum LLR over every window of ``win`` for each simulated data set (rows of
+    ``sims``, locations in columns): per centre, the window counts of a chunk of replications
+    are one cumulative sum along its neighbour list."""
     sims = np.ascontiguousarray(sims)  # the column gathers below need C order
     neighbour = win.neighbour.astype(np.intp, copy=False)
     n_rep = sims.shape[0]
     sizes = np.diff(win.start)
-    centres = np.flatnonzero(sizes > 0)
-    if n_rep == 0 or len(centres) == 0:
-        return np.zeros(n_rep)
-    # balance work: deal centres (largest first) round-robin to the workers
-    centres = centres[np.argsort(-sizes[centres], kind="stable")]
-    n_jobs = max(1, min(n_jobs, len(centres)))
-    groups = [centres[j::n_jobs] for j in range(n_jobs)]
+    best = np.zeros(n_rep)
+    if n_rep == 0 or not np.any(sizes > 0):
+        return best
     table = llr.table
     kmax = int(sizes.max())
     # replications go in chunks small enough for the working arrays to stay in cache
-    per_elem = 5 if critical is not None else 21
-    rc = int(np.clip(_CACHE_BYTES // max(1, per_elem * kmax), 8, max(8, n_rep)))
+    rc = int(np.clip(_CACHE_BYTES // max(1, 21 * kmax), 8, max(8, n_rep)))
+    cnt_buf = np.empty(rc * kmax, dtype=np.int32)
+    val_buf = np.empty(rc * kmax, dtype=np.float64)
+    tmp_buf = np.empty(rc * kmax, dtype=np.float64)
+    msk_buf = np.empty(rc * kmax, dtype=bool)
+    for r0 in range(0, n_rep, rc):
+        m = min(n_rep, r0 + rc) - r0
+        chunk = sims[r0 : r0 + m]
+        chunk_best = best[r0 : r0 + m]
+        for i in np.flatnonzero(sizes):
+            a, b = win.start[i], win.start[i + 1]
+            k = b - a
+            cnt = cnt_buf[: m * k].reshape(m, k)
+            val = val_buf[: m * k].reshape(m, k)
+            tmp = tmp_buf[: m * k].reshape(m, k)
+            msk = msk_buf[: m * k].reshape(m, k)
+            np.take(chunk, neighbour[a:b], axis=1, out=cnt)
+            np.cumsum(cnt, axis=1, out=cnt, dtype=np.int32)
+            np.take(table, cnt, out=val)
+            np.multiply(cnt, d[a:b], out=tmp)
+            val -= tmp
+            val -= g[a:b]
+            np.less(cnt, thresh[a:b], out=msk)
+            np.putmask(val, msk, 0.0)
+            np.maximum(chunk_best, val.max(axis=1), out=chunk_best)
+    return best
 
-    def full(group: np.ndarray) -> np.ndarray:
-        best = np.zeros(n_rep)
-        cnt_buf = np.empty(rc * kmax, dtype=np.int32)
-        val_buf = np.empty(rc * kmax, dtype=np.float64)
-        tmp_buf = np.empty(rc * kmax, dtype=np.float64)
-        msk_buf = np.empty(rc * kmax, dtype=bool)
-        for r0 in range(0, n_rep, rc):
-            m = min(n_rep, r0 + rc) - r0
-            chunk = sims[r0 : r0 + m]
-            chunk_best = best[r0 : r0 + m]
-            for i in group:
-                a, b = win.start[i], win.start[i + 1]
-                k = b - a
-                cnt = cnt_buf[: m * k].reshape(m, k)
-                val = val_buf[: m * k].reshape(m, k)
-                tmp = tmp_buf[: m * k].reshape(m, k)
-                msk = msk_buf[: m * k].reshape(m, k)
-                np.take(chunk, neighbour[a:b], axis=1, out=cnt)
-                np.cumsum(cnt, axis=1, out=cnt)
-                np.take(table, cnt, out=val)
-                np.multiply(cnt, d[a:b], out=tmp)
-                val -= tmp
-                val -= g[a:b]
-                np.less(cnt, thresh[a:b], out=msk)
-                np.putmask(val, msk, 0.0)
-                np.maximum(chunk_best, val.max(axis=1), out=chunk_best)
+
+def _segments(win: _Windows, expected: np.ndarray, level: float):
+    """Cut every centre's neighbour list into runs of windows ("segments") over which the
+    expected count grows by at most ``_SEGMENT_FRACTION`` × the excess a window needs to
+    reach the screening level (about sqrt(2·E·L) above E); the run boundaries are where
+    ``floor(sqrt(2E/L) / _SEGMENT_FRACTION)`` changes.
+
+    Returns ``(order, indptr, shape)``: ``order`` lists the windows segment by segment in
+    segment-major order (segment t of every centre, then t + 1, …; the row of segment t of
+    centre i is ``t × n_centres + i``); ``indptr`` (rows + 1) delimits each row's windows in
+    ``order`` (empty rows where a centre has fewer segments); ``shape`` is
+    ``(segments per centre at most, n_centres)``.
+    """
+    sizes = np.diff(win.start)
+    n_c = len(sizes)
+    centre_of = np.repeat(np.arange(n_c), sizes)
+    key = np.floor(np.sqrt(2.0 * np.maximum(expected, 0.0) / level) / _SEGMENT_FRACTION)
+    new = np.ones(len(key), dtype=bool)
+    new[1:] = (key[1:] != key[:-1]) | (centre_of[1:] != centre_of[:-1])
+    run = np.cumsum(new) - 1  # segment number over the block
+    first_run = np.zeros(n_c, dtype=run.dtype)
+    first_run[sizes > 0] = run[win.start[:-1][sizes > 0]]
+    t_of = run - first_run[centre_of]  # segment number within its centre
+    n_t = int(t_of.max()) + 1 if len(t_of) else 0
+    row = t_of * n_c + centre_of
+    order = np.argsort(row, kind="stable")
+    counts = np.bincount(row, minlength=n_t * n_c)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    return order, indptr, (n_t, n_c)
+
+
+def _screened_maxima(
+    sims_t: list[np.ndarray],
+    win: _Windows,
+    llr: _LLR,
+    expected: np.ndarray,
+    d: np.ndarray,
+    g: np.ndarray,
+    critical: np.ndarray,
+    level: float,
+) -> np.ndarray:
+    """Per replication, the maximum LLR over the windows whose case count reaches their
+    ``critical`` count (0 when none does); every window whose LLR reaches the screening level
+    is among them, so a replication's maximum is exact whenever it is at least that level.
+
+    ``sims_t`` holds the replications transposed (locations × replications), in consecutive
+    column chunks. Coarse to fine: the case counts of each segment (:func:`_segments`) of every
+    centre, for a chunk of replications at once, are one sparse-matrix product; cumulated
+    along the centre's list, the count at a segment's end is at least the count of every
+    window in the segment (counts only grow along the list). So a window can reach its
+    critical count only where its segment's end count reaches the smallest critical count of
+    the segment, and only those (segment, replication) pairs are evaluated window by window.
+    Exact: integer counts throughout, and the LLR of each window evaluated as in
+    :func:`_replicate_maxima`.
+    """
+    from scipy import sparse
+
+    n_rep = sum(x.shape[1] for x in sims_t)
+    best = np.zeros(n_rep)
+    n_win = len(win.neighbour)
+    if n_rep == 0 or n_win == 0:
         return best
-
-    def screened(group: np.ndarray) -> np.ndarray:
-        best = np.zeros(n_rep)
-        cnt_buf = np.empty(rc * kmax, dtype=np.int32)
-        msk_buf = np.empty(rc * kmax, dtype=bool)
-        for r0 in range(0, n_rep, rc):
-            m = min(n_rep, r0 + rc) - r0
-            chunk = sims[r0 : r0 + m]
-            chunk_best = best[r0 : r0 + m]
-            for i in group:
-                a, b = win.start[i], win.start[i + 1]
-                k = b - a
-                cnt = cnt_buf[: m * k].reshape(m, k)
-                msk = msk_buf[: m * k].reshape(m, k)
-                np.take(chunk, neighbour[a:b], axis=1, out=cnt)
-                np.cumsum(cnt, axis=1, out=cnt)
-                np.greater_equal(cnt, critical[a:b], out=msk)
-                hit = np.flatnonzero(msk)
-                if hit.size:
-                    rows, cols = np.divmod(hit, k)
-                    cc = cnt.reshape(-1)[hit]
-                    w = a + cols
-                    np.maximum.at(chunk_best, rows, table[cc] - cc * d[w] - g[w])
-        return best
-
-    work = full if critical is None else screened
-    if len(groups) == 1:
-        return work(groups[0])
-    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        results = list(pool.map(work, groups))
-    return np.maximum.reduce(results)
+    n_loc = sims_t[0].shape[0]
+    order, indptr, (n_t, n_c) = _segments(win, expected, level)
+    lengths = np.diff(indptr)
+    full = lengths > 0
+    matrix = sparse.csr_matrix(
+        (np.ones(n_win, dtype=np.int32), win.neighbour[order].astype(np.int32), indptr),
+        shape=(n_t * n_c, n_loc),
+    )
+    # the smallest critical count of each segment (C + 1, never reached, for empty rows)
+    seg_min = np.full(n_t * n_c, llr.C + 1, dtype=np.int64)
+    seg_min[full] = np.minimum.reduceat(critical[order], indptr[:-1][full])
+    seg_min = seg_min.reshape(n_t, n_c, 1)
+    seg_first = order[np.minimum(indptr[:-1], n_win - 1)]  # first window of each segment
+    neighbour = win.neighbour
+    table = llr.table
+    r0 = 0
+    for x in sims_t:
+        m = x.shape[1]
+        counts = np.asarray(matrix @ x).reshape(n_t, n_c, m)
+        for t in range(1, n_t):  # cumulate along each centre's list
+            np.add(counts[t], counts[t - 1], out=counts[t])
+        cand = np.flatnonzero(counts >= seg_min)
+        if cand.size:
+            row, rep = np.divmod(cand, m)
+            t = row // n_c
+            base = np.where(t > 0, counts.reshape(-1)[np.maximum(cand - n_c * m, 0)], 0)
+            n_in = lengths[row]
+            off = np.cumsum(n_in) - n_in
+            w = np.repeat(seg_first[row] - off, n_in) + np.arange(int(n_in.sum()))
+            reps = np.repeat(rep, n_in)
+            cs = np.cumsum(x[neighbour[w], reps], dtype=np.int64)
+            before = np.where(off > 0, cs[np.maximum(off - 1, 0)], 0)
+            cnt = cs + np.repeat(base.astype(np.int64) - before, n_in)
+            hit = cnt >= critical[w]
+            if hit.any():
+                cc, ww = cnt[hit], w[hit]
+                np.maximum.at(best, r0 + reps[hit], table[cc] - cc * d[ww] - g[ww])
+        r0 += m
+    return best
 
 
 def _map(fn, items: list, n_jobs: int) -> list:
@@ -540,7 +600,7 @@ def _observe(
             out[who] = values[first]
         pilot = None
         if pilot_sims is not None:
-            pilot = _replicate_maxima(pilot_sims, win, llr, d, g, thresh, 1)
+            pilot = _replicate_maxima(pilot_sims, win, llr, d, g, thresh)
         kept = _Windows(
             start=win.start,
             neighbour=win.neighbour.astype(np.int32),
@@ -589,7 +649,7 @@ def _simulated_maxima(tables: _ScanTables, sims: np.ndarray, llr: _LLR, total_p:
     best[:pilot] = tables.pilot
     if pilot == n_rep:
         return best
-    rest_sims = np.ascontiguousarray(sims[pilot:])
+    rest_sims = sims[pilot:]
     level = _SCREEN_FRACTION * float(tables.pilot.min())
 
     def terms(win: _Windows):
@@ -600,7 +660,7 @@ def _simulated_maxima(tables: _ScanTables, sims: np.ndarray, llr: _LLR, total_p:
         def block(item):
             _, win = item
             _, d, g, thresh = terms(win)
-            return _replicate_maxima(rows_sims, win, llr, d, g, thresh, 1)
+            return _replicate_maxima(rows_sims, win, llr, d, g, thresh)
 
         out = np.zeros(len(rows_sims))
         for part in _map(block, tables.blocks, n_jobs):
@@ -611,16 +671,23 @@ def _simulated_maxima(tables: _ScanTables, sims: np.ndarray, llr: _LLR, total_p:
         best[pilot:] = full_scan(rest_sims)
         return best
 
+    # transposed, in column chunks, for the sparse products of the coarse screening
+    sims_t = [
+        np.ascontiguousarray(rest_sims[a : a + _SCREEN_CHUNK].T)
+        for a in range(0, len(rest_sims), _SCREEN_CHUNK)
+    ]
+
     def screened(item):
         _, win = item
         expected, d, g, thresh = terms(win)
         critical = llr.critical_counts(level * (1 - 1e-9), expected, d, g, thresh)
-        return _replicate_maxima(rest_sims, win, llr, d, g, thresh, 1, critical)
+        return _screened_maxima(sims_t, win, llr, expected, d, g, critical, level)
 
     rest = np.zeros(n_rep - pilot)
     for part in _map(screened, tables.blocks, n_jobs):
         np.maximum(rest, part, out=rest)
     low = np.flatnonzero(rest < level)
+    sims_t.clear()  # free the transposed copy before any full rescan
     if low.size:
         rest[low] = full_scan(np.ascontiguousarray(rest_sims[low]))
     best[pilot:] = rest
