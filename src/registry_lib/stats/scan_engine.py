@@ -2,8 +2,10 @@
 
 Internal to :func:`registry_lib.stats.scan.kulldorff_scan` (see that module for the method):
 input checks, distances (planar or great-circle on a sphere of radius :data:`EARTH_RADIUS_KM`),
-the nested windows around every centre, the log-likelihood ratio table and the Monte Carlo
-maxima of the null replications, vectorised over replications and shared between threads.
+the nested windows around every centre built and kept block by block of centres
+(:func:`_observe`), the log-likelihood ratio table, and the Monte Carlo maxima of the null
+replications (:func:`_simulated_maxima`: a pilot scanned in full, the rest screened coarse to
+fine), blocks shared between threads.
 
 Example:
     >>> import numpy as np
@@ -224,12 +226,19 @@ def _sorted_neighbours(key: np.ndarray, pop: np.ndarray, limit: float, inv: np.n
 
 
 def _block_rows(n: int, n_jobs: int = 1) -> list[np.ndarray]:
-    """Centres in blocks: at most ``_BLOCK_KEYS`` distance keys (centres × locations) per
-    block, and at least ``4 × n_jobs`` blocks when there are enough centres, so that threads
-    working on whole blocks stay busy. Every result is independent of the blocking."""
+    """Centres in consecutive blocks: at most ``_BLOCK_KEYS`` distance keys (centres ×
+    locations) per block and, with several threads, at least ``4 × n_jobs`` blocks so that
+    threads working on whole blocks stay busy. No result depends on the blocking.
+
+    Example:
+        >>> [len(b) for b in _block_rows(10, n_jobs=2)]
+        [2, 2, 2, 2, 2]
+    """
     if n == 0:
         return []
-    size = max(1, min(n, _BLOCK_KEYS // max(n, 1), -(-n // (4 * max(1, n_jobs)))))
+    size = min(n, max(1, _BLOCK_KEYS // max(n, 1)))
+    if n_jobs > 1:
+        size = min(size, -(-n // (4 * n_jobs)))
     return [np.arange(a, min(n, a + size)) for a in range(0, n, size)]
 
 
