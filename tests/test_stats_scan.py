@@ -384,6 +384,22 @@ def test_blocked_screened_scan_equals_unblocked_reference(
     assert full_rows == [scan_mod._PILOT] * len(scan_mod._block_rows(n, n_jobs))
 
 
+def test_recomputed_window_populations_are_bit_identical():
+    """The kept windows store no populations: recomputed from the neighbour lists they must be
+    the same floats (ties, a giant town with fully sorted rows, great-circle distances)."""
+    import registry_lib.stats.scan_engine as eng
+
+    rng = np.random.default_rng(5)
+    g = np.arange(12.0)
+    grid = np.column_stack([np.repeat(g, 12), np.tile(g, 12)])
+    p = np.maximum(1, rng.lognormal(5, 1.6, len(grid))) / 7.0
+    p[0] = 20 * p.sum()
+    _, _, ny_pop, ny_xy = eng._prepare(*load_ny(), "haversine")
+    for xy, pop, metric, frac in ((grid, p, "euclidean", 0.1), (ny_xy, ny_pop, "haversine", 0.5)):
+        win = eng._build_windows(xy, pop, frac * pop.sum(), metric)
+        np.testing.assert_array_equal(eng._cumulative_population(win, pop), win.cum_pop)
+
+
 def test_deterministic_and_thread_count_invariant():
     rng = np.random.default_rng(3)
     xy = pd.DataFrame(rng.random((150, 2)), columns=["x", "y"])

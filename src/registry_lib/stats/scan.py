@@ -29,8 +29,8 @@ model, and ``max_pop_fraction`` applies to the share of expected cases.
 Scale (issue 17: 37,000 areas at 10% with 999 replications in ≤ 10 min and ≤ 8 GB). Windows
 are built for blocks of centres, each centre's neighbours sorted by distance and cut at its
 largest window within the population limit (no full distance matrix: one block's rows of
-distances at a time), and kept compactly, 13 bytes a window (England's ~137 million windows at
-10%: 1.8 GB). The Monte Carlo maxima are exact while evaluating few windows: a pilot of 20
+distances at a time), and kept compactly, 5 bytes a window (England's ~137 million windows at
+10%: 0.7 GB). The Monte Carlo maxima are exact while evaluating few windows: a pilot of 20
 replications is scanned in full (per centre, the window counts of a chunk of replications are
 one cumulative sum along its neighbour list, and every LLR uses a precomputed table of
 ``c·ln c + (C−c)·ln(C−c)``); the other replications are screened at a level L, 0.75 × the
@@ -283,7 +283,7 @@ def kulldorff_scan(
     # Monte Carlo null: the maximum LLR of every replication
     sim_max = np.zeros(0)
     if sims is not None and rows:
-        sim_max = _simulated_maxima(tables, sims, llr, total_p, n_jobs)
+        sim_max = _simulated_maxima(tables, sims, llr, pop, total_p, n_jobs)
     n_windows = tables.n_windows
     del sims, tables  # the windows: up to GBs on national data
 

@@ -159,7 +159,7 @@ class _Windows:
     start: np.ndarray  # (n+1,) offsets
     neighbour: np.ndarray  # (W,) location index entering at each step
     distance: np.ndarray | None  # (W,) its distance from the centre (None: not kept)
-    cum_pop: np.ndarray  # (W,) population of the window ending at this step
+    cum_pop: np.ndarray | None  # (W,) population of the window ending at this step
     closed: np.ndarray  # (W,) bool: the next neighbour is strictly farther (a real window)
 
 
@@ -297,6 +297,27 @@ def _build_windows(
         cum_pop=np.concatenate([p.cum_pop for p in parts]),
         closed=np.concatenate([p.closed for p in parts]),
     )
+
+
+def _cumulative_population(win: _Windows, pop: np.ndarray) -> np.ndarray:
+    """The population of every window of ``win``, recomputed from its neighbour lists exactly
+    as :func:`_window_block` computed it (a running sum along each list, in the same order,
+    so the same floating-point values): the kept windows need not store it.
+
+    Example:
+        >>> xy = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+        >>> pop = np.array([0.1, 0.2, 0.3])
+        >>> win = _build_windows(xy, pop, 0.35, "euclidean")
+        >>> np.array_equal(_cumulative_population(win, pop), win.cum_pop)
+        True
+    """
+    sizes = np.diff(win.start)
+    if len(win.neighbour) == 0:
+        return np.zeros(0)
+    inside = np.arange(int(sizes.max()))[None, :] < sizes[:, None]
+    padded = np.zeros(inside.shape)
+    padded[inside] = pop[win.neighbour]
+    return np.cumsum(padded, axis=1)[inside]
 
 
 # --------------------------------------------------------------------------------------------
@@ -545,9 +566,9 @@ class _BestWindows:
 class _ScanTables:
     """The windows of every centre, kept block by block, and the observed data's scan.
 
-    Each block holds the windows of centres ``rows`` compactly (neighbour as int32, cumulative
-    population, closed; no distances): 13 bytes a window, the only part that grows as
-    areas × areas within the maximum window.
+    Each block holds the windows of centres ``rows`` compactly, neighbour (int32) and closed
+    flag only: 5 bytes a window, the only part that grows as areas × areas within the maximum
+    window (populations come back by :func:`_cumulative_population`, distances are not needed).
     """
 
     blocks: list[tuple[np.ndarray, _Windows]]
@@ -614,7 +635,7 @@ def _observe(
             start=win.start,
             neighbour=win.neighbour.astype(np.int32),
             distance=None,
-            cum_pop=win.cum_pop,
+            cum_pop=None,
             closed=win.closed,
         )
         return rows, kept, top, step, fields, int(np.sum(win.closed)), pilot
@@ -641,8 +662,14 @@ def _observe(
     )
 
 
-def _simulated_maxima(tables: _ScanTables, sims: np.ndarray, llr: _LLR, total_p: float,
-                      n_jobs: int) -> np.ndarray:
+def _simulated_maxima(
+    tables: _ScanTables,
+    sims: np.ndarray,
+    llr: _LLR,
+    pop: np.ndarray,
+    total_p: float,
+    n_jobs: int,
+) -> np.ndarray:
     """Exact maximum LLR of each replication (rows of ``sims``), evaluating few windows.
 
     The first ``_PILOT`` replications were scanned in full by :func:`_observe`; the
@@ -662,7 +689,7 @@ def _simulated_maxima(tables: _ScanTables, sims: np.ndarray, llr: _LLR, total_p:
     level = _SCREEN_FRACTION * float(tables.pilot.min())
 
     def terms(win: _Windows):
-        expected = llr.C * win.cum_pop / total_p
+        expected = llr.C * _cumulative_population(win, pop) / total_p
         return (expected, *llr.window_terms(expected, win.closed))
 
     def full_scan(rows_sims: np.ndarray) -> np.ndarray:
