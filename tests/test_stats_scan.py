@@ -343,11 +343,16 @@ def _unblocked_reference(cases, pop, xy, frac, n_sim, seed):
 
 
 @pytest.mark.parametrize(
-    ("block_keys", "segment_fraction", "chunk", "n_jobs"),
-    [(4_000_000, 0.3, 128, 2), (2_000, 0.3, 16, 2), (700, 0.05, 7, 1), (3_000, 3.0, 1000, 2)],
+    ("block_keys", "segment_fraction", "chunk", "fine", "n_jobs"),
+    [
+        (4_000_000, 0.3, 128, 2_000_000, 2),
+        (2_000, 0.3, 16, 2_000_000, 2),
+        (700, 0.05, 7, 2_000_000, 1),
+        (3_000, 3.0, 1000, 40, 2),
+    ],
 )
 def test_blocked_screened_scan_equals_unblocked_reference(
-    monkeypatch, block_keys, segment_fraction, chunk, n_jobs
+    monkeypatch, block_keys, segment_fraction, chunk, fine, n_jobs
 ):
     """Blocks of centres, the coarse-to-fine screening and its chunks change nothing: the
     simulated maxima, LLRs, members and p-values are exactly those of the unblocked scan."""
@@ -356,6 +361,7 @@ def test_blocked_screened_scan_equals_unblocked_reference(
     monkeypatch.setattr(scan_mod, "_BLOCK_KEYS", block_keys)  # 300 areas: 1 to 300 blocks
     monkeypatch.setattr(scan_mod, "_SEGMENT_FRACTION", segment_fraction)
     monkeypatch.setattr(scan_mod, "_SCREEN_CHUNK", chunk)
+    monkeypatch.setattr(scan_mod, "_FINE_WINDOWS", fine)
     full_rows = []  # replications evaluated on every window: the pilot's, and any fallback
     full = scan_mod._replicate_maxima
 

@@ -33,6 +33,7 @@ _PILOT = 20  # replications scanned in full to set the screening level
 _SCREEN_FRACTION = 0.75  # screening level = this × the smallest pilot maximum
 _SEGMENT_FRACTION = 0.3  # coarse screening: expected growth over a segment / excess needed
 _SCREEN_CHUNK = 128  # replications per chunk of the coarse screening
+_FINE_WINDOWS = 2_000_000  # (window, replication) pairs evaluated at once after the screening
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,10 +520,15 @@ def _screened_maxima(
         for t in range(1, n_t):  # cumulate along each centre's list
             np.add(counts[t], counts[t - 1], out=counts[t])
         cand = np.flatnonzero(counts >= seg_min)
-        if cand.size:
-            row, rep = np.divmod(cand, m)
-            t = row // n_c
-            base = np.where(t > 0, counts.reshape(-1)[np.maximum(cand - n_c * m, 0)], 0)
+        # evaluate the candidate segments window by window, a bounded number of windows at once
+        ends = np.cumsum(lengths[cand // m])
+        cuts = np.searchsorted(ends, np.arange(_FINE_WINDOWS, int(ends[-1]) if cand.size else 0,
+                                               _FINE_WINDOWS))
+        for part in np.split(cand, cuts):
+            if not part.size:
+                continue
+            row, rep = np.divmod(part, m)
+            base = np.where(row >= n_c, counts.reshape(-1)[np.maximum(part - n_c * m, 0)], 0)
             n_in = lengths[row]
             off = np.cumsum(n_in) - n_in
             w = np.repeat(seg_first[row] - off, n_in) + np.arange(int(n_in.sum()))
