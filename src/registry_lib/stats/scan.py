@@ -210,7 +210,8 @@ def kulldorff_scan(
         seed: seed of the ``numpy.random.Generator`` that draws the null data sets.
         max_clusters: report at most this many clusters (``None``: every non-overlapping
             cluster with more cases than expected).
-        n_jobs: threads for the simulation (default: up to 2, the CPUs available).
+        n_jobs: threads, which share the blocks of centres (windows and simulation; default:
+            up to 2, the CPUs available).
 
     Returns:
         :class:`ScanResult`; its ``.clusters`` DataFrame has one row per cluster, most likely
