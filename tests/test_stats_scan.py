@@ -390,6 +390,17 @@ def test_blocked_screened_scan_equals_unblocked_reference(
     assert full_rows == [scan_mod._PILOT] * len(scan_mod._block_rows(n, n_jobs))
 
 
+def test_fast_row_sort_equals_stable_sort():
+    import registry_lib.stats.scan_engine as eng
+
+    rng = np.random.default_rng(8)
+    for values in (rng.random((40, 300)), rng.integers(0, 25, (40, 300)).astype(float),
+                   np.where(rng.random((40, 300)) < 0.02, 0.5, rng.random((40, 300)))):
+        np.testing.assert_array_equal(
+            eng._stable_argsort_rows(values), np.argsort(values, axis=1, kind="stable")
+        )
+
+
 def test_recomputed_window_populations_are_bit_identical():
     """The kept windows store no populations: recomputed from the neighbour lists they must be
     the same floats (ties, a giant town with fully sorted rows, great-circle distances)."""
