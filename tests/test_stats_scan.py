@@ -295,6 +295,128 @@ def test_screened_simulation_equals_full_evaluation(monkeypatch):
     np.testing.assert_array_equal(fallback.simulated_llr, full.simulated_llr)
 
 
+def _unblocked_reference(cases, pop, xy, frac, n_sim, seed):
+    """The scan as it was before blocks and coarse screening: every window of every centre at
+    once (``_build_windows``), every replication evaluated on every window, the best window
+    per centre by one lexsort. Returns (simulated maxima, [(members, llr, observed, p)])."""
+    import registry_lib.stats.scan_engine as eng
+
+    labels, c_in, p_in, xy_in = eng._prepare(cases, pop, xy, "euclidean")
+    perm = eng._spatial_order(xy_in, "euclidean")
+    inv = np.argsort(perm)
+    c, p, xyp = c_in[perm], p_in[perm], xy_in[perm]
+    total_c, total_p = int(c.sum()), float(p.sum())
+    limit = frac * total_p * (1 + 1e-12)
+    win = eng._build_windows(xyp, p, limit, "euclidean", inv)
+    llr = eng._LLR(total_c)
+    expected = total_c * win.cum_pop / total_p
+    d, g, thresh = llr.window_terms(expected, win.closed)
+    sizes = np.diff(win.start)
+    centre_of = np.repeat(np.arange(len(c)), sizes)
+
+    def window_counts(counts):
+        cs = np.cumsum(counts[win.neighbour])
+        return cs - np.repeat(np.concatenate([[0], cs])[win.start[:-1]], sizes)
+
+    obs_c = window_counts(c)
+    obs = llr.values(obs_c, d, g, thresh)
+    draws = np.random.default_rng(seed).multinomial(total_c, p_in / total_p, size=n_sim)
+    sims = draws[:, perm]
+    sim_max = np.array([llr.values(window_counts(r), d, g, thresh).max() for r in sims])
+    order = np.lexsort((np.arange(len(obs)), -obs, centre_of))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = centre_of[order[1:]] != centre_of[order[:-1]]
+    best_w = order[first]
+    best_w = best_w[obs[best_w] > 0]
+    best_w = best_w[np.lexsort((perm[centre_of[best_w]], -obs[best_w]))]
+    used = np.zeros(len(c), dtype=bool)
+    rows = []
+    for w in best_w:
+        members = win.neighbour[win.start[centre_of[w]] : w + 1]
+        if used[members].any():
+            continue
+        used[members] = True
+        lam = float(obs[w])
+        pv = (1 + int(np.sum(sim_max >= lam - 1e-9 * max(1.0, lam)))) / (n_sim + 1)
+        rows.append((labels[perm][members].tolist(), lam, int(obs_c[w]), pv))
+    return sim_max, rows
+
+
+@pytest.mark.parametrize(
+    ("block_keys", "segment_fraction", "chunk", "fine", "n_jobs"),
+    [
+        (4_000_000, 0.3, 128, 2_000_000, 2),
+        (2_000, 0.3, 16, 2_000_000, 2),
+        (700, 0.05, 7, 2_000_000, 1),
+        (3_000, 3.0, 1000, 40, 2),
+    ],
+)
+def test_blocked_screened_scan_equals_unblocked_reference(
+    monkeypatch, block_keys, segment_fraction, chunk, fine, n_jobs
+):
+    """Blocks of centres, the coarse-to-fine screening and its chunks change nothing: the
+    simulated maxima, LLRs, members and p-values are exactly those of the unblocked scan."""
+    import registry_lib.stats.scan_engine as scan_mod
+
+    monkeypatch.setattr(scan_mod, "_BLOCK_KEYS", block_keys)  # 300 areas: 1 to 300 blocks
+    monkeypatch.setattr(scan_mod, "_SEGMENT_FRACTION", segment_fraction)
+    monkeypatch.setattr(scan_mod, "_SCREEN_CHUNK", chunk)
+    monkeypatch.setattr(scan_mod, "_FINE_WINDOWS", fine)
+    full_rows = []  # replications evaluated on every window: the pilot's, and any fallback
+    full = scan_mod._replicate_maxima
+
+    def spy(sims, *args):
+        full_rows.append(len(sims))
+        return full(sims, *args)
+
+    monkeypatch.setattr(scan_mod, "_replicate_maxima", spy)
+    rng = np.random.default_rng(17)
+    n = 300
+    xy = pd.DataFrame(rng.random((n, 2)) * 40, columns=["x", "y"])
+    pop = pd.Series(rng.integers(1_000, 3_000, n))
+    risk = np.where(np.hypot(xy["x"] - 10, xy["y"] - 30) < 4, 1.8, 1.0)
+    cases = pd.Series(rng.poisson(pop * 0.003 * risk))
+    res = kulldorff_scan(cases, pop, xy, max_pop_fraction=0.1, n_sim=199, seed=4, n_jobs=n_jobs)
+    sim_max, rows = _unblocked_reference(cases, pop, xy, 0.1, 199, 4)
+    np.testing.assert_array_equal(res.simulated_llr, sim_max)
+    assert len(res.clusters) == len(rows)
+    for (_, row), (members, lam, observed, pv) in zip(res.clusters.iterrows(), rows, strict=True):
+        assert row["members"] == members
+        assert row["llr"] == lam
+        assert row["observed"] == observed
+        assert row["p_value"] == pv
+    assert res.clusters.loc[0, "p_value"] <= 0.01  # the injected cluster
+    # only the pilot ran in full, once per block: every other maximum came from the screening
+    assert full_rows == [scan_mod._PILOT] * len(scan_mod._block_rows(n, n_jobs))
+
+
+def test_fast_row_sort_equals_stable_sort():
+    import registry_lib.stats.scan_engine as eng
+
+    rng = np.random.default_rng(8)
+    for values in (rng.random((40, 300)), rng.integers(0, 25, (40, 300)).astype(float),
+                   np.where(rng.random((40, 300)) < 0.02, 0.5, rng.random((40, 300)))):
+        np.testing.assert_array_equal(
+            eng._stable_argsort_rows(values), np.argsort(values, axis=1, kind="stable")
+        )
+
+
+def test_recomputed_window_populations_are_bit_identical():
+    """The kept windows store no populations: recomputed from the neighbour lists they must be
+    the same floats (ties, a giant town with fully sorted rows, great-circle distances)."""
+    import registry_lib.stats.scan_engine as eng
+
+    rng = np.random.default_rng(5)
+    g = np.arange(12.0)
+    grid = np.column_stack([np.repeat(g, 12), np.tile(g, 12)])
+    p = np.maximum(1, rng.lognormal(5, 1.6, len(grid))) / 7.0
+    p[0] = 20 * p.sum()
+    _, _, ny_pop, ny_xy = eng._prepare(*load_ny(), "haversine")
+    for xy, pop, metric, frac in ((grid, p, "euclidean", 0.1), (ny_xy, ny_pop, "haversine", 0.5)):
+        win = eng._build_windows(xy, pop, frac * pop.sum(), metric)
+        np.testing.assert_array_equal(eng._cumulative_population(win, pop), win.cum_pop)
+
+
 def test_deterministic_and_thread_count_invariant():
     rng = np.random.default_rng(3)
     xy = pd.DataFrame(rng.random((150, 2)), columns=["x", "y"])

@@ -2,8 +2,10 @@
 
 Internal to :func:`registry_lib.stats.scan.kulldorff_scan` (see that module for the method):
 input checks, distances (planar or great-circle on a sphere of radius :data:`EARTH_RADIUS_KM`),
-the nested windows around every centre, the log-likelihood ratio table and the Monte Carlo
-maxima of the null replications, vectorised over replications and shared between threads.
+the nested windows around every centre built and kept block by block of centres
+(:func:`_observe`), the log-likelihood ratio table, and the Monte Carlo maxima of the null
+replications (:func:`_simulated_maxima`: a pilot scanned in full, the rest screened coarse to
+fine), blocks shared between threads.
 
 Example:
     >>> import numpy as np
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,8 +28,12 @@ from registry_lib.errors import RegistryLabError
 EARTH_RADIUS_KM = 6367.0
 _METRICS = ("euclidean", "haversine")
 _CACHE_BYTES = 1_000_000  # working-set target per thread for the simulation loop
+_BLOCK_KEYS = 4_000_000  # distance keys (centres × locations) per block of centres
 _PILOT = 20  # replications scanned in full to set the screening level
 _SCREEN_FRACTION = 0.75  # screening level = this × the smallest pilot maximum
+_SEGMENT_FRACTION = 0.3  # coarse screening: expected growth over a segment / excess needed
+_SCREEN_CHUNK = 128  # replications per chunk of the coarse screening
+_FINE_WINDOWS = 2_000_000  # (window, replication) pairs evaluated at once after the screening
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,8 +159,8 @@ class _Windows:
 
     start: np.ndarray  # (n+1,) offsets
     neighbour: np.ndarray  # (W,) location index entering at each step
-    distance: np.ndarray  # (W,) its distance from the centre
-    cum_pop: np.ndarray  # (W,) population of the window ending at this step
+    distance: np.ndarray | None  # (W,) its distance from the centre (None: not kept)
+    cum_pop: np.ndarray | None  # (W,) population of the window ending at this step
     closed: np.ndarray  # (W,) bool: the next neighbour is strictly farther (a real window)
 
 
@@ -180,6 +186,23 @@ def _spatial_order(xy: np.ndarray, metric: str) -> np.ndarray:
     return np.argsort(spread(q[:, 0]) | (spread(q[:, 1]) << np.uint64(1)), kind="stable")
 
 
+def _stable_argsort_rows(a: np.ndarray) -> np.ndarray:
+    """``np.argsort(a, axis=1, kind="stable")``, faster: the default (vectorised) sort, then
+    the rows that hold equal values sorted again stably. A row of distinct values has only one
+    sorted order, so the result is the stable one either way.
+
+    Example:
+        >>> _stable_argsort_rows(np.array([[3.0, 1.0, 2.0], [2.0, 1.0, 2.0]])).tolist()
+        [[1, 2, 0], [1, 0, 2]]
+    """
+    idx = np.argsort(a, axis=1)
+    srt = np.take_along_axis(a, idx, axis=1)
+    tied = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1))
+    if tied.size:
+        idx[tied] = np.argsort(a[tied], axis=1, kind="stable")
+    return idx
+
+
 def _sorted_neighbours(key: np.ndarray, pop: np.ndarray, limit: float, inv: np.ndarray):
     """Neighbours of each row sorted by distance key, truncated once the population passes
     ``limit`` (at least one neighbour beyond it is kept to decide ties).
@@ -199,7 +222,7 @@ def _sorted_neighbours(key: np.ndarray, pop: np.ndarray, limit: float, inv: np.n
     else:
         part = np.broadcast_to(inv, key.shape)
     pkey = np.take_along_axis(key, part, axis=1)
-    inner = np.argsort(pkey, axis=1, kind="stable")  # ties stay in input order
+    inner = _stable_argsort_rows(pkey)  # ties stay in input order
     order = np.take_along_axis(part, inner, axis=1)
     ksort = np.take_along_axis(pkey, inner, axis=1)
     if m == n - 1:
@@ -210,7 +233,7 @@ def _sorted_neighbours(key: np.ndarray, pop: np.ndarray, limit: float, inv: np.n
     # rows whose m+1 nearest are still within the limit: sort them completely
     short = np.flatnonzero(~full)
     key_in = key[short][:, inv]  # columns in input order
-    order_in = np.argsort(key_in, axis=1, kind="stable")
+    order_in = _stable_argsort_rows(key_in)
     order_all = np.full((rows, n), -1, dtype=np.intp)
     ksort_all = np.full((rows, n), np.inf)
     order_all[full, : m + 1] = order[full]
@@ -220,45 +243,99 @@ def _sorted_neighbours(key: np.ndarray, pop: np.ndarray, limit: float, inv: np.n
     return order_all, ksort_all
 
 
-def _build_windows(
-    xy: np.ndarray, pop: np.ndarray, limit: float, metric: str, inv: np.ndarray | None = None
+def _block_rows(n: int, n_jobs: int = 1) -> list[np.ndarray]:
+    """Centres in consecutive blocks: at most ``_BLOCK_KEYS`` distance keys (centres ×
+    locations) per block and, with several threads, at least ``4 × n_jobs`` blocks so that
+    threads working on whole blocks stay busy. No result depends on the blocking.
+
+    Example:
+        >>> [len(b) for b in _block_rows(10, n_jobs=2)]
+        [2, 2, 2, 2, 2]
+    """
+    if n == 0:
+        return []
+    size = min(n, max(1, _BLOCK_KEYS // max(n, 1)))
+    if n_jobs > 1:
+        size = min(size, -(-n // (4 * n_jobs)))
+    return [np.arange(a, min(n, a + size)) for a in range(0, n, size)]
+
+
+def _window_block(
+    xy: np.ndarray,
+    pop: np.ndarray,
+    limit: float,
+    metric: str,
+    inv: np.ndarray,
+    rows: np.ndarray,
 ) -> _Windows:
-    """Neighbour lists of every centre (locations in the order given; ``inv`` as in
-    :func:`_sorted_neighbours`, identity by default)."""
-    n = len(pop)
-    if inv is None:
-        inv = np.arange(n)
-    block = max(1, min(n, 4_000_000 // max(n, 1)))
-    starts = np.zeros(n + 1, dtype=np.int64)
-    parts_nb, parts_d, parts_cp, parts_closed = [], [], [], []
-    for a in range(0, n, block):
-        rows = np.arange(a, min(n, a + block))
-        order, dsort = _sorted_neighbours(_distance_key(xy, rows, metric), pop, limit, inv)
-        pad = order < 0
-        cp = np.cumsum(np.where(pad, 0.0, pop[np.where(pad, 0, order)]), axis=1)
-        cp[pad] = np.inf
-        closed = np.ones_like(dsort, dtype=bool)
-        closed[:, :-1] = dsort[:, 1:] > dsort[:, :-1]
-        # keep steps up to the largest closed window within the population limit
-        ok = closed & (cp <= limit)
-        has = ok.any(axis=1)
-        last = np.where(has, dsort.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), -1)
-        k = last + 1
-        starts[rows + 1] = k
-        mask = np.arange(dsort.shape[1])[None, :] < k[:, None]
-        parts_nb.append(order[mask])
-        parts_d.append(_key_to_distance(dsort[mask], metric))
-        parts_cp.append(cp[mask])
-        parts_closed.append(closed[mask])
+    """Neighbour lists of the centres ``rows`` (``start`` relative to the block; neighbours
+    are global location indices), each cut at its largest window within ``limit``."""
+    order, dsort = _sorted_neighbours(_distance_key(xy, rows, metric), pop, limit, inv)
+    pad = order < 0
+    cp = np.cumsum(np.where(pad, 0.0, pop[np.where(pad, 0, order)]), axis=1)
+    cp[pad] = np.inf
+    closed = np.ones_like(dsort, dtype=bool)
+    closed[:, :-1] = dsort[:, 1:] > dsort[:, :-1]
+    # keep steps up to the largest closed window within the population limit
+    ok = closed & (cp <= limit)
+    has = ok.any(axis=1)
+    k = np.where(has, dsort.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), -1) + 1
+    mask = np.arange(dsort.shape[1])[None, :] < k[:, None]
     return _Windows(
-        start=np.cumsum(starts),
-        neighbour=np.concatenate(parts_nb).astype(np.intp),
-        distance=np.concatenate(parts_d),
-        cum_pop=np.concatenate(parts_cp),
-        closed=np.concatenate(parts_closed),
+        start=np.concatenate([[0], np.cumsum(k)]).astype(np.int64),
+        neighbour=order[mask].astype(np.intp),
+        distance=_key_to_distance(dsort[mask], metric),
+        cum_pop=cp[mask],
+        closed=closed[mask],
     )
 
 
+def _build_windows(
+    xy: np.ndarray, pop: np.ndarray, limit: float, metric: str, inv: np.ndarray | None = None
+) -> _Windows:
+    """Neighbour lists of every centre at once (locations in the order given; ``inv`` as in
+    :func:`_sorted_neighbours`, identity by default). The scan itself works block by block
+    (:func:`_scan_blocks`); this is the whole table, for small data and tests.
+
+    Example:
+        >>> xy = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+        >>> win = _build_windows(xy, np.array([10.0, 10.0, 10.0]), 20.0, "euclidean")
+        >>> win.start.tolist(), win.neighbour.tolist(), win.cum_pop.tolist()
+        ([0, 2, 4, 6], [0, 1, 1, 0, 2, 1], [10.0, 20.0, 10.0, 20.0, 10.0, 20.0])
+    """
+    n = len(pop)
+    if inv is None:
+        inv = np.arange(n)
+    parts = [_window_block(xy, pop, limit, metric, inv, rows) for rows in _block_rows(n)]
+    offsets = np.cumsum([0] + [len(p.neighbour) for p in parts])
+    return _Windows(
+        start=np.concatenate([[0]] + [p.start[1:] + o for p, o in zip(parts, offsets, strict=False)]),
+        neighbour=np.concatenate([p.neighbour for p in parts]),
+        distance=np.concatenate([p.distance for p in parts]),
+        cum_pop=np.concatenate([p.cum_pop for p in parts]),
+        closed=np.concatenate([p.closed for p in parts]),
+    )
+
+
+def _cumulative_population(win: _Windows, pop: np.ndarray) -> np.ndarray:
+    """The population of every window of ``win``, recomputed from its neighbour lists exactly
+    as :func:`_window_block` computed it (a running sum along each list, in the same order,
+    so the same floating-point values): the kept windows need not store it.
+
+    Example:
+        >>> xy = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+        >>> pop = np.array([0.1, 0.2, 0.3])
+        >>> win = _build_windows(xy, pop, 0.35, "euclidean")
+        >>> np.array_equal(_cumulative_population(win, pop), win.cum_pop)
+        True
+    """
+    sizes = np.diff(win.start)
+    if len(win.neighbour) == 0:
+        return np.zeros(0)
+    inside = np.arange(int(sizes.max()))[None, :] < sizes[:, None]
+    padded = np.zeros(inside.shape)
+    padded[inside] = pop[win.neighbour]
+    return np.cumsum(padded, axis=1)[inside]
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,123 +412,342 @@ def _replicate_maxima(
     d: np.ndarray,
     g: np.ndarray,
     thresh: np.ndarray,
-    n_jobs: int,
-    critical: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Maximum LLR over all windows for each simulated data set (rows of ``sims``).
-
-    With ``critical`` (per-window smallest case count whose LLR reaches a screening level L),
-    only windows at or above their critical count are evaluated; replications with no such
-    window get 0 (the caller recomputes them in full). Without it every window is evaluated.
-    """
+    """Maximum LLR over every window of ``win`` for each simulated data set (rows of
+    ``sims``, locations in columns): per centre, the window counts of a chunk of replications
+    are one cumulative sum along its neighbour list."""
     sims = np.ascontiguousarray(sims)  # the column gathers below need C order
+    neighbour = win.neighbour.astype(np.intp, copy=False)
     n_rep = sims.shape[0]
     sizes = np.diff(win.start)
-    centres = np.flatnonzero(sizes > 0)
-    if n_rep == 0 or len(centres) == 0:
-        return np.zeros(n_rep)
-    # balance work: deal centres (largest first) round-robin to the workers
-    centres = centres[np.argsort(-sizes[centres], kind="stable")]
-    n_jobs = max(1, min(n_jobs, len(centres)))
-    groups = [centres[j::n_jobs] for j in range(n_jobs)]
+    best = np.zeros(n_rep)
+    if n_rep == 0 or not np.any(sizes > 0):
+        return best
     table = llr.table
     kmax = int(sizes.max())
     # replications go in chunks small enough for the working arrays to stay in cache
-    per_elem = 5 if critical is not None else 21
-    rc = int(np.clip(_CACHE_BYTES // max(1, per_elem * kmax), 8, max(8, n_rep)))
-
-    def full(group: np.ndarray) -> np.ndarray:
-        best = np.zeros(n_rep)
-        cnt_buf = np.empty(rc * kmax, dtype=np.int32)
-        val_buf = np.empty(rc * kmax, dtype=np.float64)
-        tmp_buf = np.empty(rc * kmax, dtype=np.float64)
-        msk_buf = np.empty(rc * kmax, dtype=bool)
-        for r0 in range(0, n_rep, rc):
-            m = min(n_rep, r0 + rc) - r0
-            chunk = sims[r0 : r0 + m]
-            chunk_best = best[r0 : r0 + m]
-            for i in group:
-                a, b = win.start[i], win.start[i + 1]
-                k = b - a
-                cnt = cnt_buf[: m * k].reshape(m, k)
-                val = val_buf[: m * k].reshape(m, k)
-                tmp = tmp_buf[: m * k].reshape(m, k)
-                msk = msk_buf[: m * k].reshape(m, k)
-                np.take(chunk, win.neighbour[a:b], axis=1, out=cnt)
-                np.cumsum(cnt, axis=1, out=cnt)
-                np.take(table, cnt, out=val)
-                np.multiply(cnt, d[a:b], out=tmp)
-                val -= tmp
-                val -= g[a:b]
-                np.less(cnt, thresh[a:b], out=msk)
-                np.putmask(val, msk, 0.0)
-                np.maximum(chunk_best, val.max(axis=1), out=chunk_best)
-        return best
-
-    def screened(group: np.ndarray) -> np.ndarray:
-        best = np.zeros(n_rep)
-        cnt_buf = np.empty(rc * kmax, dtype=np.int32)
-        msk_buf = np.empty(rc * kmax, dtype=bool)
-        for r0 in range(0, n_rep, rc):
-            m = min(n_rep, r0 + rc) - r0
-            chunk = sims[r0 : r0 + m]
-            chunk_best = best[r0 : r0 + m]
-            for i in group:
-                a, b = win.start[i], win.start[i + 1]
-                k = b - a
-                cnt = cnt_buf[: m * k].reshape(m, k)
-                msk = msk_buf[: m * k].reshape(m, k)
-                np.take(chunk, win.neighbour[a:b], axis=1, out=cnt)
-                np.cumsum(cnt, axis=1, out=cnt)
-                np.greater_equal(cnt, critical[a:b], out=msk)
-                hit = np.flatnonzero(msk)
-                if hit.size:
-                    rows, cols = np.divmod(hit, k)
-                    cc = cnt.reshape(-1)[hit]
-                    w = a + cols
-                    np.maximum.at(chunk_best, rows, table[cc] - cc * d[w] - g[w])
-        return best
-
-    work = full if critical is None else screened
-    if len(groups) == 1:
-        return work(groups[0])
-    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        results = list(pool.map(work, groups))
-    return np.maximum.reduce(results)
+    rc = int(np.clip(_CACHE_BYTES // max(1, 21 * kmax), 8, max(8, n_rep)))
+    cnt_buf = np.empty(rc * kmax, dtype=np.int32)
+    val_buf = np.empty(rc * kmax, dtype=np.float64)
+    tmp_buf = np.empty(rc * kmax, dtype=np.float64)
+    msk_buf = np.empty(rc * kmax, dtype=bool)
+    for r0 in range(0, n_rep, rc):
+        m = min(n_rep, r0 + rc) - r0
+        chunk = sims[r0 : r0 + m]
+        chunk_best = best[r0 : r0 + m]
+        for i in np.flatnonzero(sizes):
+            a, b = win.start[i], win.start[i + 1]
+            k = b - a
+            cnt = cnt_buf[: m * k].reshape(m, k)
+            val = val_buf[: m * k].reshape(m, k)
+            tmp = tmp_buf[: m * k].reshape(m, k)
+            msk = msk_buf[: m * k].reshape(m, k)
+            np.take(chunk, neighbour[a:b], axis=1, out=cnt)
+            np.cumsum(cnt, axis=1, out=cnt, dtype=np.int32)
+            np.take(table, cnt, out=val)
+            np.multiply(cnt, d[a:b], out=tmp)
+            val -= tmp
+            val -= g[a:b]
+            np.less(cnt, thresh[a:b], out=msk)
+            np.putmask(val, msk, 0.0)
+            np.maximum(chunk_best, val.max(axis=1), out=chunk_best)
+    return best
 
 
-def _simulated_maxima(
-    sims: np.ndarray,
+def _segments(win: _Windows, expected: np.ndarray, level: float):
+    """Cut every centre's neighbour list into runs of windows ("segments") over which the
+    expected count grows by at most ``_SEGMENT_FRACTION`` × the excess a window needs to
+    reach the screening level (about sqrt(2·E·L) above E); the run boundaries are where
+    ``floor(sqrt(2E/L) / _SEGMENT_FRACTION)`` changes.
+
+    Returns ``(order, indptr, shape)``: ``order`` lists the windows segment by segment in
+    segment-major order (segment t of every centre, then t + 1, …; the row of segment t of
+    centre i is ``t × n_centres + i``); ``indptr`` (rows + 1) delimits each row's windows in
+    ``order`` (empty rows where a centre has fewer segments); ``shape`` is
+    ``(segments per centre at most, n_centres)``.
+    """
+    sizes = np.diff(win.start)
+    n_c = len(sizes)
+    centre_of = np.repeat(np.arange(n_c), sizes)
+    key = np.floor(np.sqrt(2.0 * np.maximum(expected, 0.0) / level) / _SEGMENT_FRACTION)
+    new = np.ones(len(key), dtype=bool)
+    new[1:] = (key[1:] != key[:-1]) | (centre_of[1:] != centre_of[:-1])
+    run = np.cumsum(new) - 1  # segment number over the block
+    first_run = np.zeros(n_c, dtype=run.dtype)
+    first_run[sizes > 0] = run[win.start[:-1][sizes > 0]]
+    t_of = run - first_run[centre_of]  # segment number within its centre
+    n_t = int(t_of.max()) + 1 if len(t_of) else 0
+    row = t_of * n_c + centre_of
+    order = np.argsort(row, kind="stable")
+    counts = np.bincount(row, minlength=n_t * n_c)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    return order, indptr, (n_t, n_c)
+
+
+def _screened_maxima(
+    sims_t: list[np.ndarray],
     win: _Windows,
     llr: _LLR,
     expected: np.ndarray,
     d: np.ndarray,
     g: np.ndarray,
-    thresh: np.ndarray,
+    critical: np.ndarray,
+    level: float,
+) -> np.ndarray:
+    """Per replication, the maximum LLR over the windows whose case count reaches their
+    ``critical`` count (0 when none does); every window whose LLR reaches the screening level
+    is among them, so a replication's maximum is exact whenever it is at least that level.
+
+    ``sims_t`` holds the replications transposed (locations × replications), in consecutive
+    column chunks. Coarse to fine: the case counts of each segment (:func:`_segments`) of every
+    centre, for a chunk of replications at once, are one sparse-matrix product; cumulated
+    along the centre's list, the count at a segment's end is at least the count of every
+    window in the segment (counts only grow along the list). So a window can reach its
+    critical count only where its segment's end count reaches the smallest critical count of
+    the segment, and only those (segment, replication) pairs are evaluated window by window.
+    Exact: integer counts throughout, and the LLR of each window evaluated as in
+    :func:`_replicate_maxima`.
+    """
+    from scipy import sparse
+
+    n_rep = sum(x.shape[1] for x in sims_t)
+    best = np.zeros(n_rep)
+    n_win = len(win.neighbour)
+    if n_rep == 0 or n_win == 0:
+        return best
+    n_loc = sims_t[0].shape[0]
+    order, indptr, (n_t, n_c) = _segments(win, expected, level)
+    lengths = np.diff(indptr)
+    full = lengths > 0
+    matrix = sparse.csr_matrix(
+        (np.ones(n_win, dtype=np.int32), win.neighbour[order].astype(np.int32), indptr),
+        shape=(n_t * n_c, n_loc),
+    )
+    # the smallest critical count of each segment (C + 1, never reached, for empty rows)
+    seg_min = np.full(n_t * n_c, llr.C + 1, dtype=np.int64)
+    seg_min[full] = np.minimum.reduceat(critical[order], indptr[:-1][full])
+    seg_min = seg_min.reshape(n_t, n_c, 1)
+    seg_first = order[np.minimum(indptr[:-1], n_win - 1)]  # first window of each segment
+    neighbour = win.neighbour
+    table = llr.table
+    r0 = 0
+    for x in sims_t:
+        m = x.shape[1]
+        counts = np.asarray(matrix @ x).reshape(n_t, n_c, m)
+        for t in range(1, n_t):  # cumulate along each centre's list
+            np.add(counts[t], counts[t - 1], out=counts[t])
+        cand = np.flatnonzero(counts >= seg_min)
+        # evaluate the candidate segments window by window, a bounded number of windows at once
+        ends = np.cumsum(lengths[cand // m])
+        cuts = np.searchsorted(ends, np.arange(_FINE_WINDOWS, int(ends[-1]) if cand.size else 0,
+                                               _FINE_WINDOWS))
+        for part in np.split(cand, cuts):
+            if not part.size:
+                continue
+            row, rep = np.divmod(part, m)
+            base = np.where(row >= n_c, counts.reshape(-1)[np.maximum(part - n_c * m, 0)], 0)
+            n_in = lengths[row]
+            off = np.cumsum(n_in) - n_in
+            w = np.repeat(seg_first[row] - off, n_in) + np.arange(int(n_in.sum()))
+            reps = np.repeat(rep, n_in)
+            cs = np.cumsum(x[neighbour[w], reps], dtype=np.int64)
+            before = np.where(off > 0, cs[np.maximum(off - 1, 0)], 0)
+            cnt = cs + np.repeat(base.astype(np.int64) - before, n_in)
+            hit = cnt >= critical[w]
+            if hit.any():
+                cc, ww = cnt[hit], w[hit]
+                np.maximum.at(best, r0 + reps[hit], table[cc] - cc * d[ww] - g[ww])
+        r0 += m
+    return best
+
+
+def _map(fn, items: list, n_jobs: int) -> list:
+    """``[fn(x) for x in items]``, on ``n_jobs`` threads (results in the order of ``items``)."""
+    if n_jobs <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(n_jobs, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+@dataclass
+class _BestWindows:
+    """The observed data's best window around each centre: the first of its largest LLR.
+
+    ``step`` is the window's last position in the centre's neighbour list (the window is the
+    ``step + 1`` nearest); a centre with no window has ``step`` -1 and ``llr`` 0.
+    """
+
+    llr: np.ndarray
+    step: np.ndarray
+    observed: np.ndarray
+    expected: np.ndarray
+    population: np.ndarray
+    radius: np.ndarray
+
+
+@dataclass
+class _ScanTables:
+    """The windows of every centre, kept block by block, and the observed data's scan.
+
+    Each block holds the windows of centres ``rows`` compactly, neighbour (int32) and closed
+    flag only: 5 bytes a window, the only part that grows as areas × areas within the maximum
+    window (populations come back by :func:`_cumulative_population`, distances are not needed).
+    """
+
+    blocks: list[tuple[np.ndarray, _Windows]]
+    best: _BestWindows
+    n_windows: int
+    pilot: np.ndarray  # maximum LLR of the first min(_PILOT, n_sim) replications
+    _firsts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def members(self, i: int) -> np.ndarray:
+        """Locations (spatial order) of centre ``i``'s best window, nearest first."""
+        if len(self._firsts) != len(self.blocks):
+            self._firsts = np.array([rows[0] for rows, _ in self.blocks])
+        b = int(np.searchsorted(self._firsts, i, side="right")) - 1
+        rows, win = self.blocks[b]
+        a = win.start[i - rows[0]]
+        return win.neighbour[a : a + self.best.step[i] + 1].astype(np.intp)
+
+
+def _observe(
+    xy: np.ndarray,
+    pop: np.ndarray,
+    c: np.ndarray,
+    limit: float,
+    metric: str,
+    inv: np.ndarray,
+    llr: _LLR,
+    total_p: float,
+    sims: np.ndarray | None,
+    n_jobs: int,
+) -> _ScanTables:
+    """First pass over blocks of centres: windows, the observed data's best window per
+    centre, and the full scan of the pilot replications (the first ``_PILOT`` rows of
+    ``sims``). Blocks go to ``n_jobs`` threads; nothing depends on the blocking or threads."""
+    n = len(pop)
+    total_c = llr.C
+    pilot_sims = None if sims is None else np.ascontiguousarray(sims[: min(len(sims), _PILOT)])
+
+    def block(rows: np.ndarray):
+        win = _window_block(xy, pop, limit, metric, inv, rows)
+        sizes = np.diff(win.start)
+        expected = total_c * win.cum_pop / total_p
+        d, g, thresh = llr.window_terms(expected, win.closed)
+        cs = np.cumsum(c[win.neighbour])
+        obs_c = cs - np.repeat(np.concatenate([[0], cs])[win.start[:-1]], sizes)
+        obs = llr.values(obs_c, d, g, thresh) if total_c > 0 else np.zeros(len(obs_c))
+        # best window per centre: the first of its largest LLR
+        has = sizes > 0
+        centre_of = np.repeat(np.arange(len(rows)), sizes)
+        top = np.zeros(len(rows))
+        if has.any():
+            top[has] = np.maximum.reduceat(obs, win.start[:-1][has])
+        at = np.flatnonzero(obs == top[centre_of])
+        first = at[np.concatenate([[True], centre_of[at[1:]] != centre_of[at[:-1]]])[: len(at)]]
+        who = centre_of[first]
+        step = np.full(len(rows), -1, dtype=np.int64)
+        step[who] = first - win.start[who]
+        fields = [np.zeros(len(rows)) for _ in range(4)]
+        for out, values in zip(fields, (obs_c, expected, win.cum_pop, win.distance), strict=True):
+            out[who] = values[first]
+        pilot = None
+        if pilot_sims is not None:
+            pilot = _replicate_maxima(pilot_sims, win, llr, d, g, thresh)
+        kept = _Windows(
+            start=win.start,
+            neighbour=win.neighbour.astype(np.int32),
+            distance=None,
+            cum_pop=None,
+            closed=win.closed,
+        )
+        return rows, kept, top, step, fields, int(np.sum(win.closed)), pilot
+
+    parts = _map(block, _block_rows(n, n_jobs), n_jobs)
+    best = _BestWindows(
+        llr=np.concatenate([p[2] for p in parts]),
+        step=np.concatenate([p[3] for p in parts]),
+        observed=np.concatenate([p[4][0] for p in parts]).astype(np.int64),
+        expected=np.concatenate([p[4][1] for p in parts]),
+        population=np.concatenate([p[4][2] for p in parts]),
+        radius=np.concatenate([p[4][3] for p in parts]),
+    )
+    n_pilot = 0 if pilot_sims is None else len(pilot_sims)
+    pilot = np.zeros(n_pilot)
+    for p in parts:
+        if p[6] is not None:
+            np.maximum(pilot, p[6], out=pilot)
+    return _ScanTables(
+        blocks=[(p[0], p[1]) for p in parts],
+        best=best,
+        n_windows=sum(p[5] for p in parts),
+        pilot=pilot,
+    )
+
+
+def _simulated_maxima(
+    tables: _ScanTables,
+    sims: np.ndarray,
+    llr: _LLR,
+    pop: np.ndarray,
+    total_p: float,
     n_jobs: int,
 ) -> np.ndarray:
-    """Exact maximum LLR of each replication, evaluating few windows per replication.
+    """Exact maximum LLR of each replication (rows of ``sims``), evaluating few windows.
 
-    A pilot of ``_PILOT`` replications is scanned in full; the screening level L is then
-    ``_SCREEN_FRACTION`` × the smallest pilot maximum. For the other replications only the
-    windows whose case count reaches the count at which their LLR is L are evaluated (an
-    integer comparison); this finds the exact maximum of every replication whose maximum is
-    at least L, and the few that fall below L are scanned again in full.
+    The first ``_PILOT`` replications were scanned in full by :func:`_observe`; the
+    screening level L is ``_SCREEN_FRACTION`` × the smallest pilot maximum. For the other
+    replications, block by block, only the windows whose case count reaches the count at
+    which their LLR is L are evaluated (an integer comparison); this finds the exact maximum
+    of every replication whose maximum is at least L, and the few that fall below L are
+    scanned again in full. Memory: one block's per-window terms per thread.
     """
     n_rep = sims.shape[0]
-    pilot = min(n_rep, _PILOT)
+    pilot = len(tables.pilot)
     best = np.empty(n_rep)
-    best[:pilot] = _replicate_maxima(sims[:pilot], win, llr, d, g, thresh, n_jobs)
+    best[:pilot] = tables.pilot
     if pilot == n_rep:
         return best
-    level = _SCREEN_FRACTION * float(best[:pilot].min())
+    rest_sims = sims[pilot:]
+    level = _SCREEN_FRACTION * float(tables.pilot.min())
+
+    def terms(win: _Windows):
+        expected = llr.C * _cumulative_population(win, pop) / total_p
+        return (expected, *llr.window_terms(expected, win.closed))
+
+    def full_scan(rows_sims: np.ndarray) -> np.ndarray:
+        def block(item):
+            _, win = item
+            _, d, g, thresh = terms(win)
+            return _replicate_maxima(rows_sims, win, llr, d, g, thresh)
+
+        out = np.zeros(len(rows_sims))
+        for part in _map(block, tables.blocks, n_jobs):
+            np.maximum(out, part, out=out)
+        return out
+
     if not level > 0:
-        best[pilot:] = _replicate_maxima(sims[pilot:], win, llr, d, g, thresh, n_jobs)
+        best[pilot:] = full_scan(rest_sims)
         return best
-    critical = llr.critical_counts(level * (1 - 1e-9), expected, d, g, thresh)
-    rest = _replicate_maxima(sims[pilot:], win, llr, d, g, thresh, n_jobs, critical)
+
+    # transposed, in column chunks, for the sparse products of the coarse screening
+    sims_t = [
+        np.ascontiguousarray(rest_sims[a : a + _SCREEN_CHUNK].T)
+        for a in range(0, len(rest_sims), _SCREEN_CHUNK)
+    ]
+
+    def screened(item):
+        _, win = item
+        expected, d, g, thresh = terms(win)
+        critical = llr.critical_counts(level * (1 - 1e-9), expected, d, g, thresh)
+        return _screened_maxima(sims_t, win, llr, expected, d, g, critical, level)
+
+    rest = np.zeros(n_rep - pilot)
+    for part in _map(screened, tables.blocks, n_jobs):
+        np.maximum(rest, part, out=rest)
     low = np.flatnonzero(rest < level)
+    sims_t.clear()  # free the transposed copy before any full rescan
     if low.size:
-        rest[low] = _replicate_maxima(sims[pilot:][low], win, llr, d, g, thresh, n_jobs)
+        rest[low] = full_scan(np.ascontiguousarray(rest_sims[low]))
     best[pilot:] = rest
     return best

@@ -141,7 +141,9 @@ def interactive_map(study: Any, outline_km: Sequence[Sequence[float]], protect: 
     scale = f"{base_scale:.6f} * zoom"
     projection = {"type": "identity", "reflectY": True, "scale": alt.ExprRef(expr=scale),
                   "translate": alt.ExprRef(expr=f"[{width / 2} - {scale} * {cx}, {height / 2} + {scale} * {cy}]")}
-    areas_layer = alt.Chart(alt.Data(values=geo["features"])).mark_geoshape(stroke="white", strokeWidth=0.4).encode(
+    # the areas' data goes in after the layers are put together: Altair deep-copies each chart
+    # as it is combined, which with England's 37,000 polygons took most of a minute
+    areas_layer = alt.Chart(alt.Data(values=[])).mark_geoshape(stroke="white", strokeWidth=0.4).encode(
         color=alt.Color("properties.sir_class:N", title="smoothed SIR (class)",
                         scale=alt.Scale(domain=[*labels, "no expected cases"], range=[*colours, "#d9d9d9"])),
         tooltip=[alt.Tooltip("properties.area:N", title="area"),
@@ -160,6 +162,8 @@ def interactive_map(study: Any, outline_km: Sequence[Sequence[float]], protect: 
                                      for n, x, y in zip(sources["name"], sources["x"], sources["y"], strict=True)])
                     ).mark_geoshape(filled=True, color="black").encode(
         tooltip=[alt.Tooltip("properties.source:N", title="source")]).project(**projection)
-    return (areas_layer + outline + src).add_params(zoom).properties(
+    chart = (areas_layer + outline + src).add_params(zoom).properties(
         width=width, height=height,
         title="Smoothed SIR by area (hover for the protected values; the slider zooms towards the source)")
+    chart.layer[0].data = alt.Data(values=geo["features"])
+    return chart
