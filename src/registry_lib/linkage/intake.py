@@ -215,6 +215,12 @@ class Intake:
         absent: the optional columns each feed lacked.
         ndop: the national data opt-out list, or None.
         parts: how many parts the feeds were read in (1: in memory).
+
+    Example:
+        >>> intake = Intake(records=pd.DataFrame({"feed": ["deaths"]}), issues=pd.DataFrame(),
+        ...                 as_of=pd.Timestamp("2024-06-30"), rows=FeedRows(), inputs={"deaths": 1})
+        >>> intake.parts, intake.ndop is None
+        (1, True)
     """
 
     records: pd.DataFrame
@@ -285,7 +291,13 @@ def intake_in_parts(cohort_dir: Path | str, as_of: str | pd.Timestamp | None, *,
     """Read and validate ``<cohort_dir>/feeds/`` ``part_rows`` rows at a time, spilling the
     validated rows to ``folder``; the result equals :func:`intake_memory`'s (tested).
 
-    Example: see the module docstring.
+    Example:
+        >>> import os, tempfile; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
+        >>> from registry_lib.linkage.tiny import tiny_cohort
+        >>> with tempfile.TemporaryDirectory() as spill:
+        ...     intake = intake_in_parts(tiny_cohort(), "2022-06-30", part_rows=50, folder=Path(spill))
+        >>> intake.parts > 1, intake.inputs["notifications"] > 0
+        (True, True)
     """
     feeds_dir = Path(cohort_dir) / "feeds"
     if not feeds_dir.is_dir():
