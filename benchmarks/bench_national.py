@@ -149,14 +149,12 @@ class Sampler(threading.Thread):
         return {k: sorted(v, reverse=True) for k, v in out.items()}
 
 
-def _measure(label: str, cohort: Path, out: Path, backend: str, master: str | None,
-             executor_memory: str, extra_roots: list[int]) -> dict:
-    cmd = [sys.executable, __file__, "--worker", str(cohort), str(out), backend, master or "",
-           executor_memory]
+def _sampled(cmd: list[str], label: str, extra_roots: list[int] | None = None) -> tuple[dict, float, dict]:
+    """Run a worker process, sampling its memory: (its last JSON line, wall seconds, peaks by process)."""
     with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=so, stderr=se, env=_env(), cwd=ROOT, text=True)
-        sampler = Sampler([proc.pid, *extra_roots])
+        sampler = Sampler([proc.pid, *(extra_roots or [])])
         sampler.start()
         proc.wait()
         wall = time.perf_counter() - t0
@@ -165,7 +163,14 @@ def _measure(label: str, cohort: Path, out: Path, backend: str, master: str | No
         se.seek(0)
         if proc.returncode:
             raise SystemExit(f"{label} failed:\n{se.read()[-3000:]}")
-        result = json.loads(so.read().strip().splitlines()[-1])
+        return json.loads(so.read().strip().splitlines()[-1]), wall, peaks
+
+
+def _measure(label: str, cohort: Path, out: Path, backend: str, master: str | None,
+             executor_memory: str, extra_roots: list[int]) -> dict:
+    cmd = [sys.executable, __file__, "--worker", str(cohort), str(out), backend, master or "",
+           executor_memory]
+    result, wall, peaks = _sampled(cmd, label, extra_roots)
     result.update({"label": label, "process_seconds": wall, "peaks_gb": peaks})
     return result
 
@@ -237,20 +242,7 @@ def _step_worker(step: str, cohort: str) -> dict:
 
 
 def _measure_step(step: str, cohort: Path) -> dict:
-    cmd = [sys.executable, __file__, "--step-worker", step, str(cohort)]
-    with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=so, stderr=se, env=_env(), cwd=ROOT, text=True)
-        sampler = Sampler([proc.pid])
-        sampler.start()
-        proc.wait()
-        wall = time.perf_counter() - t0
-        peaks = sampler.stop()
-        so.seek(0)
-        se.seek(0)
-        if proc.returncode:
-            raise SystemExit(f"{step} of {cohort} failed:\n{se.read()[-3000:]}")
-        result = json.loads(so.read().strip().splitlines()[-1])
+    result, wall, peaks = _sampled([sys.executable, __file__, "--step-worker", step, str(cohort)], f"{step} of {cohort}")
     result.update({"process_seconds": wall, "peak_gb": max((g for gbs in peaks.values() for g in gbs), default=0.0)})
     return result
 
