@@ -276,12 +276,12 @@ def _run(cohort_dir: Path, clock: _Clock, spill: Path, *, threshold: float, eval
          plain: bool, deterministic: bool, extract_date: str | None, decisions: Path | str | bool | None,
          compare_methods: bool, part_records: int | None) -> dict[str, Any]:
     low, high = review_band
-    if part_size(cohort_dir, part_records) is not None:
+    per_part = part_size(cohort_dir, part_records)
+    if per_part is not None:
         # large buffers from the C allocator go back to the system when freed (Arrow's default
         # pool keeps them), so memory between parts and steps stays near what is held
         pa.set_memory_pool(pa.system_memory_pool())
     as_of, as_of_source = (str(extract_date), "given") if extract_date is not None else configured_extract_date(cohort_dir)
-    per_part = part_size(cohort_dir, part_records)
     if per_part is None:
         feeds, ref = read_feeds(cohort_dir)
         _check_truth(cohort_dir, evaluate)
