@@ -43,7 +43,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from registry_lib.engines import memory_limit, release_memory, spill_directory
+from registry_lib.engines import (
+    duckdb_connect,
+    memory_limit,
+    release_memory,
+    remaining_memory,
+    spill_directory,
+)
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import ParquetAppender, atomic_dir, write_json, write_parquet
 from registry_lib.keys import key_fingerprint
@@ -58,7 +64,14 @@ from registry_lib.linkage.evaluate import (
     metrics_from_counts,
     pair_counts,
 )
-from registry_lib.linkage.intake import FeedRows, Intake, intake_in_parts, intake_memory, read_table
+from registry_lib.linkage.intake import (
+    TEXT,
+    FeedRows,
+    Intake,
+    intake_in_parts,
+    intake_memory,
+    read_table,
+)
 from registry_lib.linkage.optouts import apply_optouts
 from registry_lib.linkage.patients import best_values, patient_ids
 from registry_lib.linkage.persons import KEY, PersonLinkage, cluster_identities, link_persons
@@ -355,9 +368,13 @@ def _run(cohort_dir: Path, clock: _Clock, spill: Path, *, threshold: float, eval
             report["clerical_decisions"]["with_decisions"] = {k: report[k] for k in ("precision", "recall", "f1")}
         clock.step("evaluate", f"evaluated: F1 {report['f1']:.4f}, precision {report['precision']:.4f}, "
                                f"recall {report['recall']:.4f}")
+    model = lk.model
+    truth = lk = undecided = None  # the truth and the identity pairs are not written: freed first
+    if per_part is not None:
+        release_memory()
     if write:
         out = Path(out_dir) if out_dir is not None else cohort_dir / "registry"
-        _write(out, built, review, weights, opt.hashes, intake.issues, recs, report, lk.model)
+        _write(out, built, review, weights, opt.hashes, intake.issues, recs, report, model)
         clock.step("write", f"wrote {out}")
     report_time = time.perf_counter() - clock.t0
     if not quiet:
@@ -413,18 +430,55 @@ def _apply_decisions(lk: PersonLinkage, recs: pd.DataFrame, path: Path, threshol
     return counts
 
 
-def _truth_of(recs: pd.DataFrame, truth: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The truth row of every record (``patient_id``, ``tumour_id``, ``errors``; missing when the
-    record is not in ``record_truth``), aligned with ``recs`` and computed once per run."""
+def _truth_of(recs: pd.DataFrame, truth: dict[str, Any]) -> pd.DataFrame:
+    """The truth row of every record (``patient_id`` and ``tumour_id`` as floats, NaN when the
+    record is not in ``record_truth``; ``errors`` categorical), aligned with ``recs`` and computed
+    once per run.
+
+    DuckDB joins the records' keys to ``record_truth.parquet`` without reading the truth into
+    pandas: at national scale the truth has tens of millions of rows (issue 17).
+    """
     cached = truth.get("_aligned")
     if cached is not None and len(cached) == len(recs):
         return cached
-    text = pd.StringDtype("pyarrow")
-    rt = truth["record_truth"]
-    cols = [c for c in ("patient_id", "tumour_id", "errors") if c in rt.columns]
-    right = rt[["feed", "record_id", *cols]].astype({"feed": text, "record_id": text})
-    left = pd.DataFrame({"feed": recs["feed"].astype(text).array, "record_id": recs["record_id"].astype(text).array})
-    m = left.merge(right, on=["feed", "record_id"], how="left")  # Arrow keys: hashed without Python strings
+    path = truth["record_truth"]
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as exc:
+        raise RegistryLabError(f"truth/{path.name}: not a readable Parquet file ({exc.__class__.__name__})") from None
+    cols = [c for c in ("patient_id", "tumour_id", "errors") if c in names]
+    left = pa.table({"i": np.arange(len(recs), dtype=np.int64),
+                     "feed": pa.array(recs["feed"].astype(TEXT).array),
+                     "record_id": pa.array(recs["record_id"].astype(TEXT).array)})
+    import duckdb
+
+    con = duckdb_connect(limit=remaining_memory())
+    try:
+        con.register("records", left)
+        select = ", ".join(["records.i", *(f"t.{c}" for c in cols)])
+        got = con.sql(f"SELECT {select} FROM records JOIN read_parquet($path) t "  # noqa: S608 (fixed names)
+                      "ON CAST(t.feed AS VARCHAR) = records.feed AND CAST(t.record_id AS VARCHAR) = records.record_id",
+                      params={"path": str(path)}).to_arrow_table()
+    except duckdb.Error as exc:
+        raise RegistryLabError(f"truth/{path.name}: cannot be joined to the records ({exc.__class__.__name__}); "
+                               "it needs readable Parquet with feed, record_id and patient_id") from None
+    finally:
+        con.close()
+    del left
+    at = got["i"].to_numpy()
+    m = pd.DataFrame(index=recs.index)
+    for col in ("patient_id", "tumour_id"):
+        values = np.full(len(recs), np.nan)
+        if col in cols:
+            values[at] = got[col].cast(pa.float64()).to_numpy()
+        m[col] = values
+    codes = np.full(len(recs), -1, dtype=np.int32)
+    categories: list[str] = []
+    if "errors" in cols:
+        enc = got["errors"].cast(pa.string()).combine_chunks().dictionary_encode()
+        codes[at] = enc.indices.to_numpy(zero_copy_only=False)
+        categories = enc.dictionary.to_pylist()
+    m["errors"] = pd.Categorical.from_codes(codes, categories=categories)
     truth["_aligned"] = m
     return m
 
@@ -432,9 +486,9 @@ def _truth_of(recs: pd.DataFrame, truth: dict[str, pd.DataFrame]) -> pd.DataFram
 def _pairwise(recs: pd.DataFrame, usable: np.ndarray, cluster: np.ndarray,
               truth: dict[str, pd.DataFrame], keys: tuple[str, ...] = ("precision", "recall", "f1")) -> dict[str, Any]:
     """Pairwise precision, recall, F1 of record clusters (usable records) against truth."""
-    m = _truth_of(recs, truth)[usable]
-    ok = m["patient_id"].notna().to_numpy()
-    true = m["patient_id"].to_numpy()[ok].astype(np.int64)
+    true = _truth_of(recs, truth)["patient_id"].to_numpy()[usable]
+    ok = ~np.isnan(true)
+    true = true[ok].astype(np.int64)
     res = metrics_from_counts(*pair_counts(cluster[ok], true))
     res.update(cluster_errors(cluster[ok], true))
     return {k: res[k] for k in keys}
@@ -444,13 +498,13 @@ def _methods(recs: pd.DataFrame, usable: np.ndarray, truth: dict[str, pd.DataFra
              threshold: float, backend: str, plain: bool) -> list[dict[str, Any]]:
     """Exact NHS-number matching, (optionally) plain Splink and this model on the same records."""
     keys = ("precision", "recall", "f1", "false_match_rate", "persons_split", "persons_merged")
-    sub = recs[usable]
-    codes, _ = pd.factorize(sub["nhs_number"].astype(object))
+    codes, _ = pd.factorize(recs["nhs_number"].astype(TEXT)[usable])  # Arrow: no Python string per record
+    codes = codes.astype(np.int64)
     single = np.flatnonzero(codes < 0)
     codes[single] = (codes.max() + 1 if len(codes) else 0) + np.arange(len(single))
     rows = [{"method": "exact NHS number", **_pairwise(recs, usable, codes, truth, keys)}]
     if plain:
-        lk = link_persons(sub, threshold=threshold, min_probability=threshold, backend=backend, plain=True,
+        lk = link_persons(recs[usable], threshold=threshold, min_probability=threshold, backend=backend, plain=True,
                           deterministic=False)
         rows.append({"method": "plain Splink", **_pairwise(recs, usable, lk.cluster, truth, keys)})
     rows.append({"method": "Registry Lab", **{k: report[k] for k in keys}})
@@ -463,14 +517,17 @@ def _check_truth(cohort_dir: Path, evaluate: bool) -> None:
         raise RegistryLabError(f"{folder}/record_truth.parquet: not found; --evaluate needs the cohort's truth/")
 
 
-def _read_truth(cohort_dir: Path) -> dict[str, pd.DataFrame]:
+def _read_truth(cohort_dir: Path) -> dict[str, Any]:
+    """What evaluation needs of ``truth/``: the path of ``record_truth.parquet`` (joined to the
+    records by :func:`_truth_of`) and the columns used of ``tumours`` and ``patients``."""
     folder = cohort_dir / "truth"
     _check_truth(cohort_dir, True)
-    out = {"record_truth": _read(folder, "record_truth")}
-    for name in ("tumours", "patients"):
-        df = _read(folder, name)
-        if df is not None:
-            out[name] = df
+    out: dict[str, Any] = {"record_truth": folder / "record_truth.parquet"}
+    for name, wanted in (("tumours", ["patient_id"]), ("patients", ["patient_id", "registration_opted_out"])):
+        path = folder / f"{name}.parquet"
+        if path.exists():
+            names = pq.read_schema(path).names
+            out[name] = pq.read_table(path, columns=[c for c in wanted if c in names]).to_pandas()
     return out
 
 
@@ -554,11 +611,13 @@ def _build_tables(recs: pd.DataFrame, status: pd.Series, intake: Intake, ref: di
     detail = recs["detail"].copy()
     opted = status.notna().to_numpy()
     valid = reason.isna().to_numpy() & ~opted
-    feed = recs["feed"].to_numpy(dtype=object)
-    is_note = feed == "notifications"
-    registry_persons = set(recs.loc[valid & is_note, "person"])
-    in_registry = recs["person"].isin(registry_persons).to_numpy()
-    orphan = valid & ~is_note & ~in_registry & (feed != "registration_optouts")
+    feed = recs["feed"].astype(TEXT)  # compared as Arrow text: no Python string per record
+    is_note = (feed == "notifications").to_numpy(dtype=bool)
+    is_request = (feed == "registration_optouts").to_numpy(dtype=bool)
+    del feed
+    person = recs["person"].to_numpy()
+    in_registry = np.isin(person, np.unique(person[valid & is_note]))
+    orphan = valid & ~is_note & ~in_registry & ~is_request
     reason[orphan] = "NO_REGISTERED_PERSON"
     detail[orphan] = "no registered person matched this record"
     linked = valid & ~orphan
@@ -566,7 +625,7 @@ def _build_tables(recs: pd.DataFrame, status: pd.Series, intake: Intake, ref: di
     record_patient = recs["person"].map(pid_map).astype("Int64").where(linked)
     listed, ndop_invalid = _ndop_numbers(intake.ndop)
 
-    keep = np.flatnonzero(linked & (feed != "registration_optouts"))
+    keep = np.flatnonzero(linked & ~is_request)
     patient = record_patient.to_numpy(dtype=np.int64, na_value=-1)[keep]
     bounds = _part_bounds(patient, per_part)
     tables = _Tables(folder if len(bounds) > 1 else None)
@@ -601,7 +660,7 @@ def _build_tables(recs: pd.DataFrame, status: pd.Series, intake: Intake, ref: di
         if stores is not None:
             stores[k] = None
         release_memory()
-    final_status = pd.Series("linked", index=recs.index, dtype="string")
+    final_status = pd.Series("linked", index=recs.index, dtype=TEXT)
     final_status[reason.notna().to_numpy()] = "quarantined"
     final_status[opted] = status[opted]
 
@@ -718,8 +777,8 @@ def _identity_records(lk: PersonLinkage, recs: pd.DataFrame, wanted: np.ndarray)
     usable = recs["person"].to_numpy() >= 0
     sel = np.isin(lk.identity_id, wanted)
     rows = np.flatnonzero(usable)[sel]
-    lab = (pd.Series(recs["feed"].to_numpy(dtype=object)[rows], dtype=object).astype(str) + ":"
-           + pd.Series(recs["record_id"].to_numpy(dtype=object)[rows], dtype=object).astype(str))
+    lab = (pd.Series(recs["feed"].iloc[rows].to_numpy(dtype=object), dtype=object).astype(str) + ":"
+           + pd.Series(recs["record_id"].iloc[rows].to_numpy(dtype=object), dtype=object).astype(str))
     df = pd.DataFrame({"i": lk.identity_id[sel], "lab": lab.to_numpy(dtype=object)})
     df = df.sort_values(["i", "lab"]).groupby("i").head(5)
     return df.groupby("i")["lab"].agg(", ".join).astype(object)
@@ -765,10 +824,11 @@ def _identity_truth(lk: PersonLinkage, recs: pd.DataFrame, truth: dict[str, pd.D
     """Per identity of ``wanted``: its main true person and the union of injected error kinds
     (indexed by identity id over all identities; missing for the others)."""
     usable = recs["person"].to_numpy() >= 0
-    m = _truth_of(recs, truth)[usable]
+    m = _truth_of(recs, truth)
     sel = np.isin(lk.identity_id, wanted)
-    df = pd.DataFrame({"i": lk.identity_id[sel], "t": m["patient_id"].to_numpy()[sel],
-                       "e": m["errors"].fillna("").to_numpy(dtype=object)[sel]})
+    rows = np.flatnonzero(usable)[sel]
+    df = pd.DataFrame({"i": lk.identity_id[sel], "t": m["patient_id"].to_numpy()[rows],
+                       "e": m["errors"].iloc[rows].astype(object).fillna("").to_numpy(dtype=object)})
     main = (df.dropna(subset=["t"]).groupby(["i", "t"]).size().rename("n").reset_index()
             .sort_values(["i", "n", "t"], ascending=[True, False, True]).drop_duplicates("i").set_index("i")["t"])
     err = df.assign(e=df["e"].str.split(";")).explode("e")
@@ -818,11 +878,11 @@ def _report(recs: pd.DataFrame, built: dict[str, Any], intake: Intake, lk: Perso
             threshold: float, review_band: tuple[float, float], backend: str, cohort_dir: Path) -> dict[str, Any]:
     st = built["status"]
     counts = {}
-    feed_of = recs["feed"].to_numpy(dtype=object)
+    feed_of = recs["feed"].astype(TEXT)
     for feed in FEED_ORDER:
         if feed not in intake.inputs:
             continue
-        s = st[feed_of == feed]
+        s = st[(feed_of == feed).to_numpy(dtype=bool)]
         c = {k: int((s == k).sum()) for k in ("linked", "quarantined", "optout_removed", "optout_blocked")}
         c["linked"] += int((s == "optout_request").sum())
         c["input"] = int(intake.inputs[feed])
@@ -830,8 +890,7 @@ def _report(recs: pd.DataFrame, built: dict[str, Any], intake: Intake, lk: Perso
         counts[feed] = c
     not_opted = ~st.isin(["optout_removed", "optout_blocked", "optout_request"]).to_numpy()
     reasons = built["reason"][not_opted].dropna().value_counts()
-    issue_keys = recs.loc[not_opted, ["feed", "record_id"]].astype(str)
-    iss = intake.issues.astype({"feed": str, "record_id": str}).merge(issue_keys, on=["feed", "record_id"])
+    iss = _issues_of(intake.issues, recs, not_opted)
     n = built["summary"]
     return {
         "cohort": cohort_dir.name, "threshold": threshold, "review_band": list(review_band), "backend": backend,
@@ -861,19 +920,37 @@ def _report(recs: pd.DataFrame, built: dict[str, Any], intake: Intake, lk: Perso
     }
 
 
+def _issues_of(issues: pd.DataFrame, recs: pd.DataFrame, among: np.ndarray) -> pd.DataFrame:
+    """The field problems of the records selected by ``among`` (one row per issue and matching
+    record, in the issues' order). Only records whose id has an issue are turned into Python
+    strings (at national scale the records are tens of millions).
+
+    Example:
+        >>> recs = pd.DataFrame({"feed": ["sact", "sact"], "record_id": ["1", "2"]})
+        >>> issues = pd.DataFrame({"feed": ["sact", "sact"], "record_id": ["2", "1"], "reason": ["A", "B"]})
+        >>> _issues_of(issues, recs, np.array([True, False]))["reason"].tolist()
+        ['B']
+    """
+    issues = issues.astype({"feed": str, "record_id": str})
+    rid = recs["record_id"].astype(TEXT)
+    among = among & rid.isin(issues["record_id"].unique()).to_numpy(dtype=bool)
+    keys = recs.loc[among, ["feed", "record_id"]].astype(str)
+    return issues.merge(keys, on=["feed", "record_id"])
+
+
 def _evaluate(recs: pd.DataFrame, built: dict[str, Any], lk: PersonLinkage, truth: dict[str, pd.DataFrame],
               threshold: float, truth_pairs: dict[str, int] | None, quiet: bool = False) -> dict[str, Any]:
     m = _truth_of(recs, truth)
     usable = (recs["person"].to_numpy() >= 0) & m["patient_id"].notna().to_numpy()
     pred = recs["person"].to_numpy()[usable]
     true = m["patient_id"].to_numpy()[usable].astype(np.int64)
+    feed_arr = recs["feed"].astype(TEXT)[usable]
     overall = metrics_from_counts(*pair_counts(pred, true))
     overall.update(cluster_errors(pred, true))
     out: dict[str, Any] = {k: overall[k] for k in ("precision", "recall", "f1", "false_match_rate",
                                                    "missed_match_rate", "persons_split", "persons_merged")}
     ev: dict[str, Any] = {"pairwise_all_feeds": overall, "records_evaluated": int(usable.sum())}
-    feed_arr = recs["feed"].to_numpy()[usable]
-    is_note = feed_arr == "notifications"
+    is_note = (feed_arr == "notifications").to_numpy(dtype=bool)
     notes_m = metrics_from_counts(*pair_counts(pred[is_note], true[is_note]))
     notes_m.update(cluster_errors(pred[is_note], true[is_note]))
     ev["pairwise_notifications"] = notes_m
@@ -883,7 +960,7 @@ def _evaluate(recs: pd.DataFrame, built: dict[str, Any], lk: PersonLinkage, trut
                  .drop_duplicates("t").set_index("t")["p"])
     by_feed = {}
     for feed in FEED_ORDER[1:]:
-        sel = feed_arr == feed
+        sel = (feed_arr == feed).to_numpy(dtype=bool)
         if not sel.any():
             continue
         target = pd.Series(true[sel]).map(note_main).to_numpy()
@@ -893,6 +970,7 @@ def _evaluate(recs: pd.DataFrame, built: dict[str, Any], lk: PersonLinkage, trut
                          "linked_to_right_person": int(correct),
                          "accuracy": float(correct / has.sum()) if has.any() else 1.0}
     ev["record_linkage_by_feed"] = by_feed
+    del feed_arr
     ev["errors_by_kind"] = errors_by_kind(pred, true, m["errors"][usable].reset_index(drop=True))
     # threshold trade-off (re-clustering, no re-scoring)
     curve = []
@@ -967,13 +1045,7 @@ def _write(out: Path, built: dict[str, Any], review: pd.DataFrame, weights: pd.D
     q = recs.loc[(st == "quarantined").to_numpy(), ["feed", "record_id"]].assign(
         reason=built["reason"][(st == "quarantined").to_numpy()],
         detail=built["detail"][(st == "quarantined").to_numpy()])
-    links = pd.DataFrame({
-        "feed": recs["feed"][keep].to_numpy(), "record_id": recs["record_id"][keep].to_numpy(),
-        "status": st[keep].to_numpy(), "patient_id": built["record_patient"][keep].to_numpy(),
-        "tumour_id": built["record_tumour"][keep].to_numpy(), "treatment_id": built["record_treatment"][keep].to_numpy(),
-    })
-    keys = recs.loc[keep, ["feed", "record_id"]].astype(str)
-    issues = issues.astype({"feed": str, "record_id": str}).merge(keys, on=["feed", "record_id"])
+    issues = _issues_of(issues, recs, keep)
     # in feed order, then by record: the same whether the feeds were validated whole or in parts
     rank = issues["feed"].map({f: i for i, f in enumerate(FEED_ORDER)}).to_numpy()
     issues = issues.iloc[np.lexsort((issues["record_id"].to_numpy(dtype=object), rank))].reset_index(drop=True)
@@ -985,7 +1057,33 @@ def _write(out: Path, built: dict[str, Any], review: pd.DataFrame, weights: pd.D
         write_parquet(review, tmp / "clerical_review.parquet", T.CLERICAL_REVIEW)
         write_parquet(hashes, tmp / "optout_hashes.parquet", T.OPTOUT_HASHES)
         write_parquet(issues, tmp / "validation_issues.parquet", T.VALIDATION_ISSUES)
-        write_parquet(links, tmp / "record_links.parquet", T.RECORD_LINKS)
+        _write_links(tmp, recs, built, keep)
         write_parquet(weights, tmp / "match_weights.parquet", T.MATCH_WEIGHTS)
         write_json(_round_floats(report), tmp / "link_report.json")
         write_json(_round_floats({k: v for k, v in model.items() if k != "linker_uid"}), tmp / "linkage_model.json")
+
+
+#: Rows of ``record_links`` put together at a time when the registry was built in parts.
+LINK_ROWS = 2_000_000
+
+
+def _write_links(folder: Path, recs: pd.DataFrame, built: dict[str, Any], keep: np.ndarray) -> None:
+    """``record_links.parquet``: one write when the registry was built whole (as before), else
+    slices of :data:`LINK_ROWS` rows, so the frame of every record is never held at once."""
+    rows = np.flatnonzero(keep)
+
+    def frame(at: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({
+            "feed": recs["feed"].iloc[at].to_numpy(), "record_id": recs["record_id"].iloc[at].to_numpy(),
+            "status": built["status"].iloc[at].to_numpy(), "patient_id": built["record_patient"].iloc[at].to_numpy(),
+            "tumour_id": built["record_tumour"].iloc[at].to_numpy(),
+            "treatment_id": built["record_treatment"].iloc[at].to_numpy(),
+        })
+
+    if built["parts"] == 1:
+        write_parquet(frame(rows), folder / "record_links.parquet", T.RECORD_LINKS)
+        return
+    appender = ParquetAppender(folder)
+    for lo in range(0, max(len(rows), 1), LINK_ROWS):
+        appender.append("record_links.parquet", frame(rows[lo:lo + LINK_ROWS]), T.RECORD_LINKS)
+    appender.close()
