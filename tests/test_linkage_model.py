@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.linkage import dedupe, evaluate, link
 from registry_lib.linkage import model as mdl
-from registry_lib.linkage.evaluate import errors_by_kind, pair_counts
+from registry_lib.linkage.evaluate import errors_by_kind, main_cluster, pair_counts
 
 GIVEN = ["Robert", "William", "Elizabeth", "Margaret", "James", "Susan", "Thomas", "Patricia", "Richard",
          "Jennifer", "Edward", "Sarah", "Charles", "Helen", "George", "Alice", "Henry", "Joan"]
@@ -165,6 +167,26 @@ def test_errors_by_kind_counts_missed_and_merged():
     assert out["dob_swap"] == {"records": 1, "missed": 1, "false_merged": 0, "missed_share": 1.0, "false_merged_share": 0.0}
     assert out["nhs_missing"]["records"] == 2 and out["nhs_missing"]["missed"] == 1
     assert out["given_typo"]["false_merged"] == 1  # cluster 3's main person is 20 (tie: smaller id)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3),
+                          st.sampled_from(["", "typo", "swap", "typo;swap", "nick;typo;nick", None])),
+                min_size=1, max_size=40))
+def test_errors_by_kind_per_distinct_value_equals_per_record(rows):
+    """Counting per distinct error string (as at national scale) equals splitting every record."""
+    pred = np.array([r[0] for r in rows])
+    true = np.array([r[1] for r in rows])
+    errors = pd.Series([r[2] for r in rows], dtype=object)
+    in_main, own = main_cluster(pred, true)
+    df = pd.DataFrame({"kind": errors.fillna("").str.split(";"), "missed": ~in_main, "merged": ~own}).explode("kind")
+    df["kind"] = df["kind"].replace("", "none")
+    g = df.groupby("kind").agg(records=("missed", "size"), missed=("missed", "sum"), merged=("merged", "sum"))
+    expected = {k: {"records": int(r.records), "missed": int(r.missed), "false_merged": int(r.merged),
+                    "missed_share": r.missed / r.records, "false_merged_share": r.merged / r.records}
+                for k, r in g.iterrows()}
+    assert errors_by_kind(pred, true, errors) == expected
+    assert errors_by_kind(pred, true, errors.astype("category")) == expected
 
 
 @pytest.mark.spark

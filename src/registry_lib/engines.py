@@ -159,16 +159,21 @@ def process_memory() -> int:
         return 0
 
 
+#: Share of what is left of the budget that a DuckDB connection may use: DuckDB's limit bounds
+#: its buffer manager, and its other allocations and the results it hands to pandas come on top.
+DUCKDB_SHARE = 0.8
+
+
 def remaining_memory(floor: int = 2**30) -> int:
-    """What is left of ``REGISTRY_LAB_MEMORY`` after this process's resident memory (at least
-    ``floor``): the limit for a DuckDB connection opened while pandas holds large tables, so
-    that the two together stay within the budget.
+    """:data:`DUCKDB_SHARE` of what is left of ``REGISTRY_LAB_MEMORY`` after this process's
+    resident memory (at least ``floor``): the limit for a DuckDB connection opened while pandas
+    holds large tables, so that the two together stay within the budget.
 
     Example:
         >>> 2**30 <= remaining_memory() <= max(memory_limit(), 2**30)
         True
     """
-    return max(floor, memory_limit() - process_memory())
+    return max(floor, int((memory_limit() - process_memory()) * DUCKDB_SHARE))
 
 
 def duckdb_connect(database: str = ":memory:", *, limit: int | None = None, **kwargs: Any) -> Any:

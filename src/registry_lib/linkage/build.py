@@ -347,10 +347,17 @@ def _run(cohort_dir: Path, clock: _Clock, spill: Path, *, threshold: float, eval
     n = built["summary"]
     clock.step("tables", f"registry: {n['patients']:,} patients, {n['tumours']:,} tumours, "
                          f"{n['treatments']:,} treatments" + (f" in {built['parts']} parts" if built["parts"] > 1 else ""))
+    del status
+    if per_part is not None:  # what follows needs each record's feed, id, NHS number and person only
+        wanted = {"feed", "record_id", "nhs_number", "person", *(KEY if evaluate and compare_methods and not plain else ())}
+        recs.drop(columns=[c for c in recs.columns if c not in wanted], inplace=True)
+        release_memory()
 
     review = _clerical_review(lk, recs, built["status"], built["record_patient"], opted_person, low, high, threshold)
     truth = _read_truth(cohort_dir) if evaluate else None  # read late: at national scale it is gigabytes
     weights, truth_pairs = _match_weights(lk, recs, opted_person, threshold, truth)
+    if per_part is not None:
+        release_memory()
     report = _report(recs, built, intake, lk, opt, threshold, review_band, backend, cohort_dir)
     report["extract_date_source"] = as_of_source
     report["optional_columns_missing"] = {f: cols for f, cols in sorted(intake.absent.items())}
