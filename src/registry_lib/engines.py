@@ -161,7 +161,7 @@ def process_memory() -> int:
 
 #: Share of what is left of the budget that a DuckDB connection may use: DuckDB's limit bounds
 #: its buffer manager, and its other allocations and the results it hands to pandas come on top.
-DUCKDB_SHARE = 0.8
+DUCKDB_SHARE = 0.7
 
 
 def remaining_memory(floor: int = 2**30) -> int:
