@@ -193,6 +193,15 @@ def test_recall_list_bard_rule():
     assert due["age_at_rt"].tolist() == [17, 20]
     assert due["nhs_number"].tolist() == ["9000000000", "9000000001"]
     assert due.columns.tolist() == ts.RECALL_LIST.column_names
+    # the notebook reads only RECALL_COLUMNS of the tumour and treatment tables: the same list
+    full = _direct_care()
+    full["tumour"] = full["tumour"].assign(stage="3", morphology_icdo3="96503")
+    full["treatment"] = full["treatment"].assign(treatment_id=[f"x{i}" for i in range(8)], dose_gy=40.0, fractions=20)
+    narrow = {k: (v[ts.RECALL_COLUMNS[k]] if k in ts.RECALL_COLUMNS else v) for k, v in full.items()}
+    assert set(full["tumour"].columns) > set(narrow["tumour"].columns)
+    for kwargs in ({}, {"exclude_with_second_cancer": False}):
+        pd.testing.assert_frame_equal(ts.recall_list(narrow, "2024-06-30", **kwargs),
+                                      ts.recall_list(full, "2024-06-30", **kwargs))
     later = ts.recall_list(_direct_care(), "2024-06-30", from_age=30, years_after_rt=8)
     assert later["due_from"].dt.strftime("%Y-%m-%d").tolist() == ["2010-05-01", "2020-03-15"]
     keep7 = ts.recall_list(_direct_care(), "2024-06-30", exclude_with_second_cancer=False)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -351,8 +351,8 @@ def read_audit(cohort: str | Path) -> pd.DataFrame:
     return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
 
 
-def load_release(cohort: str | Path, policy: str,
-                 tables: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+def load_release(cohort: str | Path, policy: str, tables: Sequence[str] | None = None,
+                 columns: Mapping[str, Sequence[str]] | None = None) -> dict[str, pd.DataFrame]:
     """The tables of a release, ``{table name: DataFrame}`` — what a study notebook reads.
 
     Args:
@@ -361,6 +361,8 @@ def load_release(cohort: str | Path, policy: str,
         tables: read only these tables (e.g. ``["patient", "tumour", "treatment"]``); default
             every table of the release. On the national release the CPES and screening tables
             a study does not use are ~1 GB in memory.
+        columns: ``{table: [column, ...]}``: read only these columns of those tables (the
+            others whole).
 
     Raises a clear error naming the command to run when the release does not exist.
 
@@ -388,7 +390,12 @@ def load_release(cohort: str | Path, policy: str,
             raise RegistryLabError(f"synthetic/{name}/releases/{policy}: no table(s) {unknown} "
                                    f"(it has {sorted(files)})")
         files = {t: files[t] for t in files if t in set(tables)}
-    return {stem: read_parquet(p) for stem, p in files.items()}
+    columns = dict(columns or {})
+    unknown = [t for t in columns if t not in files]
+    if unknown:
+        raise RegistryLabError(f"synthetic/{name}/releases/{policy}: columns given for no table(s) {unknown}")
+    return {stem: read_parquet(p, columns=list(columns[stem]) if stem in columns else None)
+            for stem, p in files.items()}
 
 
 SYNTHETIC_BANNER = "registry_lab_synthetic"

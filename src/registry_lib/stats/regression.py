@@ -70,8 +70,9 @@ def _complete_cases(
     df: pd.DataFrame, columns: Sequence[str], what: str
 ) -> tuple[pd.DataFrame, int]:
     _require(df, list(columns), what)
-    ok = df[list(columns)].notna().all(axis=1)
-    return df.loc[ok.to_numpy()], int((~ok).sum())
+    cols = list(dict.fromkeys(columns))
+    ok = df[cols].notna().all(axis=1)
+    return df.loc[ok.to_numpy(), cols], int((~ok).sum())  # only the model's columns are copied
 
 
 def _ratio_table(

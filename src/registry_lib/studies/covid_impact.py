@@ -655,6 +655,7 @@ def covid_death_person_months(
                                                "comorbidity_score", "on_sact", "covid_death", "other_death")}
     sex = pa["sex"].to_numpy()
     covid = pa["_covid"].to_numpy(dtype=bool)
+    del tu, first, birth, pa, tx, run, has  # only the arrays above are needed from here on
     for mark, upto in zip(marks, nxt, strict=True):   # loop over monthly landmarks (vectorised within)
         m64 = np.datetime64(mark, "ns")
         alive = np.isnat(death) | (death >= m64)

@@ -578,6 +578,15 @@ def recall_list(
     return out
 
 
+#: The columns :func:`recall_list` reads of the direct-care release's tumour and treatment
+#: tables (its patient table is read whole): on the national release, reading only these keeps
+#: about 2 GB of treatment ids, regimens and doses out of memory.
+RECALL_COLUMNS = {
+    "tumour": ["patient_ref", "tumour_id", "diagnosis_date", "age_at_diagnosis", "site_icd10"],
+    "treatment": ["patient_ref", "tumour_id", "modality", "rt_region", "start_date"],
+}
+
+
 def write_recall_list(
     recall: pd.DataFrame,
     cohort: str | Path,
