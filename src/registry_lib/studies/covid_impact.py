@@ -704,10 +704,10 @@ def person_month_counts(person_months: pd.DataFrame) -> pd.DataFrame:
     Example:
         >>> pm = pd.DataFrame({"on_sact": [True, False, False], "covid_death": [False, False, True]})
         >>> person_month_counts(pm)
-                on_sact         covid_death  count
-        0  not on SACT      COVID-19 death      1
-        1  not on SACT   no COVID-19 death      1
-        2      on SACT   no COVID-19 death      1
+               on_sact        covid_death  count
+        0  not on SACT     COVID-19 death      1
+        1  not on SACT  no COVID-19 death      1
+        2      on SACT  no COVID-19 death      1
     """
     counts = person_months.groupby(["on_sact", "covid_death"]).size().rename("count").reset_index()
     counts["on_sact"] = counts["on_sact"].map({True: "on SACT", False: "not on SACT"})
