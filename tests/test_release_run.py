@@ -144,6 +144,12 @@ def test_pseudonyms_stable_under_one_key_and_unlinkable_under_another(cohort, mo
     assert set(a1["patient"]["pseudo_id"]) == set(ident["patient"]["pseudo_id"])
     run(cohort, "research_pseudonymised", "x")
     assert load_release(cohort, "research_pseudonymised")["patient"].equals(a1["patient"])
+    some = load_release(cohort, "research_pseudonymised", tables=["patient", "tumour"])  # only the tables asked for
+    assert sorted(some) == ["patient", "tumour"] and some["tumour"].equals(a1["tumour"])
+    narrow = load_release(cohort, "research_pseudonymised", tables=["tumour"], columns={"tumour": ["tumour_id", "stage"]})
+    assert narrow["tumour"].equals(a1["tumour"][["tumour_id", "stage"]])
+    with pytest.raises(RegistryLabError, match=r"no table\(s\) \['cpes_2019'\]"):
+        load_release(cohort, "research_pseudonymised", tables=["patient", "cpes_2019"])
     monkeypatch.setenv("REGISTRY_LAB_KEY", KEY_B)
     run(cohort, "research_pseudonymised", "x")
     b = load_release(cohort, "research_pseudonymised")

@@ -224,6 +224,32 @@ def test_odds_ratios_adjust_for_a_confounder_and_report_exclusions():
         odds_ratios(d.assign(y=False), "y", ["exposed"])
 
 
+def test_odds_ratios_on_covariate_patterns_equal_the_fit_on_records():
+    # discrete covariates: the fit runs on binomial counts per pattern (12 rows, not 3,000),
+    # with exactly the record-level likelihood; a continuous covariate keeps the records
+    from unittest import mock
+
+    from registry_lib.stats import regression
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    d = pd.DataFrame({"period": rng.choice(["baseline", "pandemic"], n), "sex": rng.integers(1, 3, n),
+                      "dep": rng.integers(1, 4, n)})
+    d["y"] = rng.random(n) < np.where(d["period"] == "pandemic", 0.4, 0.25)
+    assert regression.covariate_patterns(d, ["period", "sex", "dep"], d["y"].to_numpy(float)) is None  # small: records
+    patterns = regression.covariate_patterns(d, ["period", "sex", "dep"], d["y"].to_numpy(float), min_records=1)
+    assert len(patterns) == 12 and patterns["_events"].sum() == d["y"].sum()
+    assert (patterns["_events"] + patterns["_non_events"]).sum() == n
+    args = dict(categorical=["period", "sex", "dep"], reference={"period": "baseline"})
+    records = odds_ratios(d, "y", ["period", "sex", "dep"], **args)
+    with mock.patch.object(regression, "PATTERNS_MIN_RECORDS", 1):
+        grouped = odds_ratios(d, "y", ["period", "sex", "dep"], **args)
+    pd.testing.assert_frame_equal(grouped, records, rtol=1e-6, atol=1e-12)
+    assert grouped["n"].iloc[0] == n and grouped["events"].iloc[0] == d["y"].sum()
+    assert regression.covariate_patterns(d.assign(age=rng.random(n)), ["period", "age"], d["y"].to_numpy(float),
+                                         min_records=1) is None
+
+
 # --------------------------------------------------------------------------------------------
 # treatment timing
 # --------------------------------------------------------------------------------------------

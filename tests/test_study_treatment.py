@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import json
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -186,6 +187,13 @@ def _direct_care():
     return {"patient": patient, "tumour": tumour, "treatment": treatment}
 
 
+def ts_read_back(folder):
+    """The release tables as load_release reads them (whole)."""
+    from registry_lib.io import read_parquet
+
+    return {n: read_parquet(folder / f"{n}.parquet") for n in ("patient", "tumour", "treatment")}
+
+
 def test_recall_list_bard_rule():
     due = ts.recall_list(_direct_care(), "2024-06-30")
     assert due["patient_ref"].tolist() == ["r1", "r2"]
@@ -193,7 +201,33 @@ def test_recall_list_bard_rule():
     assert due["age_at_rt"].tolist() == [17, 20]
     assert due["nhs_number"].tolist() == ["9000000000", "9000000001"]
     assert due.columns.tolist() == ts.RECALL_LIST.column_names
+    # the notebook reads only RECALL_COLUMNS of the tumour and treatment tables: the same list
+    full = _direct_care()
+    full["tumour"] = full["tumour"].assign(stage="3", morphology_icdo3="96503")
+    full["treatment"] = full["treatment"].assign(treatment_id=[f"x{i}" for i in range(8)], dose_gy=40.0, fractions=20)
+    narrow = {k: (v[ts.RECALL_COLUMNS[k]] if k in ts.RECALL_COLUMNS else v) for k, v in full.items()}
+    assert set(full["tumour"].columns) > set(narrow["tumour"].columns)
+    for kwargs in ({}, {"exclude_with_second_cancer": False}):
+        pd.testing.assert_frame_equal(ts.recall_list(narrow, "2024-06-30", **kwargs),
+                                      ts.recall_list(full, "2024-06-30", **kwargs))
     later = ts.recall_list(_direct_care(), "2024-06-30", from_age=30, years_after_rt=8)
+    # read from a release folder narrowly, identifiers fetched for the women due only: the same list
+    import os
+    from unittest import mock
+
+    from registry_lib.io import write_json, write_parquet
+    from registry_lib.paths import cohort_dir
+
+    with tempfile.TemporaryDirectory() as root, mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": root}):
+        folder = cohort_dir("demo") / "releases" / "direct_care"
+        write_json({"purpose": "direct_care"}, folder / "release.json")
+        for name, table in full.items():
+            write_parquet(table, folder / f"{name}.parquet")
+        for kwargs in ({}, {"exclude_with_second_cancer": False}, {"until_age": 20}):
+            got = ts.recall_list_from_release("demo", "direct_care", "2024-06-30", **kwargs)
+            want = ts.recall_list(ts_read_back(folder), "2024-06-30", **kwargs)
+            pd.testing.assert_frame_equal(got, want)
+            assert got.attrs == want.attrs
     assert later["due_from"].dt.strftime("%Y-%m-%d").tolist() == ["2010-05-01", "2020-03-15"]
     keep7 = ts.recall_list(_direct_care(), "2024-06-30", exclude_with_second_cancer=False)
     assert keep7["patient_ref"].tolist() == ["r7", "r1", "r2"]  # r7 due from 25, in 2004

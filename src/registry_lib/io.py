@@ -93,8 +93,8 @@ class ParquetAppender:
             writer.close()
 
 
-def read_parquet(path: Path) -> pd.DataFrame:
-    """Read a Parquet file into pandas (dates as ``datetime64``).
+def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a Parquet file into pandas (dates as ``datetime64``); only ``columns`` if given.
 
     Example:
         >>> import tempfile
@@ -103,7 +103,7 @@ def read_parquet(path: Path) -> pd.DataFrame:
         ...     str(read_parquet(p)["d"].dtype).startswith("datetime64")
         True
     """
-    df = pq.read_table(path).to_pandas(date_as_object=False)
+    df = pq.read_table(path, columns=columns).to_pandas(date_as_object=False)
     return df
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -350,12 +351,18 @@ def read_audit(cohort: str | Path) -> pd.DataFrame:
     return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
 
 
-def load_release(cohort: str | Path, policy: str) -> dict[str, pd.DataFrame]:
+def load_release(cohort: str | Path, policy: str, tables: Sequence[str] | None = None,
+                 columns: Mapping[str, Sequence[str]] | None = None) -> dict[str, pd.DataFrame]:
     """The tables of a release, ``{table name: DataFrame}`` — what a study notebook reads.
 
     Args:
         cohort: cohort name (``synthetic/<cohort>``) or a cohort folder.
         policy: the policy the release was made under, e.g. ``"research_pseudonymised"``.
+        tables: read only these tables (e.g. ``["patient", "tumour", "treatment"]``); default
+            every table of the release. On the national release the CPES and screening tables
+            a study does not use are ~1 GB in memory.
+        columns: ``{table: [column, ...]}``: read only these columns of those tables (the
+            others whole).
 
     Raises a clear error naming the command to run when the release does not exist.
 
@@ -376,7 +383,19 @@ def load_release(cohort: str | Path, policy: str) -> dict[str, pd.DataFrame]:
     if info.get("synthetic"):
         announce_synthetic(info.get("notice") or f"SYNTHETIC DATA: release {policy} is a synthetic twin; "
                            "no record is a real person.")
-    return {p.stem: read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
+    files = {p.stem: p for p in sorted(folder.glob("*.parquet"))}
+    if tables is not None:
+        unknown = [t for t in tables if t not in files]
+        if unknown:
+            raise RegistryLabError(f"synthetic/{name}/releases/{policy}: no table(s) {unknown} "
+                                   f"(it has {sorted(files)})")
+        files = {t: files[t] for t in files if t in set(tables)}
+    columns = dict(columns or {})
+    unknown = [t for t in columns if t not in files]
+    if unknown:
+        raise RegistryLabError(f"synthetic/{name}/releases/{policy}: columns given for no table(s) {unknown}")
+    return {stem: read_parquet(p, columns=list(columns[stem]) if stem in columns else None)
+            for stem, p in files.items()}
 
 
 SYNTHETIC_BANNER = "registry_lab_synthetic"

@@ -137,8 +137,10 @@ def read_reference(cohort: str, name: str) -> pd.DataFrame:
     return read_parquet(require_cohort(cohort, "reference") / "reference" / f"{name}.parquet")
 
 
-def read_truth(cohort: str, name: str) -> pd.DataFrame:
+def read_truth(cohort: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
     """Truth, for clearly marked validation ("truth check") cells only: studies never use it.
+
+    ``columns``: read only these (the national truth's patient table, names and all, is GBs).
 
     Example:
         >>> from registry_lib.io import write_parquet
@@ -151,8 +153,12 @@ def read_truth(cohort: str, name: str) -> pd.DataFrame:
            person_id stage
         0          1    II
         1          2    IV
+        >>> with tempfile.TemporaryDirectory() as root, mock.patch.dict(os.environ, {"REGISTRY_LAB_ROOT": root}):
+        ...     _ = write_parquet(truth, cohort_dir("demo") / "truth" / "tumours.parquet")
+        ...     read_truth("demo", "tumours", columns=["stage"]).columns.tolist()
+        ['stage']
     """
-    return read_parquet(require_cohort(cohort, "truth") / "truth" / f"{name}.parquet")
+    return read_parquet(require_cohort(cohort, "truth") / "truth" / f"{name}.parquet", columns=columns)
 
 
 def read_effects(cohort: str) -> dict[str, Any]:

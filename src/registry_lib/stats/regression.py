@@ -70,8 +70,9 @@ def _complete_cases(
     df: pd.DataFrame, columns: Sequence[str], what: str
 ) -> tuple[pd.DataFrame, int]:
     _require(df, list(columns), what)
-    ok = df[list(columns)].notna().all(axis=1)
-    return df.loc[ok.to_numpy()], int((~ok).sum())
+    cols = list(dict.fromkeys(columns))
+    ok = df[cols].notna().all(axis=1)
+    return df.loc[ok.to_numpy(), cols], int((~ok).sum())  # only the model's columns are copied
 
 
 def _ratio_table(
@@ -133,17 +134,63 @@ def odds_ratios(
     y = data[outcome].astype(float).to_numpy()
     if not np.isin(y, (0.0, 1.0)).all():
         raise RegistryLabError(f"outcome {outcome!r}: values must be 0/1 or true/false")
-    X = model_matrix(data, covariates, categorical, reference)
-    X.insert(0, "const", 1.0)
     if y.sum() == 0 or y.sum() == len(y):
         raise RegistryLabError(f"outcome {outcome!r}: every record has the same value")
+    patterns = covariate_patterns(data, covariates, y)
+    if patterns is not None:  # binomial counts per covariate pattern: the same likelihood, far fewer rows
+        X = model_matrix(patterns, covariates, categorical, reference)
+        endog = patterns[["_events", "_non_events"]].to_numpy()
+    else:
+        X = model_matrix(data, covariates, categorical, reference)
+        endog = y
+    X.insert(0, "const", 1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = sm.GLM(y, X, family=sm.families.Binomial()).fit()
+        res = sm.GLM(endog, X, family=sm.families.Binomial()).fit()
     t = _ratio_table(X.columns[1:], res.params.to_numpy()[1:], res.bse.to_numpy()[1:], level,
                      "odds_ratio")
     t["n"], t["events"], t["n_excluded"] = len(y), int(y.sum()), excluded
     return t
+
+
+PATTERNS_MIN_RECORDS = 100_000  # below this, logistic fits run on the records as they always have
+
+
+def covariate_patterns(
+    data: pd.DataFrame, covariates: Sequence[str], y: np.ndarray, *, max_share: float = 0.5,
+    min_records: int | None = None,
+) -> pd.DataFrame | None:
+    """Records grouped by their covariate values, with the 0/1 outcome summed: ``_events`` and
+    ``_non_events`` per pattern (sorted by the covariates), or ``None`` for fewer than
+    ``min_records`` records (default :data:`PATTERNS_MIN_RECORDS`) or when the patterns would be more than ``max_share`` of the records
+    (a continuous covariate: grouping saves nothing).
+
+    A logistic regression on these binomial counts has exactly the likelihood of the one on the
+    records (the same estimates; standard errors equal to ~1e-6, the IRLS convergence
+    tolerance), with one row per pattern: on the national release 1.6 million tumours become
+    about 100,000 patterns of period, age, sex, site and deprivation, and the design matrix
+    ~1 GB smaller (the fit took >12 GB on the records). Small cohorts (fewer than
+    ``min_records``) keep the record-level fit, so their results do not move at all.
+
+    Example:
+        >>> d = pd.DataFrame({"x": [0, 0, 1, 1, 1, 0]})
+        >>> covariate_patterns(d, ["x"], np.array([1.0, 0, 1, 1, 0, 0]), max_share=1.0, min_records=1)
+           x  _events  _non_events
+        0  0      1.0          2.0
+        1  1      2.0          1.0
+    """
+    cols = list(covariates)
+    if not cols or len(data) < max(PATTERNS_MIN_RECORDS if min_records is None else min_records, 1):
+        return None
+    work = data[cols].copy()
+    work["_events"] = np.asarray(y, dtype=float)
+    work["_n"] = 1.0
+    grouped = work.groupby(cols, observed=True, sort=True)[["_events", "_n"]].sum()
+    if len(grouped) > max_share * len(data):
+        return None
+    out = grouped.reset_index()
+    out["_non_events"] = out.pop("_n") - out["_events"]
+    return out
 
 
 def hazard_ratios(
