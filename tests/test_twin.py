@@ -630,3 +630,37 @@ def test_a_later_tumour_is_not_dated_before_its_site_was_registered():
     year = pd.to_datetime(t["diagnosis_date"]).dt.year
     assert (t["site_icd10"] == "C18").sum() > 300
     assert year[t["site_icd10"] == "C18"].min() >= 2013
+
+
+def test_last_event_follows_the_first_treatments_and_stays_before_the_data_end(release, model):
+    """The last event is drawn after the first tumour's latest first treatment (last_extra), and
+    one drawn after the data's end is drawn again: such a patient kept no death (issue 15)."""
+    from registry_lib.twin.synthesiser import _latest_first
+
+    first = model.prep.first
+    assert (first["last_extra"] >= 0).all()       # the original's last event is never before them
+    stratum, (site_step, seq) = next(iter(model.first_models_.items()))
+    rng = np.random.default_rng(4)
+    drawn = seq.sample(pd.DataFrame({"site_icd10": site_step.sample(np.zeros((400, 0)), rng)}), rng, model._derive)
+    assert (drawn["last_gap"] >= _latest_first(drawn)).all()
+    # a last event drawn after the end is moved before it
+    end = max(model.prep.bounds["diag_day"][1], model.prep.bounds["treatment_day"][1])
+    late = drawn.copy()
+    late["first_day"] = np.floor(end - 5.0) - _latest_first(late)    # 5 days of room after the treatments
+    late["last_extra"] = 10_000.0
+    model._last_before_end(late, rng)
+    assert (late["first_day"] + late["last_gap"] <= end).all()
+    assert (late["last_gap"] == _latest_first(late) + late["last_extra"]).all()
+
+
+def test_first_tumour_trees_see_numeric_predictors_in_few_classes(model):
+    """A date with thousands of days is one predictor of at most PREDICTOR_BINS classes; stage is
+    drawn given the morphology (issue 15)."""
+    from registry_lib.twin.synthesiser import PREDICTOR_BINS, _predictors
+
+    for _site_step, seq in model.first_models_.values():
+        for name, edges in seq.edges.items():
+            assert len(edges) <= PREDICTOR_BINS - 1, name
+        assert len(np.unique(seq.encode("first_day", model.prep.first["first_day"]))) <= PREDICTOR_BINS
+    assert "morphology_icdo3" in _predictors("stage", ["site_icd10", "sex", "morphology_icdo3"])
+
