@@ -664,3 +664,15 @@ def test_first_tumour_trees_see_numeric_predictors_in_few_classes(model):
         assert len(np.unique(seq.encode("first_day", model.prep.first["first_day"]))) <= PREDICTOR_BINS
     assert "morphology_icdo3" in _predictors("stage", ["site_icd10", "sex", "morphology_icdo3"])
 
+
+def test_treatment_intent_keeps_its_dependence_on_performance_status(release):
+    """A treatment's intent is drawn given the tumour's performance status and comorbidity: drawn
+    given site, stage and age only, intent lost its PS gradient, and treatment in the target trial
+    depended less on the covariates the adjusted Cox model adjusts for (issue 15)."""
+    rel = {k: v.copy() for k, v in release.items()}
+    ps = rel["treatment"]["tumour_id"].map(rel["tumour"].set_index("tumour_id")["performance_status"])
+    rel["treatment"]["intent"] = np.where(ps.astype(float) >= 2, "palliative", "curative")
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(1500, seed=2)
+    t = tw["treatment"].merge(tw["tumour"][["tumour_id", "performance_status"]], on="tumour_id")
+    share = (t["intent"] == "palliative").groupby(t["performance_status"].astype(float) >= 2).mean()
+    assert share[True] > 0.9 and share[False] < 0.1, share      # 0.4-0.5 each without PS as a predictor
