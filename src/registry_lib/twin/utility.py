@@ -172,7 +172,7 @@ def permuted_pmse(x: sp.csr_matrix, y: np.ndarray, permutations: int, seed: int 
     """pMSE of the propensity model refitted after each of ``permutations`` shuffles of the labels ``y``.
 
     The permutation null of Snoke, Raab, Nowok, Dibben and Slavkovic (2018, *J. R. Stat. Soc. A*
-    181:663, section 3) as R synthpop's ``utility.gen(..., resamp.method = "perm", nperms)``
+    181:663) as R synthpop's ``utility.gen(..., resamp.method = "perm", nperms)``
     computes it: the original/twin labels of the pooled records are shuffled (``sample(pdata$t)``)
     and the same propensity model is refitted each time. Permutation ``b`` uses
     ``numpy.random.default_rng(seed).permutation(y)``, the ``b``-th call (deterministic).
@@ -202,11 +202,12 @@ def permutation_standardised(value: float, simulated: np.ndarray) -> dict[str, f
 
     ``expected`` is their mean and ``sd`` their standard deviation (``n - 1`` divisor, as R's
     ``var``); ``ratio = value / expected``, ``standardised = (value - expected) / sd``.
-    synthpop also divides the permuted pMSEs of a *logistic* propensity model by 2 ("reduced by
-    factor of 2 for logit model", ``utility.gen`` in synthpop 1.5+): that calibrates them to a twin
-    drawn from a model fitted to the original itself, which is positively correlated with it; a
-    permutation, like a twin drawn afresh from the population the original came from, is two
-    independent samples and doubles the pMSE. Both are returned: ``*_halved`` with synthpop's factor.
+    synthpop divides the permuted pMSEs by 2 (``R/utility.syn.r``: "reduced by factor of 2 for
+    logit model" in 1.4-3; later versions halve CART's too, and print ``S_pMSE`` as the *ratio*
+    ``pMSE / mean``): that calibrates them to a twin drawn from a model fitted to the original
+    itself, which is positively correlated with it (the asymptotic null's case); a permutation,
+    like a twin drawn afresh from the population the original came from, is two independent
+    samples and doubles the pMSE. Both are returned: ``*_halved`` with synthpop's factor.
 
     Example (hand-made: permuted pMSEs 1, 2, 3 → mean 2, sd 1):
         >>> r = permutation_standardised(5.0, np.array([1.0, 2.0, 3.0]))
