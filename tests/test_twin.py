@@ -109,6 +109,69 @@ def test_pmse_tells_a_good_twin_from_the_baselines(release, model):
     assert pairs.loc[("sex", "site_icd10"), "standardised"] > 10     # sex x site broken by independence
 
 
+def test_permutation_null_arithmetic_on_a_hand_made_case():
+    """pMSE and its permutation standardisation, checked by hand (synthpop utility.gen, resamp.method="perm")."""
+    from registry_lib.twin.utility import permutation_standardised, permuted_pmse
+
+    # one binary variable: the logistic model is saturated, a record's propensity is its cell's share
+    # of twin records. Original x = 0,0,1,1; twin x = 0,1,1,1; c = 1/2.
+    # cell 0: 2 original, 1 twin -> 1/3; cell 1: 2 original, 3 twin -> 3/5
+    # pMSE = (3 (1/3 - 1/2)^2 + 5 (3/5 - 1/2)^2) / 8 = 1/60
+    o, t = pd.DataFrame({"x": [0, 0, 1, 1]}), pd.DataFrame({"x": [0, 1, 1, 1]})
+    r = pmse(o, t, interactions=False)
+    assert r["pmse"] == pytest.approx(1 / 60, abs=2e-5)
+    assert r["parameters"] == 2 and r["null"] == "asymptotic"
+    # asymptotic null: (k - 1)(1 - c)^2 c / N = 1/64, SD sqrt(2) / 64
+    assert r["expected_asymptotic"] == pytest.approx(1 / 64)
+    assert r["standardised_asymptotic"] == pytest.approx((r["pmse"] - 1 / 64) / (np.sqrt(2) / 64))
+    # every permuted pMSE is the cell-share formula of its own shuffle (same generator, same order)
+    x = np.array([[0.0], [0.0], [1.0], [1.0], [0.0], [1.0], [1.0], [1.0]])
+    y = np.r_[np.zeros(4), np.ones(4)]
+    import scipy.sparse as sp
+
+    values, ok = permuted_pmse(sp.csr_matrix(x), y, 6, seed=3)
+    rng = np.random.default_rng(3)
+    for v in values:
+        perm = rng.permutation(y)
+        share = np.where(x[:, 0] == 1, perm[x[:, 0] == 1].mean(), perm[x[:, 0] == 0].mean())
+        # (a cell all of one label is separated: the near-unpenalised fit stops just short of 0 or 1)
+        assert v == pytest.approx(np.mean((share - 0.5) ** 2), rel=0.005, abs=2e-5)
+    assert ok
+    # ratio and standardised against the permuted values: mean and SD (n - 1), as R's mean and var
+    sim = np.array([0.010, 0.014, 0.018])
+    p = permutation_standardised(0.030, sim)
+    assert p["expected"] == pytest.approx(0.014) and p["sd"] == pytest.approx(0.004)
+    assert p["ratio"] == pytest.approx(0.030 / 0.014) and p["standardised"] == pytest.approx(4.0)
+    # synthpop's logistic convention halves the permuted pMSEs (mean 0.007, SD 0.002)
+    assert p["ratio_halved"] == pytest.approx(0.030 / 0.007) and p["standardised_halved"] == pytest.approx(11.5)
+    # the same seed gives the same null; permutations are reported
+    a = pmse(o, t, interactions=False, permutations=5, seed=2)
+    b = pmse(o, t, interactions=False, permutations=5, seed=2)
+    assert a["null"] == "permutation" and a["permutations"] == 5
+    assert a["expected_permutation"] == b["expected_permutation"] and a["standardised"] == a["standardised_permutation"]
+
+
+def test_permutation_null_is_about_zero_for_the_original_against_itself_and_high_for_a_wrong_twin(release):
+    """Two disjoint samples of the original are exchangeable: |S| small on the permutation null,
+    whereas the asymptotic null, with many sparse interaction parameters, is not calibrated for them;
+    a twin with independent marginals stays far above either."""
+    o = patient_tumour_table(release, "pseudo_id")
+    vars_ = ["sex", "age_at_diagnosis", "site_icd10", "stage", "dead", "survival_years", "surgery", "sact"]
+    order = np.random.default_rng(5).permutation(len(o))
+    half_a, half_b = o.iloc[order[: len(o) // 2]], o.iloc[order[len(o) // 2:]]
+    same = pmse(half_a, half_b, vars_, permutations=12, seed=1)
+    assert same["converged"]
+    assert abs(same["standardised_permutation"]) < 3, same
+    assert 0.8 < same["ratio_permutation"] < 1.2, same
+    # the permuted pMSEs are about twice the asymptotic expectation (two independent samples; that
+    # is why synthpop halves them for a logistic model)
+    assert 1.3 < same["expected_permutation"] / same["expected_asymptotic"] < 2.5, same
+    wrong = pmse(half_a, independent_marginals(half_a[vars_].reset_index(drop=True), len(half_b), seed=1), vars_,
+                 permutations=12, seed=1)
+    assert wrong["standardised_permutation"] > 10 and wrong["ratio_permutation"] > 1.5, wrong
+    assert wrong["standardised_permutation"] > same["standardised_permutation"] + 10
+
+
 def test_gaussian_copula_keeps_margins_and_rank_correlation():
     rng = np.random.default_rng(0)
     x = rng.normal(size=3000)
@@ -567,3 +630,49 @@ def test_a_later_tumour_is_not_dated_before_its_site_was_registered():
     year = pd.to_datetime(t["diagnosis_date"]).dt.year
     assert (t["site_icd10"] == "C18").sum() > 300
     assert year[t["site_icd10"] == "C18"].min() >= 2013
+
+
+def test_last_event_follows_the_first_treatments_and_stays_before_the_data_end(release, model):
+    """The last event is drawn after the first tumour's latest first treatment (last_extra), and
+    one drawn after the data's end is drawn again: such a patient kept no death (issue 15)."""
+    from registry_lib.twin.synthesiser import _latest_first
+
+    first = model.prep.first
+    assert (first["last_extra"] >= 0).all()       # the original's last event is never before them
+    stratum, (site_step, seq) = next(iter(model.first_models_.items()))
+    rng = np.random.default_rng(4)
+    drawn = seq.sample(pd.DataFrame({"site_icd10": site_step.sample(np.zeros((400, 0)), rng)}), rng, model._derive)
+    assert (drawn["last_gap"] >= _latest_first(drawn)).all()
+    # a last event drawn after the end is moved before it
+    end = max(model.prep.bounds["diag_day"][1], model.prep.bounds["treatment_day"][1])
+    late = drawn.copy()
+    late["first_day"] = np.floor(end - 5.0) - _latest_first(late)    # 5 days of room after the treatments
+    late["last_extra"] = 10_000.0
+    model._last_before_end(late, rng)
+    assert (late["first_day"] + late["last_gap"] <= end).all()
+    assert (late["last_gap"] == _latest_first(late) + late["last_extra"]).all()
+
+
+def test_first_tumour_trees_see_numeric_predictors_in_few_classes(model):
+    """A date with thousands of days is one predictor of at most PREDICTOR_BINS classes; stage is
+    drawn given the morphology (issue 15)."""
+    from registry_lib.twin.synthesiser import PREDICTOR_BINS, _predictors
+
+    for _site_step, seq in model.first_models_.values():
+        for name, edges in seq.edges.items():
+            assert len(edges) <= PREDICTOR_BINS - 1, name
+        assert len(np.unique(seq.encode("first_day", model.prep.first["first_day"]))) <= PREDICTOR_BINS
+    assert "morphology_icdo3" in _predictors("stage", ["site_icd10", "sex", "morphology_icdo3"])
+
+
+def test_treatment_intent_keeps_its_dependence_on_performance_status(release):
+    """A treatment's intent is drawn given the tumour's performance status and comorbidity: drawn
+    given site, stage and age only, intent lost its PS gradient, and treatment in the target trial
+    depended less on the covariates the adjusted Cox model adjusts for (issue 15)."""
+    rel = {k: v.copy() for k, v in release.items()}
+    ps = rel["treatment"]["tumour_id"].map(rel["tumour"].set_index("tumour_id")["performance_status"])
+    rel["treatment"]["intent"] = np.where(ps.astype(float) >= 2, "palliative", "curative")
+    tw = fit(rel, "pseudo_id", seed=1, min_stratum=100).sample(1500, seed=2)
+    t = tw["treatment"].merge(tw["tumour"][["tumour_id", "performance_status"]], on="tumour_id")
+    share = (t["intent"] == "palliative").groupby(t["performance_status"].astype(float) >= 2).mean()
+    assert share[True] > 0.9 and share[False] < 0.1, share      # 0.4-0.5 each without PS as a predictor

@@ -139,19 +139,33 @@ def study_estimates(cohort: str | Path, original: str, twin: str, params: Mappin
 def benchmark_table(report: Mapping[str, Any]) -> pd.DataFrame:
     """One row per synthesiser (twin, independent marginals, Gaussian copula) from a twin report.
 
-    Columns: ``pmse_ratio``, ``standardised_pmse`` (whole patient-tumour table) and the median
-    standardised pMSE over pairs of variables.
+    Columns: ``pmse_ratio`` and ``standardised_pmse`` (whole patient-tumour table, against the null
+    the report used: ``null``), the same against the permutation null and the asymptotic null
+    (Snoke et al. 2018) when the report has them, and the median standardised pMSE over pairs of
+    variables.
 
     Example:
         >>> r = {"utility": {"pmse": {"twin": {"ratio": 2.0, "standardised": 1.0}},
         ...                  "pairs_median_standardised": {"twin": 0.5}}}
         >>> benchmark_table(r).to_dict("records")
-        [{'synthesiser': 'twin', 'pmse_ratio': 2.0, 'standardised_pmse': 1.0, 'pairs_median_standardised_pmse': 0.5}]
+        [{'synthesiser': 'twin', 'null': 'asymptotic', 'pmse_ratio': 2.0, 'standardised_pmse': 1.0, 'pairs_median_standardised_pmse': 0.5}]
+        >>> r["utility"]["pmse"]["twin"].update(null="permutation", ratio_permutation=2.0, standardised_permutation=1.0,
+        ...                                     ratio_asymptotic=3.0, standardised_asymptotic=40.0)
+        >>> benchmark_table(r).columns.tolist()[4:]
+        ['ratio_permutation', 'standardised_permutation', 'ratio_asymptotic', 'standardised_asymptotic', 'pairs_median_standardised_pmse']
     """
     u = report["utility"]
-    return pd.DataFrame([{"synthesiser": name, "pmse_ratio": v["ratio"], "standardised_pmse": v["standardised"],
-                          "pairs_median_standardised_pmse": u["pairs_median_standardised"].get(name)}
-                         for name, v in u["pmse"].items()])
+    rows = []
+    for name, v in u["pmse"].items():
+        row = {"synthesiser": name, "null": v.get("null", "asymptotic"), "pmse_ratio": v["ratio"],
+               "standardised_pmse": v["standardised"]}
+        for null in ("permutation", "asymptotic"):
+            if f"ratio_{null}" in v:
+                row[f"ratio_{null}"] = v[f"ratio_{null}"]
+                row[f"standardised_{null}"] = v[f"standardised_{null}"]
+        row["pairs_median_standardised_pmse"] = u["pairs_median_standardised"].get(name)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def summary(report: Mapping[str, Any]) -> dict[str, Any]:

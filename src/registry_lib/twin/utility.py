@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 __all__ = ["ci_overlap", "compare_distributions", "discretise", "follow_up_end", "pairwise_pmse",
-           "patient_tumour_table", "pmse"]
+           "patient_tumour_table", "permutation_standardised", "permuted_pmse", "pmse"]
 
 UTILITY_VARIABLES = ("sex", "age_at_diagnosis", "site_icd10", "stage", "diagnosis_year", "deprivation_quintile",
                      "ethnicity", "route_to_diagnosis", "grade", "performance_status", "comorbidity_score",
@@ -122,43 +123,15 @@ def _variables(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str] 
 
 
 def _null(k: int, n: int, c: float) -> tuple[float, float]:
-    """Expected pMSE and its SD under the null (Snoke et al. 2018, logistic, k parameters)."""
+    """Expected pMSE and its SD under the asymptotic null (Snoke et al. 2018, logistic, k parameters)."""
     k1 = max(k - 1, 1)
     return k1 * (1 - c) ** 2 * c / n, np.sqrt(2 * k1) * (1 - c) ** 2 * c / n
 
 
-def pmse(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str] | None = None, *,
-         bins: int = 5, interactions: bool = True, max_records: int | None = 25_000,
-         seed: int = 0) -> dict[str, float]:
-    """pMSE, pMSE ratio and standardised pMSE of a twin against the original.
-
-    Args:
-        original, twin: the same table (e.g. :func:`patient_tumour_table`) from both data sets.
-        variables: the columns compared (default: those of ``UTILITY_VARIABLES`` present).
-        bins: classes per variable (see :func:`discretise`).
-        interactions: add all two-way interactions to the propensity model.
-        max_records: at most this many records of each data set, drawn at random with ``seed``
-            (the logistic model with every interaction is costly on large releases; the
-            standardised pMSE allows for the number of records); ``None`` = all.
-
-    Returns ``{"pmse", "expected", "ratio", "standardised", "parameters", "n_original", "n_twin",
-    "variables", "converged"}`` (``converged``: whether the propensity model's fit converged).
-
-    Example:
-        >>> rng = np.random.default_rng(1)
-        >>> a = pd.DataFrame({"x": rng.integers(0, 3, 2000), "y": rng.integers(0, 2, 2000)})
-        >>> b = pd.DataFrame({"x": rng.integers(0, 3, 2000), "y": rng.integers(0, 2, 2000)})
-        >>> bool(abs(pmse(a, b)["standardised"]) < 4)
-        True
-    """
-    variables = _variables(original, twin, variables)
-    rng = np.random.default_rng(seed)
-    if max_records is not None and len(original) > max_records:
-        original = original.iloc[np.sort(rng.choice(len(original), max_records, replace=False))]
-    if max_records is not None and len(twin) > max_records:
-        twin = twin.iloc[np.sort(rng.choice(len(twin), max_records, replace=False))]
+def _design(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str], bins: int,
+            interactions: bool) -> tuple[sp.csr_matrix, list[str]]:
+    """One-hot main effects (first class dropped) and, optionally, every two-way interaction."""
     blocks, names = [], []
-    n_o, n_s = len(original), len(twin)
     for v in variables:
         o, s = discretise(original[v], twin[v], bins)
         codes, levels = pd.factorize(pd.concat([o, s], ignore_index=True), sort=True)
@@ -174,28 +147,163 @@ def pmse(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str] | None
             a, b = blocks[i].tocsc(), blocks[j].tocsc()
             for col in range(a.shape[1]):
                 columns.append(b.multiply(a[:, col]).tocsr())
-    x = sp.hstack(columns).tocsc() if columns else sp.csc_matrix((n_o + n_s, 0))
+    n = len(original) + len(twin)
+    x = sp.hstack(columns).tocsc() if columns else sp.csc_matrix((n, 0))
     used = np.flatnonzero(np.asarray(x.getnnz(axis=0)) > 0)
-    x = x[:, used].tocsr()
+    return x[:, used].tocsr(), names
+
+
+def _propensity_pmse(x: sp.csr_matrix, y: np.ndarray) -> tuple[float, bool]:
+    """pMSE of the logistic propensity model of ``y`` (1 = twin) on ``x``, and whether its fit converged."""
+    c = float(np.mean(y))
+    if not x.shape[1]:
+        return 0.0, True
+    # nearly unpenalised: a baseline far from the original can need many iterations (300 left the
+    # Gaussian copula's fit on `small` unconverged, its standardised pMSE 745 instead of 748)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model = LogisticRegression(C=1e4, max_iter=2000, solver="lbfgs").fit(x, y)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    p = model.predict_proba(x)[:, 1]
+    return float(np.mean((p - c) ** 2)), converged
+
+
+def permuted_pmse(x: sp.csr_matrix, y: np.ndarray, permutations: int, seed: int = 0) -> tuple[np.ndarray, bool]:
+    """pMSE of the propensity model refitted after each of ``permutations`` shuffles of the labels ``y``.
+
+    The permutation null of Snoke, Raab, Nowok, Dibben and Slavkovic (2018, *J. R. Stat. Soc. A*
+    181:663) as R synthpop's ``utility.gen(..., resamp.method = "perm", nperms)``
+    computes it: the original/twin labels of the pooled records are shuffled (``sample(pdata$t)``)
+    and the same propensity model is refitted each time. Permutation ``b`` uses
+    ``numpy.random.default_rng(seed).permutation(y)``, the ``b``-th call (deterministic).
+
+    Returns the ``permutations`` pMSEs and whether every fit converged.
+
+    Example (one binary variable: the model is saturated, each record's propensity is its cell's
+    share of twin records, so each value can be checked by hand):
+        >>> x = sp.csr_matrix(np.array([[0], [0], [1], [1], [0], [1], [1], [1]], dtype=float))
+        >>> y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+        >>> values, ok = permuted_pmse(x, y, 3, seed=1)
+        >>> perm = np.random.default_rng(1).permutation(y)      # the first shuffle
+        >>> share = np.where(x.toarray()[:, 0] == 1, perm[x.toarray()[:, 0] == 1].mean(), perm[x.toarray()[:, 0] == 0].mean())
+        >>> round(float(values[0]), 4), round(float(np.mean((share - 0.5) ** 2)), 4), ok    # 1/60 by hand
+        (0.0167, 0.0167, True)
+    """
+    rng = np.random.default_rng(seed)
+    values, converged = np.empty(int(permutations)), True
+    for b in range(int(permutations)):
+        values[b], ok = _propensity_pmse(x, rng.permutation(y))
+        converged &= ok
+    return values, bool(converged)
+
+
+def permutation_standardised(value: float, simulated: np.ndarray) -> dict[str, float]:
+    """Ratio and standardised pMSE of ``value`` against permuted pMSEs (synthpop ``utility.gen``).
+
+    ``expected`` is their mean and ``sd`` their standard deviation (``n - 1`` divisor, as R's
+    ``var``); ``ratio = value / expected``, ``standardised = (value - expected) / sd``.
+    synthpop divides the permuted pMSEs by 2 (``R/utility.syn.r``: "reduced by factor of 2 for
+    logit model" in 1.4-3; later versions halve CART's too, and print ``S_pMSE`` as the *ratio*
+    ``pMSE / mean``): that calibrates them to a twin drawn from a model fitted to the original
+    itself, which is positively correlated with it (the asymptotic null's case); a permutation,
+    like a twin drawn afresh from the population the original came from, is two independent
+    samples and doubles the pMSE. Both are returned: ``*_halved`` with synthpop's factor.
+
+    Example (hand-made: permuted pMSEs 1, 2, 3 → mean 2, sd 1):
+        >>> r = permutation_standardised(5.0, np.array([1.0, 2.0, 3.0]))
+        >>> r["expected"], r["sd"], r["ratio"], r["standardised"], r["ratio_halved"], r["standardised_halved"]
+        (2.0, 1.0, 2.5, 3.0, 5.0, 8.0)
+    """
+    sim = np.asarray(simulated, dtype=float)
+    mean = float(sim.mean())
+    sd = float(sim.std(ddof=1)) if len(sim) > 1 else float("nan")
+    def ratio(e: float) -> float:
+        return value / e if e > 0 else float("nan")
+    def std(e: float, s: float) -> float:
+        return (value - e) / s if s > 0 else float("nan")
+    return {"expected": mean, "sd": sd, "ratio": ratio(mean), "standardised": std(mean, sd),
+            "ratio_halved": ratio(mean / 2), "standardised_halved": std(mean / 2, sd / 2)}
+
+
+def pmse(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str] | None = None, *,
+         bins: int = 5, interactions: bool = True, max_records: int | None = 25_000,
+         seed: int = 0, permutations: int = 0) -> dict[str, Any]:
+    """pMSE, pMSE ratio and standardised pMSE of a twin against the original.
+
+    Two nulls (Snoke, Raab, Nowok, Dibben and Slavkovic 2018, *J. R. Stat. Soc. A* 181:663):
+
+    - *asymptotic*: the pMSE of a logistic model with ``k`` parameters is
+      ``(k - 1)(1 - c)^2 c / N`` on average, SD ``sqrt(2(k - 1))(1 - c)^2 c / N``. With all two-way
+      interactions of 17 variables (~1,250 parameters, many of sparse cells) that approximation
+      fails: two disjoint halves of the same release score 18-22 on it, not 0 ± 1;
+    - *permutation* (``permutations > 0``; :func:`permuted_pmse`): the mean and SD of the pMSE
+      after refitting the same model to shuffled original/twin labels, as synthpop's
+      ``utility.gen(resamp.method = "perm", nperms = permutations)``, which Snoke et al. and the
+      synthpop authors recommend when the asymptotic null does not hold (CART, saturated or
+      sparse logistic models). Its null is that twin and original records are exchangeable (a
+      twin as good as a fresh sample from the original's population scores about 0).
+
+    ``ratio`` and ``standardised`` are the permutation figures when ``permutations > 0`` (``null``
+    says which); ``*_asymptotic`` and ``*_permutation`` keys hold both, and
+    ``*_permutation_halved`` synthpop's logistic convention (see :func:`permutation_standardised`).
+
+    Args:
+        original, twin: the same table (e.g. :func:`patient_tumour_table`) from both data sets.
+        variables: the columns compared (default: those of ``UTILITY_VARIABLES`` present).
+        bins: classes per variable (see :func:`discretise`).
+        interactions: add all two-way interactions to the propensity model.
+        max_records: at most this many records of each data set, drawn at random with ``seed``
+            (the logistic model with every interaction is costly on large releases; the
+            standardised pMSE allows for the number of records); ``None`` = all.
+        seed: seed of the record draw and of the permutations.
+        permutations: number of label permutations for the permutation null (0 = asymptotic only);
+            each refits the model (about 3-5 s at 25,000 records a side on default).
+
+    Returns ``{"pmse", "expected", "ratio", "standardised", "null", "expected_asymptotic",
+    "ratio_asymptotic", "standardised_asymptotic", "parameters", "n_original", "n_twin",
+    "variables", "converged"}`` plus, with permutations, ``"permutations"``,
+    ``"expected_permutation"``, ``"sd_permutation"``, ``"ratio_permutation"``,
+    ``"standardised_permutation"`` and the ``*_halved`` pair (``converged``: whether every
+    propensity fit converged).
+
+    Example:
+        >>> rng = np.random.default_rng(1)
+        >>> a = pd.DataFrame({"x": rng.integers(0, 3, 2000), "y": rng.integers(0, 2, 2000)})
+        >>> b = pd.DataFrame({"x": rng.integers(0, 3, 2000), "y": rng.integers(0, 2, 2000)})
+        >>> r = pmse(a, b, permutations=20)
+        >>> r["null"], bool(abs(r["standardised_asymptotic"]) < 4), bool(abs(r["standardised"]) < 4)
+        ('permutation', True, True)
+    """
+    variables = _variables(original, twin, variables)
+    rng = np.random.default_rng(seed)
+    if max_records is not None and len(original) > max_records:
+        original = original.iloc[np.sort(rng.choice(len(original), max_records, replace=False))]
+    if max_records is not None and len(twin) > max_records:
+        twin = twin.iloc[np.sort(rng.choice(len(twin), max_records, replace=False))]
+    n_o, n_s = len(original), len(twin)
+    x, names = _design(original, twin, variables, bins, interactions)
     y = np.r_[np.zeros(n_o), np.ones(n_s)]
     c = n_s / (n_o + n_s)
-    converged = True
-    if x.shape[1]:
-        # nearly unpenalised: a baseline far from the original can need many iterations (300 left the
-        # Gaussian copula's fit on `small` unconverged, its standardised pMSE 745 instead of 748)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            model = LogisticRegression(C=1e4, max_iter=2000, solver="lbfgs").fit(x, y)
-        converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-        p = model.predict_proba(x)[:, 1]
-    else:
-        p = np.full(len(y), c)
-    value = float(np.mean((p - c) ** 2))
+    value, converged = _propensity_pmse(x, y)
     k = x.shape[1] + 1
     expected, sd = _null(k, n_o + n_s, c)
-    return {"pmse": value, "expected": expected, "ratio": value / expected, "standardised": (value - expected) / sd,
-            "parameters": int(k), "n_original": int(n_o), "n_twin": int(n_s), "variables": names,
-            "converged": converged}
+    out: dict[str, Any] = {"pmse": value, "expected": expected, "ratio": value / expected,
+                           "standardised": (value - expected) / sd, "null": "asymptotic",
+                           "expected_asymptotic": expected, "ratio_asymptotic": value / expected,
+                           "standardised_asymptotic": (value - expected) / sd, "parameters": int(k),
+                           "n_original": int(n_o), "n_twin": int(n_s), "variables": names}
+    if permutations:
+        simulated, ok = permuted_pmse(x, y, permutations, seed=seed + 1)
+        converged &= ok
+        perm = permutation_standardised(value, simulated)
+        out.update({"null": "permutation", "permutations": int(permutations), "expected": perm["expected"],
+                    "ratio": perm["ratio"], "standardised": perm["standardised"],
+                    "expected_permutation": perm["expected"], "sd_permutation": perm["sd"],
+                    "ratio_permutation": perm["ratio"], "standardised_permutation": perm["standardised"],
+                    "ratio_permutation_halved": perm["ratio_halved"],
+                    "standardised_permutation_halved": perm["standardised_halved"]})
+    out["converged"] = bool(converged)
+    return out
 
 
 def pairwise_pmse(original: pd.DataFrame, twin: pd.DataFrame, variables: list[str] | None = None, *,
