@@ -35,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import (
@@ -51,12 +54,13 @@ from registry_lib.paths import project_root
 from registry_lib.release.policy import TRANSFORMS, Policy, load_policy
 from registry_lib.release.records import (
     OPTIONAL_TABLES,
+    ArrowFrames,
     ReleaseTables,
     build_aggregate_release,
     build_record_release,
     check_no_registration_optouts,
 )
-from registry_lib.release.risk import local_suppression, risk_report
+from registry_lib.release.risk import DERIVED, local_suppression, risk_report
 
 AUDIT_LOG = "audit.jsonl"
 
@@ -87,7 +91,8 @@ def release_dir(cohort: str | Path, policy: str) -> Path:
     return _resolve_cohort(cohort) / "releases" / str(policy)
 
 
-def _read_registry(cohort_dir: Path, tables: list[str]) -> dict[str, pd.DataFrame]:
+def _read_registry(cohort_dir: Path, tables: list[str]) -> dict[str, pa.Table]:
+    """The registry tables as Arrow (converted to pandas only where a step needs it)."""
     folder = cohort_dir / "registry"
     if not folder.is_dir():
         raise RegistryLabError(
@@ -100,7 +105,7 @@ def _read_registry(cohort_dir: Path, tables: list[str]) -> dict[str, pd.DataFram
             if name in OPTIONAL_TABLES:   # a registry built without the screening or CPES feed
                 continue
             raise RegistryLabError(f"{path}: registry table missing; re-run `registry-lab link --cohort {cohort_dir.name}`")
-        out[name] = read_parquet(path)
+        out[name] = pq.read_table(path)
     return out
 
 
@@ -110,7 +115,8 @@ def _apply_risk(policy: Policy, built: ReleaseTables) -> dict[str, Any] | None:
         return None
     qis = list(risk.get("quasi_identifiers") or [])
     k = int(risk.get("k", 5))
-    report = {"before_suppression": risk_report(built.tables, policy.patient_key, qis, k)}
+    report = {"before_suppression": risk_report(_risk_tables(built, policy.patient_key, qis),
+                                                policy.patient_key, qis, k)}
     if risk.get("local_suppression"):
         new, summary = local_suppression(built.tables, policy.patient_key, qis, k, risk.get("suppression_order"))
         built.tables.update(new)
@@ -118,6 +124,29 @@ def _apply_risk(policy: Policy, built: ReleaseTables) -> dict[str, Any] | None:
         report["after_suppression"] = risk_report(built.tables, policy.patient_key, qis, k)
     report["identifiable_by_design"] = policy.purpose in ("direct_care", "research_identifiable")
     return report
+
+
+def _risk_tables(built: ReleaseTables, patient_key: str, qis: list[str]) -> dict[str, pd.DataFrame]:
+    """The columns the risk report reads, with the patient key as integer codes (the same classes).
+
+    Only Arrow-built tables are reduced; tables given as DataFrames are returned as they are.
+    """
+    frames = built.tables
+    if not isinstance(frames, ArrowFrames) or frames.arrow("tumour") is None:
+        return frames
+    tumour, patient = frames.arrow("tumour"), frames.arrow("patient")
+    used = set(qis) | {DERIVED[q][1] for q in qis if q in DERIVED}
+    if patient is None or patient_key not in patient.column_names or patient_key not in tumour.column_names:
+        return {"tumour": frames["tumour"], **({"patient": frames["patient"]} if "patient" in frames else {})}
+    codes = pc.dictionary_encode(pa.chunked_array([*tumour.column(patient_key).chunks,
+                                                   *patient.column(patient_key).chunks])).combine_chunks().indices
+    out = {}
+    for name, table, start in (("tumour", tumour, 0), ("patient", patient, tumour.num_rows)):
+        cols = [c for c in table.column_names if c in used and c != patient_key]
+        df = table.select(cols).to_pandas(date_as_object=False)
+        df.insert(0, patient_key, codes.slice(start, table.num_rows).to_numpy(zero_copy_only=False))
+        out[name] = df
+    return out
 
 
 def _check_registration_optouts(cohort_dir: Path, patient: pd.DataFrame, key: bytes | None,
@@ -220,7 +249,9 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
         risk = None
     built.notes["registration_opt_outs"] = _check_registration_optouts(
         cohort_dir, registry["patient"], key, root)
-    unchecked = int(registry["patient"]["nhs_number"].isna().sum()) if "nhs_number" in registry["patient"] else 0
+    patient = registry["patient"]
+    unchecked = (int(pc.sum(pc.is_null(patient.column("nhs_number"), nan_is_null=True)).as_py() or 0)
+                 if "nhs_number" in patient.column_names else 0)
     built.notes["national_data_opt_out"] = {
         "applied": pol.national_data_opt_out,
         "patients_without_valid_nhs_number": unchecked,
@@ -232,8 +263,9 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
     inputs = {f"registry/{n}.parquet": sha256_file(cohort_dir / "registry" / f"{n}.parquet") for n in registry}
     final = cohort_dir / "releases" / pol.name
     with atomic_dir(final) as tmp:
-        for name, df in built.tables.items():
-            write_parquet(df, tmp / f"{name}.parquet", built.schemas[name])
+        for name in built.tables:
+            data, schema = _to_write(built, name)
+            write_parquet(data, tmp / f"{name}.parquet", schema)
         if risk is not None:
             write_json(risk, tmp / "risk_report.json")
         write_json(_manifest(pol, built, inputs, tmp), tmp / "release.json")
@@ -244,7 +276,7 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
         "policy": pol.name,
         "purpose": pol.purpose,
         "requester": str(requester).strip(),
-        "row_counts": {n: len(df) for n, df in built.tables.items()},
+        "row_counts": _row_counts(built),
         "opt_out_removals": built.opt_out_removals,
         "national_data_opt_out_applied": pol.national_data_opt_out,
         "policy_params_sha256": pol.params_hash,
@@ -252,6 +284,19 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
         "files_sha256": files,
     })
     return final
+
+
+def _to_write(built: ReleaseTables, name: str) -> tuple[pa.Table, None] | tuple[pd.DataFrame, Any]:
+    """What to write for table ``name``: its Arrow table as built, else the DataFrame and its schema."""
+    frames = built.tables
+    table = frames.arrow(name) if isinstance(frames, ArrowFrames) else None
+    return (table, None) if table is not None else (frames[name], built.schemas[name])
+
+
+def _row_counts(built: ReleaseTables) -> dict[str, int]:
+    """Rows of each released table (Arrow tables are not converted to count them)."""
+    frames = built.tables
+    return {n: frames.rows(n) if isinstance(frames, ArrowFrames) else len(frames[n]) for n in frames}
 
 
 def _manifest(pol: Policy, built: ReleaseTables, inputs: dict[str, str], folder: Path) -> dict[str, Any]:
@@ -269,7 +314,7 @@ def _manifest(pol: Policy, built: ReleaseTables, inputs: dict[str, str], folder:
         "national_data_opt_out_applied": pol.national_data_opt_out,
         "registration_opt_outs": built.notes.get("registration_opt_outs"),
         "national_data_opt_out": built.notes.get("national_data_opt_out"),
-        "row_counts": {n: len(df) for n, df in built.tables.items()},
+        "row_counts": _row_counts(built),
         "opt_out_removals": built.opt_out_removals,
         "fields": fields or {c: list(df.columns) for c, df in built.tables.items()},
         "transforms": {t: TRANSFORMS[t][0] for t in sorted({f.transform for fs in pol.tables.values() for f in fs})},
