@@ -79,6 +79,9 @@ class ArrowFrames(MutableMapping[str, pd.DataFrame]):
         self._arrow.pop(name, None)
         self._pandas.pop(name, None)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._arrow or name in self._pandas
+
     def __iter__(self) -> Iterator[str]:
         return iter(dict.fromkeys([*self._arrow, *self._pandas]))
 
@@ -428,12 +431,17 @@ class _Keyed:
         digests = keyed_digests(pc.cast(encoded.dictionary, pa.string()), purpose=purpose, key=key)
         raw = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
         rows = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        return cls(hex_digests(digests), _hash_ranks(raw)), rows
+        return cls(hex_digests(digests).combine_chunks(), _hash_ranks(raw)), rows
 
-    def column(self, rows: np.ndarray) -> tuple[pa.Array, np.ndarray]:
-        """The hashes at ``rows`` (-1: missing) and their sort keys (missing last)."""
-        rank = np.where(rows < 0, len(self.ranks), self.ranks[np.maximum(rows, 0)] if len(self.ranks) else 0)
-        return _take(self.hex, rows), rank
+    def sort_key(self, rows: np.ndarray) -> np.ndarray:
+        """The sort key of the hashes at ``rows`` (-1: missing, sorted last)."""
+        if not len(self.ranks):
+            return np.zeros(len(rows), dtype=np.int64)
+        return np.where(rows < 0, len(self.ranks), self.ranks[np.maximum(rows, 0)])
+
+    def column(self, rows: np.ndarray) -> pa.Array:
+        """The hashes at ``rows`` (-1: missing)."""
+        return _take(self.hex, rows)
 
 
 def build_record_release(
@@ -495,7 +503,8 @@ def build_record_release(
         src = kept[table]
         schema = _schema(policy, table)
         types = {c.name: c.type for c in schema.columns}
-        columns, sort_keys = {}, {}
+        columns: dict[str, pa.Array] = {}
+        keyed_rows: dict[str, tuple[_Keyed, np.ndarray]] = {}
         for f in specs:
             if f.transform == "pseudonym":
                 rows = _rows_of(_int_ids(_column(src, "patient_id")), patient_ids)
@@ -503,21 +512,24 @@ def build_record_release(
                     bad = _column(src, "patient_id")[int(np.argmax(rows < 0))].as_py()
                     raise RegistryLabError(
                         f"registry/{f.table}: patient_id {bad} is not in registry/patient (broken registry)")
-                columns[f.name], sort_keys[f.name] = pseudonyms.column(patient_rows[rows])
+                keyed_rows[f.name] = (pseudonyms, patient_rows[rows])
             elif f.transform == "rekey":
-                hashed, rows = rekeyed[(table, f.source)]
-                columns[f.name], sort_keys[f.name] = hashed.column(rows)
+                keyed_rows[f.name] = rekeyed[(table, f.source)]
             else:
                 columns[f.name] = _arrow_transform(src, f, types[f.name], areas)
-        leaked = [c for c in columns if c in policy.forbidden and c not in
+        leaked = [c for c in [*columns, *keyed_rows] if c in policy.forbidden and c not in
                   [f.name for f in specs if f.transform in HASHED]]
         if leaked:  # defence in depth: validation already refuses such a policy
             raise RegistryLabError(f"policy {policy.name}: table {table} would release {leaked}")
         keyed = [f.name for f in specs if f.transform in HASHED]
         order = [policy.patient_key, *[k for k in keyed if k != policy.patient_key]]
-        index = np.lexsort([sort_keys[c] for c in reversed(order)]) if src.num_rows else np.zeros(0, np.int64)
-        out = pa.Table.from_arrays([pc.cast(columns[c.name], c.type).take(index) for c in schema.columns],
-                                   schema=schema.arrow_schema)
+        index = (np.lexsort([keyed_rows[c][0].sort_key(keyed_rows[c][1]) for c in reversed(order)])
+                 if src.num_rows else np.zeros(0, np.int64))
+        for name, (hashed, rows) in keyed_rows.items():  # taken once, in the released order
+            columns[name] = hashed.column(rows[index])
+        out = pa.Table.from_arrays(
+            [pc.cast(columns[c.name], c.type) if c.name in keyed_rows else pc.cast(columns[c.name], c.type).take(index)
+             for c in schema.columns], schema=schema.arrow_schema)
         for c in schema.columns:
             if not c.nullable and out.column(c.name).null_count:
                 raise RegistryLabError(f"{schema.stage}/{schema.name}: column {c.name} has missing values")
