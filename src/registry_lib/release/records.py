@@ -28,7 +28,9 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -444,6 +446,15 @@ class _Keyed:
         return _take(self.hex, rows)
 
 
+def _released(c: Column, columns: dict[str, pa.Array], keyed: dict[str, tuple[_Keyed, np.ndarray]],
+              index: np.ndarray) -> pa.Array:
+    """Released column ``c`` in the released row order (``index``), taken once, with its type."""
+    if c.name in keyed:
+        hashed, rows = keyed[c.name]
+        return pc.cast(hashed.column(rows[index]), c.type)
+    return pc.cast(columns[c.name], c.type).take(index)
+
+
 def build_record_release(
     registry: dict[str, pd.DataFrame | pa.Table],
     policy: Policy,
@@ -525,11 +536,9 @@ def build_record_release(
         order = [policy.patient_key, *[k for k in keyed if k != policy.patient_key]]
         index = (np.lexsort([keyed_rows[c][0].sort_key(keyed_rows[c][1]) for c in reversed(order)])
                  if src.num_rows else np.zeros(0, np.int64))
-        for name, (hashed, rows) in keyed_rows.items():  # taken once, in the released order
-            columns[name] = hashed.column(rows[index])
-        out = pa.Table.from_arrays(
-            [pc.cast(columns[c.name], c.type) if c.name in keyed_rows else pc.cast(columns[c.name], c.type).take(index)
-             for c in schema.columns], schema=schema.arrow_schema)
+        with ThreadPoolExecutor(max_workers=2) as pool:   # Arrow's take runs without the GIL
+            arrays = pool.map(partial(_released, columns=columns, keyed=keyed_rows, index=index), schema.columns)
+            out = pa.Table.from_arrays(list(arrays), schema=schema.arrow_schema)
         for c in schema.columns:
             if not c.nullable and out.column(c.name).null_count:
                 raise RegistryLabError(f"{schema.stage}/{schema.name}: column {c.name} has missing values")

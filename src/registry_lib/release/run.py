@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from registry_lib.io import (
 from registry_lib.keys import key_fingerprint, project_key
 from registry_lib.paths import cohort_dir as _cohort_dir
 from registry_lib.paths import project_root
-from registry_lib.release.policy import TRANSFORMS, Policy, load_policy
+from registry_lib.release.policy import CUBE_DIMENSIONS, TRANSFORMS, Policy, load_policy
 from registry_lib.release.records import (
     OPTIONAL_TABLES,
     ArrowFrames,
@@ -92,8 +93,10 @@ def release_dir(cohort: str | Path, policy: str) -> Path:
     return _resolve_cohort(cohort) / "releases" / str(policy)
 
 
-def _read_registry(cohort_dir: Path, tables: list[str]) -> dict[str, pa.Table]:
-    """The registry tables as Arrow (converted to pandas only where a step needs it)."""
+def _read_registry(cohort_dir: Path, tables: list[str],
+                   columns: dict[str, set[str]] | None = None) -> dict[str, pa.Table]:
+    """The registry tables as Arrow (converted to pandas only where a step needs it), with only
+    the ``columns`` given for a table (all when none are given for it)."""
     folder = cohort_dir / "registry"
     if not folder.is_dir():
         raise RegistryLabError(
@@ -106,8 +109,32 @@ def _read_registry(cohort_dir: Path, tables: list[str]) -> dict[str, pa.Table]:
             if name in OPTIONAL_TABLES:   # a registry built without the screening or CPES feed
                 continue
             raise RegistryLabError(f"{path}: registry table missing; re-run `registry-lab link --cohort {cohort_dir.name}`")
-        out[name] = pq.read_table(path)
+        wanted = (columns or {}).get(name)
+        names = None if wanted is None else [c for c in pq.read_schema(path).names if c in wanted]
+        out[name] = pq.read_table(path, columns=names)
     return out
+
+
+#: Patient columns every release reads: the opt-out checks need them.
+_CHECK_COLUMNS = {"patient_id", "nhs_number", "ndop_opted_out"}
+
+
+def _columns_used(pol: Policy) -> dict[str, set[str]]:
+    """The registry columns a policy reads, by table (released sources, keys, opt-out checks).
+
+    Example:
+        >>> from registry_lib.release.policy import load_policy
+        >>> sorted(_columns_used(load_policy("aggregate_publication"))["patient"])
+        ['ndop_opted_out', 'nhs_number', 'patient_id', 'sex']
+    """
+    if pol.output == "record_level":
+        used = {t: {f.source for f in fs} | {"patient_id"} for t, fs in pol.tables.items()}
+    else:
+        sql = " ".join(CUBE_DIMENSIONS[d][0] for dims in pol.aggregates.values() for d in dims)
+        used = {"tumour": set(re.findall(r"\bt\.(\w+)", sql)) | {"patient_id"},
+                "patient": set(re.findall(r"\bp\.(\w+)", sql))}
+    used["patient"] = used.get("patient", set()) | _CHECK_COLUMNS
+    return used
 
 
 def _apply_risk(policy: Policy, built: ReleaseTables) -> dict[str, Any] | None:
@@ -235,7 +262,7 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
     link_report = _link_report(cohort_dir)
     _check_key_fingerprint(cohort_dir, link_report, key, root)
     if pol.output == "record_level":
-        registry = _read_registry(cohort_dir, sorted({"patient", *pol.tables}))
+        registry = _read_registry(cohort_dir, sorted({"patient", *pol.tables}), _columns_used(pol))
         areas = None
         if any(f.transform == "region" for fs in pol.tables.values() for f in fs):
             areas_path = cohort_dir / "reference" / "areas.parquet"
@@ -245,7 +272,7 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
         built = build_record_release(registry, pol, areas=areas, key=key)
         risk = _apply_risk(pol, built)
     else:
-        registry = _read_registry(cohort_dir, ["patient", "tumour"])
+        registry = _read_registry(cohort_dir, ["patient", "tumour"], _columns_used(pol))
         built = build_aggregate_release(registry, pol, backend=backend)
         risk = None
     built.notes["registration_opt_outs"] = _check_registration_optouts(
