@@ -126,10 +126,10 @@ def _sizes(codes: dict[str, np.ndarray], n: int) -> np.ndarray:
         c = c.astype(np.int64) + 1   # the blank (-1) becomes 0
         base = int(c.max(initial=0)) + 1
         if base and int(key.max(initial=0)) >= np.iinfo(np.int64).max // base:   # would overflow: re-number
-            key = np.unique(key, return_inverse=True)[1].astype(np.int64)
+            key = pd.factorize(key)[0].astype(np.int64)
         key = key * base + c
-    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-    return counts[inverse.reshape(-1)]
+    groups = pd.factorize(key)[0]   # hash-based: no sort
+    return np.bincount(groups)[groups].astype(np.int64)
 
 
 def _summary(codes: dict[str, np.ndarray], k: int, n: int) -> dict[str, Any]:

@@ -171,7 +171,9 @@ def _risk_tables(built: ReleaseTables, patient_key: str, qis: list[str]) -> dict
     out = {}
     for name, table, start in (("tumour", tumour, 0), ("patient", patient, tumour.num_rows)):
         cols = [c for c in table.column_names if c in used and c != patient_key]
-        df = table.select(cols).to_pandas(date_as_object=False)
+        # text as pandas categories (the same classes; no Python string per record)
+        df = pa.table({c: pc.dictionary_encode(table.column(c)) if pa.types.is_string(table.schema.field(c).type)
+                       else table.column(c) for c in cols}).to_pandas(date_as_object=False)
         df.insert(0, patient_key, codes.slice(start, table.num_rows).to_numpy(zero_copy_only=False))
         out[name] = df
     return out
