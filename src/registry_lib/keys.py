@@ -21,8 +21,12 @@ import hmac
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.paths import project_root
@@ -158,12 +162,100 @@ def keygen(root: Path | None = None, *, overwrite: bool = False) -> Path:
     return path
 
 
+def _pads(key: bytes, purpose: str) -> tuple[Any, Any]:
+    """The inner and outer SHA-256 states of HMAC(key', .) with key' = HMAC(key, purpose).
+
+    HMAC(k, m) = H((k ^ opad) || H((k ^ ipad) || m)) (RFC 2104): both padded key blocks are hashed
+    once, and each value then costs two copies of a hash state (half ``hmac.copy``'s cost).
+    """
+    derived = hmac.new(key, purpose.encode(), hashlib.sha256).digest()
+    block = derived.ljust(hashlib.sha256().block_size, b"\0")
+    return hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+
+def _digests(values: list[bytes], inner: Any, outer: Any) -> bytes:
+    """The raw 32-byte HMAC digests of ``values``, concatenated (one C call chain per value)."""
+    out: list[bytes] = []
+    append, icopy, ocopy = out.append, inner.copy, outer.copy
+    for v in values:
+        h = icopy()
+        h.update(v)
+        o = ocopy()
+        o.update(h.digest())
+        append(o.digest())
+    return b"".join(out)
+
+
+#: the two hex characters of every byte value, as one uint16 each (a single gather per byte)
+_HEX = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint16)
+#: values hashed per Arrow chunk of hex digests (64 characters each: int32 offsets stay small)
+_CHUNK = 1 << 20
+
+
+def _hex_array(digests: bytes) -> pa.StringArray:
+    """Lower-case hex of concatenated 32-byte digests, as an Arrow string array (no Python loop).
+
+    Example:
+        >>> _hex_array(bytes(range(32)) + bytes(32)).to_pylist()[0][:8]
+        '00010203'
+    """
+    raw = np.frombuffer(digests, dtype=np.uint8)
+    n = raw.size // 32
+    text = _HEX[raw]
+    offsets = np.arange(0, 64 * (n + 1), 64, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
+
+
+def keyed_digests(values: pa.Array, *, purpose: str, key: bytes | None = None) -> bytes:
+    """The raw 32-byte HMAC-SHA256 digests of ``values`` (text, none missing), concatenated.
+
+    Example:
+        >>> d = keyed_digests(pa.array(["7"]), purpose="demo", key=b"k" * 32)
+        >>> d.hex() == keyed_hash(pd.Series(["7"]), purpose="demo", key=b"k" * 32)[0]
+        True
+    """
+    key = key if key is not None else project_key()
+    inner, outer = _pads(key, purpose)
+    return _digests(pc.cast(values, pa.binary()).to_pylist(), inner, outer)
+
+
+def hex_digests(digests: bytes) -> pa.ChunkedArray:
+    """Concatenated 32-byte digests as lower-case hex text, one Arrow string per digest.
+
+    Example:
+        >>> hex_digests(bytes(32) + bytes(range(32))).to_pylist()[1][:8]
+        '00010203'
+    """
+    step = _CHUNK * 32
+    chunks = [_hex_array(digests[i:i + step]) for i in range(0, len(digests), step)]
+    return pa.chunked_array(chunks, pa.string())
+
+
+def keyed_hash_arrow(values: pa.Array | pa.ChunkedArray, *, purpose: str,
+                     key: bytes | None = None) -> pa.ChunkedArray:
+    """:func:`keyed_hash` on an Arrow array: the same hex HMAC-SHA256 of each value, nulls kept.
+
+    Values are turned to text as Arrow casts them (integers as ``'123'``); one HMAC per distinct
+    value, and the digests are turned to hex and mapped back to the rows with Arrow kernels.
+
+    Example:
+        >>> h = keyed_hash_arrow(pa.array([7, None, 7]), purpose="demo", key=b"k" * 32)
+        >>> h.null_count, h[0] == h[2], h[0].as_py() == keyed_hash(pd.Series(["7"]), purpose="demo", key=b"k" * 32)[0]
+        (1, True, True)
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks else pa.array([], values.type)
+    encoded = pc.dictionary_encode(values)   # distinct values first: casting them is cheaper
+    uniques = pc.cast(encoded.dictionary, pa.string())
+    return hex_digests(keyed_digests(uniques, purpose=purpose, key=key)).take(encoded.indices)
+
+
 def keyed_hash(values: pd.Series, *, purpose: str, key: bytes | None = None) -> pd.Series:
     """HMAC-SHA256 (hex) of each value under the project key, separated by ``purpose``.
 
     Missing values stay missing. The same key and purpose give the same hash; a different key
     gives unlinkable hashes. One HMAC per distinct value (hashing is not vectorisable, so it is
-    done once per unique value and mapped back).
+    done once per unique value and mapped back; see :func:`keyed_hash_arrow`).
 
     Example:
         >>> h = keyed_hash(pd.Series(["9434765919", None]), purpose="research/nhs_number",
@@ -171,22 +263,7 @@ def keyed_hash(values: pd.Series, *, purpose: str, key: bytes | None = None) -> 
         >>> len(h[0]), h.isna().tolist()
         (64, [False, True])
     """
-    key = key if key is not None else project_key()
-    derived = hmac.new(key, purpose.encode(), hashlib.sha256).digest()
     text = values.astype("string")
-    uniques = text.dropna().unique()
-    # HMAC(k, m) = H((k ^ opad) || H((k ^ ipad) || m)) (RFC 2104): both padded key blocks are
-    # hashed once, and each value costs two copies of a hash state (half hmac.copy's cost)
-    block = derived.ljust(hashlib.sha256().block_size, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
-
-    def digest(value: str) -> str:
-        h = inner.copy()
-        h.update(value.encode())
-        o = outer.copy()
-        o.update(h.digest())
-        return o.hexdigest()
-
-    table = {v: digest(v) for v in uniques}
-    return text.map(table).astype("string")
+    hashed = keyed_hash_arrow(pa.array(text.to_numpy(dtype=object, na_value=None), pa.string()),
+                              purpose=purpose, key=key)
+    return pd.Series(hashed.to_numpy(zero_copy_only=False), index=text.index, dtype="string")

@@ -27,22 +27,77 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from registry_lib.engines import duckdb_connect
 from registry_lib.errors import RegistryLabError
-from registry_lib.keys import keyed_hash
+from registry_lib.keys import hex_digests, keyed_digests, keyed_hash, keyed_hash_arrow
 from registry_lib.linkage.tables import REGISTRY
 from registry_lib.release.policy import CUBE_DIMENSIONS, HASHED, TRANSFORMS, FieldSpec, Policy
 from registry_lib.schema import Column, Table, register
 
 PSEUDONYM_PURPOSE = "pseudonym"
+
+
+class ArrowFrames(MutableMapping[str, pd.DataFrame]):
+    """Release tables held as Arrow (exactly as they are written) and read as pandas DataFrames.
+
+    A table is converted to pandas (as :func:`registry_lib.io.read_parquet` reads it back) only
+    when asked for, once; :meth:`arrow` gives the Arrow table of one never replaced.
+
+    Example:
+        >>> frames = ArrowFrames({"t": pa.table({"a": [1, 2]})})
+        >>> frames["t"]["a"].tolist(), frames.arrow("t").num_rows, frames.rows("t")
+        ([1, 2], 2, 2)
+        >>> frames["t"] = pd.DataFrame({"a": [3]})
+        >>> frames.arrow("t") is None, frames.rows("t")
+        (True, 1)
+    """
+
+    def __init__(self, tables: dict[str, pa.Table]):
+        self._arrow: dict[str, pa.Table] = dict(tables)
+        self._pandas: dict[str, pd.DataFrame] = {}
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self._pandas:
+            self._pandas[name] = self._arrow[name].to_pandas(date_as_object=False)
+        return self._pandas[name]
+
+    def __setitem__(self, name: str, df: pd.DataFrame) -> None:
+        self._arrow.pop(name, None)
+        self._pandas[name] = df
+
+    def __delitem__(self, name: str) -> None:
+        self._arrow.pop(name, None)
+        self._pandas.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._arrow or name in self._pandas
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self._arrow, *self._pandas]))
+
+    def __len__(self) -> int:
+        return len(set(self._arrow) | set(self._pandas))
+
+    def arrow(self, name: str) -> pa.Table | None:
+        """The Arrow table ``name`` as built (None once it was replaced by a DataFrame)."""
+        return self._arrow.get(name)
+
+    def rows(self, name: str) -> int:
+        """Number of rows of table ``name`` (without converting it)."""
+        table = self._arrow.get(name)
+        return table.num_rows if table is not None else len(self._pandas[name])
 
 
 @dataclass
@@ -238,18 +293,181 @@ def _empty(table: str) -> pd.DataFrame:
     return pd.DataFrame({c.name: pd.Series(dtype=c.type.to_pandas_dtype()) for c in REGISTRY[table].columns})
 
 
+def _arrow_table(df: pd.DataFrame | pa.Table) -> pa.Table:
+    """A registry table as Arrow (a DataFrame converted as :func:`registry_lib.schema.enforce` would)."""
+    if isinstance(df, pa.Table):
+        return df
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def _column(table: pa.Table, name: str) -> pa.Array:
+    """One column of ``table`` as a single Arrow array."""
+    col = table.column(name)
+    return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+
+
+def _int_ids(values: pa.Array) -> pa.Array:
+    """Registry ids as int64 (a float column with missing values from pandas included)."""
+    return values if pa.types.is_int64(values.type) else pc.cast(values, pa.int64())
+
+
+def _opt_out_mask(patient: pa.Table, unchecked: str) -> pa.Array:
+    """Which patients the national data opt-out removes (and, if excluded, the unchecked ones)."""
+    flag = _column(patient, "ndop_opted_out")
+    if flag.null_count:
+        bad = _column(patient, "patient_id").filter(pc.is_null(flag))[0].as_py()
+        raise RegistryLabError(f"registry/patient: ndop_opted_out is missing for patient_id {bad}")
+    drop = pc.cast(flag, pa.bool_())
+    if unchecked == "exclude" and "nhs_number" in patient.column_names:
+        drop = pc.or_(drop, pc.is_null(_column(patient, "nhs_number"), nan_is_null=True))
+    return drop
+
+
+def apply_opt_outs_arrow(
+    registry: dict[str, pa.Table], applies: bool, unchecked: str = "exclude"
+) -> tuple[dict[str, pa.Table], dict[str, int]]:
+    """:func:`apply_opt_outs` on Arrow tables (the same rows kept, in the same order).
+
+    Example:
+        >>> reg = {"patient": pa.table({"patient_id": [1, 2], "ndop_opted_out": [True, False]}),
+        ...        "tumour": pa.table({"tumour_id": [7, 8, 9], "patient_id": [1, 1, 2]})}
+        >>> kept, removed = apply_opt_outs_arrow(reg, True)
+        >>> removed, kept["tumour"]["tumour_id"].to_pylist()
+        ({'patient': 1, 'tumour': 2}, [9])
+    """
+    if not applies:
+        return dict(registry), {name: 0 for name in registry}
+    patient = registry["patient"]
+    opted = pc.unique(_column(patient, "patient_id").filter(_opt_out_mask(patient, unchecked)))
+    out, removed = {}, {}
+    for name, table in registry.items():
+        drop = pc.fill_null(pc.is_in(_column(table, "patient_id"), value_set=opted), False)
+        out[name] = table.filter(pc.invert(drop))
+        removed[name] = int(pc.sum(drop).as_py() or 0)
+    return out, removed
+
+
+def _pseudonym_source(patient: pa.Table) -> pa.Array:
+    """What each patient's pseudonym hashes: the NHS number, else ``registry:<patient_id>``."""
+    ids = pc.cast(_int_ids(_column(patient, "patient_id")), pa.string())
+    fallback = pc.binary_join_element_wise(pa.scalar("registry:"), ids, "")
+    nhs = pc.cast(_column(patient, "nhs_number"), pa.string())
+    usable = pc.fill_null(pc.greater(pc.utf8_length(nhs), 0), False)
+    return pc.if_else(usable, nhs, fallback)
+
+
+def _rows_of(keys: pa.Array, lookup: pa.Array) -> np.ndarray:
+    """Position in ``lookup`` of each of ``keys`` (-1 when absent or missing).
+
+    Example:
+        >>> _rows_of(pa.array(["b", None, "z"]), pa.array(["a", "b"])).tolist()
+        [1, -1, -1]
+        >>> _rows_of(pa.array([None, None]), pa.array(["a"])).tolist()   # an all-missing column
+        [-1, -1]
+    """
+    if pa.types.is_null(lookup.type) or pa.types.is_null(keys.type):
+        return np.full(len(keys), -1, dtype=np.int64)
+    if keys.type != lookup.type:
+        keys = pc.cast(keys, lookup.type)
+    return pc.fill_null(pc.index_in(keys, value_set=lookup), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _take(values: pa.Array, rows: np.ndarray) -> pa.Array:
+    """``values`` at ``rows``; -1 gives a missing value."""
+    return values.take(pa.array(rows, mask=rows < 0))
+
+
+def _arrow_transform(src: pa.Table, f: FieldSpec, target: pa.DataType,
+                     areas: pd.DataFrame | pa.Table | None) -> pa.Array:
+    """A copied or generalised column (every transform but the keyed ones), with its released type."""
+    if f.transform == "copy":
+        col = _column(src, f.source)
+        if pa.types.is_date32(target) and pa.types.is_timestamp(col.type):
+            return pc.cast(col, target, safe=False)
+        return pc.cast(col, target)
+    if f.transform == "region":
+        if areas is None:
+            raise RegistryLabError(f"field {f.table}.{f.name}: reference/areas is needed for regions")
+        ref = _arrow_table(areas)
+        area = _column(src, f.source)
+        out = _take(_column(ref, "region"), _rows_of(area, _column(ref, "area_id")))
+        unknown = pc.and_(pc.is_valid(area), pc.is_null(out))
+        if pc.any(unknown).as_py():
+            raise RegistryLabError(
+                f"registry/{f.table}: area_id {area.filter(unknown)[0].as_py()!r} is not in reference/areas")
+        return pc.cast(out, target)
+    # the rarer generalisations: as pandas computes them, then stored as enforce() stores them
+    series = _transform(src.select([f.source]).to_pandas(date_as_object=False), f, None, {}, None)
+    return pa.array(series, type=target, from_pandas=True)
+
+
+def _hash_ranks(digests: np.ndarray) -> np.ndarray:
+    """Rank of each 32-byte digest (rows of ``uint8``) in byte order, which is the order of its hex.
+
+    Example:
+        >>> d = np.array([[2] + [0] * 31, [1] + [9] * 31], dtype=np.uint8)
+        >>> _hash_ranks(d).tolist()
+        [1, 0]
+    """
+    words = np.ascontiguousarray(digests).view(">u8").reshape(len(digests), 4)
+    order = np.argsort(words[:, 0], kind="stable")
+    first = words[order, 0]
+    if len(first) > 1 and (first[1:] == first[:-1]).any():  # a shared 64-bit prefix: use all 256 bits
+        order = np.lexsort((words[:, 3], words[:, 2], words[:, 1], words[:, 0]))
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(len(order))
+    return ranks
+
+
+@dataclass
+class _Keyed:
+    """Keyed hashes of distinct values: hex text and rank in sort order, looked up by position."""
+
+    hex: pa.Array
+    ranks: np.ndarray
+
+    @classmethod
+    def of(cls, values: pa.Array, purpose: str, key: bytes | None) -> tuple[_Keyed, np.ndarray]:
+        """Hash the distinct non-missing ``values``; return them and each value's position (-1: missing)."""
+        encoded = pc.dictionary_encode(values)
+        digests = keyed_digests(pc.cast(encoded.dictionary, pa.string()), purpose=purpose, key=key)
+        raw = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 32)
+        rows = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return cls(hex_digests(digests).combine_chunks(), _hash_ranks(raw)), rows
+
+    def sort_key(self, rows: np.ndarray) -> np.ndarray:
+        """The sort key of the hashes at ``rows`` (-1: missing, sorted last)."""
+        if not len(self.ranks):
+            return np.zeros(len(rows), dtype=np.int64)
+        return np.where(rows < 0, len(self.ranks), self.ranks[np.maximum(rows, 0)])
+
+    def column(self, rows: np.ndarray) -> pa.Array:
+        """The hashes at ``rows`` (-1: missing)."""
+        return _take(self.hex, rows)
+
+
+def _released(c: Column, columns: dict[str, pa.Array], keyed: dict[str, tuple[_Keyed, np.ndarray]],
+              index: np.ndarray) -> pa.Array:
+    """Released column ``c`` in the released row order (``index``), taken once, with its type."""
+    if c.name in keyed:
+        hashed, rows = keyed[c.name]
+        return pc.cast(hashed.column(rows[index]), c.type)
+    return pc.cast(columns[c.name], c.type).take(index)
+
+
 def build_record_release(
-    registry: dict[str, pd.DataFrame],
+    registry: dict[str, pd.DataFrame | pa.Table],
     policy: Policy,
     *,
-    areas: pd.DataFrame | None = None,
+    areas: pd.DataFrame | pa.Table | None = None,
     key: bytes | None = None,
 ) -> ReleaseTables:
     """Apply a record-level policy to registry tables (``patient``, ``tumour``, ``treatment``).
 
     Opt-outs first (if the policy applies NDOP), then each released field is derived by its
     transform; rows are sorted by the keyed columns. Raises if a table the policy releases is
-    missing from ``registry``.
+    missing from ``registry``. The tables are built with Arrow (pandas or Arrow registry tables
+    alike): each distinct value is hashed once, and rows are sorted by the hashes' ranks.
 
     Example:
         >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
@@ -268,41 +486,68 @@ def build_record_release(
     missing = [t for t in (*policy.tables, "patient") if t not in registry]
     if missing:
         raise RegistryLabError(f"policy {policy.name}: registry table(s) {missing} not given")
-    needed = {t: registry[t] for t in policy.tables}
-    needed.setdefault("patient", registry["patient"])
-    pseudonyms = None
-    if any(f.transform == "pseudonym" for fs in policy.tables.values() for f in fs):
-        pseudonyms = patient_pseudonyms(registry["patient"], key)
-    kept, removed = apply_opt_outs(needed, policy.national_data_opt_out, policy.ndop_unchecked)
+    needed = {t: _arrow_table(registry[t]) for t in policy.tables}
+    needed.setdefault("patient", _arrow_table(registry["patient"]))
+    kept, removed = apply_opt_outs_arrow(needed, policy.national_data_opt_out, policy.ndop_unchecked)
+    specs_of = policy.tables
+    # Pseudonyms of the patients kept (a hash depends only on its value: the same as hashing all).
+    pseudonyms = patient_rows = None
+    if any(f.transform == "pseudonym" for fs in specs_of.values() for f in fs):
+        patient_ids = _int_ids(_column(kept["patient"], "patient_id"))
+        pseudonyms, patient_rows = _Keyed.of(_pseudonym_source(kept["patient"]), PSEUDONYM_PURPOSE, key)
     # One keyed hash per distinct id, shared by every table that re-keys the same registry column
     # (so treatment.tumour_id matches tumour.tumour_id).
-    rekeyed: dict[str, pd.Series] = {}
-    sources = {f.source for fs in policy.tables.values() for f in fs if f.transform == "rekey"}
-    for source in sorted(sources):
-        ids = pd.concat([_ids(kept[t][f.source]) for t, fs in policy.tables.items()
-                         for f in fs if f.transform == "rekey" and f.source == source])
-        ids = pd.Series(ids.dropna().unique(), dtype="string")
-        rekeyed[source] = pd.Series(
-            keyed_hash(ids, purpose=f"{policy.purpose}/{source}", key=key).to_numpy(), index=ids.to_numpy())
-    tables, schemas = {}, {}
-    for table, specs in policy.tables.items():
+    rekeyed: dict[tuple[str, str], tuple[_Keyed, np.ndarray]] = {}
+    sources = sorted({f.source for fs in specs_of.values() for f in fs if f.transform == "rekey"})
+    for source in sources:
+        users = [t for t, fs in specs_of.items() for f in fs if f.transform == "rekey" and f.source == source]
+        users = list(dict.fromkeys(users))
+        parts = [_int_ids(_column(kept[t], source)) for t in users]
+        hashed, rows = _Keyed.of(pa.concat_arrays(parts) if parts else pa.array([], pa.int64()),
+                                 f"{policy.purpose}/{source}", key)
+        start = 0
+        for t, part in zip(users, parts, strict=True):
+            rekeyed[(t, source)] = (hashed, rows[start:start + len(part)])
+            start += len(part)
+    arrow, schemas = {}, {}
+    for table, specs in specs_of.items():
         src = kept[table]
-        out = pd.DataFrame(
-            {f.name: _transform(src, f, pseudonyms, rekeyed, areas) for f in specs},
-        ).reset_index(drop=True)
-        leaked = [c for c in out.columns if c in policy.forbidden and c not in
+        schema = _schema(policy, table)
+        types = {c.name: c.type for c in schema.columns}
+        columns: dict[str, pa.Array] = {}
+        keyed_rows: dict[str, tuple[_Keyed, np.ndarray]] = {}
+        for f in specs:
+            if f.transform == "pseudonym":
+                rows = _rows_of(_int_ids(_column(src, "patient_id")), patient_ids)
+                if (rows < 0).any():
+                    bad = _column(src, "patient_id")[int(np.argmax(rows < 0))].as_py()
+                    raise RegistryLabError(
+                        f"registry/{f.table}: patient_id {bad} is not in registry/patient (broken registry)")
+                keyed_rows[f.name] = (pseudonyms, patient_rows[rows])
+            elif f.transform == "rekey":
+                keyed_rows[f.name] = rekeyed[(table, f.source)]
+            else:
+                columns[f.name] = _arrow_transform(src, f, types[f.name], areas)
+        leaked = [c for c in [*columns, *keyed_rows] if c in policy.forbidden and c not in
                   [f.name for f in specs if f.transform in HASHED]]
         if leaked:  # defence in depth: validation already refuses such a policy
             raise RegistryLabError(f"policy {policy.name}: table {table} would release {leaked}")
         keyed = [f.name for f in specs if f.transform in HASHED]
         order = [policy.patient_key, *[k for k in keyed if k != policy.patient_key]]
-        out = _sort_by_hashes(out, order)
-        tables[table] = out
-        schemas[table] = _schema(policy, table)
-    return ReleaseTables(tables, schemas, {t: removed[t] for t in policy.tables})
+        index = (np.lexsort([keyed_rows[c][0].sort_key(keyed_rows[c][1]) for c in reversed(order)])
+                 if src.num_rows else np.zeros(0, np.int64))
+        with ThreadPoolExecutor(max_workers=2) as pool:   # Arrow's take runs without the GIL
+            arrays = pool.map(partial(_released, columns=columns, keyed=keyed_rows, index=index), schema.columns)
+            out = pa.Table.from_arrays(list(arrays), schema=schema.arrow_schema)
+        for c in schema.columns:
+            if not c.nullable and out.column(c.name).null_count:
+                raise RegistryLabError(f"{schema.stage}/{schema.name}: column {c.name} has missing values")
+        arrow[table] = out.combine_chunks()
+        schemas[table] = schema
+    return ReleaseTables(ArrowFrames(arrow), schemas, {t: removed[t] for t in policy.tables})
 
 
-def build_aggregate_release(registry: dict[str, pd.DataFrame], policy: Policy,
+def build_aggregate_release(registry: dict[str, pd.DataFrame | pa.Table], policy: Policy,
                             backend: str = "duckdb") -> ReleaseTables:
     """Count cubes of an aggregates policy, through DuckDB (or Spark SQL) over the registry tables.
 
@@ -328,25 +573,25 @@ def build_aggregate_release(registry: dict[str, pd.DataFrame], policy: Policy,
         raise RegistryLabError(f"policy {policy.name}: not an aggregates policy")
     if backend not in ("duckdb", "spark"):
         raise RegistryLabError(f"backend {backend!r}: choose one of duckdb, spark")
-    base = {"patient": registry["patient"], "tumour": registry["tumour"]}
-    kept, removed = apply_opt_outs(base, policy.national_data_opt_out, policy.ndop_unchecked)
+    base = {"patient": _arrow_table(registry["patient"]), "tumour": _arrow_table(registry["tumour"])}
+    kept, removed = apply_opt_outs_arrow(base, policy.national_data_opt_out, policy.ndop_unchecked)
     sqls = {cube: _cube_sql(dims) for cube, dims in policy.aggregates.items()}
     schemas = {cube: _cube_schema(policy, cube) for cube in policy.aggregates}
     if backend == "spark":
-        tables = _spark_cubes(kept, sqls, schemas)
+        tables = _spark_cubes({n: t.to_pandas(date_as_object=False) for n, t in kept.items()}, sqls, schemas)
     else:
         con = duckdb_connect()
         try:
             con.register("t", kept["tumour"])
-            con.register("p", kept["patient"][["patient_id", "sex"]])
+            con.register("p", kept["patient"].select(["patient_id", "sex"]))
             tables = {cube: con.execute(sql).df() for cube, sql in sqls.items()}
         finally:
             con.close()
     for cube, df in tables.items():
-        if int(df["count"].sum()) != len(kept["tumour"]):
+        if int(df["count"].sum()) != kept["tumour"].num_rows:
             raise RegistryLabError(
                 f"policy {policy.name}: cube {cube} counts {int(df['count'].sum())} tumours but the "
-                f"registry has {len(kept['tumour'])} (a join lost records)"
+                f"registry has {kept['tumour'].num_rows} (a join lost records)"
             )
     return ReleaseTables(tables, schemas, {"patient": removed["patient"], "tumour": removed["tumour"]})
 
@@ -390,7 +635,7 @@ def _spark_cubes(kept: dict[str, pd.DataFrame], sqls: dict[str, str],
 
 
 def check_no_registration_optouts(
-    patient: pd.DataFrame, optout_hashes: pd.DataFrame | None, key: bytes | None = None
+    patient: pd.DataFrame | pa.Table, optout_hashes: pd.DataFrame | None, key: bytes | None = None
 ) -> int:
     """How many registry patients match a kept registration opt-out hash (should be 0).
 
@@ -399,7 +644,7 @@ def check_no_registration_optouts(
     ``"registration-optout"``); this re-checks that none of them is in the registry released.
 
     Example:
-        >>> from registry_lib.keys import keyed_hash
+        >>> from registry_lib.keys import hex_digests, keyed_digests, keyed_hash, keyed_hash_arrow
         >>> p = pd.DataFrame({"nhs_number": ["9434765919", "9000000018"]})
         >>> h = keyed_hash(pd.Series(["9434765919"]), purpose="registration-optout", key=bytes(32))
         >>> check_no_registration_optouts(p, pd.DataFrame({"nhs_number_hash": h}), key=bytes(32))
@@ -407,9 +652,10 @@ def check_no_registration_optouts(
     """
     if optout_hashes is None or optout_hashes.empty or "nhs_number_hash" not in optout_hashes:
         return 0
-    kept = optout_hashes["nhs_number_hash"].dropna().astype(str).to_numpy()
-    hashed = keyed_hash(patient["nhs_number"], purpose="registration-optout", key=key)
-    return int(hashed.dropna().isin(set(kept)).sum())
+    kept = pa.array(optout_hashes["nhs_number_hash"].dropna().astype(str).unique(), pa.string())
+    nhs = _column(_arrow_table(patient), "nhs_number")
+    hashed = keyed_hash_arrow(pc.cast(nhs, pa.string()), purpose="registration-optout", key=key)
+    return int(pc.sum(pc.is_in(hashed, value_set=kept)).as_py() or 0)
 
 
 # The data dictionary (synthetic/README.md) imports this module to list the release tables: the

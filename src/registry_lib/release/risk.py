@@ -104,15 +104,37 @@ def class_sizes(frame: pd.DataFrame) -> np.ndarray:
         >>> class_sizes(pd.DataFrame({"sex": [1, 1, 2], "site": ["C18", "C18", None]})).tolist()
         [2, 2, 1]
     """
-    if frame.shape[1] == 0:
-        return np.full(len(frame), len(frame), dtype=np.int64)
-    codes = pd.DataFrame({c: pd.factorize(frame[c], use_na_sentinel=True)[0] for c in frame.columns})
-    return codes.groupby(list(codes.columns), sort=False)[codes.columns[0]].transform("size").to_numpy()
+    return _sizes(_codes(frame), len(frame))
 
 
-def _summary(frame: pd.DataFrame, k: int) -> dict[str, Any]:
-    n = len(frame)
-    size = class_sizes(frame)
+def _codes(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each column's values as integer codes (a blank is a code of its own), factorized once."""
+    return {c: pd.factorize(frame[c], use_na_sentinel=True)[0] for c in frame.columns}
+
+
+def _sizes(codes: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Size of each record's class over the coded columns (one combined integer key per record).
+
+    Example:
+        >>> _sizes({"a": np.array([0, 0, 1, -1]), "b": np.array([2, 2, 2, 2])}, 4).tolist()
+        [2, 2, 1, 1]
+    """
+    if not codes:
+        return np.full(n, n, dtype=np.int64)
+    key = np.zeros(n, dtype=np.int64)
+    for c in codes.values():
+        c = c.astype(np.int64) + 1   # the blank (-1) becomes 0
+        base = int(c.max(initial=0)) + 1
+        if base and int(key.max(initial=0)) >= np.iinfo(np.int64).max // base:   # would overflow: re-number
+            key = pd.factorize(key)[0].astype(np.int64)
+        key = key * base + c
+    groups = pd.factorize(key)[0]   # hash-based: no sort
+    return np.bincount(groups)[groups].astype(np.int64)
+
+
+def _summary(codes: dict[str, np.ndarray], k: int, n: int) -> dict[str, Any]:
+    """The k-anonymity figures of ``n`` records over the coded quasi-identifiers."""
+    size = _sizes(codes, n)
     small = int((size < k).sum())
     dist = {str(s): int((size == s).sum()) for s in range(1, k)}
     dist[f"{k}+"] = int((size >= k).sum())
@@ -151,9 +173,11 @@ def risk_report(
         raise RegistryLabError(f"risk report: k={k!r} must be at least 2")
     frame, absent = quasi_identifier_frame(tables, patient_key, quasi_identifiers)
     out = {"k": int(k), "quasi_identifiers": list(frame.columns), "not_released": absent}
-    out.update(_summary(frame, int(k)))
+    codes, n = _codes(frame), len(frame)   # factorized once for the report and every leave-one-out
+    out.update(_summary(codes, int(k), n))
     out["share_at_risk_without"] = {
-        qi: _summary(frame.drop(columns=qi), int(k))["share_in_small_classes"] for qi in frame.columns
+        qi: _summary({c: v for c, v in codes.items() if c != qi}, int(k), n)["share_in_small_classes"]
+        for qi in frame.columns
     }
     return out
 

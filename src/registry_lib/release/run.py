@@ -31,11 +31,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import (
@@ -49,15 +54,16 @@ from registry_lib.io import (
 from registry_lib.keys import key_fingerprint, project_key
 from registry_lib.paths import cohort_dir as _cohort_dir
 from registry_lib.paths import project_root
-from registry_lib.release.policy import TRANSFORMS, Policy, load_policy
+from registry_lib.release.policy import CUBE_DIMENSIONS, TRANSFORMS, Policy, load_policy
 from registry_lib.release.records import (
     OPTIONAL_TABLES,
+    ArrowFrames,
     ReleaseTables,
     build_aggregate_release,
     build_record_release,
     check_no_registration_optouts,
 )
-from registry_lib.release.risk import local_suppression, risk_report
+from registry_lib.release.risk import DERIVED, local_suppression, risk_report
 
 AUDIT_LOG = "audit.jsonl"
 
@@ -88,7 +94,10 @@ def release_dir(cohort: str | Path, policy: str) -> Path:
     return _resolve_cohort(cohort) / "releases" / str(policy)
 
 
-def _read_registry(cohort_dir: Path, tables: list[str]) -> dict[str, pd.DataFrame]:
+def _read_registry(cohort_dir: Path, tables: list[str],
+                   columns: dict[str, set[str]] | None = None) -> dict[str, pa.Table]:
+    """The registry tables as Arrow (converted to pandas only where a step needs it), with only
+    the ``columns`` given for a table (all when none are given for it)."""
     folder = cohort_dir / "registry"
     if not folder.is_dir():
         raise RegistryLabError(
@@ -101,8 +110,32 @@ def _read_registry(cohort_dir: Path, tables: list[str]) -> dict[str, pd.DataFram
             if name in OPTIONAL_TABLES:   # a registry built without the screening or CPES feed
                 continue
             raise RegistryLabError(f"{path}: registry table missing; re-run `registry-lab link --cohort {cohort_dir.name}`")
-        out[name] = read_parquet(path)
+        wanted = (columns or {}).get(name)
+        names = None if wanted is None else [c for c in pq.read_schema(path).names if c in wanted]
+        out[name] = pq.read_table(path, columns=names)
     return out
+
+
+#: Patient columns every release reads: the opt-out checks need them.
+_CHECK_COLUMNS = {"patient_id", "nhs_number", "ndop_opted_out"}
+
+
+def _columns_used(pol: Policy) -> dict[str, set[str]]:
+    """The registry columns a policy reads, by table (released sources, keys, opt-out checks).
+
+    Example:
+        >>> from registry_lib.release.policy import load_policy
+        >>> sorted(_columns_used(load_policy("aggregate_publication"))["patient"])
+        ['ndop_opted_out', 'nhs_number', 'patient_id', 'sex']
+    """
+    if pol.output == "record_level":
+        used = {t: {f.source for f in fs} | {"patient_id"} for t, fs in pol.tables.items()}
+    else:
+        sql = " ".join(CUBE_DIMENSIONS[d][0] for dims in pol.aggregates.values() for d in dims)
+        used = {"tumour": set(re.findall(r"\bt\.(\w+)", sql)) | {"patient_id"},
+                "patient": set(re.findall(r"\bp\.(\w+)", sql))}
+    used["patient"] = used.get("patient", set()) | _CHECK_COLUMNS
+    return used
 
 
 def _apply_risk(policy: Policy, built: ReleaseTables) -> dict[str, Any] | None:
@@ -111,7 +144,8 @@ def _apply_risk(policy: Policy, built: ReleaseTables) -> dict[str, Any] | None:
         return None
     qis = list(risk.get("quasi_identifiers") or [])
     k = int(risk.get("k", 5))
-    report = {"before_suppression": risk_report(built.tables, policy.patient_key, qis, k)}
+    report = {"before_suppression": risk_report(_risk_tables(built, policy.patient_key, qis),
+                                                policy.patient_key, qis, k)}
     if risk.get("local_suppression"):
         new, summary = local_suppression(built.tables, policy.patient_key, qis, k, risk.get("suppression_order"))
         built.tables.update(new)
@@ -119,6 +153,31 @@ def _apply_risk(policy: Policy, built: ReleaseTables) -> dict[str, Any] | None:
         report["after_suppression"] = risk_report(built.tables, policy.patient_key, qis, k)
     report["identifiable_by_design"] = policy.purpose in ("direct_care", "research_identifiable")
     return report
+
+
+def _risk_tables(built: ReleaseTables, patient_key: str, qis: list[str]) -> dict[str, pd.DataFrame]:
+    """The columns the risk report reads, with the patient key as integer codes (the same classes).
+
+    Only Arrow-built tables are reduced; tables given as DataFrames are returned as they are.
+    """
+    frames = built.tables
+    if not isinstance(frames, ArrowFrames) or frames.arrow("tumour") is None:
+        return frames
+    tumour, patient = frames.arrow("tumour"), frames.arrow("patient")
+    used = set(qis) | {DERIVED[q][1] for q in qis if q in DERIVED}
+    if patient is None or patient_key not in patient.column_names or patient_key not in tumour.column_names:
+        return {"tumour": frames["tumour"], **({"patient": frames["patient"]} if "patient" in frames else {})}
+    codes = pc.dictionary_encode(pa.chunked_array([*tumour.column(patient_key).chunks,
+                                                   *patient.column(patient_key).chunks])).combine_chunks().indices
+    out = {}
+    for name, table, start in (("tumour", tumour, 0), ("patient", patient, tumour.num_rows)):
+        cols = [c for c in table.column_names if c in used and c != patient_key]
+        # text as pandas categories (the same classes; no Python string per record)
+        df = pa.table({c: pc.dictionary_encode(table.column(c)) if pa.types.is_string(table.schema.field(c).type)
+                       else table.column(c) for c in cols}).to_pandas(date_as_object=False)
+        df.insert(0, patient_key, codes.slice(start, table.num_rows).to_numpy(zero_copy_only=False))
+        out[name] = df
+    return out
 
 
 def _check_registration_optouts(cohort_dir: Path, patient: pd.DataFrame, key: bytes | None,
@@ -206,7 +265,7 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
     link_report = _link_report(cohort_dir)
     _check_key_fingerprint(cohort_dir, link_report, key, root)
     if pol.output == "record_level":
-        registry = _read_registry(cohort_dir, sorted({"patient", *pol.tables}))
+        registry = _read_registry(cohort_dir, sorted({"patient", *pol.tables}), _columns_used(pol))
         areas = None
         if any(f.transform == "region" for fs in pol.tables.values() for f in fs):
             areas_path = cohort_dir / "reference" / "areas.parquet"
@@ -216,12 +275,14 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
         built = build_record_release(registry, pol, areas=areas, key=key)
         risk = _apply_risk(pol, built)
     else:
-        registry = _read_registry(cohort_dir, ["patient", "tumour"])
+        registry = _read_registry(cohort_dir, ["patient", "tumour"], _columns_used(pol))
         built = build_aggregate_release(registry, pol, backend=backend)
         risk = None
     built.notes["registration_opt_outs"] = _check_registration_optouts(
         cohort_dir, registry["patient"], key, root)
-    unchecked = int(registry["patient"]["nhs_number"].isna().sum()) if "nhs_number" in registry["patient"] else 0
+    patient = registry["patient"]
+    unchecked = (int(pc.sum(pc.is_null(patient.column("nhs_number"), nan_is_null=True)).as_py() or 0)
+                 if "nhs_number" in patient.column_names else 0)
     built.notes["national_data_opt_out"] = {
         "applied": pol.national_data_opt_out,
         "patients_without_valid_nhs_number": unchecked,
@@ -233,8 +294,9 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
     inputs = {f"registry/{n}.parquet": sha256_file(cohort_dir / "registry" / f"{n}.parquet") for n in registry}
     final = cohort_dir / "releases" / pol.name
     with atomic_dir(final) as tmp:
-        for name, df in built.tables.items():
-            write_parquet(df, tmp / f"{name}.parquet", built.schemas[name])
+        # each table in its own thread (Parquet encoding and zstd release the GIL); same bytes
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda name: _write_table(built, name, tmp), list(built.tables)))
         if risk is not None:
             write_json(risk, tmp / "risk_report.json")
         write_json(_manifest(pol, built, inputs, tmp), tmp / "release.json")
@@ -245,7 +307,7 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
         "policy": pol.name,
         "purpose": pol.purpose,
         "requester": str(requester).strip(),
-        "row_counts": {n: len(df) for n, df in built.tables.items()},
+        "row_counts": _row_counts(built),
         "opt_out_removals": built.opt_out_removals,
         "national_data_opt_out_applied": pol.national_data_opt_out,
         "policy_params_sha256": pol.params_hash,
@@ -253,6 +315,21 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
         "files_sha256": files,
     })
     return final
+
+
+def _write_table(built: ReleaseTables, name: str, folder: Path) -> Path:
+    """Write table ``name`` to ``folder``: its Arrow table as built, else the DataFrame with its schema."""
+    frames = built.tables
+    table = frames.arrow(name) if isinstance(frames, ArrowFrames) else None
+    if table is not None:
+        return write_parquet(table, folder / f"{name}.parquet")
+    return write_parquet(frames[name], folder / f"{name}.parquet", built.schemas[name])
+
+
+def _row_counts(built: ReleaseTables) -> dict[str, int]:
+    """Rows of each released table (Arrow tables are not converted to count them)."""
+    frames = built.tables
+    return {n: frames.rows(n) if isinstance(frames, ArrowFrames) else len(frames[n]) for n in frames}
 
 
 def _manifest(pol: Policy, built: ReleaseTables, inputs: dict[str, str], folder: Path) -> dict[str, Any]:
@@ -270,7 +347,7 @@ def _manifest(pol: Policy, built: ReleaseTables, inputs: dict[str, str], folder:
         "national_data_opt_out_applied": pol.national_data_opt_out,
         "registration_opt_outs": built.notes.get("registration_opt_outs"),
         "national_data_opt_out": built.notes.get("national_data_opt_out"),
-        "row_counts": {n: len(df) for n, df in built.tables.items()},
+        "row_counts": _row_counts(built),
         "opt_out_removals": built.opt_out_removals,
         "fields": fields or {c: list(df.columns) for c, df in built.tables.items()},
         "transforms": {t: TRANSFORMS[t][0] for t in sorted({f.transform for fs in pol.tables.values() for f in fs})},
