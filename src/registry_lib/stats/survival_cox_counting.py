@@ -33,7 +33,14 @@ from registry_lib.errors import RegistryLabError
 @dataclass(frozen=True)
 class CountingCoxFit:
     """Result of :func:`cox_counting_process`: ``params`` (log hazard ratios), ``std_errors``,
-    ``log_likelihood`` (Efron partial), ``iterations`` and ``n_events``."""
+    ``log_likelihood`` (Efron partial), ``iterations`` and ``n_events``.
+
+    Example (no covariate effect in two identical groups: the log hazard ratio is 0):
+        >>> fit = cox_counting_process(np.zeros(4), np.array([1.0, 1.0, 2.0, 2.0]),
+        ...                            np.array([True, True, True, True]), np.array([[0.0], [1.0], [0.0], [1.0]]))
+        >>> abs(round(float(fit.params[0]), 6)), fit.n_events
+        (0.0, 4)
+    """
 
     params: np.ndarray
     std_errors: np.ndarray
