@@ -214,19 +214,6 @@ def apply_opt_outs(
     return out, removed
 
 
-def _sort_by_hashes(df: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Rows sorted by keyed-hash columns (missing last; ties keep their order), with Arrow's sort.
-
-    Example:
-        >>> df = pd.DataFrame({"a": ["b", None, "a", "a"], "b": ["2", "1", None, "1"], "n": [1, 2, 3, 4]})
-        >>> _sort_by_hashes(df, ["a", "b"])["n"].tolist()
-        [4, 3, 1, 2]
-    """
-    keys = pa.table({c: pa.array(df[c].to_numpy(dtype=object, na_value=None), pa.string()) for c in order})
-    index = pc.sort_indices(keys, sort_keys=[(c, "ascending", "at_end") for c in order])
-    return df.iloc[index.to_numpy()].reset_index(drop=True)
-
-
 def _schema(policy: Policy, table: str) -> Table:
     """The schema of one released table (named ``<policy>/<table>`` in the data dictionary)."""
     columns = {c.name: c for c in REGISTRY[table].columns}
