@@ -551,12 +551,15 @@ def _spark_tag() -> str:
     return f"call{_SPARK['calls']}"
 
 
-def _from_spark(result: Any, tag: str) -> pd.DataFrame:
-    """Scored pairs written as Parquet by the executors to the shared folder, read by the driver."""
+def _from_spark(result: Any, tag: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """Scored pairs (``columns`` of them, default all) written as Parquet by the executors to the
+    shared folder, read by the driver."""
     import pyarrow.dataset as ds
 
     folder = f"{_SPARK['workdir'].rstrip('/')}/output/pairs_{tag}"
     sdf = result.as_spark_dataframe()
+    if columns is not None:
+        sdf = sdf.select(*columns)
     if "://" in folder:
         sdf.write.mode("overwrite").parquet(folder)
         return spark_session().read.parquet(folder).toPandas()
@@ -712,7 +715,11 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
         if total >= MIN_TRAIN_ROWS:
             notes += _unestimated(linker)
         result = linker.inference.predict(threshold_match_probability=min_probability)
-        pairs = _from_spark(result, tag) if backend == "spark" else result.as_pandas_dataframe()
+        # Only the columns kept (ids, weights, gammas) leave the engine: the matching columns
+        # retained for the gammas would be millions of Python strings on both sides of each pair.
+        kept = _kept_columns([c.unquote().name for c in result.columns], keep_gammas)
+        pairs = (_from_spark(result, tag, kept) if backend == "spark"
+                 else result.as_duckdbpyrelation().select(*kept).to_arrow_table().to_pandas())
         model = linker.misc.save_model_to_json()
         with contextlib.suppress(Exception):
             result.drop_table_from_database_and_remove_from_cache()
@@ -744,12 +751,23 @@ def _short(exc: Exception) -> str:
     return text[0][:160] if text else type(exc).__name__
 
 
-def _tidy_pairs(pairs: pd.DataFrame, keep_gammas: bool) -> pd.DataFrame:
-    keep = [c for c in ("source_dataset_l", "unique_id_l", "source_dataset_r", "unique_id_r") if c in pairs.columns]
+def _kept_columns(columns: list[str], keep_gammas: bool) -> list[str]:
+    """The columns of Splink's predictions that the scored pairs keep, in their order.
+
+    Example:
+        >>> _kept_columns(["match_weight", "match_probability", "unique_id_l", "unique_id_r",
+        ...                "sex_l", "sex_r", "gamma_sex", "bf_sex"], keep_gammas=True)
+        ['unique_id_l', 'unique_id_r', 'match_weight', 'match_probability', 'gamma_sex']
+    """
+    keep = [c for c in ("source_dataset_l", "unique_id_l", "source_dataset_r", "unique_id_r") if c in columns]
     keep += ["match_weight", "match_probability"]
     if keep_gammas:
-        keep += [c for c in pairs.columns if c.startswith("gamma_")]
-    out = pairs[keep].copy()
+        keep += [c for c in columns if c.startswith("gamma_")]
+    return keep
+
+
+def _tidy_pairs(pairs: pd.DataFrame, keep_gammas: bool) -> pd.DataFrame:
+    out = pairs[_kept_columns(list(pairs.columns), keep_gammas)].copy()
     out["unique_id_l"] = out["unique_id_l"].astype(np.int64)
     out["unique_id_r"] = out["unique_id_r"].astype(np.int64)
     # Rounded so that floating-point summation order (threads) cannot change the bytes written.
