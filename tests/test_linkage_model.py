@@ -190,6 +190,7 @@ def test_errors_by_kind_per_distinct_value_equals_per_record(rows):
 
 
 @pytest.mark.spark
+@pytest.mark.xdist_group("spark_local")  # one worker, one Spark session for both Spark tests
 def test_spark_backend_matches_duckdb():
     if not mdl.java_available():
         pytest.skip("Java is not installed: the Spark backend needs a Java runtime (java not on PATH)")
@@ -199,3 +200,44 @@ def test_spark_backend_matches_duckdb():
     truth = df["person"]
     assert evaluate(spark.clusters, truth)["f1"] >= 0.99
     assert (evaluate(spark.clusters, duck.clusters)["f1"]) >= 0.99
+
+
+def _u_probabilities(model: dict) -> list[float]:
+    return [lv["u_probability"] for c in model["comparisons"] for lv in c["comparison_levels"]
+            if "u_probability" in lv]
+
+
+def test_u_sample_is_drawn_from_the_seed_with_splinks_size():
+    frame = pd.DataFrame({"unique_id": np.arange(10_000)})
+    sample = mdl.u_sample([frame], link_type="dedupe_only", max_pairs=1e4, seed=3)[0]
+    assert len(sample) == 142  # r(r - 1)/2 = 10,000 pairs: r = 141.9
+    assert sample["unique_id"].is_unique and sample["unique_id"].is_monotonic_increasing
+    assert not sample.equals(mdl.u_sample([frame], link_type="dedupe_only", max_pairs=1e4, seed=4)[0])
+    left, right = mdl.u_sample([frame.head(400), frame.head(2500)], link_type="link_only", max_pairs=1e4, seed=3)
+    assert (len(left), len(right)) == (40, 250)  # the same share of each: 40 x 250 = 10,000 pairs
+
+
+def test_u_probabilities_are_counted_over_the_seeded_sample():
+    frame = mdl.prepare(people(400, seed=8), ROLES)
+    a = mdl.score(frame, max_u_pairs=5_000, seed=1).model
+    b = mdl.score(frame, max_u_pairs=5_000, seed=1).model
+    c = mdl.score(frame, max_u_pairs=5_000, seed=2).model
+    assert _u_probabilities(a) == _u_probabilities(b) != _u_probabilities(c)
+
+
+@pytest.mark.spark
+@pytest.mark.xdist_group("spark_local")
+def test_spark_and_duckdb_estimate_the_same_u_probabilities():
+    """Splink samples for u in engine-specific SQL; the sample drawn from the seed makes the engines agree."""
+    if not mdl.java_available():
+        pytest.skip("Java is not installed: the Spark backend needs a Java runtime (java not on PATH)")
+    from splink import SettingsCreator
+
+    frame = mdl.prepare(people(400, seed=8), ROLES)
+    roles = mdl.roles_of(frame)
+    settings = SettingsCreator(link_type="dedupe_only", comparisons=mdl.build_comparisons(roles),
+                               blocking_rules_to_generate_predictions=mdl.prediction_rules(roles))
+    u = {backend: mdl._with_u_from_sample([frame], settings, link_type="dedupe_only", backend=backend,
+                                          max_pairs=5_000, seed=1) for backend in ("duckdb", "spark")}
+    assert len(_u_probabilities(u["spark"])) > 10
+    assert _u_probabilities(u["spark"]) == _u_probabilities(u["duckdb"])

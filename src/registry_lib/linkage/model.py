@@ -668,7 +668,7 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
            unique_id_l  unique_id_r  match_weight  match_probability  gamma_family_name  gamma_birth_date
         0            0            1     13.753478           0.999928                  3                 5
     """
-    from splink import Linker, SettingsCreator
+    from splink import SettingsCreator
 
     frames = tables if isinstance(tables, list) else [tables]
     roles = roles_of(frames[0])
@@ -684,13 +684,15 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
     )
     notes: list[str] = []
     with quiet_splink():
-        inputs: list[Any] = frames
-        if backend == "spark":
-            tag = _spark_tag()
-            inputs = [_to_spark(f, f"frame{i}_{tag}") for i, f in enumerate(frames)]
-        linker = Linker(inputs if len(inputs) > 1 else inputs[0], settings, db_api=db_api(backend),
-                        set_up_basic_logging=False,
-                        **({"input_table_aliases": ["left_input", "right_input"]} if len(frames) > 1 else {}))
+        trained: SettingsCreator | dict[str, Any] = settings
+        if total >= MIN_TRAIN_ROWS:
+            try:
+                trained = _with_u_from_sample(frames, settings, link_type=link_type, backend=backend,
+                                              max_pairs=max_u_pairs, seed=seed)
+            except Exception as exc:  # noqa: BLE001 - Splink raises plain Exceptions for tiny data
+                notes.append(f"u probabilities kept at their priors ({_short(exc)})")
+        tag = _spark_tag() if backend == "spark" else ""
+        linker = _linker(frames, trained, backend, tag)
         if total < MIN_TRAIN_ROWS:
             notes.append(f"{total} records: fewer than {MIN_TRAIN_ROWS}, so the prior m and u "
                          "probabilities are used without training")
@@ -700,12 +702,6 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
                 linker.training.estimate_probability_two_random_records_match(det, recall=0.9)
             except Exception as exc:  # noqa: BLE001 - Splink raises plain Exceptions for tiny data
                 notes.append(f"prior match probability kept at its default ({_short(exc)})")
-        n_pairs = total * (total - 1) / 2
-        if total >= MIN_TRAIN_ROWS:
-            try:
-                linker.training.estimate_u_using_random_sampling(max_pairs=min(max_u_pairs, n_pairs), seed=seed)
-            except Exception as exc:  # noqa: BLE001
-                notes.append(f"u probabilities kept at their priors ({_short(exc)})")
         for rule in (training_rules(roles, generic=generic) if total >= MIN_TRAIN_ROWS else []):
             try:
                 linker.training.estimate_parameters_using_expectation_maximisation(
@@ -725,6 +721,63 @@ def score(tables: pd.DataFrame | list[pd.DataFrame], *, link_type: str = "dedupe
             result.drop_table_from_database_and_remove_from_cache()
     pairs = _tidy_pairs(pairs, keep_gammas)
     return Scored(pairs=pairs, model=model, notes=notes)
+
+
+def _linker(frames: list[pd.DataFrame], settings: Any, backend: str, tag: str) -> Any:
+    """A Splink linker over ``frames`` (two frames: a link between them) on ``backend``."""
+    from splink import Linker
+
+    inputs: list[Any] = frames
+    if backend == "spark":
+        inputs = [_to_spark(f, f"frame{i}_{tag}") for i, f in enumerate(frames)]
+    return Linker(inputs if len(inputs) > 1 else inputs[0], settings, db_api=db_api(backend),
+                  set_up_basic_logging=False,
+                  **({"input_table_aliases": ["left_input", "right_input"]} if len(frames) > 1 else {}))
+
+
+def u_sample(frames: list[pd.DataFrame], *, link_type: str, max_pairs: float, seed: int) -> list[pd.DataFrame]:
+    """The records u probabilities are estimated from: drawn from ``seed``, the same on every engine.
+
+    Splink draws its u sample in engine-specific SQL (a Bernoulli sample on DuckDB,
+    ``ORDER BY rand(seed)`` on Spark), so the same seed gave different u probabilities on the two
+    engines and, at national scale, a few different links. The sample is drawn here instead, with
+    Splink's size: records whose pairs number about ``max_pairs`` (every record when there are
+    fewer), the same share of each frame when two frames are linked; rows keep their order.
+
+    Example (2,000 records; about 1,000 pairs need 45 of them):
+        >>> frame = pd.DataFrame({"unique_id": np.arange(2000)})
+        >>> sample = u_sample([frame], link_type="dedupe_only", max_pairs=1000, seed=1)[0]
+        >>> len(sample), sample["unique_id"].is_monotonic_increasing
+        (45, True)
+        >>> sample.equals(u_sample([frame], link_type="dedupe_only", max_pairs=1000, seed=1)[0])
+        True
+        >>> len(u_sample([frame.head(30)], link_type="dedupe_only", max_pairs=1000, seed=1)[0])
+        30
+    """
+    sizes = [len(f) for f in frames]
+    if link_type == "link_only" and len(frames) == 2:
+        share = (max_pairs / max(sizes[0] * sizes[1], 1)) ** 0.5
+    else:  # Splink's rows for n pairs: r(r - 1)/2 = n
+        share = 0.5 * ((8 * max_pairs + 1) ** 0.5 + 1) / max(sum(sizes), 1)
+    rng = np.random.default_rng(seed)
+    out = []
+    for f in frames:
+        k = min(len(f), int(round(min(share, 1.0) * len(f))))
+        rows = np.sort(rng.choice(len(f), size=k, replace=False)) if k < len(f) else np.arange(len(f))
+        out.append(f.iloc[rows].reset_index(drop=True))
+    return out
+
+
+def _with_u_from_sample(frames: list[pd.DataFrame], settings: Any, *, link_type: str, backend: str,
+                        max_pairs: float, seed: int) -> dict[str, Any]:
+    """``settings`` with u probabilities counted over every pair of :func:`u_sample` (on ``backend``)."""
+    sample = u_sample(frames, link_type=link_type, max_pairs=max_pairs, seed=seed)
+    n = sum(len(f) for f in sample)
+    trainer = _linker(sample, settings, backend, _spark_tag() if backend == "spark" else "")
+    # More pairs allowed than the sample has: Splink takes all of them, with no sampling of its
+    # own, so no seed (with one, Splink sorts its input first, which Spark 3.5 fails to plan here).
+    trainer.training.estimate_u_using_random_sampling(max_pairs=float(n) * n + 1)
+    return trainer.misc.save_model_to_json()
 
 
 def _unestimated(linker: Any) -> list[str]:
