@@ -41,8 +41,6 @@ GROUPINGS = [
     (["deprivation_quintile", "sex"], [2019, 2021], None),
     (["site_icd10", "region"], 2020, None),
     (["stage", "year"], None, ["C18", "C34", "C'1", "C\\1"]),
-    (["site_icd10"], None, ["C'1"]),
-    (["site_icd10"], None, ["C\\1"]),
 ]
 
 
@@ -90,7 +88,26 @@ def spark(tmp_path_factory):
         yield spark_session()
     finally:
         stop_spark()
+        _stop_jvm()
         configure_spark()
+
+
+def _stop_jvm() -> None:
+    """End the JVM that ``stop_spark`` leaves running (pyspark keeps it until Python exits).
+
+    Otherwise its ~1 GB stays with this test worker for the rest of ``make test``; a later
+    Spark test in the same worker starts a new one.
+    """
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    proc = getattr(gateway, "proc", None)
+    if gateway is None or proc is None:  # no JVM, or one this process did not launch
+        return
+    gateway.shutdown()
+    proc.stdin.close()  # the gateway server exits at the end of its standard input
+    proc.wait(timeout=60)
+    SparkContext._gateway = SparkContext._jvm = None
 
 
 def _both(function, cohort, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame, list, list]:
@@ -103,8 +120,7 @@ def _both(function, cohort, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame, list,
     return out[0], out[1], caught[0], caught[1]
 
 
-@pytest.mark.parametrize("which", ["tiny", "odd"])
-@pytest.mark.parametrize("policy", [CUBE, RECORDS])
+@pytest.mark.parametrize(("which", "policy"), [("tiny", CUBE), ("odd", CUBE), ("odd", RECORDS)])
 def test_spark_counts_and_rates_are_identical_to_duckdb(spark, cohorts, which, policy):
     cohort = cohorts[which]
     groupings = GROUPINGS if which == "odd" else GROUPINGS[:5:2]
@@ -113,6 +129,9 @@ def test_spark_counts_and_rates_are_identical_to_duckdb(spark, cohorts, which, p
         duck, spk, duck_warned, spark_warned = _both(aggregate_counts, cohort, by=by, years=years,
                                                      sites=sites, policy=policy)
         assert len(duck) > 0 and duck["count"].sum() > 0, what
+        if sites is not None:  # the sites spelled differently by the two engines are counted
+            assert set(sites) <= set(aggregate_counts(cohort, by="site_icd10", sites=sites, policy=policy,
+                                                      years=years)["site_icd10"]), what
         pd.testing.assert_frame_equal(spk, duck, check_exact=True, obj=f"counts {what}")
         assert spk.attrs == duck.attrs and spark_warned == duck_warned, what
 
