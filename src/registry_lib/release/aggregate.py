@@ -1,4 +1,4 @@
-"""Counts and rates from a release, through DuckDB over its Parquet files.
+"""Counts and rates from a release, through DuckDB (or Spark SQL) over its Parquet files.
 
 The cases come from a release: the ``incidence`` cube of an aggregates release (default:
 ``aggregate_publication``), or the ``tumour`` (+ ``patient``) tables of a record-level one.
@@ -17,6 +17,14 @@ directly age-standardised rate (ESP 2013 by default) with Dobson et al. (1991) l
 (unknown age or sex, an area outside the reference) cannot enter a rate: their number is in
 ``result.attrs["excluded_cases"]`` and a warning says so.
 
+Engines: the SQL is written once and runs on DuckDB (``backend="duckdb"``, the default) or on
+Spark SQL (``backend="spark"``: the session of :func:`registry_lib.linkage.model.spark_session`,
+configured the standard Spark way, see :mod:`registry_lib.engines`). Only the spelling of a
+Parquet source and of a string literal differs between them. On Spark the input files are
+linked (or copied) into the shared Spark folder, the result is written there as Parquet by the executors and
+read back through the same DuckDB-to-pandas conversion as the DuckDB path, and the final sort
+and dtypes are set in one place for both: the two engines give identical DataFrames.
+
 Example:
     >>> import os, tempfile
     >>> from pathlib import Path
@@ -32,8 +40,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -45,20 +56,123 @@ from registry_lib.release.run import _resolve_cohort, load_release, release_dir
 DIMENSIONS = ("year", "sex", "age_band", "site_icd10", "stage", "area_id", "region", "deprivation_quintile")
 POPULATION_DIMENSIONS = ("year", "sex", "age_band", "area_id", "region", "deprivation_quintile")
 DEFAULT_POLICY = "aggregate_publication"
+BACKENDS = ("duckdb", "spark")
 
 
-def _sql_path(path: Path) -> str:
+def _sql_path(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _cases_sql(folder: Path) -> str:
+class _DuckDB:
+    """Runs this module's SQL on a DuckDB connection (:func:`registry_lib.engines.duckdb_connect`)."""
+
+    def __init__(self) -> None:
+        self.con = duckdb_connect()
+
+    def source(self, path: Path) -> str:
+        """A Parquet file as a relation."""
+        return f"read_parquet({_sql_path(path)})"
+
+    @staticmethod
+    def literal(text: str) -> str:
+        """A string literal (DuckDB doubles quotes; a backslash is an ordinary character)."""
+        return "'" + str(text).replace("'", "''") + "'"
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        """The result of ``sql`` as a pandas DataFrame (DuckDB's conversion)."""
+        return self.con.execute(sql).df()
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class _Spark:
+    """Runs this module's SQL on Spark SQL, exchanging Parquet files through the shared folder.
+
+    Inputs are linked (or copied) into a folder of their own per call under the shared Spark
+    folder (``_SPARK["workdir"]``, which every executor sees; a new name per call, as Spark
+    caches file listings); each result is written there by the executors and converted to pandas
+    by DuckDB, exactly as the DuckDB path converts its results. The folder is removed at the end.
+    """
+
+    def __init__(self) -> None:
+        from registry_lib.linkage.model import _SPARK, spark_session
+
+        self.spark = spark_session()
+        if "://" in str(_SPARK["workdir"]):
+            raise RegistryLabError(f"backend 'spark': aggregation exchanges files through a shared folder on a "
+                                   f"file system; {_SPARK['workdir']} is not one (give --spark-dir a mounted path)")
+        _SPARK["calls"] = _SPARK.get("calls", 0) + 1
+        self.folder = Path(_SPARK["workdir"]) / f"aggregate_{_SPARK['calls']}"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.inputs: dict[Path, Path] = {}
+        self.results = 0
+
+    def source(self, path: Path) -> str:
+        """A Parquet file as a relation, read by the executors from the shared folder."""
+        if path not in self.inputs:
+            target = self.folder / f"input{len(self.inputs)}_{path.name}"
+            try:
+                os.link(path, target)
+            except OSError:  # another file system: copy
+                shutil.copyfile(path, target)
+            self.inputs[path] = target
+        return "parquet.`" + str(self.inputs[path]).replace("`", "``") + "`"
+
+    @staticmethod
+    def literal(text: str) -> str:
+        """A string literal (Spark escapes quotes and backslashes with a backslash)."""
+        return "'" + str(text).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        """The result of ``sql``, written as Parquet by Spark and converted to pandas by DuckDB."""
+        self.results += 1
+        target = self.folder / f"result{self.results}"
+        self.spark.sql(sql).coalesce(1).write.mode("overwrite").parquet(str(target))
+        with duckdb_connect() as con:
+            return con.execute(f"SELECT * FROM read_parquet({_sql_path(target / '*.parquet')})").df()
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_Engine = _DuckDB | _Spark
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise RegistryLabError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+
+
+@contextlib.contextmanager
+def _engine(backend: str) -> Iterator[_Engine]:
+    """The engine of ``backend``, closed at the end."""
+    _check_backend(backend)
+    engine: _Engine = _DuckDB() if backend == "duckdb" else _Spark()
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def _sorted(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """``frame`` sorted by ``keys`` (missing values last), as SQL ``ORDER BY ... NULLS LAST``.
+
+    Both engines' results go through here: neither engine's row order is relied upon.
+    """
+    if not keys:
+        return frame.reset_index(drop=True)
+    return frame.sort_values(list(keys), na_position="last", kind="stable", ignore_index=True)
+
+
+def _cases_sql(folder: Path, engine: _Engine) -> str:
     """A relation (year, sex, age_band, site_icd10, stage, area_id, n) over the release files."""
     cube = folder / "incidence.parquet"
     if cube.exists():
         return (
             "SELECT CAST(diagnosis_year AS INTEGER) AS year, CAST(sex AS INTEGER) AS sex, "
-            "CAST(age_band AS INTEGER) AS age_band, site_icd10, stage, area_id, count AS n "
-            f"FROM read_parquet({_sql_path(cube)})"
+            "CAST(age_band AS INTEGER) AS age_band, site_icd10, stage, area_id, "
+            f"CAST(count AS BIGINT) AS n FROM {engine.source(cube)}"
         )
     tumour, patient = folder / "tumour.parquet", folder / "patient.parquet"
     if not tumour.exists():
@@ -70,9 +184,8 @@ def _cases_sql(folder: Path) -> str:
         "SELECT CAST(year(t.diagnosis_date) AS INTEGER) AS year, CAST(p.sex AS INTEGER) AS sex, "
         "CAST(CASE WHEN t.age_at_diagnosis >= 90 THEN 90 ELSE floor(t.age_at_diagnosis / 5) * 5 "
         "END AS INTEGER) AS age_band, "
-        "t.site_icd10, t.stage, t.area_id, 1 AS n "
-        f"FROM read_parquet({_sql_path(tumour)}) t "
-        f"LEFT JOIN read_parquet({_sql_path(patient)}) p USING ({key})"
+        "t.site_icd10, t.stage, t.area_id, CAST(1 AS BIGINT) AS n "
+        f"FROM {engine.source(tumour)} t LEFT JOIN {engine.source(patient)} p USING ({key})"
     )
 
 
@@ -92,12 +205,13 @@ def _years_clause(years: int | Sequence[int] | tuple[int, int] | None) -> str:
     return f"year IN ({', '.join(map(str, values))})"
 
 
-def _sites_clause(sites: Sequence[str] | str | None) -> str:
+def _sites_clause(sites: Sequence[str] | str | None, engine: _Engine) -> str:
     if sites is None:
         return "TRUE"
     sites = [sites] if isinstance(sites, str) else list(sites)
-    quoted = ", ".join("'" + str(s).replace("'", "''") + "'" for s in sites)
-    return f"site_icd10 IN ({quoted})"
+    if not sites:
+        return "FALSE"
+    return f"site_icd10 IN ({', '.join(engine.literal(s) for s in sites)})"
 
 
 def default_years(cohort: Path) -> tuple[int, int] | None:
@@ -140,15 +254,21 @@ def _reference(cohort: Path, name: str) -> Path:
     return path
 
 
-def _cases_with_areas(cohort: Path, policy: str, years, sites) -> str:
+def _check_release(cohort: Path, policy: str) -> Path:
     folder = release_dir(cohort, policy)
     if not (folder / "release.json").exists():
         load_release(cohort, policy)  # raises the "how to make it" error
+    return folder
+
+
+def _cases_with_areas(cohort: Path, folder: Path, years: int | Sequence[int] | tuple[int, int] | None,
+                      sites: Sequence[str] | str | None, engine: _Engine) -> str:
+    """The release's cases with the region and deprivation of their area, filtered."""
     areas = _reference(cohort, "areas")
     return (
         f"SELECT c.*, a.region, CAST(a.deprivation_quintile AS INTEGER) AS deprivation_quintile "
-        f"FROM ({_cases_sql(folder)}) c LEFT JOIN read_parquet({_sql_path(areas)}) a USING (area_id) "
-        f"WHERE {_years_clause(years)} AND {_sites_clause(sites)}"
+        f"FROM ({_cases_sql(folder, engine)}) c LEFT JOIN {engine.source(areas)} a USING (area_id) "
+        f"WHERE {_years_clause(years)} AND {_sites_clause(sites, engine)}"
     )
 
 
@@ -159,6 +279,7 @@ def aggregate_counts(
     years: int | Sequence[int] | tuple[int, int] | None = None,
     sites: Sequence[str] | str | None = None,
     policy: str = DEFAULT_POLICY,
+    backend: str = "duckdb",
 ) -> pd.DataFrame:
     """Tumour counts by any grouping (unprotected: publish them with ``publish_table``).
 
@@ -169,9 +290,12 @@ def aggregate_counts(
             default: the cohort's complete diagnosis years (:func:`default_years`), else all.
         sites: restrict to these ICD-10 3-character sites.
         policy: the release to read (default ``aggregate_publication``).
+        backend: ``"duckdb"`` or ``"spark"`` (Spark SQL on the session of
+            :func:`registry_lib.linkage.model.spark_session`); the results are identical.
 
     Returns:
-        DataFrame ``[*by, count]`` with one row per non-empty group, sorted by ``by``.
+        DataFrame ``[*by, count]`` with one row per non-empty group, sorted by ``by`` (missing
+        values last).
 
     Example:
         >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
@@ -182,16 +306,33 @@ def aggregate_counts(
         >>> counts = aggregate_counts(cohort, by=["sex"], years=(2018, 2021))
         >>> list(counts.columns), len(counts), bool((counts["count"] > 0).all())
         (['sex', 'count'], 2, True)
+
+    ``backend="spark"`` gives the same table through Spark SQL; it needs Java, and says so first
+    (here on a ``PATH`` without it), as it does for an unknown engine:
+        >>> import os, tempfile
+        >>> from unittest import mock
+        >>> with tempfile.TemporaryDirectory() as empty, mock.patch.dict(os.environ, {"PATH": empty}):
+        ...     try:
+        ...         aggregate_counts(cohort, by=["sex"], backend="spark")
+        ...     except RegistryLabError as exc:
+        ...         print(exc)
+        backend 'spark': Java is not installed (no `java` on the PATH); use backend='duckdb' or install a Java 17 runtime
+        >>> aggregate_counts(cohort, backend="polars")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: backend 'polars': choose one of duckdb, spark
     """
     by = _check_by(by)
+    _check_backend(backend)
     cohort = _resolve_cohort(cohort)
     years = default_years(cohort) if years is None else years
-    cases = _cases_with_areas(cohort, policy, years, sites)
-    cols = ", ".join(by)
-    sql = (f"SELECT {cols + ', ' if by else ''}CAST(sum(n) AS BIGINT) AS count FROM ({cases}) "
-           f"{'GROUP BY ' + cols + ' ORDER BY ' + cols if by else ''}")
-    with duckdb_connect() as con:
-        out = con.execute(sql).df()
+    folder = _check_release(cohort, policy)
+    with _engine(backend) as engine:
+        cases = _cases_with_areas(cohort, folder, years, sites, engine)
+        cols = ", ".join(by)
+        out = engine.frame(f"SELECT {cols + ', ' if by else ''}CAST(sum(n) AS BIGINT) AS count "
+                           f"FROM ({cases}) cases {'GROUP BY ' + cols if by else ''}")
+    out = _sorted(out, by)
     out["count"] = out["count"].fillna(0).astype("int64")
     return out
 
@@ -206,12 +347,13 @@ def aggregate_rates(
     standard: str = "esp2013",
     per: float = 100_000,
     level: float = 0.95,
+    backend: str = "duckdb",
 ) -> pd.DataFrame:
     """Counts, crude rates and directly age-standardised rates by any grouping.
 
     Args:
-        cohort, by, years, sites, policy: as :func:`aggregate_counts` (``by`` must not contain
-            ``age_band``: rates are standardised over it).
+        cohort, by, years, sites, policy, backend: as :func:`aggregate_counts` (``by`` must not
+            contain ``age_band``: rates are standardised over it).
         standard: standard population in ``reference/standard_populations`` (``esp2013``).
         per: rates per this many person-years.
         level: confidence level.
@@ -229,48 +371,62 @@ def aggregate_rates(
         >>> rates = aggregate_rates(cohort, years=2019)
         >>> len(rates), bool(rates["dsr_lower"].iloc[0] < rates["dsr"].iloc[0] < rates["dsr_upper"].iloc[0])
         (1, True)
+
+    ``backend="spark"`` gives the same table through Spark SQL (see :func:`aggregate_counts`);
+    the engine's name is checked first:
+        >>> aggregate_rates(cohort, backend="Spark")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: backend 'Spark': choose one of duckdb, spark
     """
     from registry_lib.stats.rates import direct_standardised_rate, poisson_ci
 
     by = _check_by(by)
     if "age_band" in by:
         raise RegistryLabError("aggregate_rates: by must not contain age_band (rates are age-standardised)")
+    _check_backend(backend)
     cohort = _resolve_cohort(cohort)
     years = default_years(cohort) if years is None else years
-    cases = _cases_with_areas(cohort, policy, years, sites)
+    folder = _check_release(cohort, policy)
     pop_by = [b for b in by if b in POPULATION_DIMENSIONS]
     case_only = [b for b in by if b not in POPULATION_DIMENSIONS]
     population = _reference(cohort, "population")
     areas = _reference(cohort, "areas")
     weights = _reference(cohort, "standard_populations")
     strata = [*pop_by, "age_band"]
-    pop_sql = (
-        "SELECT CAST(p.year AS INTEGER) AS year, CAST(p.sex AS INTEGER) AS sex, "
-        "CAST(p.age_band AS INTEGER) AS age_band, p.area_id, a.region, "
-        "CAST(a.deprivation_quintile AS INTEGER) AS deprivation_quintile, p.population "
-        f"FROM read_parquet({_sql_path(population)}) p "
-        f"JOIN read_parquet({_sql_path(areas)}) a USING (area_id) WHERE {_years_clause(years)}"
-    )
-    s = ", ".join(strata)
-    levels = (f"(SELECT DISTINCT {', '.join(case_only)} FROM cases) lv" if case_only else "(SELECT 1) lv")
-    sql = f"""
-        WITH cases AS ({cases}),
-        pop AS (SELECT {s}, sum(population) AS population FROM ({pop_sql}) GROUP BY {s}
-                HAVING sum(population) > 0),
-        grid AS (SELECT * FROM pop CROSS JOIN {levels}),
-        c AS (SELECT {', '.join([*strata, *case_only])}, sum(n) AS n FROM cases
-              GROUP BY {', '.join([*strata, *case_only])})
-        SELECT {', '.join('g.' + x for x in [*strata, *case_only])}, g.population,
-               coalesce(c.n, 0) AS count
-        FROM grid g LEFT JOIN c USING ({', '.join([*strata, *case_only])})
-    """
-    with duckdb_connect() as con:
-        table = con.execute(sql).df()
-        total_cases = con.execute(f"SELECT coalesce(sum(n), 0) FROM ({cases})").fetchone()[0]
-        std = con.execute(
-            f"SELECT CAST(age_band AS INTEGER) AS age_band, weight FROM read_parquet({_sql_path(weights)}) "
-            f"WHERE standard = '{standard.replace(chr(39), '')}'"
-        ).df()
+    keys = [*strata, *case_only]
+    with _engine(backend) as engine:
+        cases = _cases_with_areas(cohort, folder, years, sites, engine)
+        pop_sql = (
+            "SELECT CAST(p.year AS INTEGER) AS year, CAST(p.sex AS INTEGER) AS sex, "
+            "CAST(p.age_band AS INTEGER) AS age_band, p.area_id, a.region, "
+            "CAST(a.deprivation_quintile AS INTEGER) AS deprivation_quintile, p.population "
+            f"FROM {engine.source(population)} p "
+            f"JOIN {engine.source(areas)} a USING (area_id) WHERE {_years_clause(years)}"
+        )
+        s = ", ".join(strata)
+        levels = (f"(SELECT DISTINCT {', '.join(case_only)} FROM cases) lv" if case_only
+                  else "(SELECT 1 AS one) lv")
+        k = ", ".join(keys)
+        table = engine.frame(f"""
+            WITH cases AS ({cases}),
+            pop AS (SELECT {s}, CAST(sum(population) AS BIGINT) AS population FROM ({pop_sql}) p
+                    GROUP BY {s} HAVING sum(population) > 0),
+            grid AS (SELECT * FROM pop CROSS JOIN {levels}),
+            c AS (SELECT {k}, CAST(sum(n) AS BIGINT) AS n FROM cases GROUP BY {k})
+            SELECT {', '.join('g.' + x for x in keys)}, g.population,
+                   CAST(coalesce(c.n, 0) AS BIGINT) AS count
+            FROM grid g LEFT JOIN c USING ({k})
+        """)
+        total_cases = engine.frame(f"SELECT CAST(coalesce(sum(n), 0) AS BIGINT) AS n FROM ({cases}) cases")
+        std = engine.frame(
+            f"SELECT CAST(age_band AS INTEGER) AS age_band, weight FROM {engine.source(weights)} "
+            f"WHERE standard = {engine.literal(standard)}"
+        )
+    total_cases = int(total_cases["n"].iloc[0])
+    # One order for both engines: the DSR sums below add floats in row order.
+    table = _sorted(table, keys)
+    std = _sorted(std, ["age_band"])
     if std.empty:
         raise RegistryLabError(f"reference/standard_populations: no standard named {standard!r}")
     if table.empty:

@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from registry_lib.errors import RegistryLabError
-from registry_lib.release.aggregate import DIMENSIONS, aggregate_rates, default_years
+from registry_lib.release.aggregate import BACKENDS, DIMENSIONS, aggregate_rates, default_years
 from registry_lib.release.disclosure import (
     UnsafeTableError,
     round_counts,
@@ -365,6 +365,7 @@ def publish_incidence(
     sex_specific: dict[str, Sequence[str]] | None = None,
     policy: str = POLICY,
     per: float = 100_000,
+    backend: str = "duckdb",
 ) -> Publication:
     """Publish incidence counts and rates from an aggregates release into ``output_dir/tables``.
 
@@ -386,6 +387,8 @@ def publish_incidence(
             recorded with the other sex are left out of every table (:func:`invalid_sex_site`).
         policy: the aggregates release to read.
         per: rates per this many person-years.
+        backend: the engine of the aggregation, ``"duckdb"`` or ``"spark"``
+            (:func:`~registry_lib.release.aggregate.aggregate_rates`; identical tables).
 
     Returns:
         A :class:`Publication` holding the published tables as read back from the files.
@@ -405,6 +408,8 @@ def publish_incidence(
     """
     import warnings
 
+    if backend not in BACKENDS:
+        raise RegistryLabError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     settings = settings or publication_settings(policy)
     source = _cohort_path(cohort)
     first, last = publication_years(source, years)
@@ -435,7 +440,7 @@ def publish_incidence(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # excluded cases are reported in the Publication
                     exact = aggregate_rates(view, by=list(group) or None, years=(first, last),
-                                            sites=site_list, policy=policy, per=per)
+                                            sites=site_list, policy=policy, per=per, backend=backend)
                 excluded[table_name(group, "rates")] = int(exact.attrs.get("excluded_cases", 0))
                 write_rates(group, exact)
                 if len(group) == 1 and () in rates:
