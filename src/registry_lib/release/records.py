@@ -280,10 +280,15 @@ def _empty(table: str) -> pd.DataFrame:
     return pd.DataFrame({c.name: pd.Series(dtype=c.type.to_pandas_dtype()) for c in REGISTRY[table].columns})
 
 
-def _arrow_table(df: pd.DataFrame | pa.Table) -> pa.Table:
-    """A registry table as Arrow (a DataFrame converted as :func:`registry_lib.schema.enforce` would)."""
+def _arrow_table(df: pd.DataFrame | pa.Table | Path) -> pa.Table:
+    """A registry table as Arrow (a DataFrame converted as :func:`registry_lib.schema.enforce` would,
+    a Parquet file read)."""
     if isinstance(df, pa.Table):
         return df
+    if isinstance(df, Path):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(df)
     return pa.Table.from_pandas(df, preserve_index=False)
 
 
@@ -443,18 +448,24 @@ def _released(c: Column, columns: dict[str, pa.Array], keyed: dict[str, tuple[_K
 
 
 def build_record_release(
-    registry: dict[str, pd.DataFrame | pa.Table],
+    registry: dict[str, pd.DataFrame | pa.Table | Path],
     policy: Policy,
     *,
     areas: pd.DataFrame | pa.Table | None = None,
     key: bytes | None = None,
+    backend: str = "duckdb",
 ) -> ReleaseTables:
     """Apply a record-level policy to registry tables (``patient``, ``tumour``, ``treatment``).
 
     Opt-outs first (if the policy applies NDOP), then each released field is derived by its
-    transform; rows are sorted by the keyed columns. Raises if a table the policy releases is
-    missing from ``registry``. The tables are built with Arrow (pandas or Arrow registry tables
-    alike): each distinct value is hashed once, and rows are sorted by the hashes' ranks.
+    transform; rows are sorted by the keyed columns. Raises if a table the policy releases, or a
+    column it reads, is missing from ``registry`` (DataFrames, Arrow tables or Parquet files).
+
+    ``backend="duckdb"`` (the default) builds the tables in this process with Arrow: each
+    distinct value is hashed once, and rows are sorted by the hashes' ranks. ``backend="spark"``
+    does the per-row work on the Spark executors (:mod:`registry_lib.release.spark_records`:
+    reading, opt-outs, transforms, keyed hashes, sort) and gives identical tables; the project
+    key then travels to the executors inside the task closure.
 
     Example:
         >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
@@ -469,10 +480,22 @@ def build_record_release(
     """
     if policy.output != "record_level":
         raise RegistryLabError(f"policy {policy.name}: not a record-level policy")
+    if backend not in ("duckdb", "spark"):
+        raise RegistryLabError(f"backend {backend!r}: choose one of duckdb, spark")
     registry = {**{t: _empty(t) for t in OPTIONAL_TABLES if t in policy.tables}, **registry}
     missing = [t for t in (*policy.tables, "patient") if t not in registry]
     if missing:
         raise RegistryLabError(f"policy {policy.name}: registry table(s) {missing} not given")
+    _check_columns({t: registry[t] for t in {*policy.tables, "patient"}}, policy)
+    if backend == "spark":
+        from registry_lib.release.spark_records import spark_record_tables
+
+        built, removed = spark_record_tables({t: registry[t] for t in {*policy.tables, "patient"}}, policy,
+                                             areas=areas, key=key)
+        schemas = {table: _schema(policy, table) for table in policy.tables}
+        for table, specs in policy.tables.items():
+            _check_released(policy, table, specs, schemas[table], built[table])
+        return ReleaseTables(ArrowFrames(built), schemas, {t: removed[t] for t in policy.tables})
     needed = {t: _arrow_table(registry[t]) for t in policy.tables}
     needed.setdefault("patient", _arrow_table(registry["patient"]))
     kept, removed = apply_opt_outs_arrow(needed, policy.national_data_opt_out, policy.ndop_unchecked)
@@ -515,10 +538,6 @@ def build_record_release(
                 keyed_rows[f.name] = rekeyed[(table, f.source)]
             else:
                 columns[f.name] = _arrow_transform(src, f, types[f.name], areas)
-        leaked = [c for c in [*columns, *keyed_rows] if c in policy.forbidden and c not in
-                  [f.name for f in specs if f.transform in HASHED]]
-        if leaked:  # defence in depth: validation already refuses such a policy
-            raise RegistryLabError(f"policy {policy.name}: table {table} would release {leaked}")
         keyed = [f.name for f in specs if f.transform in HASHED]
         order = [policy.patient_key, *[k for k in keyed if k != policy.patient_key]]
         index = (np.lexsort([keyed_rows[c][0].sort_key(keyed_rows[c][1]) for c in reversed(order)])
@@ -526,12 +545,58 @@ def build_record_release(
         with ThreadPoolExecutor(max_workers=2) as pool:   # Arrow's take runs without the GIL
             arrays = pool.map(partial(_released, columns=columns, keyed=keyed_rows, index=index), schema.columns)
             out = pa.Table.from_arrays(list(arrays), schema=schema.arrow_schema)
-        for c in schema.columns:
-            if not c.nullable and out.column(c.name).null_count:
-                raise RegistryLabError(f"{schema.stage}/{schema.name}: column {c.name} has missing values")
+        _check_released(policy, table, specs, schema, out)
         arrow[table] = out.combine_chunks()
         schemas[table] = schema
     return ReleaseTables(ArrowFrames(arrow), schemas, {t: removed[t] for t in policy.tables})
+
+
+def _check_released(policy: Policy, table: str, specs: list[FieldSpec], schema: Table, out: pa.Table) -> None:
+    """Refuse a released table with a forbidden column or a missing value where none may be."""
+    hashed = [f.name for f in specs if f.transform in HASHED]
+    leaked = [c for c in out.column_names if c in policy.forbidden and c not in hashed]
+    if leaked:  # defence in depth: validation already refuses such a policy
+        raise RegistryLabError(f"policy {policy.name}: table {table} would release {leaked}")
+    for c in schema.columns:
+        if not c.nullable and out.column(c.name).null_count:
+            raise RegistryLabError(f"{schema.stage}/{schema.name}: column {c.name} has missing values")
+
+
+def _column_names(table: pd.DataFrame | pa.Table | Path) -> list[str]:
+    """The columns of a registry table given as a DataFrame, an Arrow table or a Parquet file."""
+    if isinstance(table, pd.DataFrame):
+        return [str(c) for c in table.columns]
+    if isinstance(table, pa.Table):
+        return table.column_names
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(table).names
+
+
+def _check_columns(registry: dict[str, pd.DataFrame | pa.Table | Path], policy: Policy) -> None:
+    """Refuse registry tables lacking a column the policy reads, naming the table and column.
+
+    Example:
+        >>> from registry_lib.release.policy import load_policy
+        >>> _check_columns({"patient": pa.table({"patient_id": [1]})}, load_policy("direct_care"))
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: registry/patient: column nhs_number is missing (policy direct_care releases it)
+    """
+    pseudonym = any(f.transform == "pseudonym" for fs in policy.tables.values() for f in fs)
+    for name, table in registry.items():
+        have = set(_column_names(table))
+        specs = policy.tables.get(name, [])
+        needed = {f.source: "releases it" for f in specs if f.transform != "pseudonym"}
+        if policy.national_data_opt_out or any(f.transform == "pseudonym" for f in specs):
+            needed.setdefault("patient_id", "links it to registry/patient")
+        if name == "patient" and policy.national_data_opt_out:
+            needed.setdefault("ndop_opted_out", "applies the national data opt-out")
+        if name == "patient" and pseudonym:
+            needed.setdefault("nhs_number", "makes pseudonyms of it")
+        for column, why in needed.items():
+            if column not in have:
+                raise RegistryLabError(f"registry/{name}: column {column} is missing (policy {policy.name} {why})")
 
 
 def build_aggregate_release(registry: dict[str, pd.DataFrame | pa.Table], policy: Policy,
