@@ -18,22 +18,6 @@ shared Spark folder while the job runs; the call's subfolder is removed at the e
 
 Executors need the same ``registry_lib`` as the driver (``pip install .`` on every node): the
 functions are shipped by reference.
-
-Example (on a machine without Java, the Spark backend says so before starting anything):
-    >>> import os, tempfile
-    >>> from registry_lib.release.policy import load_policy
-    >>> reg = {"patient": pa.table({"patient_id": [1], "nhs_number": ["9434765919"],
-    ...                             "ndop_opted_out": [False]})}
-    >>> saved = {k: os.environ.pop(k, None) for k in ("PATH", "JAVA_HOME")}
-    >>> with tempfile.TemporaryDirectory() as empty:
-    ...     os.environ["PATH"] = empty
-    ...     try:
-    ...         spark_record_tables(reg, load_policy("direct_care"))
-    ...     except RegistryLabError as exc:
-    ...         print(exc)
-    ...     finally:
-    ...         os.environ.update({k: v for k, v in saved.items() if v is not None})
-    backend 'spark': Java is not installed (no `java` on the PATH); use backend='duckdb' or install a Java 17 runtime
 """
 
 from __future__ import annotations
@@ -77,12 +61,22 @@ def spark_record_tables(
     process (same rows, order, types); it checks and wraps them. See the module docstring for
     where the key goes.
 
-    Example: see the module docstring (it needs Java); ``tests/test_release_spark.py`` runs it.
-        >>> spark_record_tables({}, __import__("registry_lib.release.policy").release.policy.load_policy(
-        ...     "aggregate_publication"))
-        Traceback (most recent call last):
-        ...
-        registry_lib.errors.RegistryLabError: policy aggregate_publication: not a record-level policy
+    Example (it needs Java: ``tests/test_release_spark.py`` runs it; without Java the Spark backend
+    says so before starting anything):
+        >>> import os, tempfile
+        >>> from registry_lib.release.policy import load_policy
+        >>> reg = {"patient": pa.table({"patient_id": [1], "nhs_number": ["9434765919"],
+        ...                             "ndop_opted_out": [False]})}
+        >>> saved = {k: os.environ.pop(k, None) for k in ("PATH", "JAVA_HOME")}
+        >>> with tempfile.TemporaryDirectory() as empty:
+        ...     os.environ["PATH"] = empty
+        ...     try:
+        ...         spark_record_tables(reg, load_policy("direct_care"), key=bytes(range(32)))
+        ...     except RegistryLabError as exc:
+        ...         print(exc)
+        ...     finally:
+        ...         os.environ.update({k: v for k, v in saved.items() if v is not None})
+        backend 'spark': Java is not installed (no `java` on the PATH); use backend='duckdb' or install a Java 17 runtime
     """
     if policy.output != "record_level":
         raise RegistryLabError(f"policy {policy.name}: not a record-level policy")
@@ -96,16 +90,13 @@ def spark_record_tables(
     try:
         paths = {name: _stage(name, value, folder / "in") for name, value in registry.items()}
         frames = {name: _read(spark, path) for name, path in paths.items()}
-        patients = _kept(frames["patient"], policy, frames["patient"])
+        opted = _opted_out(frames["patient"], policy, folder / "opted_out")
         pseudonyms = None
         if any(f.transform == "pseudonym" for fs in policy.tables.values() for f in fs):
-            _check_unique_patients(patients)
-            pseudonyms = patients.select("patient_id", "nhs_number").mapInArrow(
-                partial(_pseudonym_batches, key=key), f"patient_id long, {_PSEUDONYM} string")
+            pseudonyms = _pseudonyms(_kept(frames["patient"], opted), key, folder / "pseudonyms")
         out, removed = {}, {}
         for table, specs in policy.tables.items():
-            rows = _released_rows(_kept(frames[table], policy, frames["patient"]), specs, policy,
-                                  pseudonyms, areas, key)
+            rows = _released_rows(_kept(frames[table], opted), specs, policy, pseudonyms, areas, key)
             out[table] = _sorted(rows, _order(policy, specs), folder / table,
                                  _schema(policy, table).arrow_schema)
             removed[table] = pq.ParquetFile(paths[table]).metadata.num_rows - out[table].num_rows
@@ -161,14 +152,26 @@ def _read(spark: Any, path: Path) -> Any:
     return spark.read.parquet(str(path)).withColumn(_ROW, F.col("_metadata.row_index"))
 
 
-def _kept(frame: Any, policy: Policy, patient: Any) -> Any:
-    """``frame`` without the rows of patients the national data opt-out removes (if it applies)."""
+def _materialised(frame: Any, folder: Path, table: str) -> Any:
+    """``frame`` computed once: written as Parquet to ``folder`` and read back from there."""
+    with _executor_errors(table):
+        frame.write.mode("overwrite").parquet(str(folder))
+    return frame.sparkSession.read.parquet(str(folder))
+
+
+def _opted_out(patient: Any, policy: Policy, folder: Path) -> Any | None:
+    """The ids of the patients the national data opt-out removes (None if it does not apply)."""
     if not policy.national_data_opt_out:
-        return frame
+        return None
     cols = [c for c in ("patient_id", "ndop_opted_out", "nhs_number") if c in patient.columns]
     opted = patient.select(*cols).mapInArrow(
         partial(_opted_out_batches, unchecked=policy.ndop_unchecked), "patient_id long")
-    return frame.join(opted.distinct(), on="patient_id", how="left_anti")
+    return _materialised(opted.distinct(), folder, "patient")
+
+
+def _kept(frame: Any, opted: Any | None) -> Any:
+    """``frame`` without the rows of the patients in ``opted`` (rows without a patient_id stay)."""
+    return frame if opted is None else frame.join(opted, on="patient_id", how="left_anti")
 
 
 def _opted_out_batches(batches: Iterator[pa.RecordBatch], unchecked: str) -> Iterator[pa.RecordBatch]:
@@ -205,13 +208,20 @@ def _pseudonym_batches(batches: Iterator[pa.RecordBatch], key: bytes) -> Iterato
                               names=["patient_id", _PSEUDONYM])
 
 
-def _check_unique_patients(patients: Any) -> None:
-    """Refuse a registry whose patient table repeats a ``patient_id`` (a pseudonym is per patient)."""
+def _pseudonyms(patients: Any, key: bytes | None, folder: Path) -> Any:
+    """``patient_id`` and pseudonym of every patient kept, hashed once on the executors.
+
+    A registry whose patient table repeats a ``patient_id`` is refused (a pseudonym is per patient).
+    """
+    hashed = patients.select("patient_id", "nhs_number").mapInArrow(
+        partial(_pseudonym_batches, key=key), f"patient_id long, {_PSEUDONYM} string")
+    out = _materialised(hashed, folder, "patient")
     with _executor_errors("patient"):
-        twice = patients.groupBy("patient_id").count().where("count > 1").limit(1).collect()
+        twice = out.groupBy("patient_id").count().where("count > 1").limit(1).collect()
     if twice:
         raise RegistryLabError(f"registry/patient: patient_id {twice[0]['patient_id']} appears more "
                                "than once (broken registry)")
+    return out
 
 
 def _released_rows(frame: Any, specs: list[FieldSpec], policy: Policy, pseudonyms: Any,
