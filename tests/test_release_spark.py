@@ -23,7 +23,7 @@ from registry_lib.linkage.tiny import tiny_cohort
 from registry_lib.release.policy import load_policy
 from registry_lib.release.records import build_record_release
 
-pytestmark = [pytest.mark.spark]
+pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("release_spark")]  # one Spark session
 KEY = bytes.fromhex("3a6bf2b23cb79401d3683a0ac4956397f426effd72f435012c41c2a4a612a227")
 #: NDOP, pseudonyms, re-keyed ids (one shared by two tables), a region and the rarer generalisations
 POLICY = {
