@@ -122,18 +122,8 @@ def _read_registry(cohort_dir: Path, tables: list[str],
                    columns: dict[str, set[str]] | None = None) -> dict[str, pa.Table]:
     """The registry tables as Arrow (converted to pandas only where a step needs it), with only
     the ``columns`` given for a table (all when none are given for it)."""
-    folder = cohort_dir / "registry"
-    if not folder.is_dir():
-        raise RegistryLabError(
-            f"{folder}: not found; make it with `registry-lab link --cohort {cohort_dir.name}`"
-        )
     out = {}
-    for name in tables:
-        path = folder / f"{name}.parquet"
-        if not path.exists():
-            if name in OPTIONAL_TABLES:   # a registry built without the screening or CPES feed
-                continue
-            raise RegistryLabError(f"{path}: registry table missing; re-run `registry-lab link --cohort {cohort_dir.name}`")
+    for name, path in _registry_files(cohort_dir, tables).items():
         wanted = (columns or {}).get(name)
         names = None if wanted is None else [c for c in pq.read_schema(path).names if c in wanted]
         out[name] = pq.read_table(path, columns=names)
