@@ -4,7 +4,7 @@
 ``registry-lab release --backend spark``) runs. The registry tables are staged as Parquet in a
 new subfolder of the shared Spark folder (:func:`registry_lib.engines.spark_workdir`); the
 executors read them, apply the national data opt-out, compute every released field with the
-same Arrow code as the in-process build (:func:`registry_lib.release.records._arrow_transform`),
+same Arrow code as the in-process build (:mod:`registry_lib.release.fields`),
 hash pseudonyms and re-keyed ids with the library's own HMAC
 (:func:`registry_lib.keys.keyed_hash_arrow`, over partitions with ``DataFrame.mapInArrow``) and
 sort the rows by the keyed columns (hex of the digests, so the same order as the in-process
@@ -38,6 +38,15 @@ import pyarrow.parquet as pq
 from registry_lib.errors import RegistryLabError
 from registry_lib.keys import keyed_hash_arrow, project_key
 from registry_lib.linkage.tables import REGISTRY
+from registry_lib.release.fields import (
+    PSEUDONYM_PURPOSE,
+    _arrow_table,
+    _arrow_transform,
+    _column,
+    _int_ids,
+    _opt_out_mask,
+    _pseudonym_source,
+)
 from registry_lib.release.policy import HASHED, FieldSpec, Policy
 
 #: Column names the Spark job adds (never a released name: those are policy identifiers).
@@ -49,6 +58,7 @@ _EXECUTOR_ERROR = re.compile(r"registry_lib\.errors\.RegistryLabError: (.+)")
 def spark_record_tables(
     registry: Mapping[str, pd.DataFrame | pa.Table | Path],
     policy: Policy,
+    schemas: Mapping[str, pa.Schema],
     *,
     areas: pd.DataFrame | pa.Table | None = None,
     key: bytes | None = None,
@@ -56,9 +66,10 @@ def spark_record_tables(
     """The released Arrow tables of a record-level policy, built on Spark, and the opt-out removals.
 
     ``registry`` holds ``patient`` and every table the policy releases, as DataFrames, Arrow
-    tables or registry Parquet files (a file is copied to the shared folder unread). The tables
-    returned are the ones :func:`registry_lib.release.records.build_record_release` builds in
-    process (same rows, order, types); it checks and wraps them. See the module docstring for
+    tables or registry Parquet files (a file is copied to the shared folder unread); ``schemas``
+    the released Arrow schema of each table. The tables returned are the ones
+    :func:`registry_lib.release.records.build_record_release` builds in process (same rows,
+    order, types); it checks and wraps them. See the module docstring for
     where the key goes.
 
     Example (it needs Java: ``tests/test_release_spark.py`` runs it; without Java the Spark backend
@@ -71,7 +82,7 @@ def spark_record_tables(
         >>> with tempfile.TemporaryDirectory() as empty:
         ...     os.environ["PATH"] = empty
         ...     try:
-        ...         spark_record_tables(reg, load_policy("direct_care"), key=bytes(range(32)))
+        ...         spark_record_tables(reg, load_policy("direct_care"), {}, key=bytes(range(32)))
         ...     except RegistryLabError as exc:
         ...         print(exc)
         ...     finally:
@@ -81,7 +92,6 @@ def spark_record_tables(
     if policy.output != "record_level":
         raise RegistryLabError(f"policy {policy.name}: not a record-level policy")
     from registry_lib.linkage.model import spark_session
-    from registry_lib.release.records import _schema
 
     hashed = any(f.transform in HASHED for fs in policy.tables.values() for f in fs)
     key = (key if key is not None else project_key()) if hashed else None
@@ -96,9 +106,9 @@ def spark_record_tables(
             pseudonyms = _pseudonyms(_kept(frames["patient"], opted), key, folder / "pseudonyms")
         out, removed = {}, {}
         for table, specs in policy.tables.items():
-            rows = _released_rows(_kept(frames[table], opted), specs, policy, pseudonyms, areas, key)
-            out[table] = _sorted(rows, _order(policy, specs), folder / table,
-                                 _schema(policy, table).arrow_schema)
+            rows = _released_rows(_kept(frames[table], opted), specs, policy, schemas[table], pseudonyms,
+                                  areas, key)
+            out[table] = _sorted(rows, _order(policy, specs), folder / table, schemas[table])
             removed[table] = pq.ParquetFile(paths[table]).metadata.num_rows - out[table].num_rows
         return out, removed
     finally:
@@ -182,8 +192,6 @@ def _opted_out_batches(batches: Iterator[pa.RecordBatch], unchecked: str) -> Ite
         >>> [x.column(0).to_pylist() for x in _opted_out_batches(iter([b]), "exclude")]
         [[1]]
     """
-    from registry_lib.release.records import _column, _int_ids, _opt_out_mask
-
     for batch in batches:
         patient = pa.Table.from_batches([batch])
         ids = _int_ids(_column(patient, "patient_id")).filter(_opt_out_mask(patient, unchecked))
@@ -199,8 +207,6 @@ def _pseudonym_batches(batches: Iterator[pa.RecordBatch], key: bytes) -> Iterato
         >>> out.column(0).to_pylist(), [len(h) for h in out.column(1).to_pylist()]
         ([1, 2], [64, 64])
     """
-    from registry_lib.release.records import PSEUDONYM_PURPOSE, _column, _int_ids, _pseudonym_source
-
     for batch in batches:
         patient = pa.Table.from_batches([batch])
         hashed = keyed_hash_arrow(_pseudonym_source(patient), purpose=PSEUDONYM_PURPOSE, key=key)
@@ -224,21 +230,17 @@ def _pseudonyms(patients: Any, key: bytes | None, folder: Path) -> Any:
     return out
 
 
-def _released_rows(frame: Any, specs: list[FieldSpec], policy: Policy, pseudonyms: Any,
+def _released_rows(frame: Any, specs: list[FieldSpec], policy: Policy, schema: pa.Schema, pseudonyms: Any,
                    areas: pd.DataFrame | pa.Table | None, key: bytes | None) -> Any:
     """The released columns of one table (and ``_row``), computed on the executors."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from registry_lib.release.records import _arrow_table, _schema
-
-    table = specs[0].table
     sources = [*dict.fromkeys([f.source for f in specs if f.transform != "pseudonym"])]
     cols = [*dict.fromkeys([*sources, *(["patient_id"] if "patient_id" in frame.columns else []), _ROW])]
     frame = frame.select(*cols)
     if any(f.transform == "pseudonym" for f in specs):
         frame = frame.join(pseudonyms, on="patient_id", how="left")
-    released = pa.schema([*[pa.field(c.name, c.type) for c in _schema(policy, table).columns],
-                          pa.field(_ROW, pa.int64())])
+    released = pa.schema([*[pa.field(f.name, f.type) for f in schema], pa.field(_ROW, pa.int64())])
     work = partial(_release_batches, specs=specs, schema=released, purpose=policy.purpose, key=key,
                    areas=None if areas is None else _arrow_table(areas))
     return frame.mapInArrow(work, from_arrow_schema(released))
@@ -259,8 +261,6 @@ def _release_batches(batches: Iterator[pa.RecordBatch], *, specs: list[FieldSpec
         >>> len(out.column(0)[0].as_py()), out.column(1).to_pylist()
         (64, ['2'])
     """
-    from registry_lib.release.records import _arrow_transform, _column, _int_ids
-
     for batch in batches:
         src = pa.Table.from_batches([batch])
         arrays = []
@@ -279,8 +279,6 @@ def _release_batches(batches: Iterator[pa.RecordBatch], *, specs: list[FieldSpec
 
 def _joined_pseudonym(src: pa.Table, f: FieldSpec) -> pa.Array:
     """The pseudonyms joined to ``src``'s rows; a row whose patient is not in the registry is refused."""
-    from registry_lib.release.records import _column
-
     hashed = _column(src, _PSEUDONYM)
     if hashed.null_count:
         bad = _column(src, "patient_id").filter(pc.is_null(hashed))[0].as_py()
