@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from conftest import TEST_KEY
 
 from registry_lib.engines import configure_spark
 from registry_lib.errors import RegistryLabError
@@ -54,7 +55,9 @@ def spark(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def registry():
-    cohort = tiny_cohort()
+    with pytest.MonkeyPatch.context() as mp:   # (the autouse key fixture is per test: not yet set)
+        mp.setenv("REGISTRY_LAB_KEY", TEST_KEY)
+        cohort = tiny_cohort()
     tables = {t: pq.read_table(cohort / "registry" / f"{t}.parquet") for t in ("patient", "tumour", "treatment")}
     areas = pq.read_table(cohort / "reference" / "areas.parquet")
     return tables, areas
