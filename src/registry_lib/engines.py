@@ -369,8 +369,13 @@ def spark_session(jars: Sequence[str] = (), checkpoint_dir: str | None = None) -
     submitted = active is not None or "PYSPARK_GATEWAY_PORT" in os.environ
     builder = SparkSession.builder
     if not submitted:
-        for key, value in spark_settings(_CLI_SPARK["master"], _CLI_SPARK["conf"]).items():
+        settings = spark_settings(_CLI_SPARK["master"], _CLI_SPARK["conf"])
+        for key, value in settings.items():
             builder = builder.config(key, value)
+        # PySpark sends its Python workers' interpreter from PYSPARK_PYTHON (not the conf): the
+        # release's Arrow functions run there and need this environment's packages.
+        if settings.get("spark.pyspark.python") and not os.environ.get("PYSPARK_PYTHON"):
+            os.environ["PYSPARK_PYTHON"] = settings["spark.pyspark.python"]
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
     try:

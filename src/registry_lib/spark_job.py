@@ -1,4 +1,4 @@
-"""Linkage (and optionally the aggregate releases) as a Spark job, for ``spark-submit``.
+"""Linkage (and optionally releases, aggregate or record level) as a Spark job, for ``spark-submit``.
 
     spark-submit --master spark://HOST:7077 --conf spark.executor.memory=4g \\
         src/registry_lib/spark_job.py --cohort england [--evaluate] [--threshold P] \\
@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--spark-dir", help="a folder all executors can read and write")
     p.add_argument("--release", action="append", default=[], metavar="POLICY",
-                   help="after linkage, release under this aggregates policy on Spark (repeatable)")
+                   help="after linkage, release under this policy on Spark (repeatable)")
     p.add_argument("--requester", help="who asked for the release(s)")
     return p
 

@@ -43,10 +43,20 @@ from registry_lib.engines import duckdb_connect
 from registry_lib.errors import RegistryLabError
 from registry_lib.keys import hex_digests, keyed_digests, keyed_hash, keyed_hash_arrow
 from registry_lib.linkage.tables import REGISTRY
+from registry_lib.release.fields import (
+    PSEUDONYM_PURPOSE,
+    _arrow_table,
+    _arrow_transform,
+    _column,
+    _ids,
+    _int_ids,
+    _opt_out_mask,
+    _pseudonym_source,
+    _rows_of,
+    _take,
+)
 from registry_lib.release.policy import CUBE_DIMENSIONS, HASHED, TRANSFORMS, FieldSpec, Policy
 from registry_lib.schema import Column, Table, register
-
-PSEUDONYM_PURPOSE = "pseudonym"
 
 
 class ArrowFrames(MutableMapping[str, pd.DataFrame]):
@@ -117,11 +127,6 @@ class ReleaseTables:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def _ids(series: pd.Series) -> pd.Series:
-    """Registry ids as strings ('123'), whatever the pandas dtype they were read with."""
-    return series.astype("Int64").astype("string")
-
-
 def patient_pseudonyms(patient: pd.DataFrame, key: bytes | None = None) -> pd.Series:
     """``pseudo_id`` of every registry patient, indexed by ``patient_id``.
 
@@ -137,45 +142,6 @@ def patient_pseudonyms(patient: pd.DataFrame, key: bytes | None = None) -> pd.Se
     out = keyed_hash(source, purpose=PSEUDONYM_PURPOSE, key=key)
     out.index = patient["patient_id"].to_numpy()
     return out
-
-
-def _transform(
-    df: pd.DataFrame, f: FieldSpec, pseudonyms: pd.Series | None,
-    rekeyed: dict[str, pd.Series], areas: pd.DataFrame | None,
-) -> pd.Series:
-    s = df[f.source]
-    if f.transform == "copy":
-        return s
-    if f.transform == "pseudonym":
-        out = df["patient_id"].map(pseudonyms)
-        if out.isna().any():
-            bad = df.loc[out.isna(), "patient_id"].iloc[0]
-            raise RegistryLabError(
-                f"registry/{f.table}: patient_id {bad} is not in registry/patient (broken registry)"
-            )
-        return out.astype("string")
-    if f.transform == "rekey":
-        return _ids(s).map(rekeyed[f.source]).astype("string")
-    if f.transform == "year":
-        return pd.to_datetime(s).dt.year.astype("Int16")
-    if f.transform == "month":
-        return pd.to_datetime(s).dt.strftime("%Y-%m").astype("string")
-    if f.transform == "age_band":
-        return (s.astype("Int64") // 5 * 5).clip(upper=90).astype("Int8")
-    if f.transform == "district":
-        return s.astype("string").str.strip().str.upper().str.split(" ").str[0]
-    if f.transform == "region":
-        if areas is None:
-            raise RegistryLabError(f"field {f.table}.{f.name}: reference/areas is needed for regions")
-        lookup = areas.set_index("area_id")["region"]
-        out = s.map(lookup)
-        unknown = s.notna() & out.isna()
-        if unknown.any():
-            raise RegistryLabError(
-                f"registry/{f.table}: area_id {s[unknown].iloc[0]!r} is not in reference/areas"
-            )
-        return out.astype("string")
-    raise RegistryLabError(f"unknown transform {f.transform!r}")  # policy validation prevents it
 
 
 def apply_opt_outs(
@@ -280,36 +246,6 @@ def _empty(table: str) -> pd.DataFrame:
     return pd.DataFrame({c.name: pd.Series(dtype=c.type.to_pandas_dtype()) for c in REGISTRY[table].columns})
 
 
-def _arrow_table(df: pd.DataFrame | pa.Table) -> pa.Table:
-    """A registry table as Arrow (a DataFrame converted as :func:`registry_lib.schema.enforce` would)."""
-    if isinstance(df, pa.Table):
-        return df
-    return pa.Table.from_pandas(df, preserve_index=False)
-
-
-def _column(table: pa.Table, name: str) -> pa.Array:
-    """One column of ``table`` as a single Arrow array."""
-    col = table.column(name)
-    return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-
-
-def _int_ids(values: pa.Array) -> pa.Array:
-    """Registry ids as int64 (a float column with missing values from pandas included)."""
-    return values if pa.types.is_int64(values.type) else pc.cast(values, pa.int64())
-
-
-def _opt_out_mask(patient: pa.Table, unchecked: str) -> pa.Array:
-    """Which patients the national data opt-out removes (and, if excluded, the unchecked ones)."""
-    flag = _column(patient, "ndop_opted_out")
-    if flag.null_count:
-        bad = _column(patient, "patient_id").filter(pc.is_null(flag))[0].as_py()
-        raise RegistryLabError(f"registry/patient: ndop_opted_out is missing for patient_id {bad}")
-    drop = pc.cast(flag, pa.bool_())
-    if unchecked == "exclude" and "nhs_number" in patient.column_names:
-        drop = pc.or_(drop, pc.is_null(_column(patient, "nhs_number"), nan_is_null=True))
-    return drop
-
-
 def apply_opt_outs_arrow(
     registry: dict[str, pa.Table], applies: bool, unchecked: str = "exclude"
 ) -> tuple[dict[str, pa.Table], dict[str, int]]:
@@ -332,60 +268,6 @@ def apply_opt_outs_arrow(
         out[name] = table.filter(pc.invert(drop))
         removed[name] = int(pc.sum(drop).as_py() or 0)
     return out, removed
-
-
-def _pseudonym_source(patient: pa.Table) -> pa.Array:
-    """What each patient's pseudonym hashes: the NHS number, else ``registry:<patient_id>``."""
-    ids = pc.cast(_int_ids(_column(patient, "patient_id")), pa.string())
-    fallback = pc.binary_join_element_wise(pa.scalar("registry:"), ids, "")
-    nhs = pc.cast(_column(patient, "nhs_number"), pa.string())
-    usable = pc.fill_null(pc.greater(pc.utf8_length(nhs), 0), False)
-    return pc.if_else(usable, nhs, fallback)
-
-
-def _rows_of(keys: pa.Array, lookup: pa.Array) -> np.ndarray:
-    """Position in ``lookup`` of each of ``keys`` (-1 when absent or missing).
-
-    Example:
-        >>> _rows_of(pa.array(["b", None, "z"]), pa.array(["a", "b"])).tolist()
-        [1, -1, -1]
-        >>> _rows_of(pa.array([None, None]), pa.array(["a"])).tolist()   # an all-missing column
-        [-1, -1]
-    """
-    if pa.types.is_null(lookup.type) or pa.types.is_null(keys.type):
-        return np.full(len(keys), -1, dtype=np.int64)
-    if keys.type != lookup.type:
-        keys = pc.cast(keys, lookup.type)
-    return pc.fill_null(pc.index_in(keys, value_set=lookup), -1).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _take(values: pa.Array, rows: np.ndarray) -> pa.Array:
-    """``values`` at ``rows``; -1 gives a missing value."""
-    return values.take(pa.array(rows, mask=rows < 0))
-
-
-def _arrow_transform(src: pa.Table, f: FieldSpec, target: pa.DataType,
-                     areas: pd.DataFrame | pa.Table | None) -> pa.Array:
-    """A copied or generalised column (every transform but the keyed ones), with its released type."""
-    if f.transform == "copy":
-        col = _column(src, f.source)
-        if pa.types.is_date32(target) and pa.types.is_timestamp(col.type):
-            return pc.cast(col, target, safe=False)
-        return pc.cast(col, target)
-    if f.transform == "region":
-        if areas is None:
-            raise RegistryLabError(f"field {f.table}.{f.name}: reference/areas is needed for regions")
-        ref = _arrow_table(areas)
-        area = _column(src, f.source)
-        out = _take(_column(ref, "region"), _rows_of(area, _column(ref, "area_id")))
-        unknown = pc.and_(pc.is_valid(area), pc.is_null(out))
-        if pc.any(unknown).as_py():
-            raise RegistryLabError(
-                f"registry/{f.table}: area_id {area.filter(unknown)[0].as_py()!r} is not in reference/areas")
-        return pc.cast(out, target)
-    # the rarer generalisations: as pandas computes them, then stored as enforce() stores them
-    series = _transform(src.select([f.source]).to_pandas(date_as_object=False), f, None, {}, None)
-    return pa.array(series, type=target, from_pandas=True)
 
 
 def _hash_ranks(digests: np.ndarray) -> np.ndarray:
@@ -443,18 +325,24 @@ def _released(c: Column, columns: dict[str, pa.Array], keyed: dict[str, tuple[_K
 
 
 def build_record_release(
-    registry: dict[str, pd.DataFrame | pa.Table],
+    registry: dict[str, pd.DataFrame | pa.Table | Path],
     policy: Policy,
     *,
     areas: pd.DataFrame | pa.Table | None = None,
     key: bytes | None = None,
+    backend: str = "duckdb",
 ) -> ReleaseTables:
     """Apply a record-level policy to registry tables (``patient``, ``tumour``, ``treatment``).
 
     Opt-outs first (if the policy applies NDOP), then each released field is derived by its
-    transform; rows are sorted by the keyed columns. Raises if a table the policy releases is
-    missing from ``registry``. The tables are built with Arrow (pandas or Arrow registry tables
-    alike): each distinct value is hashed once, and rows are sorted by the hashes' ranks.
+    transform; rows are sorted by the keyed columns. Raises if a table the policy releases, or a
+    column it reads, is missing from ``registry`` (DataFrames, Arrow tables or Parquet files).
+
+    ``backend="duckdb"`` (the default) builds the tables in this process with Arrow: each
+    distinct value is hashed once, and rows are sorted by the hashes' ranks. ``backend="spark"``
+    does the per-row work on the Spark executors (:mod:`registry_lib.release.spark_records`:
+    reading, opt-outs, transforms, keyed hashes, sort) and gives identical tables; the project
+    key then travels to the executors inside the task closure.
 
     Example:
         >>> import os; _ = os.environ.setdefault("REGISTRY_LAB_KEY", "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a")
@@ -469,10 +357,22 @@ def build_record_release(
     """
     if policy.output != "record_level":
         raise RegistryLabError(f"policy {policy.name}: not a record-level policy")
+    if backend not in ("duckdb", "spark"):
+        raise RegistryLabError(f"backend {backend!r}: choose one of duckdb, spark")
     registry = {**{t: _empty(t) for t in OPTIONAL_TABLES if t in policy.tables}, **registry}
     missing = [t for t in (*policy.tables, "patient") if t not in registry]
     if missing:
         raise RegistryLabError(f"policy {policy.name}: registry table(s) {missing} not given")
+    _check_columns({t: registry[t] for t in {*policy.tables, "patient"}}, policy)
+    if backend == "spark":
+        from registry_lib.release.spark_records import spark_record_tables
+
+        schemas = {table: _schema(policy, table) for table in policy.tables}
+        built, removed = spark_record_tables({t: registry[t] for t in {*policy.tables, "patient"}}, policy,
+                                             {t: s.arrow_schema for t, s in schemas.items()}, areas=areas, key=key)
+        for table, specs in policy.tables.items():
+            _check_released(policy, table, specs, schemas[table], built[table])
+        return ReleaseTables(ArrowFrames(built), schemas, {t: removed[t] for t in policy.tables})
     needed = {t: _arrow_table(registry[t]) for t in policy.tables}
     needed.setdefault("patient", _arrow_table(registry["patient"]))
     kept, removed = apply_opt_outs_arrow(needed, policy.national_data_opt_out, policy.ndop_unchecked)
@@ -515,10 +415,6 @@ def build_record_release(
                 keyed_rows[f.name] = rekeyed[(table, f.source)]
             else:
                 columns[f.name] = _arrow_transform(src, f, types[f.name], areas)
-        leaked = [c for c in [*columns, *keyed_rows] if c in policy.forbidden and c not in
-                  [f.name for f in specs if f.transform in HASHED]]
-        if leaked:  # defence in depth: validation already refuses such a policy
-            raise RegistryLabError(f"policy {policy.name}: table {table} would release {leaked}")
         keyed = [f.name for f in specs if f.transform in HASHED]
         order = [policy.patient_key, *[k for k in keyed if k != policy.patient_key]]
         index = (np.lexsort([keyed_rows[c][0].sort_key(keyed_rows[c][1]) for c in reversed(order)])
@@ -526,12 +422,58 @@ def build_record_release(
         with ThreadPoolExecutor(max_workers=2) as pool:   # Arrow's take runs without the GIL
             arrays = pool.map(partial(_released, columns=columns, keyed=keyed_rows, index=index), schema.columns)
             out = pa.Table.from_arrays(list(arrays), schema=schema.arrow_schema)
-        for c in schema.columns:
-            if not c.nullable and out.column(c.name).null_count:
-                raise RegistryLabError(f"{schema.stage}/{schema.name}: column {c.name} has missing values")
+        _check_released(policy, table, specs, schema, out)
         arrow[table] = out.combine_chunks()
         schemas[table] = schema
     return ReleaseTables(ArrowFrames(arrow), schemas, {t: removed[t] for t in policy.tables})
+
+
+def _check_released(policy: Policy, table: str, specs: list[FieldSpec], schema: Table, out: pa.Table) -> None:
+    """Refuse a released table with a forbidden column or a missing value where none may be."""
+    hashed = [f.name for f in specs if f.transform in HASHED]
+    leaked = [c for c in out.column_names if c in policy.forbidden and c not in hashed]
+    if leaked:  # defence in depth: validation already refuses such a policy
+        raise RegistryLabError(f"policy {policy.name}: table {table} would release {leaked}")
+    for c in schema.columns:
+        if not c.nullable and out.column(c.name).null_count:
+            raise RegistryLabError(f"{schema.stage}/{schema.name}: column {c.name} has missing values")
+
+
+def _column_names(table: pd.DataFrame | pa.Table | Path) -> list[str]:
+    """The columns of a registry table given as a DataFrame, an Arrow table or a Parquet file."""
+    if isinstance(table, pd.DataFrame):
+        return [str(c) for c in table.columns]
+    if isinstance(table, pa.Table):
+        return table.column_names
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(table).names
+
+
+def _check_columns(registry: dict[str, pd.DataFrame | pa.Table | Path], policy: Policy) -> None:
+    """Refuse registry tables lacking a column the policy reads, naming the table and column.
+
+    Example:
+        >>> from registry_lib.release.policy import load_policy
+        >>> _check_columns({"patient": pa.table({"patient_id": [1]})}, load_policy("direct_care"))
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: registry/patient: column nhs_number is missing (policy direct_care releases it)
+    """
+    pseudonym = any(f.transform == "pseudonym" for fs in policy.tables.values() for f in fs)
+    for name, table in registry.items():
+        have = set(_column_names(table))
+        specs = policy.tables.get(name, [])
+        needed = {f.source: "releases it" for f in specs if f.transform != "pseudonym"}
+        if policy.national_data_opt_out or any(f.transform == "pseudonym" for f in specs):
+            needed.setdefault("patient_id", "links it to registry/patient")
+        if name == "patient" and policy.national_data_opt_out:
+            needed.setdefault("ndop_opted_out", "applies the national data opt-out")
+        if name == "patient" and pseudonym:
+            needed.setdefault("nhs_number", "makes pseudonyms of it")
+        for column, why in needed.items():
+            if column not in have:
+                raise RegistryLabError(f"registry/{name}: column {column} is missing (policy {policy.name} {why})")
 
 
 def build_aggregate_release(registry: dict[str, pd.DataFrame | pa.Table], policy: Policy,

@@ -94,10 +94,15 @@ def release_dir(cohort: str | Path, policy: str) -> Path:
     return _resolve_cohort(cohort) / "releases" / str(policy)
 
 
-def _read_registry(cohort_dir: Path, tables: list[str],
-                   columns: dict[str, set[str]] | None = None) -> dict[str, pa.Table]:
-    """The registry tables as Arrow (converted to pandas only where a step needs it), with only
-    the ``columns`` given for a table (all when none are given for it)."""
+def _registry_files(cohort_dir: Path, tables: list[str]) -> dict[str, Path]:
+    """The registry's Parquet files of ``tables`` (an optional table the registry lacks is left out).
+
+    Example:
+        >>> _registry_files(Path("/nonexistent/small"), ["patient"])
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: /nonexistent/small/registry: not found; make it with `registry-lab link --cohort small`
+    """
     folder = cohort_dir / "registry"
     if not folder.is_dir():
         raise RegistryLabError(
@@ -106,10 +111,19 @@ def _read_registry(cohort_dir: Path, tables: list[str],
     out = {}
     for name in tables:
         path = folder / f"{name}.parquet"
-        if not path.exists():
-            if name in OPTIONAL_TABLES:   # a registry built without the screening or CPES feed
-                continue
+        if path.exists():
+            out[name] = path
+        elif name not in OPTIONAL_TABLES:   # a registry built without the screening or CPES feed
             raise RegistryLabError(f"{path}: registry table missing; re-run `registry-lab link --cohort {cohort_dir.name}`")
+    return out
+
+
+def _read_registry(cohort_dir: Path, tables: list[str],
+                   columns: dict[str, set[str]] | None = None) -> dict[str, pa.Table]:
+    """The registry tables as Arrow (converted to pandas only where a step needs it), with only
+    the ``columns`` given for a table (all when none are given for it)."""
+    out = {}
+    for name, path in _registry_files(cohort_dir, tables).items():
         wanted = (columns or {}).get(name)
         names = None if wanted is None else [c for c in pq.read_schema(path).names if c in wanted]
         out[name] = pq.read_table(path, columns=names)
@@ -207,8 +221,13 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
         cohort_dir: the cohort folder (``synthetic/<name>``) holding ``registry/``.
         policy: a policy name in ``params/release/`` or a path to a policy YAML.
         requester: who asked for the release (recorded in the audit log only).
-        backend: ``"duckdb"`` (default) or ``"spark"``: the engine of an aggregates policy's
-            cubes (record-level releases are built in pandas on the driver either way).
+        backend: ``"duckdb"`` (default) or ``"spark"``: the engine of the release. On Spark an
+            aggregates policy's cubes are computed by Spark SQL, and a record-level policy's
+            tables on the executors (reading the registry files, opt-outs, every transform,
+            pseudonyms and re-keyed ids, the sort; :mod:`registry_lib.release.spark_records`),
+            with the project key sent to the executors inside the task closure. The files are
+            byte-identical to the DuckDB ones; the driver still re-checks the registration
+            opt-outs and writes the files and the risk report.
 
     Example:
         >>> import tempfile
@@ -264,15 +283,22 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
     key = project_key(root) if pol.needs_key else None
     link_report = _link_report(cohort_dir)
     _check_key_fingerprint(cohort_dir, link_report, key, root)
+    if backend not in ("duckdb", "spark"):
+        raise RegistryLabError(f"backend {backend!r}: choose one of duckdb, spark")
     if pol.output == "record_level":
-        registry = _read_registry(cohort_dir, sorted({"patient", *pol.tables}), _columns_used(pol))
+        tables = sorted({"patient", *pol.tables})
+        if backend == "spark":   # the executors read the registry files; the driver reads only
+            sources: dict[str, Any] = _registry_files(cohort_dir, tables)   # what its checks need
+            registry = {**sources, **_read_registry(cohort_dir, ["patient"], {"patient": {"nhs_number"}})}
+        else:
+            registry = sources = _read_registry(cohort_dir, tables, _columns_used(pol))
         areas = None
         if any(f.transform == "region" for fs in pol.tables.values() for f in fs):
             areas_path = cohort_dir / "reference" / "areas.parquet"
             if not areas_path.exists():
                 raise RegistryLabError(f"{areas_path}: not found (needed to map areas to regions)")
             areas = read_parquet(areas_path)
-        built = build_record_release(registry, pol, areas=areas, key=key)
+        built = build_record_release(sources, pol, areas=areas, key=key, backend=backend)
         risk = _apply_risk(pol, built)
     else:
         registry = _read_registry(cohort_dir, ["patient", "tumour"], _columns_used(pol))
