@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from conftest import TEST_KEY
 
 from registry_lib.engines import configure_spark
 from registry_lib.errors import RegistryLabError
@@ -31,7 +32,6 @@ from registry_lib.release import aggregate_counts, aggregate_rates, run
 from registry_lib.release.run import release_dir
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
-KEY = "c337586593d53ec915c7982c4088b2d030dc971771bde08fda1054b7adb4241a"
 CUBE, RECORDS = "aggregate_publication", "research_pseudonymised"
 # (by, years, sites): region/deprivation, case-only dimensions, year filters, odd site literals.
 GROUPINGS = [
@@ -48,7 +48,8 @@ GROUPINGS = [
 def cohorts(tmp_path_factory):
     """The tiny cohort with both releases, and a copy of it with missing values planted."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("REGISTRY_LAB_KEY", KEY)
+    # the suite's key: the tiny cohort is linked once per process, maybe already by another test
+    mp.setenv("REGISTRY_LAB_KEY", TEST_KEY)
     cohort = tiny_cohort()
     for policy in (CUBE, RECORDS):
         run(cohort, policy, "test")
