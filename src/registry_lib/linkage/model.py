@@ -545,6 +545,38 @@ def _to_spark(frame: pd.DataFrame, name: str) -> Any:
     return spark.read.parquet(path)
 
 
+def spark_call_folder(prefix: str, what: str) -> Path:
+    """A new, empty subfolder ``<prefix>_<n>`` of the shared Spark folder for one call's exchange
+    files (Spark caches file listings by path, so every call gets its own name).
+
+    ``what`` names the work in the one sentence that refuses a URL (``s3a://``, ``hdfs://``):
+    the driver reads and writes these files on a file system path.
+
+    Example (a stand-in for the folder a Spark session sets):
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _SPARK.update(workdir=d, calls=0)
+        ...     print(spark_call_folder("cubes", "release cubes").name)
+        ...     _SPARK.update(workdir="s3a://bucket/rl")
+        ...     try:
+        ...         spark_call_folder("cubes", "release cubes")
+        ...     except RegistryLabError as e:
+        ...         print(e)
+        cubes_1
+        --spark-dir s3a://bucket/rl: release cubes on Spark need a shared file system path (NFS, a mounted volume), not a URL
+        >>> _ = [_SPARK.pop(k) for k in ("workdir", "calls")]
+    """
+    workdir = str(_SPARK["workdir"])
+    if "://" in workdir:
+        raise RegistryLabError(f"--spark-dir {workdir}: {what} on Spark need a shared file system path "
+                               "(NFS, a mounted volume), not a URL")
+    _SPARK["calls"] = _SPARK.get("calls", 0) + 1
+    folder = Path(workdir) / f"{prefix}_{_SPARK['calls']}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
 def _spark_tag() -> str:
     """A new name for one scoring call's exchange files (Spark caches file listings by path)."""
     _SPARK["calls"] = _SPARK.get("calls", 0) + 1

@@ -96,15 +96,10 @@ class _Spark:
     """
 
     def __init__(self) -> None:
-        from registry_lib.linkage.model import _SPARK, spark_session
+        from registry_lib.linkage.model import spark_call_folder, spark_session
 
         self.spark = spark_session()
-        if "://" in str(_SPARK["workdir"]):
-            raise RegistryLabError(f"backend 'spark': aggregation exchanges files through a shared folder on a "
-                                   f"file system; {_SPARK['workdir']} is not one (give --spark-dir a mounted path)")
-        _SPARK["calls"] = _SPARK.get("calls", 0) + 1
-        self.folder = Path(_SPARK["workdir"]) / f"aggregate_{_SPARK['calls']}"
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = spark_call_folder("aggregate", "aggregation")
         self.inputs: dict[Path, Path] = {}
         self.results = 0
 

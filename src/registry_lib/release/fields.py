@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from registry_lib.errors import RegistryLabError
-from registry_lib.release.policy import FieldSpec
+from registry_lib.release.policy import HASHED, FieldSpec, Policy
 
 #: The purpose (key derivation) of the patient pseudonyms.
 PSEUDONYM_PURPOSE = "pseudonym"
@@ -157,3 +157,16 @@ def _arrow_transform(src: pa.Table, f: FieldSpec, target: pa.DataType,
     # the rarer generalisations: as pandas computes them, then stored as enforce() stores them
     series = _transform(src.select([f.source]).to_pandas(date_as_object=False), f, None, {}, None)
     return pa.array(series, type=target, from_pandas=True)
+
+
+def _order(policy: Policy, specs: list[FieldSpec]) -> list[str]:
+    """The sort columns of a released table: the patient key, then the other keyed columns.
+
+    Example:
+        >>> from registry_lib.release.policy import load_policy
+        >>> p = load_policy("research_pseudonymised")
+        >>> _order(p, p.tables["treatment"])
+        ['pseudo_id', 'treatment_id', 'tumour_id']
+    """
+    keyed = [f.name for f in specs if f.transform in HASHED]
+    return [policy.patient_key, *[k for k in keyed if k != policy.patient_key]]

@@ -51,6 +51,7 @@ from registry_lib.release.fields import (
     _ids,
     _int_ids,
     _opt_out_mask,
+    _order,
     _pseudonym_source,
     _rows_of,
     _take,
@@ -415,8 +416,7 @@ def build_record_release(
                 keyed_rows[f.name] = rekeyed[(table, f.source)]
             else:
                 columns[f.name] = _arrow_transform(src, f, types[f.name], areas)
-        keyed = [f.name for f in specs if f.transform in HASHED]
-        order = [policy.patient_key, *[k for k in keyed if k != policy.patient_key]]
+        order = _order(policy, specs)
         index = (np.lexsort([keyed_rows[c][0].sort_key(keyed_rows[c][1]) for c in reversed(order)])
                  if src.num_rows else np.zeros(0, np.int64))
         with ThreadPoolExecutor(max_workers=2) as pool:   # Arrow's take runs without the GIL
@@ -540,12 +540,10 @@ def _spark_cubes(kept: dict[str, pd.DataFrame], sqls: dict[str, str],
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
-    from registry_lib.linkage.model import _SPARK, spark_session
+    from registry_lib.linkage.model import spark_call_folder, spark_session
 
     spark = spark_session()
-    _SPARK["calls"] = _SPARK.get("calls", 0) + 1  # a new folder per call: Spark caches file listings
-    folder = Path(_SPARK["workdir"]) / f"release_{_SPARK['calls']}"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = spark_call_folder("release", "aggregate release cubes")
     used = ("diagnosis_date", "age_at_diagnosis", "site_icd10", "stage", "area_id", "route_to_diagnosis")
     inputs = {"t": kept["tumour"][["patient_id", *[c for c in used if c in kept["tumour"].columns]]],
               "p": kept["patient"][["patient_id", "sex"]]}

@@ -45,6 +45,7 @@ from registry_lib.release.fields import (
     _column,
     _int_ids,
     _opt_out_mask,
+    _order,
     _pseudonym_source,
 )
 from registry_lib.release.policy import HASHED, FieldSpec, Policy
@@ -91,12 +92,12 @@ def spark_record_tables(
     """
     if policy.output != "record_level":
         raise RegistryLabError(f"policy {policy.name}: not a record-level policy")
-    from registry_lib.linkage.model import spark_session
+    from registry_lib.linkage.model import spark_call_folder, spark_session
 
     hashed = any(f.transform in HASHED for fs in policy.tables.values() for f in fs)
     key = (key if key is not None else project_key()) if hashed else None
     spark = spark_session()
-    folder = _exchange_folder()
+    folder = spark_call_folder("record_release", "record-level releases")
     try:
         paths = {name: _stage(name, value, folder / "in") for name, value in registry.items()}
         frames = {name: _read(spark, path) for name, path in paths.items()}
@@ -113,20 +114,6 @@ def spark_record_tables(
         return out, removed
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # staged registry tables hold NHS numbers
-
-
-def _exchange_folder() -> Path:
-    """A new subfolder of the shared Spark folder for this call (Spark caches file listings)."""
-    from registry_lib.linkage.model import _SPARK
-
-    if "://" in str(_SPARK["workdir"]):
-        raise RegistryLabError(f"--spark-dir {_SPARK['workdir']}: record-level releases on Spark need "
-                               "a shared file system path (NFS, a mounted volume), not a URL")
-    _SPARK["calls"] = _SPARK.get("calls", 0) + 1
-    folder = Path(_SPARK["workdir"]) / f"record_release_{_SPARK['calls']}"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    return folder
 
 
 def _stage(name: str, value: pd.DataFrame | pa.Table | Path, folder: Path) -> Path:
@@ -285,19 +272,6 @@ def _joined_pseudonym(src: pa.Table, f: FieldSpec) -> pa.Array:
         raise RegistryLabError(
             f"registry/{f.table}: patient_id {bad} is not in registry/patient (broken registry)")
     return hashed
-
-
-def _order(policy: Policy, specs: list[FieldSpec]) -> list[str]:
-    """The sort columns of a released table: the patient key, then the other keyed columns.
-
-    Example:
-        >>> from registry_lib.release.policy import load_policy
-        >>> p = load_policy("research_pseudonymised")
-        >>> _order(p, p.tables["treatment"])
-        ['pseudo_id', 'treatment_id', 'tumour_id']
-    """
-    keyed = [f.name for f in specs if f.transform in HASHED]
-    return [policy.patient_key, *[k for k in keyed if k != policy.patient_key]]
 
 
 def _sorted(rows: Any, order: list[str], folder: Path, schema: pa.Schema) -> pa.Table:
