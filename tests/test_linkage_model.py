@@ -241,3 +241,16 @@ def test_spark_and_duckdb_estimate_the_same_u_probabilities():
                                           max_pairs=5_000, seed=1) for backend in ("duckdb", "spark")}
     assert len(_u_probabilities(u["spark"])) > 10
     assert _u_probabilities(u["spark"]) == _u_probabilities(u["duckdb"])
+
+
+@pytest.mark.spark
+@pytest.mark.xdist_group("spark_local")
+def test_a_spark_dir_spark_cannot_use_is_one_sentence():
+    """s3a:// without the S3 connector on the cluster: one sentence naming --spark-dir, no Java trace."""
+    if not mdl.java_available():
+        pytest.skip("Java is not installed: the Spark backend needs a Java runtime (java not on PATH)")
+    from registry_lib import engines
+
+    with pytest.raises(RegistryLabError, match=r"^--spark-dir s3a://bucket/rl: Spark cannot use this folder "
+                                               r"\(Class org\.apache\.hadoop\.fs\.s3a\.S3AFileSystem not found\)"):
+        engines.spark_session(checkpoint_dir="s3a://bucket/rl")

@@ -386,7 +386,14 @@ def spark_session(jars: Sequence[str] = (), checkpoint_dir: str | None = None) -
                                f"(master {_CLI_SPARK['master'] or 'from configuration'}): {first}") from exc
     spark.sparkContext.setLogLevel("ERROR")
     if checkpoint_dir:
-        spark.sparkContext.setCheckpointDir(checkpoint_dir)
+        try:
+            spark.sparkContext.setCheckpointDir(checkpoint_dir)
+        except Exception as exc:  # noqa: BLE001 - e.g. s3a:// without the cluster's S3 connector
+            cause = [line for line in str(exc).splitlines() if "Exception:" in line]
+            why = (cause[-1].split("Exception:", 1)[1] if cause else type(exc).__name__).strip()[:200]
+            raise RegistryLabError(f"--spark-dir {checkpoint_dir}: Spark cannot use this folder ({why}); "
+                                   "give a path every executor can read and write, with its file "
+                                   "system's connector on the cluster") from exc
     return spark
 
 
