@@ -54,6 +54,24 @@ SPARK_DEFAULTS: dict[str, str] = {
 _CLI_SPARK: dict[str, Any] = {"master": None, "conf": {}, "workdir": None}
 
 
+#: The engines the pipeline runs on (``backend=`` / ``--backend``).
+BACKENDS = ("duckdb", "spark")
+
+
+def check_backend(backend: str) -> None:
+    """Refuse an engine the pipeline does not run on, in one sentence.
+
+    Example:
+        >>> check_backend("spark")
+        >>> check_backend("postgres")
+        Traceback (most recent call last):
+        ...
+        registry_lib.errors.RegistryLabError: backend 'postgres': choose one of duckdb, spark
+    """
+    if backend not in BACKENDS:
+        raise RegistryLabError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+
+
 def machine_memory() -> int:
     """Total physical memory of this machine in bytes.
 

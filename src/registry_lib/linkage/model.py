@@ -49,7 +49,7 @@ from registry_lib.linkage import formats as fmt
 from registry_lib.linkage import standardise as std
 
 ROLES = ("nhs_number", "given_name", "family_name", "birth_date", "sex", "postcode", "address")
-BACKENDS = ("duckdb", "spark")
+BACKENDS = engines.BACKENDS
 
 #: Prior m probabilities (share of true matches in each non-null level, most specific first).
 #: Starting values only: EM re-estimates them from the data. Assumptions, informed by the
@@ -615,18 +615,17 @@ def db_api(backend: str) -> Any:
         ...
         registry_lib.errors.RegistryLabError: backend 'postgres': choose one of duckdb, spark
     """
+    engines.check_backend(backend)
     if backend == "duckdb":
         from splink import DuckDBAPI
 
         # what pandas already holds counts against the budget: DuckDB gets the rest, and spills
         return DuckDBAPI(connection=engines.duckdb_connect(limit=engines.remaining_memory()))
-    if backend == "spark":
-        from splink import SparkAPI
+    from splink import SparkAPI
 
-        spark = spark_session()
-        return SparkAPI(spark_session=spark, num_partitions_on_repartition=_spark_partitions(spark),
-                        break_lineage_method="persist")
-    raise RegistryLabError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    spark = spark_session()
+    return SparkAPI(spark_session=spark, num_partitions_on_repartition=_spark_partitions(spark),
+                    break_lineage_method="persist")
 
 
 @contextlib.contextmanager

@@ -49,14 +49,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from registry_lib.engines import duckdb_connect
+from registry_lib.engines import check_backend, duckdb_connect
 from registry_lib.errors import RegistryLabError
 from registry_lib.release.run import _resolve_cohort, load_release, release_dir
 
 DIMENSIONS = ("year", "sex", "age_band", "site_icd10", "stage", "area_id", "region", "deprivation_quintile")
 POPULATION_DIMENSIONS = ("year", "sex", "age_band", "area_id", "region", "deprivation_quintile")
 DEFAULT_POLICY = "aggregate_publication"
-BACKENDS = ("duckdb", "spark")
 
 
 def _sql_path(path: Path | str) -> str:
@@ -134,15 +133,10 @@ class _Spark:
 _Engine = _DuckDB | _Spark
 
 
-def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise RegistryLabError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-
-
 @contextlib.contextmanager
 def _engine(backend: str) -> Iterator[_Engine]:
     """The engine of ``backend``, closed at the end."""
-    _check_backend(backend)
+    check_backend(backend)
     engine: _Engine = _DuckDB() if backend == "duckdb" else _Spark()
     try:
         yield engine
@@ -318,7 +312,7 @@ def aggregate_counts(
         registry_lib.errors.RegistryLabError: backend 'polars': choose one of duckdb, spark
     """
     by = _check_by(by)
-    _check_backend(backend)
+    check_backend(backend)
     cohort = _resolve_cohort(cohort)
     years = default_years(cohort) if years is None else years
     folder = _check_release(cohort, policy)
@@ -379,7 +373,7 @@ def aggregate_rates(
     by = _check_by(by)
     if "age_band" in by:
         raise RegistryLabError("aggregate_rates: by must not contain age_band (rates are age-standardised)")
-    _check_backend(backend)
+    check_backend(backend)
     cohort = _resolve_cohort(cohort)
     years = default_years(cohort) if years is None else years
     folder = _check_release(cohort, policy)

@@ -39,7 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from registry_lib.engines import duckdb_connect
+from registry_lib.engines import check_backend, duckdb_connect
 from registry_lib.errors import RegistryLabError
 from registry_lib.keys import hex_digests, keyed_digests, keyed_hash, keyed_hash_arrow
 from registry_lib.linkage.tables import REGISTRY
@@ -358,8 +358,7 @@ def build_record_release(
     """
     if policy.output != "record_level":
         raise RegistryLabError(f"policy {policy.name}: not a record-level policy")
-    if backend not in ("duckdb", "spark"):
-        raise RegistryLabError(f"backend {backend!r}: choose one of duckdb, spark")
+    check_backend(backend)
     registry = {**{t: _empty(t) for t in OPTIONAL_TABLES if t in policy.tables}, **registry}
     missing = [t for t in (*policy.tables, "patient") if t not in registry]
     if missing:
@@ -500,8 +499,7 @@ def build_aggregate_release(registry: dict[str, pd.DataFrame | pa.Table], policy
     """
     if policy.output != "aggregates":
         raise RegistryLabError(f"policy {policy.name}: not an aggregates policy")
-    if backend not in ("duckdb", "spark"):
-        raise RegistryLabError(f"backend {backend!r}: choose one of duckdb, spark")
+    check_backend(backend)
     base = {"patient": _arrow_table(registry["patient"]), "tumour": _arrow_table(registry["tumour"])}
     kept, removed = apply_opt_outs_arrow(base, policy.national_data_opt_out, policy.ndop_unchecked)
     sqls = {cube: _cube_sql(dims) for cube, dims in policy.aggregates.items()}

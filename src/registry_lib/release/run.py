@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from registry_lib.engines import check_backend
 from registry_lib.errors import RegistryLabError
 from registry_lib.io import (
     atomic_dir,
@@ -283,8 +284,7 @@ def run(cohort_dir: Path, policy: str | Path, requester: str, backend: str = "du
     key = project_key(root) if pol.needs_key else None
     link_report = _link_report(cohort_dir)
     _check_key_fingerprint(cohort_dir, link_report, key, root)
-    if backend not in ("duckdb", "spark"):
-        raise RegistryLabError(f"backend {backend!r}: choose one of duckdb, spark")
+    check_backend(backend)
     if pol.output == "record_level":
         tables = sorted({"patient", *pol.tables})
         if backend == "spark":   # the executors read the registry files; the driver reads only

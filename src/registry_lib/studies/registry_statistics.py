@@ -64,8 +64,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from registry_lib.engines import check_backend
 from registry_lib.errors import RegistryLabError
-from registry_lib.release.aggregate import BACKENDS, DIMENSIONS, aggregate_rates, default_years
+from registry_lib.release.aggregate import DIMENSIONS, aggregate_rates, default_years
 from registry_lib.release.disclosure import (
     UnsafeTableError,
     round_counts,
@@ -408,8 +409,7 @@ def publish_incidence(
     """
     import warnings
 
-    if backend not in BACKENDS:
-        raise RegistryLabError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    check_backend(backend)
     settings = settings or publication_settings(policy)
     source = _cohort_path(cohort)
     first, last = publication_years(source, years)
